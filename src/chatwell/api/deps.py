@@ -1,0 +1,73 @@
+"""Named dependencies for the HTTP doors: the database, settings and the calling key."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from chatwell.domain.auth import Principal
+from chatwell.errors import Forbidden
+from chatwell.services import keys
+from chatwell.settings import Settings
+from chatwell.storage.database import Database
+
+bearer_scheme = HTTPBearer(auto_error=False, description="A chatwell API key")
+
+
+def get_db(request: Request) -> Database:
+    return request.app.state.db
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+DbDep = Annotated[Database, Depends(get_db)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def origin_allowed(origin: str | None, allowed: tuple[str, ...] | list[str]) -> bool:
+    """No list or no Origin header (server-to-server) passes; otherwise the origin must match,
+    exactly or by a ``*.example.com`` wildcard, with or without scheme."""
+    if not allowed or not origin:
+        return True
+    origin = origin.lower().rstrip("/")
+    host = origin.split("://", 1)[-1]
+    for entry in allowed:
+        entry = entry.lower().rstrip("/")
+        if entry == origin or entry == host:
+            return True
+        if "*." in entry:
+            suffix = entry.split("*.", 1)[1]
+            if host.endswith("." + suffix.split("://", 1)[-1]):
+                return True
+    return False
+
+
+async def authenticate_request(request: Request, db: Database, secret: str | None) -> Principal:
+    principal = await keys.authenticate(db, secret)
+    if not origin_allowed(request.headers.get("origin"), principal.allowed_origins):
+        raise Forbidden("this key may not be used from this origin", code="origin_not_allowed")
+    return principal
+
+
+async def get_principal(
+    request: Request,
+    db: DbDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> Principal:
+    return await authenticate_request(request, db, credentials.credentials if credentials else None)
+
+
+async def get_workspace_principal(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    """A key that may manage the workspace (not one scoped to a single bot)."""
+    if principal.bot_id is not None:
+        raise Forbidden("this key is scoped to one bot and cannot manage the workspace",
+                        code="insufficient_scope")
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+WorkspacePrincipalDep = Annotated[Principal, Depends(get_workspace_principal)]

@@ -1,0 +1,1 @@
+"""chatwell's own clean API (``/v1/...``), documented in ``../shared/CONTRACT.md``."""

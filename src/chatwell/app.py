@@ -1,0 +1,95 @@
+"""The application factory. ``create_app(settings)`` builds a server; nothing happens at import.
+
+Start-up (the lifespan) opens the database, applies migrations, makes sure the default workspace
+and its owner key exist, and starts the in-process background workers; shutdown stops them.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from chatwell import __version__
+from chatwell.api import system
+from chatwell.api.body_limit import BodyLimitMiddleware
+from chatwell.api.errors import ErrorFormats, install_error_handlers
+from chatwell.api.native import bots as native_bots
+from chatwell.api.native import keys as native_keys
+from chatwell.api.native import sources as native_sources
+from chatwell.settings import Settings
+from chatwell.storage import migrate
+from chatwell.storage.database import Database
+
+log = logging.getLogger("chatwell")
+
+Announce = Callable[[str], None]
+
+
+def _print(text: str) -> None:
+    print(text, file=sys.stdout, flush=True)
+
+
+def create_app(settings: Settings | None = None, *, announce: Announce = _print) -> FastAPI:
+    """A chatwell server for ``settings`` (default: from the environment).
+
+    ``announce`` receives the one-time messages meant for the operator's console (the generated
+    owner key); they never go to the log.
+    """
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from chatwell.services import bootstrap
+
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        db = Database(settings.resolved_database_url)
+        app.state.db = db
+        try:
+            if settings.auto_migrate:
+                await migrate.upgrade(db)
+            await bootstrap.on_start(db, settings, announce=announce)
+            yield
+        finally:
+            await db.dispose()
+
+    app = FastAPI(
+        title="chatwell",
+        version=__version__,
+        summary="AI chatbots grounded in your own content, speaking every hosted platform's API.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    formats = ErrorFormats()
+    app.state.error_formats = formats
+    install_error_handlers(app, formats)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        json_limit=settings.max_request_bytes,
+        upload_limit=settings.max_upload_bytes,
+        formats=formats,
+    )
+    for router in (system.router, native_bots.router, native_sources.router, native_keys.router):
+        app.include_router(router)
+    app.openapi = _openapi_with_extra_schemas(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi_with_extra_schemas(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """Add the source-body models, which the mixed JSON/multipart endpoint references by hand."""
+
+    def build() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, summary=app.summary,
+                                 routes=app.routes)
+            extra = native_sources.SOURCE_IN.json_schema(ref_template="#/components/schemas/{model}")
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(extra.get("$defs", {}))
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    return build

@@ -1,0 +1,339 @@
+"""The ``chatwell`` command: run the server and manage workspaces, bots, keys and sources.
+
+Management commands talk to the database directly (the same services the HTTP API calls), so
+they work before a server runs. Output is for people by default and JSON with ``--json``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from chatwell.errors import ChatwellError
+from chatwell.settings import Settings
+
+app = typer.Typer(help="chatwell: AI chatbots grounded in your own content.", no_args_is_help=True,
+                  add_completion=False)
+workspaces_app = typer.Typer(help="Manage workspaces (tenants).", no_args_is_help=True)
+bots_app = typer.Typer(help="Manage bots.", no_args_is_help=True)
+keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+sources_app = typer.Typer(help="Add knowledge to bots.", no_args_is_help=True)
+app.add_typer(workspaces_app, name="workspaces")
+app.add_typer(bots_app, name="bots")
+app.add_typer(keys_app, name="keys")
+app.add_typer(sources_app, name="sources")
+
+console = Console()
+err_console = Console(stderr=True)
+T = TypeVar("T")
+
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data folder (default ./chatwell-data or CHATWELL_DATA_DIR).")]
+DatabaseUrl = Annotated[str | None, typer.Option("--database-url", help="SQLAlchemy async URL (overrides the data dir's SQLite file).")]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+WorkspaceOpt = Annotated[str | None, typer.Option("--workspace", "-w", help="Workspace id (default: the default workspace).")]
+
+
+def _settings(data_dir: Path | None, database_url: str | None, **extra: Any) -> Settings:
+    overrides: dict[str, Any] = {k: v for k, v in extra.items() if v is not None}
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    if database_url is not None:
+        overrides["database_url"] = database_url
+    return Settings(**overrides)
+
+
+def _run(settings: Settings, work: Callable[[Any], Awaitable[T]], *, migrate_first: bool = True) -> T:
+    """Open the database (migrated), run ``work(db)``, close; domain errors exit with code 1."""
+    from chatwell.storage import migrate
+    from chatwell.storage.database import Database
+
+    async def main() -> T:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        db = Database(settings.resolved_database_url)
+        try:
+            if migrate_first:
+                await migrate.upgrade(db)
+            return await work(db)
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(main())
+    except ChatwellError as exc:
+        err_console.print(f"[red]error[/red] ({exc.code}): {exc.message}")
+        raise typer.Exit(1) from None
+
+
+def _emit(as_json: bool, payload: Any, table: Table | str | None = None) -> None:
+    if as_json:
+        typer.echo(json.dumps(payload, default=str, indent=2))
+    elif table is not None:
+        console.print(table)
+
+
+async def _workspace_id(db: Any, workspace: str | None) -> uuid.UUID:
+    from chatwell.errors import NotFound
+    from chatwell.services import workspaces
+
+    if workspace:
+        try:
+            return uuid.UUID(workspace)
+        except ValueError:
+            raise NotFound("workspace not found", code="workspace_not_found") from None
+    default, _ = await workspaces.ensure_default_workspace(db, admin_secret=None)
+    return default.id
+
+
+# ---------------------------------------------------------------------------------------- serve
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+    workers: Annotated[int, typer.Option(help="Number of API processes.")] = 1,
+    demo: Annotated[bool, typer.Option("--demo", help="Create a public demo bot on first start.")] = False,
+) -> None:
+    """Run the HTTP server (every CHATWELL_* setting applies; see the README)."""
+    import uvicorn
+
+    from chatwell.app import create_app
+
+    settings = _settings(data_dir, database_url, demo=demo or None)
+    console.print(f"chatwell is starting on [bold]http://{host}:{port}[/bold] "
+                  f"(data: {settings.data_dir}, API docs: http://{host}:{port}/docs)")
+    if workers > 1:
+        # Worker processes rebuild the app from the environment.
+        os.environ["CHATWELL_DATA_DIR"] = str(settings.data_dir)
+        if settings.database_url:
+            os.environ["CHATWELL_DATABASE_URL"] = settings.database_url
+        if demo:
+            os.environ["CHATWELL_DEMO"] = "1"
+        uvicorn.run("chatwell.app:create_app", factory=True, host=host, port=port, workers=workers,
+                    log_level=settings.log_level, proxy_headers=True)
+    else:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level,
+                    proxy_headers=True)
+
+
+@app.command()
+def migrate(
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+    revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
+) -> None:
+    """Apply database migrations (up to the newest by default)."""
+    from chatwell.storage import migrate as migrations
+
+    async def work(db: Any) -> str | None:
+        await migrations.upgrade(db, revision)
+        return await migrations.current_revision(db)
+
+    current = _run(_settings(data_dir, database_url), work, migrate_first=False)
+    console.print(f"database at revision {current}")
+
+
+# ----------------------------------------------------------------------------------- workspaces
+
+@workspaces_app.command("create")
+def workspaces_create(name: str, data_dir: DataDir = None, database_url: DatabaseUrl = None,
+                      as_json: JsonFlag = False) -> None:
+    """Create a workspace and print its owner key (shown only now)."""
+    from chatwell.services import workspaces
+
+    ws, secret = _run(_settings(data_dir, database_url),
+                      lambda db: workspaces.create_workspace(db, name=name))
+    if as_json:
+        _emit(True, {"id": str(ws.id), "name": ws.name, "owner_key": secret})
+    else:
+        console.print(f"workspace [bold]{ws.name}[/bold] created: {ws.id}")
+        console.print(f"owner key (shown only now): [bold]{secret}[/bold]")
+
+
+@workspaces_app.command("list")
+def workspaces_list(data_dir: DataDir = None, database_url: DatabaseUrl = None,
+                    as_json: JsonFlag = False) -> None:
+    """List workspaces."""
+    from chatwell.services import workspaces
+
+    rows = _run(_settings(data_dir, database_url), workspaces.list_workspaces)
+    table = Table("id", "name", "default", "bots", "created")
+    for r in rows:
+        table.add_row(str(r.workspace.id), r.workspace.name, "yes" if r.workspace.is_default else "",
+                      str(r.bot_count), r.workspace.created_at.isoformat(timespec="seconds"))
+    _emit(as_json, [{"id": str(r.workspace.id), "name": r.workspace.name,
+                     "is_default": r.workspace.is_default, "bot_count": r.bot_count,
+                     "created_at": r.workspace.created_at} for r in rows], table)
+
+
+# ----------------------------------------------------------------------------------------- bots
+
+def _bot_json(bot: Any) -> dict[str, Any]:
+    from chatwell.api.native.schemas import BotOut
+
+    return BotOut.of(bot).model_dump(mode="json")
+
+
+@bots_app.command("list")
+def bots_list(workspace: WorkspaceOpt = None, data_dir: DataDir = None,
+              database_url: DatabaseUrl = None, as_json: JsonFlag = False) -> None:
+    """List the bots of a workspace."""
+    from chatwell.services import bots
+    from chatwell.services.principals import owner_principal
+
+    async def work(db: Any) -> list[Any]:
+        principal = owner_principal(await _workspace_id(db, workspace))
+        found, cursor = [], None
+        while True:
+            page = await bots.list_bots(db, principal=principal, limit=100, cursor=cursor)
+            found.extend(page.items)
+            if not page.has_more:
+                return found
+            cursor = page.next_cursor
+
+    rows = _run(_settings(data_dir, database_url), work)
+    table = Table("id", "slug", "name", "public")
+    for b in rows:
+        table.add_row(str(b.id), b.slug, b.name, "yes" if b.public else "")
+    _emit(as_json, [_bot_json(b) for b in rows], table)
+
+
+@bots_app.command("create")
+def bots_create(
+    name: str,
+    slug: Annotated[str | None, typer.Option(help="URL-safe unique slug (default: from the name).")] = None,
+    public: Annotated[bool, typer.Option("--public", help="Anyone may chat with it (widget, 001).")] = False,
+    instructions: Annotated[str | None, typer.Option(help="System instructions.")] = None,
+    workspace: WorkspaceOpt = None, data_dir: DataDir = None, database_url: DatabaseUrl = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a bot."""
+    from chatwell.domain.bots import BotCreate
+    from chatwell.services import bots
+
+    try:
+        data = BotCreate(name=name, slug=slug, public=public, instructions=instructions)
+    except ValueError as exc:
+        err_console.print(f"[red]error[/red] (invalid_request): {exc}")
+        raise typer.Exit(1) from None
+
+    async def work(db: Any) -> Any:
+        return await bots.create_bot(db, workspace_id=await _workspace_id(db, workspace), data=data)
+
+    bot = _run(_settings(data_dir, database_url), work)
+    if as_json:
+        _emit(True, _bot_json(bot))
+    else:
+        console.print(f"bot [bold]{bot.name}[/bold] created: id {bot.id}, slug {bot.slug}")
+
+
+@bots_app.command("delete")
+def bots_delete(bot: str, workspace: WorkspaceOpt = None, data_dir: DataDir = None,
+                database_url: DatabaseUrl = None, as_json: JsonFlag = False) -> None:
+    """Delete a bot (by id or slug) with its sources, conversations and keys."""
+    from chatwell.services import bots
+    from chatwell.services.principals import owner_principal
+
+    async def work(db: Any) -> None:
+        principal = owner_principal(await _workspace_id(db, workspace))
+        await bots.delete_bot(db, principal=principal, ref=bot)
+
+    _run(_settings(data_dir, database_url), work)
+    _emit(as_json, {"deleted": bot}, f"bot {bot} deleted")
+
+
+# ----------------------------------------------------------------------------------------- keys
+
+@keys_app.command("create")
+def keys_create(
+    label: str,
+    bot: Annotated[str | None, typer.Option(help="Limit the key to this bot (id or slug).")] = None,
+    origin: Annotated[list[str] | None, typer.Option("--origin", help="Allowed origin (repeatable).")] = None,
+    daily_limit: Annotated[int | None, typer.Option(help="Messages per day.", min=1)] = None,
+    workspace: WorkspaceOpt = None, data_dir: DataDir = None, database_url: DatabaseUrl = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create an API key and print its secret (shown only now)."""
+    from chatwell.domain.bots import check_origin
+    from chatwell.services import bots, keys
+    from chatwell.services.principals import owner_principal
+
+    try:
+        origins = [check_origin(o) for o in origin or []]
+    except ValueError as exc:
+        err_console.print(f"[red]error[/red] (invalid_request): {exc}")
+        raise typer.Exit(1) from None
+
+    async def work(db: Any) -> Any:
+        workspace_id = await _workspace_id(db, workspace)
+        bot_id = None
+        if bot is not None:
+            bot_id = (await bots.get_bot(db, principal=owner_principal(workspace_id), ref=bot)).id
+        return await keys.create_key(db, workspace_id=workspace_id, label=label, bot_id=bot_id,
+                                     allowed_origins=origins, daily_message_limit=daily_limit, origin="cli")
+
+    key, secret = _run(_settings(data_dir, database_url), work)
+    if as_json:
+        _emit(True, {"id": str(key.id), "key": secret, "prefix": key.prefix, "label": key.label,
+                     "bot_id": str(key.bot_id) if key.bot_id else None})
+    else:
+        console.print(f"key [bold]{label}[/bold] created: id {key.id}")
+        console.print(f"secret (shown only now): [bold]{secret}[/bold]")
+
+
+@keys_app.command("list")
+def keys_list(workspace: WorkspaceOpt = None, data_dir: DataDir = None,
+              database_url: DatabaseUrl = None, as_json: JsonFlag = False) -> None:
+    """List the active keys of a workspace (prefixes only)."""
+    from chatwell.services import keys
+
+    async def work(db: Any) -> list[Any]:
+        workspace_id = await _workspace_id(db, workspace)
+        found, cursor = [], None
+        while True:
+            page = await keys.list_keys(db, workspace_id=workspace_id, limit=100, cursor=cursor)
+            found.extend(page.items)
+            if not page.has_more:
+                return found
+            cursor = page.next_cursor
+
+    rows = _run(_settings(data_dir, database_url), work)
+    table = Table("id", "prefix", "label", "scope", "last used")
+    for k in rows:
+        table.add_row(str(k.id), k.prefix, k.label, f"bot {k.bot_id}" if k.bot_id else "workspace",
+                      k.last_used_at.isoformat(timespec="seconds") if k.last_used_at else "never")
+    _emit(as_json, [{"id": str(k.id), "prefix": k.prefix, "label": k.label,
+                     "bot_id": str(k.bot_id) if k.bot_id else None, "is_owner": k.is_owner,
+                     "last_used_at": k.last_used_at, "created_at": k.created_at} for k in rows], table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, workspace: WorkspaceOpt = None, data_dir: DataDir = None,
+                database_url: DatabaseUrl = None, as_json: JsonFlag = False) -> None:
+    """Revoke a key; it stops working on the next request."""
+    from chatwell.errors import NotFound
+    from chatwell.services import keys
+
+    async def work(db: Any) -> None:
+        try:
+            parsed = uuid.UUID(key_id)
+        except ValueError:
+            raise NotFound("key not found", code="key_not_found") from None
+        await keys.revoke_key(db, workspace_id=await _workspace_id(db, workspace), key_id=parsed)
+
+    _run(_settings(data_dir, database_url), work)
+    _emit(as_json, {"revoked": key_id}, f"key {key_id} revoked")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

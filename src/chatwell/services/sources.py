@@ -1,0 +1,108 @@
+"""Sources: the knowledge a bot answers from. Adding one records it as ``pending`` with its raw
+content; the ingestion worker picks it up off the request path. Deleting one removes its chunks
+(and, through the index triggers, their keyword and vector entries) in the same transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+
+from sqlalchemy import delete, select
+
+from chatwell.domain.auth import Principal
+from chatwell.domain.models import SourceStatus, SourceType
+from chatwell.domain.sources import QASourceIn, TextSourceIn, UrlSourceIn
+from chatwell.errors import NotFound
+from chatwell.services.bots import get_bot
+from chatwell.services.pagination import Page, page_of, paginate
+from chatwell.storage.database import Database
+from chatwell.storage.tables import Chunk, Source, SourceContent
+
+
+def source_not_found() -> NotFound:
+    return NotFound("source not found", code="source_not_found")
+
+
+def _hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+async def _add(db: Database, *, bot_ref: str, principal: Principal, source: Source,
+               content: bytes | None) -> Source:
+    bot = await get_bot(db, principal=principal, ref=bot_ref)
+    source.workspace_id = bot.workspace_id
+    source.bot_id = bot.id
+    source.status = SourceStatus.PENDING
+    async with db.write() as session:
+        session.add(source)
+        await session.flush()
+        if content is not None:
+            session.add(SourceContent(source_id=source.id, data=content))
+    return source
+
+
+async def add_text_source(db: Database, *, principal: Principal, bot_ref: str,
+                          data: TextSourceIn) -> Source:
+    content = data.text.encode()
+    title = data.title.strip() or data.text.strip().splitlines()[0][:80]
+    return await _add(db, bot_ref=bot_ref, principal=principal, content=content, source=Source(
+        type=SourceType.TEXT, title=title, mime_type="text/plain", size_bytes=len(content),
+        content_hash=_hash(content), options={}))
+
+
+async def add_qa_source(db: Database, *, principal: Principal, bot_ref: str, data: QASourceIn) -> Source:
+    content = json.dumps({"question": data.question, "answer": data.answer}).encode()
+    return await _add(db, bot_ref=bot_ref, principal=principal, content=content, source=Source(
+        type=SourceType.QA, title=data.question[:500], mime_type="application/json",
+        size_bytes=len(content), content_hash=_hash(content), options={}))
+
+
+async def add_url_source(db: Database, *, principal: Principal, bot_ref: str, data: UrlSourceIn) -> Source:
+    return await _add(db, bot_ref=bot_ref, principal=principal, content=None, source=Source(
+        type=SourceType.URL, title=data.title or data.url, url=data.url,
+        options={"crawl": data.crawl, "max_pages": data.max_pages, "max_depth": data.max_depth}))
+
+
+async def add_file_source(db: Database, *, principal: Principal, bot_ref: str, filename: str,
+                          content: bytes, declared_type: str | None) -> Source:
+    return await _add(db, bot_ref=bot_ref, principal=principal, content=content, source=Source(
+        type=SourceType.FILE, title=filename, filename=filename, mime_type=declared_type,
+        size_bytes=len(content), content_hash=_hash(content), options={}))
+
+
+async def list_sources(db: Database, *, principal: Principal, bot_ref: str, limit: int = 50,
+                       cursor: str | None = None) -> Page[Source]:
+    bot = await get_bot(db, principal=principal, ref=bot_ref)
+    query = select(Source).where(Source.bot_id == bot.id)
+    async with db.read() as session:
+        rows = list((await session.scalars(paginate(query, Source.id, limit=limit, cursor=cursor))).all())
+    return page_of(rows, limit, lambda s: s.id)
+
+
+def _parse_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise source_not_found() from None
+
+
+async def get_source(db: Database, *, principal: Principal, bot_ref: str, source_id: str) -> Source:
+    bot = await get_bot(db, principal=principal, ref=bot_ref)
+    async with db.read() as session:
+        source = await session.get(Source, _parse_id(source_id))
+    if source is None or source.bot_id != bot.id:
+        raise source_not_found()
+    return source
+
+
+async def delete_source(db: Database, *, principal: Principal, bot_ref: str, source_id: str) -> None:
+    source = await get_source(db, principal=principal, bot_ref=bot_ref, source_id=source_id)
+    async with db.write() as session:
+        # Pages found by a crawl go with their root.
+        children = select(Source.id).where(Source.parent_id == source.id)
+        await session.execute(delete(Chunk).where(Chunk.source_id.in_(children)))
+        await session.execute(delete(Chunk).where(Chunk.source_id == source.id))
+        await session.execute(delete(Source).where(Source.parent_id == source.id))
+        await session.execute(delete(Source).where(Source.id == source.id))

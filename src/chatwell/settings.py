@@ -1,0 +1,76 @@
+"""The one place chatwell is configured: environment (``CHATWELL_*``), ``.env`` or CLI flags.
+
+Every field carries its help text; ``tests/test_docs.py`` checks the README documents each one.
+Nothing here reads the environment at import time: build ``Settings()`` where you need it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "admin", "password"}
+
+
+class Settings(BaseSettings):
+    """Server settings. Environment variables use the prefix ``CHATWELL_`` (e.g. ``CHATWELL_DATA_DIR``)."""
+
+    model_config = SettingsConfigDict(env_prefix="CHATWELL_", env_file=None, extra="ignore")
+
+    environment: Literal["development", "production"] = Field(
+        "development",
+        description="`production` refuses placeholder secrets such as `changeme`.",
+    )
+    data_dir: Path = Field(
+        Path("./chatwell-data"),
+        description="Folder for the SQLite database, uploaded files and caches.",
+    )
+    database_url: str | None = Field(
+        None,
+        description=(
+            "SQLAlchemy async URL. Default: SQLite file `chatwell.db` in the data dir. "
+            "PostgreSQL: `postgresql+asyncpg://user:pass@host/db` (needs the pgvector extension)."
+        ),
+    )
+    auto_migrate: bool = Field(
+        True, description="Apply pending database migrations when the server starts."
+    )
+    admin_key: SecretStr | None = Field(
+        None,
+        description=(
+            "Secret of the default workspace's owner key. Without it the first start creates a "
+            "key and prints it once."
+        ),
+    )
+    max_request_bytes: int = Field(
+        1_048_576, description="Largest accepted request body for JSON endpoints, in bytes (413 above)."
+    )
+    max_upload_bytes: int = Field(
+        20_971_520, description="Largest accepted file upload (multipart), in bytes (413 above)."
+    )
+    demo: bool = Field(
+        False, description="Create a public demo bot with a sample document on first start."
+    )
+    log_level: str = Field("info", description="Log level: debug, info, warning, error.")
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @model_validator(mode="after")
+    def _refuse_placeholders(self) -> "Settings":
+        if self.environment == "production" and self.admin_key is not None:
+            if self.admin_key.get_secret_value().lower() in PLACEHOLDER_SECRETS:
+                raise ValueError("CHATWELL_ADMIN_KEY is a placeholder; set a real secret in production")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL in use: the configured one or the SQLite file under the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'chatwell.db').resolve()}"
