@@ -8,7 +8,7 @@ Fixtures
 ``postgres_url`` (function)    -> ``postgresql+asyncpg://user:pass@127.0.0.1:port/<fresh db>``
 ``redis_server`` (session)     -> :class:`RedisServer` (host, port, ``url()``)
 ``redis_url`` (function)       -> ``redis://127.0.0.1:port/0`` on a freshly flushed server
-``live_server`` (function)     -> :class:`LiveServers` with ``start(app)`` / ``start_process(args, env)``
+``live_server`` (function)     -> :class:`LiveServers`: ``start(app)``, ``start_process(args, env)``
 
 Design
 ------
@@ -54,8 +54,9 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, Self, TypeVar
 
+import asyncpg
 import pytest
 
 __all__ = [
@@ -89,7 +90,7 @@ def in_ci() -> bool:
 def service_unavailable(reason: str) -> NoReturn:
     """Skip the test for a missing service, or fail it when running under CI."""
     if in_ci():
-        pytest.fail(f"{reason} (CI=true: a missing service is a failure, not a skip)", pytrace=False)
+        pytest.fail(f"{reason} (CI=true: a missing service fails, never skips)", pytrace=False)
     pytest.skip(reason)
 
 
@@ -124,7 +125,7 @@ def wait_for_port(
                     f"before listening on {host}:{port}"
                 ) from exc
             if time.monotonic() >= deadline:
-                raise TimeoutError(f"nothing accepted connections on {host}:{port} in {timeout}s") from exc
+                raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s") from exc
             time.sleep(0.01)
 
 
@@ -174,7 +175,9 @@ def _proc_start_time(pid: int) -> str | None:
     return raw.rsplit(")", 1)[1].split()[19]
 
 
-def _stop_process(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+def _stop_process(
+    proc: subprocess.Popen[Any], sig: int = signal.SIGTERM, timeout: float = 10.0
+) -> None:
     """Send ``sig``, wait, then SIGKILL the process group (children were started in a session)."""
     if proc.poll() is not None:
         return
@@ -440,8 +443,6 @@ class PostgresServer:
         return self._admin_loop.run(self._admin_execute(sql))
 
     async def _admin_execute(self, sql: str) -> str:
-        import asyncpg
-
         if self._admin_conn is None or self._admin_conn.is_closed():
             self._admin_conn = await asyncpg.connect(self.dsn(), ssl=False)
         return await self._admin_conn.execute(sql)
@@ -484,15 +485,21 @@ class PostgresServer:
                 "--no-locale",
                 "--no-sync",
                 "--no-instructions",
+                # Dynamic shared memory as files in the data dir instead of /dev/shm segments:
+                # a SIGKILLed server then leaves nothing outside the scratch dir we sweep.
+                "-c", "dynamic_shared_memory_type=mmap",
             ],
+            check=False,
             stdin=subprocess.DEVNULL,
             capture_output=True,
             timeout=120,
+            cwd=pg_dir,  # the caller's cwd may not be readable by the server user
             **run_as,
         )  # fmt: skip
         if initdb.returncode != 0:
             raise RuntimeError(
-                f"initdb failed ({initdb.returncode}):\n{initdb.stdout.decode()}\n{initdb.stderr.decode()}"
+                f"initdb failed ({initdb.returncode}):\n"
+                f"{initdb.stdout.decode()}\n{initdb.stderr.decode()}"
             )
         pwfile.unlink()
 
@@ -514,14 +521,14 @@ class PostgresServer:
                     "SELECT extversion FROM pg_extension WHERE extname = 'vector'",
                 )
             )
-        except Exception as exc:  # pgvector missing from the wheel: a missing service
+        except asyncpg.PostgresError as exc:  # no pgvector in the wheel: a missing service
             service_unavailable(f"PostgreSQL {self.version} has no usable pgvector: {exc}")
-        self.execute(f'ALTER DATABASE "{self.template}" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false')
+        self.execute(
+            f'ALTER DATABASE "{self.template}" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false'
+        )
         self.startup_seconds = time.perf_counter() - started
 
     async def _fetchval(self, database: str, *statements: str) -> Any:
-        import asyncpg
-
         conn = await asyncpg.connect(self.dsn(database), ssl=False)
         try:
             for sql in statements[:-1]:
@@ -542,6 +549,7 @@ class PostgresServer:
             "full_page_writes": "off",
             "max_connections": "200",
             "shared_buffers": "64MB",
+            "dynamic_shared_memory_type": "mmap",
         }
         args = [str(bindir / "postgres"), "-D", str(self.data_dir)]
         for key, value in settings.items():
@@ -549,11 +557,12 @@ class PostgresServer:
         with open(self.log_path, "ab") as log:
             self._process = subprocess.Popen(
                 args,
+                cwd=self.data_dir.parent,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C in the terminal must not hit it mid-teardown
-                preexec_fn=_die_with_parent(signal.SIGINT),  # "fast" shutdown
+                preexec_fn=_die_with_parent(signal.SIGINT),  # noqa: PLW1509 - "fast" shutdown
                 **run_as,
             )
         self._scratch.record_child(self._process.pid)
@@ -594,7 +603,10 @@ class PostgresServer:
         return self._process.pid if self._process is not None else None
 
     def __repr__(self) -> str:
-        return f"<PostgresServer {self.version} pgvector {self.pgvector_version} at {self.host}:{self.port}>"
+        return (
+            f"<PostgresServer {self.version} pgvector {self.pgvector_version}"
+            f" at {self.host}:{self.port}>"
+        )
 
 
 @contextlib.contextmanager
@@ -674,7 +686,7 @@ class RedisServer:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
-                    preexec_fn=_die_with_parent(signal.SIGTERM),
+                    preexec_fn=_die_with_parent(signal.SIGTERM),  # noqa: PLW1509
                 )
             self._scratch.record_child(self._process.pid)
             try:
@@ -682,7 +694,8 @@ class RedisServer:
                 break
             except RuntimeError:
                 if attempt == 4:
-                    raise RuntimeError(f"redis-server did not start:\n{_tail(self.log_path)}") from None
+                    log = _tail(self.log_path)
+                    raise RuntimeError(f"redis-server did not start:\n{log}") from None
             except TimeoutError:
                 self.stop()
                 raise
@@ -732,7 +745,7 @@ class LiveServers:
 
     def __init__(self, log_dir: Path | None = None) -> None:
         self._own_log_dir = log_dir is None
-        self.log_dir = Path(tempfile.mkdtemp(prefix="chatwell-live-")) if log_dir is None else log_dir
+        self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="chatwell-live-"))
         self._stops: list[Callable[[], None]] = []
         self._logs: dict[str, Path] = {}
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
@@ -836,7 +849,7 @@ class LiveServers:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent(signal.SIGTERM),
+                preexec_fn=_die_with_parent(signal.SIGTERM),  # noqa: PLW1509
             )
         self.processes[base_url] = proc
         self._stops.append(lambda: _stop_process(proc, signal.SIGTERM, timeout=stop_timeout))
@@ -876,7 +889,7 @@ class LiveServers:
         if errors:
             raise errors[0]
 
-    def __enter__(self) -> LiveServers:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -931,7 +944,7 @@ def redis_url(redis_server: RedisServer) -> str:
 
 @pytest.fixture
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServers]:
-    """Factory: ``live_server.start(app)`` / ``live_server.start_process(args, env)`` -> base URL."""
+    """Factory: ``live_server.start(app)``, ``live_server.start_process(args, env)`` -> URL."""
     servers = LiveServers(tmp_path_factory.mktemp("live"))
     try:
         yield servers

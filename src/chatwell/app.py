@@ -22,6 +22,9 @@ from chatwell.api.errors import ErrorFormats, install_error_handlers
 from chatwell.api.native import bots as native_bots
 from chatwell.api.native import keys as native_keys
 from chatwell.api.native import sources as native_sources
+from chatwell.api.native import search as native_search
+from chatwell.ingestion.worker import IngestionWorker
+from chatwell.services.knowledge import build_knowledge
 from chatwell.settings import Settings
 from chatwell.storage import migrate
 from chatwell.storage.database import Database
@@ -50,12 +53,20 @@ def create_app(settings: Settings | None = None, *, announce: Announce = _print)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         db = Database(settings.resolved_database_url)
         app.state.db = db
+        worker: IngestionWorker | None = None
         try:
             if settings.auto_migrate:
                 await migrate.upgrade(db)
+            knowledge = build_knowledge(db, settings)
+            app.state.knowledge = knowledge
+            worker = IngestionWorker(knowledge.ingestor, concurrency=settings.ingestion_concurrency)
+            app.state.ingestion = worker
             await bootstrap.on_start(db, settings, announce=announce)
+            worker.start()
             yield
         finally:
+            if worker is not None:
+                await worker.stop()
             await db.dispose()
 
     app = FastAPI(
@@ -74,7 +85,8 @@ def create_app(settings: Settings | None = None, *, announce: Announce = _print)
         upload_limit=settings.max_upload_bytes,
         formats=formats,
     )
-    for router in (system.router, native_bots.router, native_sources.router, native_keys.router):
+    for router in (system.router, native_bots.router, native_sources.router, native_search.router,
+                   native_keys.router):
         app.include_router(router)
     app.openapi = _openapi_with_extra_schemas(app)  # type: ignore[method-assign]
     return app

@@ -51,6 +51,31 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(
         20_971_520, description="Largest accepted file upload (multipart), in bytes (413 above)."
     )
+    crawl_allow_private: bool = Field(
+        False,
+        description=(
+            "Let URL sources reach loopback and private addresses (intranet use). Off: such URLs "
+            "are refused."
+        ),
+    )
+    ingestion_concurrency: int = Field(
+        4, ge=1, le=64, description="Sources the in-process ingestion worker processes at once."
+    )
+    ingestion_lease_seconds: int = Field(
+        120, ge=5,
+        description="A source whose worker stopped reporting for this long is taken up again.",
+    )
+    chunk_tokens: int = Field(256, ge=32, le=2048, description="Largest chunk, in embedding tokens.")
+    chunk_overlap_tokens: int = Field(32, ge=0, le=512, description="Overlap between chunks, in tokens.")
+    embedding_base_url: str | None = Field(
+        None,
+        description=(
+            "OpenAI-compatible embeddings endpoint. Default: the offline MiniLM model (no download). "
+            "Changing the model needs a re-ingestion of every source."
+        ),
+    )
+    embedding_model: str | None = Field(None, description="Model name for `embedding_base_url`.")
+    embedding_api_key: SecretStr | None = Field(None, description="API key for `embedding_base_url`.")
     demo: bool = Field(
         False, description="Create a public demo bot with a sample document on first start."
     )

@@ -32,6 +32,14 @@ def _hash(data: bytes) -> str:
 async def _add(db: Database, *, bot_ref: str, principal: Principal, source: Source,
                content: bytes | None) -> Source:
     bot = await get_bot(db, principal=principal, ref=bot_ref)
+    if source.content_hash is not None:
+        # The same content added again does no new work: hand back the source that has it.
+        async with db.read() as session:
+            existing = await session.scalar(select(Source).where(
+                Source.bot_id == bot.id, Source.type == source.type,
+                Source.content_hash == source.content_hash, Source.status != SourceStatus.FAILED))
+        if existing is not None:
+            return existing
     source.workspace_id = bot.workspace_id
     source.bot_id = bot.id
     source.status = SourceStatus.PENDING
@@ -95,6 +103,26 @@ async def get_source(db: Database, *, principal: Principal, bot_ref: str, source
     if source is None or source.bot_id != bot.id:
         raise source_not_found()
     return source
+
+
+async def resync_source(db: Database, *, principal: Principal, bot_ref: str, source_id: str) -> Source:
+    """Queue a source to be processed again; its current chunks keep serving until then.
+
+    URL sources are fetched again (and crawls re-crawled); other sources re-read their stored
+    content (e.g. after the embedding model changed).
+    """
+    source = await get_source(db, principal=principal, bot_ref=bot_ref, source_id=source_id)
+    async with db.write() as session:
+        current = await session.get(Source, source.id)
+        if current is None:
+            raise source_not_found()
+        if current.type == SourceType.URL:
+            await session.execute(delete(SourceContent).where(SourceContent.source_id == current.id))
+        current.status = SourceStatus.PENDING
+        current.progress = 0.0
+        current.error = current.error_code = None
+        current.locked_by = current.locked_at = None
+    return current
 
 
 async def delete_source(db: Database, *, principal: Principal, bot_ref: str, source_id: str) -> None:

@@ -27,6 +27,7 @@ from sqlalchemy import (
     TypeDecorator,
     Uuid,
 )
+import pgvector.sqlalchemy  # noqa: F401  (registers the `vector` type for PostgreSQL reflection)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -138,6 +139,8 @@ class Bot(Base):
     handoff_settings: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
     contact_form: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
     widget_settings: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    # Bumped in every transaction that changes the bot's chunks; in-memory indexes key on it.
+    index_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     webhook_url: Mapped[str | None] = mapped_column(String(1000))
     webhook_secret: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = _created()
@@ -207,7 +210,9 @@ class Chunk(Base):
     token_count: Mapped[int] = mapped_column(Integer, default=0)
     content_hash: Mapped[str] = mapped_column(String(64))
     embedding_model: Mapped[str | None] = mapped_column(String(100))
+    # float32 bytes on SQLite; PostgreSQL keeps vectors in the pgvector column `embedding_vec`.
     embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
+    embedding_dim: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = _created()
 
 

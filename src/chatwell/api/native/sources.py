@@ -102,6 +102,15 @@ async def get_source(bot_id: str, source_id: str, principal: WorkspacePrincipalD
     return SourceOut.of(await sources.get_source(db, principal=principal, bot_ref=bot_id, source_id=source_id))
 
 
+@router.post("/{source_id}/sync", status_code=202, response_model=SourceOut)
+async def resync_source(bot_id: str, source_id: str, request: Request, principal: WorkspacePrincipalDep,
+                        db: DbDep) -> SourceOut:
+    """Fetch a URL source again (or re-process any other source); old chunks serve until done."""
+    source = await sources.resync_source(db, principal=principal, bot_ref=bot_id, source_id=source_id)
+    _wake_ingestion(request)
+    return SourceOut.of(source)
+
+
 @router.delete("/{source_id}", status_code=204, response_class=Response)
 async def delete_source(bot_id: str, source_id: str, principal: WorkspacePrincipalDep, db: DbDep) -> Response:
     await sources.delete_source(db, principal=principal, bot_ref=bot_id, source_id=source_id)

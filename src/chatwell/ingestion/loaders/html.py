@@ -1,0 +1,255 @@
+"""HTML loader: the readable main content of a page, with h1-h6 as heading_path.
+
+Boilerplate (scripts, styles, navigation, site header/footer, asides, forms, hidden elements)
+is dropped; list items and table rows stay one per line. It parses with the stdlib-backed
+``html.parser`` and never fetches anything (links, images, frames are not followed).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from bs4 import BeautifulSoup, NavigableString, Tag
+from bs4.dammit import UnicodeDammit
+from bs4.element import Comment, Declaration, Doctype, ProcessingInstruction
+
+from chatwell.domain.documents import LoadedDocument, LoaderError, Section
+from chatwell.ingestion.loaders._text import (
+    SectionBuilder,
+    clean_inline,
+    pick_title,
+    title_from_filename,
+)
+
+MIME_TYPE = "text/html"
+
+_MARKERS = re.compile(r"<!doctype\s+html|<html[\s>]|<head[\s>]|<body[\s>]", re.IGNORECASE)
+_XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>", re.IGNORECASE)
+_HEADING = re.compile(r"^h([1-6])$")
+# Not <form>: ASP.NET WebForms pages wrap their whole body in one.
+_DROP_TAGS = frozenset(
+    {
+        "script",
+        "style",
+        "noscript",
+        "template",
+        "nav",
+        "footer",
+        "aside",
+        "iframe",
+        "frame",
+        "frameset",
+        "svg",
+        "math",
+        "canvas",
+        "button",
+        "select",
+        "input",
+        "textarea",
+        "object",
+        "embed",
+        "dialog",
+        "head",
+        "link",
+        "meta",
+    }
+)
+_DROP_ROLES = frozenset(
+    {"navigation", "banner", "contentinfo", "complementary", "search", "menu", "menubar", "dialog"}
+)
+_BLOCK_TAGS = frozenset(
+    {
+        "p",
+        "div",
+        "section",
+        "article",
+        "main",
+        "blockquote",
+        "address",
+        "figure",
+        "figcaption",
+        "details",
+        "summary",
+        "dl",
+        "dt",
+        "dd",
+        "header",
+        "hgroup",
+        "center",
+        "fieldset",
+        "legend",
+        "body",
+        "html",
+        "caption",
+        "hr",
+    }
+)
+_SKIPPED_STRINGS = (Comment, Declaration, Doctype, ProcessingInstruction)
+
+
+def sniff_text(head: str) -> bool:
+    """True when decoded text opens like an HTML document (not merely containing a tag)."""
+    stripped = head.lstrip("\ufeff \t\r\n")
+    return stripped.startswith("<") and _MARKERS.search(head[:4096]) is not None
+
+
+def load(data: bytes, filename: str | None) -> LoadedDocument:
+    try:
+        # UnicodeDammit honours BOMs and <meta charset>; an XML prolog trips bs4's XML warning.
+        markup = UnicodeDammit(data, is_html=True).unicode_markup or ""
+        soup = BeautifulSoup(_XML_DECLARATION.sub("", markup, count=1), "html.parser")
+        title_tag = soup.find("title")
+        page_title = clean_inline(title_tag.get_text(" ")) if title_tag else ""
+        metadata = _metadata(soup)
+        _drop_boilerplate(soup)
+        first_h1 = soup.find("h1")
+        h1_text = clean_inline(first_h1.get_text(" ")) if first_h1 else ""
+        sections = _Walker().run(_content_root(soup))
+    except LoaderError:
+        raise
+    except RecursionError as exc:
+        raise LoaderError("malformed_file", "The HTML is nested too deeply to read.") from exc
+    except Exception as exc:
+        raise LoaderError("malformed_file", "The HTML page could not be parsed.") from exc
+    if not sections:
+        raise LoaderError("empty_document", "The page has no readable text.")
+    return LoadedDocument(
+        title=pick_title(page_title, h1_text, title_from_filename(filename)),
+        sections=sections,
+        mime_type=MIME_TYPE,
+        metadata=metadata,
+    )
+
+
+def _metadata(soup: BeautifulSoup) -> dict[str, Any]:
+    metadata: dict[str, Any] = {}
+    html_tag = soup.find("html")
+    if isinstance(html_tag, Tag) and html_tag.get("lang"):
+        metadata["language"] = str(html_tag["lang"]).strip()
+    for meta in soup.find_all("meta"):
+        name = str(meta.get("name") or meta.get("property") or "").lower()
+        content = clean_inline(str(meta.get("content") or ""))
+        if name in {"description", "og:description"} and content:
+            metadata.setdefault("description", content)
+        elif name == "robots" and content:
+            metadata["robots"] = content.lower()
+    canonical = soup.find("link", rel="canonical")
+    if isinstance(canonical, Tag) and canonical.get("href"):
+        metadata["canonical_url"] = str(canonical["href"]).strip()
+    return metadata
+
+
+def _is_boilerplate(tag: Tag) -> bool:
+    if tag.name in _DROP_TAGS:
+        return True
+    attrs = tag.attrs or {}
+    if "hidden" in attrs or str(attrs.get("aria-hidden", "")).lower() == "true":
+        return True
+    if str(attrs.get("role", "")).lower() in _DROP_ROLES:
+        return True
+    style = str(attrs.get("style", "")).replace(" ", "").lower()
+    if "display:none" in style or "visibility:hidden" in style:
+        return True
+    # A page-level <header> is site chrome; a <header> inside an article is the article's own.
+    return tag.name == "header" and tag.find_parent(["article", "main", "section"]) is None
+
+
+def _drop_boilerplate(soup: BeautifulSoup) -> None:
+    doomed = [tag for tag in soup.find_all(True) if _is_boilerplate(tag)]
+    for tag in doomed:
+        if not tag.decomposed:
+            tag.decompose()
+
+
+def _content_root(soup: BeautifulSoup) -> Tag:
+    mains = soup.find_all(lambda tag: tag.name == "main" or tag.get("role") == "main")
+    if len(mains) == 1:
+        return mains[0]
+    body = soup.find("body")
+    return body if isinstance(body, Tag) else soup
+
+
+class _Walker:
+    """Iterative document walk (deeply nested markup must not blow the recursion limit)."""
+
+    def __init__(self) -> None:
+        self.builder = SectionBuilder()
+        self.inline: list[str] = []
+
+    def run(self, root: Tag) -> list[Section]:
+        stack: list[tuple[Any, bool]] = [(root, False)]
+        while stack:
+            node, leaving = stack.pop()
+            if leaving:
+                self._flush_inline()
+                continue
+            if isinstance(node, NavigableString):
+                if not isinstance(node, _SKIPPED_STRINGS):
+                    self.inline.append(str(node))
+                continue
+            if not isinstance(node, Tag) or self._handled(node):
+                continue
+            if node.name in _BLOCK_TAGS:
+                self._flush_inline()
+                stack.append((node, True))
+            stack.extend((child, False) for child in reversed(node.contents))
+        self._flush_inline()
+        return self.builder.build()
+
+    def _handled(self, tag: Tag) -> bool:
+        """Handle tags whose whole subtree is rendered at once; False means descend into it."""
+        name = tag.name
+        heading = _HEADING.match(name)
+        if heading:
+            self._flush_inline()
+            self.builder.heading(int(heading.group(1)), tag.get_text(" "))
+            return True
+        if name == "br":
+            self.inline.append("\n")
+            return True
+        if name in {"ul", "ol", "menu"}:
+            self._flush_inline()
+            items = tag.find_all("li", recursive=False) or [tag]
+            self.builder.lines(["- " + item.get_text(" ") for item in items])
+            return True
+        if name == "table":
+            self._flush_inline()
+            self.builder.lines(_table_lines(tag))
+            return True
+        if name == "pre":
+            self._flush_inline()
+            self.builder.paragraph(tag.get_text(), preformatted=True)
+            return True
+        if name in {"li", "tr"}:  # stray items outside a list/table still get their own line
+            self._flush_inline()
+            self.builder.lines([tag.get_text(" ")])
+            return True
+        return False
+
+    def _flush_inline(self) -> None:
+        if not self.inline:
+            return
+        lines = [clean_inline(line) for line in "".join(self.inline).split("\n")]
+        self.inline = []
+        lines = [line for line in lines if line]
+        if len(lines) == 1:
+            self.builder.paragraph(lines[0])
+        elif lines:
+            self.builder.lines(lines)
+
+
+def _table_lines(table: Tag) -> list[str]:
+    lines = []
+    for row in table.find_all("tr"):
+        if row.find_parent("table") is not table:  # nested tables are rendered with their cell
+            continue
+        cells = [
+            clean_inline(cell.get_text(" ")) for cell in row.find_all(["td", "th"], recursive=False)
+        ]
+        if any(cells):
+            lines.append(" | ".join(cells))
+    caption = table.find("caption")
+    if isinstance(caption, Tag) and caption.get_text(strip=True):
+        lines.insert(0, clean_inline(caption.get_text(" ")))
+    return lines

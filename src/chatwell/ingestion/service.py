@@ -1,0 +1,220 @@
+"""The ingestion pipeline: a pending source becomes searchable chunks.
+
+load (file, text, Q&A, fetched page) -> clean text with structure -> split -> embed -> index.
+``process_source`` is the one task function: the in-process worker runs it, and so does any
+external queue. It reads in short transactions, does the slow work (fetch, parse, embed) with no
+transaction open, and swaps the source's chunks in one final write, so a re-sync keeps serving
+the old chunks until the new ones are ready, and a crash leaves the old state intact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import delete, or_, select, update
+
+from chatwell.domain.documents import LoadedDocument, LoaderError, Section
+from chatwell.domain.ids import new_id
+from chatwell.domain.models import SourceStatus, SourceType
+from chatwell.ingestion.crawler import crawl
+from chatwell.ingestion.fetch import FetchError, fetch_url
+from chatwell.ingestion.loaders import load_document
+from chatwell.ingestion.splitter import embedding_text, split_document
+from chatwell.retrieval.embeddings import Embedder, count_tokens
+from chatwell.storage.database import Database
+from chatwell.storage.search_index import SearchIndex, bump_index_version
+from chatwell.storage.tables import Chunk, Source, SourceContent, utcnow
+
+log = logging.getLogger("chatwell.ingestion")
+
+
+@dataclass(frozen=True, slots=True)
+class IngestionConfig:
+    chunk_tokens: int = 256
+    overlap_tokens: int = 32
+    max_file_bytes: int = 20 * 1024 * 1024
+    max_fetch_bytes: int = 10 * 1024 * 1024
+    fetch_timeout: float = 20.0
+    allow_private: bool = False
+    crawl_concurrency: int = 4
+    lease: timedelta = timedelta(minutes=2)
+
+
+class IngestionFailed(Exception):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Ingestor:
+    """Turns pending sources into chunks. One per process; safe to run many processes at once."""
+
+    def __init__(self, db: Database, embedder: Embedder, index: SearchIndex, config: IngestionConfig,
+                 *, worker_id: str | None = None):
+        self.db = db
+        self.embedder = embedder
+        self.index = index
+        self.config = config
+        self.worker_id = worker_id or f"worker-{new_id().hex[:12]}"
+
+    async def claim_next(self) -> uuid.UUID | None:
+        """Atomically take the oldest pending source (or one whose worker's lease expired)."""
+        now = utcnow()
+        stale = now - self.config.lease
+        async with self.db.write() as session:
+            candidate = select(Source.id).where(or_(
+                Source.status == SourceStatus.PENDING,
+                (Source.status == SourceStatus.PROCESSING) & (Source.locked_at < stale),
+            )).order_by(Source.id).limit(1)
+            if self.db.is_postgres:
+                candidate = candidate.with_for_update(skip_locked=True)
+            source_id = await session.scalar(candidate)
+            if source_id is None:
+                return None
+            await session.execute(update(Source).where(Source.id == source_id).values(
+                status=SourceStatus.PROCESSING, locked_by=self.worker_id, locked_at=now,
+                attempts=Source.attempts + 1, progress=0.0))
+            return source_id
+
+    async def process_source(self, source_id: uuid.UUID) -> None:
+        """Run the pipeline for one claimed source; it ends ``ready`` or ``failed``."""
+        async with self.db.read() as session:
+            source = await session.get(Source, source_id)
+            content = await session.get(SourceContent, source_id)
+        if source is None:
+            return
+        try:
+            if source.type == SourceType.URL and source.options.get("crawl") and source.parent_id is None:
+                await self._crawl_site(source)
+                return
+            document = await self._load(source, content.data if content else None)
+            await self._progress(source_id, 0.2)
+            await self._index(source, document)
+        except (LoaderError, FetchError, IngestionFailed) as exc:
+            await self._fail(source_id, exc.code, exc.message)
+        except Exception:
+            log.exception("ingestion of source %s failed", source_id)
+            await self._fail(source_id, "internal_error", "Ingestion failed unexpectedly; see the server log.")
+
+    async def run_until_idle(self) -> int:
+        """Process every pending source, one at a time; returns how many were processed."""
+        done = 0
+        while (source_id := await self.claim_next()) is not None:
+            await self.process_source(source_id)
+            done += 1
+        return done
+
+    # ------------------------------------------------------------------------------- stages
+
+    async def _load(self, source: Source, data: bytes | None) -> LoadedDocument:
+        if source.type == SourceType.QA:
+            assert data is not None
+            pair = json.loads(data)
+            return LoadedDocument(title=pair["question"], mime_type="application/x-qa", sections=[
+                Section(text=pair["answer"], heading_path=(pair["question"],))])
+        if source.type == SourceType.URL and data is None:
+            page = await fetch_url(source.url or "", allow_private=self.config.allow_private,
+                                   max_bytes=self.config.max_fetch_bytes, timeout=self.config.fetch_timeout)
+            data = page.body
+            return await asyncio.to_thread(load_document, data, declared_type=page.content_type,
+                                           max_bytes=self.config.max_fetch_bytes, url=page.final_url)
+        if data is None:
+            raise IngestionFailed("malformed_file", "The source has no stored content.")
+        declared = source.mime_type
+        if source.type == SourceType.TEXT:
+            # Pasted text is often Markdown; the Markdown loader reads plain prose the same way.
+            declared = "text/markdown"
+        return await asyncio.to_thread(load_document, data, filename=source.filename,
+                                       declared_type=declared, max_bytes=self.config.max_file_bytes,
+                                       url=source.url)
+
+    async def _index(self, source: Source, document: LoadedDocument) -> None:
+        title = _display_title(source, document)
+        # The title leads every chunk's heading context, inside the token budget.
+        drafts = await asyncio.to_thread(
+            split_document, document, count_tokens=count_tokens, heading_prefix=title,
+            chunk_tokens=self.config.chunk_tokens, overlap_tokens=self.config.overlap_tokens)
+        if not drafts:
+            raise IngestionFailed("empty_document", "The document contains no readable text.")
+        vectors = await self.embedder.embed([embedding_text(d.heading, d.text) for d in drafts])
+        await self._progress(source.id, 0.9)
+        async with self.db.write() as session:
+            current = await session.get(Source, source.id)
+            if current is None:  # deleted while we worked: nothing to write
+                return
+            await session.execute(delete(Chunk).where(Chunk.source_id == source.id))
+            chunks = [
+                Chunk(workspace_id=source.workspace_id, bot_id=source.bot_id, source_id=source.id,
+                      position=d.position, text=d.text, heading=d.heading, page=d.page,
+                      token_count=d.token_count, content_hash=d.content_hash,
+                      embedding_model=self.embedder.model_id)
+                for d in drafts
+            ]
+            session.add_all(chunks)
+            await self.index.store_vectors(session, chunks, vectors)
+            current.status = SourceStatus.READY
+            current.chunk_count = len(chunks)
+            current.progress = 1.0
+            current.error = current.error_code = None
+            current.locked_by = current.locked_at = None
+            current.synced_at = utcnow()
+            current.title = title
+            await bump_index_version(session, source.bot_id)
+
+    async def _crawl_site(self, root: Source) -> None:
+        """Fetch the site's pages; each becomes its own pending source under ``root``."""
+        options = root.options or {}
+        found = 0
+        async for page in crawl(root.url or "", max_pages=int(options.get("max_pages", 50)),
+                                max_depth=int(options.get("max_depth", 2)),
+                                concurrency=self.config.crawl_concurrency,
+                                allow_private=self.config.allow_private):
+            async with self.db.write() as session:
+                existing = await session.scalar(select(Source).where(
+                    Source.parent_id == root.id, Source.url == page.final_url))
+                if existing is None:
+                    existing = Source(workspace_id=root.workspace_id, bot_id=root.bot_id, parent_id=root.id,
+                                      type=SourceType.URL, title=page.final_url, url=page.final_url,
+                                      options={"fetched": True})
+                    session.add(existing)
+                    await session.flush()
+                else:
+                    await session.execute(delete(SourceContent).where(SourceContent.source_id == existing.id))
+                existing.mime_type = page.content_type
+                existing.size_bytes = len(page.body)
+                existing.status = SourceStatus.PENDING
+                session.add(SourceContent(source_id=existing.id, data=page.body))
+            found += 1
+        if found == 0:
+            raise IngestionFailed("fetch_failed", "No page of the site could be fetched.")
+        async with self.db.write() as session:
+            await session.execute(update(Source).where(Source.id == root.id).values(
+                status=SourceStatus.READY, progress=1.0, chunk_count=0, error=None, error_code=None,
+                locked_by=None, locked_at=None, synced_at=utcnow(),
+                options={**options, "pages": found}))
+
+    async def _progress(self, source_id: uuid.UUID, value: float) -> None:
+        async with self.db.write() as session:
+            await session.execute(update(Source).where(Source.id == source_id).values(
+                progress=value, locked_at=utcnow()))
+
+    async def _fail(self, source_id: uuid.UUID, code: str, message: str) -> None:
+        async with self.db.write() as session:
+            await session.execute(update(Source).where(Source.id == source_id).values(
+                status=SourceStatus.FAILED, error_code=code, error=message, progress=1.0,
+                locked_by=None, locked_at=None))
+
+
+def _display_title(source: Source, document: LoadedDocument) -> str:
+    """The source's title for citations: the caller's, else the document's, else the file/URL."""
+    generic = {None, "", source.url, source.filename}
+    if source.type in (SourceType.TEXT, SourceType.QA) or source.title not in generic:
+        return source.title
+    return (document.title or source.title or source.url or source.filename or "Untitled")[:500]
+

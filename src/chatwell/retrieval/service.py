@@ -1,0 +1,104 @@
+"""Hybrid retrieval for one bot: keyword + vector candidates, fused, with what a citation needs.
+
+``Retriever.search`` embeds the question, takes the best candidates from the keyword index and
+from the vector index, scores every candidate on both sides, fuses them (convex combination,
+weights tuned on SciFact train), lifts Q&A pairs that match, and reports whether anything is
+relevant enough to answer from (the best passage's cosine similarity against a threshold).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, replace
+
+from sqlalchemy import select
+
+from chatwell.domain.models import SourceType
+from chatwell.retrieval.embeddings import Embedder
+from chatwell.retrieval.fusion import DEFAULT_ALPHA, hybrid_scores, ranked
+from chatwell.storage.database import Database
+from chatwell.storage.search_index import SearchIndex
+from chatwell.storage.tables import Chunk, Source
+
+MAX_QUERY_CHARS = 2_000
+
+
+@dataclass(frozen=True, slots=True)
+class RetrievalConfig:
+    candidates: int = 100  # from each index, before fusion
+    alpha: float = DEFAULT_ALPHA  # weight of the vector side
+    qa_boost: float = 0.15  # added to a Q&A pair's fused score when its question matches
+    qa_min_similarity: float = 0.6  # a Q&A pair counts as matching above this cosine similarity
+    min_similarity: float = 0.25  # below this best cosine similarity, nothing is relevant
+
+
+@dataclass(frozen=True, slots=True)
+class Passage:
+    """One retrieved chunk with everything a citation needs."""
+
+    chunk_id: int
+    source_id: uuid.UUID
+    source_type: str
+    title: str
+    url: str | None
+    page: int | None
+    heading: str
+    text: str
+    score: float  # fused, in [0, 1]
+    similarity: float  # cosine similarity to the question, in [-1, 1]
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    passages: list[Passage]
+    relevant: bool
+
+
+class Retriever:
+    def __init__(self, db: Database, index: SearchIndex, embedder: Embedder,
+                 config: RetrievalConfig | None = None):
+        self.db = db
+        self.index = index
+        self.embedder = embedder
+        self.config = config or RetrievalConfig()
+
+    async def search(self, *, bot_id: uuid.UUID, query: str, k: int = 8,
+                     candidates: int | None = None) -> SearchResult:
+        query = query.strip()[:MAX_QUERY_CHARS]
+        if not query:
+            return SearchResult([], False)
+        depth = max(candidates or self.config.candidates, k)
+        vector = (await self.embedder.embed([query]))[0]
+        async with self.db.read() as session:
+            lexical = await self.index.keyword_search(session, bot_id, query, depth)
+            dense = await self.index.vector_search(session, bot_id, vector, depth)
+            missing = [cid for cid in lexical if cid not in dense]
+            dense |= await self.index.vector_scores(session, bot_id, vector, missing)
+            if not dense and not lexical:
+                return SearchResult([], False)
+            fused = hybrid_scores(lexical, dense, alpha=self.config.alpha)
+            # Fetch a few more than k: the Q&A boost may reorder the head of the list.
+            head = [cid for cid, _ in ranked(fused)[: k * 3]]
+            rows = (await session.execute(
+                select(Chunk.id, Chunk.source_id, Chunk.heading, Chunk.text, Chunk.page,
+                       Source.type, Source.title, Source.url)
+                .join(Source, Source.id == Chunk.source_id)
+                .where(Chunk.id.in_(head))
+            )).all()
+        passages = []
+        for row in rows:
+            similarity = dense.get(row.id, 0.0)
+            score = fused[row.id]
+            if row.type == SourceType.QA and similarity >= self.config.qa_min_similarity:
+                score += self.config.qa_boost
+            passages.append(Passage(
+                chunk_id=row.id, source_id=row.source_id, source_type=row.type, title=row.title,
+                url=row.url, page=row.page, heading=row.heading, text=row.text,
+                score=score, similarity=similarity))
+        passages.sort(key=lambda p: p.score, reverse=True)
+        passages = passages[:k]
+        top = max((p.score for p in passages), default=1.0)
+        if top > 1.0:  # keep scores in [0, 1] after the boost
+            passages = [replace(p, score=p.score / top) for p in passages]
+        relevant = any(p.similarity >= self.config.min_similarity for p in passages)
+        return SearchResult(passages, relevant)

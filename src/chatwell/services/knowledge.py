@@ -1,0 +1,49 @@
+"""Assembles the knowledge runtime (embedder, indexes, ingestor, retriever) from settings.
+
+The server, the CLI and ``chatwell eval`` all build it here, so they run the same code with the
+same defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from chatwell.ingestion.service import IngestionConfig, Ingestor
+from chatwell.retrieval.batching import BatchingEmbedder
+from chatwell.retrieval.embeddings import CachedEmbedder, Embedder, MiniLMOnnxEmbedder, OpenAICompatibleEmbedder
+from chatwell.retrieval.service import RetrievalConfig, Retriever
+from chatwell.settings import Settings
+from chatwell.storage.database import Database
+from chatwell.storage.search_index import SearchIndex, search_index_for
+
+
+@dataclass(slots=True)
+class Knowledge:
+    embedder: Embedder
+    index: SearchIndex
+    ingestor: Ingestor
+    retriever: Retriever
+
+
+def build_embedder(settings: Settings) -> Embedder:
+    inner: Embedder
+    if settings.embedding_base_url:
+        inner = OpenAICompatibleEmbedder(
+            base_url=settings.embedding_base_url, model=settings.embedding_model or "text-embedding-3-small",
+            api_key=settings.embedding_api_key.get_secret_value() if settings.embedding_api_key else None)
+    else:
+        inner = MiniLMOnnxEmbedder()
+    # Cache first (identical text costs nothing), then coalesce the misses into larger batches.
+    return CachedEmbedder(BatchingEmbedder(inner), settings.data_dir / "cache")
+
+
+def build_knowledge(db: Database, settings: Settings, *, embedder: Embedder | None = None,
+                    retrieval: RetrievalConfig | None = None) -> Knowledge:
+    embedder = embedder or build_embedder(settings)
+    index = search_index_for(db.dialect)
+    ingestor = Ingestor(db, embedder, index, IngestionConfig(
+        chunk_tokens=settings.chunk_tokens, overlap_tokens=settings.chunk_overlap_tokens,
+        max_file_bytes=settings.max_upload_bytes, allow_private=settings.crawl_allow_private,
+        lease=timedelta(seconds=settings.ingestion_lease_seconds)))
+    return Knowledge(embedder, index, ingestor, Retriever(db, index, embedder, retrieval))

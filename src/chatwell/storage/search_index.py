@@ -1,0 +1,196 @@
+"""The keyword and vector indexes over a bot's chunks, one implementation per database.
+
+SQLite: FTS5 ``bm25()`` (kept in step by triggers) and an exact in-memory cosine scan over the
+float32 vectors in ``chunks.embedding``, loaded once per bot and index version. PostgreSQL:
+``ts_rank_cd`` over a weighted tsvector, and pgvector HNSW (cosine) with iterative scans so a
+bot filter does not starve the result. Both return ``{chunk_id: raw_score}``, higher is better.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from chatwell.retrieval.text_search import fts5_match_query, postgres_tsquery
+from chatwell.storage.tables import Bot, Chunk
+
+HNSW_DIMENSIONS = (384,)
+FTS_WEIGHTS = (2.0, 1.0)  # bm25 column weights: heading (title, section path), text
+MAX_CACHED_BOTS = 32
+
+
+def vector_bytes(vector: np.ndarray) -> bytes:
+    return np.asarray(vector, dtype=np.float32).tobytes()
+
+
+def vector_literal(vector: np.ndarray) -> str:
+    return "[" + ",".join(f"{x:.7g}" for x in np.asarray(vector, dtype=np.float32)) + "]"
+
+
+async def bump_index_version(session: AsyncSession, bot_id: uuid.UUID) -> None:
+    """Mark the bot's chunks as changed (call in the transaction that changes them)."""
+    await session.execute(update(Bot).where(Bot.id == bot_id).values(index_version=Bot.index_version + 1))
+
+
+@dataclass(slots=True)
+class _Matrix:
+    version: int
+    ids: np.ndarray
+    vectors: np.ndarray
+
+
+class SqliteSearchIndex:
+    """FTS5 keyword search and exact in-memory vector search for the embedded default."""
+
+    def __init__(self) -> None:
+        self._matrices: OrderedDict[tuple[uuid.UUID, int], _Matrix] = OrderedDict()
+        self._lock = threading.Lock()
+
+    async def store_vectors(self, session: AsyncSession, chunks: Sequence[Chunk],
+                            vectors: np.ndarray) -> None:
+        for chunk, vector in zip(chunks, vectors, strict=True):
+            chunk.embedding = vector_bytes(vector)
+            chunk.embedding_dim = int(vector.shape[0])
+
+    async def keyword_search(self, session: AsyncSession, bot_id: uuid.UUID, query: str,
+                             k: int) -> dict[int, float]:
+        match = fts5_match_query(query)
+        if not match:
+            return {}
+        rows = await session.execute(
+            text(
+                "SELECT c.id, -bm25(chunks_fts, :wh, :wt) AS score FROM chunks_fts"
+                " JOIN chunks c ON c.id = chunks_fts.rowid"
+                " WHERE chunks_fts MATCH :match AND c.bot_id = :bot"
+                " ORDER BY bm25(chunks_fts, :wh, :wt) LIMIT :k"
+            ),
+            {"match": match, "bot": _bot_param(session, bot_id), "k": k,
+             "wh": FTS_WEIGHTS[0], "wt": FTS_WEIGHTS[1]},
+        )
+        return {int(row[0]): float(row[1]) for row in rows}
+
+    async def vector_search(self, session: AsyncSession, bot_id: uuid.UUID, vector: np.ndarray,
+                            k: int) -> dict[int, float]:
+        matrix = await self._matrix(session, bot_id, int(vector.shape[0]))
+        if matrix.ids.size == 0:
+            return {}
+        scores = matrix.vectors @ np.asarray(vector, dtype=np.float32)
+        k = min(k, scores.shape[0])
+        top = np.argpartition(-scores, k - 1)[:k]
+        return {int(matrix.ids[i]): float(scores[i]) for i in top}
+
+    async def vector_scores(self, session: AsyncSession, bot_id: uuid.UUID, vector: np.ndarray,
+                            chunk_ids: Sequence[int]) -> dict[int, float]:
+        """Exact cosine similarity of the given chunks (e.g. keyword-only hits) to ``vector``."""
+        matrix = await self._matrix(session, bot_id, int(vector.shape[0]))
+        if not chunk_ids or matrix.ids.size == 0:
+            return {}
+        wanted = np.asarray(list(chunk_ids), dtype=np.int64)
+        positions = np.searchsorted(matrix.ids, wanted)
+        positions = np.clip(positions, 0, matrix.ids.size - 1)
+        found = matrix.ids[positions] == wanted
+        scores = matrix.vectors[positions[found]] @ np.asarray(vector, dtype=np.float32)
+        return {int(i): float(s) for i, s in zip(wanted[found], scores)}
+
+    async def _matrix(self, session: AsyncSession, bot_id: uuid.UUID, dim: int) -> _Matrix:
+        # Read the version and the rows in one transaction, so they describe the same snapshot.
+        version = await session.scalar(select(Bot.index_version).where(Bot.id == bot_id)) or 0
+        key = (bot_id, dim)
+        with self._lock:
+            cached = self._matrices.get(key)
+            if cached is not None and cached.version == version:
+                self._matrices.move_to_end(key)
+                return cached
+        rows = (await session.execute(
+            select(Chunk.id, Chunk.embedding)
+            .where(Chunk.bot_id == bot_id, Chunk.embedding_dim == dim)
+            .order_by(Chunk.id)
+        )).all()
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        vectors = (np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
+                   if rows else np.zeros((0, dim), dtype=np.float32))
+        matrix = _Matrix(version, ids, vectors)
+        with self._lock:
+            self._matrices[key] = matrix
+            self._matrices.move_to_end(key)
+            while len(self._matrices) > MAX_CACHED_BOTS:
+                self._matrices.popitem(last=False)
+        return matrix
+
+
+class PostgresSearchIndex:
+    """Full-text search and pgvector HNSW search on PostgreSQL."""
+
+    async def store_vectors(self, session: AsyncSession, chunks: Sequence[Chunk],
+                            vectors: np.ndarray) -> None:
+        if not chunks:
+            return
+        await session.flush()
+        await session.execute(
+            text("UPDATE chunks SET embedding_vec = CAST(:v AS vector), embedding_dim = :d WHERE id = :id"),
+            [{"v": vector_literal(v), "d": int(v.shape[0]), "id": c.id} for c, v in zip(chunks, vectors, strict=True)],
+        )
+
+    async def keyword_search(self, session: AsyncSession, bot_id: uuid.UUID, query: str,
+                             k: int) -> dict[int, float]:
+        tsquery = postgres_tsquery(query)
+        if not tsquery:
+            return {}
+        rows = await session.execute(
+            text(
+                "SELECT id, ts_rank_cd(search_vector, q, 1) AS score"
+                " FROM chunks, to_tsquery('english', :q) AS q"
+                " WHERE bot_id = :bot AND search_vector @@ q ORDER BY score DESC LIMIT :k"
+            ),
+            {"q": tsquery, "bot": bot_id, "k": k},
+        )
+        return {int(row[0]): float(row[1]) for row in rows}
+
+    async def vector_search(self, session: AsyncSession, bot_id: uuid.UUID, vector: np.ndarray,
+                            k: int) -> dict[int, float]:
+        dim = int(vector.shape[0])
+        literal = vector_literal(vector)
+        if dim in HNSW_DIMENSIONS:
+            await session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
+            await session.execute(text(f"SET LOCAL hnsw.ef_search = {max(40, min(1000, 2 * k))}"))
+            distance = f"embedding_vec::vector({dim}) <=> CAST(:v AS vector({dim}))"
+        else:
+            distance = "embedding_vec <=> CAST(:v AS vector)"
+        rows = await session.execute(
+            text(f"SELECT id, {distance} AS d FROM chunks WHERE bot_id = :bot AND embedding_dim = :dim"
+                 f" ORDER BY d LIMIT :k"),
+            {"v": literal, "bot": bot_id, "dim": dim, "k": k},
+        )
+        return {int(row[0]): 1.0 - float(row[1]) for row in rows}
+
+
+    async def vector_scores(self, session: AsyncSession, bot_id: uuid.UUID, vector: np.ndarray,
+                            chunk_ids: Sequence[int]) -> dict[int, float]:
+        if not chunk_ids:
+            return {}
+        rows = await session.execute(
+            text("SELECT id, 1 - (embedding_vec <=> CAST(:v AS vector)) FROM chunks"
+                 " WHERE bot_id = :bot AND embedding_dim = :dim AND id = ANY(:ids)"),
+            {"v": vector_literal(vector), "bot": bot_id, "dim": int(vector.shape[0]),
+             "ids": list(chunk_ids)},
+        )
+        return {int(row[0]): float(row[1]) for row in rows}
+
+
+SearchIndex = SqliteSearchIndex | PostgresSearchIndex
+
+
+def search_index_for(dialect: str) -> SearchIndex:
+    return PostgresSearchIndex() if dialect == "postgresql" else SqliteSearchIndex()
+
+
+def _bot_param(session: AsyncSession, bot_id: uuid.UUID) -> object:
+    # Raw SQL bypasses the Uuid type: SQLite stores UUIDs as 32 hex characters.
+    return bot_id.hex

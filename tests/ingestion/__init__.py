@@ -1,0 +1,1 @@
+"""Tests of the database-free ingestion building blocks."""

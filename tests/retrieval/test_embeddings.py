@@ -1,0 +1,331 @@
+"""The embedders: offline MiniLM model, the SQLite vector cache, the OpenAI-compatible client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from chatwell.retrieval.embeddings import (
+    MINILM_DIMENSION,
+    MINILM_MODEL_ID,
+    CachedEmbedder,
+    Embedder,
+    EmbeddingError,
+    MiniLMOnnxEmbedder,
+    OpenAICompatibleEmbedder,
+    count_tokens,
+    default_embedder,
+)
+
+
+@pytest.fixture(scope="module")
+def minilm() -> MiniLMOnnxEmbedder:
+    # One model per module: loading the session is the slow part.
+    return MiniLMOnnxEmbedder(batch_size=4)
+
+
+class CountingEmbedder:
+    """A fake embedder that records every text it is asked to embed."""
+
+    model_id = "fake-model"
+    dimension = 8
+    max_length = 64
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def _vectors(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls.append(list(texts))
+        rng = [np.random.default_rng(abs(hash(t)) % 2**32).normal(size=8) for t in texts]
+        matrix = np.asarray(rng, dtype=np.float32).reshape(len(texts), 8)
+        return matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
+
+    def embed_sync(self, texts: Sequence[str]) -> np.ndarray:
+        return self._vectors(texts)
+
+    async def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return self._vectors(texts)
+
+    @property
+    def embedded(self) -> list[str]:
+        return [t for call in self.calls for t in call]
+
+
+# ---------------------------------------------------------------------------- MiniLM
+
+
+def test_minilm_satisfies_the_protocol(minilm: MiniLMOnnxEmbedder) -> None:
+    assert isinstance(minilm, Embedder)
+    assert minilm.model_id == MINILM_MODEL_ID
+    assert minilm.dimension == MINILM_DIMENSION == 384
+
+
+def test_vectors_are_float32_and_unit_length(minilm: MiniLMOnnxEmbedder) -> None:
+    vectors = minilm.embed_sync(["Opening hours are 9 to 5.", "", "x" * 5000, "naïve café ☕"])
+    assert vectors.dtype == np.float32
+    assert vectors.shape == (4, 384)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_empty_input_gives_an_empty_matrix(minilm: MiniLMOnnxEmbedder) -> None:
+    assert minilm.embed_sync([]).shape == (0, 384)
+
+
+def test_a_single_string_is_rejected(minilm: MiniLMOnnxEmbedder) -> None:
+    with pytest.raises(TypeError):
+        minilm.embed_sync("not a list")  # type: ignore[arg-type]
+
+
+def test_similar_sentences_score_higher_than_unrelated_ones(minilm: MiniLMOnnxEmbedder) -> None:
+    query, paraphrase, unrelated = minilm.embed_sync(
+        [
+            "How do I reset my password?",
+            "Steps to change a forgotten account password",
+            "Our bakery sells sourdough bread on Saturdays.",
+        ]
+    )
+    assert float(query @ paraphrase) > float(query @ unrelated) + 0.2
+
+
+def test_mixed_length_batches_match_one_by_one(minilm: MiniLMOnnxEmbedder) -> None:
+    texts = [
+        "short",
+        "A somewhat longer sentence about refund policies and delivery times.",
+        " ".join(["The warranty covers manufacturing defects for two years."] * 12),
+        "",
+        "Ünïcödé and emoji 🚀 survive tokenisation.",
+        "Medium length text about the shop's opening hours on public holidays.",
+    ]
+    together = minilm.embed_sync(texts)
+    alone = np.stack([minilm.embed_sync([t])[0] for t in texts])
+    np.testing.assert_allclose(together, alone, atol=1e-4)
+
+
+def test_long_texts_are_truncated_at_max_length() -> None:
+    short = MiniLMOnnxEmbedder(max_length=16)
+    base = "Chatwell answers questions from your documents. "
+    # Everything after the first 16 pieces is cut, so the tails cannot change the vector.
+    a, b = short.embed_sync([base * 3 + "apples", base * 3 + "submarines"])
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_invalid_settings_are_rejected() -> None:
+    with pytest.raises(ValueError):
+        MiniLMOnnxEmbedder(max_length=1024)
+    with pytest.raises(ValueError):
+        MiniLMOnnxEmbedder(batch_size=0)
+
+
+async def test_async_embed_equals_sync(minilm: MiniLMOnnxEmbedder) -> None:
+    texts = ["alpha beta", "gamma delta epsilon"]
+    np.testing.assert_allclose(await minilm.embed(texts), minilm.embed_sync(texts), atol=1e-6)
+
+
+async def test_embed_does_not_block_the_event_loop() -> None:
+    embedder = MiniLMOnnxEmbedder(batch_size=8, threads=1)
+    embedder.warm_up()
+    texts = [f"Paragraph {i} about returns, shipping and invoices. " * 12 for i in range(48)]
+    ticks: list[float] = []
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        while not stop.is_set():
+            ticks.append(time.perf_counter())
+            await asyncio.sleep(0.005)
+
+    task = asyncio.create_task(ticker())
+    started = time.perf_counter()
+    await embedder.embed(texts)
+    elapsed = time.perf_counter() - started
+    stop.set()
+    await task
+    gaps = np.diff(ticks)
+    # The embedding takes far longer than a tick; the loop kept ticking all the while.
+    assert elapsed > 0.2
+    assert len(ticks) > 10
+    assert gaps.max() < max(0.15, elapsed / 3)
+
+
+def test_session_is_created_once_under_concurrency() -> None:
+    embedder = MiniLMOnnxEmbedder(threads=1)
+    results: list[np.ndarray] = []
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            results.append(embedder.embed_sync(["same text"]))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    session = embedder._session
+    assert session is not None
+    embedder.embed_sync(["again"])
+    assert embedder._session is session
+    for r in results[1:]:
+        np.testing.assert_allclose(r, results[0], atol=1e-6)
+
+
+# ---------------------------------------------------------------------------- tokens
+
+
+def test_count_tokens_counts_word_pieces_without_special_tokens() -> None:
+    assert count_tokens("") == 0
+    assert count_tokens("hello") == 1
+    assert count_tokens("hello world") == 2
+    # Not truncated at the model's limits and not padded like the shipped tokenizer.json.
+    assert count_tokens("word " * 1000) == 1000
+
+
+# ---------------------------------------------------------------------------- cache
+
+
+def test_cache_returns_identical_vectors_without_recomputing(tmp_path: Path) -> None:
+    inner = CountingEmbedder()
+    cached = CachedEmbedder(inner, tmp_path)
+    first = cached.embed_sync(["a", "b", "a"])
+    assert inner.embedded == ["a", "b"]  # duplicates inside one call are embedded once
+    second = cached.embed_sync(["b", "a", "c"])
+    assert inner.embedded == ["a", "b", "c"]
+    np.testing.assert_array_equal(second[0], first[1])
+    np.testing.assert_array_equal(second[1], first[0])
+    assert cached.hits == 3 and cached.misses == 3
+    cached.close()
+
+
+def test_cache_persists_across_instances(tmp_path: Path) -> None:
+    with CachedEmbedder(CountingEmbedder(), tmp_path) as cached:
+        first = cached.embed_sync(["persisted text"])
+    inner = CountingEmbedder()
+    with CachedEmbedder(inner, tmp_path) as cached:
+        again = cached.embed_sync(["persisted text"])
+    assert inner.calls == []
+    np.testing.assert_array_equal(first, again)
+
+
+def test_cache_key_includes_model_and_max_length(tmp_path: Path) -> None:
+    with CachedEmbedder(CountingEmbedder(), tmp_path) as cached:
+        cached.embed_sync(["text"])
+    other = CountingEmbedder()
+    other.max_length = 128
+    with CachedEmbedder(other, tmp_path) as cached:
+        cached.embed_sync(["text"])
+    assert other.embedded == ["text"]
+
+
+async def test_async_cache_uses_the_inner_async_path(tmp_path: Path) -> None:
+    inner = CountingEmbedder()
+    with CachedEmbedder(inner, tmp_path) as cached:
+        first = await cached.embed(["x", "y"])
+        second = await cached.embed(["y", "x"])
+        assert await cached.embed([]) is not None
+    assert inner.embedded == ["x", "y"]
+    np.testing.assert_array_equal(first[::-1], second)
+
+
+def test_cache_with_the_real_model(tmp_path: Path, minilm: MiniLMOnnxEmbedder) -> None:
+    with CachedEmbedder(minilm, tmp_path) as cached:
+        fresh = cached.embed_sync(["refund policy", "delivery times"])
+        again = cached.embed_sync(["delivery times", "refund policy"])
+        assert cached.hits == 2
+    np.testing.assert_array_equal(fresh[::-1], again)
+
+
+def test_default_embedder_wraps_the_cache_when_given_a_directory(tmp_path: Path) -> None:
+    assert isinstance(default_embedder(None), MiniLMOnnxEmbedder)
+    embedder = default_embedder(tmp_path)
+    assert isinstance(embedder, CachedEmbedder)
+    assert isinstance(embedder, Embedder)
+    assert embedder.dimension == 384
+    embedder.close()
+
+
+# ---------------------------------------------------------------------------- OpenAI-compatible
+
+
+def _fake_api(requests: list[dict], *, fail_first: int = 0, status: int = 429):
+    state = {"failures": fail_first}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        requests.append({"body": body, "auth": request.headers.get("authorization")})
+        if state["failures"] > 0:
+            state["failures"] -= 1
+            return httpx.Response(status, json={"error": "slow down"})
+        data = [
+            {"index": i, "embedding": [float(len(text)), 1.0, 0.0]}
+            for i, text in enumerate(body["input"])
+        ]
+        # Servers may answer out of order; the index field decides.
+        return httpx.Response(200, json={"data": data[::-1], "model": body["model"]})
+
+    return handler
+
+
+async def test_openai_embedder_batches_orders_and_normalises() -> None:
+    requests: list[dict] = []
+    async with httpx.AsyncClient(transport=httpx.MockTransport(_fake_api(requests))) as client:
+        embedder = OpenAICompatibleEmbedder(
+            base_url="http://llm.local/v1/", model="m", api_key="k", dimension=3,
+            batch_size=2, client=client,
+        )
+        vectors = await embedder.embed(["a", "bbb", "cc"])
+    assert [r["body"]["input"] for r in requests] == [["a", "bbb"], ["cc"]]
+    assert requests[0]["auth"] == "Bearer k"
+    assert vectors.shape == (3, 3) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-6)
+    expected = np.array([1.0, 3.0, 2.0]) / np.sqrt(np.array([1.0, 3.0, 2.0]) ** 2 + 1)
+    np.testing.assert_allclose(vectors[:, 0], expected, atol=1e-6)
+
+
+def test_openai_embedder_sync_retries_transient_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(time, "sleep", lambda _: None)
+    requests: list[dict] = []
+    transport = httpx.MockTransport(_fake_api(requests, fail_first=2))
+    with httpx.Client(transport=transport) as client:
+        embedder = OpenAICompatibleEmbedder(
+            base_url="http://llm.local/v1", model="m", dimension=3, sync_client=client
+        )
+        vectors = embedder.embed_sync(["hello"])
+    assert len(requests) == 3
+    assert vectors.shape == (1, 3)
+
+
+async def test_openai_embedder_reports_errors() -> None:
+    requests: list[dict] = []
+    transport = httpx.MockTransport(_fake_api(requests, fail_first=1, status=401))
+    async with httpx.AsyncClient(transport=transport) as client:
+        embedder = OpenAICompatibleEmbedder(
+            base_url="http://llm.local/v1", model="m", dimension=3, client=client
+        )
+        with pytest.raises(EmbeddingError, match="401"):
+            await embedder.embed(["x"])
+    assert len(requests) == 1  # 401 is not retried
+
+
+async def test_openai_embedder_rejects_wrong_dimension() -> None:
+    async with httpx.AsyncClient(transport=httpx.MockTransport(_fake_api([]))) as client:
+        embedder = OpenAICompatibleEmbedder(
+            base_url="http://llm.local/v1", model="m", dimension=5, client=client
+        )
+        with pytest.raises(EmbeddingError, match="shape"):
+            await embedder.embed(["x"])
+
+
+def test_openai_embedder_knows_common_dimensions() -> None:
+    assert OpenAICompatibleEmbedder(base_url="x", model="text-embedding-3-small").dimension == 1536
+    with pytest.raises(ValueError):
+        OpenAICompatibleEmbedder(base_url="x", model="mystery-model")
