@@ -335,5 +335,44 @@ def keys_revoke(key_id: str, workspace: WorkspaceOpt = None, data_dir: DataDir =
     _emit(as_json, {"revoked": key_id}, f"key {key_id} revoked")
 
 
+# ----------------------------------------------------------------------------------------- eval
+
+eval_app = typer.Typer(help="Measure quality on public data.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.command("retrieval")
+def eval_retrieval(
+    dataset_dir: Annotated[Path, typer.Argument(help="BEIR layout: corpus.jsonl, queries.jsonl, qrels/<split>.tsv.")],
+    split: Annotated[str, typer.Option(help="Which qrels file to score.")] = "test",
+    as_json: JsonFlag = False,
+    cache_dir: Annotated[Path | None, typer.Option(help="Keep embeddings here between runs (default ~/.cache/chatwell).")] = None,
+    alpha: Annotated[float | None, typer.Option(help="Override the fusion weight of the vector side.", min=0, max=1)] = None,
+) -> None:
+    """Index a dataset with the server's ingestion code and score its queries (hybrid, BM25, dense)."""
+    from chatwell.evaluation.retrieval import evaluate, load_beir
+
+    if not (dataset_dir / "corpus.jsonl").is_file():
+        err_console.print(f"[red]error[/red]: {dataset_dir} has no corpus.jsonl")
+        raise typer.Exit(2)
+    if not (dataset_dir / "qrels" / f"{split}.tsv").is_file():
+        err_console.print(f"[red]error[/red]: {dataset_dir} has no qrels/{split}.tsv")
+        raise typer.Exit(2)
+    dataset = load_beir(dataset_dir, split)
+    cache = cache_dir or Path.home() / ".cache" / "chatwell"
+    result = asyncio.run(evaluate(dataset, cache_dir=cache, alpha=alpha,
+                                  progress=None if as_json else err_console.print))
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    table = Table("run", "nDCG@10", "recall@10", "recall@100")
+    for name, metrics in [("hybrid", result), *result["baselines"].items()]:
+        table.add_row(name, f"{metrics['ndcg@10']:.4f}", f"{metrics['recall@10']:.4f}",
+                      f"{metrics['recall@100']:.4f}")
+    console.print(table)
+    console.print(f"{result['queries']} queries, {result['docs']} docs, {result['chunks']} chunks; "
+                  f"indexed in {result['index_seconds']}s; query p50 {result['query_p50_ms']} ms")
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
+import numpy as np
 from sqlalchemy import delete, or_, select, update
 
 from chatwell.domain.documents import LoadedDocument, LoaderError, Section
@@ -31,6 +32,7 @@ from chatwell.storage.search_index import SearchIndex, bump_index_version
 from chatwell.storage.tables import Chunk, Source, SourceContent, utcnow
 
 log = logging.getLogger("chatwell.ingestion")
+PROGRESS_SLICE = 64  # chunks embedded between progress reports of a large source
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +96,6 @@ class Ingestor:
                 await self._crawl_site(source)
                 return
             document = await self._load(source, content.data if content else None)
-            await self._progress(source_id, 0.2)
             await self._index(source, document)
         except (LoaderError, FetchError, IngestionFailed) as exc:
             await self._fail(source_id, exc.code, exc.message)
@@ -142,8 +143,7 @@ class Ingestor:
             chunk_tokens=self.config.chunk_tokens, overlap_tokens=self.config.overlap_tokens)
         if not drafts:
             raise IngestionFailed("empty_document", "The document contains no readable text.")
-        vectors = await self.embedder.embed([embedding_text(d.heading, d.text) for d in drafts])
-        await self._progress(source.id, 0.9)
+        vectors = await self._embed(source.id, [embedding_text(d.heading, d.text) for d in drafts])
         async with self.db.write() as session:
             current = await session.get(Source, source.id)
             if current is None:  # deleted while we worked: nothing to write
@@ -166,6 +166,16 @@ class Ingestor:
             current.synced_at = utcnow()
             current.title = title
             await bump_index_version(session, source.bot_id)
+
+    async def _embed(self, source_id: uuid.UUID, texts: list[str]) -> np.ndarray:
+        """Embed in slices; a large source reports progress (and renews its lease) per slice."""
+        if len(texts) <= PROGRESS_SLICE:
+            return await self.embedder.embed(texts)
+        parts = []
+        for start in range(0, len(texts), PROGRESS_SLICE):
+            parts.append(await self.embedder.embed(texts[start:start + PROGRESS_SLICE]))
+            await self._progress(source_id, 0.1 + 0.85 * min(1.0, (start + PROGRESS_SLICE) / len(texts)))
+        return np.concatenate(parts)
 
     async def _crawl_site(self, root: Source) -> None:
         """Fetch the site's pages; each becomes its own pending source under ``root``."""

@@ -11,7 +11,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, replace
 
+import numpy as np
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from chatwell.domain.models import SourceType
 from chatwell.retrieval.embeddings import Embedder
@@ -49,6 +51,15 @@ class Passage:
 
 
 @dataclass(frozen=True, slots=True)
+class Ranking:
+    """Chunk scores of one query: fused, and each side before fusion (for baselines and debugging)."""
+
+    fused: dict[int, float]
+    lexical: dict[int, float]
+    dense: dict[int, float]
+
+
+@dataclass(frozen=True, slots=True)
 class SearchResult:
     passages: list[Passage]
     relevant: bool
@@ -62,23 +73,38 @@ class Retriever:
         self.embedder = embedder
         self.config = config or RetrievalConfig()
 
-    async def search(self, *, bot_id: uuid.UUID, query: str, k: int = 8,
-                     candidates: int | None = None) -> SearchResult:
+    async def rank(self, *, bot_id: uuid.UUID, query: str, depth: int | None = None,
+                   session: AsyncSession | None = None) -> Ranking:
+        """Score the bot's best chunks for ``query``: ``depth`` candidates from each index, every
+        candidate scored on both sides, then fused."""
         query = query.strip()[:MAX_QUERY_CHARS]
         if not query:
-            return SearchResult([], False)
-        depth = max(candidates or self.config.candidates, k)
+            return Ranking({}, {}, {})
+        depth = depth or self.config.candidates
         vector = (await self.embedder.embed([query]))[0]
+        if session is None:
+            async with self.db.read() as own:
+                return await self._rank(own, bot_id, query, vector, depth)
+        return await self._rank(session, bot_id, query, vector, depth)
+
+    async def _rank(self, session: AsyncSession, bot_id: uuid.UUID, query: str, vector: np.ndarray,
+                    depth: int) -> Ranking:
+        lexical = await self.index.keyword_search(session, bot_id, query, depth)
+        dense = await self.index.vector_search(session, bot_id, vector, depth)
+        missing = [cid for cid in lexical if cid not in dense]
+        dense |= await self.index.vector_scores(session, bot_id, vector, missing)
+        return Ranking(hybrid_scores(lexical, dense, alpha=self.config.alpha), lexical, dense)
+
+    async def search(self, *, bot_id: uuid.UUID, query: str, k: int = 8,
+                     candidates: int | None = None) -> SearchResult:
+        """The ``k`` best passages for ``query``, hydrated for citations, Q&A pairs lifted."""
         async with self.db.read() as session:
-            lexical = await self.index.keyword_search(session, bot_id, query, depth)
-            dense = await self.index.vector_search(session, bot_id, vector, depth)
-            missing = [cid for cid in lexical if cid not in dense]
-            dense |= await self.index.vector_scores(session, bot_id, vector, missing)
-            if not dense and not lexical:
+            ranking = await self.rank(bot_id=bot_id, query=query, session=session,
+                                      depth=max(candidates or self.config.candidates, k))
+            if not ranking.fused:
                 return SearchResult([], False)
-            fused = hybrid_scores(lexical, dense, alpha=self.config.alpha)
             # Fetch a few more than k: the Q&A boost may reorder the head of the list.
-            head = [cid for cid, _ in ranked(fused)[: k * 3]]
+            head = [cid for cid, _ in ranked(ranking.fused)[: k * 3]]
             rows = (await session.execute(
                 select(Chunk.id, Chunk.source_id, Chunk.heading, Chunk.text, Chunk.page,
                        Source.type, Source.title, Source.url)
@@ -87,8 +113,8 @@ class Retriever:
             )).all()
         passages = []
         for row in rows:
-            similarity = dense.get(row.id, 0.0)
-            score = fused[row.id]
+            similarity = ranking.dense.get(row.id, 0.0)
+            score = ranking.fused[row.id]
             if row.type == SourceType.QA and similarity >= self.config.qa_min_similarity:
                 score += self.config.qa_boost
             passages.append(Passage(

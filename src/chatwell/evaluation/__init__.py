@@ -1,0 +1,1 @@
+"""Measurement of retrieval quality on public data, with the server's own code paths."""
