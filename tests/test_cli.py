@@ -80,3 +80,19 @@ def test_serve_answers_the_contract(live_server, tmp_path: Path) -> None:  # typ
         assert {"/v1/bots", "/v1/bots/{bot_id}", "/v1/bots/{bot_id}/sources", "/v1/keys",
                 "/v1/keys/{key_id}", "/healthz"} <= set(paths)
     assert "contract-admin-key-123" not in live_server.log(base)
+
+
+def test_sources_add_ingests_with_progress_and_reports_failures(db_args: list[str], tmp_path: Path) -> None:
+    run("bots", "create", "Docs", *db_args)
+    doc = tmp_path / "guide.md"
+    doc.write_text("# Guide\n\n## Returns\n\nItems can be returned within 30 days.\n")
+    added = json.loads(run("sources", "add", "docs", "--file", str(doc), "--json", *db_args))
+    assert added["status"] == "ready" and added["chunk_count"] >= 1 and added["title"] == "Guide"
+    qa = json.loads(run("sources", "add", "docs", "--question", "Is it free?", "--answer", "Yes.", "--json", *db_args))
+    assert qa["status"] == "ready" and qa["type"] == "qa"
+    blocked = runner.invoke(app, ["sources", "add", "docs", "--url", "http://127.0.0.1:9/", *db_args])
+    assert blocked.exit_code == 1 and "blocked_address" in blocked.output
+    queued = json.loads(run("sources", "add", "docs", "--text", "Later.", "--no-wait", "--json", *db_args))
+    assert queued["status"] == "pending"
+    both = runner.invoke(app, ["sources", "add", "docs", "--text", "x", "--url", "https://e.com", *db_args])
+    assert both.exit_code == 2

@@ -335,6 +335,112 @@ def keys_revoke(key_id: str, workspace: WorkspaceOpt = None, data_dir: DataDir =
     _emit(as_json, {"revoked": key_id}, f"key {key_id} revoked")
 
 
+# -------------------------------------------------------------------------------------- sources
+
+@sources_app.command("add")
+def sources_add(
+    bot: Annotated[str, typer.Argument(help="Bot id or slug.")],
+    file: Annotated[Path | None, typer.Option(help="A file: pdf, docx, html, md, txt, csv.", exists=True, dir_okay=False)] = None,
+    url: Annotated[str | None, typer.Option(help="A web page.")] = None,
+    crawl: Annotated[bool, typer.Option("--crawl", help="With --url: also the site's other pages.")] = False,
+    max_pages: Annotated[int, typer.Option(help="With --crawl: at most this many pages.", min=1, max=1000)] = 50,
+    text: Annotated[str | None, typer.Option(help="Raw text.")] = None,
+    title: Annotated[str, typer.Option(help="Title for --text.")] = "",
+    question: Annotated[str | None, typer.Option(help="A Q&A pair's question (with --answer).")] = None,
+    answer: Annotated[str | None, typer.Option(help="A Q&A pair's answer.")] = None,
+    wait: Annotated[bool, typer.Option(help="Ingest now and show progress (--no-wait leaves it to a server).")] = True,
+    workspace: WorkspaceOpt = None, data_dir: DataDir = None, database_url: DatabaseUrl = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Add a source to a bot and ingest it, with a progress bar."""
+    from chatwell.api.native.schemas import SourceOut
+    from chatwell.domain.sources import QASourceIn, TextSourceIn, UrlSourceIn
+    from chatwell.services import sources
+    from chatwell.services.principals import owner_principal
+
+    given = [x is not None for x in (file, url, text, question)]
+    if sum(given) != 1 or (question is not None) != (answer is not None):
+        err_console.print("[red]error[/red]: give exactly one of --file, --url, --text, --question/--answer")
+        raise typer.Exit(2)
+    settings = _settings(data_dir, database_url)
+    if file is not None and file.stat().st_size > settings.max_upload_bytes:
+        err_console.print(f"[red]error[/red] (payload_too_large): {file} is over {settings.max_upload_bytes} bytes")
+        raise typer.Exit(1)
+    try:
+        if url is not None:
+            spec: Any = UrlSourceIn(type="url", url=url, crawl=crawl, max_pages=max_pages)
+        elif text is not None:
+            spec = TextSourceIn(type="text", title=title, text=text)
+        elif question is not None:
+            spec = QASourceIn(type="qa", question=question, answer=answer or "")
+        else:
+            spec = None
+    except ValueError as exc:
+        err_console.print(f"[red]error[/red] (invalid_request): {exc}")
+        raise typer.Exit(1) from None
+
+    async def work(db: Any) -> Any:
+        principal = owner_principal(await _workspace_id(db, workspace))
+        if file is not None:
+            source = await sources.add_file_source(db, principal=principal, bot_ref=bot, filename=file.name,
+                                                   content=file.read_bytes(), declared_type=None)
+        elif isinstance(spec, UrlSourceIn):
+            source = await sources.add_url_source(db, principal=principal, bot_ref=bot, data=spec)
+        elif isinstance(spec, TextSourceIn):
+            source = await sources.add_text_source(db, principal=principal, bot_ref=bot, data=spec)
+        else:
+            source = await sources.add_qa_source(db, principal=principal, bot_ref=bot, data=spec)
+        if wait:
+            source = await _ingest_with_progress(db, settings, source.id, quiet=as_json)
+        return source
+
+    source = _run(settings, work)
+    if as_json:
+        _emit(True, SourceOut.of(source).model_dump(mode="json"))
+    elif source.status == "failed":
+        err_console.print(f"[red]failed[/red] ({source.error_code}): {source.error}")
+    else:
+        console.print(f"source {source.id}: {source.status}, {source.chunk_count} chunks ({source.title})")
+    if source.status == "failed":
+        raise typer.Exit(1)
+
+
+async def _ingest_with_progress(db: Any, settings: Settings, source_id: uuid.UUID, *, quiet: bool) -> Any:
+    """Ingest ``source_id`` (and the pages a crawl finds) here, or follow a server doing it."""
+    from rich.progress import Progress
+    from sqlalchemy import select
+
+    from chatwell.services.knowledge import build_knowledge
+    from chatwell.storage.tables import Source
+
+    ingestor = build_knowledge(db, settings).ingestor
+
+    async def pending_ids() -> list[uuid.UUID]:
+        async with db.read() as session:
+            rows = await session.scalars(select(Source.id).where(
+                (Source.id == source_id) | (Source.parent_id == source_id),
+                Source.status.in_(["pending", "processing"])))
+            return list(rows)
+
+    with Progress(console=err_console, disable=quiet, transient=True) as progress:
+        task = progress.add_task("ingesting", total=1.0)
+        while ids := await pending_ids():
+            claimed = False
+            for sid in ids:
+                if await ingestor.claim_source(sid):
+                    claimed = True
+                    await ingestor.process_source(sid)
+                    progress.update(task, description=f"ingested {sid}")
+            if not claimed:  # another process (a running server) has it: follow its progress
+                async with db.read() as session:
+                    current = await session.get(Source, source_id)
+                progress.update(task, completed=current.progress if current else 1.0)
+                await asyncio.sleep(0.5)
+        progress.update(task, completed=1.0)
+    async with db.read() as session:
+        return await session.get(Source, source_id)
+
+
 # ----------------------------------------------------------------------------------------- eval
 
 eval_app = typer.Typer(help="Measure quality on public data.", no_args_is_help=True)

@@ -84,6 +84,18 @@ class Ingestor:
                 attempts=Source.attempts + 1, progress=0.0))
             return source_id
 
+    async def claim_source(self, source_id: uuid.UUID) -> bool:
+        """Take this one source if it is waiting (the CLI ingests what it just added)."""
+        now = utcnow()
+        async with self.db.write() as session:
+            result = await session.execute(update(Source).where(
+                Source.id == source_id,
+                or_(Source.status == SourceStatus.PENDING,
+                    (Source.status == SourceStatus.PROCESSING) & (Source.locked_at < now - self.config.lease)),
+            ).values(status=SourceStatus.PROCESSING, locked_by=self.worker_id, locked_at=now,
+                     attempts=Source.attempts + 1, progress=0.0))
+            return bool(result.rowcount)
+
     async def process_source(self, source_id: uuid.UUID) -> None:
         """Run the pipeline for one claimed source; it ends ``ready`` or ``failed``."""
         async with self.db.read() as session:
