@@ -22,9 +22,10 @@ from chatwell.api.errors import ErrorFormats, install_error_handlers
 from chatwell.api.native import bots as native_bots
 from chatwell.api.native import keys as native_keys
 from chatwell.api.native import sources as native_sources
+from chatwell.api.native import chat as native_chat
 from chatwell.api.native import search as native_search
 from chatwell.ingestion.worker import IngestionWorker
-from chatwell.services.knowledge import build_knowledge
+from chatwell.services.knowledge import build_chat_service, build_knowledge
 from chatwell.settings import Settings
 from chatwell.storage import migrate
 from chatwell.storage.database import Database
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None, *, announce: Announce = _print)
                 await migrate.upgrade(db)
             knowledge = build_knowledge(db, settings)
             app.state.knowledge = knowledge
+            app.state.chat = build_chat_service(db, settings, knowledge)
             worker = IngestionWorker(knowledge.ingestor, concurrency=settings.ingestion_concurrency)
             app.state.ingestion = worker
             await bootstrap.on_start(db, settings, announce=announce)
@@ -86,7 +88,7 @@ def create_app(settings: Settings | None = None, *, announce: Announce = _print)
         formats=formats,
     )
     for router in (system.router, native_bots.router, native_sources.router, native_search.router,
-                   native_keys.router):
+                   native_keys.router, native_chat.router):
         app.include_router(router)
     app.openapi = _openapi_with_extra_schemas(app)  # type: ignore[method-assign]
     return app

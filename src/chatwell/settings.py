@@ -76,6 +76,30 @@ class Settings(BaseSettings):
     )
     embedding_model: str | None = Field(None, description="Model name for `embedding_base_url`.")
     embedding_api_key: SecretStr | None = Field(None, description="API key for `embedding_base_url`.")
+    llm_base_url: str | None = Field(
+        None,
+        description="OpenAI-compatible base URL (e.g. http://localhost:11434/v1) for every bot without "
+        "its own provider. Unset: bots answer with the offline answerer.",
+    )
+    llm_api_key: SecretStr | None = Field(None, description="API key for `llm_base_url`.")
+    llm_model: str | None = Field(None, description="Default model name sent to `llm_base_url`.")
+    llm_timeout_seconds: float = Field(60.0, gt=0, description="Timeout of one model call, in seconds.")
+    llm_context_tokens: int = Field(
+        8192, ge=512, description="Context window the prompt is trimmed to (history is dropped first)."
+    )
+    anthropic_api_key: SecretStr | None = Field(None, description="Enables bots with provider `anthropic`.")
+    model_prices: dict[str, tuple[float, float]] = Field(
+        default_factory=dict,
+        description='Extra or changed model prices, USD per million tokens: {"model": [input, output]}.',
+    )
+    blocked_input_patterns: list[str] = Field(
+        default_factory=list,
+        description="Regular expressions; a question matching one is refused with `content_filtered`.",
+    )
+    blocked_output_patterns: list[str] = Field(
+        default_factory=list,
+        description="Regular expressions; an answer matching one is replaced (a `replace` event).",
+    )
     demo: bool = Field(
         False, description="Create a public demo bot with a sample document on first start."
     )

@@ -58,11 +58,14 @@ class RateLimits(_Group):
 
 
 class ModelSettings(_Group):
-    """Which model answers for this bot; empty fields fall back to the server's LLM settings."""
+    """Which model answers for this bot; empty fields fall back to the server's LLM settings.
 
-    provider: str | None = Field(None, max_length=50)
+    The endpoint and its key are the operator's (server settings), never a bot's: a bot can not
+    point the server's credentials at an address of its choosing.
+    """
+
+    provider: str | None = Field(None, pattern="^(openai|anthropic|offline)$")
     model: str | None = Field(None, max_length=200)
-    base_url: str | None = Field(None, max_length=500)
     temperature: float | None = Field(None, ge=0, le=2)
     max_tokens: int | None = Field(None, ge=1, le=100_000)
     stream_default: bool = True

@@ -121,6 +121,7 @@ async def evaluate(dataset: Dataset, *, settings: Settings | None = None, cache_
     def score(run: list[tuple[str, list[str]]]) -> dict[str, float]:
         return {
             "ndcg@10": round(statistics.fmean(ndcg_at_k(r, dataset.qrels[q], 10) for q, r in run), 4),
+            "recall@5": round(statistics.fmean(recall_at_k(r, dataset.qrels[q], 5) for q, r in run), 4),
             "recall@10": round(statistics.fmean(recall_at_k(r, dataset.qrels[q], 10) for q, r in run), 4),
             "recall@100": round(statistics.fmean(recall_at_k(r, dataset.qrels[q], 100) for q, r in run), 4),
         }

@@ -9,7 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from chatwell.chat.filters import ContentFilter
+from chatwell.chat.service import ChatService
 from chatwell.ingestion.service import IngestionConfig, Ingestor
+from chatwell.llm.pricing import PriceTable
+from chatwell.llm.registry import ModelRegistry
 from chatwell.retrieval.batching import BatchingEmbedder
 from chatwell.retrieval.embeddings import CachedEmbedder, Embedder, MiniLMOnnxEmbedder, OpenAICompatibleEmbedder
 from chatwell.retrieval.service import RetrievalConfig, Retriever
@@ -47,3 +51,10 @@ def build_knowledge(db: Database, settings: Settings, *, embedder: Embedder | No
         max_file_bytes=settings.max_upload_bytes, allow_private=settings.crawl_allow_private,
         lease=timedelta(seconds=settings.ingestion_lease_seconds)))
     return Knowledge(embedder, index, ingestor, Retriever(db, index, embedder, retrieval))
+
+
+def build_chat_service(db: Database, settings: Settings, knowledge: Knowledge) -> ChatService:
+    return ChatService(
+        db, knowledge.retriever, ModelRegistry(settings, knowledge.embedder), PriceTable(settings.model_prices),
+        ContentFilter(settings.blocked_input_patterns, settings.blocked_output_patterns),
+        context_tokens=settings.llm_context_tokens)

@@ -1,0 +1,1 @@
+"""The chat engine: history, retrieval, prompting, generation, filtering, persistence — once."""

@@ -1,0 +1,38 @@
+"""Map the ``[n]`` markers of an answer to citations of the passages they name."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from chatwell.domain.events import Citation
+from chatwell.retrieval.service import Passage
+
+MARKER = re.compile(r"\[(\d{1,2})\]")
+SNIPPET_CHARS = 240
+FALLBACK_CITATIONS = 3
+
+
+def citations_for(answer: str, passages: Sequence[Passage], *, include_links: bool = True) -> tuple[Citation, ...]:
+    """Citations for the markers used in ``answer``, in order of first use. When the model used
+    none, the best passages it was given are cited, since the answer was grounded in them."""
+    used: list[int] = []
+    for match in MARKER.finditer(answer):
+        n = int(match.group(1))
+        if 1 <= n <= len(passages) and n not in used:
+            used.append(n)
+    if not used:
+        used = list(range(1, min(FALLBACK_CITATIONS, len(passages)) + 1))
+    return tuple(_citation(n, passages[n - 1], include_links) for n in used)
+
+
+def strip_unknown_markers(answer: str, count: int) -> str:
+    """Remove markers that point past the passages (a model inventing sources)."""
+    return MARKER.sub(lambda m: m.group(0) if 1 <= int(m.group(1)) <= count else "", answer)
+
+
+def _citation(n: int, passage: Passage, include_links: bool) -> Citation:
+    snippet = " ".join(passage.text.split())[:SNIPPET_CHARS]
+    return Citation(index=n, source_id=passage.source_id, title=passage.title,
+                    url=passage.url if include_links else None, page=passage.page,
+                    score=round(passage.score, 4), snippet=snippet)

@@ -1,0 +1,253 @@
+"""The chat engine: history -> retrieve -> prompt -> stream -> filter -> cite -> persist.
+
+``ChatService.start`` validates a request and saves the user's turn (errors here are raised, so
+a dialect can answer with an HTTP status); ``Turn.events`` then yields the neutral event stream
+(``chatwell.domain.events``), which every dialect only encodes. The assistant's turn is saved in
+a second short transaction after the stream; a failure or a disconnect mid-stream still records
+both turns, with the error. ``private`` turns write nothing but a content-free usage row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from chatwell.chat.citations import citations_for, strip_unknown_markers
+from chatwell.chat.filters import REPLACEMENT, ContentFilter
+from chatwell.chat.prompts import build_messages, grounding_of
+from chatwell.domain.events import (
+    ChatEvent,
+    Citation,
+    Citations,
+    Delta,
+    Done,
+    Error,
+    HistoryTurn,
+    Notice,
+    Replace,
+    Status,
+    Usage,
+)
+from chatwell.domain.models import AnswerSettings, ModelSettings
+from chatwell.errors import InvalidRequest
+from chatwell.llm.base import ModelDelta, ModelError, ModelImage, ModelRequest, ModelUsage
+from chatwell.llm.pricing import PriceTable
+from chatwell.llm.registry import ModelRegistry
+from chatwell.retrieval.service import Passage, Retriever
+from chatwell.services import conversations
+from chatwell.storage.database import Database
+from chatwell.storage.tables import Bot
+
+log = logging.getLogger("chatwell.chat")
+MAX_QUESTION_CHARS = 8_000
+MAX_CLIENT_HISTORY = 50
+DEFAULT_MAX_TOKENS = 512
+RETRIEVAL_K = 6
+OFFLINE_NOTICE = ("Answered by chatwell's offline answerer: sentences quoted from this bot's sources, "
+                  "no language model. Configure a model for written answers.")
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    bot: Bot
+    question: str
+    channel: str = "native"
+    conversation_id: uuid.UUID | None = None
+    history: Sequence[HistoryTurn] = ()
+    private: bool = False
+    session_id: str | None = None
+    api_key_id: uuid.UUID | None = None
+    client_ip: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    image: ModelImage | None = None
+    temperature: float | None = None
+
+
+@dataclass(slots=True)
+class Turn:
+    """A started turn: ``events()`` streams the answer exactly once."""
+
+    service: ChatService
+    request: ChatRequest
+    conversation_id: uuid.UUID | None
+    user_message_id: uuid.UUID | None
+    history: list[HistoryTurn]
+    is_new_conversation: bool
+    blocked: bool = False
+
+    def events(self) -> AsyncIterator[ChatEvent]:
+        return self.service._events(self)
+
+
+class ChatService:
+    def __init__(self, db: Database, retriever: Retriever, models: ModelRegistry, prices: PriceTable,
+                 content_filter: ContentFilter, *, context_tokens: int = 8192):
+        self.db = db
+        self.retriever = retriever
+        self.models = models
+        self.prices = prices
+        self.filter = content_filter
+        self.context_tokens = context_tokens
+
+    async def start(self, request: ChatRequest) -> Turn:
+        question = request.question.strip()
+        if not question:
+            raise InvalidRequest("message must not be empty", code="invalid_request")
+        if len(question) > MAX_QUESTION_CHARS:
+            raise InvalidRequest(f"message is longer than {MAX_QUESTION_CHARS} characters", code="message_too_long")
+        request.question = question
+        if request.image is not None:
+            resolved = self.models.resolve(ModelSettings.model_validate(request.bot.model_settings or {}))
+            if not resolved.model.supports_images:
+                raise InvalidRequest("this bot's model does not accept images", code="images_not_supported")
+        client_history = _clean_history(request.history)
+        if self.filter.blocks_input(question):
+            return Turn(self, request, None, None, [], True, blocked=True)
+        if request.private:
+            return Turn(self, request, None, None, client_history, True)
+        started = await conversations.start_turn(
+            self.db, bot=request.bot, conversation_id=request.conversation_id, question=question,
+            session_id=request.session_id, channel=request.channel, api_key_id=request.api_key_id,
+            client_ip=request.client_ip, metadata=request.metadata,
+            image={"media_type": request.image.media_type} if request.image else None)
+        # Stored turns are the truth; a client's own history only fills a conversation we lack.
+        history = started.history or client_history
+        return Turn(self, request, started.conversation_id, started.user_message_id, history, started.is_new)
+
+    async def _events(self, turn: Turn) -> AsyncIterator[ChatEvent]:
+        request, bot = turn.request, turn.request.bot
+        if turn.blocked:
+            yield Error("content_filtered", "The message was blocked by the content filter.")
+            return
+        answer_settings = AnswerSettings.model_validate(bot.answer_settings or {})
+        model_settings = ModelSettings.model_validate(bot.model_settings or {})
+        text_parts: list[str] = []
+        outcome = _Outcome()
+        try:
+            if not await conversations.has_credit(self.db, bot.workspace_id):
+                outcome.error = Error("service_unavailable", "The workspace has run out of credits.")
+                yield outcome.error
+                return
+            yield Status("retrieving")
+            passages: list[Passage] = []
+            relevant = False
+            try:
+                result = await self.retriever.search(bot_id=bot.id, query=_retrieval_query(request.question, turn.history),
+                                                      k=RETRIEVAL_K)
+                passages, relevant = result.passages, result.relevant
+            except Exception:
+                log.exception("retrieval failed for bot %s", bot.id)
+                yield Notice("rag_unavailable", "Knowledge retrieval is unavailable; answering without sources.")
+            resolved = self.models.resolve(model_settings)
+            if resolved.fallback_reason:
+                yield Notice("model_unavailable", f"Using the offline answerer: {resolved.fallback_reason}.")
+            elif resolved.is_offline and turn.is_new_conversation:
+                yield Notice("offline_answerer", OFFLINE_NOTICE, level="info")
+            yield Status("generating")
+            if not relevant or not passages:
+                # Nothing relevant: say so instead of letting a model guess.
+                text_parts.append(answer_settings.not_found_message)
+                yield Delta(answer_settings.not_found_message)
+                outcome.model = resolved.model.name
+                passages = []
+            else:
+                grounding = grounding_of(passages)
+                max_tokens = model_settings.max_tokens or DEFAULT_MAX_TOKENS
+                model_request = ModelRequest(
+                    messages=build_messages(instructions=bot.instructions or "", grounding=grounding,
+                                            history=turn.history, question=request.question,
+                                            context_tokens=self.context_tokens, reserve_tokens=max_tokens,
+                                            language=answer_settings.language),
+                    model=model_settings.model or resolved.model.name,
+                    temperature=request.temperature if request.temperature is not None else model_settings.temperature,
+                    max_tokens=max_tokens, question=request.question, grounding=grounding)
+                outcome.model = model_request.model
+                stream = resolved.model.stream(model_request)
+                try:
+                    async for event in stream:
+                        if isinstance(event, ModelDelta):
+                            text_parts.append(event.text)
+                            yield Delta(event.text)
+                        elif isinstance(event, ModelUsage):
+                            outcome.prompt_tokens = event.prompt_tokens
+                            outcome.completion_tokens = event.completion_tokens
+                finally:
+                    await stream.aclose()  # type: ignore[attr-defined]
+            answer = strip_unknown_markers("".join(text_parts), len(passages))
+            if self.filter.blocks_output(answer):
+                answer = REPLACEMENT
+                passages = []
+                yield Replace(answer)
+            outcome.text = answer
+            if passages and answer_settings.citations_enabled:
+                outcome.citations = citations_for(answer, passages, include_links=answer_settings.include_links)
+                yield Citations(outcome.citations)
+            cost = self.prices.cost(outcome.model, outcome.prompt_tokens, outcome.completion_tokens)
+            yield Usage(outcome.prompt_tokens, outcome.completion_tokens, outcome.model, cost)
+            message_id = await self._finish(turn, outcome)
+            outcome.saved = True
+            yield Done(turn.conversation_id, message_id, turn.user_message_id)
+        except ModelError as exc:
+            outcome.text = "".join(text_parts)
+            outcome.error = Error(exc.code, exc.message)
+            yield outcome.error
+        except Exception:
+            log.exception("chat turn failed for bot %s", bot.id)
+            outcome.text = "".join(text_parts)
+            outcome.error = Error("internal_error", "The answer could not be completed.")
+            yield outcome.error
+        finally:
+            if not outcome.saved:
+                if outcome.error is None:  # the client went away mid-stream
+                    outcome.text = "".join(text_parts)
+                    outcome.error = Error("cancelled", "The client disconnected before the answer was complete.")
+                # Shielded: a cancelled request must still record its turn.
+                await asyncio.shield(self._finish(turn, outcome))
+
+    async def _finish(self, turn: Turn, outcome: _Outcome) -> uuid.UUID | None:
+        cost = self.prices.cost(outcome.model, outcome.prompt_tokens, outcome.completion_tokens)
+        try:
+            return await conversations.finish_turn(
+                self.db, bot=turn.request.bot, conversation_id=turn.conversation_id, content=outcome.text,
+                citations=[_citation_json(c) for c in outcome.citations] if outcome.citations else None,
+                error_code=outcome.error.code if outcome.error else None,
+                error=outcome.error.message if outcome.error else None, model=outcome.model,
+                prompt_tokens=outcome.prompt_tokens, completion_tokens=outcome.completion_tokens, cost=cost,
+                api_key_id=turn.request.api_key_id, channel=turn.request.channel)
+        except Exception:
+            log.exception("could not save the assistant turn of conversation %s", turn.conversation_id)
+            return None
+
+
+@dataclass(slots=True)
+class _Outcome:
+    text: str = ""
+    model: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    citations: tuple[Citation, ...] = ()
+    error: Error | None = None
+    saved: bool = False
+
+
+def _clean_history(history: Sequence[HistoryTurn]) -> list[HistoryTurn]:
+    kept = [HistoryTurn("assistant" if t.role == "assistant" else "user", t.content[:MAX_QUESTION_CHARS])
+            for t in history if t.content and t.role in ("user", "assistant")]
+    return kept[-MAX_CLIENT_HISTORY:]
+
+
+def _retrieval_query(question: str, history: Sequence[HistoryTurn]) -> str:
+    """A follow-up like "and on weekends?" is searched together with the previous question."""
+    if len(question.split()) >= 6:
+        return question
+    previous = next((t.content for t in reversed(history) if t.role == "user"), "")
+    return f"{previous} {question}".strip()
+
+
+def _citation_json(c: Citation) -> dict[str, Any]:
+    return {"index": c.index, "source_id": str(c.source_id), "title": c.title, "url": c.url,
+            "page": c.page, "score": c.score, "snippet": c.snippet}

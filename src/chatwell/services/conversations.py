@@ -1,0 +1,175 @@
+"""Conversations and messages: the short transactions around a chat turn, plus reading,
+deleting (GDPR) and feedback. No transaction is ever open while a model streams."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import delete, select, update
+
+from chatwell.domain.auth import Principal
+from chatwell.domain.events import HistoryTurn
+from chatwell.domain.models import ConversationStatus, MessageRole
+from chatwell.errors import NotFound
+from chatwell.services.pagination import Page, page_of, paginate
+from chatwell.storage.database import Database
+from chatwell.storage.tables import Bot, Conversation, Message, UsageEvent, Workspace, utcnow
+
+MAX_HISTORY_TURNS = 50
+
+
+def conversation_not_found() -> NotFound:
+    return NotFound("conversation not found", code="conversation_not_found")
+
+
+def parse_uuid(value: str | uuid.UUID | None, error: NotFound) -> uuid.UUID | None:
+    if value is None or isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise error from None
+
+
+@dataclass(slots=True)
+class StartedTurn:
+    conversation_id: uuid.UUID
+    user_message_id: uuid.UUID
+    history: list[HistoryTurn]
+    is_new: bool
+
+
+async def start_turn(db: Database, *, bot: Bot, conversation_id: uuid.UUID | None, question: str,
+                     session_id: str | None, channel: str, api_key_id: uuid.UUID | None,
+                     client_ip: str | None, metadata: dict[str, Any], image: dict[str, Any] | None) -> StartedTurn:
+    """Find or open the conversation and save the user's message, in one short transaction."""
+    async with db.write() as session:
+        conversation = None
+        if conversation_id is not None:
+            conversation = await session.get(Conversation, conversation_id)
+            if (conversation is None or conversation.bot_id != bot.id
+                    or (conversation.session_id and session_id and conversation.session_id != session_id)):
+                raise conversation_not_found()
+        is_new = conversation is None
+        if conversation is None:
+            conversation = Conversation(workspace_id=bot.workspace_id, bot_id=bot.id, session_id=session_id,
+                                        channel=channel, api_key_id=api_key_id, client_ip=client_ip,
+                                        status=ConversationStatus.OPEN, title=question[:300],
+                                        metadata_=metadata or {})
+            session.add(conversation)
+            await session.flush()
+            history: list[HistoryTurn] = []
+        else:
+            rows = (await session.execute(
+                select(Message.role, Message.content).where(
+                    Message.conversation_id == conversation.id,
+                    Message.role.in_([MessageRole.USER, MessageRole.ASSISTANT, MessageRole.AGENT]),
+                    Message.error_code.is_(None))
+                .order_by(Message.created_at.desc(), Message.id.desc()).limit(MAX_HISTORY_TURNS))).all()
+            history = [HistoryTurn("user" if r.role == MessageRole.USER else "assistant", r.content)
+                       for r in reversed(rows) if r.content]
+            conversation.updated_at = utcnow()
+        message = Message(conversation_id=conversation.id, role=MessageRole.USER, content=question, image=image)
+        session.add(message)
+        await session.flush()
+        return StartedTurn(conversation.id, message.id, history, is_new)
+
+
+async def finish_turn(db: Database, *, bot: Bot, conversation_id: uuid.UUID | None, content: str,
+                      citations: list[dict[str, Any]] | None, error_code: str | None, error: str | None,
+                      model: str, prompt_tokens: int, completion_tokens: int, cost: float,
+                      api_key_id: uuid.UUID | None, channel: str) -> uuid.UUID | None:
+    """Save the assistant's message (unless private: ``conversation_id`` None), meter the call
+    (a usage row holds no content) and charge the workspace's credit, in one short transaction."""
+    async with db.write() as session:
+        message_id = None
+        if conversation_id is not None:
+            message = Message(conversation_id=conversation_id, role=MessageRole.ASSISTANT, content=content,
+                              citations=citations, error_code=error_code, error=error, model=model,
+                              prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+            session.add(message)
+            await session.flush()
+            message_id = message.id
+        if prompt_tokens or completion_tokens:
+            session.add(UsageEvent(workspace_id=bot.workspace_id, bot_id=bot.id, api_key_id=api_key_id,
+                                   conversation_id=conversation_id, message_id=message_id, channel=channel,
+                                   model=model, prompt_tokens=prompt_tokens,
+                                   completion_tokens=completion_tokens, cost=Decimal(str(cost))))
+            if cost:
+                await session.execute(
+                    update(Workspace).where(Workspace.id == bot.workspace_id,
+                                            Workspace.credit_balance.is_not(None))
+                    .values(credit_balance=Workspace.credit_balance - Decimal(str(cost))))
+        return message_id
+
+
+async def has_credit(db: Database, workspace_id: uuid.UUID) -> bool:
+    async with db.read() as session:
+        balance = await session.scalar(select(Workspace.credit_balance).where(Workspace.id == workspace_id))
+    return balance is None or balance > 0
+
+
+# ------------------------------------------------------------------------------- reading & GDPR
+
+async def _owned(session: Any, principal: Principal, conversation_id: str) -> Conversation:
+    cid = parse_uuid(conversation_id, conversation_not_found())
+    conversation = await session.get(Conversation, cid)
+    if (conversation is None or conversation.workspace_id != principal.workspace_id
+            or not principal.can_reach_bot(conversation.bot_id)):
+        raise conversation_not_found()
+    return conversation
+
+
+async def list_conversations(db: Database, *, principal: Principal, bot_id: uuid.UUID | None,
+                             limit: int = 50, cursor: str | None = None) -> Page[Conversation]:
+    query = select(Conversation).where(Conversation.workspace_id == principal.workspace_id)
+    if principal.bot_id is not None:
+        query = query.where(Conversation.bot_id == principal.bot_id)
+    if bot_id is not None:
+        query = query.where(Conversation.bot_id == bot_id)
+    async with db.read() as session:
+        rows = list((await session.scalars(paginate(query, Conversation.id, limit=limit, cursor=cursor))).all())
+    return page_of(rows, limit, lambda c: c.id)
+
+
+async def get_conversation(db: Database, *, principal: Principal,
+                           conversation_id: str) -> tuple[Conversation, list[Message]]:
+    async with db.read() as session:
+        conversation = await _owned(session, principal, conversation_id)
+        messages = list((await session.scalars(
+            select(Message).where(Message.conversation_id == conversation.id)
+            .order_by(Message.created_at, Message.id))).all())
+    return conversation, messages
+
+
+async def delete_conversation(db: Database, *, principal: Principal, conversation_id: str) -> None:
+    async with db.write() as session:
+        conversation = await _owned(session, principal, conversation_id)
+        # Usage rows stay (they hold no content) but lose their link to the deleted turns.
+        await session.execute(update(UsageEvent).where(UsageEvent.conversation_id == conversation.id)
+                              .values(conversation_id=None, message_id=None))
+        await session.execute(delete(Message).where(Message.conversation_id == conversation.id))
+        await session.execute(delete(Conversation).where(Conversation.id == conversation.id))
+
+
+async def set_feedback(db: Database, *, principal: Principal, message_id: str, rating: str,
+                       comment: str | None) -> Message:
+    not_found = NotFound("message not found", code="message_not_found")
+    mid = parse_uuid(message_id, not_found)
+    async with db.write() as session:
+        message = await session.get(Message, mid)
+        conversation = await session.get(Conversation, message.conversation_id) if message else None
+        if (message is None or conversation is None or conversation.workspace_id != principal.workspace_id
+                or not principal.can_reach_bot(conversation.bot_id) or message.role != MessageRole.ASSISTANT):
+            raise not_found
+        message.feedback = rating
+        message.feedback_comment = comment
+        return message
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
