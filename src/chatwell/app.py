@@ -23,6 +23,7 @@ from chatwell.api.native import bots as native_bots
 from chatwell.api.native import keys as native_keys
 from chatwell.api.native import sources as native_sources
 from chatwell.api.native import chat as native_chat
+from chatwell.api.openai import routes as openai_routes
 from chatwell.api.native import search as native_search
 from chatwell.ingestion.worker import IngestionWorker
 from chatwell.services.knowledge import build_chat_service, build_knowledge
@@ -88,8 +89,10 @@ def create_app(settings: Settings | None = None, *, announce: Announce = _print)
         formats=formats,
     )
     for router in (system.router, native_bots.router, native_sources.router, native_search.router,
-                   native_keys.router, native_chat.router):
+                   native_keys.router, native_chat.router, openai_routes.router):
         app.include_router(router)
+    for prefix in ("/v1/chat/completions", "/v1/models"):
+        formats.register(prefix, openai_routes.openai_error)
     app.openapi = _openapi_with_extra_schemas(app)  # type: ignore[method-assign]
     return app
 
