@@ -43,5 +43,8 @@ class FixedRegistry:
     def __init__(self, model: ScriptedModel):
         self.model = model
 
+    async def aclose(self) -> None:
+        return None
+
     def resolve(self, _settings: object) -> ResolvedModel:
         return ResolvedModel(self.model, False)

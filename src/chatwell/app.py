@@ -70,6 +70,9 @@ def create_app(settings: Settings | None = None, *, announce: Announce = _print)
         finally:
             if worker is not None:
                 await worker.stop()
+            chat = getattr(app.state, "chat", None)
+            if chat is not None:
+                await chat.models.aclose()
             await db.dispose()
 
     app = FastAPI(

@@ -37,6 +37,12 @@ class AnthropicModel:
                                           timeout=self.timeout, max_retries=0)
         return self._client
 
+    async def aclose(self) -> None:
+        """Close the SDK client's connection pool."""
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
         import anthropic
 

@@ -61,6 +61,13 @@ class ModelRegistry:
         self.offline = OfflineAnswerer(embedder)
         self._cache: dict[tuple[str, str | None], ChatModel] = {}
 
+    async def aclose(self) -> None:
+        for model in self._cache.values():
+            close = getattr(model, "aclose", None)
+            if close is not None:
+                await close()
+        self._cache.clear()
+
     def resolve(self, bot_model: ModelSettings) -> ResolvedModel:
         provider = bot_model.provider or ("openai" if self.settings.llm_base_url else "offline")
         if provider == "offline":

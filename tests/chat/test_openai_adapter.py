@@ -1,0 +1,120 @@
+"""The OpenAI-compatible adapter against a scripted upstream served by a real uvicorn: retries
+before the first token, a clear error after it, malformed chunks, usage fallback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, StreamingResponse
+from starlette.routing import Route
+
+from chatwell.llm.base import ModelDelta, ModelError, ModelMessage, ModelRequest, ModelUsage
+from chatwell.llm.openai_compat import OpenAICompatibleModel
+
+
+class Upstream:
+    """Answers /v1/chat/completions from a script: one entry per call."""
+
+    def __init__(self) -> None:
+        self.script: list[str] = []
+        self.calls: list[dict[str, Any]] = []
+
+    async def completions(self, request: Request) -> Any:
+        self.calls.append(await request.json())
+        action = self.script.pop(0) if self.script else "ok"
+        if action in ("429", "503"):
+            return JSONResponse({"error": {"message": "busy"}}, status_code=int(action))
+        if action == "400":
+            return JSONResponse({"error": {"message": "bad"}}, status_code=400)
+
+        async def body():  # type: ignore[no-untyped-def]
+            for word in ("Hello ", "world"):
+                yield "data: " + json.dumps({"id": "c", "object": "chat.completion.chunk", "created": 0,
+                                             "model": "m", "choices": [{"index": 0, "delta": {"content": word},
+                                                                        "finish_reason": None}]}) + "\n\n"
+                await asyncio.sleep(0.01)
+                if action == "garbage":
+                    yield "data: {not json\n\n"
+                    return
+            if action == "ok":
+                yield "data: " + json.dumps({"id": "c", "object": "chat.completion.chunk", "created": 0,
+                                             "model": "m", "choices": [],
+                                             "usage": {"prompt_tokens": 7, "completion_tokens": 2,
+                                                       "total_tokens": 9}}) + "\n\n"
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(body(), media_type="text/event-stream")
+
+
+@pytest.fixture
+def upstream(live_server) -> tuple[Upstream, str]:  # type: ignore[no-untyped-def]
+    fake = Upstream()
+    app = Starlette(routes=[Route("/v1/chat/completions", fake.completions, methods=["POST"])])
+    return fake, live_server.start(app) + "/v1"
+
+
+def request() -> ModelRequest:
+    return ModelRequest(messages=[ModelMessage("user", "hi")], model="m", max_tokens=5, temperature=0.2)
+
+
+async def run(model: OpenAICompatibleModel) -> list[Any]:
+    try:
+        return [event async for event in model.stream(request())]
+    finally:
+        await model.aclose()
+
+
+async def test_streams_text_and_usage(upstream: tuple[Upstream, str]) -> None:
+    fake, base = upstream
+    events = await run(OpenAICompatibleModel(base_url=base, model="m"))
+    assert [e.text for e in events if isinstance(e, ModelDelta)] == ["Hello ", "world"]
+    assert events[-1] == ModelUsage(7, 2)
+    assert fake.calls[0]["max_tokens"] == 5 and fake.calls[0]["stream"] is True
+
+
+async def test_retries_429_and_5xx_before_the_first_token(upstream: tuple[Upstream, str]) -> None:
+    fake, base = upstream
+    fake.script = ["429", "503", "ok"]
+    events = await run(OpenAICompatibleModel(base_url=base, model="m", max_retries=2, backoff=0.01))
+    assert len(fake.calls) == 3 and isinstance(events[-1], ModelUsage)
+    fake.script = ["503", "503", "503"]
+    with pytest.raises(ModelError) as failed:
+        await run(OpenAICompatibleModel(base_url=base, model="m", max_retries=2, backoff=0.01))
+    assert failed.value.code == "upstream_error" and failed.value.status == 503
+    fake.script = ["400"]
+    calls = len(fake.calls)
+    with pytest.raises(ModelError):
+        await run(OpenAICompatibleModel(base_url=base, model="m", max_retries=2, backoff=0.01))
+    assert len(fake.calls) == calls + 1  # a 400 is not retried
+
+
+async def test_malformed_chunk_after_first_token_is_an_error_not_a_retry(upstream: tuple[Upstream, str]) -> None:
+    fake, base = upstream
+    fake.script = ["garbage"]
+    seen: list[str] = []
+    model = OpenAICompatibleModel(base_url=base, model="m")
+    with pytest.raises(ModelError) as failed:
+        async for event in model.stream(request()):
+            if isinstance(event, ModelDelta):
+                seen.append(event.text)
+    await model.aclose()
+    assert seen == ["Hello "] and failed.value.code == "upstream_error" and len(fake.calls) == 1
+
+
+async def test_missing_usage_is_counted_locally(upstream: tuple[Upstream, str]) -> None:
+    fake, base = upstream
+    fake.script = ["no-usage"]
+    events = await run(OpenAICompatibleModel(base_url=base, model="m"))
+    assert isinstance(events[-1], ModelUsage) and events[-1].completion_tokens > 0
+
+
+async def test_unreachable_server_is_a_clear_error() -> None:
+    model = OpenAICompatibleModel(base_url="http://127.0.0.1:9/v1", model="m", max_retries=1, backoff=0.01)
+    with pytest.raises(ModelError) as failed:
+        await run(model)
+    assert failed.value.code == "upstream_unavailable"
