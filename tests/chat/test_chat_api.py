@@ -193,5 +193,25 @@ async def test_bad_chat_requests_are_4xx(client: httpx.AsyncClient, app: FastAPI
         response = await client.post(f"/v1/bots/{bot['id']}/chat", json=body)
         assert response.status_code == 400, body
     assert (await client.post("/v1/bots/nope/chat", json={"message": "hi"})).status_code == 404
+    half = await client.post(f"/v1/bots/{bot['id']}/chat", json={"message": "hi", "image_data": "aGk="})
+    assert half.status_code == 400
+    broken = await client.post(f"/v1/bots/{bot['id']}/chat", json={
+        "message": "hi", "image_data": "%%%", "image_media_type": "image/png"})
+    assert broken.status_code == 400
+    # The offline answerer reads no images: a clear refusal before anything is stored.
+    refused = await client.post(f"/v1/bots/{bot['id']}/chat", json={
+        "message": "what is this?", "image_data": "aGk=", "image_media_type": "image/png"})
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "images_not_supported"
 
 
+
+
+async def test_an_image_reaches_a_model_that_takes_images(client: httpx.AsyncClient, app: FastAPI) -> None:
+    bot = await bot_with_knowledge(client, app)
+    model = use_model(app, ScriptedModel(supports_images=True))
+    reply = await client.post(f"/v1/bots/{bot['id']}/chat", json={
+        "message": "When does support answer this screenshot?", "stream": False,
+        "image_data": "aGk=", "image_media_type": "image/png"})
+    assert reply.status_code == 200, reply.text
+    image = model.requests[-1].messages[-1].image
+    assert image is not None and image.media_type == "image/png" and image.data_base64 == "aGk="

@@ -34,7 +34,7 @@ from chatwell.domain.events import (
 )
 from chatwell.domain.models import AnswerSettings, ModelSettings
 from chatwell.errors import InvalidRequest
-from chatwell.llm.base import ModelDelta, ModelError, ModelImage, ModelRequest, ModelUsage
+from chatwell.llm.base import ModelDelta, ModelError, ModelImage, ModelMessage, ModelRequest, ModelUsage
 from chatwell.llm.pricing import PriceTable
 from chatwell.llm.registry import ModelRegistry
 from chatwell.retrieval.service import Passage, Retriever
@@ -157,11 +157,14 @@ class ChatService:
             else:
                 grounding = grounding_of(passages)
                 max_tokens = model_settings.max_tokens or DEFAULT_MAX_TOKENS
+                messages = build_messages(instructions=bot.instructions or "", grounding=grounding,
+                                          history=turn.history, question=request.question,
+                                          context_tokens=self.context_tokens, reserve_tokens=max_tokens,
+                                          language=answer_settings.language)
+                if request.image is not None:
+                    messages[-1] = ModelMessage("user", request.question, image=request.image)
                 model_request = ModelRequest(
-                    messages=build_messages(instructions=bot.instructions or "", grounding=grounding,
-                                            history=turn.history, question=request.question,
-                                            context_tokens=self.context_tokens, reserve_tokens=max_tokens,
-                                            language=answer_settings.language),
+                    messages=messages,
                     model=model_settings.model or resolved.model.name,
                     temperature=request.temperature if request.temperature is not None else model_settings.temperature,
                     max_tokens=max_tokens, question=request.question, grounding=grounding)

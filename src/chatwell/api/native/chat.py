@@ -7,19 +7,22 @@ completion_tokens, model, cost}``, ``done {conversation_id, message_id}``, ``err
 
 from __future__ import annotations
 
+import base64
+import binascii
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import asdict
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from chatwell.api.deps import DbDep, PrincipalDep
 from chatwell.api.native.schemas import ListOut
 from chatwell.api.sse import frame, sse_response
 from chatwell.chat.service import ChatRequest, ChatService, Turn
 from chatwell.domain import events as ev
+from chatwell.llm.base import ModelImage
 from chatwell.services import bots, conversations
 from chatwell.services.conversations import iso
 
@@ -34,6 +37,26 @@ class ChatIn(BaseModel):
     stream: bool = True
     private: bool = False
     metadata: dict[str, Any] = Field(default_factory=dict, max_length=50)
+    image_data: str | None = Field(None, description="Base64 image (no data: prefix), for models that take images.")
+    image_media_type: Literal["image/jpeg", "image/png", "image/webp"] | None = None
+
+    @model_validator(mode="after")
+    def _image(self) -> "ChatIn":
+        check_image(self.image_data, self.image_media_type)
+        return self
+
+
+def check_image(data: str | None, media_type: str | None) -> ModelImage | None:
+    """A validated image, or None; raises ValueError (a 400) for a half-given or broken one."""
+    if data is None and media_type is None:
+        return None
+    if data is None or media_type is None:
+        raise ValueError("image_data and image_media_type go together")
+    try:
+        base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("image_data is not valid base64") from None
+    return ModelImage(data, media_type)
 
 
 def event_payload(event: ev.ChatEvent) -> tuple[str, dict[str, Any]]:
@@ -99,7 +122,8 @@ async def chat(bot_id: str, data: ChatIn, request: Request, principal: Principal
     turn = await chat_service(request).start(ChatRequest(
         bot=bot, question=data.message, channel="native", conversation_id=data.conversation_id,
         private=data.private, api_key_id=principal.key_id if principal.key_id.int else None,
-        client_ip=request.client.host if request.client else None, metadata=data.metadata))
+        client_ip=request.client.host if request.client else None, metadata=data.metadata,
+        image=check_image(data.image_data, data.image_media_type)))
     if not data.stream:
         summary = await collect(turn)
         status = 200 if summary["error"] is None else _status_of(summary["error"]["code"])

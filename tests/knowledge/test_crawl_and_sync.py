@@ -1,0 +1,129 @@
+"""Web sources over time: a crawl turns a small site into one source per allowed page, and a
+re-sync replaces a page's chunks with its new content (the old ones serve until then, and none
+is left afterwards)."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+from fastapi import FastAPI
+
+from chatwell.storage.tables import Chunk, Source
+from tests.helpers import count_rows, make_bot
+from tests.ingestion.helpers import Route, SiteServer, html_page
+
+from .helpers import all_sources, add, chunks_of, fts_matches, idle, keyword_hits, search, source, sources_url, top
+
+
+def _serve_site(site: SiteServer) -> None:
+    site.routes["/robots.txt"] = Route(body=b"User-agent: *\nDisallow: /private/\n",
+                                       content_type="text/plain")
+    site.page("/", html_page("Harbour Cafe", "Welcome to the Harbour Cafe on the old pier.",
+                             links=("/menu", "/contact", "/private/accounts")))
+    site.page("/menu", html_page("Menu", "Our signature dish is grilled sardines with lemon potatoes.",
+                                 links=("/", "/events")))
+    site.page("/contact", html_page("Contact", "Book a table by calling the harbour office after noon."))
+    site.page("/events", html_page("Events", "Live fado music plays every Thursday evening on the terrace."))
+    site.page("/private/accounts", html_page("Accounts", "Quarterly revenue ledger zebrafinch."))
+
+
+async def test_crawl_makes_one_ready_source_per_allowed_page(client: httpx.AsyncClient, app: FastAPI,
+                                                             site: SiteServer) -> None:
+    _serve_site(site)
+    bot = await make_bot(client)
+    root = await add(client, bot, type="url", url=site.url("/"), crawl=True, max_pages=10, max_depth=3)
+    await idle(app)
+
+    root_state = await source(client, bot, root["id"])
+    assert root_state["status"] == "ready" and root_state["error_code"] is None, root_state
+    assert root_state["chunk_count"] == 0 and await chunks_of(app, root["id"]) == []
+    children = [s for s in await all_sources(client, bot) if s["parent_id"] == root["id"]]
+    expected = {site.url(p): t for p, t in
+                (("/", "Harbour Cafe"), ("/menu", "Menu"), ("/contact", "Contact"), ("/events", "Events"))}
+    assert {c["url"]: c["title"] for c in children} == expected
+    for child in children:
+        assert child["type"] == "url" and child["status"] == "ready", child
+        rows = await chunks_of(app, child["id"])
+        assert child["chunk_count"] == len(rows) > 0, child
+    # robots.txt kept the crawler out of /private/, and nothing from it is searchable.
+    assert "/private/accounts" not in site.paths()
+    assert await keyword_hits(app, bot["id"], "zebrafinch") == {}
+    # Each page was fetched once: the worker indexes the crawled bytes, it does not refetch them.
+    assert site.paths().count("/menu") == 1
+
+    by_url = {c["url"]: c for c in children}
+    hit = top(await search(client, bot, "What is the signature dish?", k=3))
+    assert hit["source_id"] == by_url[site.url("/menu")]["id"]
+    assert hit["url"] == site.url("/menu") and hit["title"] == "Menu" and hit["source_type"] == "url"
+    hit = top(await search(client, bot, "When is there live music?", k=3))
+    assert hit["source_id"] == by_url[site.url("/events")]["id"] and hit["title"] == "Events"
+
+    # Deleting the root takes its pages and their chunks along.
+    assert (await client.delete(f"{sources_url(bot)}/{root['id']}")).status_code == 204
+    assert await count_rows(app, Source, bot_id=uuid.UUID(bot["id"])) == 0
+    assert await count_rows(app, Chunk, bot_id=uuid.UUID(bot["id"])) == 0
+    assert (await search(client, bot, "What is the signature dish?"))["data"] == []
+
+
+async def test_resync_replaces_the_old_version(client: httpx.AsyncClient, app: FastAPI,
+                                               site: SiteServer) -> None:
+    version = {"body": html_page("Museum", "The museum opens at eight. Visitors are greeted by the "
+                                           "flamingo statue in the entrance hall.")}
+    delay = {"seconds": 0.0}
+    site.routes["/museum"] = lambda: Route(body=version["body"].encode(), delay=delay["seconds"])
+    bot = await make_bot(client)
+    added = await add(client, bot, type="url", url=site.url("/museum"))
+    await idle(app)
+    before = await source(client, bot, added["id"])
+    assert before["status"] == "ready" and before["title"] == "Museum"
+    old_rows = await chunks_of(app, added["id"])
+    assert old_rows and "flamingo" in top(await search(client, bot, "flamingo statue"))["text"]
+
+    version["body"] = html_page("Museum", "Since the renovation the museum opens at ten, and a bronze "
+                                          "pelican sculpture now welcomes visitors in the courtyard.")
+    delay["seconds"] = 0.5  # the new fetch is slow, so the swap happens visibly later
+    synced = await client.post(f"{sources_url(bot)}/{added['id']}/sync")
+    assert synced.status_code == 202 and synced.json()["status"] == "pending"
+    # Until the new version is indexed, the old chunks keep serving.
+    assert "flamingo" in top(await search(client, bot, "flamingo statue"))["text"]
+    await idle(app)
+
+    after = await source(client, bot, added["id"])
+    assert after["status"] == "ready" and after["error_code"] is None, after
+    rows = await chunks_of(app, added["id"])
+    assert after["chunk_count"] == len(rows) > 0
+    # Every row was written by the re-sync (SQLite may reuse a deleted rowid, so ids prove nothing).
+    resynced_at = max(c.created_at for c in old_rows)
+    assert all(c.created_at > resynced_at for c in rows), "a chunk of the old version survived the re-sync"
+    assert all("flamingo" not in c.text for c in rows) and any("pelican" in c.text for c in rows)
+    assert await count_rows(app, Chunk, bot_id=uuid.UUID(bot["id"])) == len(rows)
+    assert site.paths().count("/museum") == 2
+
+    new = await search(client, bot, "What welcomes visitors in the courtyard?")
+    assert "pelican" in top(new)["text"] and top(new)["source_id"] == added["id"]
+    old = await search(client, bot, "flamingo statue")
+    assert all("flamingo" not in p["text"] for p in old["data"])
+    assert await keyword_hits(app, bot["id"], "flamingo") == {}
+    if app.state.db.is_sqlite:
+        assert await fts_matches(app, "flamingo") == 0
+        assert await fts_matches(app, "pelican") == len([c for c in rows if "pelican" in c.text])
+
+
+async def test_failed_resync_keeps_serving_the_last_good_version(client: httpx.AsyncClient, app: FastAPI,
+                                                                 site: SiteServer) -> None:
+    up = {"ok": True}
+    site.routes["/faq"] = lambda: (Route(body=html_page("FAQ", "Gift cards never expire.").encode())
+                                   if up["ok"] else Route(503, b"down", "text/plain"))
+    bot = await make_bot(client)
+    added = await add(client, bot, type="url", url=site.url("/faq"))
+    await idle(app)
+    chunks = [c.id for c in await chunks_of(app, added["id"])]
+    up["ok"] = False
+    assert (await client.post(f"{sources_url(bot)}/{added['id']}/sync")).status_code == 202
+    await idle(app)
+    state = await source(client, bot, added["id"])
+    assert state["status"] == "failed" and state["error_code"] == "http_error", state
+    # The old chunks were not thrown away by the failed fetch.
+    assert [c.id for c in await chunks_of(app, added["id"])] == chunks
+    assert top(await search(client, bot, "Do gift cards expire?"))["source_id"] == added["id"]
