@@ -53,7 +53,8 @@ class AnthropicModel:
         if system:
             payload["system"] = system
         if request.temperature is not None:
-            payload["temperature"] = min(request.temperature, 1.0)
+            # Newer SDKs dropped the keyword; the API still takes it in the body.
+            payload["extra_body"] = {"temperature": min(request.temperature, 1.0)}
         attempt = 0
         while True:
             try:
