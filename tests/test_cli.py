@@ -45,6 +45,9 @@ def test_workspace_bot_and_key_lifecycle(db_args: list[str]) -> None:
     assert "site" in human and key["key"] not in human
     run("keys", "revoke", key["id"], *ws, *db_args)
     assert key["id"] not in run("keys", "list", "--json", *ws, *db_args)
+    assert json.loads(run("workspaces", "credit", "12.5", "--json", *ws, *db_args))["credit_balance"] == "12.5"
+    assert json.loads(run("workspaces", "credit", "unlimited", "--json", *ws, *db_args))["credit_balance"] == "unlimited"
+    assert runner.invoke(app, ["workspaces", "credit", "lots", *ws, *db_args]).exit_code == 2
     run("bots", "delete", "help-desk", *ws, *db_args)
     assert json.loads(run("bots", "list", "--json", *ws, *db_args)) == []
 

@@ -176,6 +176,31 @@ def workspaces_list(data_dir: DataDir = None, database_url: DatabaseUrl = None,
                      "created_at": r.workspace.created_at} for r in rows], table)
 
 
+@workspaces_app.command("credit")
+def workspaces_credit(
+    balance: Annotated[str, typer.Argument(help="Credit in USD (e.g. 25.00), or 'unlimited'.")],
+    workspace: WorkspaceOpt = None, data_dir: DataDir = None, database_url: DatabaseUrl = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Set a workspace's credit; at zero, chats end with `service_unavailable`."""
+    from decimal import Decimal, InvalidOperation
+
+    from chatwell.services import workspaces
+
+    try:
+        amount = None if balance == "unlimited" else Decimal(balance)
+    except InvalidOperation:
+        err_console.print("[red]error[/red]: balance must be a number or 'unlimited'")
+        raise typer.Exit(2) from None
+
+    async def work(db: Any) -> Any:
+        return await workspaces.set_credit(db, workspace_id=await _workspace_id(db, workspace), balance=amount)
+
+    ws = _run(_settings(data_dir, database_url), work)
+    shown = "unlimited" if ws.credit_balance is None else str(ws.credit_balance)
+    _emit(as_json, {"id": str(ws.id), "credit_balance": shown}, f"workspace {ws.name}: credit {shown}")
+
+
 # ----------------------------------------------------------------------------------------- bots
 
 def _bot_json(bot: Any) -> dict[str, Any]:

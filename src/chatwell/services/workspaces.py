@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 from sqlalchemy import func, select
 
@@ -42,6 +43,18 @@ async def list_workspaces(db: Database) -> list[WorkspaceSummary]:
             .order_by(Workspace.created_at)
         )
         return [WorkspaceSummary(ws, n) for ws, n in rows.all()]
+
+
+async def set_credit(db: Database, *, workspace_id, balance: Decimal | None) -> Workspace:  # type: ignore[no-untyped-def]
+    """Set the workspace's credit (USD at the price table's rates); None means unlimited."""
+    from chatwell.errors import NotFound
+
+    async with db.write() as session:
+        workspace = await session.get(Workspace, workspace_id)
+        if workspace is None:
+            raise NotFound("workspace not found", code="workspace_not_found")
+        workspace.credit_balance = balance
+        return workspace
 
 
 async def get_default_workspace(db: Database) -> Workspace | None:
