@@ -163,10 +163,12 @@ class PostgresSearchIndex:
             distance = f"embedding_vec::vector({dim}) <=> CAST(:v AS vector({dim}))"
         else:
             distance = "embedding_vec <=> CAST(:v AS vector)"
+        # The dimension is inlined (an int we computed) so the planner can match the partial
+        # HNSW index's predicate; a bound parameter would hide it from a generic plan.
         rows = await session.execute(
-            text(f"SELECT id, {distance} AS d FROM chunks WHERE bot_id = :bot AND embedding_dim = :dim"
+            text(f"SELECT id, {distance} AS d FROM chunks WHERE bot_id = :bot AND embedding_dim = {dim}"
                  f" ORDER BY d LIMIT :k"),
-            {"v": literal, "bot": bot_id, "dim": dim, "k": k},
+            {"v": literal, "bot": bot_id, "k": k},
         )
         return {int(row[0]): 1.0 - float(row[1]) for row in rows}
 
