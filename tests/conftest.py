@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from chatwell.app import create_app
 from chatwell.settings import Settings
 
-pytest_plugins = ["tests.services"]
+pytest_plugins = ["tests.services", "tests.llm_server"]
 
 ADMIN_KEY = "test-admin-key-0123456789"
 
