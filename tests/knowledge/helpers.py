@@ -28,10 +28,11 @@ IDLE_TIMEOUT = 30.0
 async def running(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
     """Start an app for ``settings`` (migrations, bootstrap, worker) and a client with the admin key."""
     app = create_app(settings, announce=lambda _: None)
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver",
-                                     headers=bearer(ADMIN_KEY)) as client:
-            yield app, client
+    transport = httpx.ASGITransport(app=app)
+    async with (app.router.lifespan_context(app),
+                httpx.AsyncClient(transport=transport, base_url="http://testserver",
+                                  headers=bearer(ADMIN_KEY)) as client):
+        yield app, client
 
 
 async def idle(app: FastAPI) -> None:

@@ -13,7 +13,18 @@ from chatwell.storage.tables import Chunk, Source
 from tests.helpers import count_rows, make_bot
 from tests.ingestion.helpers import Route, SiteServer, html_page
 
-from .helpers import all_sources, add, chunks_of, fts_matches, idle, keyword_hits, search, source, sources_url, top
+from .helpers import (
+    add,
+    all_sources,
+    chunks_of,
+    fts_matches,
+    idle,
+    keyword_hits,
+    search,
+    source,
+    sources_url,
+    top,
+)
 
 
 def _serve_site(site: SiteServer) -> None:

@@ -1,5 +1,6 @@
 """A source's life in the index: deduplicated on the way in, removed completely (chunks, keyword
-rows, vectors) on the way out, also with its bot, and finished exactly once after a restart."""
+rows, vectors) on the way out, also with its bot, and processed exactly once: resumed after a
+restart, and never taken from a worker that is still busy with it."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from sqlalchemy import func, select, text, update
 from chatwell.settings import Settings
 from chatwell.storage.tables import Chunk, Source, SourceContent, utcnow
 from tests.helpers import count_rows, make_bot
+from tests.ingestion.helpers import SiteServer
 
 from .helpers import (
     add,
@@ -165,3 +167,22 @@ async def test_restart_resumes_an_interrupted_source_exactly_once(
         hit = top(await search(client, bot, "Who records passing ships?"))
         assert hit["source_id"] == added["id"]
         assert len(await all_sources(client, bot)) == 1
+
+
+async def test_a_live_worker_keeps_its_lease_on_a_slow_source(make_settings: Callable[..., Settings],
+                                                              site: SiteServer) -> None:
+    # The page takes longer to arrive than the lease: the worker is alive and busy with it the whole
+    # time, so nobody may take the source over (it would be fetched, embedded and written twice).
+    site.page("/slow", "<html><head><title>Slow page</title></head><body><p>The ferry to the island "
+                       "leaves at noon.</p></body></html>", delay=7.5)
+    async with running(make_settings(ingestion_lease_seconds=5, crawl_allow_private=True)) as (app, client):
+        bot = await make_bot(client)
+        added = await add(client, bot, type="url", url=site.url("/slow"))
+        await idle(app)
+        state = await source(client, bot, added["id"])
+        assert state["status"] == "ready" and state["title"] == "Slow page", state
+        async with app.state.db.read() as session:
+            attempts = await session.scalar(select(Source.attempts).where(Source.id == uuid.UUID(added["id"])))
+        fetches = site.paths().count("/slow")
+        assert (attempts, fetches) == (1, 1), (
+            f"a source still being worked on was claimed {attempts} times and fetched {fetches} times")

@@ -65,12 +65,12 @@ async def test_a_matching_qa_pair_ranks_first(client: httpx.AsyncClient, app: Fa
     bot = await make_bot(client)
     # A long text that touches returns in passing, in a paragraph of its own, with the same words.
     long_text = "\n\n".join([
-        "Welcome to Northwind Outfitters. We sell hiking boots, tents, sleeping bags and rain gear "
-        "for every season, and our staff test every product on the trails around the valley. " * 3,
-        "Our flagship store is in the old town, next to the river. Parking is free for customers "
-        "and the store hosts map-reading workshops on the first Saturday of each month. " * 3,
-        "What is your return policy? Customers ask us that a lot at the counter, along with "
-        "questions about tent sizes, boot fitting and our loyalty card.",
+        ("Welcome to Northwind Outfitters. We sell hiking boots, tents, sleeping bags and rain gear "
+         "for every season, and our staff test every product on the trails around the valley. ") * 3,
+        ("Our flagship store is in the old town, next to the river. Parking is free for customers "
+         "and the store hosts map-reading workshops on the first Saturday of each month. ") * 3,
+        ("What is your return policy? Customers ask us that a lot at the counter, along with "
+         "questions about tent sizes, boot fitting and our loyalty card."),
         "We repair zips, seams and soles in our workshop and recycle worn-out gear we cannot fix. " * 3,
     ])
     text = await add(client, bot, type="text", title="About Northwind Outfitters", text=long_text)

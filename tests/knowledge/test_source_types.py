@@ -180,8 +180,12 @@ async def test_failures_are_reported_and_do_not_stop_other_sources(
         assert state["status"] == "ready" and state["chunk_count"] >= 1, state
         assert top(await search(client, bot, question, k=1))["source_id"] == good["id"]
 
-    # A failed source can be fixed and retried: the same content is not deduplicated to it.
-    assert [s["status"] for s in await all_sources(client, bot)].count("failed") == len(failing)
+    statuses = [s["status"] for s in await all_sources(client, bot)]
+    assert sorted(statuses) == ["failed"] * len(failing) + ["ready"] * 2
+    # Adding the same content again is a fresh attempt, not the failed source handed back.
+    retry = await upload(client, bot, "invoice.pdf", bytes(range(256)) * 16, "application/pdf")
+    assert retry["id"] != failing["unsupported_type"]["id"] and retry["status"] == "pending"
+    await idle(app)
 
 
 async def test_private_addresses_are_refused_by_default(make_settings: Callable[..., Settings],

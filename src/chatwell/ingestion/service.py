@@ -10,6 +10,7 @@ the old chunks until the new ones are ready, and a crash leaves the old state in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import uuid
@@ -103,6 +104,16 @@ class Ingestor:
             content = await session.get(SourceContent, source_id)
         if source is None:
             return
+        heartbeat = asyncio.create_task(self._keep_lease(source_id))
+        try:
+            await self._process(source, content)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+
+    async def _process(self, source: Source, content: SourceContent | None) -> None:
+        source_id = source.id
         try:
             if source.type == SourceType.URL and source.options.get("crawl") and source.parent_id is None:
                 await self._crawl_site(source)
@@ -114,6 +125,15 @@ class Ingestor:
         except Exception:
             log.exception("ingestion of source %s failed", source_id)
             await self._fail(source_id, "internal_error", "Ingestion failed unexpectedly; see the server log.")
+
+    async def _keep_lease(self, source_id: uuid.UUID) -> None:
+        """Renew this worker's lease while it works, so no other worker takes the source over."""
+        interval = max(1.0, self.config.lease.total_seconds() / 3)
+        while True:
+            await asyncio.sleep(interval)
+            async with self.db.write() as session:
+                await session.execute(update(Source).where(
+                    Source.id == source_id, Source.locked_by == self.worker_id).values(locked_at=utcnow()))
 
     async def run_until_idle(self) -> int:
         """Process every pending source, one at a time; returns how many were processed."""
@@ -158,8 +178,8 @@ class Ingestor:
         vectors = await self._embed(source.id, [embedding_text(d.heading, d.text) for d in drafts])
         async with self.db.write() as session:
             current = await session.get(Source, source.id)
-            if current is None:  # deleted while we worked: nothing to write
-                return
+            if current is None or current.locked_by != self.worker_id:
+                return  # deleted while we worked, or our lease passed to another worker
             await session.execute(delete(Chunk).where(Chunk.source_id == source.id))
             chunks = [
                 Chunk(workspace_id=source.workspace_id, bot_id=source.bot_id, source_id=source.id,
@@ -216,7 +236,8 @@ class Ingestor:
         if found == 0:
             raise IngestionFailed("fetch_failed", "No page of the site could be fetched.")
         async with self.db.write() as session:
-            await session.execute(update(Source).where(Source.id == root.id).values(
+            await session.execute(update(Source).where(
+                Source.id == root.id, Source.locked_by == self.worker_id).values(
                 status=SourceStatus.READY, progress=1.0, chunk_count=0, error=None, error_code=None,
                 locked_by=None, locked_at=None, synced_at=utcnow(),
                 options={**options, "pages": found}))
@@ -228,7 +249,8 @@ class Ingestor:
 
     async def _fail(self, source_id: uuid.UUID, code: str, message: str) -> None:
         async with self.db.write() as session:
-            await session.execute(update(Source).where(Source.id == source_id).values(
+            await session.execute(update(Source).where(
+                Source.id == source_id, Source.locked_by == self.worker_id).values(
                 status=SourceStatus.FAILED, error_code=code, error=message, progress=1.0,
                 locked_by=None, locked_at=None))
 

@@ -1,7 +1,8 @@
 """Coalesce concurrent ``embed`` calls into larger batches.
 
 Ingestion works on many small sources at once (a Q&A pair, a short page); embedding each alone
-wastes most of the model's throughput. Calls that arrive within a short window share one batch.
+wastes most of the model's throughput. Calls that arrive within a short window share one batch;
+a call arriving while a batch is being embedded starts the next window, so none is left waiting.
 """
 
 from __future__ import annotations
@@ -34,26 +35,21 @@ class BatchingEmbedder:
             return await self.inner.embed(texts)
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
         self._pending.append((texts, future))
-        if sum(len(t) for t, _ in self._pending) >= self.max_batch:
-            await self._flush()
-        elif self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush_later())
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_after_window())
         return await future
 
-    async def _flush_later(self) -> None:
+    async def _flush_after_window(self) -> None:
         await asyncio.sleep(self.window)
-        await self._flush()
-
-    async def _flush(self) -> None:
         batch, self._pending = self._pending, []
-        if not batch:
-            return
+        # From here on, new calls open the next window instead of joining a batch already sent.
+        self._flusher = None
         try:
             vectors = await self.inner.embed([text for texts, _ in batch for text in texts])
         except BaseException as exc:  # every waiter gets the failure, not a hang
             for _, future in batch:
                 if not future.done():
-                    future.set_exception(exc)
+                    future.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
             if not isinstance(exc, Exception):
                 raise
             return

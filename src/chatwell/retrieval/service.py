@@ -9,7 +9,9 @@ relevant enough to answer from (the best passage's cosine similarity against a t
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 from sqlalchemy import select
@@ -29,8 +31,8 @@ MAX_QUERY_CHARS = 2_000
 class RetrievalConfig:
     candidates: int = 100  # from each index, before fusion
     alpha: float = DEFAULT_ALPHA  # weight of the vector side
-    qa_boost: float = 0.15  # added to a Q&A pair's fused score when its question matches
-    qa_min_similarity: float = 0.6  # a Q&A pair counts as matching above this cosine similarity
+    qa_boost: float = 0.5  # times the question's similarity, added to a matching Q&A pair's score
+    qa_min_similarity: float = 0.7  # a Q&A pair matches when its *question* is this close (cosine)
     min_similarity: float = 0.25  # below this best cosine similarity, nothing is relevant
 
 
@@ -57,6 +59,7 @@ class Ranking:
     fused: dict[int, float]
     lexical: dict[int, float]
     dense: dict[int, float]
+    vector: np.ndarray | None = None  # the query's embedding
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +96,7 @@ class Retriever:
         dense = await self.index.vector_search(session, bot_id, vector, depth)
         missing = [cid for cid in lexical if cid not in dense]
         dense |= await self.index.vector_scores(session, bot_id, vector, missing)
-        return Ranking(hybrid_scores(lexical, dense, alpha=self.config.alpha), lexical, dense)
+        return Ranking(hybrid_scores(lexical, dense, alpha=self.config.alpha), lexical, dense, vector)
 
     async def search(self, *, bot_id: uuid.UUID, query: str, k: int = 8,
                      candidates: int | None = None) -> SearchResult:
@@ -111,16 +114,18 @@ class Retriever:
                 .join(Source, Source.id == Chunk.source_id)
                 .where(Chunk.id.in_(head))
             )).all()
+        question_similarity = await self._qa_question_similarity(ranking, rows)
         passages = []
         for row in rows:
-            similarity = ranking.dense.get(row.id, 0.0)
             score = ranking.fused[row.id]
-            if row.type == SourceType.QA and similarity >= self.config.qa_min_similarity:
-                score += self.config.qa_boost
+            matched = question_similarity.get(row.id, 0.0)
+            if matched >= self.config.qa_min_similarity:
+                # A Q&A pair whose question matches is the curated answer: lift it to the top.
+                score += self.config.qa_boost * matched
             passages.append(Passage(
                 chunk_id=row.id, source_id=row.source_id, source_type=row.type, title=row.title,
                 url=row.url, page=row.page, heading=row.heading, text=row.text,
-                score=score, similarity=similarity))
+                score=score, similarity=ranking.dense.get(row.id, 0.0)))
         passages.sort(key=lambda p: p.score, reverse=True)
         passages = passages[:k]
         top = max((p.score for p in passages), default=1.0)
@@ -128,3 +133,13 @@ class Retriever:
             passages = [replace(p, score=p.score / top) for p in passages]
         relevant = any(p.similarity >= self.config.min_similarity for p in passages)
         return SearchResult(passages, relevant)
+
+
+    async def _qa_question_similarity(self, ranking: Ranking, rows: Sequence[Any]) -> dict[int, float]:
+        """Cosine similarity of the query to each Q&A passage's question (its heading); the
+        questions' vectors come from the embedding cache after the first time."""
+        qa_rows = [row for row in rows if row.type == SourceType.QA and row.heading]
+        if not qa_rows or ranking.vector is None:
+            return {}
+        vectors = await self.embedder.embed([row.heading for row in qa_rows])
+        return {row.id: float(v @ ranking.vector) for row, v in zip(qa_rows, vectors)}

@@ -18,6 +18,7 @@ from chatwell.errors import NotFound
 from chatwell.services.bots import get_bot
 from chatwell.services.pagination import Page, page_of, paginate
 from chatwell.storage.database import Database
+from chatwell.storage.search_index import bump_index_version
 from chatwell.storage.tables import Chunk, Source, SourceContent
 
 
@@ -134,3 +135,4 @@ async def delete_source(db: Database, *, principal: Principal, bot_ref: str, sou
         await session.execute(delete(Chunk).where(Chunk.source_id == source.id))
         await session.execute(delete(Source).where(Source.parent_id == source.id))
         await session.execute(delete(Source).where(Source.id == source.id))
+        await bump_index_version(session, source.bot_id)
