@@ -12,7 +12,7 @@ PORT ?= 8000
 DATA_DIR ?= ./chatwell-data
 PYTEST_ARGS ?=
 
-.PHONY: install install-test serve test lint clean
+.PHONY: install install-test install-llm serve test lint clean
 
 install: $(STAMP)
 
@@ -27,14 +27,19 @@ $(STAMP): pyproject.toml
 install-test: $(TEST_STAMP)
 
 $(TEST_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,anthropic]'
 	rm -f $(VENV)/.test-installed-*
 	touch $@
+
+# The real LLM server of the integration tests (llama-cpp-python builds from source once, then
+# its wheel is reused from ~/.cache/chatwell-wheels); a no-op when already installed.
+install-llm: install-test
+	bash .ci/llama-wheel.sh
 
 serve: install
 	$(BIN)/chatwell serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR) --demo
 
-test: install-test
+test: install-test install-llm
 	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS)
 
 lint: install-test
