@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 from chatwell.llm.base import ModelDelta, ModelError, ModelEvent, ModelRequest, ModelUsage
+from chatwell.llm.retry import open_with_retries
 
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504, 529})
 DEFAULT_MAX_TOKENS = 1024
@@ -55,24 +55,20 @@ class AnthropicModel:
         if request.temperature is not None:
             # Newer SDKs dropped the keyword; the API still takes it in the body.
             payload["extra_body"] = {"temperature": min(request.temperature, 1.0)}
-        attempt = 0
-        while True:
-            try:
-                stream = await self._sdk().messages.create(stream=True, **payload)
-                break
-            except anthropic.APIStatusError as exc:
-                if exc.status_code in RETRY_STATUS and attempt < self.max_retries:
-                    attempt += 1
-                    await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
-                    continue
-                raise ModelError("upstream_error", f"the model server answered {exc.status_code}",
-                                 status=exc.status_code) from None
-            except anthropic.APIConnectionError:
-                if attempt < self.max_retries:
-                    attempt += 1
-                    await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
-                    continue
-                raise ModelError("upstream_unavailable", "the model server cannot be reached") from None
+        def retryable(exc: Exception) -> bool:
+            if isinstance(exc, anthropic.APIStatusError):
+                return exc.status_code in RETRY_STATUS
+            return isinstance(exc, anthropic.APIConnectionError)
+
+        try:
+            stream = await open_with_retries(lambda: self._sdk().messages.create(stream=True, **payload),
+                                             retryable=retryable, max_retries=self.max_retries,
+                                             backoff=self.backoff)
+        except anthropic.APIStatusError as exc:
+            raise ModelError("upstream_error", f"the model server answered {exc.status_code}",
+                             status=exc.status_code) from None
+        except anthropic.APIConnectionError:
+            raise ModelError("upstream_unavailable", "the model server cannot be reached") from None
         prompt_tokens = completion_tokens = 0
         try:
             async for event in stream:

@@ -25,9 +25,7 @@ MIN_SENTENCE_CHARS = 20
 MAX_SENTENCE_CHARS = 600
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _STOP = frozenset(
-    "a an and are as at be by can do does for from has have how i in is it me my of on or our so "
-    "that the their there these this to was we what when where which who why will with you your "
-    "about any could would should".split()
+    ["a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from", "has", "have", "how", "i", "in", "is", "it", "me", "my", "of", "on", "or", "our", "so", "that", "the", "their", "there", "these", "this", "to", "was", "we", "what", "when", "where", "which", "who", "why", "will", "with", "you", "your", "about", "any", "could", "would", "should"]
 )
 
 

@@ -7,11 +7,11 @@ raised to the chat service, which ends the stream with an ``error`` event.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 from chatwell.llm.base import ModelDelta, ModelError, ModelEvent, ModelRequest, ModelUsage
+from chatwell.llm.retry import open_with_retries
 from chatwell.retrieval.embeddings import count_tokens
 
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
@@ -58,30 +58,22 @@ class OpenAICompatibleModel:
             payload["temperature"] = request.temperature
         if request.max_tokens is not None:
             payload["max_tokens"] = request.max_tokens
-        attempt = 0
-        while True:
-            try:
-                stream = await self._sdk().chat.completions.create(**payload)
-                break
-            except openai.APIStatusError as exc:
-                if exc.status_code in RETRY_STATUS and attempt < self.max_retries:
-                    attempt += 1
-                    await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
-                    continue
-                code = "upstream_rate_limited" if exc.status_code == 429 else "upstream_error"
-                raise ModelError(code, f"the model server answered {exc.status_code}",
-                                 status=exc.status_code) from None
-            except openai.APITimeoutError:
-                if attempt < self.max_retries:
-                    attempt += 1
-                    continue
-                raise ModelError("upstream_timeout", "the model server did not answer in time") from None
-            except openai.APIConnectionError:
-                if attempt < self.max_retries:
-                    attempt += 1
-                    await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
-                    continue
-                raise ModelError("upstream_unavailable", "the model server cannot be reached") from None
+        def retryable(exc: Exception) -> bool:
+            if isinstance(exc, openai.APIStatusError):
+                return exc.status_code in RETRY_STATUS
+            return isinstance(exc, openai.APIConnectionError)  # includes timeouts
+
+        try:
+            stream = await open_with_retries(lambda: self._sdk().chat.completions.create(**payload),
+                                             retryable=retryable, max_retries=self.max_retries,
+                                             backoff=self.backoff)
+        except openai.APIStatusError as exc:
+            code = "upstream_rate_limited" if exc.status_code == 429 else "upstream_error"
+            raise ModelError(code, f"the model server answered {exc.status_code}", status=exc.status_code) from None
+        except openai.APITimeoutError:
+            raise ModelError("upstream_timeout", "the model server did not answer in time") from None
+        except openai.APIConnectionError:
+            raise ModelError("upstream_unavailable", "the model server cannot be reached") from None
         text_parts: list[str] = []
         usage: ModelUsage | None = None
         try:
