@@ -61,6 +61,12 @@ wheel="$(find_wheel)"
 if [ -n "$wheel" ]; then
     log "reusing cached wheel $wheel"
 else
+    for tool in cc c++; do
+        command -v "$tool" >/dev/null 2>&1 || {
+            log "no $tool to compile llama.cpp: apt-get install build-essential cmake" >&2
+            exit 1
+        }
+    done
     log "building llama-cpp-python==$LLAMA_VERSION wheel (CMAKE_ARGS='$LLAMA_CMAKE_ARGS'); takes minutes"
     mkdir -p "$CACHE_ROOT"
     tmp="$(mktemp -d "$CACHE_ROOT/.build-XXXXXX")"

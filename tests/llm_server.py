@@ -14,7 +14,8 @@ Fixtures
 :class:`LLMServer` has ``base_url`` (``http://127.0.0.1:PORT/v1``), ``model`` (the name to send
 as ``"model"``), ``process`` (the ``subprocess.Popen``), ``kill()`` (SIGKILL, for "upstream dies
 mid-stream" tests), ``restart()`` (same port, so ``base_url`` stays valid), ``stop()``,
-``ensure_running()`` and ``log()`` (the server's output so far).
+``ensure_running()`` and ``log()`` (the server's output so far). A test that kills the shared
+``llm_server`` does not break the next one: it is restarted (same port) before each test using it.
 
 Tests that use either fixture get the ``llm`` marker (``pytest -m "not llm"`` leaves them out).
 
@@ -27,6 +28,15 @@ Notes
 * No ``--chat_format`` is passed: the GGUF's own chat template (ChatML, SmolLM2 flavour) is used.
   It injects the default system prompt "You are a helpful AI assistant named SmolLM, trained by
   Hugging Face" when the conversation has no system message, and uses the given one otherwise.
+* The server runs one generation at a time; concurrent requests wait their turn
+  (``--interrupt_requests False``). A client that disconnects stops its generation.
+* Streams: a first chunk with ``delta: {"role": "assistant"}``, one chunk per token, a last
+  chunk with an empty delta and ``finish_reason``, then ``data: [DONE]``. ``stream_options:
+  {"include_usage": true}`` is accepted and ignored: streamed responses never carry ``usage``.
+* ``content`` must be a string: an OpenAI content-parts list gives HTTP 500 (the Jinja template
+  concatenates it). ``tools`` are ignored (plain text comes back). A prompt over ``n_ctx``
+  (2048) gives HTTP 400 with ``code: "context_length_exceeded"``. The response's ``model``
+  echoes the request's ``model`` field (the GGUF path when it is missing).
 * With ``CI=true`` a missing ``llama_cpp`` or model fails the test; otherwise it is skipped.
 """
 
@@ -157,6 +167,10 @@ class LLMServer:
             "--n_ctx", str(N_CTX),
             "--n_threads", str(N_THREADS),
             "--n_threads_batch", str(N_THREADS),
+            # Queue concurrent requests. By default a request arriving while a stream is being
+            # generated makes that stream end early with a bare `data: [DONE]` (no
+            # finish_reason): a silent truncation no real provider does.
+            "--interrupt_requests", "False",
         ]  # fmt: skip
 
     # -- life-cycle --------------------------------------------------------------------------
@@ -315,6 +329,14 @@ def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LLMServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _llm_server_alive(request: pytest.FixtureRequest) -> None:
+    """Before each test that uses ``llm_server``, restart it if an earlier test killed it."""
+    if "llm_server" in request.fixturenames:
+        server: LLMServer = request.getfixturevalue("llm_server")
+        server.ensure_running()
 
 
 @pytest.fixture
