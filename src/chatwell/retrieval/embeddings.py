@@ -56,6 +56,8 @@ MINILM_MODEL_ID = "all-MiniLM-L6-v2-onnx-int8"
 MINILM_DIMENSION = 384
 #: The model was trained at 256 word pieces; longer inputs embed worse (see the retrieval recipe).
 DEFAULT_MAX_LENGTH = 256
+#: Texts per ONNX run; on 2 cores 16 beat 32 and 64 by 8% and 25% (smaller tensors stay in cache).
+DEFAULT_BATCH_SIZE = 16
 #: Positions the BERT encoder has embeddings for.
 _MODEL_MAX_POSITIONS = 512
 
@@ -157,7 +159,7 @@ class MiniLMOnnxEmbedder:
         self,
         *,
         max_length: int = DEFAULT_MAX_LENGTH,
-        batch_size: int = 32,
+        batch_size: int = DEFAULT_BATCH_SIZE,
         threads: int | None = None,
         model_path: Path | None = None,
     ) -> None:
@@ -195,6 +197,9 @@ class MiniLMOnnxEmbedder:
                 options.inter_op_num_threads = 1
                 options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
                 options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+                # Idle worker threads sleep instead of spinning: the LLM and the web server share
+                # these cores, and spinning cost ~20% throughput when they were busy.
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
                 # The default log level prints optimizer warnings to stderr on every start.
                 options.log_severity_level = 3
                 session = onnxruntime.InferenceSession(

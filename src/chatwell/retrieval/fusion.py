@@ -6,11 +6,14 @@ new ``{candidate_id: score}`` with scores in [0, 1]; sort it with :func:`ranked`
 
 * :func:`reciprocal_rank_fusion` uses ranks only: robust, needs no tuning, but throws away how
   far apart the scores are.
-* :func:`convex_combination` min-max normalises each list and mixes them with weight ``alpha``
-  on the dense side. Tuned on SciFact train it beats RRF by ~2 nDCG points.
-* :func:`hybrid_scores` is the recommended recipe (see ``docs``/the retrieval report): convex
-  combination where the keyword scores are divided by their maximum (their natural floor is 0,
-  "no matching term") and the dense scores are min-max normalised over the candidate union.
+* :func:`convex_combination` normalises each list and mixes them with weight ``alpha`` on the
+  dense side. On BEIR SciFact it beats RRF by 1-2 nDCG@10 points.
+* :func:`hybrid_scores` is the recommended recipe: convex combination where the keyword scores
+  are divided by their maximum (their natural floor is 0, "no matching term") and the dense
+  scores are min-max normalised over the candidate union, with ``alpha`` = 0.5. It needs the
+  dense score of every candidate, including keyword-only hits, which a vector index can compute
+  exactly. SciFact test nDCG@10 with MiniLM + FTS5, 192-token chunks: 0.734 (RRF: 0.725-0.728;
+  BM25 alone 0.692, vectors alone 0.662); train-tuned alpha is flat between 0.45 and 0.7.
 
 :func:`max_per_group` turns chunk scores into document scores (a document scores as its best
 chunk).
@@ -18,7 +21,7 @@ chunk).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import TypeVar
 
 __all__ = [
@@ -37,9 +40,10 @@ __all__ = [
 K = TypeVar("K", bound=Hashable)
 G = TypeVar("G", bound=Hashable)
 
-#: The usual RRF constant (Cormack et al. 2009); flat between 20 and 100 on SciFact.
+#: The usual RRF constant (Cormack et al. 2009); 10, 20 and 60 are within 0.005 on SciFact.
 DEFAULT_RRF_K = 60.0
-#: Weight of the dense side in :func:`hybrid_scores`, tuned on SciFact train.
+#: Weight of the dense side in :func:`hybrid_scores`, tuned on SciFact train (best 0.5-0.65
+#: across chunk sizes; nDCG@10 moves < 0.005 between 0.45 and 0.7).
 DEFAULT_ALPHA = 0.5
 
 
@@ -141,11 +145,12 @@ def hybrid_scores(
 ) -> dict[K, float]:
     """The recommended fusion of keyword and vector scores.
 
-    ``lexical`` holds positive BM25-style scores of the keyword hits; ``dense`` should hold the
-    cosine similarity of *every* candidate in the union, including keyword-only hits (the vector
-    index can score any chunk exactly; see ``score_missing`` in the recipe). Keyword scores are
-    divided by their maximum, because 0 is a real floor there; candidates the keyword side did
-    not find get 0. Dense scores are min-max normalised over the candidates.
+    ``lexical`` holds positive BM25-style scores of the keyword hits (``-bm25()`` in SQLite);
+    ``dense`` should hold the cosine similarity of *every* candidate in the union, including the
+    keyword-only hits: scoring those exactly instead of leaving them at 0 gave +0.3 to +0.9
+    nDCG@10 points and up to +2.6 recall@100 points on SciFact test. Keyword scores are divided by their maximum, because 0 is a real
+    floor there ("no query word"); candidates without a keyword match get 0. Dense scores are
+    min-max normalised over the candidates.
     """
     return convex_combination(
         lexical, dense, alpha=alpha, lexical_norm=max_normalize, dense_norm=min_max_normalize
@@ -160,10 +165,3 @@ def max_per_group(scores: Mapping[K, float], group_of: Callable[[K], G]) -> dict
         if group not in best or value > best[group]:
             best[group] = value
     return best
-
-
-def _ids(*lists: Iterable[K]) -> set[K]:
-    out: set[K] = set()
-    for items in lists:
-        out.update(items)
-    return out
