@@ -127,3 +127,23 @@ async def test_relevant_tells_related_from_unrelated_questions(client: httpx.Asy
     # Scores are in [0, 1], best first.
     scores = [p["score"] for p in related["data"]]
     assert scores == sorted(scores, reverse=True) and all(0.0 <= s <= 1.0 for s in scores)
+
+
+async def test_a_reranker_hook_reorders_the_results(client, app) -> None:  # type: ignore[no-untyped-def]
+    from dataclasses import replace as dc_replace
+
+    class ReverseByLength:
+        calls = 0
+
+        async def rerank(self, query, passages):  # type: ignore[no-untyped-def]
+            ReverseByLength.calls += 1
+            return [dc_replace(p, score=1.0 / (1 + i)) for i, p in
+                    enumerate(sorted(passages, key=lambda p: len(p.text)))]
+
+    bot = (await client.post("/v1/bots", json={"name": "Rerank"})).json()
+    for title, text in (("Long", "Cats sleep a lot. " * 20), ("Short", "Cats purr.")):
+        await client.post(f"/v1/bots/{bot['id']}/sources", json={"type": "text", "title": title, "text": text})
+    await app.state.ingestion.idle()
+    app.state.knowledge.retriever.reranker = ReverseByLength()
+    found = (await client.post(f"/v1/bots/{bot['id']}/search", json={"query": "cats", "k": 2})).json()["data"]
+    assert ReverseByLength.calls == 1 and [p["title"] for p in found] == ["Short", "Long"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from sqlalchemy import select
@@ -68,13 +68,20 @@ class SearchResult:
     relevant: bool
 
 
+class Reranker(Protocol):
+    """Reorders (and may rescore) the head of a result list, e.g. with a cross-encoder."""
+
+    async def rerank(self, query: str, passages: list[Passage]) -> list[Passage]: ...
+
+
 class Retriever:
     def __init__(self, db: Database, index: SearchIndex, embedder: Embedder,
-                 config: RetrievalConfig | None = None):
+                 config: RetrievalConfig | None = None, *, reranker: Reranker | None = None):
         self.db = db
         self.index = index
         self.embedder = embedder
         self.config = config or RetrievalConfig()
+        self.reranker = reranker
 
     async def rank(self, *, bot_id: uuid.UUID, query: str, depth: int | None = None,
                    session: AsyncSession | None = None) -> Ranking:
@@ -127,6 +134,8 @@ class Retriever:
                 url=row.url, page=row.page, heading=row.heading, text=row.text,
                 score=score, similarity=ranking.dense.get(row.id, 0.0)))
         passages.sort(key=lambda p: p.score, reverse=True)
+        if self.reranker is not None:
+            passages = await self.reranker.rerank(query, passages)
         passages = passages[:k]
         top = max((p.score for p in passages), default=1.0)
         if top > 1.0:  # keep scores in [0, 1] after the boost
