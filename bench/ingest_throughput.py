@@ -206,7 +206,7 @@ class _EmbedProbe:
 
 
 async def run_pipeline(args: argparse.Namespace, docs: list[dict[str, str]], workdir: Path,
-                       pg_server: Any) -> dict[str, Any]:
+                       pg_server: Any, round_no: int = 0) -> dict[str, Any]:
     from sqlalchemy import func, select
 
     from chatwell.domain.bots import BotCreate
@@ -221,7 +221,7 @@ async def run_pipeline(args: argparse.Namespace, docs: list[dict[str, str]], wor
     from chatwell.settings import Settings
     from chatwell.storage.tables import Chunk, Source
 
-    async with open_database(args.backend, workdir, pg_server, name="ingest") as (db, url):
+    async with open_database(args.backend, workdir, pg_server, name=f"ingest{round_no}") as (db, url):
         overrides: dict[str, Any] = {"data_dir": workdir / "data", "database_url": url}
         if args.concurrency:
             overrides["ingestion_concurrency"] = args.concurrency
@@ -453,16 +453,60 @@ async def main_async(args: argparse.Namespace) -> None:
     docs = read_corpus(Path(args.corpus), args.docs)
     if len(docs) < args.docs:
         print(f"note: corpus has only {len(docs)} documents", file=sys.stderr)
+    rounds: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+    texts: list[str] = []
     with contextlib.ExitStack() as stack:
-        workdir = stack.enter_context(temp_dir("chatwell-bench-ingest-"))
         pg = stack.enter_context(postgres_server()) if args.backend == "postgres" else None
-        pipe = await run_pipeline(args, docs, workdir, pg)
-    texts = pipe.pop("texts")
-    raws = [] if args.skip_raw else [run_raw(texts, bs, args.raw_repeat) for bs in args.raw_batch_sizes]
-    result = report(pipe, raws)
+        # Paired rounds (pipeline, then the raw runs on its chunks): on a shared machine the load
+        # drifts, and a ratio is only meaningful between runs close in time.
+        for round_no in range(args.rounds):
+            with temp_dir("chatwell-bench-ingest-") as workdir:
+                pipe = await run_pipeline(args, docs, workdir, pg, round_no)
+            texts = pipe.pop("texts")
+            raws = [] if args.skip_raw else [run_raw(texts, bs, args.raw_repeat)
+                                              for bs in args.raw_batch_sizes]
+            rounds.append((pipe, raws))
+    result = report(*rounds[0])
+    if len(rounds) > 1:
+        result["rounds"] = report_rounds(rounds)
     if args.batch_sweep:
         result["batch_sweep"] = batch_sweep(texts, args.batch_sweep)
     print(json_line(result))
+
+
+def report_rounds(rounds: list[tuple[dict[str, Any], list[dict[str, Any]]]]) -> dict[str, Any]:
+    import statistics
+
+    print(f"\npaired rounds (the breakdown above is round 1): pipeline then raw, "
+          f"{len(rounds)} rounds")
+    sizes = [r["batch_size"] for r in rounds[0][1]]
+    rows = []
+    ratios: dict[int, list[float]] = {bs: [] for bs in sizes}
+    pipe_rates = []
+    for i, (pipe, raws) in enumerate(rounds, 1):
+        rate = pipe["chunks"] / pipe["seconds"]
+        pipe_rates.append(rate)
+        row: list[Any] = [i, pipe["seconds"], rate]
+        for raw in raws:
+            raw_rate = raw["chunks"] / raw["seconds"]
+            ratios[raw["batch_size"]].append(rate / raw_rate)
+            row += [raw_rate, rate / raw_rate]
+        row.append("{:.2f}->{:.2f}".format(pipe["loadavg"][0], raws[-1]["loadavg"][1] if raws
+                                           else pipe["loadavg"][1]))
+        rows.append(row)
+    headers = ["round", "pipeline s", "pipeline chunks/s"]
+    for bs in sizes:
+        headers += [f"raw b{bs} chunks/s", f"ratio vs b{bs}"]
+    headers.append("loadavg 1m")
+    print(table(headers, rows))
+    summary = {"pipeline_chunks_per_s": [round(r, 3) for r in pipe_rates],
+               "pipeline_chunks_per_s_median": round(statistics.median(pipe_rates), 3)}
+    for bs, values in ratios.items():
+        summary[f"ratio_vs_raw{bs}"] = [round(v, 3) for v in values]
+        summary[f"ratio_vs_raw{bs}_median"] = round(statistics.median(values), 3)
+    print("median ratio: " + ", ".join(f"vs b{bs} {statistics.median(v):.3f}"
+                                         for bs, v in ratios.items()))
+    return summary
 
 
 def batch_sweep(texts: list[str], sizes: list[int]) -> dict[str, float]:
@@ -501,6 +545,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="measure a proposed product change on this run's objects only "
                              "(bench/_experiments.py)")
     parser.add_argument("--skip-raw", action="store_true", help="pipeline only (no raw runs)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="paired rounds of (pipeline, raw) on fresh databases; the median ratio "
+                             "is printed (useful when the machine is shared)")
     parser.add_argument("--raw-repeat", type=int, default=1, help="raw runs per batch size (best kept)")
     return parser.parse_args(argv)
 

@@ -157,12 +157,12 @@ async def test_embed_does_not_block_the_event_loop() -> None:
 def test_session_is_created_once_under_concurrency() -> None:
     embedder = MiniLMOnnxEmbedder(threads=1)
     results: list[np.ndarray] = []
-    errors: list[BaseException] = []
+    errors: list[Exception] = []
 
     def work() -> None:
         try:
             results.append(embedder.embed_sync(["same text"]))
-        except BaseException as exc:  # pragma: no cover - reported below
+        except Exception as exc:  # noqa: BLE001 - any failure in a thread is reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=work) for _ in range(4)]
@@ -279,8 +279,12 @@ async def test_openai_embedder_batches_orders_and_normalises() -> None:
     requests: list[dict] = []
     async with httpx.AsyncClient(transport=httpx.MockTransport(_fake_api(requests))) as client:
         embedder = OpenAICompatibleEmbedder(
-            base_url="http://llm.local/v1/", model="m", api_key="k", dimension=3,
-            batch_size=2, client=client,
+            base_url="http://llm.local/v1/",
+            model="m",
+            api_key="k",
+            dimension=3,
+            batch_size=2,
+            client=client,
         )
         vectors = await embedder.embed(["a", "bbb", "cc"])
     assert [r["body"]["input"] for r in requests] == [["a", "bbb"], ["cc"]]

@@ -72,7 +72,9 @@ def test_rrf_scores_are_in_unit_interval_and_first_everywhere_is_one() -> None:
 def test_rrf_ignores_raw_score_scale_and_uses_weights() -> None:
     one = reciprocal_rank_fusion([{"a": 1000.0, "b": 1.0}, {"b": 0.2, "a": 0.1}])
     assert one["a"] == pytest.approx(one["b"])
-    weighted = reciprocal_rank_fusion([{"a": 1000.0, "b": 1.0}, {"b": 0.2, "a": 0.1}], weights=[1, 3])
+    weighted = reciprocal_rank_fusion(
+        [{"a": 1000.0, "b": 1.0}, {"b": 0.2, "a": 0.1}], weights=[1, 3]
+    )
     assert weighted["b"] > weighted["a"]
 
 
@@ -245,7 +247,10 @@ def test_unicode_terms_match(fts: sqlite3.Connection) -> None:
 
 def test_query_terms_tokenisation() -> None:
     assert query_terms("What is the Refund-policy for café orders?") == [
-        "refund", "policy", "café", "orders",
+        "refund",
+        "policy",
+        "café",
+        "orders",
     ]
     assert query_terms("the THE The refund refund") == ["refund"]
     assert query_terms("Who are you?") == ["who", "are", "you"]  # all stopwords: keep them

@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
 import httpx
 import numpy as np
@@ -302,7 +302,7 @@ class CachedEmbedder:
         with self._lock:
             self._conn.close()
 
-    def __enter__(self) -> CachedEmbedder:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -328,11 +328,15 @@ class CachedEmbedder:
         return found
 
     def _store(self, keys: list[bytes], vectors: np.ndarray) -> None:
-        rows = [(k, np.ascontiguousarray(v, dtype=np.float32).tobytes()) for k, v in zip(keys, vectors)]
+        rows = [
+            (k, np.ascontiguousarray(v, dtype=np.float32).tobytes()) for k, v in zip(keys, vectors)
+        ]
         with self._lock, self._conn:
             self._conn.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)", rows)
 
-    def _plan(self, texts: list[str]) -> tuple[list[bytes], dict[bytes, np.ndarray], list[str], list[bytes]]:
+    def _plan(
+        self, texts: list[str]
+    ) -> tuple[list[bytes], dict[bytes, np.ndarray], list[str], list[bytes]]:
         keys = [self._key(t) for t in texts]
         found = self._lookup(list(dict.fromkeys(keys)))
         missing: dict[bytes, str] = {}
@@ -494,7 +498,9 @@ class OpenAICompatibleEmbedder:
                 )
             except httpx.TransportError as exc:
                 if last:
-                    raise EmbeddingError(f"embeddings request to {self._url} failed: {exc}") from exc
+                    raise EmbeddingError(
+                        f"embeddings request to {self._url} failed: {exc}"
+                    ) from exc
             else:
                 if response.status_code < 400:
                     return self._parse(response, len(batch))
@@ -519,10 +525,14 @@ class OpenAICompatibleEmbedder:
         for attempt in range(self.max_retries + 1):
             last = attempt == self.max_retries
             try:
-                response = client.post(self._url, json=self._payload(batch), headers=self._headers())
+                response = client.post(
+                    self._url, json=self._payload(batch), headers=self._headers()
+                )
             except httpx.TransportError as exc:
                 if last:
-                    raise EmbeddingError(f"embeddings request to {self._url} failed: {exc}") from exc
+                    raise EmbeddingError(
+                        f"embeddings request to {self._url} failed: {exc}"
+                    ) from exc
             else:
                 if response.status_code < 400:
                     return self._parse(response, len(batch))
@@ -535,7 +545,9 @@ class OpenAICompatibleEmbedder:
 # --------------------------------------------------------------------------------------------
 
 
-def default_embedder(cache_dir: Path | None = None, *, max_length: int = DEFAULT_MAX_LENGTH) -> Embedder:
+def default_embedder(
+    cache_dir: Path | None = None, *, max_length: int = DEFAULT_MAX_LENGTH
+) -> Embedder:
     """The offline MiniLM embedder, with a vector cache under ``cache_dir`` when one is given."""
     embedder = MiniLMOnnxEmbedder(max_length=max_length)
     if cache_dir is None:

@@ -50,7 +50,7 @@ STOPWORDS: frozenset[str] = frozenset(
     there these they this those through to too under until up very was wasn we were weren what
     when where which while who whom why will with won would wouldn you your yours yourself
     yourselves s t d ll m re ve y tell please
-    """.split()
+    """.split()  # noqa: SIM905 - a word list reads better as text
 )
 
 
