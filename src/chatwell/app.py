@@ -25,6 +25,17 @@ from chatwell.api.native import sources as native_sources
 from chatwell.api.native import chat as native_chat
 from chatwell.api.openai import routes as openai_routes
 from chatwell.api.native import search as native_search
+from chatwell.api import shared_chat
+from chatwell.api.chatbase import routes as chatbase
+from chatwell.api.chatbotiq import routes as chatbotiq
+from chatwell.api.chatbots_v1 import routes as chatbots_v1
+from chatwell.api.chatiq import routes as chatiq
+from chatwell.api.cors import CORSMiddleware
+from chatwell.api.devapi import routes as devapi
+from chatwell.api.dialect import error_renderer
+from chatwell.limits.policies import ChatLimits
+from chatwell.limits.service import RateLimiter
+from chatwell.services.recaptcha import SiteVerifyRecaptcha
 from chatwell.ingestion.worker import IngestionWorker
 from chatwell.services.knowledge import build_chat_service, build_knowledge
 from chatwell.settings import Settings
@@ -56,6 +67,11 @@ def create_app(settings: Settings | None = None, *, announce: Announce = _print)
         db = Database(settings.resolved_database_url)
         app.state.db = db
         worker: IngestionWorker | None = None
+        limiter = RateLimiter(settings.redis_url)
+        app.state.limits = ChatLimits(settings, limiter)
+        app.state.recaptcha = (SiteVerifyRecaptcha(settings.recaptcha_secret_key.get_secret_value(),
+                                                   settings.recaptcha_verify_url)
+                               if settings.recaptcha_secret_key else None)
         try:
             if settings.auto_migrate:
                 await migrate.upgrade(db)
@@ -73,6 +89,7 @@ def create_app(settings: Settings | None = None, *, announce: Announce = _print)
             chat = getattr(app.state, "chat", None)
             if chat is not None:
                 await chat.models.aclose()
+            await limiter.aclose()
             await db.dispose()
 
     app = FastAPI(
@@ -91,11 +108,19 @@ def create_app(settings: Settings | None = None, *, announce: Announce = _print)
         upload_limit=settings.max_upload_bytes,
         formats=formats,
     )
+    app.add_middleware(CORSMiddleware, settings=settings, formats=formats)
     for router in (system.router, native_bots.router, native_sources.router, native_search.router,
-                   native_keys.router, native_chat.router, openai_routes.router):
+                   native_keys.router, native_chat.router, openai_routes.router, chatiq.router,
+                   chatbotiq.router, chatbots_v1.router, shared_chat.router, devapi.router, chatbase.router):
         app.include_router(router)
     for prefix in ("/v1/chat/completions", "/v1/models"):
         formats.register(prefix, openai_routes.openai_error)
+    dialects = ((chatiq.PREFIXES, chatiq.chatiq_error), (chatbotiq.PREFIXES, chatbotiq.chatbotiq_error),
+                (chatbots_v1.PREFIXES, chatbots_v1.chatbots_v1_error), (devapi.PREFIXES, devapi.devapi_error),
+                (chatbase.PREFIXES, chatbase.chatbase_error), ((shared_chat.PATH,), shared_chat.either_error))
+    for prefixes, fmt in dialects:
+        for prefix in prefixes:
+            formats.register(prefix, error_renderer(fmt))
     app.openapi = _openapi_with_extra_schemas(app)  # type: ignore[method-assign]
     return app
 
@@ -107,8 +132,13 @@ def _openapi_with_extra_schemas(app: FastAPI) -> Callable[[], dict[str, Any]]:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, summary=app.summary,
                                  routes=app.routes)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
             extra = native_sources.SOURCE_IN.json_schema(ref_template="#/components/schemas/{model}")
-            schema.setdefault("components", {}).setdefault("schemas", {}).update(extra.get("$defs", {}))
+            components.update(extra.get("$defs", {}))
+            for model in (chatbase.ChatbaseChatIn, devapi.DevChatIn):
+                body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(body.pop("$defs", {}))
+                components[model.__name__] = body
             app.openapi_schema = schema
         return app.openapi_schema
 

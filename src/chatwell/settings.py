@@ -100,6 +100,44 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Regular expressions; an answer matching one is replaced (a `replace` event).",
     )
+    redis_url: str | None = Field(
+        None,
+        description="Redis URL (redis://host:port/0). Set: rate limits and quotas are shared by every "
+        "process using it. Unset: they are kept in memory, per process.",
+    )
+    public_rate_limits: str = Field(
+        "15/minute;120/hour",
+        description="Limits of the public (keyless) chat endpoints per client IP and bot, in the `limits` "
+        "notation (`N/second|minute|hour|day`, `;`-separated). A bot's own `rate_limits` add to these; "
+        "the strictest wins.",
+    )
+    api_rate_limits: str = Field(
+        "60/minute",
+        description="Limits of the keyed chat endpoints, per API key and bot. A bot's `rate_limits` add "
+        "to these; the strictest wins.",
+    )
+    history_rate_limits: str = Field(
+        "30/minute", description="Limits of the public conversation-history endpoint, per client IP."
+    )
+    workspace_rate_limits: str = Field(
+        "", description="Optional limits on all chat of one workspace (e.g. `1000/day`); empty: none."
+    )
+    cors_allowed_origins: list[str] = Field(
+        default_factory=list,
+        description='Origins every endpoint accepts browser calls from, e.g. ["https://app.example.com"]; '
+        '`*` allows any. On top of these, the public widget endpoints allow each bot\'s domains and the '
+        "keyed endpoints the domains of the bots and keys.",
+    )
+    recaptcha_secret_key: SecretStr | None = Field(
+        None, description="reCAPTCHA secret: public chat of bots with reCAPTCHA on needs a valid token."
+    )
+    recaptcha_site_key: str | None = Field(
+        None, description="reCAPTCHA site key the widget configuration hands to browsers."
+    )
+    recaptcha_verify_url: str = Field(
+        "https://www.google.com/recaptcha/api/siteverify",
+        description="Where reCAPTCHA tokens are verified (a compatible service may stand in).",
+    )
     demo: bool = Field(
         False, description="Create a public demo bot with a sample document on first start."
     )
@@ -109,6 +147,18 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @field_validator("public_rate_limits", "api_rate_limits", "history_rate_limits", "workspace_rate_limits")
+    @classmethod
+    def _rate_limits(cls, value: str) -> str:
+        from limits import parse_many
+
+        if value.strip():
+            try:
+                parse_many(value)
+            except ValueError:
+                raise ValueError(f"not a rate-limit string like '15/minute;120/hour': {value!r}") from None
+        return value
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> "Settings":

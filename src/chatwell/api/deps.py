@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from chatwell.domain.auth import Principal
 from chatwell.errors import Forbidden
 from chatwell.services import keys
+from chatwell.services.origins import origin_allowed
 from chatwell.settings import Settings
 from chatwell.storage.database import Database
 
@@ -26,24 +27,6 @@ def get_settings(request: Request) -> Settings:
 
 DbDep = Annotated[Database, Depends(get_db)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-
-
-def origin_allowed(origin: str | None, allowed: tuple[str, ...] | list[str]) -> bool:
-    """No list or no Origin header (server-to-server) passes; otherwise the origin must match,
-    exactly or by a ``*.example.com`` wildcard, with or without scheme."""
-    if not allowed or not origin:
-        return True
-    origin = origin.lower().rstrip("/")
-    host = origin.split("://", 1)[-1]
-    for entry in allowed:
-        entry = entry.lower().rstrip("/")
-        if entry == origin or entry == host:
-            return True
-        if "*." in entry:
-            suffix = entry.split("*.", 1)[1]
-            if host.endswith("." + suffix.split("://", 1)[-1]):
-                return True
-    return False
 
 
 async def authenticate_request(request: Request, db: Database, secret: str | None) -> Principal:

@@ -33,7 +33,7 @@ from chatwell.domain.events import (
     Usage,
 )
 from chatwell.domain.models import AnswerSettings, ModelSettings
-from chatwell.errors import InvalidRequest
+from chatwell.errors import InvalidRequest, ServiceUnavailable
 from chatwell.llm.base import ModelDelta, ModelError, ModelImage, ModelMessage, ModelRequest, ModelUsage
 from chatwell.llm.pricing import PriceTable
 from chatwell.llm.registry import ModelRegistry
@@ -65,6 +65,7 @@ class ChatRequest:
     metadata: dict[str, Any] = field(default_factory=dict)
     image: ModelImage | None = None
     temperature: float | None = None
+    model: str | None = None  # a model name overriding the bot's, on the bot's provider
 
 
 @dataclass(slots=True)
@@ -92,6 +93,12 @@ class ChatService:
         self.prices = prices
         self.filter = content_filter
         self.context_tokens = context_tokens
+
+    async def ensure_credit(self, bot: Bot) -> None:
+        """For dialects that report an empty workspace before streaming (others get an ``Error``
+        event ``service_unavailable`` from the stream itself)."""
+        if not await conversations.has_credit(self.db, bot.workspace_id):
+            raise ServiceUnavailable("The workspace has run out of credits.", code="insufficient_credits")
 
     async def start(self, request: ChatRequest) -> Turn:
         question = request.question.strip()
@@ -165,7 +172,7 @@ class ChatService:
                     messages[-1] = ModelMessage("user", request.question, image=request.image)
                 model_request = ModelRequest(
                     messages=messages,
-                    model=model_settings.model or resolved.model.name,
+                    model=request.model or model_settings.model or resolved.model.name,
                     temperature=request.temperature if request.temperature is not None else model_settings.temperature,
                     max_tokens=max_tokens, question=request.question, grounding=grounding)
                 outcome.model = model_request.model

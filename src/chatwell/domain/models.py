@@ -100,6 +100,9 @@ class WidgetSettings(_Group):
     position: str = Field("bottom-right", pattern="^(bottom-right|bottom-left)$")
     avatar_url: str | None = Field(None, max_length=500)
     launcher_text: str | None = Field(None, max_length=50)
+    recaptcha_enabled: bool = Field(
+        False, description="Public chat needs a reCAPTCHA token (when the server has a reCAPTCHA secret)."
+    )
 
 
 class AnswerSettings(_Group):

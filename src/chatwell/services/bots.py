@@ -23,7 +23,7 @@ from chatwell.domain.models import (
     RateLimits,
     WidgetSettings,
 )
-from chatwell.errors import Conflict, NotFound
+from chatwell.errors import Conflict, Forbidden, NotFound
 from chatwell.services.pagination import Page, page_of, paginate
 from chatwell.storage.database import Database
 from chatwell.storage.tables import Bot
@@ -111,6 +111,19 @@ async def get_bot(db: Database, *, principal: Principal, ref: str | uuid.UUID) -
         bot = await find_bot(session, ref)
     if bot is None or bot.workspace_id != principal.workspace_id or not principal.can_reach_bot(bot.id):
         raise bot_not_found()
+    return bot
+
+
+async def get_public_bot(db: Database, *, ref: str | uuid.UUID) -> Bot:
+    """A bot for the keyless widget endpoints: it must exist (404), be public and active (403)."""
+    async with db.read() as session:
+        bot = await find_bot(session, ref)
+    if bot is None:
+        raise bot_not_found()
+    if not bot.public:
+        raise Forbidden("this bot is not public", code="bot_not_public")
+    if not bot.active:
+        raise Forbidden("this bot is inactive", code="bot_inactive")
     return bot
 
 

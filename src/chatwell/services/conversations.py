@@ -73,7 +73,8 @@ async def start_turn(db: Database, *, bot: Bot, conversation_id: uuid.UUID | Non
             history = [HistoryTurn("user" if r.role == MessageRole.USER else "assistant", r.content)
                        for r in reversed(rows) if r.content]
             conversation.updated_at = utcnow()
-        message = Message(conversation_id=conversation.id, role=MessageRole.USER, content=question, image=image)
+        message = Message(conversation_id=conversation.id, role=MessageRole.USER, content=question, image=image,
+                          metadata_=metadata or None)
         session.add(message)
         await session.flush()
         return StartedTurn(conversation.id, message.id, history, is_new)
@@ -94,16 +95,17 @@ async def finish_turn(db: Database, *, bot: Bot, conversation_id: uuid.UUID | No
             session.add(message)
             await session.flush()
             message_id = message.id
-        if prompt_tokens or completion_tokens:
-            session.add(UsageEvent(workspace_id=bot.workspace_id, bot_id=bot.id, api_key_id=api_key_id,
-                                   conversation_id=conversation_id, message_id=message_id, channel=channel,
-                                   model=model, prompt_tokens=prompt_tokens,
-                                   completion_tokens=completion_tokens, cost=Decimal(str(cost))))
-            if cost:
-                await session.execute(
-                    update(Workspace).where(Workspace.id == bot.workspace_id,
-                                            Workspace.credit_balance.is_not(None))
-                    .values(credit_balance=Workspace.credit_balance - Decimal(str(cost))))
+        # Every answered request is metered (it is the request count of usage reports); a usage
+        # row never holds content.
+        session.add(UsageEvent(workspace_id=bot.workspace_id, bot_id=bot.id, api_key_id=api_key_id,
+                               conversation_id=conversation_id, message_id=message_id, channel=channel,
+                               model=model, prompt_tokens=prompt_tokens,
+                               completion_tokens=completion_tokens, cost=Decimal(str(cost))))
+        if cost:
+            await session.execute(
+                update(Workspace).where(Workspace.id == bot.workspace_id,
+                                        Workspace.credit_balance.is_not(None))
+                .values(credit_balance=Workspace.credit_balance - Decimal(str(cost))))
         return message_id
 
 
@@ -111,6 +113,36 @@ async def has_credit(db: Database, workspace_id: uuid.UUID) -> bool:
     async with db.read() as session:
         balance = await session.scalar(select(Workspace.credit_balance).where(Workspace.id == workspace_id))
     return balance is None or balance > 0
+
+
+async def session_conversation(db: Database, *, bot_id: uuid.UUID, session_id: str) -> uuid.UUID | None:
+    """The latest conversation of ``bot_id`` opened under ``session_id`` (sessions keep context)."""
+    async with db.read() as session:
+        return await session.scalar(
+            select(Conversation.id).where(Conversation.bot_id == bot_id, Conversation.session_id == session_id)
+            .order_by(Conversation.created_at.desc(), Conversation.id.desc()).limit(1))
+
+
+async def session_messages(db: Database, *, conversation_id: str, session_id: str,
+                           after: str | None = None) -> tuple[Conversation, list[Message]]:
+    """A public conversation's messages for the session that opened it (anyone else: not found),
+    optionally only those after the message ``after`` (polling)."""
+    cid = parse_uuid(conversation_id, conversation_not_found())
+    async with db.read() as session:
+        conversation = await session.get(Conversation, cid)
+        if conversation is None or conversation.session_id is None or conversation.session_id != session_id:
+            raise conversation_not_found()
+        query = select(Message).where(Message.conversation_id == conversation.id,
+                                      Message.role != MessageRole.SYSTEM)
+        if after is not None:
+            after_id = parse_uuid(after, NotFound("message not found", code="message_not_found"))
+            anchor = await session.get(Message, after_id)
+            if anchor is None or anchor.conversation_id != conversation.id:
+                raise NotFound("message not found", code="message_not_found")
+            query = query.where((Message.created_at > anchor.created_at)
+                                | ((Message.created_at == anchor.created_at) & (Message.id > anchor.id)))
+        messages = list((await session.scalars(query.order_by(Message.created_at, Message.id))).all())
+    return conversation, messages
 
 
 # ------------------------------------------------------------------------------- reading & GDPR
@@ -134,6 +166,28 @@ async def list_conversations(db: Database, *, principal: Principal, bot_id: uuid
     async with db.read() as session:
         rows = list((await session.scalars(paginate(query, Conversation.id, limit=limit, cursor=cursor))).all())
     return page_of(rows, limit, lambda c: c.id)
+
+
+async def conversations_between(db: Database, *, principal: Principal, bot_id: uuid.UUID,
+                                start: datetime | None, end: datetime | None, page: int,
+                                size: int) -> list[tuple[Conversation, list[Message]]]:
+    """A page of a bot's conversations with their messages, newest first."""
+    query = select(Conversation).where(Conversation.workspace_id == principal.workspace_id,
+                                       Conversation.bot_id == bot_id)
+    if start is not None:
+        query = query.where(Conversation.created_at >= start)
+    if end is not None:
+        query = query.where(Conversation.created_at < end)
+    query = query.order_by(Conversation.created_at.desc(), Conversation.id.desc()).offset((page - 1) * size).limit(size)
+    async with db.read() as session:
+        found = list((await session.scalars(query)).all())
+        result = []
+        for conversation in found:
+            messages = list((await session.scalars(
+                select(Message).where(Message.conversation_id == conversation.id)
+                .order_by(Message.created_at, Message.id))).all())
+            result.append((conversation, messages))
+    return result
 
 
 async def get_conversation(db: Database, *, principal: Principal,

@@ -240,7 +240,8 @@ class ApiKey(Base):
 
 class Conversation(Base):
     __tablename__ = "conversations"
-    __table_args__ = (Index("ix_conversations_bot_created", "bot_id", "created_at"),)
+    __table_args__ = (Index("ix_conversations_bot_created", "bot_id", "created_at"),
+                      Index("ix_conversations_bot_session", "bot_id", "session_id"))
 
     id: Mapped[uuid.UUID] = _id()
     workspace_id: Mapped[uuid.UUID] = mapped_column(
@@ -281,6 +282,8 @@ class Message(Base):
     error_code: Mapped[str | None] = mapped_column(String(50))
     error: Mapped[str | None] = mapped_column(Text)
     image: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    # The caller's own metadata of the request that produced this message (chatbots API).
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JsonType)
     model: Mapped[str | None] = mapped_column(String(200))
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,0 +1,1 @@
+"""The chatbase dialect (see routes.py)."""

@@ -1,0 +1,1 @@
+"""The chatbotiq dialect (see routes.py)."""

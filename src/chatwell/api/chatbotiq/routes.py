@@ -1,0 +1,194 @@
+"""ChatbotIQ (seed 001): the keyless public chat API the widget also uses.
+
+- ``POST /v1/public/chat/stream``: no key; the bot (``bot_id``: its id, or its slug) must exist
+  (404 ``bot_not_found``), be public and active (403 ``bot_not_public`` / ``bot_inactive``), and a
+  browser's Origin must be one of the bot's allowed domains when it names any (403
+  ``origin_not_allowed``). Missing or invalid fields: 400. Limits per client IP and bot (the
+  server's 15/minute and 120/hour, and the bot's own, the strictest winning): 429 with
+  Retry-After. reCAPTCHA: when the server has a secret and the bot turns it on, a missing token
+  is a 400 ``recaptcha_required`` and a refused one a 403 ``recaptcha_failed``.
+- The stream: ``data:`` lines only, each a JSON object with a ``type``: ``status`` (retrieving,
+  generating), ``content``, ``replace``, ``notice`` (``code``, ``level``, ``message_key`` = the code,
+  plus ``message``), ``done`` (``conversation_id``, ``assistant_message_id``, ``citations`` only when
+  the bot cites), ``error`` (``error`` = code, ``message``). An empty workspace is a mid-stream
+  ``service_unavailable`` error, as the document says.
+- ``GET /v1/public/bots/{bot_id}/config``: every field of the document. ``handoff_available`` is
+  false until agents can be online (the handoff issue); ``mcp_url`` is null.
+- ``GET /v1/public/conversations/{id}/messages?session_id=&after=``: only for the session that
+  opened the conversation (anyone else gets 404, which does not say whether it exists); 30/minute
+  per client IP.
+- Errors before the stream: ``{"error": "<code>", "message": "...", "detail": "..."}``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from chatwell.api.dialect import chat_limits, chat_service, check_bot_origin, client_ip, db_of
+from chatwell.api.native.chat import check_image
+from chatwell.api.sse import frame, sse_response
+from chatwell.chat.service import ChatRequest
+from chatwell.domain import events as ev
+from chatwell.domain.models import (
+    AnswerSettings,
+    ContactFormSettings,
+    HandoffSettings,
+    WidgetSettings,
+)
+from chatwell.errors import ChatwellError, Forbidden, InvalidRequest
+from chatwell.services import bots, conversations
+from chatwell.services.conversations import iso
+from chatwell.storage.tables import Bot
+
+router = APIRouter(prefix="/v1/public", tags=["chatbotiq"])
+PREFIXES = ("/v1/public",)
+
+
+def chatbotiq_error(error: ChatwellError, status: int) -> JSONResponse:
+    body: dict[str, Any] = {"error": error.code, "message": error.message, "detail": error.message}
+    if error.details:
+        body["details"] = error.details
+    return JSONResponse(body, status_code=status)
+
+
+class ChatStreamIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    bot_id: str = Field(..., min_length=1, max_length=100, description="The bot's id (or slug).")
+    message: str = Field(..., min_length=1, max_length=8_000)
+    session_id: str = Field(..., min_length=1, max_length=200, description="An anonymous session id.")
+    conversation_id: uuid.UUID | None = None
+    recaptcha_token: str | None = Field(None, max_length=10_000)
+    image_data: str | None = Field(None, max_length=15_000_000)
+    image_media_type: Literal["image/jpeg", "image/png", "image/webp"] | None = None
+
+    @model_validator(mode="after")
+    def _image(self) -> "ChatStreamIn":
+        check_image(self.image_data, self.image_media_type)
+        return self
+
+
+def citation_out(c: dict[str, Any] | ev.Citation) -> dict[str, Any]:
+    """The document's citation object, from an event or a stored message's citation."""
+    if isinstance(c, ev.Citation):
+        c = {"title": c.title, "url": c.url, "source_id": str(c.source_id), "score": c.score}
+    return {"page_title": c.get("title") or "", "source_url": c.get("url") or "",
+            "source_id": c.get("source_id") or "", "score": c.get("score") or 0.0, "from_web_search": False}
+
+
+async def _check_recaptcha(request: Request, bot: Bot, token: str | None) -> None:
+    verifier = getattr(request.app.state, "recaptcha", None)
+    if verifier is None or not WidgetSettings.model_validate(bot.widget_settings or {}).recaptcha_enabled:
+        return
+    if not token:
+        raise InvalidRequest("a reCAPTCHA token is required", code="recaptcha_required")
+    if not await verifier.verify(token, client_ip(request)):
+        raise Forbidden("reCAPTCHA verification failed", code="recaptcha_failed")
+
+
+@router.post("/chat/stream", responses={200: {"content": {"text/event-stream": {}}}})
+async def chat_stream(data: ChatStreamIn, request: Request) -> Any:
+    bot = await bots.get_public_bot(db_of(request), ref=data.bot_id)
+    check_bot_origin(request, bot)
+    await _check_recaptcha(request, bot, data.recaptcha_token)
+    await chat_limits(request).public_chat(bot, client_ip(request))
+    answer = AnswerSettings.model_validate(bot.answer_settings or {})
+    turn = await chat_service(request).start(ChatRequest(
+        bot=bot, question=data.message, channel="chatbotiq", conversation_id=data.conversation_id,
+        session_id=data.session_id, client_ip=client_ip(request),
+        image=check_image(data.image_data, data.image_media_type)))
+
+    async def frames() -> AsyncIterator[str]:
+        citations: list[dict[str, Any]] = []
+        async for event in turn.events():
+            if isinstance(event, ev.Status):
+                yield frame({"type": "status", "stage": event.stage})
+            elif isinstance(event, ev.Delta):
+                yield frame({"type": "content", "content": event.text})
+            elif isinstance(event, ev.Replace):
+                yield frame({"type": "replace", "content": event.text})
+            elif isinstance(event, ev.Notice):
+                yield frame({"type": "notice", "code": event.code, "level": event.level,
+                             "message_key": event.code, "message": event.message})
+            elif isinstance(event, ev.Citations):
+                citations = [citation_out(c) for c in event.citations]
+            elif isinstance(event, ev.Error):
+                yield frame({"type": "error", "error": event.code, "message": event.message})
+            elif isinstance(event, ev.Done):
+                done: dict[str, Any] = {"type": "done", "conversation_id": _str(event.conversation_id),
+                                        "assistant_message_id": _str(event.message_id)}
+                if answer.citations_enabled:
+                    done["citations"] = citations
+                yield frame(done)
+
+    return sse_response(frames())
+
+
+def _str(value: uuid.UUID | None) -> str | None:
+    return str(value) if value else None
+
+
+@router.get("/bots/{bot_id}/config")
+async def bot_config(bot_id: str, request: Request) -> dict[str, Any]:
+    bot = await bots.get_public_bot(db_of(request), ref=bot_id)
+    check_bot_origin(request, bot)
+    settings = request.app.state.settings
+    answer = AnswerSettings.model_validate(bot.answer_settings or {})
+    widget = WidgetSettings.model_validate(bot.widget_settings or {})
+    handoff = HandoffSettings.model_validate(bot.handoff_settings or {})
+    form = ContactFormSettings.model_validate(bot.contact_form or {})
+    recaptcha_on = widget.recaptcha_enabled and getattr(request.app.state, "recaptcha", None) is not None
+    return {
+        "bot_id": str(bot.id),
+        "bot_name": bot.name,
+        "widget_settings": widget.model_dump(mode="json"),
+        "suggested_questions": list(bot.suggested_questions or []),
+        "show_suggested_questions": answer.show_suggested_questions,
+        "suggested_questions_count": answer.suggested_questions_count,
+        "welcome_message": bot.welcome_message,
+        "warning_message": answer.warning_message,
+        "recaptcha_site_key": settings.recaptcha_site_key if recaptcha_on else None,
+        "include_links": answer.include_links,
+        "language": answer.language,
+        "mcp_url": None,
+        "handoff_enabled": handoff.enabled,
+        "handoff_trigger": handoff.trigger,
+        "handoff_offline_message": handoff.offline_message,
+        "handoff_agent_label": handoff.agent_label,
+        "handoff_available": False,
+        "allow_user_images": answer.allow_user_images,
+        "contact_form_enabled": form.enabled,
+        "contact_form_trigger": form.trigger,
+        "contact_form_fields": [f.model_dump(mode="json") for f in form.fields] if form.fields else None,
+        "contact_form_success_message": form.success_message,
+        "contact_form_button_display": form.button_display,
+    }
+
+
+@router.get("/conversations/{conversation_id}/messages")
+async def conversation_messages(
+    conversation_id: str, request: Request,
+    session_id: str = Query(..., min_length=1, max_length=200),
+    after: str | None = Query(None, max_length=100),
+) -> dict[str, Any]:
+    await chat_limits(request).history(client_ip(request))
+    conversation, messages = await conversations.session_messages(
+        db_of(request), conversation_id=conversation_id, session_id=session_id, after=after)
+    async with db_of(request).read() as session:
+        bot = await bots.find_bot(session, conversation.bot_id)
+    if bot is not None:
+        check_bot_origin(request, bot)
+    return {
+        "messages": [{
+            "id": str(m.id), "role": m.role, "content": m.content,
+            "citations": [citation_out(c) for c in m.citations] if m.citations else None,
+            "feedback": m.feedback, "image_preview": None, "created_at": iso(m.created_at),
+        } for m in messages],
+        "conversation_status": conversation.status,
+    }

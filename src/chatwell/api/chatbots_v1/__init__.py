@@ -1,0 +1,1 @@
+"""The chatbots_v1 dialect (see routes.py)."""

@@ -1,0 +1,148 @@
+"""The lead-management chatbots API (seed 002): ``POST /api/v1/chatbots/{chatbotId}/chat``.
+
+- Auth: ``Authorization: Bearer <key>``, a workspace key (or a key scoped to this very bot).
+  ``chatbotId`` is the bot's id or slug; a bot the key cannot reach is 404 ``CHATBOT_NOT_FOUND``.
+- Body: ``message``, ``conversationId`` (continue), ``stream`` (overrides the bot's
+  ``model.stream_default``; absent: the bot's default is used), ``metadata`` (an object stored with
+  the user's message and, for a new conversation, with the conversation).
+- JSON: ``{"success": true, "data": {"response", "conversationId", "messageId"}}`` (+ ``citations``
+  inside ``data``, a chatwell addition).
+- Streaming (the document names SSE without a format; decided here): ``data: {"content": "..."}``
+  per chunk, ``data: {"replace": "..."}`` when the output filter rewrote the answer, then
+  ``data: {"done": true, "conversationId", "messageId", "citations"}``, then ``data: [DONE]``; a
+  failure after the stream opened is ``data: {"success": false, "error", "code"}`` then ``[DONE]``.
+- Errors: ``{"success": false, "error": "<message>", "code": "<CODE>"}``: 400 ``VALIDATION_ERROR``,
+  401 ``INVALID_API_KEY``, 402 ``INSUFFICIENT_CREDITS`` (checked before answering), 403
+  ``FORBIDDEN``, 404 ``CHATBOT_NOT_FOUND`` / ``CONVERSATION_NOT_FOUND``, 429
+  ``RATE_LIMIT_EXCEEDED`` with ``retryAfter`` (seconds) and Retry-After.
+- ``X-RateLimit-Limit``, ``-Remaining``, ``-Reset`` (unix seconds) on every chat reply that got
+  past authentication: per key and bot, the server's ``api_rate_limits`` and the bot's own
+  ``rate_limits`` (the one with the fewest requests left is reported).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from chatwell.api.dialect import (
+    chat_limits,
+    chat_service,
+    check_bot_origin,
+    client_ip,
+    db_of,
+    key_principal,
+    limit_headers,
+)
+from chatwell.api.native.chat import citation_json, collect
+from chatwell.api.sse import frame, sse_response
+from chatwell.chat.service import ChatRequest
+from chatwell.domain import events as ev
+from chatwell.domain.auth import Principal
+from chatwell.domain.models import ModelSettings
+from chatwell.errors import ChatwellError, NotFound, RateLimited
+from chatwell.services import bots
+
+router = APIRouter(prefix="/api/v1/chatbots", tags=["chatbots_v1"])
+PREFIXES = ("/api/v1/chatbots",)
+
+CODES = {"invalid_api_key": "INVALID_API_KEY", "missing_api_key": "INVALID_API_KEY",
+         "bot_not_found": "CHATBOT_NOT_FOUND", "rate_limited": "RATE_LIMIT_EXCEEDED",
+         "insufficient_credits": "INSUFFICIENT_CREDITS", "service_unavailable": "INSUFFICIENT_CREDITS",
+         "invalid_request": "VALIDATION_ERROR", "malformed_json": "VALIDATION_ERROR"}
+MESSAGES = {
+    "INVALID_API_KEY": "Invalid or inactive API key",
+    "CHATBOT_NOT_FOUND": "Chatbot not found or access denied",
+    "INSUFFICIENT_CREDITS": "Insufficient credits to generate AI response. Please upgrade your plan.",
+}
+STATUS_OVERRIDES = {"INSUFFICIENT_CREDITS": 402}
+
+
+def v1_code(code: str) -> str:
+    return CODES.get(code, code.upper())
+
+
+def chatbots_v1_error(error: ChatwellError, status: int) -> JSONResponse:
+    code = v1_code(error.code)
+    body: dict[str, Any] = {"success": False, "error": MESSAGES.get(code, error.message), "code": code}
+    if isinstance(error, RateLimited):
+        body["retryAfter"] = error.retry_after
+    if error.details:
+        body["details"] = error.details
+    return JSONResponse(body, status_code=STATUS_OVERRIDES.get(code, status))
+
+
+class ChatbotChatIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    message: str = Field(..., min_length=1, max_length=8_000, description="The user's message.")
+    conversationId: str | None = Field(None, max_length=100, description="Continue an existing conversation.")
+    stream: bool | None = Field(None, description="Overrides the chatbot's default streaming setting.")
+    metadata: dict[str, Any] = Field(default_factory=dict, max_length=50, description="Stored with the message.")
+
+
+def _conversation_id(value: str | None) -> uuid.UUID | None:
+    if value is None:
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise NotFound("conversation not found", code="conversation_not_found") from None
+
+
+@router.post("/{chatbot_id}/chat", responses={200: {"content": {"text/event-stream": {}}}})
+async def chat(chatbot_id: str, data: ChatbotChatIn, request: Request,
+               principal: Principal = Depends(key_principal)) -> Any:
+    bot = await bots.get_bot(db_of(request), principal=principal, ref=chatbot_id)
+    check_bot_origin(request, bot)
+    decision = await chat_limits(request).keyed_chat(bot, principal)
+    headers = limit_headers(decision)
+    service = chat_service(request)
+    await service.ensure_credit(bot)
+    stream = data.stream if data.stream is not None else ModelSettings.model_validate(bot.model_settings or {}).stream_default
+    turn = await service.start(ChatRequest(
+        bot=bot, question=data.message, channel="chatbots_v1", conversation_id=_conversation_id(data.conversationId),
+        api_key_id=principal.key_id, client_ip=client_ip(request), metadata=data.metadata))
+
+    if not stream:
+        summary = await collect(turn)
+        if summary["error"] is not None:
+            code = summary["error"]["code"]
+            status = {"content_filtered": 400, "service_unavailable": 402}.get(code, 502)
+            response = chatbots_v1_error(ChatwellError(summary["error"]["message"], code=code), status)
+            response.headers.update(headers)
+            return response
+        return JSONResponse({"success": True, "data": {
+            "response": summary["answer"], "conversationId": summary["conversation_id"],
+            "messageId": summary["message_id"], "citations": summary["citations"]}}, headers=headers)
+
+    async def frames() -> AsyncIterator[str]:
+        citations: list[dict[str, Any]] = []
+        async for event in turn.events():
+            if isinstance(event, ev.Delta):
+                yield frame({"content": event.text})
+            elif isinstance(event, ev.Replace):
+                yield frame({"replace": event.text})
+            elif isinstance(event, ev.Citations):
+                citations = [citation_json(c) for c in event.citations]
+            elif isinstance(event, ev.Error):
+                code = v1_code(event.code)
+                yield frame({"success": False, "error": MESSAGES.get(code, event.message), "code": code})
+                break
+            elif isinstance(event, ev.Done):
+                yield frame({"done": True, "conversationId": _str(event.conversation_id),
+                             "messageId": _str(event.message_id), "citations": citations})
+        yield "data: [DONE]\n\n"
+
+    response = sse_response(frames())
+    response.headers.update(headers)
+    return response
+
+
+def _str(value: uuid.UUID | None) -> str | None:
+    return str(value) if value else None

@@ -1,0 +1,1 @@
+"""The chatiq dialect (see routes.py)."""

@@ -1,0 +1,122 @@
+"""ChatIQ (seed 000): ``POST /api/chat`` over the chat engine.
+
+- Auth: ``Authorization: Bearer <key>``. A bot-scoped key must name its own bot in ``bot_slug``
+  (another slug: 403 ``BOT_ACCESS_DENIED``, without saying whether that bot exists); a workspace
+  key reaches every bot of its workspace. ``bot_slug`` also accepts the bot's id.
+- ``stream`` defaults to true: SSE frames ``{"choices":[{"delta":{"content":...}}]}``, then
+  ``{"conversationId": ..., "citations": [...]}`` (``citations`` is a chatwell addition; the frame is
+  left out in private mode), then ``[DONE]``. An answer the output filter rewrote arrives as one
+  more content chunk after a blank line (the format cannot retract text); a failure after the
+  stream opened arrives as ``{"error": {...}}`` followed by ``[DONE]``.
+- JSON: ``{"response", "conversationId"}`` (+ ``citations``); ``conversationId`` is omitted in
+  private mode.
+- Errors: ``{"error": {"code", "message", "details"}}`` with upper-case codes (``INVALID_API_KEY``,
+  ``INVALID_REQUEST``, ``RATE_LIMIT_EXCEEDED``, ...); 400, 401, 403, 404, 429 (with Retry-After),
+  and 500 ``INTERNAL_ERROR`` when the model fails in JSON mode, as the document's table has it.
+- Limits: the key's ``daily_message_limit`` per UTC day, plus the keyed per-key-and-bot limits.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from chatwell.api.dialect import chat_limits, chat_service, check_bot_origin, client_ip, db_of, key_principal
+from chatwell.api.native.chat import citation_json, collect
+from chatwell.api.sse import frame, sse_response
+from chatwell.chat.service import ChatRequest
+from chatwell.domain import events as ev
+from chatwell.domain.auth import Principal
+from chatwell.domain.events import HistoryTurn
+from chatwell.errors import ChatwellError, Forbidden, RateLimited
+from chatwell.services import bots
+
+router = APIRouter(tags=["chatiq"])
+PREFIXES = ("/api/chat",)
+
+CODES = {"invalid_api_key": "INVALID_API_KEY", "missing_api_key": "INVALID_API_KEY",
+         "rate_limited": "RATE_LIMIT_EXCEEDED", "malformed_json": "INVALID_REQUEST",
+         "invalid_request": "INVALID_REQUEST"}
+
+
+def chatiq_code(code: str) -> str:
+    return CODES.get(code, code.upper())
+
+
+def chatiq_error(error: ChatwellError, status: int) -> JSONResponse:
+    details: dict[str, Any] = dict(error.details or {})
+    if isinstance(error, RateLimited):
+        details.setdefault("retry_after", error.retry_after)
+    return JSONResponse({"error": {"code": chatiq_code(error.code), "message": error.message, "details": details}},
+                        status_code=status)
+
+
+class HistoryItem(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    role: Literal["user", "assistant", "system"]
+    content: str = Field(..., max_length=8_000)
+
+
+class ChatIQIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    message: str = Field(..., min_length=1, max_length=8_000, description="The user's message.")
+    bot_slug: str = Field(..., min_length=1, max_length=100, description="The bot's slug (or id).")
+    stream: bool = Field(True, description="false: one JSON reply; true (default): server-sent events.")
+    history: list[HistoryItem] = Field(default_factory=list, max_length=100)
+    conversation_id: uuid.UUID | None = None
+    private_mode: bool = Field(False, description="Store nothing; no conversationId is returned.")
+
+
+@router.post("/api/chat", responses={200: {"content": {"text/event-stream": {}}}})
+async def chat(data: ChatIQIn, request: Request, principal: Principal = Depends(key_principal)) -> Any:
+    if principal.bot_id is not None:
+        async with db_of(request).read() as session:
+            own = await bots.find_bot(session, principal.bot_id)
+        ref = data.bot_slug.lower()
+        if own is None or ref not in (own.slug, str(own.id)):
+            raise Forbidden(f"this API key does not have access to the bot {data.bot_slug!r}",
+                            code="bot_access_denied")
+    bot = await bots.get_bot(db_of(request), principal=principal, ref=data.bot_slug)
+    check_bot_origin(request, bot)
+    await chat_limits(request).keyed_chat(bot, principal)
+    turn = await chat_service(request).start(ChatRequest(
+        bot=bot, question=data.message, channel="chatiq", conversation_id=data.conversation_id,
+        history=[HistoryTurn("assistant" if h.role == "assistant" else "user", h.content)
+                 for h in data.history if h.role != "system"],
+        private=data.private_mode, api_key_id=principal.key_id, client_ip=client_ip(request)))
+
+    if not data.stream:
+        summary = await collect(turn)
+        if summary["error"] is not None:
+            code = summary["error"]["code"]
+            status = {"content_filtered": 400, "service_unavailable": 503}.get(code, 500)
+            return chatiq_error(ChatwellError(summary["error"]["message"], code=code), status)
+        body: dict[str, Any] = {"response": summary["answer"]}
+        if not data.private_mode:
+            body["conversationId"] = summary["conversation_id"]
+        body["citations"] = summary["citations"]
+        return body
+
+    async def frames() -> AsyncIterator[str]:
+        citations: list[dict[str, Any]] = []
+        async for event in turn.events():
+            if isinstance(event, ev.Delta):
+                yield frame({"choices": [{"delta": {"content": event.text}}]})
+            elif isinstance(event, ev.Replace):
+                yield frame({"choices": [{"delta": {"content": "\n\n" + event.text}}]})
+            elif isinstance(event, ev.Citations):
+                citations = [citation_json(c) for c in event.citations]
+            elif isinstance(event, ev.Error):
+                yield frame({"error": {"code": chatiq_code(event.code), "message": event.message, "details": {}}})
+                break
+            elif isinstance(event, ev.Done) and not data.private_mode:
+                yield frame({"conversationId": str(event.conversation_id), "citations": citations})
+        yield "data: [DONE]\n\n"
+
+    return sse_response(frames())

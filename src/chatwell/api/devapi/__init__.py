@@ -1,0 +1,1 @@
+"""The devapi dialect (see routes.py)."""

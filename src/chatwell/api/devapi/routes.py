@@ -1,0 +1,193 @@
+"""The developer API (seed 003): chat with ``message``, usage and sessions reports.
+
+- Key: ``api_key`` in the body (or query, for the GET reports) or ``Authorization: Bearer``; the
+  key's allowed origins are enforced against ``Origin`` (403 ``origin_not_allowed``). The API has
+  no bot field: a bot-scoped key answers for its bot; a workspace key must add ``bot_id`` (a
+  chatwell addition; missing: 400 ``bot_required``).
+- ``POST /api/v1/chat`` (shared with Chatbase, told apart by the body: ``message`` is this API):
+  ``session_id`` keeps context across turns (the latest conversation opened under it continues; a
+  new one is made, and a ``sess_...`` id issued, when absent). ``stream`` defaults to false.
+  Stream: ``event: message`` / ``data: {"content"}`` per chunk, ``event: replace`` /
+  ``data: {"content"}`` when the output filter rewrote the answer, ``event: error`` /
+  ``data: {"error", "code"}`` on a failure after the stream opened, and finally ``event: end`` /
+  ``data: {"session_id", "conversation_id", "message_id", "citations"}``. JSON (decided here, the
+  document shows only the stream): ``{"success": true, "response", "session_id",
+  "conversation_id", "message_id", "citations"}``.
+- ``GET /api/v1/usage?api_key=&start_date=&end_date=``: the key's requests, tokens and cost
+  (``YYYY-MM-DD`` dates, UTC; end exclusive of the following day) and ``by_model`` rows.
+- ``GET /api/v1/sessions?api_key=&include_all=&page=&per_page=``: the key's sessions, newest
+  first, with their messages; ``include_all=true`` lists every session of the bots the key
+  reaches, whichever door opened them. ``meta``: ``current_page``, ``per_page``, ``has_more``.
+- Errors: ``{"success": false, "error": "<message>", "code": "<code>"}`` with the status.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from chatwell.api.dialect import (
+    authenticate,
+    bearer,
+    chat_limits,
+    chat_service,
+    check_bot_origin,
+    client_ip,
+    db_of,
+    limit_headers,
+    validate,
+)
+from chatwell.api.native.chat import citation_json, collect
+from chatwell.api.sse import frame, sse_response
+from chatwell.chat.service import ChatRequest
+from chatwell.domain import events as ev
+from chatwell.domain.auth import Principal
+from chatwell.errors import ChatwellError, InvalidRequest, RateLimited
+from chatwell.services import bots, conversations, reports
+from chatwell.services.conversations import iso
+from chatwell.storage.tables import Bot
+
+router = APIRouter(prefix="/api/v1", tags=["devapi"])
+PREFIXES = ("/api/v1/usage", "/api/v1/sessions")
+
+
+def devapi_error(error: ChatwellError, status: int) -> JSONResponse:
+    body: dict[str, Any] = {"success": False, "error": error.message, "code": error.code}
+    if isinstance(error, RateLimited):
+        body["retry_after"] = error.retry_after
+    if error.details:
+        body["details"] = error.details
+    return JSONResponse(body, status_code=status)
+
+
+class DevChatIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    message: str = Field(..., min_length=1, max_length=8_000)
+    api_key: str | None = Field(None, max_length=512, description="The key, when not sent as a Bearer token.")
+    session_id: str | None = Field(None, min_length=1, max_length=200, description="Keeps context across turns.")
+    stream: bool = False
+    bot_id: str | None = Field(None, max_length=100, description="chatwell addition: the bot, for workspace keys.")
+
+
+async def _principal(request: Request, api_key: str | None) -> Principal:
+    return await authenticate(request, api_key or bearer(request))
+
+
+async def _bot_of(request: Request, principal: Principal, bot_ref: str | None) -> Bot:
+    ref = bot_ref or (str(principal.bot_id) if principal.bot_id else None)
+    if ref is None:
+        raise InvalidRequest("a workspace key needs bot_id (or use a key scoped to one bot)", code="bot_required")
+    return await bots.get_bot(db_of(request), principal=principal, ref=ref)
+
+
+async def chat(payload: dict[str, Any], request: Request) -> Any:
+    """``POST /api/v1/chat`` with a ``message`` (routed here by ``api.shared_chat``)."""
+    api_key = payload.get("api_key") if isinstance(payload.get("api_key"), str) else None
+    principal = await _principal(request, api_key)
+    data = validate(payload, DevChatIn)
+    bot = await _bot_of(request, principal, data.bot_id)
+    check_bot_origin(request, bot)
+    headers = limit_headers(await chat_limits(request).keyed_chat(bot, principal))
+    session_id = data.session_id or "sess_" + secrets.token_urlsafe(9)
+    conversation_id = None
+    if data.session_id:
+        conversation_id = await conversations.session_conversation(db_of(request), bot_id=bot.id,
+                                                                   session_id=data.session_id)
+    turn = await chat_service(request).start(ChatRequest(
+        bot=bot, question=data.message, channel="devapi", conversation_id=conversation_id, session_id=session_id,
+        api_key_id=principal.key_id, client_ip=client_ip(request)))
+
+    if not data.stream:
+        summary = await collect(turn)
+        if summary["error"] is not None:
+            code = summary["error"]["code"]
+            status = {"content_filtered": 400, "service_unavailable": 503}.get(code, 502)
+            response = devapi_error(ChatwellError(summary["error"]["message"], code=code), status)
+            response.headers.update(headers)
+            return response
+        return JSONResponse({"success": True, "response": summary["answer"], "session_id": session_id,
+                             "conversation_id": summary["conversation_id"], "message_id": summary["message_id"],
+                             "citations": summary["citations"]}, headers=headers)
+
+    async def frames() -> AsyncIterator[str]:
+        citations: list[dict[str, Any]] = []
+        async for event in turn.events():
+            if isinstance(event, ev.Delta):
+                yield frame({"content": event.text}, event="message")
+            elif isinstance(event, ev.Replace):
+                yield frame({"content": event.text}, event="replace")
+            elif isinstance(event, ev.Citations):
+                citations = [citation_json(c) for c in event.citations]
+            elif isinstance(event, ev.Error):
+                yield frame({"error": event.message, "code": event.code}, event="error")
+                return
+            elif isinstance(event, ev.Done):
+                yield frame({"session_id": session_id, "conversation_id": _str(event.conversation_id),
+                             "message_id": _str(event.message_id), "citations": citations}, event="end")
+
+    response = sse_response(frames())
+    response.headers.update(headers)
+    return response
+
+
+def _str(value: uuid.UUID | None) -> str | None:
+    return str(value) if value else None
+
+
+def _date(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.strptime(value, "%Y-%m-%d")
+    except ValueError:
+        raise InvalidRequest(f"{name} must be a date like 2024-01-31", code="invalid_date") from None
+    return parsed.replace(tzinfo=UTC)
+
+
+@router.get("/usage")
+async def usage(request: Request, api_key: str | None = Query(None, max_length=512),
+                start_date: str | None = Query(None, max_length=10),
+                end_date: str | None = Query(None, max_length=10)) -> dict[str, Any]:
+    principal = await _principal(request, api_key)
+    start = _date(start_date, "start_date")
+    end = _date(end_date, "end_date")
+    if start and end and end < start:
+        raise InvalidRequest("end_date is before start_date", code="invalid_date")
+    report = await reports.usage(db_of(request), api_key_id=principal.key_id, start=start,
+                                 end=end + timedelta(days=1) if end else None)
+    return {
+        "success": True,
+        "usage": {"total_requests": report.requests, "total_input_tokens": report.input_tokens,
+                  "total_output_tokens": report.output_tokens,
+                  "total_tokens": report.input_tokens + report.output_tokens, "total_cost": report.cost},
+        "by_model": [{"model": r.model, "requests": r.requests, "input_tokens": r.input_tokens,
+                      "output_tokens": r.output_tokens, "total_tokens": r.input_tokens + r.output_tokens,
+                      "cost": round(r.cost, 6)} for r in report.by_model],
+    }
+
+
+@router.get("/sessions")
+async def sessions(request: Request, api_key: str | None = Query(None, max_length=512),
+                   include_all: bool = False, page: int = Query(1, ge=1, le=100_000),
+                   per_page: int = Query(20, ge=1, le=100)) -> dict[str, Any]:
+    principal = await _principal(request, api_key)
+    found, has_more = await reports.sessions(db_of(request), principal=principal, include_all=include_all,
+                                             page=page, per_page=per_page)
+    return {
+        "success": True,
+        "sessions": [{
+            "session_id": s.session_id, "conversation_id": str(s.conversation_id), "bot_id": str(s.bot_id),
+            "channel": s.channel, "created_at": iso(s.created_at), "last_at": iso(s.last_at),
+            "total_tokens": s.total_tokens, "preview": s.preview,
+            "messages": [{**m, "created_at": iso(m["created_at"])} for m in s.messages],
+        } for s in found],
+        "meta": {"current_page": page, "per_page": per_page, "has_more": has_more},
+    }

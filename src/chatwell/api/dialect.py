@@ -1,0 +1,118 @@
+"""What every dialect door shares: key and origin checks, limits, and a turn run to its end.
+
+A dialect module is a request schema, an auth rule, an error shape and a stream encoder; the
+steps below are the same for all of them and live here once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+
+from chatwell.api.cors import allow_cors
+from chatwell.api.errors import validation_error
+from chatwell.chat.service import ChatService
+from chatwell.domain.auth import Principal
+from chatwell.errors import ChatwellError, Forbidden, InvalidRequest
+from chatwell.limits.policies import ChatLimits
+from chatwell.limits.service import Decision
+from chatwell.services import keys
+from chatwell.services.origins import origin_allowed, origin_matches
+from chatwell.storage.database import Database
+from chatwell.storage.tables import Bot
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def chat_service(request: Request) -> ChatService:
+    return request.app.state.chat
+
+
+def chat_limits(request: Request) -> ChatLimits:
+    return request.app.state.limits
+
+
+def db_of(request: Request) -> Database:
+    return request.app.state.db
+
+
+def bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+async def authenticate(request: Request, secret: str | None) -> Principal:
+    """The key's principal; refuses a key used from an origin it does not allow."""
+    principal = await keys.authenticate(db_of(request), secret)
+    if not origin_allowed(request.headers.get("origin"), principal.allowed_origins):
+        raise Forbidden("this key may not be used from this origin", code="origin_not_allowed")
+    return principal
+
+
+async def key_principal(request: Request) -> Principal:
+    """Dependency: the Bearer key's principal (runs before the body is validated)."""
+    return await authenticate(request, bearer(request))
+
+
+def check_bot_origin(request: Request, bot: Bot) -> None:
+    """A browser call (one with an Origin) must come from the bot's domains, when it names any,
+    or from the server's CORS list; a passing call may be read cross-site."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return
+    settings = request.app.state.settings
+    if not origin_matches(origin, settings.cors_allowed_origins) and not origin_allowed(origin, bot.allowed_origins):
+        raise Forbidden("this origin is not one of the bot's allowed domains", code="origin_not_allowed")
+    allow_cors(request)
+
+
+async def parse_body(request: Request, model: type[Model]) -> Model:
+    """Validate a JSON body by hand (for endpoints that pick their schema from the body)."""
+    raw = await request.body()
+    try:
+        payload = json.loads(raw) if raw else None
+    except ValueError:
+        raise InvalidRequest("request body is not valid JSON", code="malformed_json") from None
+    return validate(payload, model)
+
+
+def validate(payload: Any, model: type[Model]) -> Model:
+    if not isinstance(payload, dict):
+        raise InvalidRequest("request body must be a JSON object", code="invalid_request")
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        from fastapi.exceptions import RequestValidationError
+
+        raise validation_error(RequestValidationError(exc.errors(include_url=False))) from None
+
+
+def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(body, status_code=status, headers=dict(headers or {}))
+
+
+def limit_headers(decision: Decision | None) -> dict[str, str]:
+    return decision.headers() if decision is not None else {}
+
+
+def error_renderer(fmt: Callable[[ChatwellError, int], JSONResponse]) -> Callable[[ChatwellError, int], JSONResponse]:
+    """An error format that always adds Retry-After and X-RateLimit-* to a 429."""
+    from chatwell.api.errors import rate_limit_headers
+
+    def render(error: ChatwellError, status: int) -> JSONResponse:
+        response = fmt(error, status)
+        for name, value in rate_limit_headers(error).items():
+            response.headers.setdefault(name, value)
+        return response
+
+    return render

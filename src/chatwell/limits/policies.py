@@ -1,0 +1,62 @@
+"""Which limits a chat request counts against; every dialect asks here, none decides itself.
+
+- public (keyless) chat: per client IP and bot, the server's ``public_rate_limits`` (15/minute,
+  120/hour) and the bot's own ``rate_limits``, the strictest per window winning;
+- keyed chat: per key and bot, ``api_rate_limits`` and the bot's ``rate_limits``, plus the key's
+  ``daily_message_limit`` (a UTC-day quota);
+- both: the workspace's ``workspace_rate_limits`` when set;
+- public history polling: per client IP, ``history_rate_limits``.
+"""
+
+from __future__ import annotations
+
+from limits import RateLimitItem, RateLimitItemPerDay, RateLimitItemPerHour, RateLimitItemPerMinute
+
+from chatwell.domain.auth import Principal
+from chatwell.domain.models import RateLimits
+from chatwell.limits.service import Decision, RateLimiter, Rule, daily_quota, parse_limits, rules_of, strictest
+from chatwell.settings import Settings
+from chatwell.storage.tables import Bot
+
+
+def bot_limit_items(bot: Bot) -> list[RateLimitItem]:
+    limits = RateLimits.model_validate(bot.rate_limits or {})
+    items: list[RateLimitItem] = []
+    if limits.per_minute:
+        items.append(RateLimitItemPerMinute(limits.per_minute))
+    if limits.per_hour:
+        items.append(RateLimitItemPerHour(limits.per_hour))
+    if limits.per_day:
+        items.append(RateLimitItemPerDay(limits.per_day))
+    return items
+
+
+def _bot_message(bot: Bot) -> str | None:
+    return RateLimits.model_validate(bot.rate_limits or {}).message
+
+
+class ChatLimits:
+    def __init__(self, settings: Settings, limiter: RateLimiter) -> None:
+        self.limiter = limiter
+        self.public = parse_limits(settings.public_rate_limits)
+        self.api = parse_limits(settings.api_rate_limits)
+        self.history_items = parse_limits(settings.history_rate_limits)
+        self.workspace = parse_limits(settings.workspace_rate_limits)
+
+    def _workspace_rules(self, bot: Bot) -> list[Rule]:
+        return rules_of(self.workspace, "workspace", str(bot.workspace_id))
+
+    async def public_chat(self, bot: Bot, client_ip: str) -> Decision | None:
+        items = strictest([*self.public, *bot_limit_items(bot)])
+        rules = rules_of(items, "public", str(bot.id), client_ip) + self._workspace_rules(bot)
+        return await self.limiter.admit(rules, message=_bot_message(bot))
+
+    async def keyed_chat(self, bot: Bot, principal: Principal) -> Decision | None:
+        items = strictest([*self.api, *bot_limit_items(bot)])
+        rules = rules_of(items, "key", str(principal.key_id), str(bot.id)) + self._workspace_rules(bot)
+        if principal.daily_message_limit is not None:
+            rules.append(daily_quota(principal.daily_message_limit, "key-daily", str(principal.key_id)))
+        return await self.limiter.admit(rules, message=_bot_message(bot))
+
+    async def history(self, client_ip: str) -> Decision | None:
+        return await self.limiter.admit(rules_of(self.history_items, "history", client_ip))

@@ -1,0 +1,158 @@
+"""Rate limits and quotas on the ``limits`` library: in memory by default, in Redis when
+``CHATWELL_REDIS_URL`` is set (then every process sharing that Redis shares the counters).
+
+A request passes a list of rules (a limit and the identity it counts, e.g. ``("public", bot, ip)``).
+Rules are hit shortest window first, stopping at the first one that is full, so a refused request
+does not use up the longer windows; every hit is atomic in the storage (a Lua script in Redis, a
+lock in memory), so N concurrent requests against a limit of L admit exactly L.
+
+Minute and hour limits use a moving window; daily quotas (a key's ``daily_message_limit``) count
+per UTC calendar day and reset at midnight UTC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from limits import RateLimitItem, RateLimitItemPerDay, parse_many
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
+
+from chatwell.errors import InvalidRequest, RateLimited, ServiceUnavailable
+
+log = logging.getLogger("chatwell.limits")
+
+
+def parse_limits(text: str | None) -> list[RateLimitItem]:
+    """``"15/minute;120/hour"`` → limit items; empty → none. Raises ValueError when malformed."""
+    if not text or not text.strip():
+        return []
+    return list(parse_many(text))
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One limit counted for one identity (its parts joined into the storage key)."""
+
+    item: RateLimitItem
+    identity: tuple[str, ...]
+    daily: bool = False  # a calendar-day quota instead of a moving window
+
+    @property
+    def window_seconds(self) -> int:
+        return self.item.get_expiry()
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of admitting one request: the tightest rule's figures, for X-RateLimit headers."""
+
+    limit: int
+    remaining: int
+    reset_at: int  # unix seconds
+
+    def headers(self) -> dict[str, str]:
+        return {"X-RateLimit-Limit": str(self.limit), "X-RateLimit-Remaining": str(self.remaining),
+                "X-RateLimit-Reset": str(self.reset_at)}
+
+
+def strictest(items: Sequence[RateLimitItem]) -> list[RateLimitItem]:
+    """One item per window length, the lowest amount (the most restrictive limit wins)."""
+    by_window: dict[int, RateLimitItem] = {}
+    for item in items:
+        current = by_window.get(item.get_expiry())
+        if current is None or item.amount < current.amount:
+            by_window[item.get_expiry()] = item
+    return [by_window[w] for w in sorted(by_window)]
+
+
+def _day_key(now: datetime) -> tuple[str, int]:
+    """Today's UTC date and the unix time of the next midnight."""
+    midnight = datetime(now.year, now.month, now.day, tzinfo=UTC) + timedelta(days=1)
+    return now.strftime("%Y-%m-%d"), int(midnight.timestamp())
+
+
+class RateLimiter:
+    def __init__(self, redis_url: str | None = None) -> None:
+        self.storage: Storage
+        if redis_url:
+            uri = redis_url if redis_url.startswith("async+") else "async+" + redis_url
+            self.storage = RedisStorage(uri, implementation="redispy", wrap_exceptions=True)
+        else:
+            self.storage = MemoryStorage()
+        self.moving = MovingWindowRateLimiter(self.storage)
+        self.fixed = FixedWindowRateLimiter(self.storage)
+        self.shared = bool(redis_url)
+
+    async def admit(self, rules: Sequence[Rule], *, message: str | None = None) -> Decision | None:
+        """Count one request against every rule, or raise ``RateLimited`` when one is full.
+
+        Returns the figures of the rule with the fewest requests left (None when no rule applies).
+        """
+        if not rules:
+            return None
+        ordered = sorted(rules, key=lambda r: (r.window_seconds, r.item.amount))
+        decisions: list[Decision] = []
+        try:
+            for rule in ordered:
+                limiter, identity, reset_hint = self._resolve(rule)
+                if not await limiter.hit(rule.item, *identity):
+                    stats = await limiter.get_window_stats(rule.item, *identity)
+                    reset_at = reset_hint or math.ceil(stats.reset_time)
+                    retry_after = max(1, reset_at - int(time.time()))
+                    raise RateLimited(
+                        message or f"Rate limit exceeded ({rule.item.amount} per "
+                                   f"{_window_name(rule.item)}). Please wait before sending another message.",
+                        retry_after=retry_after, limit=rule.item.amount, reset_at=reset_at)
+                stats = await limiter.get_window_stats(rule.item, *identity)
+                decisions.append(Decision(rule.item.amount, max(0, stats.remaining),
+                                          reset_hint or math.ceil(stats.reset_time)))
+        except RateLimited:
+            raise
+        except Exception as exc:  # the limits storage (Redis) is down: refuse rather than run unlimited
+            log.error("rate-limit storage failed: %s", type(exc).__name__)
+            raise ServiceUnavailable("rate limiting is unavailable; try again shortly",
+                                     code="rate_limiter_unavailable") from None
+        return min(decisions, key=lambda d: (d.remaining, -d.reset_at))
+
+    def _resolve(self, rule: Rule) -> tuple[MovingWindowRateLimiter | FixedWindowRateLimiter, tuple[str, ...], int]:
+        if rule.daily:
+            day, reset_at = _day_key(datetime.now(UTC))
+            return self.fixed, (*rule.identity, day), reset_at
+        return self.moving, rule.identity, 0
+
+    async def reset(self) -> None:
+        await self.storage.reset()
+
+    async def aclose(self) -> None:
+        close = getattr(self.storage, "close", None) or getattr(self.storage, "aclose", None)
+        if close is not None:
+            result = close()
+            if asyncio.iscoroutine(result):
+                await result
+
+
+def _window_name(item: RateLimitItem) -> str:
+    name = item.GRANULARITY.name
+    return name if item.multiples == 1 else f"{item.multiples} {name}s"
+
+
+def daily_quota(amount: int, *identity: str) -> Rule:
+    return Rule(RateLimitItemPerDay(amount), tuple(identity), daily=True)
+
+
+def rules_of(items: Sequence[RateLimitItem], *identity: str) -> list[Rule]:
+    return [Rule(item, tuple(identity)) for item in items]
+
+
+def checked_limits(text: str, setting: str) -> list[RateLimitItem]:
+    try:
+        return parse_limits(text)
+    except ValueError:
+        raise InvalidRequest(f"{setting} is not a valid rate-limit string: {text!r}") from None
