@@ -64,11 +64,15 @@ async def key_principal(request: Request) -> Principal:
     return await authenticate(request, bearer(request))
 
 
-def check_bot_origin(request: Request, bot: Bot) -> None:
+def check_bot_origin(request: Request, bot: Bot, principal: Principal | None = None) -> None:
     """A browser call (one with an Origin) must come from the bot's domains, when it names any,
-    or from the server's CORS list; a passing call may be read cross-site."""
+    or from the server's CORS list; a key with its own allowed origins (already checked when it
+    was authenticated) decides for itself. A passing call may be read cross-site."""
     origin = request.headers.get("origin")
     if origin is None:
+        return
+    if principal is not None and principal.allowed_origins:
+        allow_cors(request)
         return
     settings = request.app.state.settings
     if not origin_matches(origin, settings.cors_allowed_origins) and not origin_allowed(origin, bot.allowed_origins):

@@ -12,12 +12,12 @@ per UTC calendar day and reset at midnight UTC.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from datetime import UTC, datetime, timedelta
 
 from limits import RateLimitItem, RateLimitItemPerDay, parse_many
@@ -81,9 +81,15 @@ def _day_key(now: datetime) -> tuple[str, int]:
 class RateLimiter:
     def __init__(self, redis_url: str | None = None) -> None:
         self.storage: Storage
+        self._pool: Any = None
         if redis_url:
-            uri = redis_url if redis_url.startswith("async+") else "async+" + redis_url
-            self.storage = RedisStorage(uri, implementation="redispy", wrap_exceptions=True)
+            import redis.asyncio as aioredis
+
+            plain = redis_url.removeprefix("async+")
+            # Our own pool, so shutdown can close its connections.
+            self._pool = aioredis.ConnectionPool.from_url(plain, socket_connect_timeout=2, socket_timeout=5)
+            self.storage = RedisStorage("async+" + plain, implementation="redispy", wrap_exceptions=True,
+                                        connection_pool=self._pool)
         else:
             self.storage = MemoryStorage()
         self.moving = MovingWindowRateLimiter(self.storage)
@@ -104,8 +110,9 @@ class RateLimiter:
                 limiter, identity, reset_hint = self._resolve(rule)
                 if not await limiter.hit(rule.item, *identity):
                     stats = await limiter.get_window_stats(rule.item, *identity)
-                    reset_at = reset_hint or math.ceil(stats.reset_time)
-                    retry_after = max(1, reset_at - int(time.time()))
+                    reset_time = reset_hint or stats.reset_time
+                    reset_at = math.ceil(reset_time)
+                    retry_after = max(1, math.ceil(reset_time - time.time()))
                     raise RateLimited(
                         message or f"Rate limit exceeded ({rule.item.amount} per "
                                    f"{_window_name(rule.item)}). Please wait before sending another message.",
@@ -131,11 +138,8 @@ class RateLimiter:
         await self.storage.reset()
 
     async def aclose(self) -> None:
-        close = getattr(self.storage, "close", None) or getattr(self.storage, "aclose", None)
-        if close is not None:
-            result = close()
-            if asyncio.iscoroutine(result):
-                await result
+        if self._pool is not None:
+            await self._pool.disconnect()
 
 
 def _window_name(item: RateLimitItem) -> str:

@@ -115,6 +115,17 @@ async def has_credit(db: Database, workspace_id: uuid.UUID) -> bool:
     return balance is None or balance > 0
 
 
+async def conversation_of_bot(db: Database, *, bot_id: uuid.UUID, conversation_id: str) -> uuid.UUID | None:
+    """``conversation_id`` if it names a conversation of this bot, else None."""
+    try:
+        cid = uuid.UUID(conversation_id)
+    except ValueError:
+        return None
+    async with db.read() as session:
+        return await session.scalar(select(Conversation.id).where(Conversation.id == cid,
+                                                                  Conversation.bot_id == bot_id))
+
+
 async def session_conversation(db: Database, *, bot_id: uuid.UUID, session_id: str) -> uuid.UUID | None:
     """The latest conversation of ``bot_id`` opened under ``session_id`` (sessions keep context)."""
     async with db.read() as session:

@@ -103,7 +103,7 @@ async def chat(payload: dict[str, Any], request: Request) -> Any:
     principal = await authenticate(request, bearer(request))
     data = validate(payload, ChatbaseChatIn)
     bot = await bots.get_bot(db_of(request), principal=principal, ref=data.chatbotId or data.chatId or "")
-    check_bot_origin(request, bot)
+    check_bot_origin(request, bot, principal)
     headers = limit_headers(await chat_limits(request).keyed_chat(bot, principal))
     conversation_id = None
     if data.conversationId:

@@ -2,7 +2,9 @@
 
 - Auth: ``Authorization: Bearer <key>``, a workspace key (or a key scoped to this very bot).
   ``chatbotId`` is the bot's id or slug; a bot the key cannot reach is 404 ``CHATBOT_NOT_FOUND``.
-- Body: ``message``, ``conversationId`` (continue), ``stream`` (overrides the bot's
+- Body: ``message``, ``conversationId`` (continue: one of ours, or the client's own id for a
+  conversation — unknown ids start a conversation kept under that id, and the reply echoes it),
+  ``stream`` (overrides the bot's
   ``model.stream_default``; absent: the bot's default is used), ``metadata`` (an object stored with
   the user's message and, for a new conversation, with the conversation).
 - JSON: ``{"success": true, "data": {"response", "conversationId", "messageId"}}`` (+ ``citations``
@@ -13,7 +15,7 @@
   failure after the stream opened is ``data: {"success": false, "error", "code"}`` then ``[DONE]``.
 - Errors: ``{"success": false, "error": "<message>", "code": "<CODE>"}``: 400 ``VALIDATION_ERROR``,
   401 ``INVALID_API_KEY``, 402 ``INSUFFICIENT_CREDITS`` (checked before answering), 403
-  ``FORBIDDEN``, 404 ``CHATBOT_NOT_FOUND`` / ``CONVERSATION_NOT_FOUND``, 429
+  ``FORBIDDEN`` / ``ORIGIN_NOT_ALLOWED``, 404 ``CHATBOT_NOT_FOUND``, 429
   ``RATE_LIMIT_EXCEEDED`` with ``retryAfter`` (seconds) and Retry-After.
 - ``X-RateLimit-Limit``, ``-Remaining``, ``-Reset`` (unix seconds) on every chat reply that got
   past authentication: per key and bot, the server's ``api_rate_limits`` and the bot's own
@@ -45,8 +47,8 @@ from chatwell.chat.service import ChatRequest
 from chatwell.domain import events as ev
 from chatwell.domain.auth import Principal
 from chatwell.domain.models import ModelSettings
-from chatwell.errors import ChatwellError, NotFound, RateLimited
-from chatwell.services import bots
+from chatwell.errors import ChatwellError, RateLimited
+from chatwell.services import bots, conversations
 
 router = APIRouter(prefix="/api/v1/chatbots", tags=["chatbots_v1"])
 PREFIXES = ("/api/v1/chatbots",)
@@ -86,29 +88,32 @@ class ChatbotChatIn(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict, max_length=50, description="Stored with the message.")
 
 
-def _conversation_id(value: str | None) -> uuid.UUID | None:
-    if value is None:
-        return None
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise NotFound("conversation not found", code="conversation_not_found") from None
+async def _conversation(request: Request, bot_id: uuid.UUID,
+                        given: str | None) -> tuple[uuid.UUID | None, str | None]:
+    """(conversation to continue, session key to keep it under) for a client's conversationId."""
+    if given is None:
+        return None, None
+    ours = await conversations.conversation_of_bot(db_of(request), bot_id=bot_id, conversation_id=given)
+    if ours is not None:
+        return ours, None
+    return await conversations.session_conversation(db_of(request), bot_id=bot_id, session_id=given), given
 
 
 @router.post("/{chatbot_id}/chat", responses={200: {"content": {"text/event-stream": {}}}})
 async def chat(chatbot_id: str, data: ChatbotChatIn, request: Request,
                principal: Principal = Depends(key_principal)) -> Any:
     bot = await bots.get_bot(db_of(request), principal=principal, ref=chatbot_id)
-    check_bot_origin(request, bot)
+    check_bot_origin(request, bot, principal)
     decision = await chat_limits(request).keyed_chat(bot, principal)
     headers = limit_headers(decision)
     service = chat_service(request)
     await service.ensure_credit(bot)
     stream = data.stream if data.stream is not None else ModelSettings.model_validate(bot.model_settings or {}).stream_default
+    conversation_id, session_id = await _conversation(request, bot.id, data.conversationId)
     turn = await service.start(ChatRequest(
-        bot=bot, question=data.message, channel="chatbots_v1", conversation_id=_conversation_id(data.conversationId),
-        api_key_id=principal.key_id, client_ip=client_ip(request), metadata=data.metadata))
-
+        bot=bot, question=data.message, channel="chatbots_v1", conversation_id=conversation_id,
+        session_id=session_id, api_key_id=principal.key_id, client_ip=client_ip(request), metadata=data.metadata))
+    reply_id = data.conversationId
     if not stream:
         summary = await collect(turn)
         if summary["error"] is not None:
@@ -118,7 +123,7 @@ async def chat(chatbot_id: str, data: ChatbotChatIn, request: Request,
             response.headers.update(headers)
             return response
         return JSONResponse({"success": True, "data": {
-            "response": summary["answer"], "conversationId": summary["conversation_id"],
+            "response": summary["answer"], "conversationId": reply_id or summary["conversation_id"],
             "messageId": summary["message_id"], "citations": summary["citations"]}}, headers=headers)
 
     async def frames() -> AsyncIterator[str]:
@@ -135,7 +140,7 @@ async def chat(chatbot_id: str, data: ChatbotChatIn, request: Request,
                 yield frame({"success": False, "error": MESSAGES.get(code, event.message), "code": code})
                 break
             elif isinstance(event, ev.Done):
-                yield frame({"done": True, "conversationId": _str(event.conversation_id),
+                yield frame({"done": True, "conversationId": reply_id or _str(event.conversation_id),
                              "messageId": _str(event.message_id), "citations": citations})
         yield "data: [DONE]\n\n"
 

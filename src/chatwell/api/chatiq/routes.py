@@ -83,7 +83,7 @@ async def chat(data: ChatIQIn, request: Request, principal: Principal = Depends(
             raise Forbidden(f"this API key does not have access to the bot {data.bot_slug!r}",
                             code="bot_access_denied")
     bot = await bots.get_bot(db_of(request), principal=principal, ref=data.bot_slug)
-    check_bot_origin(request, bot)
+    check_bot_origin(request, bot, principal)
     await chat_limits(request).keyed_chat(bot, principal)
     turn = await chat_service(request).start(ChatRequest(
         bot=bot, question=data.message, channel="chatiq", conversation_id=data.conversation_id,

@@ -94,7 +94,7 @@ async def chat(payload: dict[str, Any], request: Request) -> Any:
     principal = await _principal(request, api_key)
     data = validate(payload, DevChatIn)
     bot = await _bot_of(request, principal, data.bot_id)
-    check_bot_origin(request, bot)
+    check_bot_origin(request, bot, principal)
     headers = limit_headers(await chat_limits(request).keyed_chat(bot, principal))
     session_id = data.session_id or "sess_" + secrets.token_urlsafe(9)
     conversation_id = None

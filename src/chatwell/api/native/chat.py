@@ -156,6 +156,7 @@ class MessageOut(BaseModel):
     citations: list[dict[str, Any]] | None
     feedback: str | None
     error: dict[str, str] | None
+    metadata: dict[str, Any] | None = None
     created_at: str
 
 
@@ -179,7 +180,7 @@ def conversation_out(c: Any, messages: list[Any] | None = None) -> ConversationO
         messages=None if messages is None else [
             MessageOut(id=m.id, role=m.role, content=m.content, citations=m.citations, feedback=m.feedback,
                        error={"code": m.error_code, "message": m.error or ""} if m.error_code else None,
-                       created_at=iso(m.created_at) or "") for m in messages])
+                       metadata=m.metadata_, created_at=iso(m.created_at) or "") for m in messages])
 
 
 @router.get("/v1/conversations", response_model=ListOut[ConversationOut])
