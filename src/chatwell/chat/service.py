@@ -101,6 +101,12 @@ class ChatService:
             raise ServiceUnavailable("The workspace has run out of credits.", code="insufficient_credits")
 
     async def start(self, request: ChatRequest) -> Turn:
+        # NUL can not be stored (PostgreSQL text and JSON refuse it); nothing legitimate needs it.
+        request.question = _without_nul(request.question)
+        request.history = [HistoryTurn(t.role, _without_nul(t.content)) for t in request.history]
+        request.metadata = _without_nul(request.metadata)
+        if request.session_id is not None:
+            request.session_id = _without_nul(request.session_id)
         question = request.question.strip()
         if not question:
             raise InvalidRequest("message must not be empty", code="invalid_request")
@@ -242,6 +248,16 @@ class _Outcome:
     citations: tuple[Citation, ...] = ()
     error: Error | None = None
     saved: bool = False
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
 
 
 def _clean_history(history: Sequence[HistoryTurn]) -> list[HistoryTurn]:

@@ -84,7 +84,7 @@ async def _add_file(bot_id: str, request: Request, principal: WorkspacePrincipal
         await form.close()
     if not content:
         raise InvalidRequest("the uploaded file is empty", code="empty_file")
-    filename = (upload.filename or "upload")[-MAX_FILENAME:]
+    filename = (upload.filename or "upload").replace("\x00", "")[-MAX_FILENAME:] or "upload"
     return await sources.add_file_source(db, principal=principal, bot_ref=bot_id, filename=filename,
                                          content=content, declared_type=upload.content_type)
 
