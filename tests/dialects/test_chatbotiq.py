@@ -276,3 +276,14 @@ def test_recaptcha_required_and_verified(start_world: Any, recaptcha: str) -> No
         _error(client.post("/v1/public/chat/stream", json=example(world)), 400, "recaptcha_required")
         _error(client.post("/v1/public/chat/stream", json=example(world, recaptcha_token="bad")), 403, "recaptcha_failed")
         assert client.post("/v1/public/chat/stream", json=example(world, recaptcha_token="good")).status_code == 200
+
+
+def test_a_model_failure_after_the_stream_opened_is_an_error_event(start_world: Any) -> None:
+    from tests.services import free_port
+
+    world = start_world(llm_base_url=f"http://127.0.0.1:{free_port()}/v1", llm_model="gone")
+    with world.client() as client:
+        found = events(client, example(world))
+    assert found[0] == {"type": "status", "stage": "retrieving"}
+    assert found[-1]["type"] == "error" and found[-1]["error"] == "upstream_unavailable" and found[-1]["message"]
+    assert all(e["type"] != "done" for e in found)

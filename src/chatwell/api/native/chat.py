@@ -119,6 +119,7 @@ def chat_service(request: Request) -> ChatService:
 @router.post("/v1/bots/{bot_id}/chat", responses={200: {"content": {"text/event-stream": {}}}})
 async def chat(bot_id: str, data: ChatIn, request: Request, principal: PrincipalDep, db: DbDep) -> Any:
     bot = await bots.get_bot(db, principal=principal, ref=bot_id)
+    await request.app.state.limits.keyed_chat(bot, principal)
     turn = await chat_service(request).start(ChatRequest(
         bot=bot, question=data.message, channel="native", conversation_id=data.conversation_id,
         private=data.private, api_key_id=principal.key_id if principal.key_id.int else None,

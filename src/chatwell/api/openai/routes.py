@@ -92,6 +92,7 @@ async def chat_completions(data: CompletionIn, request: Request, principal: Prin
                        code="model_not_found") from None
     if data.messages[-1].role != "user" or not _text(data.messages[-1]).strip():
         raise InvalidRequest("the last message must be a non-empty user message", code="invalid_request")
+    await request.app.state.limits.keyed_chat(bot, principal)
     history = [HistoryTurn("assistant" if m.role == "assistant" else "user", _text(m))
                for m in data.messages[:-1] if m.role in ("user", "assistant") and _text(m)]
     turn = await request.app.state.chat.start(ChatRequest(
