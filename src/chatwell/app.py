@@ -23,6 +23,7 @@ from chatwell.api.native import bots as native_bots
 from chatwell.api.native import keys as native_keys
 from chatwell.api.native import sources as native_sources
 from chatwell.api.native import chat as native_chat
+from chatwell.api.native import handoff as native_handoff
 from chatwell.api.openai import routes as openai_routes
 from chatwell.api.native import search as native_search
 from chatwell.api import shared_chat
@@ -110,7 +111,7 @@ def create_app(settings: Settings | None = None, *, announce: Announce = _print)
     )
     app.add_middleware(CORSMiddleware, settings=settings, formats=formats)
     for router in (system.router, native_bots.router, native_sources.router, native_search.router,
-                   native_keys.router, native_chat.router, openai_routes.router, chatiq.router,
+                   native_keys.router, native_chat.router, native_handoff.router, openai_routes.router, chatiq.router,
                    chatbotiq.router, chatbots_v1.router, shared_chat.router, devapi.router, chatbase.router):
         app.include_router(router)
     for prefix in ("/v1/chat/completions", "/v1/models"):

@@ -32,13 +32,13 @@ from chatwell.domain.events import (
     Status,
     Usage,
 )
-from chatwell.domain.models import AnswerSettings, ModelSettings
+from chatwell.domain.models import AnswerSettings, HandoffSettings, ModelSettings
 from chatwell.errors import InvalidRequest, ServiceUnavailable
 from chatwell.llm.base import ModelDelta, ModelError, ModelImage, ModelMessage, ModelRequest, ModelUsage
 from chatwell.llm.pricing import PriceTable
 from chatwell.llm.registry import ModelRegistry
 from chatwell.retrieval.service import Passage, Retriever
-from chatwell.services import conversations
+from chatwell.services import conversations, handoff
 from chatwell.storage.database import Database
 from chatwell.storage.tables import Bot
 
@@ -79,6 +79,7 @@ class Turn:
     history: list[HistoryTurn]
     is_new_conversation: bool
     blocked: bool = False
+    held_by_human: bool = False  # a person holds the conversation: the bot stays silent
 
     def events(self) -> AsyncIterator[ChatEvent]:
         return self.service._events(self)
@@ -129,15 +130,27 @@ class ChatService:
             image={"media_type": request.image.media_type} if request.image else None)
         # Stored turns are the truth; a client's own history only fills a conversation we lack.
         history = started.history or client_history
-        return Turn(self, request, started.conversation_id, started.user_message_id, history, started.is_new)
+        return Turn(self, request, started.conversation_id, started.user_message_id, history, started.is_new,
+                    held_by_human=handoff.is_held(started.status))
 
     async def _events(self, turn: Turn) -> AsyncIterator[ChatEvent]:
         request, bot = turn.request, turn.request.bot
         if turn.blocked:
             yield Error("content_filtered", "The message was blocked by the content filter.")
             return
+        if turn.held_by_human:
+            yield Notice("human_agent", "A person from the team has this conversation and will reply here.",
+                         level="info")
+            yield Done(turn.conversation_id, None, turn.user_message_id)
+            return
         answer_settings = AnswerSettings.model_validate(bot.answer_settings or {})
         model_settings = ModelSettings.model_validate(bot.model_settings or {})
+        handoff_settings = HandoffSettings.model_validate(bot.handoff_settings or {})
+        if await self._auto_handoff(turn, handoff_settings, insists=handoff.asks_for_human(request.question)):
+            yield Notice("handoff_requested", "Connecting you with a person from the team; they will reply here.",
+                         level="info")
+            yield Done(turn.conversation_id, None, turn.user_message_id)
+            return
         text_parts: list[str] = []
         outcome = _Outcome()
         try:
@@ -167,6 +180,9 @@ class ChatService:
                 yield Delta(answer_settings.not_found_message)
                 outcome.model = resolved.model.name
                 passages = []
+                offer = await self._offer_handoff(turn, handoff_settings)
+                if offer is not None:
+                    yield offer
             else:
                 grounding = grounding_of(passages)
                 max_tokens = model_settings.max_tokens or DEFAULT_MAX_TOKENS
@@ -223,6 +239,30 @@ class ChatService:
                     outcome.error = Error("cancelled", "The client disconnected before the answer was complete.")
                 # Shielded: a cancelled request must still record its turn.
                 await asyncio.shield(self._finish(turn, outcome))
+
+    async def _auto_handoff(self, turn: Turn, settings: HandoffSettings, *, insists: bool) -> bool:
+        """A visitor insisting on a person is handed off at once when the bot hands off by itself
+        (trigger ``auto``/``both``) and an agent is online."""
+        if not (insists and settings.enabled and settings.trigger in ("auto", "both")
+                and turn.conversation_id is not None):
+            return False
+        status, available = await handoff.request_handoff(self.db, bot=turn.request.bot,
+                                                          conversation_id=turn.conversation_id, session_id=None)
+        return available and handoff.is_held(status)
+
+    async def _offer_handoff(self, turn: Turn, settings: HandoffSettings) -> Notice | None:
+        """When the bot could not answer: hand off (auto/both, an agent online), or say that nobody
+        is online (the widget then offers the contact form)."""
+        if not settings.enabled or settings.trigger not in ("auto", "both") or turn.conversation_id is None:
+            return None
+        status, available = await handoff.request_handoff(self.db, bot=turn.request.bot,
+                                                          conversation_id=turn.conversation_id, session_id=None)
+        if available and handoff.is_held(status):
+            return Notice("handoff_requested", "Connecting you with a person from the team; they will reply here.",
+                          level="info")
+        return Notice("handoff_offline", settings.offline_message
+                      or "Nobody from the team is online right now. Leave your details and we will get back to you.",
+                      level="info")
 
     async def _finish(self, turn: Turn, outcome: _Outcome) -> uuid.UUID | None:
         cost = self.prices.cost(outcome.model, outcome.prompt_tokens, outcome.completion_tokens)

@@ -41,6 +41,7 @@ class StartedTurn:
     user_message_id: uuid.UUID
     history: list[HistoryTurn]
     is_new: bool
+    status: str = ConversationStatus.OPEN
 
 
 async def start_turn(db: Database, *, bot: Bot, conversation_id: uuid.UUID | None, question: str,
@@ -73,11 +74,13 @@ async def start_turn(db: Database, *, bot: Bot, conversation_id: uuid.UUID | Non
             history = [HistoryTurn("user" if r.role == MessageRole.USER else "assistant", r.content)
                        for r in reversed(rows) if r.content]
             conversation.updated_at = utcnow()
+            if conversation.status == ConversationStatus.RESOLVED:  # the visitor is back: the bot answers
+                conversation.status = ConversationStatus.OPEN
         message = Message(conversation_id=conversation.id, role=MessageRole.USER, content=question, image=image,
                           metadata_=metadata or None)
         session.add(message)
         await session.flush()
-        return StartedTurn(conversation.id, message.id, history, is_new)
+        return StartedTurn(conversation.id, message.id, history, is_new, conversation.status)
 
 
 async def finish_turn(db: Database, *, bot: Bot, conversation_id: uuid.UUID | None, content: str,
@@ -233,6 +236,20 @@ async def set_feedback(db: Database, *, principal: Principal, message_id: str, r
             raise not_found
         message.feedback = rating
         message.feedback_comment = comment
+        return message
+
+
+async def set_session_feedback(db: Database, *, session_id: str, message_id: str, rating: str | None) -> Message:
+    """A visitor's thumbs up/down (None clears it) on an answer of a conversation their session owns."""
+    not_found = NotFound("message not found", code="message_not_found")
+    mid = parse_uuid(message_id, not_found)
+    async with db.write() as session:
+        message = await session.get(Message, mid)
+        conversation = await session.get(Conversation, message.conversation_id) if message else None
+        if (message is None or conversation is None or conversation.session_id is None
+                or conversation.session_id != session_id or message.role != MessageRole.ASSISTANT):
+            raise not_found
+        message.feedback = rating
         return message
 
 

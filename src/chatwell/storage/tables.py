@@ -238,6 +238,19 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = _created()
 
 
+class AgentPresence(Base):
+    """An agent (an API key acting for a person) and when it was last seen online."""
+
+    __tablename__ = "agent_presence"
+    __table_args__ = (Index("ix_agent_presence_workspace", "workspace_id", "last_seen_at"),)
+
+    key_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True)
+    workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    label: Mapped[str] = mapped_column(String(200))
+    online: Mapped[bool] = mapped_column(Boolean)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class Conversation(Base):
     __tablename__ = "conversations"
     __table_args__ = (Index("ix_conversations_bot_created", "bot_id", "created_at"),

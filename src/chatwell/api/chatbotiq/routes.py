@@ -12,8 +12,12 @@
   plus ``message``), ``done`` (``conversation_id``, ``assistant_message_id``, ``citations`` only when
   the bot cites), ``error`` (``error`` = code, ``message``). An empty workspace is a mid-stream
   ``service_unavailable`` error, as the document says.
-- ``GET /v1/public/bots/{bot_id}/config``: every field of the document. ``handoff_available`` is
-  false until agents can be online (the handoff issue); ``mcp_url`` is null.
+- ``GET /v1/public/bots/{bot_id}/config``: every field of the document. ``handoff_available``: the
+  bot hands off and an agent of its workspace is online; ``mcp_url`` is null.
+- Widget additions (not in the document, same conventions): ``POST /v1/public/messages/{id}/feedback``
+  ``{session_id, rating: "positive"|"negative"|null}``; ``POST /v1/public/conversations/{id}/handoff``
+  ``{session_id}`` → ``{conversation_status, handoff_available, message}`` (the offline message when
+  nobody is online). Agent messages arrive through the history endpoint with role ``agent``.
 - ``GET /v1/public/conversations/{id}/messages?session_id=&after=``: only for the session that
   opened the conversation (anyone else gets 404, which does not say whether it exists); 30/minute
   per client IP.
@@ -43,8 +47,9 @@ from chatwell.domain.models import (
 )
 from chatwell.errors import ChatwellError, Forbidden, InvalidRequest
 from chatwell.services import bots, conversations
+from chatwell.services import handoff as handoff_service
 from chatwell.services.conversations import iso
-from chatwell.storage.tables import Bot
+from chatwell.storage.tables import Bot, Conversation
 
 router = APIRouter(prefix="/v1/public", tags=["chatbotiq"])
 PREFIXES = ("/v1/public",)
@@ -161,7 +166,7 @@ async def bot_config(bot_id: str, request: Request) -> dict[str, Any]:
         "handoff_trigger": handoff.trigger,
         "handoff_offline_message": handoff.offline_message,
         "handoff_agent_label": handoff.agent_label,
-        "handoff_available": False,
+        "handoff_available": handoff.enabled and await handoff_service.agents_online(db_of(request), bot.workspace_id),
         "allow_user_images": answer.allow_user_images,
         "contact_form_enabled": form.enabled,
         "contact_form_trigger": form.trigger,
@@ -192,3 +197,39 @@ async def conversation_messages(
         } for m in messages],
         "conversation_status": conversation.status,
     }
+
+
+class SessionIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    session_id: str = Field(..., min_length=1, max_length=200)
+
+
+class FeedbackIn(SessionIn):
+    rating: Literal["positive", "negative"] | None
+
+
+@router.post("/messages/{message_id}/feedback")
+async def message_feedback(message_id: str, data: FeedbackIn, request: Request) -> dict[str, Any]:
+    await chat_limits(request).history(client_ip(request))
+    message = await conversations.set_session_feedback(db_of(request), session_id=data.session_id,
+                                                       message_id=message_id, rating=data.rating)
+    return {"id": str(message.id), "feedback": message.feedback}
+
+
+@router.post("/conversations/{conversation_id}/handoff")
+async def ask_for_a_human(conversation_id: str, data: SessionIn, request: Request) -> dict[str, Any]:
+    await chat_limits(request).history(client_ip(request))
+    cid = conversations.parse_uuid(conversation_id, conversations.conversation_not_found())
+    async with db_of(request).read() as session:
+        conversation = await session.get(Conversation, cid) if cid else None
+        bot = await bots.find_bot(session, conversation.bot_id) if conversation else None
+    if conversation is None or bot is None or conversation.session_id != data.session_id:
+        raise conversations.conversation_not_found()
+    check_bot_origin(request, bot)
+    status, available = await handoff_service.request_handoff(db_of(request), bot=bot, conversation_id=conversation.id,
+                                                              session_id=data.session_id)
+    settings = HandoffSettings.model_validate(bot.handoff_settings or {})
+    return {"conversation_status": status, "handoff_available": available,
+            "message": None if available else (settings.offline_message or
+                                               "Nobody from the team is online right now. Leave your details "
+                                               "and we will get back to you.")}

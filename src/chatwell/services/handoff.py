@@ -1,0 +1,144 @@
+"""Human handoff: agents' presence, the waiting queue, agent replies and resolution.
+
+States of a conversation: ``open`` (the bot answers) → ``pending_human`` (a visitor asked for a
+person, or the bot offered one; the bot stays silent) → ``human`` (an agent replied; still silent)
+→ ``resolved`` (the agent closed it; the bot answers again and the conversation reopens as
+``open`` on the visitor's next message). A handoff is only taken while an agent of the workspace
+is online (presence refreshed within ``PRESENCE_SECONDS``); otherwise the visitor is told the
+bot's offline message and offered the contact form, and the bot keeps answering.
+
+Agents are API keys acting for a person (the dashboard issue adds user logins); an agent's
+message is stored with role ``agent`` and the key's label in its metadata. Everything lives in
+the database, so every process sees the same queue and presence.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from chatwell.domain.auth import Principal
+from chatwell.domain.models import ConversationStatus, HandoffSettings, MessageRole
+from chatwell.errors import Conflict, Forbidden, InvalidRequest
+from chatwell.services.conversations import conversation_not_found, parse_uuid
+from chatwell.services.pagination import Page, page_of, paginate
+from chatwell.storage.database import Database
+from chatwell.storage.tables import AgentPresence, Bot, Conversation, Message, utcnow
+
+PRESENCE_SECONDS = 60
+HELD = (ConversationStatus.PENDING_HUMAN, ConversationStatus.HUMAN)
+MAX_AGENT_MESSAGE = 8_000
+# A visitor who insists on a person ("I want to talk to a human", "agent please").
+ASKS_FOR_HUMAN = re.compile(
+    r"\b(human|real person|a person|live agent|an agent|agent please|representative|operator|someone real)\b",
+    re.IGNORECASE)
+
+
+def is_held(status: str | None) -> bool:
+    return status in HELD
+
+
+def asks_for_human(text: str) -> bool:
+    return bool(ASKS_FOR_HUMAN.search(text))
+
+
+async def agents_online(db: Database, workspace_id: uuid.UUID) -> bool:
+    since = utcnow() - timedelta(seconds=PRESENCE_SECONDS)
+    async with db.read() as session:
+        count = await session.scalar(select(func.count()).select_from(AgentPresence).where(
+            AgentPresence.workspace_id == workspace_id, AgentPresence.online.is_(True),
+            AgentPresence.last_seen_at >= since))
+    return bool(count)
+
+
+async def set_presence(db: Database, *, principal: Principal, online: bool) -> bool:
+    """Record that this agent is (still) online or has gone; returns whether any agent is online."""
+    _require_workspace_key(principal)
+    async with db.write() as session:
+        row = await session.get(AgentPresence, principal.key_id)
+        if row is None:
+            row = AgentPresence(key_id=principal.key_id, workspace_id=principal.workspace_id,
+                                label=principal.label, online=online, last_seen_at=utcnow())
+            session.add(row)
+        else:
+            row.online, row.last_seen_at, row.label = online, utcnow(), principal.label
+    return await agents_online(db, principal.workspace_id)
+
+
+def _require_workspace_key(principal: Principal) -> None:
+    if principal.bot_id is not None:
+        raise Forbidden("agents act with a workspace key", code="insufficient_scope")
+
+
+async def request_handoff(db: Database, *, bot: Bot, conversation_id: uuid.UUID,
+                          session_id: str | None) -> tuple[str, bool]:
+    """Move a conversation to ``pending_human`` when the bot hands off and an agent is online.
+
+    Returns (status, agents available). ``session_id`` (the public door) must own the conversation.
+    """
+    settings = HandoffSettings.model_validate(bot.handoff_settings or {})
+    if not settings.enabled:
+        raise Forbidden("this bot does not hand off to humans", code="handoff_disabled")
+    available = await agents_online(db, bot.workspace_id)
+    async with db.write() as session:
+        conversation = await session.get(Conversation, conversation_id)
+        if (conversation is None or conversation.bot_id != bot.id
+                or (session_id is not None and conversation.session_id != session_id)):
+            raise conversation_not_found()
+        if available and not is_held(conversation.status):
+            conversation.status = ConversationStatus.PENDING_HUMAN
+            conversation.updated_at = utcnow()
+        return conversation.status, available
+
+
+async def queue(db: Database, *, principal: Principal, limit: int = 50, cursor: str | None = None) -> Page[Conversation]:
+    """Conversations waiting for or held by a person, oldest activity first within the page order."""
+    _require_workspace_key(principal)
+    query = select(Conversation).where(Conversation.workspace_id == principal.workspace_id,
+                                       Conversation.status.in_([s.value for s in HELD]))
+    async with db.read() as session:
+        rows = list((await session.scalars(paginate(query, Conversation.id, limit=limit, cursor=cursor))).all())
+    return page_of(rows, limit, lambda c: c.id)
+
+
+async def _held_conversation(session: object, principal: Principal, conversation_id: str) -> Conversation:
+    cid = parse_uuid(conversation_id, conversation_not_found())
+    conversation = await session.get(Conversation, cid)  # type: ignore[attr-defined]
+    if conversation is None or conversation.workspace_id != principal.workspace_id:
+        raise conversation_not_found()
+    return conversation
+
+
+async def agent_reply(db: Database, *, principal: Principal, conversation_id: str, content: str) -> Message:
+    """An agent's message into the conversation; the conversation is then held by a human."""
+    _require_workspace_key(principal)
+    text = content.strip()
+    if not text:
+        raise InvalidRequest("content must not be empty")
+    if len(text) > MAX_AGENT_MESSAGE:
+        raise InvalidRequest(f"content is longer than {MAX_AGENT_MESSAGE} characters", code="message_too_long")
+    async with db.write() as session:
+        conversation = await _held_conversation(session, principal, conversation_id)
+        if conversation.status == ConversationStatus.RESOLVED:
+            raise Conflict("this conversation is resolved", code="conversation_resolved")
+        conversation.status = ConversationStatus.HUMAN
+        conversation.updated_at = utcnow()
+        message = Message(conversation_id=conversation.id, role=MessageRole.AGENT, content=text,
+                          metadata_={"agent": principal.label, "agent_key_id": str(principal.key_id)})
+        session.add(message)
+        await session.flush()
+        return message
+
+
+async def resolve(db: Database, *, principal: Principal, conversation_id: str) -> Conversation:
+    _require_workspace_key(principal)
+    async with db.write() as session:
+        conversation = await _held_conversation(session, principal, conversation_id)
+        conversation.status = ConversationStatus.RESOLVED
+        conversation.updated_at = utcnow()
+        return conversation
+
+
