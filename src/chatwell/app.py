@@ -21,13 +21,15 @@ from chatwell.api.body_limit import BodyLimitMiddleware
 from chatwell.api.errors import ErrorFormats, install_error_handlers
 from chatwell.api.native import bots as native_bots
 from chatwell.api.native import keys as native_keys
+from chatwell.api.native import leads as native_leads
 from chatwell.api.native import sources as native_sources
 from chatwell.api.native import chat as native_chat
 from chatwell.api.native import handoff as native_handoff
 from chatwell.api.openai import routes as openai_routes
 from chatwell.api.native import search as native_search
-from chatwell.api import shared_chat
+from chatwell.api import shared_chat, widget
 from chatwell.api.chatbase import routes as chatbase
+from chatwell.api.chatbotiq import leads as chatbotiq_leads
 from chatwell.api.chatbotiq import routes as chatbotiq
 from chatwell.api.chatbots_v1 import routes as chatbots_v1
 from chatwell.api.chatiq import routes as chatiq
@@ -39,6 +41,7 @@ from chatwell.limits.service import RateLimiter
 from chatwell.services.recaptcha import SiteVerifyRecaptcha
 from chatwell.ingestion.worker import IngestionWorker
 from chatwell.services.knowledge import build_chat_service, build_knowledge
+from chatwell.services.webhooks import WebhookWorker
 from chatwell.settings import Settings
 from chatwell.storage import migrate
 from chatwell.storage.database import Database
@@ -68,6 +71,8 @@ def create_app(settings: Settings | None = None, *, announce: Announce = _print)
         db = Database(settings.resolved_database_url)
         app.state.db = db
         worker: IngestionWorker | None = None
+        webhooks = WebhookWorker(db, allow_private=settings.webhook_allow_private)
+        app.state.webhooks = webhooks
         limiter = RateLimiter(settings.redis_url)
         app.state.limits = ChatLimits(settings, limiter)
         app.state.recaptcha = (SiteVerifyRecaptcha(settings.recaptcha_secret_key.get_secret_value(),
@@ -83,10 +88,12 @@ def create_app(settings: Settings | None = None, *, announce: Announce = _print)
             app.state.ingestion = worker
             await bootstrap.on_start(db, settings, announce=announce)
             worker.start()
+            webhooks.start()
             yield
         finally:
             if worker is not None:
                 await worker.stop()
+            await webhooks.stop()
             chat = getattr(app.state, "chat", None)
             if chat is not None:
                 await chat.models.aclose()
@@ -112,7 +119,8 @@ def create_app(settings: Settings | None = None, *, announce: Announce = _print)
     app.add_middleware(CORSMiddleware, settings=settings, formats=formats)
     for router in (system.router, native_bots.router, native_sources.router, native_search.router,
                    native_keys.router, native_chat.router, native_handoff.router, openai_routes.router, chatiq.router,
-                   chatbotiq.router, chatbots_v1.router, shared_chat.router, devapi.router, chatbase.router):
+                   chatbotiq.router, chatbots_v1.router, shared_chat.router, devapi.router, chatbase.router,
+                   native_leads.router, chatbotiq_leads.router, widget.router):
         app.include_router(router)
     for prefix in ("/v1/chat/completions", "/v1/models"):
         formats.register(prefix, openai_routes.openai_error)

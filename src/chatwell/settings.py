@@ -58,6 +58,13 @@ class Settings(BaseSettings):
             "are refused."
         ),
     )
+    webhook_allow_private: bool = Field(
+        False,
+        description=(
+            "Let bot webhooks reach loopback and private addresses (intranet receivers). Off: such "
+            "deliveries fail without being sent. Cloud metadata addresses are refused always."
+        ),
+    )
     ingestion_concurrency: int = Field(
         4, ge=1, le=64, description="Sources the in-process ingestion worker processes at once."
     )

@@ -66,7 +66,7 @@ async def key_principal(request: Request) -> Principal:
 
 def check_bot_origin(request: Request, bot: Bot, principal: Principal | None = None) -> None:
     """A browser call (one with an Origin) must come from the bot's domains, when it names any,
-    or from the server's CORS list; a key with its own allowed origins (already checked when it
+    or from the server's CORS list (chatwell's own pages always may); a key with its own allowed origins (already checked when it
     was authenticated) decides for itself. A passing call may be read cross-site."""
     origin = request.headers.get("origin")
     if origin is None:
@@ -75,6 +75,9 @@ def check_bot_origin(request: Request, bot: Bot, principal: Principal | None = N
         allow_cors(request)
         return
     settings = request.app.state.settings
+    own = f"{request.url.scheme}://{request.headers.get('host', '')}"
+    if origin.rstrip("/").lower() == own.lower():  # chatwell's own pages (the full-page chat)
+        return
     if not origin_matches(origin, settings.cors_allowed_origins) and not origin_allowed(origin, bot.allowed_origins):
         raise Forbidden("this origin is not one of the bot's allowed domains", code="origin_not_allowed")
     allow_cors(request)

@@ -82,9 +82,12 @@ class ChatStreamIn(BaseModel):
 def citation_out(c: dict[str, Any] | ev.Citation) -> dict[str, Any]:
     """The document's citation object, from an event or a stored message's citation."""
     if isinstance(c, ev.Citation):
-        c = {"title": c.title, "url": c.url, "source_id": str(c.source_id), "score": c.score}
-    return {"page_title": c.get("title") or "", "source_url": c.get("url") or "",
-            "source_id": c.get("source_id") or "", "score": c.get("score") or 0.0, "from_web_search": False}
+        c = {"title": c.title, "url": c.url, "source_id": str(c.source_id), "score": c.score, "index": c.index}
+    out = {"page_title": c.get("title") or "", "source_url": c.get("url") or "",
+           "source_id": c.get("source_id") or "", "score": c.get("score") or 0.0, "from_web_search": False}
+    if c.get("index"):
+        out["index"] = c["index"]  # chatwell addition: the [n] marker in the answer that cites it
+    return out
 
 
 async def _check_recaptcha(request: Request, bot: Bot, token: str | None) -> None:
@@ -173,6 +176,7 @@ async def bot_config(bot_id: str, request: Request) -> dict[str, Any]:
         "contact_form_fields": [f.model_dump(mode="json") for f in form.fields] if form.fields else None,
         "contact_form_success_message": form.success_message,
         "contact_form_button_display": form.button_display,
+        "contact_form_after_messages": form.after_messages,  # chatwell addition, for the "after_messages" trigger
     }
 
 
