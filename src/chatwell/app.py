@@ -39,6 +39,7 @@ from chatwell.api.dialect import error_renderer
 from chatwell.limits.policies import ChatLimits
 from chatwell.limits.service import RateLimiter
 from chatwell.services.recaptcha import SiteVerifyRecaptcha
+from chatwell.ingestion.queue import ProcrastinateQueue
 from chatwell.ingestion.worker import IngestionWorker
 from chatwell.services.knowledge import build_chat_service, build_knowledge
 from chatwell.services.webhooks import WebhookWorker
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None, *, announce: Announce = _print)
         db = Database(settings.resolved_database_url)
         app.state.db = db
         worker: IngestionWorker | None = None
+        queue: ProcrastinateQueue | None = None
         webhooks = WebhookWorker(db, allow_private=settings.webhook_allow_private)
         app.state.webhooks = webhooks
         limiter = RateLimiter(settings.redis_url)
@@ -84,15 +86,26 @@ def create_app(settings: Settings | None = None, *, announce: Announce = _print)
             knowledge = build_knowledge(db, settings)
             app.state.knowledge = knowledge
             app.state.chat = build_chat_service(db, settings, knowledge)
-            worker = IngestionWorker(knowledge.ingestor, concurrency=settings.ingestion_concurrency)
-            app.state.ingestion = worker
+            if settings.queue == "procrastinate":
+                # Workers elsewhere (`chatwell worker`) ingest; this process only queues.
+                queue = ProcrastinateQueue(settings.resolved_database_url, knowledge.ingestor)
+                await queue.open()
+                if settings.auto_migrate:
+                    await queue.ensure_schema()
+                app.state.ingestion = queue
+            else:
+                worker = IngestionWorker(knowledge.ingestor, concurrency=settings.ingestion_concurrency)
+                app.state.ingestion = worker
             await bootstrap.on_start(db, settings, announce=announce)
-            worker.start()
+            if worker is not None:
+                worker.start()
             webhooks.start()
             yield
         finally:
             if worker is not None:
                 await worker.stop()
+            if queue is not None:
+                await queue.close()
             await webhooks.stop()
             chat = getattr(app.state, "chat", None)
             if chat is not None:

@@ -127,6 +127,45 @@ def serve(
 
 
 @app.command()
+def worker(
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+    concurrency: Annotated[int | None, typer.Option(help="Jobs at once (default: CHATWELL_INGESTION_CONCURRENCY).")] = None,
+    burst: Annotated[bool, typer.Option("--burst", help="Exit once the queue is empty.")] = False,
+) -> None:
+    """Run ingestion jobs from the procrastinate queue (CHATWELL_QUEUE=procrastinate, PostgreSQL).
+
+    Start as many as you like, on any machine that reaches the database; each claims one source at
+    a time under a lease, so no source is ingested twice and a dead worker's source is taken over.
+    """
+    from chatwell.ingestion.queue import ProcrastinateQueue
+    from chatwell.services.knowledge import build_knowledge
+
+    settings = _settings(data_dir, database_url)
+    if settings.queue != "procrastinate":
+        err_console.print("[red]error[/red]: `chatwell worker` runs the procrastinate queue; "
+                          "set CHATWELL_QUEUE=procrastinate (and a PostgreSQL CHATWELL_DATABASE_URL)")
+        raise typer.Exit(2)
+
+    async def work(db: Any) -> None:
+        knowledge = build_knowledge(db, settings)
+        queue = ProcrastinateQueue(settings.resolved_database_url, knowledge.ingestor)
+        await queue.open()
+        try:
+            if settings.auto_migrate:
+                await queue.ensure_schema()
+            if burst:
+                await queue.request_sweep()
+            console.print(f"chatwell worker: {knowledge.ingestor.worker_id}, "
+                          f"concurrency {concurrency or settings.ingestion_concurrency}")
+            await queue.run_worker(concurrency=concurrency or settings.ingestion_concurrency, wait=not burst)
+        finally:
+            await queue.close()
+
+    _run(settings, work, migrate_first=settings.auto_migrate)
+
+
+@app.command()
 def migrate(
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
@@ -135,11 +174,22 @@ def migrate(
     """Apply database migrations (up to the newest by default)."""
     from chatwell.storage import migrate as migrations
 
+    settings = _settings(data_dir, database_url)
+
     async def work(db: Any) -> str | None:
         await migrations.upgrade(db, revision)
+        if settings.queue == "procrastinate":
+            from chatwell.ingestion.queue import ProcrastinateQueue
+
+            queue = ProcrastinateQueue(settings.resolved_database_url)
+            await queue.open()
+            try:
+                await queue.ensure_schema()
+            finally:
+                await queue.close()
         return await migrations.current_revision(db)
 
-    current = _run(_settings(data_dir, database_url), work, migrate_first=False)
+    current = _run(settings, work, migrate_first=False)
     console.print(f"database at revision {current}")
 
 

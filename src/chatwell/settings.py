@@ -65,6 +65,11 @@ class Settings(BaseSettings):
             "deliveries fail without being sent. Cloud metadata addresses are refused always."
         ),
     )
+    queue: Literal["inprocess", "procrastinate"] = Field(
+        "inprocess",
+        description="Who ingests sources: `inprocess` (a worker inside each server process) or "
+        "`procrastinate` (a job queue on the same PostgreSQL; run `chatwell worker` processes).",
+    )
     ingestion_concurrency: int = Field(
         4, ge=1, le=64, description="Sources the in-process ingestion worker processes at once."
     )
@@ -172,6 +177,12 @@ class Settings(BaseSettings):
         if self.environment == "production" and self.admin_key is not None:
             if self.admin_key.get_secret_value().lower() in PLACEHOLDER_SECRETS:
                 raise ValueError("CHATWELL_ADMIN_KEY is a placeholder; set a real secret in production")
+        return self
+
+    @model_validator(mode="after")
+    def _queue_needs_postgres(self) -> "Settings":
+        if self.queue == "procrastinate" and not (self.database_url or "").startswith("postgresql"):
+            raise ValueError("CHATWELL_QUEUE=procrastinate needs a PostgreSQL CHATWELL_DATABASE_URL")
         return self
 
     @property
