@@ -37,6 +37,8 @@ from chatwell.api.cors import CORSMiddleware
 from chatwell.api.devapi import routes as devapi
 from chatwell.api.dialect import error_renderer
 from chatwell.limits.policies import ChatLimits
+from chatwell.observability.metrics import Metrics
+from chatwell.observability.middleware import ObservabilityMiddleware
 from chatwell.limits.service import RateLimiter
 from chatwell.services.recaptcha import SiteVerifyRecaptcha
 from chatwell.ingestion.queue import ProcrastinateQueue
@@ -76,6 +78,7 @@ def create_app(settings: Settings | None = None, *, announce: Announce = _print)
         webhooks = WebhookWorker(db, allow_private=settings.webhook_allow_private)
         app.state.webhooks = webhooks
         limiter = RateLimiter(settings.redis_url)
+        limiter.metrics = app.state.metrics
         app.state.limits = ChatLimits(settings, limiter)
         app.state.recaptcha = (SiteVerifyRecaptcha(settings.recaptcha_secret_key.get_secret_value(),
                                                    settings.recaptcha_verify_url)
@@ -86,6 +89,7 @@ def create_app(settings: Settings | None = None, *, announce: Announce = _print)
             knowledge = build_knowledge(db, settings)
             app.state.knowledge = knowledge
             app.state.chat = build_chat_service(db, settings, knowledge)
+            app.state.chat.metrics = app.state.metrics
             if settings.queue == "procrastinate":
                 # Workers elsewhere (`chatwell worker`) ingest; this process only queues.
                 queue = ProcrastinateQueue(settings.resolved_database_url, knowledge.ingestor)
@@ -120,6 +124,8 @@ def create_app(settings: Settings | None = None, *, announce: Announce = _print)
         lifespan=lifespan,
     )
     app.state.settings = settings
+    metrics = Metrics()
+    app.state.metrics = metrics
     formats = ErrorFormats()
     app.state.error_formats = formats
     install_error_handlers(app, formats)
@@ -130,6 +136,7 @@ def create_app(settings: Settings | None = None, *, announce: Announce = _print)
         formats=formats,
     )
     app.add_middleware(CORSMiddleware, settings=settings, formats=formats)
+    app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     for router in (system.router, native_bots.router, native_sources.router, native_search.router,
                    native_keys.router, native_chat.router, native_handoff.router, openai_routes.router, chatiq.router,
                    chatbotiq.router, chatbots_v1.router, shared_chat.router, devapi.router, chatbase.router,
@@ -145,6 +152,16 @@ def create_app(settings: Settings | None = None, *, announce: Announce = _print)
             formats.register(prefix, error_renderer(fmt))
     app.openapi = _openapi_with_extra_schemas(app)  # type: ignore[method-assign]
     return app
+
+
+def create_served_app() -> FastAPI:
+    """The factory ``chatwell serve --workers N`` gives each worker process: settings from the
+    environment, and the process's logging configured as the CLI does for one process."""
+    from chatwell.observability.logs import configure_logging
+
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)
 
 
 def _openapi_with_extra_schemas(app: FastAPI) -> Callable[[], dict[str, Any]]:

@@ -95,6 +95,8 @@ async def _workspace_id(db: Any, workspace: str | None) -> uuid.UUID:
 
 # ---------------------------------------------------------------------------------------- serve
 
+GRACEFUL_SECONDS = 30  # on SIGTERM, open streams get this long to finish
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
@@ -110,6 +112,9 @@ def serve(
     from chatwell.app import create_app
 
     settings = _settings(data_dir, database_url, demo=demo or None)
+    from chatwell.observability.logs import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)
     console.print(f"chatwell is starting on [bold]http://{host}:{port}[/bold] "
                   f"(data: {settings.data_dir}, API docs: http://{host}:{port}/docs)")
     if workers > 1:
@@ -119,11 +124,12 @@ def serve(
             os.environ["CHATWELL_DATABASE_URL"] = settings.database_url
         if demo:
             os.environ["CHATWELL_DEMO"] = "1"
-        uvicorn.run("chatwell.app:create_app", factory=True, host=host, port=port, workers=workers,
-                    log_level=settings.log_level, proxy_headers=True)
+        uvicorn.run("chatwell.app:create_served_app", factory=True, host=host, port=port, workers=workers,
+                    log_level=settings.log_level, proxy_headers=True, log_config=None,
+                    timeout_graceful_shutdown=GRACEFUL_SECONDS)
     else:
         uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level,
-                    proxy_headers=True)
+                    proxy_headers=True, log_config=None, timeout_graceful_shutdown=GRACEFUL_SECONDS)
 
 
 @app.command()

@@ -154,6 +154,9 @@ class Settings(BaseSettings):
         False, description="Create a public demo bot with a sample document on first start."
     )
     log_level: str = Field("info", description="Log level: debug, info, warning, error.")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="`json`: one JSON object per log line, with the request id (for log shippers)."
+    )
 
     @field_validator("data_dir")
     @classmethod

@@ -39,3 +39,12 @@ async def test_streams_words_then_usage() -> None:
     assert isinstance(events[-1], ModelUsage) and events[-1].completion_tokens > 0
     text = "".join(e.text for e in events if isinstance(e, ModelDelta))
     assert "free for orders over 50 euros" in text and len(events) > 3
+
+
+async def test_a_passage_of_short_sentences_is_still_quoted() -> None:
+    from chatwell.llm.base import Grounding
+    from chatwell.llm.extractive import OfflineAnswerer
+
+    grounding = [Grounding(index=1, title="Hours", text="We open at nine.")]
+    answer = await OfflineAnswerer().compose("When do you open?", grounding)
+    assert answer == "We open at nine. [1]"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -80,9 +81,19 @@ class Turn:
     is_new_conversation: bool
     blocked: bool = False
     held_by_human: bool = False  # a person holds the conversation: the bot stays silent
+    started: float = field(default_factory=time.perf_counter)
 
-    def events(self) -> AsyncIterator[ChatEvent]:
-        return self.service._events(self)
+    async def events(self) -> AsyncIterator[ChatEvent]:
+        first = True
+        stream = self.service._events(self)
+        try:
+            async for event in stream:
+                if first and isinstance(event, Delta):
+                    first = False
+                    self.service._observe_first_token(self)
+                yield event
+        finally:
+            await stream.aclose()
 
 
 class ChatService:
@@ -94,6 +105,7 @@ class ChatService:
         self.prices = prices
         self.filter = content_filter
         self.context_tokens = context_tokens
+        self.metrics: Any = None  # chatwell.observability.metrics.Metrics, when the app has one
 
     async def ensure_credit(self, bot: Bot) -> None:
         """For dialects that report an empty workspace before streaming (others get an ``Error``
@@ -222,6 +234,7 @@ class ChatService:
             yield Usage(outcome.prompt_tokens, outcome.completion_tokens, outcome.model, cost)
             message_id = await self._finish(turn, outcome)
             outcome.saved = True
+            self._observe_turn(turn, outcome)
             yield Done(turn.conversation_id, message_id, turn.user_message_id)
         except ModelError as exc:
             outcome.text = "".join(text_parts)
@@ -239,6 +252,18 @@ class ChatService:
                     outcome.error = Error("cancelled", "The client disconnected before the answer was complete.")
                 # Shielded: a cancelled request must still record its turn.
                 await asyncio.shield(self._finish(turn, outcome))
+
+    def _observe_first_token(self, turn: Turn) -> None:
+        if self.metrics is not None:
+            self.metrics.ttft.labels(turn.request.channel).observe(time.perf_counter() - turn.started)
+
+    def _observe_turn(self, turn: Turn, outcome: _Outcome) -> None:
+        if self.metrics is None:
+            return
+        channel = turn.request.channel
+        self.metrics.turns.labels(channel, outcome.error.code if outcome.error else "answered").inc()
+        self.metrics.tokens.labels(channel, outcome.model, "prompt").inc(outcome.prompt_tokens)
+        self.metrics.tokens.labels(channel, outcome.model, "completion").inc(outcome.completion_tokens)
 
     async def _auto_handoff(self, turn: Turn, settings: HandoffSettings, *, insists: bool) -> bool:
         """A visitor insisting on a person is handed off at once when the bot hands off by itself

@@ -95,6 +95,7 @@ class RateLimiter:
         self.moving = MovingWindowRateLimiter(self.storage)
         self.fixed = FixedWindowRateLimiter(self.storage)
         self.shared = bool(redis_url)
+        self.metrics: Any = None  # chatwell.observability.metrics.Metrics, when the app has one
 
     async def admit(self, rules: Sequence[Rule], *, message: str | None = None) -> Decision | None:
         """Count one request against every rule, or raise ``RateLimited`` when one is full.
@@ -109,6 +110,8 @@ class RateLimiter:
             for rule in ordered:
                 limiter, identity, reset_hint = self._resolve(rule)
                 if not await limiter.hit(rule.item, *identity):
+                    if self.metrics is not None:
+                        self.metrics.rate_limited.labels(rule.identity[0] if rule.identity else "other").inc()
                     stats = await limiter.get_window_stats(rule.item, *identity)
                     reset_time = reset_hint or stats.reset_time
                     reset_at = math.ceil(reset_time)

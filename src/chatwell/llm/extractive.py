@@ -65,6 +65,12 @@ class OfflineAnswerer:
             for rank, g in enumerate(grounding)
             for order, sentence in enumerate(_sentences(g.text))
         ]
+        if not candidates:  # only short sentences ("We open at nine."): take them after all
+            candidates = [
+                _Candidate(rank, order, g.index, sentence.strip())
+                for rank, g in enumerate(grounding)
+                for order, sentence in enumerate(_sentences(g.text, min_chars=1))
+            ]
         if not candidates:
             return ""
         scores = await self._scores(question, candidates)
@@ -103,11 +109,11 @@ class OfflineAnswerer:
         return (0.65 * similarity + 0.35 * overlap) * rank_prior
 
 
-def _sentences(text: str) -> list[str]:
+def _sentences(text: str, min_chars: int = MIN_SENTENCE_CHARS) -> list[str]:
     found: list[str] = []
     for paragraph in re.split(r"\n\s*\n", text):
         for sentence in split_sentences(paragraph):
             sentence = " ".join(sentence.split())
-            if len(sentence) >= MIN_SENTENCE_CHARS and not sentence.startswith("#"):
+            if len(sentence) >= min_chars and not sentence.startswith("#"):
                 found.append(sentence[:MAX_SENTENCE_CHARS])
     return found

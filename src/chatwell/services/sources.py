@@ -9,7 +9,7 @@ import hashlib
 import json
 import uuid
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 
 from chatwell.domain.auth import Principal
 from chatwell.domain.models import SourceStatus, SourceType
@@ -136,3 +136,12 @@ async def delete_source(db: Database, *, principal: Principal, bot_ref: str, sou
         await session.execute(delete(Source).where(Source.parent_id == source.id))
         await session.execute(delete(Source).where(Source.id == source.id))
         await bump_index_version(session, source.bot_id)
+
+
+async def count_by_status(db: Database) -> dict[str, int]:
+    """Sources per ingestion status, every status present (zeros included)."""
+    async with db.read() as session:
+        rows = (await session.execute(select(Source.status, func.count()).group_by(Source.status))).all()
+    counts = {status.value: 0 for status in SourceStatus}
+    counts.update({status: int(count) for status, count in rows})
+    return counts

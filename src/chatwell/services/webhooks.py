@@ -52,6 +52,7 @@ from chatwell import __version__
 from chatwell.domain.auth import Principal
 from chatwell.ingestion.fetch import FetchError, Resolver, check_url
 from chatwell.services.pagination import Page, page_of, paginate
+from chatwell.services.polling import PollingWorker
 from chatwell.storage.database import Database
 from chatwell.storage.tables import Bot, WebhookDelivery, utcnow
 
@@ -217,7 +218,7 @@ class _Job:
     secret: str | None
 
 
-class WebhookWorker:
+class WebhookWorker(PollingWorker):
     """The in-process delivery worker: claims due deliveries off the request path and sends them.
 
     ``retry_delays`` (seconds after the 1st, 2nd... failed attempt) and ``poll_seconds`` are
@@ -230,41 +231,23 @@ class WebhookWorker:
         self.db = db
         self.sender = sender or WebhookSender(allow_private=allow_private)
         self.retry_delays = tuple(retry_delays)
-        self.poll_seconds = poll_seconds
-        self._wake = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._slots = asyncio.Semaphore(concurrency)
-        self._runner: asyncio.Task[None] | None = None
-
-    def wake(self) -> None:
-        """A delivery was queued: look now instead of at the next poll."""
-        self._wake.set()
-
-    def start(self) -> None:
-        self._runner = asyncio.create_task(self._run(), name="webhook-worker")
+        super().__init__(concurrency=concurrency, poll_seconds=poll_seconds)
 
     async def stop(self) -> None:
         """Stop claiming; cancel sends in flight (their leases run out and they are sent again)."""
-        if self._runner is not None:
-            self._runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._runner
-            self._runner = None
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await super().stop()
         await self.sender.aclose()
 
-    async def idle(self) -> None:
-        """Wait until no delivery is pending or in flight, scheduled retries included (with the
-        default delays that can take hours: tests inject short ones)."""
-        while True:
-            self.wake()
-            await asyncio.sleep(0.05)
-            if not self._tasks and await self._nothing_pending():
-                return
+    async def claim(self) -> tuple[uuid.UUID | None, float]:
+        delivery_id = await self.claim_next()
+        return delivery_id, 0.0 if delivery_id is not None else await self._seconds_until_due()
 
-    async def _nothing_pending(self) -> bool:
+    async def work(self, delivery_id: uuid.UUID) -> None:
+        await self.deliver(delivery_id)
+
+    async def nothing_pending(self) -> bool:
+        """No delivery pending, scheduled retries included (with the default delays ``idle()``
+        can wait hours: tests inject short ones)."""
         async with self.db.read() as session:
             found = await session.scalar(select(WebhookDelivery.id).where(
                 WebhookDelivery.status == PENDING).limit(1))
@@ -337,29 +320,3 @@ class WebhookWorker:
             return self.poll_seconds
         return min(self.poll_seconds, max(0.01, (due - utcnow()).total_seconds()))
 
-    async def _run(self) -> None:
-        while True:
-            await self._slots.acquire()
-            self._wake.clear()
-            try:
-                delivery_id = await self.claim_next()
-                wait = 0.0 if delivery_id is not None else await self._seconds_until_due()
-            except Exception:
-                log.exception("could not claim webhook deliveries")
-                delivery_id, wait = None, self.poll_seconds
-            if delivery_id is None:
-                self._slots.release()
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), wait)
-                continue
-            task = asyncio.create_task(self._process(delivery_id))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _process(self, delivery_id: uuid.UUID) -> None:
-        try:
-            await self.deliver(delivery_id)
-        except Exception:  # the lease runs out and the delivery is tried again
-            log.exception("webhook delivery %s crashed", delivery_id)
-        finally:
-            self._slots.release()
