@@ -64,3 +64,18 @@ def scripted_upstream(answer: str = DEFAULT_ANSWER, *, tokens_per_second: float 
                             Route("/v1/models", models)])
     app.state.served = served
     return app
+
+
+if __name__ == "__main__":  # python -m tests.upstream --port 9000 [--tps 20] (benchmarks run it as a process)
+    import argparse
+
+    import uvicorn
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--tps", type=float, default=0.0, help="tokens per second; 0: as fast as possible")
+    parser.add_argument("--words", type=int, default=0, help="answer length in words (default: the fixed answer)")
+    args = parser.parse_args()
+    text = " ".join(f"word{i}" for i in range(args.words)) + " [1]." if args.words else DEFAULT_ANSWER
+    uvicorn.run(scripted_upstream(text, tokens_per_second=args.tps or None), host="127.0.0.1", port=args.port,
+                log_level="warning", backlog=4096)

@@ -1,0 +1,274 @@
+"""Serving benchmarks against a scripted OpenAI-compatible upstream (tests/upstream.py), each
+component in its own process: the upstream, one `chatwell serve` process, and this client.
+
+  --ttft         time to first token through chatwell vs the upstream called directly, for a bot
+                 of 10k chunks (zero-latency upstream: the difference is chatwell's own cost:
+                 auth, limits, retrieval, prompt, persistence of the user turn)
+  --throughput   non-streaming chats per second on one process, as a ratio of a bare FastAPI
+                 endpoint served the same way in the same run (the framework floor)
+  --concurrency  N concurrent SSE chats against a token-paced upstream (20 tokens/s): errors,
+                 p99 added inter-token delay, server memory per open stream
+
+    .venv/bin/python bench/serving.py --ttft --throughput --concurrency [--streams 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import _common  # noqa: F401
+import httpx
+from _common import DEFAULT_CORPUS, json_line, latency_summary, read_corpus, temp_dir
+
+from chatwell.settings import Settings
+from tests.services import free_port, wait_for_port
+
+ROOT = Path(__file__).resolve().parent.parent
+CHATWELL = str(Path(sys.executable).parent / "chatwell")
+KEY = "bench-admin-key-123456"
+UNLIMITED = {"CHATWELL_API_RATE_LIMITS": "100000000/minute", "CHATWELL_PUBLIC_RATE_LIMITS": "100000000/minute"}
+
+
+LOGS: list[Path] = []
+
+
+def spawn(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    log = Path(os.environ.get("TMPDIR", "/tmp")) / f"chatwell-bench-{os.getpid()}-{len(LOGS)}.log"
+    LOGS.append(log)
+    with open(log, "wb") as out:
+        return subprocess.Popen(args, env={**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)}, cwd=ROOT,
+                                stdout=out, stderr=subprocess.STDOUT)
+
+
+def wait_healthy(base: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(base + "/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{base} did not start; logs: {[str(p) for p in LOGS]}")
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+class Stack:
+    """Upstream + chatwell server on a prepared data dir."""
+
+    def __init__(self, data_dir: Path, tps: float = 0.0, words: int = 0) -> None:
+        self.upstream_port, self.port = free_port(), free_port()
+        self.upstream = spawn([sys.executable, "-m", "tests.upstream", "--port", str(self.upstream_port),
+                               "--tps", str(tps), "--words", str(words)])
+        wait_for_port("127.0.0.1", self.upstream_port, timeout=30)
+        self.server = spawn([CHATWELL, "serve", "--port", str(self.port), "--data-dir", str(data_dir)], {
+            "CHATWELL_LLM_BASE_URL": f"http://127.0.0.1:{self.upstream_port}/v1",
+            "CHATWELL_LLM_MODEL": "scripted", "CHATWELL_LOG_LEVEL": "warning", **UNLIMITED})
+        self.base = f"http://127.0.0.1:{self.port}"
+        wait_healthy(self.base)
+
+    def close(self) -> None:
+        for proc in (self.server, self.upstream):
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+QUESTION = ""  # set by prepare(): the title of a real abstract in the bot, so retrieval finds it and the model answers
+
+
+async def prepare(data_dir: Path, chunks: int) -> str:
+    global QUESTION
+    from ttft import prepare as prepare_bot
+
+    settings = Settings(data_dir=data_dir, admin_key=KEY)
+    real = read_corpus(DEFAULT_CORPUS, 5)
+    db, _knowledge, bot = await prepare_bot(settings, chunks, real)
+    await db.dispose()
+    QUESTION = f"What is known about this: {real[0]['title']}?"
+    return str(bot.id)
+
+
+async def bench_ttft(data_dir: Path, bot_id: str, n: int) -> dict[str, Any]:
+    stack = Stack(data_dir)
+    direct, through = [], []
+    try:
+        async with httpx.AsyncClient(timeout=60, headers={"Authorization": f"Bearer {KEY}"}) as client:
+            upstream = f"http://127.0.0.1:{stack.upstream_port}/v1/chat/completions"
+            body = {"model": "scripted", "stream": True, "messages": [{"role": "user", "content": QUESTION}]}
+
+            async def first_direct() -> float:
+                start = time.perf_counter()
+                async with client.stream("POST", upstream, json=body) as r:
+                    async for line in r.aiter_lines():
+                        if line.startswith("data: {"):
+                            choices = json.loads(line[6:]).get("choices") or [{}]
+                            if (choices[0].get("delta") or {}).get("content"):
+                                return time.perf_counter() - start
+                raise RuntimeError("no token")
+
+            async def first_chatwell() -> float:
+                start = time.perf_counter()
+                async with client.stream("POST", f"{stack.base}/v1/bots/{bot_id}/chat",
+                                         json={"message": QUESTION, "private": True}) as r:
+                    async for line in r.aiter_lines():
+                        if line == "event: delta":
+                            return time.perf_counter() - start
+                raise RuntimeError(f"no token from chatwell ({r.status_code})")
+
+            for _ in range(5):  # warm-up both sides
+                await first_direct()
+                await first_chatwell()
+            for i in range(n):
+                pair = (first_direct, first_chatwell) if i % 2 == 0 else (first_chatwell, first_direct)
+                for fn in pair:
+                    (direct if fn is first_direct else through).append(await fn())
+    finally:
+        stack.close()
+    added = sorted((c - d) * 1000 for c, d in zip(through, direct, strict=True))
+    return {"direct": latency_summary(direct), "chatwell": latency_summary(through),
+            "added_ms_p50": round(added[len(added) // 2], 2), "added_ms_p95": round(added[int(len(added) * 0.95)], 2)}
+
+
+BARE = """
+from fastapi import FastAPI
+app = FastAPI()
+@app.post("/chat")
+async def chat(body: dict) -> dict:
+    return {"answer": "Our support team answers Monday to Friday.", "conversation_id": None}
+"""
+
+
+async def bench_throughput(data_dir: Path, bot_id: str, seconds: float, concurrency: int) -> dict[str, Any]:
+    async def hammer(url: str, body: dict[str, Any], headers: dict[str, str]) -> float:
+        done = 0
+        stop = time.monotonic() + seconds
+        async with httpx.AsyncClient(timeout=60, headers=headers,
+                                     limits=httpx.Limits(max_connections=concurrency)) as client:
+            async def loop() -> None:
+                nonlocal done
+                while time.monotonic() < stop:
+                    r = await client.post(url, json=body)
+                    assert r.status_code == 200, r.text[:200]
+                    done += 1
+            await asyncio.gather(*(loop() for _ in range(concurrency)))
+        return done / seconds
+
+    stack = Stack(data_dir)
+    try:
+        chatwell_rps = await hammer(f"{stack.base}/v1/bots/{bot_id}/chat", {"message": QUESTION, "stream": False},
+                                    {"Authorization": f"Bearer {KEY}"})
+    finally:
+        stack.close()
+    bare_file = data_dir / "bare_app.py"
+    bare_file.write_text(BARE)
+    port = free_port()
+    bare = spawn([sys.executable, "-m", "uvicorn", "--app-dir", str(data_dir), "bare_app:app", "--port", str(port),
+                  "--log-level", "warning"])
+    try:
+        wait_for_port("127.0.0.1", port, timeout=30)
+        bare_rps = await hammer(f"http://127.0.0.1:{port}/chat", {"message": QUESTION}, {})
+    finally:
+        bare.terminate()
+        bare.wait(20)
+    return {"chatwell_chats_per_s": round(chatwell_rps, 1), "bare_fastapi_per_s": round(bare_rps, 1),
+            "ratio": round(chatwell_rps / bare_rps, 3), "client_concurrency": concurrency, "seconds": seconds}
+
+
+async def bench_concurrency(data_dir: Path, bot_id: str, streams: int, tps: float, words: int) -> dict[str, Any]:
+    stack = Stack(data_dir, tps=tps, words=words)
+    gap_expected = 1.0 / tps
+    errors: list[str] = []
+    gaps: list[float] = []
+    try:
+        base_rss = rss_kib(stack.server.pid)
+        peak = {"rss": base_rss}
+        async with httpx.AsyncClient(timeout=300, headers={"Authorization": f"Bearer {KEY}"},
+                                     limits=httpx.Limits(max_connections=streams + 10)) as client:
+            async def one(i: int) -> None:
+                try:
+                    async with client.stream("POST", f"{stack.base}/v1/bots/{bot_id}/chat",
+                                             json={"message": QUESTION, "private": True}) as r:
+                        if r.status_code != 200:
+                            errors.append(f"HTTP {r.status_code}")
+                            return
+                        last = None
+                        async for line in r.aiter_lines():
+                            if line == "event: delta":
+                                now = time.perf_counter()
+                                if last is not None:
+                                    gaps.append(now - last - gap_expected)
+                                last = now
+                            elif line == "event: error":
+                                errors.append("error event")
+                except Exception as exc:  # noqa: BLE001 - counted
+                    errors.append(type(exc).__name__)
+
+            async def sample() -> None:
+                while True:
+                    peak["rss"] = max(peak["rss"], rss_kib(stack.server.pid))
+                    await asyncio.sleep(0.2)
+
+            sampler = asyncio.create_task(sample())
+            started = time.perf_counter()
+            await asyncio.gather(*(one(i) for i in range(streams)))
+            elapsed = time.perf_counter() - started
+            sampler.cancel()
+    finally:
+        stack.close()
+    gaps.sort()
+    return {"streams": streams, "tokens_per_s": tps, "errors": len(errors), "error_kinds": sorted(set(errors))[:5],
+            "added_inter_token_ms_p50": round(gaps[len(gaps) // 2] * 1000, 2) if gaps else None,
+            "added_inter_token_ms_p99": round(gaps[int(len(gaps) * 0.99)] * 1000, 2) if gaps else None,
+            "server_rss_base_mib": round(base_rss / 1024, 1), "server_rss_peak_mib": round(peak["rss"] / 1024, 1),
+            "kib_per_open_stream": round((peak["rss"] - base_rss) / streams, 1), "wall_seconds": round(elapsed, 1)}
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ttft", action="store_true")
+    parser.add_argument("--throughput", action="store_true")
+    parser.add_argument("--concurrency", action="store_true")
+    parser.add_argument("--chunks", type=int, default=10_000)
+    parser.add_argument("--questions", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--streams", type=int, default=1000)
+    parser.add_argument("--tps", type=float, default=20)
+    parser.add_argument("--words", type=int, default=40)
+    args = parser.parse_args()
+    results: dict[str, Any] = {"loadavg_start": Path("/proc/loadavg").read_text().split()[:3]}
+    with temp_dir("chatwell-serving-") as data_dir:
+        bot_id = await prepare(data_dir, args.chunks)
+        results["bot_chunks"] = args.chunks
+        if args.ttft:
+            results["ttft"] = await bench_ttft(data_dir, bot_id, args.questions)
+            print("ttft", results["ttft"], flush=True)
+        if args.throughput:
+            results["throughput"] = await bench_throughput(data_dir, bot_id, args.seconds, args.clients)
+            print("throughput", results["throughput"], flush=True)
+        if args.concurrency:
+            results["concurrency"] = await bench_concurrency(data_dir, bot_id, args.streams, args.tps, args.words)
+            print("concurrency", results["concurrency"], flush=True)
+    results["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
+    print(json_line(results))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
