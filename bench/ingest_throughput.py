@@ -240,10 +240,6 @@ async def run_pipeline(args: argparse.Namespace, docs: list[dict[str, str]], wor
         setup_seconds = time.perf_counter() - setup_start
 
         knowledge = build_knowledge(db, settings)
-        if args.experiment == "continuous-batching":
-            from _experiments import swap_batcher
-
-            swap_batcher(knowledge.embedder)
         clock = Clock()
         probes = instrument(knowledge, db, clock)
         worker = IngestionWorker(knowledge.ingestor, concurrency=settings.ingestion_concurrency)
@@ -274,7 +270,6 @@ async def run_pipeline(args: argparse.Namespace, docs: list[dict[str, str]], wor
             "concurrency": settings.ingestion_concurrency,
             "sources_by_status": statuses,
             "sources_claimed_more_than_once": reclaimed,
-            "experiment": args.experiment,
             "model": f"{probes['model']!r}, threads={probes['model'].threads}",
             "chain": _chain(knowledge.embedder),
             "chunks": len(texts),
@@ -290,6 +285,8 @@ async def run_pipeline(args: argparse.Namespace, docs: list[dict[str, str]], wor
             "clock": clock,
             "probe": probes["probe"],
             "embed_calls": knowledge.ingestor.embedder.calls,
+            # texts per batch the BatchingEmbedder sent to the model (continuous batching)
+            "batcher_batches": dict(getattr(probes["layers"]["batching"], "batch_sizes", {}) or {}),
         }
         if cached is not None:
             cached.close()
@@ -346,8 +343,7 @@ def report(pipe: dict[str, Any], raws: list[dict[str, Any]]) -> dict[str, Any]:
 
     print(f"\n== ingestion throughput: {pipe['docs']} SciFact docs -> {n} chunks "
           f"(mean {pipe['mean_chunk_tokens']:.0f} tokens), backend={pipe['backend']}, "
-          f"concurrency={pipe['concurrency']}, cpus={os.cpu_count()}"
-          + (f", EXPERIMENT={pipe['experiment']}" if pipe["experiment"] else ""))
+          f"concurrency={pipe['concurrency']}, cpus={os.cpu_count()}")
     print(f"embedder chain: {pipe['chain']}; model: {pipe['model']}")
     print(f"sources by status: {pipe['sources_by_status']}; embedding cache hits/misses: "
           f"{pipe['cache_hits']}/{pipe['cache_misses']}; model load (excluded): "
@@ -405,6 +401,11 @@ def report(pipe: dict[str, Any], raws: list[dict[str, Any]]) -> dict[str, Any]:
               f"{raw32['onnx_seconds']:.2f}s for the same chunks")
     print(f"ingestor embed() calls: {len(calls)}, texts per call mean "
           f"{(sum(calls) / len(calls)) if calls else 0:.2f}, max {max(calls) if calls else 0}")
+    batcher = pipe["batcher_batches"]
+    batcher_n = sum(batcher.values())
+    batcher_mean = sum(k * v for k, v in batcher.items()) / batcher_n if batcher_n else float("nan")
+    print(f"BatchingEmbedder batches sent to the model: {batcher_n}, texts per batch mean "
+          f"{batcher_mean:.1f}, sizes {dict(sorted(batcher.items()))}")
     embed_spans = [e - s for s, e in clock.intervals.get("embed_call", [])]
     longest_embed = max(embed_spans, default=0.0)
     gap = longest_gap(clock.intervals.get("onnx_run", []), window)
@@ -435,7 +436,8 @@ def report(pipe: dict[str, Any], raws: list[dict[str, Any]]) -> dict[str, Any]:
         "longest_embed_wait_s": round(longest_embed, 3),
         "longest_model_idle_gap_s": round(gap[1] - gap[0], 3),
         "sources_claimed_more_than_once": pipe["sources_claimed_more_than_once"],
-        "experiment": pipe["experiment"],
+        "batcher_batches": dict(sorted(pipe["batcher_batches"].items())),
+        "batcher_mean_batch": round(batcher_mean, 2) if batcher_n else None,
         "chain": pipe["chain"],
         "model": pipe["model"],
         "onnx_batches": dict(sorted(probe.batch_sizes.items())),
@@ -541,9 +543,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         default=[32, 64], help="comma-separated batch sizes for the bare embedder")
     parser.add_argument("--batch-sweep", type=lambda s: [int(x) for x in s.split(",")], default=None,
                         help="also time the bare model on groups of these sizes, e.g. 1,2,4,8,16,32,64")
-    parser.add_argument("--experiment", choices=["continuous-batching"], default=None,
-                        help="measure a proposed product change on this run's objects only "
-                             "(bench/_experiments.py)")
     parser.add_argument("--skip-raw", action="store_true", help="pipeline only (no raw runs)")
     parser.add_argument("--rounds", type=int, default=1,
                         help="paired rounds of (pipeline, raw) on fresh databases; the median ratio "

@@ -468,30 +468,21 @@ async def measure_backend(backend: str, args: argparse.Namespace, data: Dataset,
         out["search_breakdown"] = stages.summary()
         out["loadavg_search"] = loadavg()
 
-        # ---- (b) embedding only, paired per query (same moment, same load): the bare model, the
-        # production chain (build_embedder, fresh cache, same model instance), and the chain with
-        # the experimental continuous batcher (bench/_experiments.py)
-        from _experiments import swap_batcher
-
+        # ---- (b) embedding only, paired per query (same moment, same load): the bare model and
+        # the production chain (build_embedder, fresh cache, same model instance; its
+        # BatchingEmbedder does continuous batching)
         chain = build_embedder(Settings(data_dir=workdir / f"chain-{backend}", database_url=url))
         _share_model(chain, model)
-        experiment = build_embedder(Settings(data_dir=workdir / f"exp-{backend}", database_url=url))
-        _share_model(experiment, model)
-        swap_batcher(experiment)
         await chain.embed(["warm up the chain"])
-        await experiment.embed(["warm up the experiment"])
-        bare, chained, exp = [], [], []
+        bare, chained = [], []
         for q in queries:
             bare.append((await timed(model.embed, [q]))[0])
             chained.append((await timed(chain.embed, [q]))[0])
-            exp.append((await timed(experiment.embed, [q + " "]))[0])  # another cache key
         out["embed_bare"] = latency_summary(bare)
         out["embed_chain"] = latency_summary(chained)
-        out["embed_chain_continuous_batcher"] = latency_summary(exp)
         out["embedder_chain"] = _chain_names(chain)
-        for e in (chain, experiment):
-            if hasattr(e, "close"):
-                e.close()
+        if hasattr(chain, "close"):
+            chain.close()
 
         # ---- (c) the index methods directly
         vectors = model.embed_sync(queries)
@@ -749,7 +740,6 @@ def print_report(results: list[dict[str, Any]], args: argparse.Namespace) -> Non
         for key, name in [("search", "(a) Retriever.search, main bot"),
                           ("embed_bare", "(b) embed query: bare MiniLM"),
                           ("embed_chain", "(b) embed query: production chain"),
-                          ("embed_chain_continuous_batcher", "(b) EXPERIMENT chain, continuous batcher"),
                           ("keyword_main", "(c) keyword_search, main bot"),
                           ("vector_main", "(c) vector_search, main bot"),
                           ("vector_scores_main", "(c) vector_scores, main bot"),

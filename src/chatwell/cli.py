@@ -160,11 +160,12 @@ def worker(
         try:
             if settings.auto_migrate:
                 await queue.ensure_schema()
+            slots = concurrency or settings.ingestion_concurrency
+            console.print(f"chatwell worker: {knowledge.ingestor.worker_id}, concurrency {slots}")
             if burst:
-                await queue.request_sweep()
-            console.print(f"chatwell worker: {knowledge.ingestor.worker_id}, "
-                          f"concurrency {concurrency or settings.ingestion_concurrency}")
-            await queue.run_worker(concurrency=concurrency or settings.ingestion_concurrency, wait=not burst)
+                await queue.burst(concurrency=slots)
+            else:
+                await queue.run_worker(concurrency=slots)
         finally:
             await queue.close()
 

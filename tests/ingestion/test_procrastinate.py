@@ -117,8 +117,7 @@ async def test_in_process_worker_runs_the_same_task_function(make_settings: Call
     queue = ProcrastinateQueue(postgres_url, build_knowledge(db, settings).ingestor)
     await queue.open()
     try:
-        await queue.request_sweep()
-        await queue.run_worker(concurrency=2, wait=False)
+        await queue.burst(concurrency=2)
         await asyncio.wait_for(queue.idle(), 30)
     finally:
         await queue.close()

@@ -158,6 +158,19 @@ class ProcrastinateQueue:
                 return
             await asyncio.sleep(poll_seconds)
 
+    async def burst(self, *, concurrency: int) -> None:
+        """Work until nothing is waiting, then return (``chatwell worker --burst``, scripts, tests).
+
+        The sweep runs here, not as a job: a burst worker stops as soon as one of its slots finds
+        the queue empty, which could be while another slot is still deferring the jobs a sweep job
+        makes."""
+        ingestor = self._require_ingestor()
+        while True:
+            await self._sweep()
+            await self.run_worker(concurrency=concurrency, wait=False)
+            if not await waiting_sources(ingestor, limit=1):
+                return
+
     async def run_worker(self, *, concurrency: int, wait: bool = True, **options: Any) -> None:
         await self.app.run_worker_async(queues=[QUEUE], concurrency=concurrency, wait=wait,
                                         install_signal_handlers=wait, **options)
