@@ -87,6 +87,15 @@ class Settings(BaseSettings):
         ),
     )
     embedding_model: str | None = Field(None, description="Model name for `embedding_base_url`.")
+    fastembed_model: str | None = Field(
+        None,
+        description="Embed with this fastembed model (e.g. `BAAI/bge-small-en-v1.5`; needs the `fastembed` "
+        "extra; downloaded on first use unless `fastembed_model_path` holds it). Changing the model needs a "
+        "re-ingestion of every source.",
+    )
+    fastembed_model_path: Path | None = Field(
+        None, description="A folder that already holds the fastembed model's files (offline machines)."
+    )
     embedding_api_key: SecretStr | None = Field(None, description="API key for `embedding_base_url`.")
     llm_base_url: str | None = Field(
         None,
@@ -134,6 +143,11 @@ class Settings(BaseSettings):
     workspace_rate_limits: str = Field(
         "", description="Optional limits on all chat of one workspace (e.g. `1000/day`); empty: none."
     )
+    auth_failure_rate_limits: str = Field(
+        "30/minute",
+        description="Failed authentications (a key presented and refused) per client IP; past them the "
+        "client gets 429 with Retry-After whatever key it sends, until the window frees. Empty: off.",
+    )
     cors_allowed_origins: list[str] = Field(
         default_factory=list,
         description='Origins every endpoint accepts browser calls from, e.g. ["https://app.example.com"]; '
@@ -163,7 +177,8 @@ class Settings(BaseSettings):
     def _expand(cls, value: Path) -> Path:
         return value.expanduser()
 
-    @field_validator("public_rate_limits", "api_rate_limits", "history_rate_limits", "workspace_rate_limits")
+    @field_validator("public_rate_limits", "api_rate_limits", "history_rate_limits", "workspace_rate_limits",
+                     "auth_failure_rate_limits")
     @classmethod
     def _rate_limits(cls, value: str) -> str:
         from limits import parse_many

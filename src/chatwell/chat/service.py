@@ -48,6 +48,7 @@ MAX_QUESTION_CHARS = 8_000
 MAX_CLIENT_HISTORY = 50
 DEFAULT_MAX_TOKENS = 512
 RETRIEVAL_K = 6
+SELF_CONTAINED_WORDS = 6  # a question this long is searched on its own, without the previous one
 OFFLINE_NOTICE = ("Answered by chatwell's offline answerer: sentences quoted from this bot's sources, "
                   "no language model. Configure a model for written answers.")
 
@@ -126,6 +127,9 @@ class ChatService:
         if len(question) > MAX_QUESTION_CHARS:
             raise InvalidRequest(f"message is longer than {MAX_QUESTION_CHARS} characters", code="message_too_long")
         request.question = question
+        if len(question.split()) >= SELF_CONTAINED_WORDS:
+            # Embed the question while the turn's database work runs (it is the retrieval query).
+            self.retriever.prefetch(question)
         if request.image is not None:
             resolved = self.models.resolve(ModelSettings.model_validate(request.bot.model_settings or {}))
             if not resolved.model.supports_images:
@@ -333,7 +337,7 @@ def _clean_history(history: Sequence[HistoryTurn]) -> list[HistoryTurn]:
 
 def _retrieval_query(question: str, history: Sequence[HistoryTurn]) -> str:
     """A follow-up like "and on weekends?" is searched together with the previous question."""
-    if len(question.split()) >= 6:
+    if len(question.split()) >= SELF_CONTAINED_WORDS:
         return question
     previous = next((t.content for t in reversed(history) if t.role == "user"), "")
     return f"{previous} {question}".strip()

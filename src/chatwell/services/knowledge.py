@@ -32,7 +32,12 @@ class Knowledge:
 
 def build_embedder(settings: Settings) -> Embedder:
     inner: Embedder
-    if settings.embedding_base_url:
+    if settings.fastembed_model:
+        from chatwell.retrieval.fastembed import FastEmbedEmbedder
+
+        inner = FastEmbedEmbedder(settings.fastembed_model, cache_dir=settings.data_dir / "cache" / "fastembed",
+                                  model_path=settings.fastembed_model_path)
+    elif settings.embedding_base_url:
         inner = OpenAICompatibleEmbedder(
             base_url=settings.embedding_base_url, model=settings.embedding_model or "text-embedding-3-small",
             api_key=settings.embedding_api_key.get_secret_value() if settings.embedding_api_key else None)
