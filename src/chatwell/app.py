@@ -27,7 +27,7 @@ from chatwell.api.native import chat as native_chat
 from chatwell.api.native import handoff as native_handoff
 from chatwell.api.openai import routes as openai_routes
 from chatwell.api.native import search as native_search
-from chatwell.api import shared_chat, widget
+from chatwell.api import dashboard, shared_chat, widget
 from chatwell.api.chatbase import routes as chatbase
 from chatwell.api.chatbotiq import leads as chatbotiq_leads
 from chatwell.api.chatbotiq import routes as chatbotiq
@@ -140,16 +140,19 @@ def create_app(settings: Settings | None = None, *, announce: Announce = _print)
     for router in (system.router, native_bots.router, native_sources.router, native_search.router,
                    native_keys.router, native_chat.router, native_handoff.router, openai_routes.router, chatiq.router,
                    chatbotiq.router, chatbots_v1.router, shared_chat.router, devapi.router, chatbase.router,
-                   native_leads.router, chatbotiq_leads.router, widget.router):
+                   native_leads.router, chatbotiq_leads.router, widget.router, dashboard.router):
         app.include_router(router)
     for prefix in ("/v1/chat/completions", "/v1/models"):
-        formats.register(prefix, openai_routes.openai_error)
-    dialects = ((chatiq.PREFIXES, chatiq.chatiq_error), (chatbotiq.PREFIXES, chatbotiq.chatbotiq_error),
-                (chatbots_v1.PREFIXES, chatbots_v1.chatbots_v1_error), (devapi.PREFIXES, devapi.devapi_error),
-                (chatbase.PREFIXES, chatbase.chatbase_error), ((shared_chat.PATH,), shared_chat.either_error))
-    for prefixes, fmt in dialects:
+        formats.register(prefix, openai_routes.openai_error, openai_routes.ERROR_DOC)
+    dialects = ((chatiq.PREFIXES, chatiq.chatiq_error, chatiq.ERROR_DOC),
+                (chatbotiq.PREFIXES, chatbotiq.chatbotiq_error, chatbotiq.ERROR_DOC),
+                (chatbots_v1.PREFIXES, chatbots_v1.chatbots_v1_error, chatbots_v1.ERROR_DOC),
+                (devapi.PREFIXES, devapi.devapi_error, devapi.ERROR_DOC),
+                (chatbase.PREFIXES, chatbase.chatbase_error, chatbase.ERROR_DOC),
+                ((shared_chat.PATH,), shared_chat.either_error, shared_chat.ERROR_DOC))
+    for prefixes, fmt, doc in dialects:
         for prefix in prefixes:
-            formats.register(prefix, error_renderer(fmt))
+            formats.register(prefix, error_renderer(fmt), doc)
     app.openapi = _openapi_with_extra_schemas(app)  # type: ignore[method-assign]
     return app
 
@@ -178,6 +181,7 @@ def _openapi_with_extra_schemas(app: FastAPI) -> Callable[[], dict[str, Any]]:
                 body = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(body.pop("$defs", {}))
                 components[model.__name__] = body
+            app.state.error_formats.document(schema)  # each door's real error responses
             app.openapi_schema = schema
         return app.openapi_schema
 

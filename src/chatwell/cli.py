@@ -200,6 +200,48 @@ def migrate(
     console.print(f"database at revision {current}")
 
 
+# -------------------------------------------------------------------------------------- backups
+
+def _offline(work: Callable[[], T]) -> T:
+    """Run a command that needs no event loop; domain errors exit with code 1."""
+    try:
+        return work()
+    except ChatwellError as exc:
+        err_console.print(f"[red]error[/red] ({exc.code}): {exc.message}")
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def backup(
+    path: Annotated[Path, typer.Argument(help="The backup file to write.")],
+    force: Annotated[bool, typer.Option("--force", help="Replace PATH if it exists.")] = False,
+    data_dir: DataDir = None, database_url: DatabaseUrl = None, as_json: JsonFlag = False,
+) -> None:
+    """Copy the SQLite database to PATH, consistently, while the server runs (PostgreSQL: pg_dump)."""
+    from chatwell.storage import backup as backups
+
+    settings = _settings(data_dir, database_url)
+    info = _offline(lambda: backups.backup_sqlite(settings.resolved_database_url, path, overwrite=force))
+    _emit(as_json, {"path": str(info.path), "bytes": info.bytes, "revision": info.revision},
+          f"backed up to {info.path} ({info.bytes} bytes, migration {info.revision})")
+
+
+@app.command()
+def restore(
+    path: Annotated[Path, typer.Argument(help="A backup written by `chatwell backup`.")],
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing database, even one a running "
+                                        "server holds (restart that server afterwards).")] = False,
+    data_dir: DataDir = None, database_url: DatabaseUrl = None, as_json: JsonFlag = False,
+) -> None:
+    """Restore the SQLite database from PATH (checked first: a chatwell database at this migration)."""
+    from chatwell.storage import backup as backups
+
+    settings = _settings(data_dir, database_url)
+    info = _offline(lambda: backups.restore_sqlite(settings.resolved_database_url, path, force=force))
+    _emit(as_json, {"path": str(info.path), "bytes": info.bytes, "revision": info.revision},
+          f"restored {path} into {info.path} (migration {info.revision})")
+
+
 # ----------------------------------------------------------------------------------- workspaces
 
 @workspaces_app.command("create")

@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from chatwell.domain.auth import Principal
-from chatwell.errors import Forbidden
+from chatwell.errors import Forbidden, Unauthenticated
 from chatwell.services import keys
 from chatwell.services.origins import origin_allowed
 from chatwell.settings import Settings
@@ -30,7 +30,18 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 async def authenticate_request(request: Request, db: Database, secret: str | None) -> Principal:
-    principal = await keys.authenticate(db, secret)
+    """The key's principal, for every door. A client IP that has used up its failed
+    authentications (``auth_failure_rate_limits``) is refused before its key is looked at, so
+    guessing keys stays slow even when a guess is right; only a refused key counts."""
+    limits = request.app.state.limits
+    ip = request.client.host if request.client else "unknown"
+    await limits.refuse_auth_from_blocked_client(ip)
+    try:
+        principal = await keys.authenticate(db, secret)
+    except Unauthenticated as exc:
+        if exc.code != "missing_api_key":  # no key sent: nothing was guessed
+            await limits.count_auth_failure(ip)
+        raise
     if not origin_allowed(request.headers.get("origin"), principal.allowed_origins):
         raise Forbidden("this key may not be used from this origin", code="origin_not_allowed")
     return principal

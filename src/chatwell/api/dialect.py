@@ -15,13 +15,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
 from chatwell.api.cors import allow_cors
+from chatwell.api.deps import authenticate_request
 from chatwell.api.errors import validation_error
 from chatwell.chat.service import ChatService
 from chatwell.domain.auth import Principal
 from chatwell.errors import ChatwellError, Forbidden, InvalidRequest
 from chatwell.limits.policies import ChatLimits
 from chatwell.limits.service import Decision
-from chatwell.services import keys
 from chatwell.services.origins import origin_allowed, origin_matches
 from chatwell.storage.database import Database
 from chatwell.storage.tables import Bot
@@ -53,10 +53,7 @@ def bearer(request: Request) -> str | None:
 
 async def authenticate(request: Request, secret: str | None) -> Principal:
     """The key's principal; refuses a key used from an origin it does not allow."""
-    principal = await keys.authenticate(db_of(request), secret)
-    if not origin_allowed(request.headers.get("origin"), principal.allowed_origins):
-        raise Forbidden("this key may not be used from this origin", code="origin_not_allowed")
-    return principal
+    return await authenticate_request(request, db_of(request), secret)
 
 
 async def key_principal(request: Request) -> Principal:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -71,21 +72,74 @@ def native_error(error: ChatwellError, status: int) -> JSONResponse:
     return JSONResponse({"error": body}, status_code=status, headers=rate_limit_headers(error))
 
 
+NATIVE_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["error"],
+    "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
+        "code": {"type": "string"}, "message": {"type": "string"}, "details": {"type": "object"}}}},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorDoc:
+    """How a dialect's error body looks, for the OpenAPI document (its JSON schema, by name)."""
+
+    name: str
+    schema: dict[str, Any]
+    extra_statuses: tuple[int, ...] = ()
+
+
+NATIVE_ERROR_DOC = ErrorDoc("Error", NATIVE_ERROR_SCHEMA)
+# What any operation may answer besides its success, whichever door it belongs to.
+ERROR_RESPONSES = {
+    400: "Invalid request: malformed JSON, a parameter or field out of bounds, NUL characters",
+    401: "Missing or invalid key",
+    403: "The key's scope or origin, or the bot's visibility, does not allow this",
+    404: "Not found (a resource of another workspace is reported the same way)",
+    409: "Conflict (a slug taken, a resolved conversation)",
+    413: "Request body over the size limit",
+    429: "A rate limit or quota was hit (Retry-After says when to try again)",
+    503: "A dependency or the workspace's credit is unavailable",
+}
+
+
 class ErrorFormats:
     """Which error shape a path gets: the longest registered prefix wins, native otherwise."""
 
     def __init__(self) -> None:
-        self._formats: list[tuple[str, ErrorFormat]] = []
+        self._formats: list[tuple[str, ErrorFormat, ErrorDoc]] = []
 
-    def register(self, prefix: str, fmt: ErrorFormat) -> None:
-        self._formats.append((prefix, fmt))
+    def register(self, prefix: str, fmt: ErrorFormat, doc: ErrorDoc = NATIVE_ERROR_DOC) -> None:
+        self._formats.append((prefix, fmt, doc))
         self._formats.sort(key=lambda item: len(item[0]), reverse=True)
 
-    def for_path(self, path: str) -> ErrorFormat:
-        for prefix, fmt in self._formats:
+    def _entry(self, path: str) -> tuple[ErrorFormat, ErrorDoc]:
+        for prefix, fmt, doc in self._formats:
             if path == prefix or path.startswith(prefix.rstrip("/") + "/"):
-                return fmt
-        return native_error
+                return fmt, doc
+        return native_error, NATIVE_ERROR_DOC
+
+    def for_path(self, path: str) -> ErrorFormat:
+        return self._entry(path)[0]
+
+    def doc_for_path(self, path: str) -> ErrorDoc:
+        return self._entry(path)[1]
+
+    def document(self, openapi: dict[str, Any]) -> None:
+        """Describe in ``openapi`` the error responses every operation really sends, in its door's
+        shape, instead of FastAPI's default 422 (validation errors are 400s here)."""
+        components = openapi.setdefault("components", {}).setdefault("schemas", {})
+        for path, operations in openapi.get("paths", {}).items():
+            doc = self.doc_for_path(path)
+            components[doc.name] = doc.schema
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                responses.pop("422", None)
+                for status in sorted({*ERROR_RESPONSES, *doc.extra_statuses}):
+                    responses.setdefault(str(status), {
+                        "description": ERROR_RESPONSES.get(status, "Error"),
+                        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{doc.name}"}}}})
+        for unused in ("HTTPValidationError", "ValidationError"):
+            components.pop(unused, None)
 
     def render(self, request: Request, error: ChatwellError) -> JSONResponse:
         return self.for_path(request.url.path)(error, status_of(error))

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 
 from chatwell.api.chatbase import routes as chatbase
 from chatwell.api.devapi import routes as devapi
-from chatwell.api.errors import rate_limit_headers, status_of
+from chatwell.api.errors import ErrorDoc, rate_limit_headers, status_of
 from chatwell.errors import ChatwellError, InvalidRequest
 
 router = APIRouter(tags=["devapi", "chatbase"])
@@ -33,6 +33,11 @@ def _render(fmt: Any, error: ChatwellError) -> JSONResponse:
     for name, value in rate_limit_headers(error).items():
         response.headers.setdefault(name, value)
     return response
+
+
+# Chatbase's shape for a Chatbase body, the developer API's for one of its own, and a shape both
+# read (the developer API's plus ``message``) for a body that is neither.
+ERROR_DOC = ErrorDoc("ChatError", {"anyOf": [chatbase.ERROR_DOC.schema, devapi.ERROR_DOC.schema]})
 
 
 BODY_SCHEMA = {"oneOf": [

@@ -5,7 +5,9 @@
 - keyed chat: per key and bot, ``api_rate_limits`` and the bot's ``rate_limits``, plus the key's
   ``daily_message_limit`` (a UTC-day quota);
 - both: the workspace's ``workspace_rate_limits`` when set;
-- public history polling: per client IP, ``history_rate_limits``.
+- public history polling: per client IP, ``history_rate_limits``;
+- failed authentications (a key presented and refused): per client IP, ``auth_failure_rate_limits``;
+  a client that used them up is refused (429) whatever key it presents, until the window frees.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from limits import RateLimitItem, RateLimitItemPerDay, RateLimitItemPerHour, Rat
 
 from chatwell.domain.auth import Principal
 from chatwell.domain.models import RateLimits
+from chatwell.errors import ServiceUnavailable
 from chatwell.limits.service import Decision, RateLimiter, Rule, daily_quota, parse_limits, rules_of, strictest
 from chatwell.settings import Settings
 from chatwell.storage.tables import Bot
@@ -42,6 +45,7 @@ class ChatLimits:
         self.api = parse_limits(settings.api_rate_limits)
         self.history_items = parse_limits(settings.history_rate_limits)
         self.workspace = parse_limits(settings.workspace_rate_limits)
+        self.auth_failures = parse_limits(settings.auth_failure_rate_limits)
 
     def _workspace_rules(self, bot: Bot) -> list[Rule]:
         return rules_of(self.workspace, "workspace", str(bot.workspace_id))
@@ -60,3 +64,18 @@ class ChatLimits:
 
     async def history(self, client_ip: str) -> Decision | None:
         return await self.limiter.admit(rules_of(self.history_items, "history", client_ip))
+
+    async def refuse_auth_from_blocked_client(self, client_ip: str) -> None:
+        """Refuse a client that has used up its failed authentications (before looking at its key)."""
+        await self.limiter.refuse_if_full(rules_of(self.auth_failures, "auth-fail", client_ip),
+                                          message=AUTH_FAILURES_MESSAGE)
+
+    async def count_auth_failure(self, client_ip: str) -> None:
+        try:
+            await self.limiter.admit(rules_of(self.auth_failures, "auth-fail", client_ip),
+                                     message=AUTH_FAILURES_MESSAGE)
+        except ServiceUnavailable:  # the storage is down: the caller still gets its 401
+            pass
+
+
+AUTH_FAILURES_MESSAGE = "Too many failed authentications from this address. Wait before trying again."

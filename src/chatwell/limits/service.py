@@ -110,16 +110,7 @@ class RateLimiter:
             for rule in ordered:
                 limiter, identity, reset_hint = self._resolve(rule)
                 if not await limiter.hit(rule.item, *identity):
-                    if self.metrics is not None:
-                        self.metrics.rate_limited.labels(rule.identity[0] if rule.identity else "other").inc()
-                    stats = await limiter.get_window_stats(rule.item, *identity)
-                    reset_time = reset_hint or stats.reset_time
-                    reset_at = math.ceil(reset_time)
-                    retry_after = max(1, math.ceil(reset_time - time.time()))
-                    raise RateLimited(
-                        message or f"Rate limit exceeded ({rule.item.amount} per "
-                                   f"{_window_name(rule.item)}). Please wait before sending another message.",
-                        retry_after=retry_after, limit=rule.item.amount, reset_at=reset_at)
+                    raise await self._refusal(rule, message)
                 stats = await limiter.get_window_stats(rule.item, *identity)
                 decisions.append(Decision(rule.item.amount, max(0, stats.remaining),
                                           reset_hint or math.ceil(stats.reset_time)))
@@ -130,6 +121,35 @@ class RateLimiter:
             raise ServiceUnavailable("rate limiting is unavailable; try again shortly",
                                      code="rate_limiter_unavailable") from None
         return min(decisions, key=lambda d: (d.remaining, -d.reset_at))
+
+    async def refuse_if_full(self, rules: Sequence[Rule], *, message: str | None = None) -> None:
+        """Raise ``RateLimited`` when one of ``rules`` is full, without counting this request.
+
+        For limits that count only some outcomes (failed authentications): every request is
+        checked, only the counted outcome hits. A failing storage lets the request through (logged):
+        refusing would lock every key out of every endpoint while Redis is down.
+        """
+        try:
+            for rule in rules:
+                limiter, identity, _ = self._resolve(rule)
+                if not await limiter.test(rule.item, *identity):
+                    raise await self._refusal(rule, message)
+        except RateLimited:
+            raise
+        except Exception as exc:
+            log.error("rate-limit storage failed: %s", type(exc).__name__)
+
+    async def _refusal(self, rule: Rule, message: str | None) -> RateLimited:
+        if self.metrics is not None:
+            self.metrics.rate_limited.labels(rule.identity[0] if rule.identity else "other").inc()
+        limiter, identity, reset_hint = self._resolve(rule)
+        stats = await limiter.get_window_stats(rule.item, *identity)
+        reset_time = reset_hint or stats.reset_time
+        return RateLimited(
+            message or f"Rate limit exceeded ({rule.item.amount} per "
+                       f"{_window_name(rule.item)}). Please wait before sending another message.",
+            retry_after=max(1, math.ceil(reset_time - time.time())), limit=rule.item.amount,
+            reset_at=math.ceil(reset_time))
 
     def _resolve(self, rule: Rule) -> tuple[MovingWindowRateLimiter | FixedWindowRateLimiter, tuple[str, ...], int]:
         if rule.daily:

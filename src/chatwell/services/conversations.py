@@ -9,7 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import String, cast, delete, func, or_, select, update
 
 from chatwell.domain.auth import Principal
 from chatwell.domain.events import HistoryTurn
@@ -17,7 +17,16 @@ from chatwell.domain.models import ConversationStatus, MessageRole
 from chatwell.errors import NotFound
 from chatwell.services.pagination import Page, page_of, paginate
 from chatwell.storage.database import Database
-from chatwell.storage.tables import Bot, Conversation, Message, UsageEvent, Workspace, utcnow
+from chatwell.storage.tables import (
+    Bot,
+    Conversation,
+    Lead,
+    Message,
+    UsageEvent,
+    WebhookDelivery,
+    Workspace,
+    utcnow,
+)
 
 MAX_HISTORY_TURNS = 50
 
@@ -52,8 +61,10 @@ async def start_turn(db: Database, *, bot: Bot, conversation_id: uuid.UUID | Non
         conversation = None
         if conversation_id is not None:
             conversation = await session.get(Conversation, conversation_id)
+            # A session continues only the conversations it opened: a keyed conversation (no
+            # session) is as unknown to a visitor as one that does not exist.
             if (conversation is None or conversation.bot_id != bot.id
-                    or (conversation.session_id and session_id and conversation.session_id != session_id)):
+                    or (session_id is not None and conversation.session_id != session_id)):
                 raise conversation_not_found()
         is_new = conversation is None
         if conversation is None:
@@ -194,13 +205,17 @@ async def conversations_between(db: Database, *, principal: Principal, bot_id: u
         query = query.where(Conversation.created_at < end)
     query = query.order_by(Conversation.created_at.desc(), Conversation.id.desc()).offset((page - 1) * size).limit(size)
     async with db.read() as session:
-        found = list((await session.scalars(query)).all())
-        result = []
-        for conversation in found:
-            messages = list((await session.scalars(
-                select(Message).where(Message.conversation_id == conversation.id)
-                .order_by(Message.created_at, Message.id))).all())
-            result.append((conversation, messages))
+        return await _with_messages(session, list((await session.scalars(query)).all()))
+
+
+async def _with_messages(session: Any, found: list[Conversation]) -> list[tuple[Conversation, list[Message]]]:
+    """Each conversation with its messages, oldest first."""
+    result = []
+    for conversation in found:
+        messages = list((await session.scalars(
+            select(Message).where(Message.conversation_id == conversation.id)
+            .order_by(Message.created_at, Message.id))).all())
+        result.append((conversation, messages))
     return result
 
 
@@ -214,14 +229,65 @@ async def get_conversation(db: Database, *, principal: Principal,
     return conversation, messages
 
 
+@dataclass(slots=True)
+class VisitorExport:
+    """What a workspace holds about one visitor (a GDPR access request)."""
+
+    conversations: list[tuple[Conversation, list[Message]]]
+    leads: list[Lead]
+
+
+async def export_visitor(db: Database, *, principal: Principal, session_id: str | None,
+                         email: str | None) -> VisitorExport:
+    """The conversations (with their messages) opened under ``session_id`` in the principal's
+    workspace, and the leads left with ``email`` (any case) or from those conversations."""
+    async with db.read() as session:
+        found: list[Conversation] = []
+        if session_id is not None:
+            found = list((await session.scalars(
+                select(Conversation).where(Conversation.workspace_id == principal.workspace_id,
+                                           Conversation.session_id == session_id)
+                .order_by(Conversation.created_at, Conversation.id))).all())
+        result = await _with_messages(session, found)
+        matches = []
+        if email is not None:
+            matches.append(func.lower(Lead.email) == email.strip().lower())
+        if found:
+            matches.append(Lead.conversation_id.in_([c.id for c in found]))
+        leads = list((await session.scalars(
+            select(Lead).where(Lead.workspace_id == principal.workspace_id, or_(*matches))
+            .order_by(Lead.created_at, Lead.id))).all()) if matches else []
+    return VisitorExport(result, leads)
+
+
 async def delete_conversation(db: Database, *, principal: Principal, conversation_id: str) -> None:
     async with db.write() as session:
         conversation = await _owned(session, principal, conversation_id)
         # Usage rows stay (they hold no content) but lose their link to the deleted turns.
         await session.execute(update(UsageEvent).where(UsageEvent.conversation_id == conversation.id)
                               .values(conversation_id=None, message_id=None))
+        # Webhook payloads (a lead's ``lead.created``) stop naming it too; leads lose the link by
+        # their foreign key (ON DELETE SET NULL).
+        await _forget_in_webhooks(session, conversation)
         await session.execute(delete(Message).where(Message.conversation_id == conversation.id))
         await session.execute(delete(Conversation).where(Conversation.id == conversation.id))
+
+
+async def _forget_in_webhooks(session: Any, conversation: Conversation) -> None:
+    name = str(conversation.id)
+    query = select(WebhookDelivery).where(WebhookDelivery.bot_id == conversation.bot_id,
+                                          cast(WebhookDelivery.payload, String).like(f"%{name}%"))
+    for delivery in (await session.scalars(query)).all():
+        delivery.payload = _without_value(delivery.payload, name)
+
+
+def _without_value(value: Any, name: str) -> Any:
+    """``value`` (JSON) with every string equal to ``name`` replaced by None."""
+    if isinstance(value, dict):
+        return {k: _without_value(v, name) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_value(v, name) for v in value]
+    return None if value == name else value
 
 
 async def set_feedback(db: Database, *, principal: Principal, message_id: str, rating: str,

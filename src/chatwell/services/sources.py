@@ -9,7 +9,8 @@ import hashlib
 import json
 import uuid
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import String, cast, delete, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from chatwell.domain.auth import Principal
 from chatwell.domain.models import SourceStatus, SourceType
@@ -18,8 +19,8 @@ from chatwell.errors import NotFound
 from chatwell.services.bots import get_bot
 from chatwell.services.pagination import Page, page_of, paginate
 from chatwell.storage.database import Database
-from chatwell.storage.search_index import bump_index_version
-from chatwell.storage.tables import Chunk, Source, SourceContent
+from chatwell.storage.search_index import bump_index_version, purge_deleted_text
+from chatwell.storage.tables import Chunk, Conversation, Message, Source, SourceContent
 
 
 def source_not_found() -> NotFound:
@@ -131,11 +132,29 @@ async def delete_source(db: Database, *, principal: Principal, bot_ref: str, sou
     async with db.write() as session:
         # Pages found by a crawl go with their root.
         children = select(Source.id).where(Source.parent_id == source.id)
+        gone = [source.id, *(await session.scalars(children))]
         await session.execute(delete(Chunk).where(Chunk.source_id.in_(children)))
         await session.execute(delete(Chunk).where(Chunk.source_id == source.id))
         await session.execute(delete(Source).where(Source.parent_id == source.id))
         await session.execute(delete(Source).where(Source.id == source.id))
         await bump_index_version(session, source.bot_id)
+        await purge_deleted_text(session)
+        await _forget_citations(session, source.bot_id, gone)
+
+
+async def _forget_citations(session: AsyncSession, bot_id: uuid.UUID, source_ids: list[uuid.UUID]) -> None:
+    """Past answers keep their text (the transcript), but their citations stop naming and quoting
+    the deleted sources: nothing of a deleted source's content stays in the database."""
+    names = {str(sid) for sid in source_ids}
+    mentions = or_(*(cast(Message.citations, String).like(f"%{sid}%") for sid in names))
+    query = (select(Message).join(Conversation, Conversation.id == Message.conversation_id)
+             .where(Conversation.bot_id == bot_id, Message.citations.is_not(None), mentions))
+    for message in (await session.scalars(query)).all():
+        message.citations = [
+            {"index": c.get("index"), "source_id": None, "title": None, "url": None, "page": None,
+             "score": None, "snippet": None, "source_deleted": True}
+            if isinstance(c, dict) and c.get("source_id") in names else c
+            for c in message.citations or []]
 
 
 async def count_by_status(db: Database) -> dict[str, int]:

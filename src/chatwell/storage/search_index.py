@@ -39,6 +39,18 @@ async def bump_index_version(session: AsyncSession, bot_id: uuid.UUID) -> None:
     await session.execute(update(Bot).where(Bot.id == bot_id).values(index_version=Bot.index_version + 1))
 
 
+async def purge_deleted_text(session: AsyncSession) -> None:
+    """Make deleted chunks' words leave the keyword index itself (call after deleting chunks).
+
+    SQLite's FTS5 (3.40 here, before its ``secure-delete`` option) only marks deleted rows and keeps
+    their terms in its segments until they are merged; ``optimize`` merges them now. It rewrites the
+    index (about a second per 50,000 chunks), a price paid on deletions only. PostgreSQL keeps the
+    tsvector in the chunk's own row, which is gone with it.
+    """
+    if session.bind.dialect.name == "sqlite":
+        await session.execute(text("INSERT INTO chunks_fts(chunks_fts) VALUES ('optimize')"))
+
+
 @dataclass(slots=True)
 class _Matrix:
     version: int

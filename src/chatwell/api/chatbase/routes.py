@@ -44,6 +44,7 @@ from chatwell.api.dialect import (
     limit_headers,
     validate,
 )
+from chatwell.api.errors import ErrorDoc
 from chatwell.api.native.chat import collect
 from chatwell.api.sse import SSE_HEADERS
 from chatwell.chat.service import ChatRequest
@@ -70,6 +71,11 @@ def chatbase_error(error: ChatwellError, status: int) -> JSONResponse:
     if error.details:
         body["details"] = error.details
     return JSONResponse(body, status_code=status)
+
+
+ERROR_DOC = ErrorDoc("ChatbaseError", {
+    "type": "object", "required": ["message", "code"],
+    "properties": {"message": {"type": "string"}, "code": {"type": "string"}, "details": {"type": "object"}}})
 
 
 class ChatMessage(BaseModel):

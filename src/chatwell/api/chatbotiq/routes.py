@@ -34,6 +34,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from chatwell.api.errors import ErrorDoc
 from chatwell.api.dialect import chat_limits, chat_service, check_bot_origin, client_ip, db_of
 from chatwell.api.native.chat import check_image
 from chatwell.api.sse import frame, sse_response
@@ -60,6 +61,12 @@ def chatbotiq_error(error: ChatwellError, status: int) -> JSONResponse:
     if error.details:
         body["details"] = error.details
     return JSONResponse(body, status_code=status)
+
+
+ERROR_DOC = ErrorDoc("ChatbotIQError", {
+    "type": "object", "required": ["error", "message", "detail"],
+    "properties": {"error": {"type": "string", "description": "The error code."}, "message": {"type": "string"},
+                   "detail": {"type": "string"}, "details": {"type": "object"}}})
 
 
 class ChatStreamIn(BaseModel):

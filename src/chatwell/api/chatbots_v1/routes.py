@@ -41,6 +41,7 @@ from chatwell.api.dialect import (
     key_principal,
     limit_headers,
 )
+from chatwell.api.errors import ErrorDoc
 from chatwell.api.native.chat import citation_json, collect
 from chatwell.api.sse import frame, sse_response
 from chatwell.chat.service import ChatRequest
@@ -77,6 +78,12 @@ def chatbots_v1_error(error: ChatwellError, status: int) -> JSONResponse:
     if error.details:
         body["details"] = error.details
     return JSONResponse(body, status_code=STATUS_OVERRIDES.get(code, status))
+
+
+ERROR_DOC = ErrorDoc("ChatbotsError", {
+    "type": "object", "required": ["success", "error", "code"],
+    "properties": {"success": {"const": False}, "error": {"type": "string"}, "code": {"type": "string"},
+                   "retryAfter": {"type": "integer"}, "details": {"type": "object"}}}, extra_statuses=(402,))
 
 
 class ChatbotChatIn(BaseModel):

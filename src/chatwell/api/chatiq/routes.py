@@ -26,6 +26,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from chatwell.api.errors import NATIVE_ERROR_SCHEMA, ErrorDoc
 from chatwell.api.dialect import chat_limits, chat_service, check_bot_origin, client_ip, db_of, key_principal
 from chatwell.api.native.chat import citation_json, collect
 from chatwell.api.sse import frame, sse_response
@@ -54,6 +55,11 @@ def chatiq_error(error: ChatwellError, status: int) -> JSONResponse:
         details.setdefault("retry_after", error.retry_after)
     return JSONResponse({"error": {"code": chatiq_code(error.code), "message": error.message, "details": details}},
                         status_code=status)
+
+
+# The native shape, with ``details`` always present.
+ERROR_DOC = ErrorDoc("ChatIQError", {**NATIVE_ERROR_SCHEMA, "properties": {"error": {
+    **NATIVE_ERROR_SCHEMA["properties"]["error"], "required": ["code", "message", "details"]}}})
 
 
 class HistoryItem(BaseModel):

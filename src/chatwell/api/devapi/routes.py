@@ -44,6 +44,7 @@ from chatwell.api.dialect import (
     limit_headers,
     validate,
 )
+from chatwell.api.errors import ErrorDoc
 from chatwell.api.native.chat import citation_json, collect
 from chatwell.api.sse import frame, sse_response
 from chatwell.chat.service import ChatRequest
@@ -65,6 +66,12 @@ def devapi_error(error: ChatwellError, status: int) -> JSONResponse:
     if error.details:
         body["details"] = error.details
     return JSONResponse(body, status_code=status)
+
+
+ERROR_DOC = ErrorDoc("DevApiError", {
+    "type": "object", "required": ["success", "error", "code"],
+    "properties": {"success": {"const": False}, "error": {"type": "string"}, "code": {"type": "string"},
+                   "retry_after": {"type": "integer"}, "details": {"type": "object"}}})
 
 
 class DevChatIn(BaseModel):

@@ -17,11 +17,13 @@ from typing import Any, Literal
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from chatwell.api.deps import DbDep, PrincipalDep
+from chatwell.api.deps import DbDep, PrincipalDep, WorkspacePrincipalDep
+from chatwell.api.native.leads import LeadOut
 from chatwell.api.native.schemas import ListOut
 from chatwell.api.sse import frame, sse_response
 from chatwell.chat.service import ChatRequest, ChatService, Turn
 from chatwell.domain import events as ev
+from chatwell.errors import InvalidRequest
 from chatwell.llm.base import ModelImage
 from chatwell.services import bots, conversations
 from chatwell.services.conversations import iso
@@ -191,6 +193,28 @@ async def list_conversations(principal: PrincipalDep, db: DbDep, bot_id: str | N
     bot_uuid = (await bots.get_bot(db, principal=principal, ref=bot_id)).id if bot_id else None
     page = await conversations.list_conversations(db, principal=principal, bot_id=bot_uuid, limit=limit, cursor=cursor)
     return ListOut.of(page, conversation_out)
+
+
+class VisitorExportOut(BaseModel):
+    session_id: str | None
+    email: str | None
+    conversations: list[ConversationOut]
+    leads: list[LeadOut]
+
+
+# Declared before ``/v1/conversations/{conversation_id}``, which would take "export" for an id.
+@router.get("/v1/conversations/export", response_model=VisitorExportOut)
+async def export_visitor(principal: WorkspacePrincipalDep, db: DbDep,
+                         session_id: str | None = Query(None, min_length=1, max_length=200),
+                         email: str | None = Query(None, min_length=3, max_length=320)) -> VisitorExportOut:
+    """A visitor's data (GDPR access request): the conversations of ``session_id`` in this
+    workspace with their messages, and the leads with ``email`` or from those conversations."""
+    if session_id is None and email is None:
+        raise InvalidRequest("give session_id, email or both", code="missing_parameter")
+    found = await conversations.export_visitor(db, principal=principal, session_id=session_id, email=email)
+    return VisitorExportOut(session_id=session_id, email=email,
+                            conversations=[conversation_out(c, messages) for c, messages in found.conversations],
+                            leads=[LeadOut.of(lead) for lead in found.leads])
 
 
 @router.get("/v1/conversations/{conversation_id}", response_model=ConversationOut)

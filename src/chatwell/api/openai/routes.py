@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from chatwell.api.deps import DbDep, PrincipalDep
+from chatwell.api.errors import ErrorDoc
 from chatwell.api.native.chat import citation_json, collect
 from chatwell.api.sse import frame, sse_response
 from chatwell.chat.service import ChatRequest
@@ -34,6 +35,13 @@ def openai_error(error: ChatwellError, status: int) -> JSONResponse:
     return JSONResponse({"error": {"message": error.message, "type": ERROR_TYPES.get(status, "server_error"),
                                    "param": None, "code": error.code}},
                         status_code=status, headers=rate_limit_headers(error))
+
+
+ERROR_DOC = ErrorDoc("OpenAIError", {
+    "type": "object", "required": ["error"],
+    "properties": {"error": {"type": "object", "required": ["message", "type", "param", "code"], "properties": {
+        "message": {"type": "string"}, "type": {"type": "string"}, "param": {"type": ["string", "null"]},
+        "code": {"type": ["string", "null"]}}}}})
 
 
 class ContentPart(BaseModel):

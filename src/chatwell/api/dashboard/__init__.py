@@ -1,0 +1,11 @@
+"""The dashboard at ``/dashboard``: server-rendered pages over the same services as the API."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from chatwell.api.dashboard import account_pages, bot_pages, workspace_pages
+
+router = APIRouter()
+for _pages in (account_pages.router, bot_pages.router, workspace_pages.router):
+    router.include_router(_pages)

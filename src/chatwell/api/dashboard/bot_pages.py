@@ -1,0 +1,177 @@
+"""Dashboard bot pages: the bots list, and per bot its Sources, Settings and Embed tabs.
+
+Owners and admins only (agents get 403), except the bots list, which every member sees.
+A bot of another workspace is reported like a missing one (404), as in the JSON API.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.datastructures import UploadFile
+
+from chatwell.api.dashboard.web import (
+    CheckedManagerDep,
+    DashboardRoute,
+    ManagerDep,
+    UserDep,
+    db_of,
+    form_of,
+    int_or_none,
+    lines_of,
+    render,
+    see_other,
+    valid_input,
+)
+from chatwell.domain.bots import BotCreate, BotUpdate
+from chatwell.domain.models import AnswerSettings, HandoffSettings, ContactFormSettings, ModelSettings, RateLimits, WidgetSettings
+from chatwell.domain.sources import QASourceIn, TextSourceIn, UrlSourceIn
+from chatwell.errors import InvalidRequest
+from chatwell.services import bots, sources
+
+router = APIRouter(prefix="/dashboard", route_class=DashboardRoute, include_in_schema=False)
+MAX_FILENAME = 255
+
+
+def _wake_ingestion(request: Request) -> None:
+    worker = getattr(request.app.state, "ingestion", None)
+    if worker is not None:
+        worker.wake()
+
+
+@router.get("")
+async def bots_page(request: Request, user: UserDep) -> Response:
+    page = await bots.list_bots(db_of(request), principal=user.principal, limit=100)
+    return render(request, "bots.html", user=user, bots=page.items)
+
+
+@router.post("/bots")
+async def create_bot(request: Request, user: CheckedManagerDep) -> Response:
+    form = await form_of(request)
+    data = valid_input(BotCreate, name=str(form.get("name", "")))
+    bot = await bots.create_bot(db_of(request), workspace_id=user.workspace_id, data=data)
+    return see_other(f"/dashboard/bots/{bot.id}/sources")
+
+
+async def _sources_of(request: Request, user: Any, bot_id: str) -> list[Any]:
+    page = await sources.list_sources(db_of(request), principal=user.principal, bot_ref=bot_id, limit=100)
+    return list(page.items)
+
+
+@router.get("/bots/{bot_id}/sources")
+async def sources_page(request: Request, bot_id: str, user: ManagerDep) -> Response:
+    bot = await bots.get_bot(db_of(request), principal=user.principal, ref=bot_id)
+    return render(request, "bot_sources.html", user=user, bot=bot, tab="sources",
+                  sources=await _sources_of(request, user, bot_id))
+
+
+@router.get("/bots/{bot_id}/sources.json")
+async def sources_status(request: Request, bot_id: str, user: ManagerDep) -> JSONResponse:
+    """What the Sources tab's script polls: each source's status, progress and chunk count."""
+    found = await _sources_of(request, user, bot_id)
+    return JSONResponse({"sources": [
+        {"id": str(s.id), "status": s.status, "chunk_count": s.chunk_count, "progress": s.progress,
+         "error": s.error} for s in found]}, headers={"Cache-Control": "no-store"})
+
+
+@router.post("/bots/{bot_id}/sources")
+async def add_source(request: Request, bot_id: str, user: CheckedManagerDep) -> Response:
+    form = await form_of(request)
+    kind = form.get("kind")
+    db, principal = db_of(request), user.principal
+    if kind == "text":
+        data = valid_input(TextSourceIn, type="text", title=str(form.get("title", "")), text=str(form.get("text", "")))
+        await sources.add_text_source(db, principal=principal, bot_ref=bot_id, data=data)
+    elif kind == "qa":
+        data = valid_input(QASourceIn, type="qa", question=str(form.get("question", "")),
+                      answer=str(form.get("answer", "")))
+        await sources.add_qa_source(db, principal=principal, bot_ref=bot_id, data=data)
+    elif kind == "url":
+        data = valid_input(UrlSourceIn, type="url", url=str(form.get("url", "")).strip(),
+                      crawl=form.get("crawl") == "on", max_pages=form.get("max_pages") or 50)
+        await sources.add_url_source(db, principal=principal, bot_ref=bot_id, data=data)
+    elif kind == "file":
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise InvalidRequest("choose a file to upload", code="missing_file")
+        content = await upload.read()
+        if not content:
+            raise InvalidRequest("the uploaded file is empty", code="empty_file")
+        filename = (upload.filename or "upload").replace("\x00", "")[-MAX_FILENAME:] or "upload"
+        await sources.add_file_source(db, principal=principal, bot_ref=bot_id, filename=filename,
+                                      content=content, declared_type=upload.content_type)
+    else:
+        raise InvalidRequest("kind must be text, qa, url or file")
+    _wake_ingestion(request)
+    return see_other(f"/dashboard/bots/{bot_id}/sources")
+
+
+@router.post("/bots/{bot_id}/sources/{source_id}/sync")
+async def resync_source(request: Request, bot_id: str, source_id: str, user: CheckedManagerDep) -> Response:
+    await sources.resync_source(db_of(request), principal=user.principal, bot_ref=bot_id, source_id=source_id)
+    _wake_ingestion(request)
+    return see_other(f"/dashboard/bots/{bot_id}/sources")
+
+
+@router.post("/bots/{bot_id}/sources/{source_id}/delete")
+async def delete_source(request: Request, bot_id: str, source_id: str, user: CheckedManagerDep) -> Response:
+    await sources.delete_source(db_of(request), principal=user.principal, bot_ref=bot_id, source_id=source_id)
+    return see_other(f"/dashboard/bots/{bot_id}/sources")
+
+
+def _settings_view(bot: Any) -> dict[str, Any]:
+    return {"model": ModelSettings.model_validate(bot.model_settings or {}),
+            "answer": AnswerSettings.model_validate(bot.answer_settings or {}),
+            "limits": RateLimits.model_validate(bot.rate_limits or {}),
+            "widget": WidgetSettings.model_validate(bot.widget_settings or {}),
+            "handoff": HandoffSettings.model_validate(bot.handoff_settings or {}),
+            "contact": ContactFormSettings.model_validate(bot.contact_form or {})}
+
+
+@router.get("/bots/{bot_id}/settings")
+async def settings_page(request: Request, bot_id: str, user: ManagerDep) -> Response:
+    bot = await bots.get_bot(db_of(request), principal=user.principal, ref=bot_id)
+    return render(request, "bot_settings.html", user=user, bot=bot, tab="settings", saved=request.query_params.get("saved"),
+                  **_settings_view(bot))
+
+
+@router.post("/bots/{bot_id}/settings")
+async def save_settings(request: Request, bot_id: str, user: CheckedManagerDep) -> Response:
+    form = await form_of(request)
+    text = lambda name: str(form.get(name, "")).strip()  # noqa: E731
+    data = valid_input(
+        BotUpdate,
+        name=text("name") or None,
+        instructions=str(form.get("instructions", "")),
+        welcome_message=text("welcome_message") or None,
+        suggested_questions=lines_of(form.get("suggested_questions")),
+        allowed_origins=lines_of(form.get("allowed_origins")),
+        public=form.get("public") == "on",
+        webhook_url=text("webhook_url") or None,
+        model={"model": text("model") or None},
+        answer={"not_found_message": text("not_found_message")} if text("not_found_message") else {},
+        rate_limits={"per_minute": int_or_none(form.get("per_minute")),
+                     "per_hour": int_or_none(form.get("per_hour")),
+                     "per_day": int_or_none(form.get("per_day"))},
+        widget={"title": text("widget_title") or None, "primary_color": text("primary_color") or "#2563eb",
+                "position": text("position") or "bottom-right"},
+        handoff={"enabled": form.get("handoff_enabled") == "on"},
+        contact_form={"enabled": form.get("contact_enabled") == "on"},
+    )
+    await bots.update_bot(db_of(request), principal=user.principal, ref=bot_id, data=data)
+    return see_other(f"/dashboard/bots/{bot_id}/settings?saved=1")
+
+
+@router.get("/bots/{bot_id}/embed")
+async def embed_page(request: Request, bot_id: str, user: ManagerDep) -> Response:
+    bot = await bots.get_bot(db_of(request), principal=user.principal, ref=bot_id)
+    base = str(request.base_url).rstrip("/")
+    snippets = {
+        "Floating launcher": f'<script src="{base}/widget.js" data-bot-id="{bot.id}" async></script>',
+        "Inline in an element": (f'<div id="help" style="height:600px"></div>\n<script src="{base}/widget.js" '
+                                 f'data-bot-id="{bot.id}" data-mode="inline" data-target="#help" async></script>'),
+        "Full page (link or iframe)": f'{base}/chat/{bot.slug}',
+    }
+    return render(request, "bot_embed.html", user=user, bot=bot, tab="embed", snippets=snippets)

@@ -1,0 +1,146 @@
+"""Dashboard workspace pages: API keys (owners and admins), conversations, the handoff inbox and leads.
+
+Agents see conversations and the inbox; keys and leads (personal data) are for owners and admins.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response, StreamingResponse
+
+from chatwell.api.dashboard.web import (
+    CheckedManagerDep,
+    CheckedUserDep,
+    DashboardRoute,
+    ManagerDep,
+    UserDep,
+    db_of,
+    form_of,
+    int_or_none,
+    lines_of,
+    render,
+    see_other,
+    valid_input,
+)
+from chatwell.api.native.keys import KeyCreate
+from chatwell.api.native.leads import csv_lines
+from chatwell.errors import NotFound
+from chatwell.services import bots, conversations, handoff, keys, leads
+
+router = APIRouter(prefix="/dashboard", route_class=DashboardRoute, include_in_schema=False)
+
+
+async def _bot_names(request: Request, user: Any) -> dict[uuid.UUID, Any]:
+    page = await bots.list_bots(db_of(request), principal=user.principal, limit=100)
+    return {bot.id: bot for bot in page.items}
+
+
+async def _keys_page(request: Request, user: Any, *, created: Any = None, secret: str | None = None,
+                     status: int = 200) -> Response:
+    page = await keys.list_keys(db_of(request), workspace_id=user.workspace_id, limit=100)
+    return render(request, "keys.html", user=user, keys=page.items, bots=await _bot_names(request, user),
+                  created=created, secret=secret, status=status)
+
+
+@router.get("/api-keys")
+async def keys_page(request: Request, user: ManagerDep) -> Response:
+    return await _keys_page(request, user)
+
+
+@router.post("/api-keys")
+async def create_key(request: Request, user: CheckedManagerDep) -> Response:
+    form = await form_of(request)
+    data = valid_input(KeyCreate, label=str(form.get("label", "")).strip(),
+                  bot_id=str(form.get("bot_id", "")).strip() or None,
+                  allowed_origins=lines_of(form.get("allowed_origins")),
+                  daily_message_limit=int_or_none(form.get("daily_message_limit")))
+    bot_id = None
+    if data.bot_id is not None:
+        bot_id = (await bots.get_bot(db_of(request), principal=user.principal, ref=data.bot_id)).id
+    key, secret = await keys.create_key(db_of(request), workspace_id=user.workspace_id, label=data.label,
+                                        bot_id=bot_id, allowed_origins=data.allowed_origins,
+                                        daily_message_limit=data.daily_message_limit)
+    # Rendered, not redirected: the secret exists only in this one response.
+    return await _keys_page(request, user, created=key, secret=secret, status=201)
+
+
+@router.post("/api-keys/{key_id}/revoke")
+async def revoke_key(request: Request, key_id: str, user: CheckedManagerDep) -> Response:
+    try:
+        parsed = uuid.UUID(key_id)
+    except ValueError:
+        raise NotFound("key not found", code="key_not_found") from None
+    await keys.revoke_key(db_of(request), workspace_id=user.workspace_id, key_id=parsed)
+    return see_other("/dashboard/api-keys")
+
+
+@router.get("/conversations")
+async def conversations_page(request: Request, user: UserDep) -> Response:
+    names = await _bot_names(request, user)
+    bot_id = request.query_params.get("bot_id") or None
+    selected = (await bots.get_bot(db_of(request), principal=user.principal, ref=bot_id)).id if bot_id else None
+    page = await conversations.list_conversations(db_of(request), principal=user.principal, bot_id=selected,
+                                                  limit=100, cursor=request.query_params.get("cursor"))
+    return render(request, "conversations.html", user=user, conversations=page.items, bots=names,
+                  selected=selected, next_cursor=page.next_cursor if page.has_more else None)
+
+
+@router.get("/conversations/{conversation_id}")
+async def transcript_page(request: Request, conversation_id: str, user: UserDep) -> Response:
+    conversation, messages = await conversations.get_conversation(
+        db_of(request), principal=user.principal, conversation_id=conversation_id)
+    names = await _bot_names(request, user)
+    return render(request, "transcript.html", user=user, conversation=conversation, messages=messages,
+                  bot=names.get(conversation.bot_id), held=handoff.is_held(conversation.status))
+
+
+@router.get("/inbox")
+async def inbox_page(request: Request, user: UserDep) -> Response:
+    page = await handoff.queue(db_of(request), principal=user.principal, limit=100)
+    online = await handoff.agents_online(db_of(request), user.workspace_id)
+    return render(request, "inbox.html", user=user, waiting=page.items, bots=await _bot_names(request, user),
+                  online=online)
+
+
+@router.post("/inbox/{conversation_id}/reply")
+async def reply(request: Request, conversation_id: str, user: CheckedUserDep) -> Response:
+    form = await form_of(request)
+    await handoff.agent_reply(db_of(request), principal=user.principal, conversation_id=conversation_id,
+                              content=str(form.get("content", "")))
+    return see_other(f"/dashboard/conversations/{conversation_id}")
+
+
+@router.post("/inbox/{conversation_id}/resolve")
+async def resolve(request: Request, conversation_id: str, user: CheckedUserDep) -> Response:
+    await handoff.resolve(db_of(request), principal=user.principal, conversation_id=conversation_id)
+    return see_other("/dashboard/inbox")
+
+
+@router.get("/leads")
+async def leads_page(request: Request, user: ManagerDep) -> Response:
+    names = await _bot_names(request, user)
+    rows: list[tuple[Any, Any]] = []
+    for bot in names.values():
+        page = await leads.leads_page(db_of(request), principal=user.principal, bot_id=bot.id, limit=100)
+        rows.extend((bot, lead) for lead in page.items)
+    rows.sort(key=lambda pair: pair[1].created_at, reverse=True)
+    return render(request, "leads.html", user=user, rows=rows, bots=names)
+
+
+@router.get("/bots/{bot_id}/leads.csv")
+async def leads_csv(request: Request, bot_id: str, user: ManagerDep) -> Response:
+    bot = await bots.get_bot(db_of(request), principal=user.principal, ref=bot_id)
+    export = await leads.export_leads(db_of(request), principal=user.principal, bot=bot)
+
+    async def body() -> AsyncIterator[str]:
+        yield csv_lines([export.columns])
+        async for batch in export.rows:
+            yield csv_lines(batch)
+
+    return StreamingResponse(body(), media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": f'attachment; filename="{bot.slug}-leads.csv"',
+                                      "Cache-Control": "no-store"})
