@@ -49,3 +49,96 @@
   });
   if (anyBusy) window.setTimeout(refresh, 1000);
 })();
+
+// The Playground tab: the question is POSTed with the CSRF header and the answer is read as
+// server-sent events while it streams. Everything is written with textContent, never as HTML.
+(function () {
+  var form = document.getElementById("playground");
+  if (!form || !window.fetch || !window.TextDecoder) return;
+  var result = document.getElementById("playground-result");
+  var answer = document.getElementById("playground-answer");
+  var status = document.getElementById("playground-status");
+  var notices = document.getElementById("playground-notices");
+  var citations = document.getElementById("playground-citations");
+  var passages = document.getElementById("playground-passages");
+  var button = form.querySelector("button[type=submit]");
+
+  function clear(element) { while (element.firstChild) element.removeChild(element.firstChild); }
+  function cell(row, text) { var td = document.createElement("td"); td.textContent = text; row.appendChild(td); }
+  function score(value) { return typeof value === "number" ? value.toFixed(3) : ""; }
+
+  function handle(name, data) {
+    if (name === "status") status.textContent = data.stage + "…";
+    else if (name === "delta") answer.textContent += data.text;
+    else if (name === "replace") answer.textContent = data.text;
+    else if (name === "notice") notices.textContent += (notices.textContent ? " " : "") + data.message;
+    else if (name === "error") { status.textContent = "failed"; notices.textContent = data.message; notices.className = "error"; }
+    else if (name === "done") status.textContent = "done";
+    else if (name === "usage") status.setAttribute("title", data.model + ": " + data.prompt_tokens + " + " + data.completion_tokens + " tokens");
+    else if (name === "citations") {
+      data.citations.forEach(function (c) {
+        var li = document.createElement("li");
+        li.className = "citation";
+        li.textContent = "[" + c.index + "] " + c.title + (c.page ? " (page " + c.page + ")" : "") + " · score " + score(c.score);
+        citations.appendChild(li);
+      });
+    } else if (name === "passages") {
+      data.passages.forEach(function (p) {
+        var row = document.createElement("tr");
+        row.className = "passage";
+        cell(row, score(p.score));
+        cell(row, score(p.similarity));
+        cell(row, p.title + (p.heading ? " · " + p.heading : ""));
+        cell(row, p.text);
+        passages.appendChild(row);
+      });
+    }
+  }
+
+  function parse(block) {
+    var name = "message", lines = [];
+    block.split("\n").forEach(function (line) {
+      if (line.indexOf("event: ") === 0) name = line.slice(7);
+      else if (line.indexOf("data: ") === 0) lines.push(line.slice(6));
+    });
+    if (!lines.length) return;
+    try { handle(name, JSON.parse(lines.join("\n"))); } catch (e) { /* a malformed frame is skipped */ }
+  }
+
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    [answer, notices, citations, passages].forEach(clear);
+    notices.className = "muted";
+    status.textContent = "asking…";
+    result.hidden = false;
+    button.disabled = true;
+    fetch(form.action, {
+      method: "POST", credentials: "same-origin", body: new FormData(form),
+      headers: { "X-CSRF-Token": form.getAttribute("data-csrf"), Accept: "text/event-stream" }
+    }).then(function (response) {
+      if (!response.ok || !response.body) {
+        status.textContent = "failed";
+        notices.className = "error";
+        notices.textContent = "The request was refused (HTTP " + response.status + ").";
+        return null;
+      }
+      var reader = response.body.getReader(), decoder = new TextDecoder(), buffer = "";
+      function pump() {
+        return reader.read().then(function (chunk) {
+          if (chunk.done) { if (buffer.trim()) parse(buffer); return; }
+          buffer += decoder.decode(chunk.value, { stream: true }).replace(/\r\n/g, "\n");
+          var end;
+          while ((end = buffer.indexOf("\n\n")) >= 0) {
+            parse(buffer.slice(0, end));
+            buffer = buffer.slice(end + 2);
+          }
+          return pump();
+        });
+      }
+      return pump();
+    }).catch(function () {
+      status.textContent = "failed";
+      notices.textContent = "The connection was lost.";
+    }).then(function () { button.disabled = false; });
+  });
+})();
