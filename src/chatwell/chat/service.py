@@ -19,6 +19,7 @@ from typing import Any
 
 from chatwell.chat.citations import citations_for, strip_unknown_markers
 from chatwell.chat.filters import REPLACEMENT, ContentFilter
+from chatwell.chat.links import LinkGuard, allowed_links
 from chatwell.chat.prompts import build_messages, grounding_of
 from chatwell.domain.events import (
     ChatEvent,
@@ -176,6 +177,7 @@ class ChatService:
                 return
             yield Status("retrieving")
             passages: list[Passage] = []
+            allowed: frozenset[str] | None = None
             relevant = False
             try:
                 result = await self.retriever.search(bot_id=bot.id, query=_retrieval_query(request.question, turn.history),
@@ -214,17 +216,28 @@ class ChatService:
                     temperature=request.temperature if request.temperature is not None else model_settings.temperature,
                     max_tokens=max_tokens, question=request.question, grounding=grounding)
                 outcome.model = model_request.model
+                # Links other than the bot's own sources' URLs never leave (chatwell.chat.links);
+                # the guard holds back only a tail that may still be a URL, so streaming stays live.
+                allowed = allowed_links([*(p.url for p in passages),
+                                         *await conversations.source_urls(self.db, bot.id)])
+                links = LinkGuard(allowed)
                 stream = resolved.model.stream(model_request)
                 try:
                     async for event in stream:
                         if isinstance(event, ModelDelta):
-                            text_parts.append(event.text)
-                            yield Delta(event.text)
+                            safe = links.feed(event.text)
+                            if safe:
+                                text_parts.append(safe)
+                                yield Delta(safe)
                         elif isinstance(event, ModelUsage):
                             outcome.prompt_tokens = event.prompt_tokens
                             outcome.completion_tokens = event.completion_tokens
                 finally:
                     await stream.aclose()  # type: ignore[attr-defined]
+                tail = links.flush()
+                if tail:
+                    text_parts.append(tail)
+                    yield Delta(tail)
             answer = strip_unknown_markers("".join(text_parts), len(passages))
             if self.filter.blocks_output(answer):
                 answer = REPLACEMENT
@@ -232,7 +245,8 @@ class ChatService:
                 yield Replace(answer)
             outcome.text = answer
             if passages and answer_settings.citations_enabled:
-                outcome.citations = citations_for(answer, passages, include_links=answer_settings.include_links)
+                outcome.citations = citations_for(answer, passages, include_links=answer_settings.include_links,
+                                                  allowed_links=allowed)
                 yield Citations(outcome.citations)
             cost = self.prices.cost(outcome.model, outcome.prompt_tokens, outcome.completion_tokens)
             yield Usage(outcome.prompt_tokens, outcome.completion_tokens, outcome.model, cost)

@@ -22,6 +22,7 @@ from chatwell.storage.tables import (
     Conversation,
     Lead,
     Message,
+    Source,
     UsageEvent,
     WebhookDelivery,
     Workspace,
@@ -127,6 +128,13 @@ async def has_credit(db: Database, workspace_id: uuid.UUID) -> bool:
     async with db.read() as session:
         balance = await session.scalar(select(Workspace.credit_balance).where(Workspace.id == workspace_id))
     return balance is None or balance > 0
+
+
+async def source_urls(db: Database, bot_id: uuid.UUID) -> list[str]:
+    """The ``url`` of every source of the bot: the only links its answers may give."""
+    async with db.read() as session:
+        rows = await session.scalars(select(Source.url).where(Source.bot_id == bot_id, Source.url.is_not(None)))
+        return [url for url in rows if url]
 
 
 async def conversation_of_bot(db: Database, *, bot_id: uuid.UUID, conversation_id: str) -> uuid.UUID | None:
@@ -321,3 +329,64 @@ async def set_session_feedback(db: Database, *, session_id: str, message_id: str
 
 def iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+# ------------------------------------------------------------------------------- dashboard filters
+
+HANDED_OFF = (ConversationStatus.PENDING_HUMAN, ConversationStatus.HUMAN, ConversationStatus.RESOLVED)
+MAX_EXPORT = 5_000
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationFilter:
+    """What the dashboard's Conversations page narrows the list to; ``end`` is exclusive."""
+
+    bot_id: uuid.UUID | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    feedback: str | None = None  # "positive" or "negative": some message carries that rating
+    handed_off: bool = False  # pending_human, human or resolved
+    text: str | None = None  # any message contains it (case-insensitive)
+
+
+def _like_pattern(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _filtered(principal: Principal, filters: ConversationFilter) -> Any:
+    query = select(Conversation).where(Conversation.workspace_id == principal.workspace_id)
+    if principal.bot_id is not None:
+        query = query.where(Conversation.bot_id == principal.bot_id)
+    if filters.bot_id is not None:
+        query = query.where(Conversation.bot_id == filters.bot_id)
+    if filters.start is not None:
+        query = query.where(Conversation.created_at >= filters.start)
+    if filters.end is not None:
+        query = query.where(Conversation.created_at < filters.end)
+    if filters.handed_off:
+        query = query.where(Conversation.status.in_([s.value for s in HANDED_OFF]))
+    if filters.feedback is not None:
+        query = query.where(Conversation.id.in_(
+            select(Message.conversation_id).where(Message.feedback == filters.feedback)))
+    if filters.text:
+        query = query.where(Conversation.id.in_(
+            select(Message.conversation_id).where(Message.content.ilike(_like_pattern(filters.text), escape="\\"))))
+    return query
+
+
+async def search_conversations(db: Database, *, principal: Principal, filters: ConversationFilter,
+                               limit: int = 50, cursor: str | None = None) -> Page[Conversation]:
+    """A page of the workspace's conversations matching ``filters``, newest first."""
+    async with db.read() as session:
+        rows = list((await session.scalars(paginate(_filtered(principal, filters), Conversation.id,
+                                                    limit=limit, cursor=cursor))).all())
+    return page_of(rows, limit, lambda c: c.id)
+
+
+async def export_conversations(db: Database, *, principal: Principal, filters: ConversationFilter,
+                               limit: int = MAX_EXPORT) -> list[tuple[Conversation, list[Message]]]:
+    """Up to ``limit`` matching conversations, newest first, each with its messages."""
+    query = _filtered(principal, filters).order_by(Conversation.id.desc()).limit(limit)
+    async with db.read() as session:
+        return await _with_messages(session, list((await session.scalars(query)).all()))
