@@ -7,8 +7,8 @@ person, or the bot offered one; the bot stays silent) → ``human`` (an agent re
 is online (presence refreshed within ``PRESENCE_SECONDS``); otherwise the visitor is told the
 bot's offline message and offered the contact form, and the bot keeps answering.
 
-Agents are API keys acting for a person (the dashboard issue adds user logins); an agent's
-message is stored with role ``agent`` and the key's label in its metadata. Everything lives in
+Agents are API keys acting for a person or signed-in dashboard members; presence is kept per key
+(``agent_presence``) and per user (``user_presence``), and either counts. An agent's message is stored with role ``agent`` and the key's label in its metadata. Everything lives in
 the database, so every process sees the same queue and presence.
 """
 
@@ -26,7 +26,7 @@ from chatwell.errors import Conflict, Forbidden, InvalidRequest
 from chatwell.services.conversations import conversation_not_found, parse_uuid
 from chatwell.services.pagination import Page, page_of, paginate
 from chatwell.storage.database import Database
-from chatwell.storage.tables import AgentPresence, Bot, Conversation, Message, utcnow
+from chatwell.storage.tables import AgentPresence, Bot, Conversation, Message, UserPresence, utcnow
 
 PRESENCE_SECONDS = 60
 HELD = (ConversationStatus.PENDING_HUMAN, ConversationStatus.HUMAN)
@@ -48,10 +48,25 @@ def asks_for_human(text: str) -> bool:
 async def agents_online(db: Database, workspace_id: uuid.UUID) -> bool:
     since = utcnow() - timedelta(seconds=PRESENCE_SECONDS)
     async with db.read() as session:
-        count = await session.scalar(select(func.count()).select_from(AgentPresence).where(
-            AgentPresence.workspace_id == workspace_id, AgentPresence.online.is_(True),
-            AgentPresence.last_seen_at >= since))
-    return bool(count)
+        for table in (AgentPresence, UserPresence):
+            count = await session.scalar(select(func.count()).select_from(table).where(
+                table.workspace_id == workspace_id, table.online.is_(True), table.last_seen_at >= since))
+            if count:
+                return True
+    return False
+
+
+async def set_user_presence(db: Database, *, user_id: uuid.UUID, workspace_id: uuid.UUID, online: bool) -> bool:
+    """Record that a signed-in dashboard user is (still) online or has gone, in this workspace;
+    returns whether any agent of the workspace is online."""
+    async with db.write() as session:
+        row = await session.get(UserPresence, user_id)
+        if row is None:
+            session.add(UserPresence(user_id=user_id, workspace_id=workspace_id, online=online,
+                                     last_seen_at=utcnow()))
+        else:
+            row.workspace_id, row.online, row.last_seen_at = workspace_id, online, utcnow()
+    return await agents_online(db, workspace_id)
 
 
 async def set_presence(db: Database, *, principal: Principal, online: bool) -> bool:
@@ -66,6 +81,15 @@ async def set_presence(db: Database, *, principal: Principal, online: bool) -> b
         else:
             row.online, row.last_seen_at, row.label = online, utcnow(), principal.label
     return await agents_online(db, principal.workspace_id)
+
+
+async def user_online(db: Database, user_id: uuid.UUID, workspace_id: uuid.UUID) -> bool:
+    """Whether this signed-in user marked themselves online in this workspace (and is still seen)."""
+    since = utcnow() - timedelta(seconds=PRESENCE_SECONDS)
+    async with db.read() as session:
+        row = await session.get(UserPresence, user_id)
+    return bool(row is not None and row.online and row.workspace_id == workspace_id
+                and row.last_seen_at >= since)
 
 
 def _require_workspace_key(principal: Principal) -> None:

@@ -265,6 +265,18 @@ class AgentPresence(Base):
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class UserPresence(Base):
+    """A signed-in dashboard user (agent, admin or owner) and when they were last seen online."""
+
+    __tablename__ = "user_presence"
+    __table_args__ = (Index("ix_user_presence_workspace", "workspace_id", "last_seen_at"),)
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    online: Mapped[bool] = mapped_column(Boolean)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class Conversation(Base):
     __tablename__ = "conversations"
     __table_args__ = (Index("ix_conversations_bot_created", "bot_id", "created_at"),

@@ -6,6 +6,7 @@ A bot of another workspace is reported like a missing one (404), as in the JSON 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -29,7 +30,7 @@ from chatwell.domain.bots import BotCreate, BotUpdate
 from chatwell.domain.models import AnswerSettings, HandoffSettings, ContactFormSettings, ModelSettings, RateLimits, WidgetSettings
 from chatwell.domain.sources import QASourceIn, TextSourceIn, UrlSourceIn
 from chatwell.errors import InvalidRequest
-from chatwell.services import bots, sources
+from chatwell.services import bots, sources, webhooks
 
 router = APIRouter(prefix="/dashboard", route_class=DashboardRoute, include_in_schema=False)
 MAX_FILENAME = 255
@@ -130,11 +131,85 @@ def _settings_view(bot: Any) -> dict[str, Any]:
             "contact": ContactFormSettings.model_validate(bot.contact_form or {})}
 
 
+FIELD_TYPES = ("text", "email", "phone", "textarea")
+FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,49}")
+YES = ("required", "yes", "true", "1", "y")
+NO = ("", "optional", "no", "false", "0", "n")
+
+
+def contact_fields_of(text: Any) -> list[dict[str, Any]]:
+    """Contact-form fields from lines ``name | label | type | required`` (type and required optional)."""
+    fields: list[dict[str, Any]] = []
+    for number, line in enumerate(lines_of(text), start=1):
+        parts = [part.strip() for part in line.split("|")]
+        if not 2 <= len(parts) <= 4 or not parts[0] or not parts[1]:
+            raise InvalidRequest(f"contact field line {number}: write name | label | type | required",
+                                 code="invalid_contact_field")
+        if not FIELD_NAME.fullmatch(parts[0]):
+            raise InvalidRequest(f"contact field line {number}: a name is letters, digits, _ or - (a letter first)",
+                                 code="invalid_contact_field")
+        kind = (parts[2] if len(parts) > 2 else "").lower() or "text"
+        if kind not in FIELD_TYPES:
+            raise InvalidRequest(f"contact field line {number}: type must be one of {', '.join(FIELD_TYPES)}",
+                                 code="invalid_contact_field")
+        flag = (parts[3] if len(parts) > 3 else "").lower()
+        if flag not in YES + NO:
+            raise InvalidRequest(f"contact field line {number}: the last part must be required or optional",
+                                 code="invalid_contact_field")
+        fields.append({"name": parts[0], "label": parts[1], "type": kind, "required": flag in YES})
+    if len({f["name"] for f in fields}) != len(fields):
+        raise InvalidRequest("contact field names must be unique", code="invalid_contact_field")
+    return fields
+
+
+def contact_fields_text(contact: ContactFormSettings) -> str:
+    return "\n".join(f"{f.name} | {f.label} | {f.type} | {'required' if f.required else 'optional'}"
+                     for f in contact.fields)
+
+
+def _handoff_of(form: Any) -> dict[str, Any]:
+    group: dict[str, Any] = {"enabled": form.get("handoff_enabled") == "on"}
+    if "handoff_trigger" in form:
+        group["trigger"] = str(form.get("handoff_trigger", "")).strip()
+    for name, field in (("offline_message", "handoff_offline_message"), ("agent_label", "handoff_agent_label")):
+        if field in form:
+            group[name] = str(form.get(field, "")).strip() or None
+    return group
+
+
+def _contact_of(form: Any) -> dict[str, Any]:
+    group: dict[str, Any] = {"enabled": form.get("contact_enabled") == "on"}
+    if "contact_trigger" in form:
+        group["trigger"] = str(form.get("contact_trigger", "")).strip()
+    if str(form.get("contact_after_messages", "")).strip():
+        group["after_messages"] = int_or_none(form.get("contact_after_messages"))
+    if "contact_success_message" in form:
+        group["success_message"] = str(form.get("contact_success_message", "")).strip() or None
+    if "contact_fields" in form:
+        group["fields"] = contact_fields_of(form.get("contact_fields"))
+    return group
+
+
+async def _settings_page(request: Request, user: Any, bot: Any, *, secret: str | None = None) -> Response:
+    view = _settings_view(bot)
+    return render(request, "bot_settings.html", user=user, bot=bot, tab="settings",
+                  saved=request.query_params.get("saved"), webhook_secret=secret,
+                  contact_fields=contact_fields_text(view["contact"]), **view)
+
+
 @router.get("/bots/{bot_id}/settings")
 async def settings_page(request: Request, bot_id: str, user: ManagerDep) -> Response:
     bot = await bots.get_bot(db_of(request), principal=user.principal, ref=bot_id)
-    return render(request, "bot_settings.html", user=user, bot=bot, tab="settings", saved=request.query_params.get("saved"),
-                  **_settings_view(bot))
+    return await _settings_page(request, user, bot)
+
+
+@router.post("/bots/{bot_id}/webhook-secret")
+async def rotate_webhook_secret(request: Request, bot_id: str, user: CheckedManagerDep) -> Response:
+    bot = await bots.get_bot(db_of(request), principal=user.principal, ref=bot_id)
+    secret = await webhooks.rotate_secret(db_of(request), bot_id=bot.id)
+    bot = await bots.get_bot(db_of(request), principal=user.principal, ref=bot_id)
+    # Rendered, not redirected: the secret exists only in this one response.
+    return await _settings_page(request, user, bot, secret=secret)
 
 
 @router.post("/bots/{bot_id}/settings")
@@ -157,8 +232,8 @@ async def save_settings(request: Request, bot_id: str, user: CheckedManagerDep) 
                      "per_day": int_or_none(form.get("per_day"))},
         widget={"title": text("widget_title") or None, "primary_color": text("primary_color") or "#2563eb",
                 "position": text("position") or "bottom-right"},
-        handoff={"enabled": form.get("handoff_enabled") == "on"},
-        contact_form={"enabled": form.get("contact_enabled") == "on"},
+        handoff=_handoff_of(form),
+        contact_form=_contact_of(form),
     )
     await bots.update_bot(db_of(request), principal=user.principal, ref=bot_id, data=data)
     return see_other(f"/dashboard/bots/{bot_id}/settings?saved=1")

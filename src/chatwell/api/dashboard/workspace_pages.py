@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from chatwell.api.dashboard.web import (
     CheckedManagerDep,
@@ -28,7 +30,7 @@ from chatwell.api.dashboard.web import (
 )
 from chatwell.api.native.keys import KeyCreate
 from chatwell.api.native.leads import csv_lines
-from chatwell.errors import NotFound
+from chatwell.errors import InvalidRequest, NotFound
 from chatwell.services import bots, conversations, handoff, keys, leads
 
 router = APIRouter(prefix="/dashboard", route_class=DashboardRoute, include_in_schema=False)
@@ -78,15 +80,94 @@ async def revoke_key(request: Request, key_id: str, user: CheckedManagerDep) -> 
     return see_other("/dashboard/api-keys")
 
 
+FILTER_PARAMS = ("bot_id", "from", "to", "feedback", "handed_off", "q")
+MAX_SEARCH = 200
+
+
+def _day(value: str, name: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise InvalidRequest(f"{name} must be a date like 2024-01-31", code="invalid_date") from None
+
+
+async def _filters_of(request: Request, user: Any) -> tuple[conversations.ConversationFilter, dict[str, str]]:
+    """The Conversations page's filters from the query string, and the values to keep in links."""
+    params = {name: request.query_params.get(name, "").strip() for name in FILTER_PARAMS}
+    params = {name: value for name, value in params.items() if value}
+    bot_id = None
+    if "bot_id" in params:
+        bot_id = (await bots.get_bot(db_of(request), principal=user.principal, ref=params["bot_id"])).id
+    start, to = _day(params.get("from", ""), "from"), _day(params.get("to", ""), "to")
+    feedback = params.get("feedback")
+    if feedback not in (None, "positive", "negative"):
+        raise InvalidRequest("feedback must be positive or negative", code="invalid_filter")
+    text = params.get("q")
+    if text is not None and len(text) > MAX_SEARCH:
+        raise InvalidRequest(f"the search is longer than {MAX_SEARCH} characters", code="invalid_filter")
+    filters = conversations.ConversationFilter(
+        bot_id=bot_id, start=start, end=to + timedelta(days=1) if to else None, feedback=feedback,
+        handed_off=params.get("handed_off") in ("1", "on", "true"), text=text)
+    return filters, params
+
+
 @router.get("/conversations")
 async def conversations_page(request: Request, user: UserDep) -> Response:
     names = await _bot_names(request, user)
-    bot_id = request.query_params.get("bot_id") or None
-    selected = (await bots.get_bot(db_of(request), principal=user.principal, ref=bot_id)).id if bot_id else None
-    page = await conversations.list_conversations(db_of(request), principal=user.principal, bot_id=selected,
-                                                  limit=100, cursor=request.query_params.get("cursor"))
+    filters, params = await _filters_of(request, user)
+    page = await conversations.search_conversations(db_of(request), principal=user.principal, filters=filters,
+                                                    limit=100, cursor=request.query_params.get("cursor"))
     return render(request, "conversations.html", user=user, conversations=page.items, bots=names,
-                  selected=selected, next_cursor=page.next_cursor if page.has_more else None)
+                  selected=filters.bot_id, filters=params, query=urlencode(params),
+                  next_cursor=page.next_cursor if page.has_more else None)
+
+
+EXPORT_COLUMNS = ["id", "bot_id", "bot", "created_at", "updated_at", "channel", "status", "title", "messages",
+                  "positive_feedback", "negative_feedback"]
+
+
+async def _export(request: Request, user: Any) -> tuple[list[tuple[Any, list[Any]]], dict[uuid.UUID, Any]]:
+    filters, _ = await _filters_of(request, user)
+    found = await conversations.export_conversations(db_of(request), principal=user.principal, filters=filters)
+    return found, await _bot_names(request, user)
+
+
+@router.get("/conversations.csv")
+async def conversations_csv(request: Request, user: ManagerDep) -> Response:
+    found, names = await _export(request, user)
+    rows = [EXPORT_COLUMNS]
+    for c, messages in found:
+        bot = names.get(c.bot_id)
+        rows.append([str(c.id), str(c.bot_id), bot.name if bot else "", conversations.iso(c.created_at) or "",
+                     conversations.iso(c.updated_at) or "", c.channel, c.status, c.title or "", str(len(messages)),
+                     str(sum(m.feedback == "positive" for m in messages)),
+                     str(sum(m.feedback == "negative" for m in messages))])
+    return Response(csv_lines(rows), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": 'attachment; filename="conversations.csv"',
+                             "Cache-Control": "no-store"})
+
+
+@router.get("/conversations.json")
+async def conversations_json(request: Request, user: ManagerDep) -> Response:
+    found, names = await _export(request, user)
+    data = [{"id": str(c.id), "bot_id": str(c.bot_id), "bot": names[c.bot_id].name if c.bot_id in names else None,
+             "created_at": conversations.iso(c.created_at), "updated_at": conversations.iso(c.updated_at),
+             "channel": c.channel, "status": c.status, "title": c.title,
+             "messages": [{"id": str(m.id), "role": m.role, "content": m.content, "feedback": m.feedback,
+                           "created_at": conversations.iso(m.created_at)} for m in messages]}
+            for c, messages in found]
+    return JSONResponse({"conversations": data},
+                        headers={"Content-Disposition": 'attachment; filename="conversations.json"',
+                                 "Cache-Control": "no-store"})
+
+
+@router.post("/conversations/{conversation_id}/delete")
+async def delete_conversation(request: Request, conversation_id: str, user: CheckedManagerDep) -> Response:
+    await conversations.delete_conversation(db_of(request), principal=user.principal,
+                                            conversation_id=conversation_id)
+    return see_other("/dashboard/conversations")
 
 
 @router.get("/conversations/{conversation_id}")
@@ -102,8 +183,22 @@ async def transcript_page(request: Request, conversation_id: str, user: UserDep)
 async def inbox_page(request: Request, user: UserDep) -> Response:
     page = await handoff.queue(db_of(request), principal=user.principal, limit=100)
     online = await handoff.agents_online(db_of(request), user.workspace_id)
+    me_online = await handoff.user_online(db_of(request), user.user_id, user.workspace_id)
     return render(request, "inbox.html", user=user, waiting=page.items, bots=await _bot_names(request, user),
-                  online=online)
+                  online=online, me_online=me_online)
+
+
+@router.post("/inbox/presence")
+async def presence(request: Request, user: CheckedUserDep) -> Response:
+    """Any member goes online ("online" = 1) or away; the inbox page's script re-posts every 30 s."""
+    form = await form_of(request)
+    online = str(form.get("online", "")).strip() in ("1", "true", "on")
+    available = await handoff.set_user_presence(db_of(request), user_id=user.user_id,
+                                                workspace_id=user.workspace_id, online=online)
+    if "application/json" in request.headers.get("accept", ""):
+        return JSONResponse({"online": online, "handoff_available": available},
+                            headers={"Cache-Control": "no-store"})
+    return see_other("/dashboard/inbox")
 
 
 @router.post("/inbox/{conversation_id}/reply")

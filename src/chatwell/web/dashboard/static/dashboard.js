@@ -142,3 +142,19 @@
     }).then(function () { button.disabled = false; });
   });
 })();
+
+// The inbox: while the page is open and this user is online, say so again every 30 seconds
+// (presence lapses after a minute without a heartbeat).
+(function () {
+  var form = document.getElementById("presence");
+  if (!form || !window.fetch || form.getAttribute("data-online") !== "1") return;
+  function beat() {
+    var body = new FormData();
+    body.append("online", "1");
+    fetch(form.action, {
+      method: "POST", credentials: "same-origin", body: body,
+      headers: { "X-CSRF-Token": form.getAttribute("data-csrf"), Accept: "application/json" }
+    }).catch(function () { /* the next beat tries again */ });
+  }
+  window.setInterval(beat, 30000);
+})();
