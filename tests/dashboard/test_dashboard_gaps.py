@@ -10,6 +10,7 @@ import uuid
 from datetime import timedelta
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from chatwell.storage.tables import Bot, Conversation, Message, utcnow
@@ -233,3 +234,40 @@ async def test_settings_handoff_contact_form_and_webhook_secret(app: FastAPI, br
         agent_token = csrf_of((await agent.get("/dashboard")).text)
         assert (await agent.post(f"/dashboard/bots/{bot_id}/webhook-secret",
                                  data={"csrf_token": agent_token})).status_code == 403
+
+
+async def test_leads_page_filters_by_bot_date_and_text(signed_in_owner_for_leads) -> None:  # type: ignore[no-untyped-def]
+    client, app, bots_made = signed_in_owner_for_leads
+    page = (await client.get("/dashboard/leads")).text
+    assert "ada@example.com" in page and "grace@example.com" in page
+    only_first = (await client.get("/dashboard/leads", params={"bot_id": bots_made[0]})).text
+    assert "ada@example.com" in only_first and "grace@example.com" not in only_first
+    searched = (await client.get("/dashboard/leads", params={"q": "GRACE"})).text
+    assert "grace@example.com" in searched and "ada@example.com" not in searched
+    future = (await client.get("/dashboard/leads", params={"from": "2999-01-01"})).text
+    assert "ada@example.com" not in future and "No leads yet" in future
+    assert (await client.get("/dashboard/leads", params={"to": "soon"})).status_code == 400
+
+
+async def test_inbox_queue_is_marked_live(signed_in_owner_for_leads) -> None:  # type: ignore[no-untyped-def]
+    client, _app, _bots = signed_in_owner_for_leads
+    page = (await client.get("/dashboard/inbox")).text
+    assert 'id="inbox-queue" data-live="5000"' in page
+
+
+@pytest.fixture
+async def signed_in_owner_for_leads(app: FastAPI, browser: httpx.AsyncClient):  # type: ignore[no-untyped-def]
+    from chatwell.domain.bots import BotCreate
+    from chatwell.services import bots as bot_service
+    from chatwell.services import leads as lead_service
+    from chatwell.services.workspaces import get_default_workspace
+
+    await sign_up(browser)
+    workspace = await get_default_workspace(app.state.db)
+    assert workspace is not None
+    made = []
+    for name, email in (("Shop", "ada@example.com"), ("Docs", "grace@example.com")):
+        bot = await bot_service.create_bot(app.state.db, workspace_id=workspace.id, data=BotCreate(name=name))
+        await lead_service.create_lead(app.state.db, bot=bot, name=name + " lead", email=email)
+        made.append(str(bot.id))
+    return browser, app, made

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from chatwell.api.dashboard.web import (
@@ -216,14 +216,39 @@ async def resolve(request: Request, conversation_id: str, user: CheckedUserDep) 
 
 
 @router.get("/leads")
-async def leads_page(request: Request, user: ManagerDep) -> Response:
+async def leads_page(request: Request, user: ManagerDep, bot_id: str | None = Query(None, max_length=100),
+                     q: str | None = Query(None, max_length=200), since: str | None = Query(None, alias="from", max_length=10),
+                     until: str | None = Query(None, alias="to", max_length=10)) -> Response:
+    """The newest 100 leads of each bot, filtered by bot, date range (UTC days) and a text match
+    on name, email, phone or any field."""
     names = await _bot_names(request, user)
+    start, end = _lead_day(since, "from"), _lead_day(until, "to")
+    wanted = (q or "").strip().lower()
     rows: list[tuple[Any, Any]] = []
     for bot in names.values():
+        if bot_id and str(bot.id) != bot_id:
+            continue
         page = await leads.leads_page(db_of(request), principal=user.principal, bot_id=bot.id, limit=100)
-        rows.extend((bot, lead) for lead in page.items)
+        for lead in page.items:
+            created = lead.created_at
+            if (start and created < start) or (end and created >= end + timedelta(days=1)):
+                continue
+            text = " ".join(str(v) for v in (lead.name, lead.email, lead.phone, *(lead.fields or {}).values()) if v)
+            if wanted and wanted not in text.lower():
+                continue
+            rows.append((bot, lead))
     rows.sort(key=lambda pair: pair[1].created_at, reverse=True)
-    return render(request, "leads.html", user=user, rows=rows, bots=names)
+    return render(request, "leads.html", user=user, rows=rows, bots=names,
+                  filters={"bot_id": bot_id or "", "q": q or "", "from": since or "", "to": until or ""})
+
+
+def _lead_day(value: str | None, name: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise InvalidRequest(f"{name} must be a date like 2024-01-31", code="invalid_date") from None
 
 
 @router.get("/bots/{bot_id}/leads.csv")

@@ -158,3 +158,69 @@
   }
   window.setInterval(beat, 30000);
 })();
+
+// The inbox keeps its queue live: every few seconds the page is fetched again and the table's
+// rows are swapped for the fresh ones (parsed with DOMParser from the server's escaped HTML).
+(function () {
+  "use strict";
+  var table = document.getElementById("inbox-queue");
+  if (!table) return;
+  var every = Number(table.getAttribute("data-live")) || 5000;
+  function refresh() {
+    fetch(window.location.href, { credentials: "same-origin", headers: { Accept: "text/html" } })
+      .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
+      .then(function (html) {
+        var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("inbox-queue");
+        var body = table.querySelector("tbody"), next = fresh && fresh.querySelector("tbody");
+        if (body && next) body.replaceWith(document.importNode(next, true));
+      })
+      .catch(function () { /* try again at the next tick */ })
+      .then(function () { window.setTimeout(refresh, every); });
+  }
+  window.setTimeout(refresh, every);
+})();
+
+// Sources: drop a file on the upload box to send it.
+(function () {
+  "use strict";
+  var zone = document.querySelector("[data-dropzone]");
+  if (!zone) return;
+  var input = zone.querySelector("input[type=file]");
+  ["dragenter", "dragover"].forEach(function (name) {
+    zone.addEventListener(name, function (e) { e.preventDefault(); zone.classList.add("dragging"); });
+  });
+  ["dragleave", "drop"].forEach(function (name) {
+    zone.addEventListener(name, function () { zone.classList.remove("dragging"); });
+  });
+  zone.addEventListener("drop", function (e) {
+    e.preventDefault();
+    if (!e.dataTransfer || !e.dataTransfer.files.length) return;
+    input.files = e.dataTransfer.files;
+    if (input.form.requestSubmit) input.form.requestSubmit(); else input.form.submit();
+  });
+})();
+
+// Settings: the widget preview follows the colour, title and position fields as they change.
+(function () {
+  "use strict";
+  var preview = document.querySelector("[data-widget-preview]");
+  if (!preview) return;
+  var form = preview.closest("form");
+  var colour = form.querySelector("input[name=primary_color]");
+  var title = form.querySelector("input[name=widget_title]");
+  var position = form.querySelector("select[name=position]");
+  var head = preview.querySelector("[data-preview-head]");
+  var launcher = preview.querySelector("[data-preview-launcher]");
+  var fallbackTitle = head.textContent;
+  function update() {
+    if (colour && /^#[0-9a-fA-F]{6}$/.test(colour.value)) {
+      head.style.background = colour.value;
+      launcher.style.background = colour.value;
+    }
+    if (title) head.textContent = title.value.trim() || fallbackTitle;
+    if (position) preview.classList.toggle("left", position.value === "bottom-left");
+  }
+  [colour, title, position].forEach(function (field) { if (field) field.addEventListener("input", update); });
+  if (position) position.addEventListener("change", update);
+  update();
+})();
