@@ -84,3 +84,22 @@ def start_world(make_settings: Callable[..., Settings], live_server: Any) -> Cal
 @pytest.fixture
 def world(start_world: Callable[..., World]) -> Iterator[World]:
     yield start_world()
+
+
+def empty_wallet(database_url: str) -> None:
+    """Set the default workspace's credit to zero, through the service, from outside the server."""
+    import asyncio
+
+    from chatwell.services import workspaces
+    from chatwell.storage.database import Database
+
+    async def run() -> None:
+        db = Database(database_url)
+        try:
+            default = await workspaces.get_default_workspace(db)
+            assert default is not None
+            await workspaces.set_credit(db, workspace_id=default.id, balance=0)
+        finally:
+            await db.dispose()
+
+    asyncio.run(run())

@@ -3,7 +3,6 @@ config, history polling, and every error row (before the stream and inside it)."
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from typing import Any
@@ -12,9 +11,7 @@ import httpx
 import pytest
 from httpx_sse import connect_sse
 
-from chatwell.services import workspaces
-from chatwell.storage.database import Database
-from tests.dialects.conftest import World, seed_bot
+from tests.dialects.conftest import World, empty_wallet, seed_bot
 
 CONFIG_FIELDS = {
     "bot_id", "bot_name", "widget_settings", "suggested_questions", "show_suggested_questions",
@@ -51,7 +48,8 @@ def test_stream_example(world: World) -> None:
     assert found[0] == {"type": "status", "stage": "retrieving"}
     assert {"type": "status", "stage": "generating"} in found
     assert types[-1] == "done" and "content" in types
-    assert types.index("generating" and "status", 1) < types.index("content")
+    generating = found.index({"type": "status", "stage": "generating"})
+    assert 0 < generating < types.index("content")
     text = "".join(e["content"] for e in found if e["type"] == "content")
     assert "To get started, you need to create an account" in text
     for e in found:
@@ -238,16 +236,7 @@ def test_in_stream_errors(start_world: Any, database_url: str) -> None:
         assert "replace" in kinds and kinds[-1] == "done"
         assert "EST" not in next(e for e in replaced if e["type"] == "replace")["content"]
 
-        async def empty_wallet() -> None:
-            db = Database(database_url)
-            try:
-                default = await workspaces.get_default_workspace(db)
-                assert default is not None
-                await workspaces.set_credit(db, workspace_id=default.id, balance=0)
-            finally:
-                await db.dispose()
-
-        asyncio.run(empty_wallet())
+        empty_wallet(database_url)
         broke = client.post("/v1/public/chat/stream", json=example(world))
         assert broke.status_code == 200  # credits surface mid-stream, never as a 402
         last = json.loads(broke.text.strip().split("\n\n")[-1][len("data: "):])

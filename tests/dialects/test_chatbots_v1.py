@@ -3,7 +3,6 @@ envelope, X-RateLimit headers, the stream default, metadata, and each documented
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from typing import Any
@@ -11,9 +10,7 @@ from typing import Any
 import httpx
 from httpx_sse import connect_sse
 
-from chatwell.services import workspaces
-from chatwell.storage.database import Database
-from tests.dialects.conftest import World
+from tests.dialects.conftest import World, empty_wallet
 
 RATE_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
 
@@ -140,16 +137,7 @@ def test_rate_limit_exceeded_with_retry_after(start_world: Any) -> None:
 
 
 def test_insufficient_credits(world: World, database_url: str) -> None:
-    async def empty_wallet() -> None:
-        db = Database(database_url)
-        try:
-            default = await workspaces.get_default_workspace(db)
-            assert default is not None
-            await workspaces.set_credit(db, workspace_id=default.id, balance=0)
-        finally:
-            await db.dispose()
-
-    asyncio.run(empty_wallet())
+    empty_wallet(database_url)
     with world.client(world.workspace_key) as client:
         for stream in (False, True):
             _error(client.post(url(world), json={"message": "hi", "stream": stream}), 402, "INSUFFICIENT_CREDITS",

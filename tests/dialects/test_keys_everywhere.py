@@ -3,7 +3,6 @@ message quota is shared by all of them, each refusing in its own shape with Retr
 
 from __future__ import annotations
 
-import httpx
 
 from tests.dialects.conftest import World
 
@@ -44,4 +43,3 @@ def test_native_and_openai_doors_count_keyed_limits(start_world: object) -> None
     with world.client(world.workspace_key) as client:  # another key has its own budget
         response = client.post("/v1/bots/support-bot/chat", json={"message": "hours?", "stream": False})
         assert response.status_code == 200
-        assert isinstance(response, httpx.Response)

@@ -120,3 +120,28 @@ def error_renderer(fmt: Callable[[ChatwellError, int], JSONResponse]) -> Callabl
         return response
 
     return render
+
+
+# Statuses for a turn that failed after it started, when a dialect answers with one JSON reply.
+TURN_ERROR_STATUS = {"content_filtered": 400, "service_unavailable": 503}
+UPSTREAM_FAILURE_STATUS = 502
+
+
+def turn_error(summary: dict[str, Any], fmt: Callable[[ChatwellError, int], JSONResponse], *,
+               headers: Mapping[str, str] | None = None, statuses: Mapping[str, int] | None = None,
+               default: int = UPSTREAM_FAILURE_STATUS) -> JSONResponse | None:
+    """The dialect's error reply for a collected turn that ended in an error event, or None."""
+    error = summary["error"]
+    if error is None:
+        return None
+    status = {**TURN_ERROR_STATUS, **(statuses or {})}.get(error["code"], default)
+    response = fmt(ChatwellError(error["message"], code=error["code"]), status)
+    response.headers.update(headers or {})
+    return response
+
+
+def wake_ingestion(request: Request) -> None:
+    """New sources were queued: tell this process's ingestion (worker or queue) to look now."""
+    worker = getattr(request.app.state, "ingestion", None)
+    if worker is not None:
+        worker.wake()

@@ -31,7 +31,6 @@ Decisions:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import json

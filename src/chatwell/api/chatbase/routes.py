@@ -33,6 +33,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from chatwell.api.dialect import (
+    wake_ingestion,
+    turn_error,
     authenticate,
     bearer,
     chat_limits,
@@ -125,12 +127,8 @@ async def chat(payload: dict[str, Any], request: Request) -> Any:
 
     if not data.stream:
         summary = await collect(turn)
-        if summary["error"] is not None:
-            code = summary["error"]["code"]
-            status = {"content_filtered": 400, "service_unavailable": 503}.get(code, 502)
-            response = chatbase_error(ChatwellError(summary["error"]["message"], code=code), status)
-            response.headers.update(headers)
-            return response
+        if (failed := turn_error(summary, chatbase_error, headers=headers)) is not None:
+            return failed
         body: dict[str, Any] = {"text": summary["answer"]}
         if data.conversationId:
             body["conversationId"] = data.conversationId
@@ -156,11 +154,6 @@ async def workspace_principal(principal: Principal = Depends(key_principal)) -> 
         raise Forbidden("managing chatbots needs a workspace key", code="insufficient_scope")
     return principal
 
-
-def _wake_ingestion(request: Request) -> None:
-    worker = getattr(request.app.state, "ingestion", None)
-    if worker is not None:
-        worker.wake()
 
 
 def chatbot_out(bot: Bot) -> dict[str, Any]:
@@ -188,7 +181,7 @@ class CreateChatbotIn(BaseModel):
 async def _add_text(request: Request, principal: Principal, bot: Bot, title: str, text: str) -> uuid.UUID:
     source = await sources.add_text_source(db_of(request), principal=principal, bot_ref=str(bot.id),
                                            data=TextSourceIn(type="text", title=title, text=text))
-    _wake_ingestion(request)
+    wake_ingestion(request)
     return source.id
 
 

@@ -33,6 +33,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from chatwell.api.dialect import (
+    turn_error,
     chat_limits,
     chat_service,
     check_bot_origin,
@@ -123,12 +124,9 @@ async def chat(chatbot_id: str, data: ChatbotChatIn, request: Request,
     reply_id = data.conversationId
     if not stream:
         summary = await collect(turn)
-        if summary["error"] is not None:
-            code = summary["error"]["code"]
-            status = {"content_filtered": 400, "service_unavailable": 402}.get(code, 502)
-            response = chatbots_v1_error(ChatwellError(summary["error"]["message"], code=code), status)
-            response.headers.update(headers)
-            return response
+        if (failed := turn_error(summary, chatbots_v1_error, headers=headers,
+                                 statuses={"service_unavailable": 402})) is not None:
+            return failed
         return JSONResponse({"success": True, "data": {
             "response": summary["answer"], "conversationId": reply_id or summary["conversation_id"],
             "messageId": summary["message_id"], "citations": summary["citations"]}}, headers=headers)

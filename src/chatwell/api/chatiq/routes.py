@@ -27,7 +27,15 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from chatwell.api.errors import NATIVE_ERROR_SCHEMA, ErrorDoc
-from chatwell.api.dialect import chat_limits, chat_service, check_bot_origin, client_ip, db_of, key_principal
+from chatwell.api.dialect import (
+    chat_limits,
+    chat_service,
+    check_bot_origin,
+    client_ip,
+    db_of,
+    key_principal,
+    turn_error,
+)
 from chatwell.api.native.chat import citation_json, collect
 from chatwell.api.sse import frame, sse_response
 from chatwell.chat.service import ChatRequest
@@ -99,10 +107,9 @@ async def chat(data: ChatIQIn, request: Request, principal: Principal = Depends(
 
     if not data.stream:
         summary = await collect(turn)
-        if summary["error"] is not None:
-            code = summary["error"]["code"]
-            status = {"content_filtered": 400, "service_unavailable": 503}.get(code, 500)
-            return chatiq_error(ChatwellError(summary["error"]["message"], code=code), status)
+        # The document's table has 500 for a failing model.
+        if (failed := turn_error(summary, chatiq_error, default=500)) is not None:
+            return failed
         body: dict[str, Any] = {"response": summary["answer"]}
         if not data.private_mode:
             body["conversationId"] = summary["conversation_id"]

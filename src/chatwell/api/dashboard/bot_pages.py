@@ -29,17 +29,13 @@ from chatwell.api.dashboard.web import (
 from chatwell.domain.bots import BotCreate, BotUpdate
 from chatwell.domain.models import AnswerSettings, HandoffSettings, ContactFormSettings, ModelSettings, RateLimits, WidgetSettings
 from chatwell.domain.sources import QASourceIn, TextSourceIn, UrlSourceIn
+from chatwell.api.dialect import wake_ingestion
 from chatwell.errors import InvalidRequest
 from chatwell.services import bots, sources, webhooks
 
 router = APIRouter(prefix="/dashboard", route_class=DashboardRoute, include_in_schema=False)
 MAX_FILENAME = 255
 
-
-def _wake_ingestion(request: Request) -> None:
-    worker = getattr(request.app.state, "ingestion", None)
-    if worker is not None:
-        worker.wake()
 
 
 @router.get("")
@@ -105,14 +101,14 @@ async def add_source(request: Request, bot_id: str, user: CheckedManagerDep) -> 
                                       content=content, declared_type=upload.content_type)
     else:
         raise InvalidRequest("kind must be text, qa, url or file")
-    _wake_ingestion(request)
+    wake_ingestion(request)
     return see_other(f"/dashboard/bots/{bot_id}/sources")
 
 
 @router.post("/bots/{bot_id}/sources/{source_id}/sync")
 async def resync_source(request: Request, bot_id: str, source_id: str, user: CheckedManagerDep) -> Response:
     await sources.resync_source(db_of(request), principal=user.principal, bot_ref=bot_id, source_id=source_id)
-    _wake_ingestion(request)
+    wake_ingestion(request)
     return see_other(f"/dashboard/bots/{bot_id}/sources")
 
 

@@ -34,6 +34,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from chatwell.api.dialect import (
+    turn_error,
     authenticate,
     bearer,
     chat_limits,
@@ -114,12 +115,8 @@ async def chat(payload: dict[str, Any], request: Request) -> Any:
 
     if not data.stream:
         summary = await collect(turn)
-        if summary["error"] is not None:
-            code = summary["error"]["code"]
-            status = {"content_filtered": 400, "service_unavailable": 503}.get(code, 502)
-            response = devapi_error(ChatwellError(summary["error"]["message"], code=code), status)
-            response.headers.update(headers)
-            return response
+        if (failed := turn_error(summary, devapi_error, headers=headers)) is not None:
+            return failed
         return JSONResponse({"success": True, "response": summary["answer"], "session_id": session_id,
                              "conversation_id": summary["conversation_id"], "message_id": summary["message_id"],
                              "citations": summary["citations"]}, headers=headers)

@@ -12,6 +12,7 @@ from chatwell.api.deps import DbDep, WorkspacePrincipalDep
 from chatwell.api.errors import validation_error
 from chatwell.api.native.schemas import ListOut, SourceOut
 from chatwell.domain.sources import QASourceIn, SourceIn, TextSourceIn, UrlSourceIn
+from chatwell.api.dialect import wake_ingestion
 from chatwell.errors import InvalidRequest
 from chatwell.services import sources
 from fastapi.exceptions import RequestValidationError
@@ -38,11 +39,6 @@ _BODY_DOC = {
 }
 
 
-def _wake_ingestion(request: Request) -> None:
-    worker = getattr(request.app.state, "ingestion", None)
-    if worker is not None:
-        worker.wake()
-
 
 @router.post("", status_code=202, response_model=SourceOut, openapi_extra=_BODY_DOC)
 async def add_source(bot_id: str, request: Request, principal: WorkspacePrincipalDep, db: DbDep) -> SourceOut:
@@ -66,7 +62,7 @@ async def add_source(bot_id: str, request: Request, principal: WorkspacePrincipa
         else:
             assert isinstance(data, UrlSourceIn)
             source = await sources.add_url_source(db, principal=principal, bot_ref=bot_id, data=data)
-    _wake_ingestion(request)
+    wake_ingestion(request)
     return SourceOut.of(source)
 
 
@@ -107,7 +103,7 @@ async def resync_source(bot_id: str, source_id: str, request: Request, principal
                         db: DbDep) -> SourceOut:
     """Fetch a URL source again (or re-process any other source); old chunks serve until done."""
     source = await sources.resync_source(db, principal=principal, bot_ref=bot_id, source_id=source_id)
-    _wake_ingestion(request)
+    wake_ingestion(request)
     return SourceOut.of(source)
 
 

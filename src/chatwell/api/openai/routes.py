@@ -18,6 +18,7 @@ from chatwell.api.sse import frame, sse_response
 from chatwell.chat.service import ChatRequest
 from chatwell.domain import events as ev
 from chatwell.domain.events import HistoryTurn
+from chatwell.api.dialect import turn_error
 from chatwell.errors import ChatwellError, InvalidRequest, NotFound
 from chatwell.services import bots
 
@@ -111,9 +112,8 @@ async def chat_completions(data: CompletionIn, request: Request, principal: Prin
     created = int(time.time())
     if not data.stream:
         summary = await collect(turn)
-        if summary["error"] is not None:
-            return openai_error(ChatwellError(summary["error"]["message"], code=summary["error"]["code"]),
-                                503 if summary["error"]["code"] == "service_unavailable" else 502)
+        if (failed := turn_error(summary, openai_error, statuses={"content_filtered": 502})) is not None:
+            return failed
         usage = summary["usage"] or {"prompt_tokens": 0, "completion_tokens": 0}
         return {
             "id": completion_id, "object": "chat.completion", "created": created, "model": bot.slug,
