@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml
 install-test: $(TEST_STAMP)
 
 $(TEST_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,anthropic,queue,fastembed]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,anthropic,queue,fastembed,otel]'
 	rm -f $(VENV)/.test-installed-*
 	touch $@
 

@@ -503,6 +503,7 @@ class PostgresServer:
             )
         pwfile.unlink()
 
+        self._bindir, self._run_as = bindir, run_as
         for attempt in range(5):  # retry if another process grabbed the port meanwhile
             self.port = free_port()
             if self._launch(bindir, run_as, timeout):
@@ -578,6 +579,22 @@ class PostgresServer:
             time.sleep(0.005)
         self.stop()
         raise TimeoutError(f"postgres not ready after {timeout}s:\n{_tail(self.log_path)}")
+
+    def halt(self) -> None:
+        """Shut the server down (fast: open connections are cut), keeping its data: an outage
+        that ``resume()`` ends."""
+        if self._admin_loop is not None and self._admin_conn is not None:
+            with contextlib.suppress(Exception):
+                self._admin_loop.run(self._admin_conn.close(timeout=2), timeout=5)
+            self._admin_conn = None
+        if self._process is not None:
+            _stop_process(self._process, signal.SIGINT, timeout=15)
+            self._process = None
+
+    def resume(self, timeout: float = 60.0) -> None:
+        """Start the halted server again on the same port and data."""
+        if not self._launch(self._bindir, self._run_as, timeout):
+            raise RuntimeError(f"postgres did not restart:\n{_tail(self.log_path or Path('/dev/null'))}")
 
     def stop(self) -> None:
         """Stop the server and delete its data. Idempotent."""

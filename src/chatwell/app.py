@@ -18,6 +18,7 @@ from fastapi.openapi.utils import get_openapi
 from chatwell import __version__
 from chatwell.api import system
 from chatwell.api.body_limit import BodyLimitMiddleware
+from chatwell.api.client_limits import ClientConcurrencyMiddleware
 from chatwell.api.errors import ErrorFormats, install_error_handlers
 from chatwell.api.native import bots as native_bots
 from chatwell.api.native import keys as native_keys
@@ -36,13 +37,16 @@ from chatwell.api.chatiq import routes as chatiq
 from chatwell.api.cors import CORSMiddleware
 from chatwell.api.devapi import routes as devapi
 from chatwell.api.dialect import error_renderer
+from chatwell.api.sse import StreamSlots
 from chatwell.limits.policies import ChatLimits
 from chatwell.observability.metrics import Metrics
 from chatwell.observability.middleware import ObservabilityMiddleware
+from chatwell.observability.tracing import Tracing, TracingMiddleware
 from chatwell.limits.service import RateLimiter
 from chatwell.services.recaptcha import SiteVerifyRecaptcha
 from chatwell.ingestion.queue import ProcrastinateQueue
 from chatwell.ingestion.worker import IngestionWorker
+from chatwell.services.conversation_bus import build_conversation_bus
 from chatwell.services.knowledge import build_chat_service, build_knowledge
 from chatwell.services.webhooks import WebhookWorker
 from chatwell.settings import Settings
@@ -71,25 +75,31 @@ def create_app(settings: Settings | None = None, *, announce: Announce = _print)
         from chatwell.services import bootstrap
 
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        db = Database(settings.resolved_database_url)
+        db = Database(settings.resolved_database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
         app.state.db = db
         worker: IngestionWorker | None = None
         queue: ProcrastinateQueue | None = None
         webhooks = WebhookWorker(db, allow_private=settings.webhook_allow_private)
         app.state.webhooks = webhooks
-        limiter = RateLimiter(settings.redis_url)
+        limiter = RateLimiter(settings.redis_url, fail_open=settings.rate_limit_failure_mode == "open")
         limiter.metrics = app.state.metrics
         app.state.limits = ChatLimits(settings, limiter)
+        bus = build_conversation_bus(settings, db)
+        app.state.conversation_bus = bus
         app.state.recaptcha = (SiteVerifyRecaptcha(settings.recaptcha_secret_key.get_secret_value(),
                                                    settings.recaptcha_verify_url)
                                if settings.recaptcha_secret_key else None)
+        tracing: Tracing | None = app.state.tracing
         try:
+            if tracing is not None:
+                tracing.start()
             if settings.auto_migrate:
                 await migrate.upgrade(db)
             knowledge = build_knowledge(db, settings)
             app.state.knowledge = knowledge
             app.state.chat = build_chat_service(db, settings, knowledge)
             app.state.chat.metrics = app.state.metrics
+            app.state.chat.bus = bus
             if settings.queue == "procrastinate":
                 # Workers elsewhere (`chatwell worker`) ingest; this process only queues.
                 queue = ProcrastinateQueue(settings.resolved_database_url, knowledge.ingestor)
@@ -115,7 +125,10 @@ def create_app(settings: Settings | None = None, *, announce: Announce = _print)
             if chat is not None:
                 await chat.models.aclose()
             await limiter.aclose()
+            await bus.aclose()
             await db.dispose()
+            if tracing is not None:
+                await tracing.shutdown()  # flushes the last spans
 
     app = FastAPI(
         title="chatwell",
@@ -126,6 +139,7 @@ def create_app(settings: Settings | None = None, *, announce: Announce = _print)
     app.state.settings = settings
     metrics = Metrics()
     app.state.metrics = metrics
+    app.state.event_streams = StreamSlots(settings.public_event_streams_per_conversation)
     formats = ErrorFormats()
     app.state.error_formats = formats
     install_error_handlers(app, formats)
@@ -135,7 +149,14 @@ def create_app(settings: Settings | None = None, *, announce: Announce = _print)
         upload_limit=settings.max_upload_bytes,
         formats=formats,
     )
+    app.add_middleware(ClientConcurrencyMiddleware, limit=settings.max_concurrent_requests_per_client,
+                       formats=formats, metrics=metrics)
     app.add_middleware(CORSMiddleware, settings=settings, formats=formats)
+    tracing = (Tracing(settings.otel_endpoint, service_name=settings.otel_service_name)
+               if settings.otel_endpoint else None)
+    app.state.tracing = tracing
+    if tracing is not None:  # inside ObservabilityMiddleware, which assigns the request id
+        app.add_middleware(TracingMiddleware, tracing=tracing)
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     for router in (system.router, native_bots.router, native_sources.router, native_search.router,
                    native_keys.router, native_chat.router, native_handoff.router, openai_routes.router, chatiq.router,

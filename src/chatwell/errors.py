@@ -67,3 +67,15 @@ class RateLimited(ChatwellError):
 
 class ServiceUnavailable(ChatwellError):
     default_code = "service_unavailable"
+
+    def __init__(self, message: str, *, code: str | None = None, retry_after: int | None = None,
+                 details: dict[str, Any] | None = None):
+        super().__init__(message, code=code, details=details)
+        self.retry_after = retry_after  # seconds, when the dependency is expected back soon
+
+
+def database_unavailable(code: str) -> ServiceUnavailable:
+    """The error a caller sees when the database is locked (SQLite) or unreachable (PostgreSQL)."""
+    if code == "database_busy":
+        return ServiceUnavailable("The database is busy; try again in a moment.", code=code, retry_after=1)
+    return ServiceUnavailable("The database is unavailable; try again shortly.", code=code, retry_after=5)

@@ -35,6 +35,11 @@ class Settings(BaseSettings):
             "PostgreSQL: `postgresql+asyncpg://user:pass@host/db` (needs the pgvector extension)."
         ),
     )
+    sqlite_busy_timeout_ms: int = Field(
+        15_000, ge=0,
+        description="How long a SQLite write waits for another process's lock before the request gets "
+        "503 `database_busy` (Retry-After).",
+    )
     auto_migrate: bool = Field(
         True, description="Apply pending database migrations when the server starts."
     )
@@ -140,8 +145,26 @@ class Settings(BaseSettings):
     history_rate_limits: str = Field(
         "30/minute", description="Limits of the public conversation-history endpoint, per client IP."
     )
+    public_event_streams_per_conversation: int = Field(
+        5, ge=1, description="Open event streams (`GET /v1/public/conversations/{id}/events`, the widget's "
+        "push channel for agent replies) one conversation may hold at once on one API process; more get 429.",
+    )
+    public_event_stream_seconds: float = Field(
+        600.0, gt=0, description="Longest life of one public event stream, in seconds; the widget then "
+        "reconnects (it bounds how long a connection can be held).",
+    )
     workspace_rate_limits: str = Field(
         "", description="Optional limits on all chat of one workspace (e.g. `1000/day`); empty: none."
+    )
+    rate_limit_failure_mode: Literal["closed", "open"] = Field(
+        "closed",
+        description="When the rate-limit storage (Redis) is unreachable: `closed` refuses chat with 503 "
+        "`rate_limiter_unavailable`; `open` serves it unlimited (logged) until Redis is back.",
+    )
+    max_concurrent_requests_per_client: int = Field(
+        64, ge=0,
+        description="Requests one client IP may have in flight at once in one process (open chat streams "
+        "count until they end); past it: 429 `too_many_requests`. 0: no cap.",
     )
     auth_failure_rate_limits: str = Field(
         "30/minute",
@@ -170,6 +193,14 @@ class Settings(BaseSettings):
     log_level: str = Field("info", description="Log level: debug, info, warning, error.")
     log_format: Literal["text", "json"] = Field(
         "text", description="`json`: one JSON object per log line, with the request id (for log shippers)."
+    )
+    otel_endpoint: str | None = Field(
+        None,
+        description="OTLP/HTTP traces endpoint (e.g. `http://collector:4318/v1/traces`): a span per request, "
+        "with child spans for retrieval and generation (needs the `otel` extra). Unset: no tracing.",
+    )
+    otel_service_name: str = Field(
+        "chatwell", description="The `service.name` the traces are reported under."
     )
 
     @field_validator("data_dir")

@@ -96,9 +96,10 @@ class Findings:
 
 @pytest.fixture
 def fuzz_settings(make_settings: Callable[..., Settings]) -> Settings:
-    # Limits high enough that the fuzzer reaches the code behind them (429s are tested elsewhere).
+    # Limits high enough that the fuzzer reaches the code behind them (429s are tested elsewhere);
+    # a visitor's event stream (read to its end) lives a moment instead of ten minutes.
     return make_settings(api_rate_limits=GENEROUS, public_rate_limits=GENEROUS, history_rate_limits=GENEROUS,
-                         auth_failure_rate_limits="")
+                         auth_failure_rate_limits="", public_event_stream_seconds=0.2)
 
 
 @pytest.fixture
@@ -263,7 +264,9 @@ def test_the_openapi_documents_each_doors_real_errors(make_settings: Callable[..
     schemas = document["components"]["schemas"]
     assert "HTTPValidationError" not in schemas
     expected = {"/v1/bots": "Error", "/v1/chat/completions": "OpenAIError", "/api/chat": "ChatIQError",
-                "/v1/public/chat/stream": "ChatbotIQError", "/api/v1/chatbots/{chatbot_id}/chat": "ChatbotsError",
+                "/v1/public/chat/stream": "ChatbotIQError",
+                "/v1/public/conversations/{conversation_id}/events": "ChatbotIQError",
+                "/api/v1/chatbots/{chatbot_id}/chat": "ChatbotsError",
                 "/api/v1/usage": "DevApiError", "/api/v1/get-leads": "ChatbaseError", "/api/v1/chat": "ChatError"}
     for path, operations in document["paths"].items():
         for operation in operations.values():

@@ -1,5 +1,6 @@
 """The widget in real headless Chromium, embedded in a page of another origin: it opens, streams
-a cited answer, records feedback, hands off to a person and back, survives a reload, resists
+a cited answer, records feedback, hands off to a person and back (agent replies pushed on the
+event stream, or polled when the stream is blocked), survives a reload, resists
 XSS from documents, questions and answers, and refuses to run on a domain the bot does not allow.
 
 With CHATWELL_SCREENSHOTS_DIR set, the open widget is also photographed (desktop and mobile).
@@ -158,27 +159,66 @@ def test_reload_restores_the_conversation(chromium: Any, site: Site) -> None:
     ctx.close()
 
 
-def test_handoff_round_trip_into_the_widget(chromium: Any, site: Site) -> None:
-    agent = site.admin.post("/v1/keys", json={"label": "Dana"}).json()["key"]
-    agent_api = httpx.Client(base_url=site.chatwell, headers={"Authorization": f"Bearer {agent}"}, timeout=30)
+def online_agent(site: Site) -> httpx.Client:
+    """An agent's API client (a workspace key labelled Dana), said to be online."""
+    key = site.admin.post("/v1/keys", json={"label": "Dana"}).json()["key"]
+    agent_api = httpx.Client(base_url=site.chatwell, headers={"Authorization": f"Bearer {key}"}, timeout=30)
     assert agent_api.post("/v1/agents/presence", json={"online": True}).json()["handoff_available"]
+    return agent_api
+
+
+def reply_to_the_only_waiting(agent_api: httpx.Client, text: str) -> str:
+    queue = agent_api.get("/v1/handoff/queue").json()["data"]
+    assert len(queue) == 1
+    reply = agent_api.post(f"/v1/conversations/{queue[0]['id']}/messages", json={"content": text})
+    assert reply.status_code == 201
+    return queue[0]["id"]
+
+
+@pytest.mark.parametrize("stream", ["pushed", "blocked"])
+def test_handoff_round_trip_into_the_widget(chromium: Any, site: Site, stream: str) -> None:
+    """Agent replies are pushed on the conversation's event stream; when the stream can't be
+    opened (a proxy refusing it, here), the widget polls the history instead."""
+    agent_api = online_agent(site)
     ctx, page, watch = open_page(chromium, site.host)
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    if stream == "blocked":
+        page.route("**/events?*", lambda route: route.abort())
     page.evaluate("window.__events = []; window.chatwell.on('handoff', e => window.__events.push(e))")
     page.locator("chatwell-widget .cw-launcher").click()
     ask(page, "When are you open?")
     page.locator("chatwell-widget .cw-human").click()
     page.locator("chatwell-widget .cw-system", has_text="will reply here").wait_for(timeout=10_000)
-    queue = agent_api.get("/v1/handoff/queue").json()["data"]
-    assert len(queue) == 1
-    reply = agent_api.post(f"/v1/conversations/{queue[0]['id']}/messages", json={"content": "Hi, **Dana** here!"})
-    assert reply.status_code == 201
+    conversation_id = reply_to_the_only_waiting(agent_api, "Hi, **Dana** here!")
     agent_bubble = page.locator("chatwell-widget .cw-agent")
     agent_bubble.wait_for(timeout=10_000)
     assert "Dana here!" in agent_bubble.inner_text() and "Dana" in agent_bubble.locator(".cw-who").inner_text()
     assert agent_bubble.locator("strong").inner_text() == "Dana"  # Markdown, built as DOM nodes
     assert page.evaluate("window.__events")[0]["conversation_status"] == "pending_human"
+    assert any("/events?session_id=" in url for url in requested)
+    polled = any("/messages?session_id=" in url for url in requested)
+    assert polled is (stream == "blocked")  # pushed: the widget never had to poll the history
+    assert agent_api.post(f"/v1/conversations/{conversation_id}/resolve").status_code == 200
+    page.locator("chatwell-widget .cw-system", has_text="conversation with the team has ended").wait_for(timeout=10_000)
+    assert agent_bubble.count() == 1  # pushed or polled, shown once
     agent_api.close()
     assert watch.dialogs == []
+    ctx.close()
+
+
+def test_a_first_message_asking_for_a_person_gets_the_reply_pushed(chromium: Any, site: Site) -> None:
+    """The bot hands off on the very first message, before the widget knows the conversation's id."""
+    agent_api = online_agent(site)
+    ctx, page, watch = open_page(chromium, site.host)
+    page.locator("chatwell-widget .cw-launcher").click()
+    page.locator("chatwell-widget textarea").fill("I want to talk to a human")
+    page.locator("chatwell-widget .cw-form button[type=submit]").click()
+    page.locator("chatwell-widget .cw-system", has_text="Connecting you").wait_for(timeout=20_000)
+    reply_to_the_only_waiting(agent_api, "Dana here")
+    page.locator("chatwell-widget .cw-agent", has_text="Dana here").wait_for(timeout=10_000)
+    agent_api.close()
+    assert watch.errors == []
     ctx.close()
 
 

@@ -1,4 +1,5 @@
-"""Named dependencies for the HTTP doors: the database, settings and the calling key."""
+"""Named dependencies for the HTTP doors: the database, settings, the conversation bus and the
+calling key."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from chatwell.domain.auth import Principal
 from chatwell.errors import Forbidden, Unauthenticated
 from chatwell.services import keys
+from chatwell.services.conversation_bus import ConversationBus
 from chatwell.services.origins import origin_allowed
 from chatwell.settings import Settings
 from chatwell.storage.database import Database
@@ -25,8 +27,13 @@ def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
+def get_conversation_bus(request: Request) -> ConversationBus:
+    return request.app.state.conversation_bus
+
+
 DbDep = Annotated[Database, Depends(get_db)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+ConversationBusDep = Annotated[ConversationBus, Depends(get_conversation_bus)]
 
 
 async def authenticate_request(request: Request, db: Database, secret: str | None) -> Principal:

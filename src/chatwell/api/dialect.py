@@ -19,7 +19,7 @@ from chatwell.api.deps import authenticate_request
 from chatwell.api.errors import validation_error
 from chatwell.chat.service import ChatService
 from chatwell.domain.auth import Principal
-from chatwell.errors import ChatwellError, Forbidden, InvalidRequest
+from chatwell.errors import ChatwellError, Forbidden, InvalidRequest, database_unavailable
 from chatwell.limits.policies import ChatLimits
 from chatwell.limits.service import Decision
 from chatwell.services.origins import origin_allowed, origin_matches
@@ -123,7 +123,8 @@ def error_renderer(fmt: Callable[[ChatwellError, int], JSONResponse]) -> Callabl
 
 
 # Statuses for a turn that failed after it started, when a dialect answers with one JSON reply.
-TURN_ERROR_STATUS = {"content_filtered": 400, "service_unavailable": 503}
+TURN_ERROR_STATUS = {"content_filtered": 400, "service_unavailable": 503, "database_busy": 503,
+                     "database_unavailable": 503}
 UPSTREAM_FAILURE_STATUS = 502
 
 
@@ -135,7 +136,11 @@ def turn_error(summary: dict[str, Any], fmt: Callable[[ChatwellError, int], JSON
     if error is None:
         return None
     status = {**TURN_ERROR_STATUS, **(statuses or {})}.get(error["code"], default)
-    response = fmt(ChatwellError(error["message"], code=error["code"]), status)
+    if error["code"] in ("database_busy", "database_unavailable"):  # with its Retry-After
+        response = fmt(database_unavailable(error["code"]), status)
+        response.headers["Retry-After"] = str(database_unavailable(error["code"]).retry_after)
+    else:
+        response = fmt(ChatwellError(error["message"], code=error["code"]), status)
     response.headers.update(headers or {})
     return response
 

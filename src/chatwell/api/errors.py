@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from chatwell.errors import (
@@ -27,7 +28,9 @@ from chatwell.errors import (
     RateLimited,
     ServiceUnavailable,
     Unauthenticated,
+    database_unavailable,
 )
+from chatwell.storage.database import unavailable_reason
 
 log = logging.getLogger("chatwell.api")
 
@@ -54,6 +57,8 @@ def status_of(error: ChatwellError) -> int:
 
 
 def rate_limit_headers(error: ChatwellError) -> dict[str, str]:
+    if isinstance(error, ServiceUnavailable) and error.retry_after:
+        return {"Retry-After": str(error.retry_after)}
     if not isinstance(error, RateLimited):
         return {}
     headers = {"Retry-After": str(error.retry_after)}
@@ -183,6 +188,10 @@ def install_error_handlers(app: FastAPI, formats: ErrorFormats) -> None:
         return response
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        reason = unavailable_reason(exc)
+        if reason is not None:  # a database fault that passes: 503 + Retry-After, not a 500
+            log.warning("%s on %s %s: %s", reason, request.method, request.url.path, type(exc).__name__)
+            return formats.render(request, database_unavailable(reason))
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return formats.for_path(request.url.path)(
             ChatwellError("internal error; the server log has the details", code="internal_error"), 500
@@ -191,5 +200,9 @@ def install_error_handlers(app: FastAPI, formats: ErrorFormats) -> None:
     app.add_exception_handler(ChatwellError, on_chatwell_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
+    # Database and connection errors are answered here (cleanly, like domain errors); anything
+    # else unexpected reaches the last-resort handler below.
+    app.add_exception_handler(SQLAlchemyError, on_unexpected)
+    app.add_exception_handler(OSError, on_unexpected)
     app.add_exception_handler(Exception, on_unexpected)
 

@@ -35,13 +35,16 @@ from chatwell.domain.events import (
     Usage,
 )
 from chatwell.domain.models import AnswerSettings, HandoffSettings, ModelSettings
-from chatwell.errors import InvalidRequest, ServiceUnavailable
+from chatwell.domain.ids import new_id
+from chatwell.errors import InvalidRequest, ServiceUnavailable, database_unavailable
 from chatwell.llm.base import ModelDelta, ModelError, ModelImage, ModelMessage, ModelRequest, ModelUsage
 from chatwell.llm.pricing import PriceTable
 from chatwell.llm.registry import ModelRegistry
+from chatwell.observability.tracing import span
 from chatwell.retrieval.service import Passage, Retriever
 from chatwell.services import conversations, handoff
-from chatwell.storage.database import Database
+from chatwell.services.conversation_bus import ConversationBus
+from chatwell.storage.database import Database, unavailable_reason
 from chatwell.storage.tables import Bot
 
 log = logging.getLogger("chatwell.chat")
@@ -49,6 +52,7 @@ MAX_QUESTION_CHARS = 8_000
 MAX_CLIENT_HISTORY = 50
 DEFAULT_MAX_TOKENS = 512
 RETRIEVAL_K = 6
+FINISH_RETRY_PAUSES = (0.2, 1.0, 3.0)  # seconds between attempts to save an answer (database faults)
 SELF_CONTAINED_WORDS = 6  # a question this long is searched on its own, without the previous one
 OFFLINE_NOTICE = ("Answered by chatwell's offline answerer: sentences quoted from this bot's sources, "
                   "no language model. Configure a model for written answers.")
@@ -83,6 +87,7 @@ class Turn:
     is_new_conversation: bool
     blocked: bool = False
     held_by_human: bool = False  # a person holds the conversation: the bot stays silent
+    has_credit: bool | None = None  # read with the user's turn; None: not read yet
     started: float = field(default_factory=time.perf_counter)
 
     async def events(self) -> AsyncIterator[ChatEvent]:
@@ -108,6 +113,7 @@ class ChatService:
         self.filter = content_filter
         self.context_tokens = context_tokens
         self.metrics: Any = None  # chatwell.observability.metrics.Metrics, when the app has one
+        self.bus: ConversationBus | None = None  # tells a visitor's other listeners of a handoff
 
     async def ensure_credit(self, bot: Bot) -> None:
         """For dialects that report an empty workspace before streaming (others get an ``Error``
@@ -148,6 +154,7 @@ class ChatService:
         # Stored turns are the truth; a client's own history only fills a conversation we lack.
         history = started.history or client_history
         return Turn(self, request, started.conversation_id, started.user_message_id, history, started.is_new,
+                    has_credit=started.has_credit,
                     held_by_human=handoff.is_held(started.status))
 
     async def _events(self, turn: Turn) -> AsyncIterator[ChatEvent]:
@@ -171,7 +178,10 @@ class ChatService:
         text_parts: list[str] = []
         outcome = _Outcome()
         try:
-            if not await conversations.has_credit(self.db, bot.workspace_id):
+            credit = turn.has_credit
+            if credit is None:  # a private turn stored nothing, so nothing read the balance yet
+                credit = await conversations.has_credit(self.db, bot.workspace_id)
+            if not credit:
                 outcome.error = Error("service_unavailable", "The workspace has run out of credits.")
                 yield outcome.error
                 return
@@ -221,19 +231,23 @@ class ChatService:
                 allowed = allowed_links([*(p.url for p in passages),
                                          *await conversations.source_urls(self.db, bot.id)])
                 links = LinkGuard(allowed)
-                stream = resolved.model.stream(model_request)
-                try:
-                    async for event in stream:
-                        if isinstance(event, ModelDelta):
-                            safe = links.feed(event.text)
-                            if safe:
-                                text_parts.append(safe)
-                                yield Delta(safe)
-                        elif isinstance(event, ModelUsage):
-                            outcome.prompt_tokens = event.prompt_tokens
-                            outcome.completion_tokens = event.completion_tokens
-                finally:
-                    await stream.aclose()  # type: ignore[attr-defined]
+                with span("chatwell.generation", model=model_request.model, channel=request.channel,
+                          offline=resolved.is_offline) as traced:
+                    stream = resolved.model.stream(model_request)
+                    try:
+                        async for event in stream:
+                            if isinstance(event, ModelDelta):
+                                safe = links.feed(event.text)
+                                if safe:
+                                    text_parts.append(safe)
+                                    yield Delta(safe)
+                            elif isinstance(event, ModelUsage):
+                                outcome.prompt_tokens = event.prompt_tokens
+                                outcome.completion_tokens = event.completion_tokens
+                    finally:
+                        await stream.aclose()  # type: ignore[attr-defined]
+                        traced.set(prompt_tokens=outcome.prompt_tokens,
+                                   completion_tokens=outcome.completion_tokens)
                 tail = links.flush()
                 if tail:
                     text_parts.append(tail)
@@ -250,7 +264,7 @@ class ChatService:
                 yield Citations(outcome.citations)
             cost = self.prices.cost(outcome.model, outcome.prompt_tokens, outcome.completion_tokens)
             yield Usage(outcome.prompt_tokens, outcome.completion_tokens, outcome.model, cost)
-            message_id = await self._finish(turn, outcome)
+            message_id = await self._finish(turn, outcome, strict=True)
             outcome.saved = True
             self._observe_turn(turn, outcome)
             yield Done(turn.conversation_id, message_id, turn.user_message_id)
@@ -258,10 +272,15 @@ class ChatService:
             outcome.text = "".join(text_parts)
             outcome.error = Error(exc.code, exc.message)
             yield outcome.error
-        except Exception:
-            log.exception("chat turn failed for bot %s", bot.id)
+        except Exception as exc:
             outcome.text = "".join(text_parts)
-            outcome.error = Error("internal_error", "The answer could not be completed.")
+            reason = unavailable_reason(exc)
+            if reason is not None:
+                log.warning("chat turn of bot %s stopped: %s (%s)", bot.id, reason, type(exc).__name__)
+                outcome.error = Error(reason, database_unavailable(reason).message)
+            else:
+                log.exception("chat turn failed for bot %s", bot.id)
+                outcome.error = Error("internal_error", "The answer could not be completed.")
             yield outcome.error
         finally:
             if not outcome.saved:
@@ -290,7 +309,8 @@ class ChatService:
                 and turn.conversation_id is not None):
             return False
         status, available = await handoff.request_handoff(self.db, bot=turn.request.bot,
-                                                          conversation_id=turn.conversation_id, session_id=None)
+                                                          conversation_id=turn.conversation_id, session_id=None,
+                                                          bus=self.bus)
         return available and handoff.is_held(status)
 
     async def _offer_handoff(self, turn: Turn, settings: HandoffSettings) -> Notice | None:
@@ -299,7 +319,8 @@ class ChatService:
         if not settings.enabled or settings.trigger not in ("auto", "both") or turn.conversation_id is None:
             return None
         status, available = await handoff.request_handoff(self.db, bot=turn.request.bot,
-                                                          conversation_id=turn.conversation_id, session_id=None)
+                                                          conversation_id=turn.conversation_id, session_id=None,
+                                                          bus=self.bus)
         if available and handoff.is_held(status):
             return Notice("handoff_requested", "Connecting you with a person from the team; they will reply here.",
                           level="info")
@@ -307,19 +328,32 @@ class ChatService:
                       or "Nobody from the team is online right now. Leave your details and we will get back to you.",
                       level="info")
 
-    async def _finish(self, turn: Turn, outcome: _Outcome) -> uuid.UUID | None:
+    async def _finish(self, turn: Turn, outcome: _Outcome, *, strict: bool = False) -> uuid.UUID | None:
+        """Store the answer (whole, in one transaction), retrying a database that is briefly locked
+        or reconnecting. ``strict``: raise when it still fails, so the client hears that the answer
+        was not saved instead of a ``done``; otherwise (recording an error turn) log and go on."""
         cost = self.prices.cost(outcome.model, outcome.prompt_tokens, outcome.completion_tokens)
-        try:
-            return await conversations.finish_turn(
-                self.db, bot=turn.request.bot, conversation_id=turn.conversation_id, content=outcome.text,
-                citations=[_citation_json(c) for c in outcome.citations] if outcome.citations else None,
-                error_code=outcome.error.code if outcome.error else None,
-                error=outcome.error.message if outcome.error else None, model=outcome.model,
-                prompt_tokens=outcome.prompt_tokens, completion_tokens=outcome.completion_tokens, cost=cost,
-                api_key_id=turn.request.api_key_id, channel=turn.request.channel)
-        except Exception:
-            log.exception("could not save the assistant turn of conversation %s", turn.conversation_id)
-            return None
+        message_id = new_id()  # the same id on every attempt: a retry never stores it twice
+        for attempt, pause in enumerate((*FINISH_RETRY_PAUSES, None)):
+            try:
+                return await conversations.finish_turn(
+                    self.db, bot=turn.request.bot, conversation_id=turn.conversation_id, content=outcome.text,
+                    citations=[_citation_json(c) for c in outcome.citations] if outcome.citations else None,
+                    error_code=outcome.error.code if outcome.error else None,
+                    error=outcome.error.message if outcome.error else None, model=outcome.model,
+                    prompt_tokens=outcome.prompt_tokens, completion_tokens=outcome.completion_tokens, cost=cost,
+                    api_key_id=turn.request.api_key_id, channel=turn.request.channel, message_id=message_id)
+            except Exception as exc:
+                if pause is not None and unavailable_reason(exc) is not None:
+                    log.warning("saving the answer of conversation %s: %s, attempt %d; retrying",
+                                turn.conversation_id, type(exc).__name__, attempt + 1)
+                    await asyncio.sleep(pause)
+                    continue
+                if strict:
+                    raise
+                log.exception("could not save the assistant turn of conversation %s", turn.conversation_id)
+                return None
+        return None
 
 
 @dataclass(slots=True)

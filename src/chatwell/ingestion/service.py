@@ -28,7 +28,7 @@ from chatwell.ingestion.fetch import FetchError, fetch_url
 from chatwell.ingestion.loaders import load_document
 from chatwell.ingestion.splitter import embedding_text, split_document
 from chatwell.retrieval.embeddings import Embedder, count_tokens
-from chatwell.storage.database import Database
+from chatwell.storage.database import Database, unavailable_reason
 from chatwell.storage.search_index import SearchIndex, bump_index_version
 from chatwell.storage.tables import Chunk, Source, SourceContent, utcnow
 
@@ -122,7 +122,13 @@ class Ingestor:
             await self._index(source, document)
         except (LoaderError, FetchError, IngestionFailed) as exc:
             await self._fail(source_id, exc.code, exc.message)
-        except Exception:
+        except Exception as exc:
+            if unavailable_reason(exc) is not None:
+                # The database was locked or went away: not the source's fault. Put it back in
+                # the queue (chunks are replaced whole, so a second run duplicates nothing).
+                log.warning("ingestion of source %s interrupted: %s; queued again", source_id, type(exc).__name__)
+                await self._release(source_id)
+                return
             log.exception("ingestion of source %s failed", source_id)
             await self._fail(source_id, "internal_error", "Ingestion failed unexpectedly; see the server log.")
 
@@ -131,9 +137,12 @@ class Ingestor:
         interval = max(1.0, self.config.lease.total_seconds() / 3)
         while True:
             await asyncio.sleep(interval)
-            async with self.db.write() as session:
-                await session.execute(update(Source).where(
-                    Source.id == source_id, Source.locked_by == self.worker_id).values(locked_at=utcnow()))
+            try:
+                async with self.db.write() as session:
+                    await session.execute(update(Source).where(
+                        Source.id == source_id, Source.locked_by == self.worker_id).values(locked_at=utcnow()))
+            except Exception as exc:  # a missed renewal is retried; the lease outlasts two of them
+                log.warning("could not renew the lease of source %s (%s)", source_id, type(exc).__name__)
 
     async def run_until_idle(self) -> int:
         """Process every pending source, one at a time; returns how many were processed."""
@@ -246,6 +255,17 @@ class Ingestor:
         async with self.db.write() as session:
             await session.execute(update(Source).where(Source.id == source_id).values(
                 progress=value, locked_at=utcnow()))
+
+    async def _release(self, source_id: uuid.UUID) -> None:
+        """Hand a source this worker holds back to the queue; when even that fails, the lease
+        runs out and any worker takes it up again."""
+        try:
+            async with self.db.write() as session:
+                await session.execute(update(Source).where(
+                    Source.id == source_id, Source.locked_by == self.worker_id).values(
+                    status=SourceStatus.PENDING, progress=0.0, locked_by=None, locked_at=None))
+        except Exception as exc:
+            log.warning("could not requeue source %s (%s); its lease will run out", source_id, type(exc).__name__)
 
     async def _fail(self, source_id: uuid.UUID, code: str, message: str) -> None:
         async with self.db.write() as session:

@@ -79,7 +79,7 @@ def _day_key(now: datetime) -> tuple[str, int]:
 
 
 class RateLimiter:
-    def __init__(self, redis_url: str | None = None) -> None:
+    def __init__(self, redis_url: str | None = None, *, fail_open: bool = False) -> None:
         self.storage: Storage
         self._pool: Any = None
         if redis_url:
@@ -95,6 +95,7 @@ class RateLimiter:
         self.moving = MovingWindowRateLimiter(self.storage)
         self.fixed = FixedWindowRateLimiter(self.storage)
         self.shared = bool(redis_url)
+        self.fail_open = fail_open  # when the storage is down: admit unlimited (True) or refuse (False)
         self.metrics: Any = None  # chatwell.observability.metrics.Metrics, when the app has one
 
     async def admit(self, rules: Sequence[Rule], *, message: str | None = None) -> Decision | None:
@@ -116,8 +117,10 @@ class RateLimiter:
                                           reset_hint or math.ceil(stats.reset_time)))
         except RateLimited:
             raise
-        except Exception as exc:  # the limits storage (Redis) is down: refuse rather than run unlimited
+        except Exception as exc:  # the limits storage (Redis) is down: refuse, or admit when so configured
             log.error("rate-limit storage failed: %s", type(exc).__name__)
+            if self.fail_open:
+                return None
             raise ServiceUnavailable("rate limiting is unavailable; try again shortly",
                                      code="rate_limiter_unavailable") from None
         return min(decisions, key=lambda d: (d.remaining, -d.reset_at))

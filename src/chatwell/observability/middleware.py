@@ -31,7 +31,7 @@ class ObservabilityMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", rid.encode())]}
-                route = _route(scope)
+                route = route_template(scope)
                 self.metrics.latency.labels(scope["method"], route).observe(time.perf_counter() - started)
                 self.metrics.requests.labels(scope["method"], route, str(status)).inc()
             await send(message)
@@ -42,7 +42,7 @@ class ObservabilityMiddleware:
             request_id.reset(token)
 
 
-def _route(scope: Scope) -> str:
+def route_template(scope: Scope) -> str:
     """The matched route's template (``/v1/bots/{bot_id}``), or ``unmatched``."""
     route = scope.get("route")
     path = getattr(route, "path", None)

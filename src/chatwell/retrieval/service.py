@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chatwell.domain.models import SourceType
+from chatwell.observability.tracing import span
 from chatwell.retrieval.embeddings import Embedder
 
 MAX_PREFETCHED = 256
@@ -125,15 +126,19 @@ class Retriever:
 
     async def _rank(self, session: AsyncSession, bot_id: uuid.UUID, query: str, vector: np.ndarray,
                     depth: int) -> Ranking:
-        lexical = await self.index.keyword_search(session, bot_id, query, depth)
-        dense = await self.index.vector_search(session, bot_id, vector, depth)
-        missing = [cid for cid in lexical if cid not in dense]
-        dense |= await self.index.vector_scores(session, bot_id, vector, missing)
+        lexical, dense = await self.index.candidates(session, bot_id, query, vector, depth)
         return Ranking(hybrid_scores(lexical, dense, alpha=self.config.alpha), lexical, dense, vector)
 
     async def search(self, *, bot_id: uuid.UUID, query: str, k: int = 8,
                      candidates: int | None = None) -> SearchResult:
         """The ``k`` best passages for ``query``, hydrated for citations, Q&A pairs lifted."""
+        with span("chatwell.retrieval", bot_id=bot_id, top_k=k) as traced:
+            result = await self._search(bot_id=bot_id, query=query, k=k, candidates=candidates)
+            traced.set(passages=len(result.passages), relevant=result.relevant)
+            return result
+
+    async def _search(self, *, bot_id: uuid.UUID, query: str, k: int,
+                      candidates: int | None) -> SearchResult:
         async with self.db.read() as session:
             ranking = await self.rank(bot_id=bot_id, query=query, session=session,
                                       depth=max(candidates or self.config.candidates, k))

@@ -11,6 +11,7 @@ which finds nothing for most natural-language questions.
 * :func:`query_terms` – the cleaned, de-duplicated, lower-cased terms.
 * :func:`fts5_match_query` – for ``WHERE chunks_fts MATCH ?`` (bind it as a parameter).
 * :func:`postgres_tsquery` – for ``to_tsquery('english', :q)`` (bind it as a parameter).
+* :func:`rare_terms` – drop the terms most of a large index contains (see there).
 
 Both return ``None`` when the question has no searchable word; skip the keyword search then.
 """
@@ -23,9 +24,14 @@ import unicodedata
 __all__ = [
     "DEFAULT_MAX_TERMS",
     "STOPWORDS",
+    "english_stems",
+    "fts5_match",
     "fts5_match_query",
+    "porter_stems",
+    "postgres_or_query",
     "postgres_tsquery",
     "query_terms",
+    "rare_terms",
 ]
 
 #: Longer questions are cut: each extra OR term makes the index visit more rows.
@@ -82,6 +88,52 @@ def query_terms(
     return tokens[: max(max_terms, 0)]
 
 
+#: Pruning starts at this many indexed chunks: below it every term is cheap to rank.
+PRUNE_MIN_CHUNKS = 20_000
+#: A term in more than this share of the chunks is dropped from a large index's query ...
+PRUNE_MAX_DF = 0.02
+#: ... but the query keeps at least this many of its rarest terms.
+PRUNE_KEEP = 3
+
+
+def porter_stems(terms: list[str]) -> list[str]:
+    """The Porter stems of ``terms`` (as SQLite's ``porter`` tokenizer indexes them)."""
+    import snowballstemmer
+
+    return snowballstemmer.stemmer("porter").stemWords(terms)
+
+
+def english_stems(terms: list[str]) -> list[str]:
+    """The Snowball English stems of ``terms`` (PostgreSQL's ``english`` configuration's lexemes)."""
+    import snowballstemmer
+
+    return snowballstemmer.stemmer("english").stemWords(terms)
+
+
+def rare_terms(terms: list[str], document_frequency: dict[str, int], total: int, *,
+               max_df: float = PRUNE_MAX_DF, keep: int = PRUNE_KEEP) -> list[str]:
+    """``terms`` without those in more than ``max_df`` of ``total`` chunks, keeping at least the
+    ``keep`` rarest (a term whose frequency is unknown counts as rare).
+
+    Ranking an OR query costs one score per matching chunk; in a large index a word such as
+    "patients" matches a third of it and decides almost nothing (its IDF is near zero), so the
+    rare words rank alone. Small indexes (below :data:`PRUNE_MIN_CHUNKS`) keep every term.
+    """
+    if total < PRUNE_MIN_CHUNKS or len(terms) <= keep:
+        return terms
+    limit = max_df * total
+    by_rarity = sorted(terms, key=lambda t: document_frequency.get(t, 0))
+    kept = {t for i, t in enumerate(by_rarity) if i < keep or document_frequency.get(t, 0) <= limit}
+    return [t for t in terms if t in kept]
+
+
+def fts5_match(terms: list[str]) -> str | None:
+    """``"t1" OR "t2" ...`` for already cleaned terms (see :func:`fts5_match_query`)."""
+    if not terms:
+        return None
+    return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+
+
 def fts5_match_query(
     question: str,
     *,
@@ -93,12 +145,9 @@ def fts5_match_query(
     Each term is an FTS5 string literal, so it is only ever tokenized (and stemmed by the
     ``porter`` tokenizer) and never read as an operator, column filter or prefix query.
     """
-    terms = query_terms(question, drop_stopwords=drop_stopwords, max_terms=max_terms)
-    if not terms:
-        return None
     # Tokens hold only letters and digits, but double any quote anyway: it is the one
     # character with a meaning inside an FTS5 string.
-    return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+    return fts5_match(query_terms(question, drop_stopwords=drop_stopwords, max_terms=max_terms))
 
 
 def postgres_tsquery(
@@ -112,7 +161,11 @@ def postgres_tsquery(
     Each term is a quoted lexeme, so ``& | ! ( ) : * <->`` typed by the user cannot appear as
     operators; ``to_tsquery('english', ...)`` still stems each term and drops its own stopwords.
     """
-    terms = query_terms(question, drop_stopwords=drop_stopwords, max_terms=max_terms)
+    return postgres_or_query(query_terms(question, drop_stopwords=drop_stopwords, max_terms=max_terms))
+
+
+def postgres_or_query(terms: list[str]) -> str | None:
+    """``'t1' | 't2' ...`` for already cleaned terms (see :func:`postgres_tsquery`)."""
     if not terms:
         return None
     # Single quote and backslash are the only characters with a meaning inside a quoted lexeme.

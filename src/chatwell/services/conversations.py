@@ -3,6 +3,7 @@ deleting (GDPR) and feedback. No transaction is ever open while a model streams.
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,6 +14,7 @@ from sqlalchemy import String, cast, delete, func, or_, select, update
 
 from chatwell.domain.auth import Principal
 from chatwell.domain.events import HistoryTurn
+from chatwell.domain.ids import new_id
 from chatwell.domain.models import ConversationStatus, MessageRole
 from chatwell.errors import NotFound
 from chatwell.services.pagination import Page, page_of, paginate
@@ -52,6 +54,7 @@ class StartedTurn:
     history: list[HistoryTurn]
     is_new: bool
     status: str = ConversationStatus.OPEN
+    has_credit: bool = True  # the workspace's balance, read in the same transaction
 
 
 async def start_turn(db: Database, *, bot: Bot, conversation_id: uuid.UUID | None, question: str,
@@ -92,24 +95,34 @@ async def start_turn(db: Database, *, bot: Bot, conversation_id: uuid.UUID | Non
                           metadata_=metadata or None)
         session.add(message)
         await session.flush()
-        return StartedTurn(conversation.id, message.id, history, is_new, conversation.status)
+        balance = await session.scalar(select(Workspace.credit_balance).where(Workspace.id == bot.workspace_id))
+        return StartedTurn(conversation.id, message.id, history, is_new, conversation.status,
+                           has_credit=balance is None or balance > 0)
 
 
 async def finish_turn(db: Database, *, bot: Bot, conversation_id: uuid.UUID | None, content: str,
                       citations: list[dict[str, Any]] | None, error_code: str | None, error: str | None,
                       model: str, prompt_tokens: int, completion_tokens: int, cost: float,
-                      api_key_id: uuid.UUID | None, channel: str) -> uuid.UUID | None:
+                      api_key_id: uuid.UUID | None, channel: str,
+                      message_id: uuid.UUID | None = None) -> uuid.UUID | None:
     """Save the assistant's message (unless private: ``conversation_id`` None), meter the call
-    (a usage row holds no content) and charge the workspace's credit, in one short transaction."""
+    (a usage row holds no content) and charge the workspace's credit, in one short transaction.
+
+    Idempotent for a given ``message_id``: a retry after a commit whose acknowledgement was lost
+    (the connection dropped) finds the message and stores, meters and charges nothing twice.
+    """
     async with db.write() as session:
-        message_id = None
         if conversation_id is not None:
-            message = Message(conversation_id=conversation_id, role=MessageRole.ASSISTANT, content=content,
+            message_id = message_id or new_id()
+            if await session.get(Message, message_id) is not None:
+                return message_id
+            message = Message(id=message_id, conversation_id=conversation_id, role=MessageRole.ASSISTANT, content=content,
                               citations=citations, error_code=error_code, error=error, model=model,
                               prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
             session.add(message)
             await session.flush()
-            message_id = message.id
+        else:
+            message_id = None
         # Every answered request is metered (it is the request count of usage reports); a usage
         # row never holds content.
         session.add(UsageEvent(workspace_id=bot.workspace_id, bot_id=bot.id, api_key_id=api_key_id,
@@ -131,10 +144,28 @@ async def has_credit(db: Database, workspace_id: uuid.UUID) -> bool:
 
 
 async def source_urls(db: Database, bot_id: uuid.UUID) -> list[str]:
-    """The ``url`` of every source of the bot: the only links its answers may give."""
+    """The ``url`` of every source of the bot: the only links its answers may give. Kept for a few
+    seconds per bot (a hot path: every answer asks); a source added meanwhile is rarely cited yet."""
+    now = time.monotonic()
+    cached = _SOURCE_URLS.get(bot_id)
+    if cached is not None and now - cached[0] < SOURCE_URLS_TTL_SECONDS:
+        return cached[1]
     async with db.read() as session:
         rows = await session.scalars(select(Source.url).where(Source.bot_id == bot_id, Source.url.is_not(None)))
-        return [url for url in rows if url]
+        urls = [url for url in rows if url]
+    _SOURCE_URLS[bot_id] = (now, urls)
+    if len(_SOURCE_URLS) > 10_000:
+        _SOURCE_URLS.pop(next(iter(_SOURCE_URLS)))
+    return urls
+
+
+def forget_source_urls(bot_id: uuid.UUID) -> None:
+    """The bot's sources changed (in this process): read its URLs afresh on the next answer."""
+    _SOURCE_URLS.pop(bot_id, None)
+
+
+SOURCE_URLS_TTL_SECONDS = 10.0
+_SOURCE_URLS: dict[uuid.UUID, tuple[float, list[str]]] = {}
 
 
 async def conversation_of_bot(db: Database, *, bot_id: uuid.UUID, conversation_id: str) -> uuid.UUID | None:

@@ -9,7 +9,9 @@ bot's offline message and offered the contact form, and the bot keeps answering.
 
 Agents are API keys acting for a person or signed-in dashboard members; presence is kept per key
 (``agent_presence``) and per user (``user_presence``), and either counts. An agent's message is stored with role ``agent`` and the key's label in its metadata. Everything lives in
-the database, so every process sees the same queue and presence.
+the database, so every process sees the same queue and presence. Once a reply or a change of state
+has committed, a hint goes to the conversation's listeners on every process (``bus``; the
+visitor's event stream); the hint failing never fails the agent's request.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from sqlalchemy import func, select
 from chatwell.domain.auth import Principal
 from chatwell.domain.models import ConversationStatus, HandoffSettings, MessageRole
 from chatwell.errors import Conflict, Forbidden, InvalidRequest
+from chatwell.services.conversation_bus import ConversationBus
 from chatwell.services.conversations import conversation_not_found, parse_uuid
 from chatwell.services.pagination import Page, page_of, paginate
 from chatwell.storage.database import Database
@@ -98,7 +101,7 @@ def _require_workspace_key(principal: Principal) -> None:
 
 
 async def request_handoff(db: Database, *, bot: Bot, conversation_id: uuid.UUID,
-                          session_id: str | None) -> tuple[str, bool]:
+                          session_id: str | None, bus: ConversationBus | None) -> tuple[str, bool]:
     """Move a conversation to ``pending_human`` when the bot hands off and an agent is online.
 
     Returns (status, agents available). ``session_id`` (the public door) must own the conversation.
@@ -112,10 +115,13 @@ async def request_handoff(db: Database, *, bot: Bot, conversation_id: uuid.UUID,
         if (conversation is None or conversation.bot_id != bot.id
                 or (session_id is not None and conversation.session_id != session_id)):
             raise conversation_not_found()
-        if available and not is_held(conversation.status):
+        taken = available and not is_held(conversation.status)
+        if taken:
             conversation.status = ConversationStatus.PENDING_HUMAN
             conversation.updated_at = utcnow()
-        return conversation.status, available
+    if taken:
+        await _notify(bus, conversation.id, {"type": "status", "status": conversation.status})
+    return conversation.status, available
 
 
 async def queue(db: Database, *, principal: Principal, limit: int = 50, cursor: str | None = None) -> Page[Conversation]:
@@ -136,7 +142,8 @@ async def _held_conversation(session: object, principal: Principal, conversation
     return conversation
 
 
-async def agent_reply(db: Database, *, principal: Principal, conversation_id: str, content: str) -> Message:
+async def agent_reply(db: Database, *, principal: Principal, conversation_id: str, content: str,
+                      bus: ConversationBus | None) -> Message:
     """An agent's message into the conversation; the conversation is then held by a human."""
     _require_workspace_key(principal)
     text = content.strip()
@@ -154,15 +161,24 @@ async def agent_reply(db: Database, *, principal: Principal, conversation_id: st
                           metadata_={"agent": principal.label, "agent_key_id": str(principal.key_id)})
         session.add(message)
         await session.flush()
-        return message
+    await _notify(bus, message.conversation_id, {"type": "message", "message_id": str(message.id)})
+    return message
 
 
-async def resolve(db: Database, *, principal: Principal, conversation_id: str) -> Conversation:
+async def resolve(db: Database, *, principal: Principal, conversation_id: str,
+                  bus: ConversationBus | None) -> Conversation:
     _require_workspace_key(principal)
     async with db.write() as session:
         conversation = await _held_conversation(session, principal, conversation_id)
         conversation.status = ConversationStatus.RESOLVED
         conversation.updated_at = utcnow()
-        return conversation
+    await _notify(bus, conversation.id, {"type": "status", "status": conversation.status})
+    return conversation
+
+
+async def _notify(bus: ConversationBus | None, conversation_id: uuid.UUID, payload: dict[str, str]) -> None:
+    """After the commit: listeners then read what they are told of (publish never raises)."""
+    if bus is not None:
+        await bus.publish(conversation_id, payload)
 
 

@@ -19,6 +19,7 @@ from chatwell.errors import NotFound
 from chatwell.services.bots import get_bot
 from chatwell.services.pagination import Page, page_of, paginate
 from chatwell.storage.database import Database
+from chatwell.services.conversations import forget_source_urls
 from chatwell.storage.search_index import bump_index_version, purge_deleted_text
 from chatwell.storage.tables import Chunk, Conversation, Message, Source, SourceContent
 
@@ -50,6 +51,7 @@ async def _add(db: Database, *, bot_ref: str, principal: Principal, source: Sour
         await session.flush()
         if content is not None:
             session.add(SourceContent(source_id=source.id, data=content))
+    forget_source_urls(bot.id)
     return source
 
 
@@ -140,6 +142,7 @@ async def delete_source(db: Database, *, principal: Principal, bot_ref: str, sou
         await bump_index_version(session, source.bot_id)
         await purge_deleted_text(session)
         await _forget_citations(session, source.bot_id, gone)
+    forget_source_urls(source.bot_id)
 
 
 async def _forget_citations(session: AsyncSession, bot_id: uuid.UUID, source_ids: list[uuid.UUID]) -> None:

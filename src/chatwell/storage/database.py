@@ -10,29 +10,34 @@ rolls back on any exception, so no request leaves a half-written record.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+POSTGRES_CONNECT_TIMEOUT_SECONDS = 5
 
 
 class Database:
     """An async engine plus the session discipline the services rely on."""
 
-    def __init__(self, url: str, *, echo: bool = False):
+    def __init__(self, url: str, *, echo: bool = False, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS):
         self.url = make_url(url)
         self.dialect = self.url.get_backend_name()
         kwargs: dict[str, Any] = {"echo": echo}
         if self.is_postgres:
-            kwargs |= {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
+            # A server that does not answer fails the request in seconds (503), not after minutes.
+            kwargs |= {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20, "pool_timeout": 10,
+                       "connect_args": {"timeout": POSTGRES_CONNECT_TIMEOUT_SECONDS}}
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.is_sqlite:
-            _configure_sqlite(self.engine)
+            _configure_sqlite(self.engine, busy_timeout_ms)
         self._read_sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._write_sessions = async_sessionmaker(
             self.engine.execution_options(chatwell_write=True), expire_on_commit=False
@@ -81,7 +86,47 @@ class Database:
         await self.engine.dispose()
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def unavailable_reason(exc: BaseException) -> str | None:
+    """``"database_busy"`` or ``"database_unavailable"`` when ``exc`` (or what it wraps) says the
+    database could not be reached or locked us out — a fault that passes, worth a retry — else None.
+
+    SQLite: "database is locked" / "busy" after ``busy_timeout``. PostgreSQL: a connection refused,
+    lost or timed out, the server shutting down or starting up, the pool exhausted.
+    """
+    seen: set[int] = set()
+    from_driver = isinstance(exc, sa_exc.SQLAlchemyError)
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        text = str(current).lower()
+        if "database is locked" in text or "database is busy" in text or "database table is locked" in text:
+            return "database_busy"
+        if isinstance(current, sa_exc.DBAPIError) and current.connection_invalidated:
+            return "database_unavailable"
+        # asyncpg raises a refused connect as a bare ConnectionRefusedError; other OS errors count
+        # only inside a database error (a file error elsewhere is not the database's).
+        if isinstance(current, (sa_exc.TimeoutError, ConnectionError)) or (
+                from_driver and isinstance(current, (TimeoutError, OSError))):
+            return "database_unavailable"
+        if type(current).__module__.startswith("asyncpg") and any(
+                base.__name__ in _ASYNCPG_CONNECTION_ERRORS for base in type(current).__mro__):
+            return "database_unavailable"
+        if isinstance(current, sa_exc.InterfaceError) or (
+                isinstance(current, sa_exc.OperationalError) and _CONNECTION_WORDS.search(text)):
+            return "database_unavailable"
+        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+    return None
+
+
+# asyncpg's classes for a connection that failed, was lost, or whose server is going away.
+_ASYNCPG_CONNECTION_ERRORS = frozenset({
+    "PostgresConnectionError", "ConnectionDoesNotExistError", "ConnectionFailureError",
+    "InterfaceError", "CannotConnectNowError", "AdminShutdownError", "CrashShutdownError",
+    "TooManyConnectionsError", "ClientCannotConnectError", "InternalClientError"})
+_CONNECTION_WORDS = re.compile(r"connection|connect|server closed|terminat|shutting down|starting up")
+
+
+def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
     sync_engine = engine.sync_engine
 
     @event.listens_for(sync_engine, "connect")
@@ -90,7 +135,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()

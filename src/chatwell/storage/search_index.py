@@ -8,7 +8,9 @@ bot filter does not starve the result. Both return ``{chunk_id: raw_score}``, hi
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -18,12 +20,23 @@ import numpy as np
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from chatwell.retrieval.text_search import fts5_match_query, postgres_tsquery
+from chatwell.retrieval.text_search import (
+    PRUNE_KEEP,
+    PRUNE_MIN_CHUNKS,
+    english_stems,
+    fts5_match,
+    porter_stems,
+    postgres_or_query,
+    query_terms,
+    rare_terms,
+)
 from chatwell.storage.tables import Bot, Chunk
 
 HNSW_DIMENSIONS = (384,)
 FTS_WEIGHTS = (2.0, 1.0)  # bm25 column weights: heading (title, section path), text
 MAX_CACHED_BOTS = 32
+EXACT_SCAN_MAX_CHUNKS = 20_000  # PostgreSQL: bots up to this size get an exact vector scan, not HNSW
+STATISTICS_TTL_SECONDS = 300.0
 
 
 def vector_bytes(vector: np.ndarray) -> bytes:
@@ -73,7 +86,10 @@ class SqliteSearchIndex:
 
     async def keyword_search(self, session: AsyncSession, bot_id: uuid.UUID, query: str,
                              k: int) -> dict[int, float]:
-        match = fts5_match_query(query)
+        terms = query_terms(query)
+        if len(terms) > PRUNE_KEEP:
+            terms = await self._rare_terms(session, terms)
+        match = fts5_match(terms)
         if not match:
             return {}
         rows = await session.execute(
@@ -88,28 +104,45 @@ class SqliteSearchIndex:
         )
         return {int(row[0]): float(row[1]) for row in rows}
 
+    async def candidates(self, session: AsyncSession, bot_id: uuid.UUID, query: str, vector: np.ndarray,
+                         depth: int) -> tuple[dict[int, float], dict[int, float]]:
+        """The ``depth`` best chunks by keyword and by vector, each candidate scored on the vector
+        side too. The keyword query (in the driver's thread) and the vector scan (in a worker
+        thread) run at the same time: both release the GIL, so a query costs the slower of the two."""
+        matrix = await self._matrix(session, bot_id, int(vector.shape[0]))
+        query_vector = np.asarray(vector, dtype=np.float32)
+        dense_scan = asyncio.ensure_future(asyncio.to_thread(_top_k, matrix, query_vector, depth))
+        try:
+            lexical = await self.keyword_search(session, bot_id, query, depth)
+        finally:
+            dense = await dense_scan
+        missing = [cid for cid in lexical if cid not in dense]
+        dense |= _scores_of(matrix, query_vector, missing)
+        return lexical, dense
+
+    async def _rare_terms(self, session: AsyncSession, terms: list[str]) -> list[str]:
+        """``terms`` without the common ones when the index is large (``text_search.rare_terms``);
+        the counts come from the FTS index itself (``chunks_fts_terms``, by Porter stem)."""
+        total = await _fts_row_count(session)
+        if total < PRUNE_MIN_CHUNKS:
+            return terms
+        stems = porter_stems(terms)
+        placeholders = ", ".join(f":t{i}" for i in range(len(stems)))
+        rows = await session.execute(text(f"SELECT term, doc FROM chunks_fts_terms WHERE term IN ({placeholders})"),
+                                     {f"t{i}": stem for i, stem in enumerate(stems)})
+        by_stem = {row[0]: int(row[1]) for row in rows}
+        return rare_terms(terms, {t: by_stem.get(s, 0) for t, s in zip(terms, stems)}, total)
+
     async def vector_search(self, session: AsyncSession, bot_id: uuid.UUID, vector: np.ndarray,
                             k: int) -> dict[int, float]:
         matrix = await self._matrix(session, bot_id, int(vector.shape[0]))
-        if matrix.ids.size == 0:
-            return {}
-        scores = matrix.vectors @ np.asarray(vector, dtype=np.float32)
-        k = min(k, scores.shape[0])
-        top = np.argpartition(-scores, k - 1)[:k]
-        return {int(matrix.ids[i]): float(scores[i]) for i in top}
+        return _top_k(matrix, np.asarray(vector, dtype=np.float32), k)
 
     async def vector_scores(self, session: AsyncSession, bot_id: uuid.UUID, vector: np.ndarray,
                             chunk_ids: Sequence[int]) -> dict[int, float]:
         """Exact cosine similarity of the given chunks (e.g. keyword-only hits) to ``vector``."""
         matrix = await self._matrix(session, bot_id, int(vector.shape[0]))
-        if not chunk_ids or matrix.ids.size == 0:
-            return {}
-        wanted = np.asarray(list(chunk_ids), dtype=np.int64)
-        positions = np.searchsorted(matrix.ids, wanted)
-        positions = np.clip(positions, 0, matrix.ids.size - 1)
-        found = matrix.ids[positions] == wanted
-        scores = matrix.vectors[positions[found]] @ np.asarray(vector, dtype=np.float32)
-        return {int(i): float(s) for i, s in zip(wanted[found], scores)}
+        return _scores_of(matrix, np.asarray(vector, dtype=np.float32), chunk_ids)
 
     async def _matrix(self, session: AsyncSession, bot_id: uuid.UUID, dim: int) -> _Matrix:
         # Read the version and the rows in one transaction, so they describe the same snapshot.
@@ -137,6 +170,26 @@ class SqliteSearchIndex:
         return matrix
 
 
+def _top_k(matrix: _Matrix, vector: np.ndarray, k: int) -> dict[int, float]:
+    """Exact cosine top ``k`` of the bot's matrix (unit vectors: a dot product)."""
+    if matrix.ids.size == 0 or k <= 0:
+        return {}
+    scores = matrix.vectors @ vector
+    k = min(k, scores.shape[0])
+    top = np.argpartition(-scores, k - 1)[:k]
+    return {int(matrix.ids[i]): float(scores[i]) for i in top}
+
+
+def _scores_of(matrix: _Matrix, vector: np.ndarray, chunk_ids: Sequence[int]) -> dict[int, float]:
+    if not chunk_ids or matrix.ids.size == 0:
+        return {}
+    wanted = np.asarray(list(chunk_ids), dtype=np.int64)
+    positions = np.clip(np.searchsorted(matrix.ids, wanted), 0, matrix.ids.size - 1)
+    found = matrix.ids[positions] == wanted
+    scores = matrix.vectors[positions[found]] @ vector
+    return {int(i): float(s) for i, s in zip(wanted[found], scores)}
+
+
 class PostgresSearchIndex:
     """Full-text search and pgvector HNSW search on PostgreSQL."""
 
@@ -150,9 +203,16 @@ class PostgresSearchIndex:
             [{"v": vector_literal(v), "d": int(v.shape[0]), "id": c.id} for c, v in zip(chunks, vectors, strict=True)],
         )
 
+    def __init__(self) -> None:
+        self._counts: OrderedDict[uuid.UUID, tuple[int, int]] = OrderedDict()  # bot -> (version, chunks)
+        self._common: tuple[float, int, dict[str, float]] = (0.0, 0, {})  # (read at, total, lexeme -> share)
+
     async def keyword_search(self, session: AsyncSession, bot_id: uuid.UUID, query: str,
                              k: int) -> dict[int, float]:
-        tsquery = postgres_tsquery(query)
+        terms = query_terms(query)
+        if len(terms) > PRUNE_KEEP:
+            terms = await self._rare_terms(session, terms)
+        tsquery = postgres_or_query(terms)
         if not tsquery:
             return {}
         rows = await session.execute(
@@ -165,10 +225,60 @@ class PostgresSearchIndex:
         )
         return {int(row[0]): float(row[1]) for row in rows}
 
+    async def candidates(self, session: AsyncSession, bot_id: uuid.UUID, query: str, vector: np.ndarray,
+                         depth: int) -> tuple[dict[int, float], dict[int, float]]:
+        """The ``depth`` best chunks by keyword and by vector, each candidate scored on the vector
+        side too (three statements on the session's connection)."""
+        lexical = await self.keyword_search(session, bot_id, query, depth)
+        dense = await self.vector_search(session, bot_id, vector, depth)
+        missing = [cid for cid in lexical if cid not in dense]
+        dense |= await self.vector_scores(session, bot_id, vector, missing)
+        return lexical, dense
+
+    async def _rare_terms(self, session: AsyncSession, terms: list[str]) -> list[str]:
+        """``terms`` without the common ones in a large index (``text_search.rare_terms``); how
+        common a lexeme is comes from the planner's statistics of ``search_vector`` (the most
+        common lexemes and the share of rows holding each), re-read every few minutes."""
+        read_at, total, shares = self._common
+        if time.monotonic() - read_at > STATISTICS_TTL_SECONDS:
+            total = int(await session.scalar(text(
+                "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'chunks'::regclass")) or 0)
+            row = (await session.execute(text(
+                "SELECT most_common_elems::text::text[], most_common_elem_freqs FROM pg_stats"
+                " WHERE tablename = 'chunks' AND attname = 'search_vector'"))).first()
+            shares = dict(zip(row[0], row[1])) if row is not None and row[0] else {}
+            self._common = (time.monotonic(), total, shares)
+        if total < PRUNE_MIN_CHUNKS or not shares:
+            return terms
+        lexemes = english_stems(terms)
+        return rare_terms(terms, {t: int(shares.get(x, 0.0) * total) for t, x in zip(terms, lexemes)}, total)
+
+    async def _chunk_count(self, session: AsyncSession, bot_id: uuid.UUID) -> int:
+        """The bot's chunk count, cached per index version (one primary-key read per search)."""
+        version = await session.scalar(select(Bot.index_version).where(Bot.id == bot_id)) or 0
+        cached = self._counts.get(bot_id)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        count = int(await session.scalar(text("SELECT count(*) FROM chunks WHERE bot_id = :bot"),
+                                         {"bot": bot_id}) or 0)
+        self._counts[bot_id] = (version, count)
+        while len(self._counts) > 10_000:
+            self._counts.popitem(last=False)
+        return count
+
     async def vector_search(self, session: AsyncSession, bot_id: uuid.UUID, vector: np.ndarray,
                             k: int) -> dict[int, float]:
         dim = int(vector.shape[0])
         literal = vector_literal(vector)
+        if dim in HNSW_DIMENSIONS and await self._chunk_count(session, bot_id) <= EXACT_SCAN_MAX_CHUNKS:
+            # A bot of a few thousand chunks is scanned exactly through its bot index: faster than
+            # an HNSW walk that must skip every other bot's vectors, and exact. (This expression
+            # does not match the HNSW index's, so the planner cannot pick it.)
+            rows = await session.execute(
+                text(f"SELECT id, embedding_vec <=> CAST(:v AS vector) AS d FROM chunks"
+                     f" WHERE bot_id = :bot AND embedding_dim = {dim} ORDER BY d LIMIT :k"),
+                {"v": literal, "bot": bot_id, "k": k})
+            return {int(row[0]): 1.0 - float(row[1]) for row in rows}
         if dim in HNSW_DIMENSIONS:
             await session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
             await session.execute(text(f"SET LOCAL hnsw.ef_search = {max(40, min(1000, 2 * k))}"))
@@ -203,6 +313,20 @@ SearchIndex = SqliteSearchIndex | PostgresSearchIndex
 
 def search_index_for(dialect: str) -> SearchIndex:
     return PostgresSearchIndex() if dialect == "postgresql" else SqliteSearchIndex()
+
+
+async def _fts_row_count(session: AsyncSession) -> int:
+    """Rows in the FTS index, read from its "averages" record (FTS5 keeps the total row count
+    there as the first varint), so it costs one lookup instead of a count over every chunk."""
+    blob = await session.scalar(text("SELECT block FROM chunks_fts_data WHERE id = 1"))
+    if not blob:
+        return 0
+    value = 0
+    for byte in bytes(blob[:9]):  # SQLite varint: 7 bits per byte, high bit = more follow
+        value = (value << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            break
+    return value
 
 
 def _bot_param(session: AsyncSession, bot_id: uuid.UUID) -> object:

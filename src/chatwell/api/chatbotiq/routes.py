@@ -21,11 +21,21 @@
 - ``GET /v1/public/conversations/{id}/messages?session_id=&after=``: only for the session that
   opened the conversation (anyone else gets 404, which does not say whether it exists); 30/minute
   per client IP.
+- ``GET /v1/public/conversations/{id}/events?session_id=&after=`` (chatwell addition): the same
+  history pushed as it is written, whichever API process stored it (``services.conversation_bus``):
+  ``event: message`` frames (each a message of the history endpoint, first those after ``after``),
+  ``event: status`` ``{"conversation_status"}`` at the start and on every change, and a
+  ``: keep-alive`` comment every 15 s. Same owner check, origin check and per-IP limit as the
+  history endpoint; at most ``public_event_streams_per_conversation`` open at once (429
+  ``too_many_streams``), each closed after ``public_event_stream_seconds`` (the client reconnects
+  with ``after``).
 - Errors before the stream: ``{"error": "<code>", "message": "...", "detail": "..."}``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any, Literal
@@ -37,6 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from chatwell.api.errors import ErrorDoc
 from chatwell.api.dialect import chat_limits, chat_service, check_bot_origin, client_ip, db_of
 from chatwell.api.native.chat import check_image
+from chatwell.api.deps import get_conversation_bus
 from chatwell.api.sse import frame, sse_response
 from chatwell.chat.service import ChatRequest
 from chatwell.domain import events as ev
@@ -50,10 +61,14 @@ from chatwell.errors import ChatwellError, Forbidden, InvalidRequest
 from chatwell.services import bots, conversations
 from chatwell.services import handoff as handoff_service
 from chatwell.services.conversations import iso
-from chatwell.storage.tables import Bot, Conversation
+from chatwell.services.conversation_bus import Subscription
+from chatwell.storage.database import Database
+from chatwell.storage.tables import Bot, Conversation, Message
 
 router = APIRouter(prefix="/v1/public", tags=["chatbotiq"])
 PREFIXES = ("/v1/public",)
+# An event stream re-reads the conversation after this long without a hint, in case one was lost.
+RESYNC_SECONDS = 15.0
 
 
 def chatbotiq_error(error: ChatwellError, status: int) -> JSONResponse:
@@ -187,12 +202,17 @@ async def bot_config(bot_id: str, request: Request) -> dict[str, Any]:
     }
 
 
-@router.get("/conversations/{conversation_id}/messages")
-async def conversation_messages(
-    conversation_id: str, request: Request,
-    session_id: str = Query(..., min_length=1, max_length=200),
-    after: str | None = Query(None, max_length=100),
-) -> dict[str, Any]:
+def message_out(m: Message) -> dict[str, Any]:
+    """A stored message as the history endpoint and the event stream show it."""
+    return {"id": str(m.id), "role": m.role, "content": m.content,
+            "citations": [citation_out(c) for c in m.citations] if m.citations else None,
+            "feedback": m.feedback, "image_preview": None, "created_at": iso(m.created_at)}
+
+
+async def _visitor_history(request: Request, conversation_id: str, session_id: str,
+                           after: str | None) -> tuple[Conversation, list[Message]]:
+    """The visitor's conversation (404 for any other session) and its messages after ``after``,
+    counted against the history limit, from one of the bot's domains."""
     await chat_limits(request).history(client_ip(request))
     conversation, messages = await conversations.session_messages(
         db_of(request), conversation_id=conversation_id, session_id=session_id, after=after)
@@ -200,14 +220,65 @@ async def conversation_messages(
         bot = await bots.find_bot(session, conversation.bot_id)
     if bot is not None:
         check_bot_origin(request, bot)
-    return {
-        "messages": [{
-            "id": str(m.id), "role": m.role, "content": m.content,
-            "citations": [citation_out(c) for c in m.citations] if m.citations else None,
-            "feedback": m.feedback, "image_preview": None, "created_at": iso(m.created_at),
-        } for m in messages],
-        "conversation_status": conversation.status,
-    }
+    return conversation, messages
+
+
+@router.get("/conversations/{conversation_id}/messages")
+async def conversation_messages(
+    conversation_id: str, request: Request,
+    session_id: str = Query(..., min_length=1, max_length=200),
+    after: str | None = Query(None, max_length=100),
+) -> dict[str, Any]:
+    conversation, messages = await _visitor_history(request, conversation_id, session_id, after)
+    return {"messages": [message_out(m) for m in messages], "conversation_status": conversation.status}
+
+
+@router.get("/conversations/{conversation_id}/events", responses={200: {"content": {"text/event-stream": {}}}})
+async def conversation_events(
+    conversation_id: str, request: Request,
+    session_id: str = Query(..., min_length=1, max_length=200),
+    after: str | None = Query(None, max_length=100),
+) -> Any:
+    """The conversation's history pushed as it is written (agent replies, handoff changes)."""
+    conversation, messages = await _visitor_history(request, conversation_id, session_id, after)
+    key = str(conversation.id)
+    held = contextlib.AsyncExitStack()  # released when the response ends, however it ends
+    try:
+        held.enter_context(request.app.state.event_streams.hold(key))
+        hints = await held.enter_async_context(get_conversation_bus(request).subscribe(key))
+    except BaseException:
+        await held.aclose()
+        raise
+    lifetime = request.app.state.settings.public_event_stream_seconds
+    frames = _history_frames(db_of(request), hints, conversation, messages, session_id=session_id,
+                             after=after, deadline=time.monotonic() + lifetime)
+    return sse_response(frames, on_close=held.aclose)
+
+
+async def _history_frames(db: Database, hints: Subscription, conversation: Conversation, messages: list[Message], *,
+                          session_id: str, after: str | None, deadline: float) -> AsyncIterator[str]:
+    """Frames of what is new since ``after``: read, then read again on each hint (and when quiet
+    for ``RESYNC_SECONDS``); the first read again comes at once, for what was stored between the
+    first read and the subscription."""
+    cursor, shown_status, waiting = after, None, False
+    while True:
+        for m in messages:
+            yield frame(message_out(m), event="message")
+            cursor = str(m.id)
+        if conversation.status != shown_status:
+            shown_status = conversation.status
+            yield frame({"conversation_status": shown_status}, event="status")
+        if waiting:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            await hints.wait(min(remaining, RESYNC_SECONDS))
+        waiting = True
+        try:
+            conversation, messages = await conversations.session_messages(
+                db, conversation_id=hints.conversation_id, session_id=session_id, after=cursor)
+        except ChatwellError:  # deleted meanwhile, or the database is unavailable: the client reconnects or polls
+            return
 
 
 class SessionIn(BaseModel):
@@ -238,7 +309,8 @@ async def ask_for_a_human(conversation_id: str, data: SessionIn, request: Reques
         raise conversations.conversation_not_found()
     check_bot_origin(request, bot)
     status, available = await handoff_service.request_handoff(db_of(request), bot=bot, conversation_id=conversation.id,
-                                                              session_id=data.session_id)
+                                                              session_id=data.session_id,
+                                                              bus=get_conversation_bus(request))
     settings = HandoffSettings.model_validate(bot.handoff_settings or {})
     return {"conversation_status": status, "handoff_available": available,
             "message": None if available else (settings.offline_message or

@@ -28,6 +28,7 @@ from chatwell.api.dashboard.web import (
     see_other,
     valid_input,
 )
+from chatwell.api.deps import get_conversation_bus
 from chatwell.api.native.keys import KeyCreate
 from chatwell.api.native.leads import csv_lines
 from chatwell.errors import InvalidRequest, NotFound
@@ -205,13 +206,14 @@ async def presence(request: Request, user: CheckedUserDep) -> Response:
 async def reply(request: Request, conversation_id: str, user: CheckedUserDep) -> Response:
     form = await form_of(request)
     await handoff.agent_reply(db_of(request), principal=user.principal, conversation_id=conversation_id,
-                              content=str(form.get("content", "")))
+                              content=str(form.get("content", "")), bus=get_conversation_bus(request))
     return see_other(f"/dashboard/conversations/{conversation_id}")
 
 
 @router.post("/inbox/{conversation_id}/resolve")
 async def resolve(request: Request, conversation_id: str, user: CheckedUserDep) -> Response:
-    await handoff.resolve(db_of(request), principal=user.principal, conversation_id=conversation_id)
+    await handoff.resolve(db_of(request), principal=user.principal, conversation_id=conversation_id,
+                          bus=get_conversation_bus(request))
     return see_other("/dashboard/inbox")
 
 

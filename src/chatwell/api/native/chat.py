@@ -141,7 +141,8 @@ async def chat(bot_id: str, data: ChatIn, request: Request, principal: Principal
 
 
 def _status_of(code: str) -> int:
-    return {"content_filtered": 400, "service_unavailable": 503, "cancelled": 499}.get(code, 502)
+    return {"content_filtered": 400, "service_unavailable": 503, "database_busy": 503, "database_unavailable": 503,
+            "cancelled": 499}.get(code, 502)
 
 
 def _json(value: Any) -> bytes:

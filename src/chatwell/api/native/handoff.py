@@ -1,8 +1,10 @@
 """Human handoff for agents: presence, the waiting queue, replies and resolution (workspace keys).
 
 Agents are API keys acting for a person until the dashboard brings user logins; see
-``services.handoff`` for the states. A visitor sees agent messages through the public history
-endpoint (``after`` polling), with ``conversation_status`` telling the widget who holds the chat.
+``services.handoff`` for the states. A visitor sees agent messages pushed on the public event
+stream (``GET /v1/public/conversations/{id}/events``, whichever process the visitor is connected
+to), or through the history endpoint (``after`` polling); ``conversation_status`` tells the widget
+who holds the chat.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from chatwell.api.deps import DbDep, PrincipalDep
+from chatwell.api.deps import ConversationBusDep, DbDep, PrincipalDep
 from chatwell.api.native.chat import ConversationOut, conversation_out
 from chatwell.api.native.schemas import ListOut
 from chatwell.services import handoff
@@ -48,14 +50,15 @@ class AgentMessageIn(BaseModel):
 
 @router.post("/v1/conversations/{conversation_id}/messages", status_code=201)
 async def agent_message(conversation_id: str, data: AgentMessageIn, principal: PrincipalDep,
-                        db: DbDep) -> dict[str, Any]:
+                        db: DbDep, bus: ConversationBusDep) -> dict[str, Any]:
     message = await handoff.agent_reply(db, principal=principal, conversation_id=conversation_id,
-                                        content=data.content)
+                                        content=data.content, bus=bus)
     return {"id": str(message.id), "role": message.role, "content": message.content,
             "conversation_id": str(message.conversation_id), "created_at": iso(message.created_at)}
 
 
 @router.post("/v1/conversations/{conversation_id}/resolve")
-async def resolve(conversation_id: str, principal: PrincipalDep, db: DbDep) -> dict[str, Any]:
-    conversation = await handoff.resolve(db, principal=principal, conversation_id=conversation_id)
+async def resolve(conversation_id: str, principal: PrincipalDep, db: DbDep,
+                  bus: ConversationBusDep) -> dict[str, Any]:
+    conversation = await handoff.resolve(db, principal=principal, conversation_id=conversation_id, bus=bus)
     return {"id": str(conversation.id), "status": conversation.status}

@@ -19,6 +19,7 @@
   var MODE = script.getAttribute("data-mode") || "bubble";
   var API = new URL(script.src, location.href).origin;
   var POLL_MS = Number(script.getAttribute("data-poll-ms")) || 3000;
+  var STREAM_RETRY_MS = 30000;
   var listeners = {};
   var store = storage();
 
@@ -34,6 +35,29 @@
   function uuid() {
     if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
     return "s-" + Date.now().toString(36) + "-" + Math.random().toString(36).slice(2);
+  }
+  // Server-sent events of a fetch response: onFrame(event, data) for each frame with JSON data.
+  function readEvents(response, onFrame) {
+    var reader = response.body.getReader(), decoder = new TextDecoder(), buffer = "";
+    function pump() {
+      return reader.read().then(function (chunk) {
+        if (chunk.done) return;
+        buffer += decoder.decode(chunk.value, { stream: true });
+        var frames = buffer.split(/\r?\n\r?\n/);
+        buffer = frames.pop();
+        frames.forEach(function (frame) {
+          var name = "message", data = [];
+          frame.split(/\r?\n/).forEach(function (l) {
+            if (l.indexOf("data:") === 0) data.push(l.slice(5).replace(/^ /, ""));
+            else if (l.indexOf("event:") === 0) name = l.slice(6).trim();
+          });
+          if (!data.length) return; // a keep-alive comment
+          try { onFrame(name, JSON.parse(data.join("\n"))); } catch (e) { /* a broken frame */ }
+        });
+        return pump();
+      });
+    }
+    return pump();
   }
   function el(tag, attrs, children) {
     var node = document.createElement(tag);
@@ -211,6 +235,7 @@
     this.userMessages = 0;
     this.identity = {};
     this.pollTimer = null;
+    this.stream = null;
     this.leadShown = false;
   }
 
@@ -422,7 +447,7 @@
   };
 
   Widget.prototype.readStream = function (response, node) {
-    var self = this, text = "", citations = null, reader = response.body.getReader(), decoder = new TextDecoder(), buffer = "";
+    var self = this, text = "", citations = null;
     function render() { self.fill(node, "assistant", text, null, null); self.scroll(); }
     function handle(event) {
       if (event.type === "content") { text += event.content; render(); }
@@ -445,22 +470,7 @@
         self.scroll();
       }
     }
-    function pump() {
-      return reader.read().then(function (chunk) {
-        if (chunk.done) return;
-        buffer += decoder.decode(chunk.value, { stream: true });
-        var frames = buffer.split(/\r?\n\r?\n/);
-        buffer = frames.pop();
-        frames.forEach(function (frame) {
-          var data = frame.split(/\r?\n/).filter(function (l) { return l.indexOf("data:") === 0; })
-            .map(function (l) { return l.slice(5).replace(/^ /, ""); }).join("\n");
-          if (!data) return;
-          try { handle(JSON.parse(data)); } catch (e) { /* a keep-alive or a broken frame */ }
-        });
-        return pump();
-      });
-    }
-    return pump();
+    return readEvents(response, function (name, event) { handle(event); });
   };
 
   Widget.prototype.notice = function (event) {
@@ -476,17 +486,21 @@
   Widget.prototype.remember = function (conversationId) {
     this.conversation = conversationId;
     store.setItem(key("conversation"), conversationId);
+    this.held(this.status); // a handoff on the first message came before its conversation id
   };
   Widget.prototype.forget = function () {
     this.conversation = null;
     store.removeItem(key("conversation"));
-    this.stopPolling();
+    this.unfollow();
   };
 
-  Widget.prototype.history = function () {
-    var url = API + "/v1/public/conversations/" + encodeURIComponent(this.conversation) + "/messages?session_id=" +
+  // The conversation's messages ("messages") or their event stream ("events") after the last one shown.
+  Widget.prototype.url = function (what) {
+    return API + "/v1/public/conversations/" + encodeURIComponent(this.conversation) + "/" + what + "?session_id=" +
       encodeURIComponent(this.session) + (this.lastId ? "&after=" + encodeURIComponent(this.lastId) : "");
-    return fetch(url).then(function (r) { return r.json().then(function (body) { return { ok: r.ok, status: r.status, body: body }; }); });
+  };
+  Widget.prototype.history = function () {
+    return fetch(this.url("messages")).then(function (r) { return r.json().then(function (body) { return { ok: r.ok, status: r.status, body: body }; }); });
   };
 
   Widget.prototype.restore = function () {
@@ -502,31 +516,58 @@
   Widget.prototype.show = function (m) {
     var citations = cites(m.citations);
     if (m.role === "user") this.userMessages += 1;
-    if (m.role === "user" || m.role === "assistant" || m.role === "agent") this.bubble(m.role, m.content, m.role === "assistant" ? m.id : null, citations, m.feedback);
+    if (m.role === "user" || m.role === "assistant" || m.role === "agent") this.bubble(m.role, m.content, m.role === "user" ? null : m.id, citations, m.feedback);
     this.lastId = m.id;
   };
 
   Widget.prototype.held = function (status) {
     this.status = status;
-    if (status === "pending_human" || status === "human") this.startPolling();
-    else this.stopPolling();
+    if (status === "pending_human" || status === "human") this.follow();
+    else this.unfollow();
+  };
+  // What arrives while a person holds the chat (pushed or polled): agent messages and status changes.
+  Widget.prototype.absorb = function (messages, status) {
+    var self = this;
+    messages.forEach(function (m) {
+      if (self.log.querySelector("[data-id='" + m.id + "']")) { self.lastId = m.id; return; }
+      if (m.role === "agent") { self.show(m); emit("message", { role: "agent", content: m.content, id: m.id }); }
+      else self.lastId = m.id;
+    });
+    if (status && status !== this.status) {
+      if (status === "resolved") this.system("The conversation with the team has ended.");
+      this.held(status);
+    }
+  };
+  // Agent replies are pushed on the conversation's event stream; it is polled only while the stream is down.
+  Widget.prototype.follow = function () {
+    var self = this, stream;
+    if (this.stream || !this.conversation) return;
+    if (!window.AbortController || !window.ReadableStream) return this.startPolling();
+    stream = this.stream = new AbortController();
+    function again(ms) { setTimeout(function () { if (self.stream === stream) { self.stream = null; self.held(self.status); } }, ms); }
+    fetch(this.url("events"), { headers: { Accept: "text/event-stream" }, signal: stream.signal }).then(function (r) {
+      if (!r.ok) throw new Error("event stream: " + r.status);
+      self.stopPolling();
+      return readEvents(r, function (name, data) {
+        if (self.stream !== stream) return;
+        if (name === "message") self.absorb([data]);
+        else if (name === "status") self.absorb([], data.conversation_status);
+      });
+    }).then(function () { again(1000); }, function () { // ended (its lifetime): reconnect; failed: poll meanwhile
+      if (self.stream !== stream) return;
+      self.startPolling();
+      again(STREAM_RETRY_MS);
+    });
+  };
+  Widget.prototype.unfollow = function () {
+    if (this.stream) { this.stream.abort(); this.stream = null; }
+    this.stopPolling();
   };
   Widget.prototype.startPolling = function () {
     var self = this;
     if (this.pollTimer || !this.conversation) return;
     this.pollTimer = setInterval(function () {
-      self.history().then(function (res) {
-        if (!res.ok) return;
-        res.body.messages.forEach(function (m) {
-          if (self.log.querySelector("[data-id='" + m.id + "']")) { self.lastId = m.id; return; }
-          if (m.role === "agent") { self.show(m); emit("message", { role: "agent", content: m.content, id: m.id }); }
-          else self.lastId = m.id;
-        });
-        if (res.body.conversation_status !== self.status) {
-          if (res.body.conversation_status === "resolved") self.system("The conversation with the team has ended.");
-          self.held(res.body.conversation_status);
-        }
-      });
+      self.history().then(function (res) { if (res.ok) self.absorb(res.body.messages, res.body.conversation_status); });
     }, POLL_MS);
   };
   Widget.prototype.stopPolling = function () { if (this.pollTimer) { clearInterval(this.pollTimer); this.pollTimer = null; } };
