@@ -22,6 +22,8 @@ from starlette.types import Receive, Scope, Send
 from chatwell.errors import RateLimited
 
 KEEP_ALIVE_SECONDS = 15.0
+KEEP_ALIVE_FRAME = ": keep-alive\n\n"
+PUMP_QUEUE = 32  # frames a stream may hold ahead of a slow client
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
 
 
@@ -34,31 +36,63 @@ def frame(data: Any, *, event: str | None = None) -> str:
 
 
 async def with_keep_alive(frames: AsyncIterator[str], interval: float = KEEP_ALIVE_SECONDS) -> AsyncIterator[str]:
-    iterator = frames.__aiter__()
-    pending: asyncio.Task[str] | None = None
+    """``frames``, with a keep-alive comment whenever none came for ``interval`` seconds.
+
+    One task runs the frames into a small queue for the stream's whole life and the quiet time is
+    checked once per ``interval``, so a frame costs a queue hand-off (not a task and a timer per
+    frame: with a thousand open streams of 20 tokens a second that overhead was the event loop's
+    main work). The queue is bounded: a slow client holds the answer back, it does not pile up here.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=PUMP_QUEUE)
+    last = loop.time()
+
+    async def pump() -> None:
+        nonlocal last
+        try:
+            async for item in frames:
+                await queue.put(("frame", item))
+                last = loop.time()
+        except asyncio.CancelledError as exc:  # the reader is going away (or went): tell it if it listens
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(("error", exc))
+            raise
+        except Exception as exc:  # handed to the reader, which raises it in the response
+            await queue.put(("error", exc))
+            return
+        await queue.put(("end", None))
+
+    async def tick() -> None:
+        nonlocal last
+        while True:
+            await asyncio.sleep(max(0.0, last + interval - loop.time()))
+            if loop.time() - last >= interval and queue.empty():
+                last = loop.time()
+                await queue.put(("frame", KEEP_ALIVE_FRAME))
+
+    producer = asyncio.ensure_future(pump())
+    ticker = asyncio.ensure_future(tick())
     try:
         while True:
-            if pending is None:
-                pending = asyncio.ensure_future(iterator.__anext__())
-            done, _ = await asyncio.wait({pending}, timeout=interval)
-            if not done:
-                yield ": keep-alive\n\n"
-                continue
-            try:
-                item = pending.result()
-            except StopAsyncIteration:
+            kind, value = await queue.get()
+            if kind == "end":
                 return
-            finally:
-                pending = None
-            yield item
+            if kind == "error":
+                if isinstance(value, asyncio.CancelledError):
+                    return
+                raise value
+            yield value
     finally:
-        if pending is not None:
-            pending.cancel()
+        ticker.cancel()
+        if not producer.done():
+            producer.cancel()
+        for task in (producer, ticker):
             with contextlib.suppress(BaseException):
-                await pending
-        aclose = getattr(iterator, "aclose", None)
+                await task
+        aclose = getattr(frames, "aclose", None)
         if aclose is not None:
-            await aclose()
+            with contextlib.suppress(RuntimeError):  # already closed by the pump's loop
+                await aclose()
 
 
 class _ClosingStreamingResponse(StreamingResponse):
