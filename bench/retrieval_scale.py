@@ -86,7 +86,10 @@ async def load(dsn: str, db: Any, bots: int, chunks: int, words: int, seed: int,
                for i in range(bots)]
     bots_seconds = time.perf_counter() - started
     per_bot = chunks // bots
+    from pgvector.asyncpg import register_vector
+
     conn = await asyncpg.connect(dsn, ssl=False)
+    await register_vector(conn)  # vectors go over COPY in binary
     try:
         await conn.execute("DROP INDEX IF EXISTS ix_chunks_embedding_384")
         source_ids = [uuid.uuid4() for _ in bot_ids]
@@ -114,7 +117,7 @@ async def load(dsn: str, db: Any, bots: int, chunks: int, words: int, seed: int,
                     records.append((workspace.id, bot_ids[b], source_ids[b], position, text,
                                     f"{rng.choice(titles)[:200]} > Section", int(count * 1.35),
                                     hashlib.sha256(text.encode()).hexdigest(), "bench", DIM,
-                                    _vector_text(vectors[position]), _now()))
+                                    vectors[position], _now()))
             await conn.copy_records_to_table(
                 "chunks", columns=["workspace_id", "bot_id", "source_id", "position", "text", "heading",
                                    "token_count", "content_hash", "embedding_model", "embedding_dim",
@@ -194,7 +197,10 @@ async def explain(dsn: str, bot: uuid.UUID, query: str) -> dict[str, str]:
             " WHERE bot_id = $2 AND embedding_dim = 384 ORDER BY d LIMIT 100", _vector_text(vector), bot)
     finally:
         await conn.close()
-    return {"keyword": "\n".join(r[0] for r in keyword), "vector": "\n".join(r[0] for r in dense)}
+    def shown(rows: list[Any]) -> str:  # the query vector's 384 numbers say nothing
+        return re.sub(r"'\[[-0-9.,e]+\]'", "'[...]'", "\n".join(r[0] for r in rows))
+
+    return {"keyword": shown(keyword), "vector": shown(dense)}
 
 
 async def main_async(args: argparse.Namespace) -> None:

@@ -40,7 +40,8 @@ GENEROUS = "100000/minute"
 
 @pytest.fixture
 def settings(make_settings: Any) -> Settings:
-    return make_settings(api_rate_limits=GENEROUS, public_rate_limits=GENEROUS, history_rate_limits=GENEROUS)
+    return make_settings(api_rate_limits=GENEROUS, public_rate_limits=GENEROUS, history_rate_limits=GENEROUS,
+                         public_event_stream_seconds=1)
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,10 @@ PROBES: list[Probe] = [
           params={"session_id": "{session}"}, keyless=True),
     Probe("GET", "/v1/public/conversations/{conversation}/messages", ("conversation",),
           params={"session_id": "{session}"}, keyless=True, works=(404,)),  # keyed: no session reads it
+    Probe("GET", "/v1/public/conversations/{session_conversation}/events", ("session_conversation",),
+          params={"session_id": "{session}"}, keyless=True),  # the control's stream ends after 1 s
+    Probe("GET", "/v1/public/conversations/{conversation}/events", ("conversation",),
+          params={"session_id": "{session}"}, keyless=True, works=(404,)),
     Probe("POST", "/v1/public/messages/{message}/feedback", ("message",),
           json={"session_id": "{session}", "rating": "negative"}, keyless=True, works=(404,)),
     Probe("POST", "/v1/public/conversations/{session_conversation}/handoff", ("session_conversation",),
