@@ -129,6 +129,7 @@ def create_app(settings: Settings | None = None, *, announce: Announce = _print)
             await db.dispose()
             if tracing is not None:
                 await tracing.shutdown()  # flushes the last spans
+            app.state.metrics.close()
 
     app = FastAPI(
         title="chatwell",

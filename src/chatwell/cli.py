@@ -9,8 +9,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
+import tempfile
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -118,18 +121,51 @@ def serve(
     console.print(f"chatwell is starting on [bold]http://{host}:{port}[/bold] "
                   f"(data: {settings.data_dir}, API docs: http://{host}:{port}/docs)")
     if workers > 1:
+        if settings.auto_migrate:
+            # Once, here, before the workers start: N workers migrating and seeding one database
+            # at once race (on SQLite one finds the file locked and the whole server stops).
+            from chatwell.services import bootstrap
+
+            async def prepare(db: Any) -> None:
+                await bootstrap.on_start(db, settings, announce=console.print)
+
+            _run(settings, prepare)
         # Worker processes rebuild the app from the environment.
         os.environ["CHATWELL_DATA_DIR"] = str(settings.data_dir)
         if settings.database_url:
             os.environ["CHATWELL_DATABASE_URL"] = settings.database_url
         if demo:
             os.environ["CHATWELL_DEMO"] = "1"
-        uvicorn.run("chatwell.app:create_served_app", factory=True, host=host, port=port, workers=workers,
-                    log_level=settings.log_level, proxy_headers=True, log_config=None,
-                    timeout_graceful_shutdown=GRACEFUL_SECONDS)
+        with _shared_metrics_dir(workers=workers):
+            uvicorn.run("chatwell.app:create_served_app", factory=True, host=host, port=port, workers=workers,
+                        log_level=settings.log_level, proxy_headers=True, log_config=None,
+                        timeout_graceful_shutdown=GRACEFUL_SECONDS)
     else:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level,
-                    proxy_headers=True, log_config=None, timeout_graceful_shutdown=GRACEFUL_SECONDS)
+        with _shared_metrics_dir(workers=1):
+            uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level,
+                        proxy_headers=True, log_config=None, timeout_graceful_shutdown=GRACEFUL_SECONDS)
+
+
+@contextmanager
+def _shared_metrics_dir(*, workers: int) -> Iterator[None]:
+    """One folder for the metric files of every worker, so ``/metrics`` adds them all up: the
+    operator's PROMETHEUS_MULTIPROC_DIR (made if missing), else with several workers a fresh
+    temporary folder removed at exit. One process without it keeps its metrics in memory."""
+    from chatwell.observability.metrics import MULTIPROC_ENV
+
+    given = os.environ.get(MULTIPROC_ENV)
+    if given or workers == 1:
+        if given:
+            Path(given).mkdir(parents=True, exist_ok=True)
+        yield
+        return
+    folder = tempfile.mkdtemp(prefix="chatwell-metrics-")
+    os.environ[MULTIPROC_ENV] = folder  # before uvicorn starts the workers, which inherit it
+    try:
+        yield
+    finally:
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @app.command()
@@ -467,7 +503,7 @@ def sources_add(
     file: Annotated[Path | None, typer.Option(help="A file: pdf, docx, html, md, txt, csv.", exists=True, dir_okay=False)] = None,
     url: Annotated[str | None, typer.Option(help="A web page.")] = None,
     crawl: Annotated[bool, typer.Option("--crawl", help="With --url: also the site's other pages.")] = False,
-    max_pages: Annotated[int, typer.Option(help="With --crawl: at most this many pages.", min=1, max=1000)] = 50,
+    max_pages: Annotated[int, typer.Option(help="With --crawl: at most this many pages.", min=1, max=5000)] = 50,
     text: Annotated[str | None, typer.Option(help="Raw text.")] = None,
     title: Annotated[str, typer.Option(help="Title for --text.")] = "",
     question: Annotated[str | None, typer.Option(help="A Q&A pair's question (with --answer).")] = None,

@@ -28,7 +28,7 @@ async def readyz(db: DbDep) -> dict[str, str]:
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
 async def metrics(request: Request, db: DbDep) -> Response:
-    """Prometheus metrics of this process (plus the ingestion queue depth, from the database)."""
+    """Prometheus metrics of all this server's workers, and the queue depth from the database."""
     registry = request.app.state.metrics
     for status, count in (await sources.count_by_status(db)).items():
         registry.queue_depth.labels(status).set(count)

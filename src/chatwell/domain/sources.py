@@ -37,7 +37,7 @@ class UrlSourceIn(_SourceIn):
     url: str = Field(..., min_length=8, max_length=2_000, pattern=r"^(?i:https?)://\S+$")
     title: str | None = Field(None, max_length=500)
     crawl: bool = False
-    max_pages: int = Field(50, ge=1, le=1_000)
+    max_pages: int = Field(50, ge=1, le=5_000)
     max_depth: int = Field(2, ge=0, le=10)
 
 

@@ -1,0 +1,164 @@
+"""A real site, ingested end to end: the PostgreSQL 15 manual (1,173 HTML pages, Debian package
+``postgresql-doc-15``) served from 127.0.0.1, added as one crawled URL source of a running
+chatwell server, until every page is ``ready``.
+
+Reported: pages, chunks, wall time from "add source" to the last page ready, pipeline chunks/s,
+and the bare embedder's chunks/s on exactly the stored chunk texts (``heading + "\\n\\n" + text``,
+batches of 64) in the same run — the ratio is the issue's "end to end vs the raw embedder".
+The embedding cache lives in a fresh temp data dir, so every chunk is really embedded.
+
+    apt-get install -y postgresql-doc-15
+    .venv/bin/python bench/ingest_site.py                       # SQLite, in-process worker
+    .venv/bin/python bench/ingest_site.py --concurrency 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import http.server
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from _common import json_line, machine_info, table, temp_dir  # noqa: E402
+
+MANUAL = Path("/usr/share/doc/postgresql-doc-15/html")
+ADMIN_KEY = "bench-admin-key-0123456789"
+
+
+def serve_directory(root: Path) -> tuple[str, http.server.ThreadingHTTPServer]:
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}", server
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    import uvicorn
+
+    from chatwell.app import create_app
+    from chatwell.settings import Settings
+
+    site, site_server = serve_directory(args.root)
+    with temp_dir("chatwell-site-") as tmp:
+        settings = Settings(data_dir=tmp, admin_key=ADMIN_KEY, crawl_allow_private=True,
+                            ingestion_concurrency=args.concurrency, log_level="warning")
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(create_app(settings, announce=lambda _: None), host="127.0.0.1",
+                                               port=port, log_level="warning", log_config=None))
+        serving = asyncio.create_task(server.serve())
+        while not server.started:
+            await asyncio.sleep(0.05)
+        base = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+                                     timeout=60) as client:
+            bot = (await client.post("/v1/bots", json={"name": "Postgres manual"})).json()
+            started = time.perf_counter()
+            root = await client.post(f"/v1/bots/{bot['id']}/sources", json={
+                "type": "url", "url": f"{site}/index.html", "crawl": True, "max_pages": args.max_pages,
+                "max_depth": 10})
+            assert root.status_code == 202, root.text
+            last_report = started
+            while True:
+                sources = await _all_sources(client, bot["id"])
+                waiting = [s for s in sources if s["status"] in ("pending", "processing")]
+                if sources and not waiting:
+                    break
+                if time.perf_counter() - last_report > 30:
+                    last_report = time.perf_counter()
+                    ready = sum(s["status"] == "ready" for s in sources)
+                    print(f"  ... {ready}/{len(sources)} sources ready after {last_report - started:.0f}s", flush=True)
+                await asyncio.sleep(0.5)
+            wall = time.perf_counter() - started
+            failed = [s for s in sources if s["status"] == "failed"]
+        server.should_exit = True
+        await serving
+        texts = await _chunk_texts(settings.resolved_database_url)
+    site_server.shutdown()
+    raw_seconds = None if args.skip_raw else await _raw_embed(texts)
+    pages = len([s for s in sources if s.get("parent_id")])
+    result = {"pages": pages, "failed": len(failed), "chunks": len(texts), "wall_seconds": round(wall, 1),
+              "pipeline_chunks_per_s": round(len(texts) / wall, 2), "concurrency": args.concurrency}
+    if raw_seconds is not None:
+        result["raw_chunks_per_s"] = round(len(texts) / raw_seconds, 2)
+        result["ratio"] = round(result["pipeline_chunks_per_s"] / result["raw_chunks_per_s"], 3)
+    return result
+
+
+async def _all_sources(client: httpx.AsyncClient, bot_id: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        params = {"limit": 100, **({"cursor": cursor} if cursor else {})}
+        page = (await client.get(f"/v1/bots/{bot_id}/sources", params=params)).json()
+        found += page["data"]
+        cursor = page.get("next_cursor")
+        if not cursor:
+            return found
+
+
+async def _chunk_texts(url: str) -> list[str]:
+    from sqlalchemy import select
+
+    from chatwell.ingestion.splitter import embedding_text
+    from chatwell.storage.database import Database
+    from chatwell.storage.tables import Chunk
+
+    db = Database(url)
+    try:
+        async with db.read() as session:
+            rows = (await session.execute(select(Chunk.heading, Chunk.text))).all()
+    finally:
+        await db.dispose()
+    return [embedding_text(r.heading, r.text) for r in rows]
+
+
+async def _raw_embed(texts: list[str]) -> float:
+    from chatwell.retrieval.embeddings import MiniLMOnnxEmbedder
+
+    model = MiniLMOnnxEmbedder()
+    await asyncio.to_thread(model.embed_sync, texts[:8])  # load and warm the model, not timed
+    started = time.perf_counter()
+    for first in range(0, len(texts), 64):
+        await asyncio.to_thread(model.embed_sync, texts[first:first + 64])
+    return time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", type=Path, default=MANUAL, help="folder of the site to serve")
+    parser.add_argument("--max-pages", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=4, help="CHATWELL_INGESTION_CONCURRENCY")
+    parser.add_argument("--skip-raw", action="store_true")
+    args = parser.parse_args(argv)
+    if not (args.root / "index.html").exists():
+        sys.exit(f"{args.root}/index.html not found: apt-get install -y postgresql-doc-15")
+    result = asyncio.run(run(args))
+    print(table(["pages", "chunks", "wall s", "pipeline chunks/s", "raw chunks/s", "ratio"],
+                [[result["pages"], result["chunks"], result["wall_seconds"], result["pipeline_chunks_per_s"],
+                  result.get("raw_chunks_per_s", "-"), result.get("ratio", "-")]]))
+    print(json_line({"benchmark": "ingest_site", **result, "machine": machine_info()}))
+
+
+if __name__ == "__main__":
+    main()
