@@ -209,30 +209,52 @@ class PostgresSearchIndex:
 
     async def keyword_search(self, session: AsyncSession, bot_id: uuid.UUID, query: str,
                              k: int) -> dict[int, float]:
+        small = await self._chunk_count(session, bot_id) <= EXACT_SCAN_MAX_CHUNKS
+        return {cid: score for cid, (score, _) in (await self._keyword(session, bot_id, query, k, None, small)).items()}
+
+    async def _keyword(self, session: AsyncSession, bot_id: uuid.UUID, query: str, k: int,
+                       vector: np.ndarray | None, small: bool) -> dict[int, tuple[float, float | None]]:
+        """{chunk: (keyword score, cosine similarity to ``vector`` or None)} of the ``k`` best."""
         terms = query_terms(query)
         if len(terms) > PRUNE_KEEP:
             terms = await self._rare_terms(session, terms)
         tsquery = postgres_or_query(terms)
         if not tsquery:
             return {}
+        # A bot of a few thousand chunks is filtered row by row through its bot index (the
+        # function form of @@ keeps the planner off the GIN index, whose lists for common words
+        # span every bot); a big bot goes through the GIN index.
+        match = "ts_match_vq(search_vector, q)" if small else "search_vector @@ q"
+        similarity = (f"CASE WHEN embedding_dim = {int(vector.shape[0])} THEN 1 - (embedding_vec <=> CAST(:v AS vector))"
+                      " END" if vector is not None else "NULL::float8")
         rows = await session.execute(
             text(
-                "SELECT id, ts_rank_cd(search_vector, q, 1) AS score"
+                f"SELECT id, score, {similarity} FROM ("
+                " SELECT id, embedding_vec, embedding_dim, ts_rank_cd(search_vector, q, 1) AS score"
                 " FROM chunks, to_tsquery('english', :q) AS q"
-                " WHERE bot_id = :bot AND search_vector @@ q ORDER BY score DESC LIMIT :k"
+                f" WHERE bot_id = :bot AND {match} ORDER BY score DESC LIMIT :k) AS best"
             ),
-            {"q": tsquery, "bot": bot_id, "k": k},
+            {"q": tsquery, "bot": bot_id, "k": k,
+             **({"v": vector_literal(vector)} if vector is not None else {})},
         )
-        return {int(row[0]): float(row[1]) for row in rows}
+        return {int(row[0]): (float(row[1]), None if row[2] is None else float(row[2])) for row in rows}
 
     async def candidates(self, session: AsyncSession, bot_id: uuid.UUID, query: str, vector: np.ndarray,
                          depth: int) -> tuple[dict[int, float], dict[int, float]]:
-        """The ``depth`` best chunks by keyword and by vector, each candidate scored on the vector
-        side too (three statements on the session's connection)."""
-        lexical = await self.keyword_search(session, bot_id, query, depth)
-        dense = await self.vector_search(session, bot_id, vector, depth)
-        missing = [cid for cid in lexical if cid not in dense]
-        dense |= await self.vector_scores(session, bot_id, vector, missing)
+        """The ``depth`` best chunks by keyword (with their cosine similarity, in the same
+        statement) and by vector. The vector query runs on a second connection at the same time:
+        each is one PostgreSQL backend, so the search costs the slower of the two."""
+        small = await self._chunk_count(session, bot_id) <= EXACT_SCAN_MAX_CHUNKS
+        async with AsyncSession(session.bind) as other:
+            dense_query = asyncio.ensure_future(self._vector(other, bot_id, vector, depth, small))
+            try:
+                keyword = await self._keyword(session, bot_id, query, depth, vector, small)
+            finally:
+                dense = await dense_query
+        lexical = {cid: score for cid, (score, _) in keyword.items()}
+        for cid, (_, similarity) in keyword.items():
+            if cid not in dense and similarity is not None:
+                dense[cid] = similarity
         return lexical, dense
 
     async def _rare_terms(self, session: AsyncSession, terms: list[str]) -> list[str]:
@@ -268,9 +290,14 @@ class PostgresSearchIndex:
 
     async def vector_search(self, session: AsyncSession, bot_id: uuid.UUID, vector: np.ndarray,
                             k: int) -> dict[int, float]:
+        small = await self._chunk_count(session, bot_id) <= EXACT_SCAN_MAX_CHUNKS
+        return await self._vector(session, bot_id, vector, k, small)
+
+    async def _vector(self, session: AsyncSession, bot_id: uuid.UUID, vector: np.ndarray, k: int,
+                      small: bool) -> dict[int, float]:
         dim = int(vector.shape[0])
         literal = vector_literal(vector)
-        if dim in HNSW_DIMENSIONS and await self._chunk_count(session, bot_id) <= EXACT_SCAN_MAX_CHUNKS:
+        if dim in HNSW_DIMENSIONS and small:
             # A bot of a few thousand chunks is scanned exactly through its bot index: faster than
             # an HNSW walk that must skip every other bot's vectors, and exact. (This expression
             # does not match the HNSW index's, so the planner cannot pick it.)
