@@ -34,7 +34,8 @@ from tests.services import free_port, wait_for_port
 ROOT = Path(__file__).resolve().parent.parent
 CHATWELL = str(Path(sys.executable).parent / "chatwell")
 KEY = "bench-admin-key-123456"
-UNLIMITED = {"CHATWELL_API_RATE_LIMITS": "100000000/minute", "CHATWELL_PUBLIC_RATE_LIMITS": "100000000/minute"}
+UNLIMITED = {"CHATWELL_API_RATE_LIMITS": "100000000/minute", "CHATWELL_PUBLIC_RATE_LIMITS": "100000000/minute",
+             "CHATWELL_MAX_CONCURRENT_REQUESTS_PER_CLIENT": "0"}  # every client here is 127.0.0.1
 
 
 LOGS: list[Path] = []
