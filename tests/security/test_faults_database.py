@@ -10,6 +10,7 @@ each chunk exactly once; once the fault passes, everything works without a resta
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import threading
 import time
@@ -31,6 +32,7 @@ on_sqlite = pytest.mark.parametrize("backend", ["sqlite"])
 # Tests on this module's own PostgreSQL (``outage_server``); the session's server is not touched.
 on_own_postgres = pytest.mark.parametrize("backend", ["own-postgres"])
 ANSWER = "Support answers Monday to Friday from nine to five, by mail and chat [1]."
+QUESTION = "What are your business hours on weekdays?"  # relevant to the seeded bot: the model answers
 # ~300 chunks: embedding them takes seconds on this CPU, long enough to strike in the middle.
 LONG_TEXT = "\n\n".join(
     f"Section {i}. The warehouse in district {i} ships parcel type {i % 17} on weekday {i % 5}; "
@@ -166,55 +168,56 @@ def test_a_locked_sqlite_database_refuses_chat_with_503_on_every_door_and_writes
     assert len(_rows(world.app.state.settings.resolved_database_url)["messages"]) == len(before) + 2
 
 
+def _answer_under_lock(start_world: Callable[..., World], live_server: Any, *, tokens_per_second: float,
+                      busy_timeout_ms: int, strike: Callable[[_SqliteLock, str, int], None],
+                      ) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+    """Stream an answer while ``strike(lock, event, deltas so far)`` takes and releases another
+    process's write lock; the events, and the rows stored once the stream has ended."""
+    upstream = live_server.start(scripted_upstream(ANSWER, tokens_per_second=tokens_per_second))
+    world = start_world(sqlite_busy_timeout_ms=busy_timeout_ms, llm_base_url=upstream + "/v1", llm_model="scripted")
+    lock = _SqliteLock(_db_path(world))
+    try:
+        with world.admin() as client:
+            events = _stream(client, "/v1/bots/support-bot/chat", {"message": QUESTION},
+                             lambda name, deltas: strike(lock, name, deltas))
+    finally:
+        lock.close()
+    return events, _rows(world.app.state.settings.resolved_database_url)
+
+
 @on_sqlite
 def test_an_answer_streaming_while_sqlite_is_locked_is_saved_once_the_lock_goes(
         start_world: Callable[..., World], live_server: Any) -> None:
-    upstream = live_server.start(scripted_upstream(ANSWER, tokens_per_second=20))
-    world = start_world(sqlite_busy_timeout_ms=300, llm_base_url=upstream + "/v1", llm_model="scripted")
-    lock = _SqliteLock(_db_path(world))
-
-    def strike(name: str, deltas: int) -> None:
+    def strike(lock: _SqliteLock, name: str, deltas: int) -> None:
         if name == "delta" and deltas == 1:
             lock.take()  # the user's turn is stored; the answer's save will find the file locked
             lock.release_after(1.5)  # ... for 1.5 s: longer than busy_timeout, shorter than the retries
 
-    try:
-        with world.admin() as client:
-            events = _stream(client, "/v1/bots/support-bot/chat", {"message": "What are your business hours on weekdays?"}, strike)
-    finally:
-        lock.close()
+    events, rows = _answer_under_lock(start_world, live_server, tokens_per_second=20, busy_timeout_ms=300,
+                                      strike=strike)
     names = [n for n, _ in events]
     assert names[-1] == "done" and "error" not in names, events
-    rows = _rows(world.app.state.settings.resolved_database_url)
     assistant = [m for m in rows["messages"] if m.role == "assistant"]
     assert len(assistant) == 1, "saved exactly once"
-    assert assistant[0].content == "".join(__import__("json").loads(d)["text"] for n, d in events if n == "delta")
+    assert assistant[0].content == "".join(json.loads(d)["text"] for n, d in events if n == "delta")
     assert assistant[0].error_code is None
 
 
 @on_sqlite
 def test_a_lock_that_outlasts_the_retries_ends_the_stream_with_an_error_not_a_done(
         start_world: Callable[..., World], live_server: Any) -> None:
-    upstream = live_server.start(scripted_upstream(ANSWER, tokens_per_second=40))
-    world = start_world(sqlite_busy_timeout_ms=200, llm_base_url=upstream + "/v1", llm_model="scripted")
-    lock = _SqliteLock(_db_path(world))
-
-    def strike(name: str, deltas: int) -> None:
+    def strike(lock: _SqliteLock, name: str, deltas: int) -> None:
         if name == "delta" and deltas == 1:
             lock.take()
         if name == "error":
             lock.release()  # now the error turn itself can be recorded
 
-    try:
-        with world.admin() as client:
-            events = _stream(client, "/v1/bots/support-bot/chat", {"message": "What are your business hours on weekdays?"}, strike)
-    finally:
-        lock.close()
+    events, rows = _answer_under_lock(start_world, live_server, tokens_per_second=40, busy_timeout_ms=200,
+                                      strike=strike)
     names = [n for n, _ in events]
     assert "done" not in names and names[-1] == "error", events
     assert '"database_busy"' in events[-1][1]
     # The conversation is readable and each stored turn is whole: the answer, with its error.
-    rows = _rows(world.app.state.settings.resolved_database_url)
     roles = [m.role for m in rows["messages"]]
     assert roles == ["user", "assistant"], rows["messages"]
     assert rows["messages"][1].error_code == "database_busy"
@@ -344,7 +347,7 @@ def test_postgres_restarting_mid_answer_still_saves_the_answer_once(outage_world
             threading.Thread(target=bounce).start()
 
     with world.admin() as client:
-        events = _stream(client, "/v1/bots/support-bot/chat", {"message": "What are your business hours on weekdays?"}, strike)
+        events = _stream(client, "/v1/bots/support-bot/chat", {"message": QUESTION}, strike)
     assert restarted.wait(30)
     names = [n for n, _ in events]
     assert names[-1] == "done", events

@@ -137,8 +137,9 @@ def turn_error(summary: dict[str, Any], fmt: Callable[[ChatwellError, int], JSON
         return None
     status = {**TURN_ERROR_STATUS, **(statuses or {})}.get(error["code"], default)
     if error["code"] in ("database_busy", "database_unavailable"):  # with its Retry-After
-        response = fmt(database_unavailable(error["code"]), status)
-        response.headers["Retry-After"] = str(database_unavailable(error["code"]).retry_after)
+        fault = database_unavailable(error["code"])
+        response = fmt(fault, status)
+        response.headers["Retry-After"] = str(fault.retry_after)
     else:
         response = fmt(ChatwellError(error["message"], code=error["code"]), status)
     response.headers.update(headers or {})

@@ -18,8 +18,10 @@ Both return ``None`` when the question has no searchable word; skip the keyword 
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
+from typing import Any
 
 __all__ = [
     "DEFAULT_MAX_TERMS",
@@ -100,16 +102,21 @@ PRUNE_KEEP = 3
 
 def porter_stems(terms: list[str]) -> list[str]:
     """The Porter stems of ``terms`` (as SQLite's ``porter`` tokenizer indexes them)."""
-    import snowballstemmer
-
-    return snowballstemmer.stemmer("porter").stemWords(terms)
+    return _stemmer("porter").stemWords(terms)
 
 
 def english_stems(terms: list[str]) -> list[str]:
     """The Snowball English stems of ``terms`` (PostgreSQL's ``english`` configuration's lexemes)."""
+    return _stemmer("english").stemWords(terms)
+
+
+@functools.cache
+def _stemmer(algorithm: str) -> Any:
+    """One stemmer per algorithm for the process (built once, not per query; used on the event
+    loop's thread only)."""
     import snowballstemmer
 
-    return snowballstemmer.stemmer("english").stemWords(terms)
+    return snowballstemmer.stemmer(algorithm)
 
 
 def rare_terms(terms: list[str], document_frequency: dict[str, int], total: int, *,

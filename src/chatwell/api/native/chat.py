@@ -18,6 +18,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from chatwell.api.deps import DbDep, PrincipalDep, WorkspacePrincipalDep
+from chatwell.api.dialect import TURN_ERROR_STATUS, UPSTREAM_FAILURE_STATUS
 from chatwell.api.native.leads import LeadOut
 from chatwell.api.native.schemas import ListOut
 from chatwell.api.sse import frame, sse_response
@@ -141,8 +142,7 @@ async def chat(bot_id: str, data: ChatIn, request: Request, principal: Principal
 
 
 def _status_of(code: str) -> int:
-    return {"content_filtered": 400, "service_unavailable": 503, "database_busy": 503, "database_unavailable": 503,
-            "cancelled": 499}.get(code, 502)
+    return {**TURN_ERROR_STATUS, "cancelled": 499}.get(code, UPSTREAM_FAILURE_STATUS)
 
 
 def _json(value: Any) -> bytes:
