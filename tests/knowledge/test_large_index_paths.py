@@ -1,5 +1,5 @@
 """The paths a large index takes, forced on small data by lowering their thresholds: keyword
-queries without their most common terms (both engines), and PostgreSQL's HNSW walk for a big bot
+queries without their most common terms (PostgreSQL; SQLite's in-memory BM25 needs no pruning), and PostgreSQL's HNSW walk for a big bot
 against the exact per-bot scan every smaller bot gets."""
 
 from __future__ import annotations
@@ -51,17 +51,14 @@ async def _bot_with_common_words(client: httpx.AsyncClient, app: FastAPI) -> tup
     return bot, rare
 
 
+@pytest.mark.parametrize("backend", ["postgres"])  # SQLite ranks in memory, every term at a few microseconds
 async def test_keyword_search_without_common_terms_still_finds_the_rare_ones(
-        client: httpx.AsyncClient, app: FastAPI, backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        client: httpx.AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> None:
     bot, rare = await _bot_with_common_words(client, app)
     db = app.state.db
     index = app.state.knowledge.retriever.index
-    if backend == "postgres":  # the planner's statistics are what PostgreSQL prunes by
-        async with db.write() as session:
-            await session.execute(text("ANALYZE chunks"))
-    else:  # the FTS index's own row count, read from its averages record
-        async with db.read() as session:
-            assert await search_index._fts_row_count(session) == 25
+    async with db.write() as session:  # the planner's statistics are what PostgreSQL prunes by
+        await session.execute(text("ANALYZE chunks"))
     question = "support ticket escalation engineer hours"
     async with db.read() as session:
         before = await index.keyword_search(session, _uuid(bot), question, 100)
@@ -70,7 +67,7 @@ async def test_keyword_search_without_common_terms_still_finds_the_rare_ones(
     monkeypatch.setattr(text_search, "PRUNE_MIN_CHUNKS", 0)
     monkeypatch.setattr(search_index, "rare_terms", lambda terms, df, total: text_search.rare_terms(
         terms, df, total, max_df=0.5, keep=2))
-    index._common = (0.0, 0, {})  # PostgreSQL: read the statistics now
+    index._common = (0.0, 0, {})  # read the statistics now
     async with db.read() as session:
         after = await index.keyword_search(session, _uuid(bot), question, 100)
     assert 1 <= len(after) < len(before)  # "support" (in every chunk) no longer matches everything

@@ -227,6 +227,8 @@ class Chunk(Base):
     # float32 bytes on SQLite; PostgreSQL keeps vectors in the pgvector column `embedding_vec`.
     embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
     embedding_dim: Mapped[int | None] = mapped_column(Integer)
+    # SQLite: the chunk's BM25 postings (retrieval.keyword_index.encode_terms); NULL on PostgreSQL.
+    terms: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
     created_at: Mapped[datetime] = _created()
 
 
