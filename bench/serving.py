@@ -7,7 +7,9 @@ component in its own process: the upstream, one `chatwell serve` process, and th
   --throughput   non-streaming chats per second on one process, as a ratio of a bare FastAPI
                  endpoint served the same way in the same run (the framework floor)
   --concurrency  N concurrent SSE chats against a token-paced upstream (20 tokens/s): errors,
-                 p99 added inter-token delay, server memory per open stream
+                 each token's delay from the upstream's send to the client (p50/p99), through
+                 chatwell and straight from the upstream (the difference is chatwell's), the
+                 old gap measure alongside, server memory per open stream
 
     .venv/bin/python bench/serving.py --ttft --throughput --concurrency [--streams 1000]
 """
@@ -71,10 +73,10 @@ def rss_kib(pid: int) -> int:
 class Stack:
     """Upstream + chatwell server on a prepared data dir."""
 
-    def __init__(self, data_dir: Path, tps: float = 0.0, words: int = 0) -> None:
+    def __init__(self, data_dir: Path, tps: float = 0.0, words: int = 0, stamp: bool = False) -> None:
         self.upstream_port, self.port = free_port(), free_port()
         self.upstream = spawn([sys.executable, "-m", "tests.upstream", "--port", str(self.upstream_port),
-                               "--tps", str(tps), "--words", str(words)])
+                               "--tps", str(tps), "--words", str(words), *(["--stamp"] if stamp else [])])
         wait_for_port("127.0.0.1", self.upstream_port, timeout=30)
         self.server = spawn([CHATWELL, "serve", "--port", str(self.port), "--data-dir", str(data_dir)], {
             "CHATWELL_LLM_BASE_URL": f"http://127.0.0.1:{self.upstream_port}/v1",
@@ -109,6 +111,7 @@ async def prepare(data_dir: Path, chunks: int) -> str:
 async def bench_ttft(data_dir: Path, bot_id: str, n: int) -> dict[str, Any]:
     stack = Stack(data_dir)
     direct, through = [], []
+    stages: list[dict[str, float]] = []  # when each status event and the first delta arrived
     try:
         async with httpx.AsyncClient(timeout=60, headers={"Authorization": f"Bearer {KEY}"}) as client:
             upstream = f"http://127.0.0.1:{stack.upstream_port}/v1/chat/completions"
@@ -126,11 +129,16 @@ async def bench_ttft(data_dir: Path, bot_id: str, n: int) -> dict[str, Any]:
 
             async def first_chatwell() -> float:
                 start = time.perf_counter()
+                marks: dict[str, float] = {}
                 async with client.stream("POST", f"{stack.base}/v1/bots/{bot_id}/chat",
                                          json={"message": QUESTION, "private": True}) as r:
                     async for line in r.aiter_lines():
+                        if line.startswith("data: ") and '"stage"' in line:
+                            marks.setdefault(json.loads(line[6:]).get("stage", "?"), time.perf_counter() - start)
                         if line == "event: delta":
-                            return time.perf_counter() - start
+                            first = time.perf_counter() - start
+                            stages.append({**marks, "delta": first})
+                            return first
                 raise RuntimeError(f"no token from chatwell ({r.status_code})")
 
             for _ in range(5):  # warm-up both sides
@@ -143,7 +151,15 @@ async def bench_ttft(data_dir: Path, bot_id: str, n: int) -> dict[str, Any]:
     finally:
         stack.close()
     added = sorted((c - d) * 1000 for c, d in zip(through, direct, strict=True))
-    return {"direct": latency_summary(direct), "chatwell": latency_summary(through),
+    measured = stages[-n:]
+    steps = {}  # chatwell's own stages, from its status events: request -> "retrieving" -> "generating" -> delta
+    for name, before, after in (("until_retrieving", None, "retrieving"), ("retrieving", "retrieving", "generating"),
+                                ("generating_to_first_delta", "generating", "delta")):
+        values = sorted((m[after] - (m[before] if before else 0.0)) * 1000 for m in measured
+                        if after in m and (before is None or before in m))
+        if values:
+            steps[name] = {"p50_ms": round(values[len(values) // 2], 2), "p95_ms": round(values[int(len(values) * 0.95)], 2)}
+    return {"direct": latency_summary(direct), "chatwell": latency_summary(through), "chatwell_steps": steps,
             "added_ms_p50": round(added[len(added) // 2], 2), "added_ms_p95": round(added[int(len(added) * 0.95)], 2)}
 
 
@@ -193,33 +209,61 @@ async def bench_throughput(data_dir: Path, bot_id: str, seconds: float, concurre
 
 
 async def bench_concurrency(data_dir: Path, bot_id: str, streams: int, tps: float, words: int) -> dict[str, Any]:
-    stack = Stack(data_dir, tps=tps, words=words)
+    """``streams`` chats at once, through chatwell and then straight to the upstream (the floor:
+    the same client and upstream without chatwell). The upstream stamps every token with the
+    moment it sent it (CLOCK_MONOTONIC, shared by the processes of one machine), so each token's
+    delay to the client is measured, not inferred from the gaps: the gap measure also counts the
+    upstream's own lateness under load, which is not chatwell's."""
+    stack = Stack(data_dir, tps=tps, words=words, stamp=True)
     gap_expected = 1.0 / tps
-    errors: list[str] = []
-    gaps: list[float] = []
+    through: dict[str, Any] = {"errors": [], "gaps": [], "delays": []}
+    direct: dict[str, Any] = {"errors": [], "gaps": [], "delays": []}
+    upstream_url = f"http://127.0.0.1:{stack.upstream_port}/v1/chat/completions"
     try:
         base_rss = rss_kib(stack.server.pid)
         peak = {"rss": base_rss}
         async with httpx.AsyncClient(timeout=300, headers={"Authorization": f"Bearer {KEY}"},
                                      limits=httpx.Limits(max_connections=streams + 10)) as client:
-            async def one(i: int) -> None:
+            def token(text: str, into: dict[str, Any], last: float | None) -> float:
+                now = time.monotonic_ns() // 1000
+                for word in text.split():
+                    if word.startswith("t") and word[1:].isdigit():
+                        into["delays"].append((now - int(word[1:])) / 1e6)
+                if last is not None:
+                    into["gaps"].append(now / 1e6 - last - gap_expected)
+                return now / 1e6
+
+            async def one() -> None:
                 try:
                     async with client.stream("POST", f"{stack.base}/v1/bots/{bot_id}/chat",
                                              json={"message": QUESTION, "private": True}) as r:
                         if r.status_code != 200:
-                            errors.append(f"HTTP {r.status_code}")
+                            through["errors"].append(f"HTTP {r.status_code}")
                             return
+                        last, kind = None, ""
+                        async for line in r.aiter_lines():
+                            if line.startswith("event: "):
+                                kind = line[7:]
+                                if kind == "error":
+                                    through["errors"].append("error event")
+                            elif kind == "delta" and line.startswith("data: "):
+                                last = token(json.loads(line[6:])["text"], through, last)
+                except Exception as exc:  # noqa: BLE001 - counted
+                    through["errors"].append(type(exc).__name__)
+
+            async def one_direct() -> None:
+                body = {"model": "scripted", "stream": True, "messages": [{"role": "user", "content": QUESTION}]}
+                try:
+                    async with client.stream("POST", upstream_url, json=body) as r:
                         last = None
                         async for line in r.aiter_lines():
-                            if line == "event: delta":
-                                now = time.perf_counter()
-                                if last is not None:
-                                    gaps.append(now - last - gap_expected)
-                                last = now
-                            elif line == "event: error":
-                                errors.append("error event")
+                            if line.startswith("data: {"):
+                                choices = json.loads(line[6:]).get("choices") or [{}]
+                                text = (choices[0].get("delta") or {}).get("content")
+                                if text:
+                                    last = token(text, direct, last)
                 except Exception as exc:  # noqa: BLE001 - counted
-                    errors.append(type(exc).__name__)
+                    direct["errors"].append(type(exc).__name__)
 
             async def sample() -> None:
                 while True:
@@ -228,17 +272,29 @@ async def bench_concurrency(data_dir: Path, bot_id: str, streams: int, tps: floa
 
             sampler = asyncio.create_task(sample())
             started = time.perf_counter()
-            await asyncio.gather(*(one(i) for i in range(streams)))
+            await asyncio.gather(*(one() for _ in range(streams)))
             elapsed = time.perf_counter() - started
             sampler.cancel()
+            await asyncio.gather(*(one_direct() for _ in range(streams)))
     finally:
         stack.close()
-    gaps.sort()
-    return {"streams": streams, "tokens_per_s": tps, "errors": len(errors), "error_kinds": sorted(set(errors))[:5],
-            "added_inter_token_ms_p50": round(gaps[len(gaps) // 2] * 1000, 2) if gaps else None,
-            "added_inter_token_ms_p99": round(gaps[int(len(gaps) * 0.99)] * 1000, 2) if gaps else None,
-            "server_rss_base_mib": round(base_rss / 1024, 1), "server_rss_peak_mib": round(peak["rss"] / 1024, 1),
+
+    def pct(values: list[float], q: float) -> float | None:
+        values = sorted(values)
+        return round(values[min(len(values) - 1, int(len(values) * q))] * 1000, 2) if values else None
+
+    out = {"streams": streams, "tokens_per_s": tps, "errors": len(through["errors"]),
+           "error_kinds": sorted(set(through["errors"]))[:5], "direct_errors": len(direct["errors"])}
+    for q, name in ((0.5, "p50"), (0.99, "p99")):
+        out[f"token_delay_ms_{name}"] = pct(through["delays"], q)
+        out[f"token_delay_direct_ms_{name}"] = pct(direct["delays"], q)
+        if out[f"token_delay_ms_{name}"] is not None and out[f"token_delay_direct_ms_{name}"] is not None:
+            out[f"added_token_delay_ms_{name}"] = round(out[f"token_delay_ms_{name}"] - out[f"token_delay_direct_ms_{name}"], 2)
+        out[f"gap_excess_ms_{name}"] = pct(through["gaps"], q)
+        out[f"gap_excess_direct_ms_{name}"] = pct(direct["gaps"], q)
+    out |= {"server_rss_base_mib": round(base_rss / 1024, 1), "server_rss_peak_mib": round(peak["rss"] / 1024, 1),
             "kib_per_open_stream": round((peak["rss"] - base_rss) / streams, 1), "wall_seconds": round(elapsed, 1)}
+    return out
 
 
 async def main() -> None:

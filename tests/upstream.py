@@ -19,7 +19,9 @@ DEFAULT_ANSWER = "Our support team answers Monday to Friday, from nine to five [
 
 
 def scripted_upstream(answer: str = DEFAULT_ANSWER, *, tokens_per_second: float | None = None,
-                      first_token_delay: float = 0.0) -> Starlette:
+                      first_token_delay: float = 0.0, stamp: bool = False) -> Starlette:
+    """``stamp``: every streamed word is replaced by ``t<CLOCK_MONOTONIC microseconds>`` taken as it
+    is sent, so a client on the same machine can tell how long each token took to reach it."""
     words = [w + " " for w in answer.split(" ")]
     words[-1] = words[-1].rstrip()
     gap = 1.0 / tokens_per_second if tokens_per_second else 0.0
@@ -47,7 +49,7 @@ def scripted_upstream(answer: str = DEFAULT_ANSWER, *, tokens_per_second: float 
                 await asyncio.sleep(first_token_delay)
             yield chunk({"role": "assistant", "content": ""})
             for word in words:
-                yield chunk({"content": word})
+                yield chunk({"content": f"t{time.monotonic_ns() // 1000} " if stamp else word})
                 if gap:
                     await asyncio.sleep(gap)
             yield chunk({}, "stop")
@@ -75,7 +77,9 @@ if __name__ == "__main__":  # python -m tests.upstream --port 9000 [--tps 20] (b
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--tps", type=float, default=0.0, help="tokens per second; 0: as fast as possible")
     parser.add_argument("--words", type=int, default=0, help="answer length in words (default: the fixed answer)")
+    parser.add_argument("--stamp", action="store_true", help="stream send-time stamps instead of the words")
     args = parser.parse_args()
     text = " ".join(f"word{i}" for i in range(args.words)) + " [1]." if args.words else DEFAULT_ANSWER
-    uvicorn.run(scripted_upstream(text, tokens_per_second=args.tps or None), host="127.0.0.1", port=args.port,
+    uvicorn.run(scripted_upstream(text, tokens_per_second=args.tps or None, stamp=args.stamp), host="127.0.0.1",
+                port=args.port,
                 log_level="warning", backlog=4096)
