@@ -625,11 +625,12 @@ class StageTimer:
     def stop(self, total: float) -> None:
         row = {name: self._current.get(name, 0.0) for name in self.STAGES}
         row["rest"] = max(0.0, total - sum(row.values()))
+        row["search without embed"] = total - row["embed"]  # the index's part, the question's vector given
         self.per_query.append(row)
 
     def summary(self) -> dict[str, dict[str, float]]:
         return {name: latency_summary([r[name] for r in self.per_query])
-                for name in (*self.STAGES, "rest")}
+                for name in (*self.STAGES, "rest", "search without embed")}
 
 
 async def _search(retriever: Any, bot_id: uuid.UUID, query: str) -> Any:
