@@ -9,7 +9,7 @@ The embedding cache lives in a fresh temp data dir, so every chunk is really emb
 
     apt-get install -y postgresql-doc-15
     .venv/bin/python bench/ingest_site.py                       # SQLite, in-process worker
-    .venv/bin/python bench/ingest_site.py --concurrency 16
+    .venv/bin/python bench/ingest_site.py --max-pages 2000 --raw-sample 4000
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ import functools
 import http.server
 import random
 import shutil
-import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -36,6 +34,8 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _common import json_line, machine_info, table, temp_dir  # noqa: E402
+
+from tests.services import free_port, wait_for_port  # noqa: E402
 
 MANUAL = Path("/usr/share/doc/postgresql-doc-15/html")
 ADMIN_KEY = "bench-admin-key-0123456789"
@@ -72,15 +72,7 @@ def serve_directory(root: Path) -> Iterator[str]:
         proc = subprocess.Popen([nginx, "-p", str(prefix), "-c", str(prefix / "nginx.conf")],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline or proc.poll() is not None:
-                        raise RuntimeError("nginx did not start") from None
-                    time.sleep(0.05)
+            wait_for_port("127.0.0.1", port, timeout=10, process=proc)
             yield f"http://127.0.0.1:{port}"
         finally:
             proc.terminate()
@@ -92,17 +84,13 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     import uvicorn
 
     from chatwell.app import create_app
+    from chatwell.services.sources import count_by_status
     from chatwell.settings import Settings
+    from chatwell.storage.database import Database
 
     with serve_directory(args.root) as site, temp_dir("chatwell-site-") as tmp:
         settings = Settings(data_dir=tmp, admin_key=ADMIN_KEY, crawl_allow_private=True,
@@ -123,12 +111,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "max_depth": 10})
             assert root.status_code == 202, root.text
             last_report = started
-            database = settings.resolved_database_url.split("///", 1)[1]
+            progress = Database(settings.resolved_database_url)
             while True:
-                # Progress is read from the database file, not paged through the API every half
-                # second: with a thousand sources that polling would itself be a load on the server.
-                counts = _status_counts(database)
-                if counts and not counts.get("pending") and not counts.get("processing"):
+                # Progress is one count by status (the service /metrics uses), not a thousand
+                # sources paged through the API every half second: that polling loaded the server.
+                counts = await count_by_status(progress)
+                if sum(counts.values()) and not counts["pending"] and not counts["processing"]:
                     break
                 if time.perf_counter() - last_report > 30:
                     last_report = time.perf_counter()
@@ -136,6 +124,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                           f" {last_report - started:.0f}s", flush=True)
                 await asyncio.sleep(0.5)
             wall = time.perf_counter() - started
+            await progress.dispose()
             sources = await _all_sources(client, bot["id"])
             failed = [s for s in sources if s["status"] == "failed"]
         server.should_exit = True
@@ -153,11 +142,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         result["raw_sample"] = len(sample)
         result["ratio"] = round(result["pipeline_chunks_per_s"] / result["raw_chunks_per_s"], 3)
     return result
-
-
-def _status_counts(path: str) -> dict[str, int]:
-    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as conn:
-        return dict(conn.execute("SELECT status, count(*) FROM sources GROUP BY status").fetchall())
 
 
 async def _all_sources(client: httpx.AsyncClient, bot_id: str) -> list[dict[str, Any]]:
@@ -203,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, default=MANUAL, help="folder of the site to serve")
     parser.add_argument("--max-pages", type=int, default=2000)
-    parser.add_argument("--concurrency", type=int, default=4, help="CHATWELL_INGESTION_CONCURRENCY")
+    parser.add_argument("--concurrency", type=int, default=16, help="CHATWELL_INGESTION_CONCURRENCY (the default)")
     parser.add_argument("--skip-raw", action="store_true")
     parser.add_argument("--raw-sample", type=int, default=0,
                         help="time the bare model on this many of the chunks, drawn at random (0: all)")

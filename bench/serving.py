@@ -28,7 +28,7 @@ from typing import Any
 
 import _common  # noqa: F401
 import httpx
-from _common import DEFAULT_CORPUS, json_line, latency_summary, read_corpus, temp_dir
+from _common import DEFAULT_CORPUS, json_line, latency_summary, percentile, read_corpus, temp_dir
 
 from chatwell.settings import Settings
 from tests.services import free_port, wait_for_port
@@ -155,10 +155,10 @@ async def bench_ttft(data_dir: Path, bot_id: str, n: int) -> dict[str, Any]:
     steps = {}  # chatwell's own stages, from its status events: request -> "retrieving" -> "generating" -> delta
     for name, before, after in (("until_retrieving", None, "retrieving"), ("retrieving", "retrieving", "generating"),
                                 ("generating_to_first_delta", "generating", "delta")):
-        values = sorted((m[after] - (m[before] if before else 0.0)) * 1000 for m in measured
-                        if after in m and (before is None or before in m))
+        values = [m[after] - (m[before] if before else 0.0) for m in measured
+                  if after in m and (before is None or before in m)]
         if values:
-            steps[name] = {"p50_ms": round(values[len(values) // 2], 2), "p95_ms": round(values[int(len(values) * 0.95)], 2)}
+            steps[name] = latency_summary(values)
     return {"direct": latency_summary(direct), "chatwell": latency_summary(through), "chatwell_steps": steps,
             "added_ms_p50": round(added[len(added) // 2], 2), "added_ms_p95": round(added[int(len(added) * 0.95)], 2)}
 
@@ -280,12 +280,11 @@ async def bench_concurrency(data_dir: Path, bot_id: str, streams: int, tps: floa
         stack.close()
 
     def pct(values: list[float], q: float) -> float | None:
-        values = sorted(values)
-        return round(values[min(len(values) - 1, int(len(values) * q))] * 1000, 2) if values else None
+        return round(percentile(values, q) * 1000, 2) if values else None
 
     out = {"streams": streams, "tokens_per_s": tps, "errors": len(through["errors"]),
            "error_kinds": sorted(set(through["errors"]))[:5], "direct_errors": len(direct["errors"])}
-    for q, name in ((0.5, "p50"), (0.99, "p99")):
+    for q, name in ((50, "p50"), (99, "p99")):
         out[f"token_delay_ms_{name}"] = pct(through["delays"], q)
         out[f"token_delay_direct_ms_{name}"] = pct(direct["delays"], q)
         if out[f"token_delay_ms_{name}"] is not None and out[f"token_delay_direct_ms_{name}"] is not None:

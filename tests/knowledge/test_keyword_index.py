@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sys
+import threading
 import uuid
 from typing import Any
 
@@ -16,7 +18,7 @@ from fastapi import FastAPI
 from sqlalchemy import select, update
 
 from chatwell.retrieval.keyword_index import HEADING_WEIGHT, KeywordIndex, analyze, encode_terms, term_keys
-from chatwell.retrieval.text_search import query_terms
+from chatwell.retrieval.text_search import porter_stems, query_terms
 from chatwell.storage import search_index
 from chatwell.storage.tables import Chunk
 from tests.helpers import make_bot
@@ -35,6 +37,38 @@ def _top(index: KeywordIndex, question: str, k: int = 10) -> dict[int, float]:
 def test_words_are_split_folded_stemmed_and_stopwords_left_out() -> None:
     assert analyze("The Cafés are RUNNING; naïve_users' e-mail 42x") == ["cafe", "run", "naiv", "user", "e", "mail", "42x"]
     assert analyze("who are you") == []
+
+
+def test_threads_stem_and_analyse_at_once_without_mixing_words_up() -> None:
+    # The event loop stems questions while worker threads analyse chunks being stored or loaded.
+    # One shared Snowball stemmer keeps the word it works on in itself: with threads switching
+    # every microsecond it returned other words' stems or raised IndexError.
+    words = [w + s for w in ("connect", "relate", "general", "operate", "national", "happy")
+             for s in ("", "ing", "ed", "ions", "ational", "ness", "ly")]
+    texts = [" ".join(words[i:] + words[:i]) for i in range(len(words))]
+    expected = ([porter_stems(words)], [encode_terms("Heading", t) for t in texts])
+    failures: list[BaseException] = []
+    mismatches: list[int] = []
+
+    def work() -> None:
+        try:
+            for _ in range(150):
+                if ([porter_stems(words)], [encode_terms("Heading", t) for t in texts]) != expected:
+                    mismatches.append(1)
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            failures.append(exc)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not failures and not mismatches
 
 
 def test_scores_are_bm25_with_the_heading_counted_twice() -> None:

@@ -33,18 +33,23 @@ def grounding_of(passages: Sequence[Passage]) -> list[Grounding]:
             for i, p in enumerate(passages, start=1)]
 
 
-def _system_parts(instructions: str, grounding: Sequence[Grounding], language: str | None) -> list[str]:
+def _system_parts(instructions: str, grounding: Sequence[Grounding],
+                  language: str | None) -> tuple[list[str], list[str]]:
+    """The system prompt's paragraphs, and its numbered sources (joined as the last paragraph)."""
     parts = [instructions.strip()] if instructions.strip() else []
     parts.append(RULES)
     if language and language != "en":
         parts.append(f"Unless the question is in another language, answer in {language}.")
     sources = [f"[{g.index}] {g.title}\n<source>\n{_defang(g.text)}\n</source>" for g in grounding]
-    parts.append("Sources:\n\n" + "\n\n".join(sources) if sources else "Sources: (none found)")
-    return parts
+    return parts, sources
+
+
+def _join(parts: list[str], sources: list[str]) -> str:
+    return "\n\n".join([*parts, "Sources:\n\n" + "\n\n".join(sources) if sources else "Sources: (none found)"])
 
 
 def system_prompt(instructions: str, grounding: Sequence[Grounding], language: str | None = None) -> str:
-    return "\n\n".join(_system_parts(instructions, grounding, language))
+    return _join(*_system_parts(instructions, grounding, language))
 
 
 def build_messages(*, instructions: str, grounding: Sequence[Grounding], history: Sequence[HistoryTurn],
@@ -53,15 +58,15 @@ def build_messages(*, instructions: str, grounding: Sequence[Grounding], history
     """The model's messages, history trimmed oldest first to fit ``context_tokens``.
 
     Tokens are only counted when there is history to trim (a first question needs no budget),
-    and a text is counted once per process (the sources and the earlier turns of a conversation
-    come back turn after turn): counting a prompt of eight passages cost ~8 ms of every answer's
-    time to first token."""
-    system = system_prompt(instructions, grounding, language)
+    and each paragraph, source and turn is counted once per process (the rules, the sources and
+    the earlier turns of a conversation come back turn after turn): counting a prompt of eight
+    passages cost ~8 ms of every answer's time to first token."""
+    parts, sources = _system_parts(instructions, grounding, language)
+    system = _join(parts, sources)
     kept: list[HistoryTurn] = []
     if history:
-        # The parts' counts plus one per separator: within a token or two of counting the whole.
-        parts = _system_parts(instructions, grounding, language)
-        used = sum(_tokens(part) + 1 for part in parts) + _tokens(question)
+        # The pieces' counts plus one per separator: within a few tokens of counting the whole.
+        used = sum(_tokens(piece) + 1 for piece in (*parts, *sources)) + 4 + _tokens(question)
         budget = context_tokens - reserve_tokens - SAFETY_MARGIN_TOKENS - used
         for turn in reversed(history):
             cost = _tokens(turn.content) + 4

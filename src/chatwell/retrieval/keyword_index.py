@@ -20,16 +20,15 @@ query words for a vocabulary of 500,000 stems.
 
 from __future__ import annotations
 
-import re
 import unicodedata
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from chatwell.retrieval.text_search import STOPWORDS, porter_stems
+from chatwell.retrieval.text_search import MAX_TERM_CHARS, STOPWORDS, TOKEN, porter_stems
 
 __all__ = ["HEADING_WEIGHT", "KeywordIndex", "analyze", "encode_terms", "term_keys"]
 
@@ -37,8 +36,6 @@ K1 = 1.2
 B = 0.75
 #: A word in the heading (title > section path) counts this many times one in the text.
 HEADING_WEIGHT = 2
-_TOKEN = re.compile(r"[^\W_]+")
-_MAX_TERM_CHARS = 64
 _HEADER = np.dtype("<u4")  # the chunk's weighted length
 _RECORD = np.dtype([("key", "<u4"), ("tf", "<u2")])
 _STEMS: dict[str, str] = {}
@@ -49,16 +46,20 @@ def _words(text: str) -> list[str]:
     text = text.lower()
     if not text.isascii():
         text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
-    return _TOKEN.findall(text)
+    return TOKEN.findall(text)
 
 
-def _stems(words: Iterable[str]) -> list[str]:
-    """Porter stems of the non-stopwords among ``words`` (memoised: a corpus repeats its words)."""
+def _stems(words: list[str]) -> list[str]:
+    """Porter stems of the non-stopwords among ``words`` (memoised: a corpus repeats its words).
+
+    Called from the event loop and from worker threads at once: a full memo is replaced, never
+    cleared, so a caller still holding the old one finds every word it looked up there."""
+    global _STEMS
     stems = _STEMS
-    missing = [w for w in set(words) if w not in stems and w not in STOPWORDS and len(w) <= _MAX_TERM_CHARS]
+    missing = [w for w in set(words) if w not in stems and w not in STOPWORDS and len(w) <= MAX_TERM_CHARS]
     if missing:
         if len(stems) > _STEM_CACHE_LIMIT:
-            stems.clear()
+            stems = _STEMS = {}
         stems.update(zip(missing, porter_stems(missing), strict=True))
     return [stems[w] for w in words if w in stems]
 

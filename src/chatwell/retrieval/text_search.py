@@ -18,8 +18,8 @@ Both return ``None`` when the question has no searchable word; skip the keyword 
 
 from __future__ import annotations
 
-import functools
 import re
+import threading
 import unicodedata
 from typing import Any
 
@@ -39,11 +39,11 @@ __all__ = [
 #: Longer questions are cut: each extra OR term makes the index visit more rows.
 DEFAULT_MAX_TERMS = 32
 #: Tokens longer than this are junk (hashes, base64) and only slow the index down.
-_MAX_TERM_CHARS = 64
+MAX_TERM_CHARS = 64
 
 # Letters and digits of any script; everything else (punctuation, symbols, spaces, `_`)
 # separates tokens, as in FTS5's unicode61 tokenizer.
-_TOKEN = re.compile(r"[^\W_]+")
+TOKEN = re.compile(r"[^\W_]+")
 
 #: English function words and question words. Removing them from the OR-query keeps rare,
 #: meaningful terms in charge of the ranking and avoids matching nearly every chunk.
@@ -76,10 +76,10 @@ def query_terms(
     text = unicodedata.normalize("NFKC", question or "")
     tokens: list[str] = []
     seen: set[str] = set()
-    for match in _TOKEN.finditer(text):
+    for match in TOKEN.finditer(text):
         # lower(), not casefold(): FTS5 folds case one character at a time, so "ß" stays "ß".
         token = match.group().lower()
-        if len(token) > _MAX_TERM_CHARS or token in seen:
+        if len(token) > MAX_TERM_CHARS or token in seen:
             continue
         seen.add(token)
         tokens.append(token)
@@ -110,13 +110,22 @@ def english_stems(terms: list[str]) -> list[str]:
     return _stemmer("english").stemWords(terms)
 
 
-@functools.cache
-def _stemmer(algorithm: str) -> Any:
-    """One stemmer per algorithm for the process (built once, not per query; used on the event
-    loop's thread only)."""
-    import snowballstemmer
+_STEMMERS = threading.local()
 
-    return snowballstemmer.stemmer(algorithm)
+
+def _stemmer(algorithm: str) -> Any:
+    """One stemmer per algorithm and thread, built once. A Snowball stemmer keeps the word it is
+    working on in itself: shared between threads (the event loop stems questions while worker
+    threads analyse chunks being stored or loaded) it mixes words up or raises IndexError."""
+    stemmers = getattr(_STEMMERS, "by_algorithm", None)
+    if stemmers is None:
+        stemmers = _STEMMERS.by_algorithm = {}
+    stemmer = stemmers.get(algorithm)
+    if stemmer is None:
+        import snowballstemmer
+
+        stemmer = stemmers[algorithm] = snowballstemmer.stemmer(algorithm)
+    return stemmer
 
 
 def rare_terms(terms: list[str], document_frequency: dict[str, int], total: int, *,

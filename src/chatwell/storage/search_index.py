@@ -35,7 +35,6 @@ from chatwell.retrieval.text_search import (
 from chatwell.storage.tables import Bot, Chunk
 
 HNSW_DIMENSIONS = (384,)
-FTS_WEIGHTS = (2.0, 1.0)  # bm25 column weights: heading (title, section path), text
 MAX_CACHED_ENTRIES = 64  # SQLite: bots' vector matrices and keyword postings kept in memory ...
 MAX_CACHED_BYTES = 2 << 30  # ... within this many bytes (a 100k-chunk bot takes about 300 MB)
 QUANTIZED_MIN_ROWS = 20_000  # SQLite: bots this large scan an int8 copy of their vectors first ...
