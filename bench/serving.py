@@ -3,7 +3,8 @@ component in its own process: the upstream, one `chatwell serve` process, and th
 
   --ttft         time to first token through chatwell vs the upstream called directly, for a bot
                  of 10k chunks (zero-latency upstream: the difference is chatwell's own cost:
-                 auth, limits, retrieval, prompt, persistence of the user turn)
+                 auth, limits, retrieval, prompt); twice: private turns (nothing stored before
+                 the answer) and stored ones (a new conversation and the user's turn written first)
   --throughput   non-streaming chats per second on one process, as a ratio of a bare FastAPI
                  endpoint served the same way in the same run (the framework floor)
   --concurrency  N concurrent SSE chats against a token-paced upstream (20 tokens/s): errors,
@@ -108,7 +109,9 @@ async def prepare(data_dir: Path, chunks: int) -> str:
     return str(bot.id)
 
 
-async def bench_ttft(data_dir: Path, bot_id: str, n: int) -> dict[str, Any]:
+async def bench_ttft(data_dir: Path, bot_id: str, n: int, *, private: bool = True) -> dict[str, Any]:
+    """``private``: the turn stores only its usage row; otherwise every question starts a stored
+    conversation (a write transaction before retrieval), as a widget visitor's first message does."""
     stack = Stack(data_dir)
     direct, through = [], []
     stages: list[dict[str, float]] = []  # when each status event and the first delta arrived
@@ -131,7 +134,7 @@ async def bench_ttft(data_dir: Path, bot_id: str, n: int) -> dict[str, Any]:
                 start = time.perf_counter()
                 marks: dict[str, float] = {}
                 async with client.stream("POST", f"{stack.base}/v1/bots/{bot_id}/chat",
-                                         json={"message": QUESTION, "private": True}) as r:
+                                         json={"message": QUESTION, "private": private}) as r:
                     async for line in r.aiter_lines():
                         if line.startswith("data: ") and '"stage"' in line:
                             marks.setdefault(json.loads(line[6:]).get("stage", "?"), time.perf_counter() - start)
@@ -316,6 +319,8 @@ async def main() -> None:
         if args.ttft:
             results["ttft"] = await bench_ttft(data_dir, bot_id, args.questions)
             print("ttft", results["ttft"], flush=True)
+            results["ttft_stored"] = await bench_ttft(data_dir, bot_id, args.questions, private=False)
+            print("ttft_stored", results["ttft_stored"], flush=True)
         if args.throughput:
             results["throughput"] = await bench_throughput(data_dir, bot_id, args.seconds, args.clients)
             print("throughput", results["throughput"], flush=True)

@@ -32,6 +32,27 @@ async def test_memory_admits_exactly_the_limit_under_concurrency() -> None:
     assert await admitted(limiter, rules_of(parse_limits("15/minute"), "public", "bot", "5.6.7.8"), 20) == 15
 
 
+async def test_memory_expires_old_events_without_worker_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``limits``' own in-memory storage bisected every key's events in a thread after each hit."""
+    threads: list[object] = []
+    real_to_thread = asyncio.to_thread
+
+    async def counted(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+        threads.append(fn)
+        return await real_to_thread(fn, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "to_thread", counted)
+    limiter = RateLimiter()
+    rules = rules_of(parse_limits("3/second"), "public", "bot", "1.2.3.4")
+    assert await admitted(limiter, rules, 5) == 3
+    await asyncio.sleep(1.1)
+    await limiter.admit(rules_of(parse_limits("3/second"), "public", "bot", "other"))
+    await asyncio.sleep(0.05)  # the expiry pass started by that hit has run
+    assert not any("1.2.3.4" in key for key in limiter.storage.events)  # the expired window is gone
+    assert await admitted(limiter, rules, 5) == 3
+    assert threads == []
+
+
 async def test_redis_shared_by_two_limiters_admits_exactly_the_limit(redis_url: str) -> None:
     first, second = RateLimiter(redis_url), RateLimiter(redis_url)
     try:

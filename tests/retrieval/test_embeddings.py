@@ -236,6 +236,29 @@ async def test_async_cache_uses_the_inner_async_path(tmp_path: Path) -> None:
     np.testing.assert_array_equal(first[::-1], second)
 
 
+async def test_recent_small_calls_are_answered_from_memory_without_the_file(tmp_path: Path) -> None:
+    inner = CountingEmbedder()
+    cached = CachedEmbedder(inner, tmp_path)
+    question = await cached.embed(["when do you open?"])
+    batch = [f"chunk {i}" for i in range(CachedEmbedder.MEMORY_BATCH + 1)]
+    await cached.embed(batch)  # an ingestion-sized batch is not kept in memory
+    cached._conn.close()  # from here on, anything that reaches the file fails
+    again = await cached.embed(["when do you open?"])
+    np.testing.assert_array_equal(again, question)
+    with pytest.raises(Exception, match="closed"):
+        await cached.embed(batch[:1])
+    assert inner.embedded == ["when do you open?", *batch]
+
+
+async def test_memory_of_recent_vectors_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(CachedEmbedder, "MEMORY_ENTRIES", 3)
+    with CachedEmbedder(CountingEmbedder(), tmp_path) as cached:
+        for text in ("a", "b", "c", "d"):
+            await cached.embed([text])
+        assert len(cached._recent) == 3
+        assert cached._key("a") not in cached._recent  # the least recently used went first
+
+
 def test_cache_with_the_real_model(tmp_path: Path, minilm: MiniLMOnnxEmbedder) -> None:
     with CachedEmbedder(minilm, tmp_path) as cached:
         fresh = cached.embed_sync(["refund policy", "delivery times"])

@@ -18,12 +18,15 @@ from chatwell.storage.database import Database
 
 bearer_scheme = HTTPBearer(auto_error=False, description="A chatwell API key")
 
+# The dependencies are ``async def`` although they only read app state: FastAPI runs a plain
+# ``def`` dependency in its thread pool, a thread hop on every request.
 
-def get_db(request: Request) -> Database:
+
+async def get_db(request: Request) -> Database:
     return request.app.state.db
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
@@ -31,9 +34,13 @@ def get_conversation_bus(request: Request) -> ConversationBus:
     return request.app.state.conversation_bus
 
 
+async def _conversation_bus(request: Request) -> ConversationBus:
+    return get_conversation_bus(request)
+
+
 DbDep = Annotated[Database, Depends(get_db)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-ConversationBusDep = Annotated[ConversationBus, Depends(get_conversation_bus)]
+ConversationBusDep = Annotated[ConversationBus, Depends(_conversation_bus)]
 
 
 async def authenticate_request(request: Request, db: Database, secret: str | None) -> Principal:

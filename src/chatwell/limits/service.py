@@ -12,6 +12,7 @@ per UTC calendar day and reset at midnight UTC.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 import time
@@ -78,6 +79,28 @@ def _day_key(now: datetime) -> tuple[str, int]:
     return now.strftime("%Y-%m-%d"), int(midnight.timestamp())
 
 
+class InlineExpiryMemoryStorage(MemoryStorage):
+    """``limits``' in-memory storage, whose expiry pass (started after every hit) bisected each
+    key's events in a worker thread: a thread hop, and a wait for the GIL, on every request of
+    the embedded default. The same pass without the thread (a bisect takes microseconds)."""
+
+    async def _MemoryStorage__expire_events(self) -> None:  # overrides the name-mangled private pass
+        now = time.time()
+        for key in list(self.events):
+            async with self.locks[key]:
+                events = self.events.get(key)
+                if events:
+                    self.events[key] = events[:bisect.bisect_left(events, -now, key=lambda e: -e.expiry)]
+                if not self.events.get(key):
+                    self.events.pop(key, None)
+                    self.locks.pop(key, None)
+        for key in list(self.expirations):
+            if self.expirations[key] <= time.time():
+                self.storage.pop(key, None)
+                self.expirations.pop(key, None)
+                self.locks.pop(key, None)
+
+
 class RateLimiter:
     def __init__(self, redis_url: str | None = None, *, fail_open: bool = False) -> None:
         self.storage: Storage
@@ -91,7 +114,7 @@ class RateLimiter:
             self.storage = RedisStorage("async+" + plain, implementation="redispy", wrap_exceptions=True,
                                         connection_pool=self._pool)
         else:
-            self.storage = MemoryStorage()
+            self.storage = InlineExpiryMemoryStorage()
         self.moving = MovingWindowRateLimiter(self.storage)
         self.fixed = FixedWindowRateLimiter(self.storage)
         self.shared = bool(redis_url)

@@ -26,6 +26,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
@@ -274,6 +275,8 @@ class CachedEmbedder:
     """
 
     _LOOKUP_CHUNK = 500
+    MEMORY_BATCH = 16  # ... for calls of at most this many texts (not an ingestion's batches)
+    MEMORY_ENTRIES = 4096  # recent vectors also kept in memory: a repeated question skips the thread and the file
 
     def __init__(self, inner: Embedder, cache_dir: Path, *, filename: str = "embeddings.sqlite3"):
         self.inner = inner
@@ -294,6 +297,8 @@ class CachedEmbedder:
             )
         self.hits = 0
         self.misses = 0
+        self._recent: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self._recent_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"CachedEmbedder({self.inner!r}, path={str(self.path)!r})"
@@ -374,6 +379,15 @@ class CachedEmbedder:
         texts = _as_text_list(texts)
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        if len(texts) <= self.MEMORY_BATCH:  # a question, a few Q&A headings: maybe all seen lately
+            keys = [self._key(t) for t in texts]
+            with self._recent_lock:
+                recent = [self._recent.get(key) for key in keys]
+                if all(v is not None for v in recent):
+                    for key in keys:
+                        self._recent.move_to_end(key)
+                    self.hits += len(texts)
+                    return np.stack(recent)  # type: ignore[arg-type]
         keys, found, missing_texts, missing_keys = await asyncio.to_thread(self._plan, texts)
         self.hits += len(texts) - len(missing_texts)
         self.misses += len(missing_texts)
@@ -381,6 +395,13 @@ class CachedEmbedder:
             fresh = self._check(await self.inner.embed(missing_texts), len(missing_texts))
             await asyncio.to_thread(self._store, missing_keys, fresh)
             found.update(zip(missing_keys, fresh))
+        if len(texts) <= self.MEMORY_BATCH:
+            with self._recent_lock:
+                for key in keys:
+                    self._recent[key] = found[key]
+                    self._recent.move_to_end(key)
+                while len(self._recent) > self.MEMORY_ENTRIES:
+                    self._recent.popitem(last=False)
         return self._assemble(keys, found)
 
 

@@ -139,19 +139,17 @@ class Retriever:
 
     async def _search(self, *, bot_id: uuid.UUID, query: str, k: int,
                       candidates: int | None) -> SearchResult:
-        async with self.db.read() as session:
-            ranking = await self.rank(bot_id=bot_id, query=query, session=session,
-                                      depth=max(candidates or self.config.candidates, k))
-            if not ranking.fused:
-                return SearchResult([], False)
-            # Fetch a few more than k: the Q&A boost may reorder the head of the list.
-            head = [cid for cid, _ in ranked(ranking.fused)[: k * 3]]
-            rows = (await session.execute(
-                select(Chunk.id, Chunk.source_id, Chunk.heading, Chunk.text, Chunk.page,
-                       Source.type, Source.title, Source.url)
-                .join(Source, Source.id == Chunk.source_id)
-                .where(Chunk.id.in_(head))
-            )).all()
+        ranking = await self.rank(bot_id=bot_id, query=query, depth=max(candidates or self.config.candidates, k))
+        if not ranking.fused:
+            return SearchResult([], False)
+        # Fetch a few more than k: the Q&A boost may reorder the head of the list.
+        head = [cid for cid, _ in ranked(ranking.fused)[: k * 3]]
+        rows = await self.db.read_now(lambda session: session.execute(
+            select(Chunk.id, Chunk.source_id, Chunk.heading, Chunk.text, Chunk.page,
+                   Source.type, Source.title, Source.url)
+            .join(Source, Source.id == Chunk.source_id)
+            .where(Chunk.id.in_(head))
+        ).all())
         question_similarity = await self._qa_question_similarity(ranking, rows)
         passages = []
         for row in rows:

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from chatwell.domain.auth import Principal
 from chatwell.domain.bots import BotCreate, BotUpdate, slugify
@@ -56,10 +57,15 @@ def parse_bot_ref(ref: str) -> uuid.UUID | str:
 
 async def find_bot(session: AsyncSession, ref: str | uuid.UUID) -> Bot | None:
     """Any workspace's bot by id or slug (public endpoints); callers check ownership."""
+    return await session.run_sync(find_bot_now, ref)
+
+
+def find_bot_now(session: Session, ref: str | uuid.UUID) -> Bot | None:
+    """:func:`find_bot` in a synchronous session (``Database.read_now``)."""
     key = parse_bot_ref(ref) if isinstance(ref, str) else ref
     if isinstance(key, uuid.UUID):
-        return await session.get(Bot, key)
-    return await session.scalar(select(Bot).where(Bot.slug == key))
+        return session.get(Bot, key)
+    return session.scalar(select(Bot).where(Bot.slug == key))
 
 
 async def _unique_slug(session: AsyncSession, base: str) -> str:
@@ -108,8 +114,7 @@ async def create_bot(db: Database, *, workspace_id: uuid.UUID, data: BotCreate) 
 
 async def get_bot(db: Database, *, principal: Principal, ref: str | uuid.UUID) -> Bot:
     """The bot ``ref`` if ``principal`` may reach it, else ``bot_not_found``."""
-    async with db.read() as session:
-        bot = await find_bot(session, ref)
+    bot = await db.read_now(lambda session: find_bot_now(session, ref))
     if bot is None or bot.workspace_id != principal.workspace_id or not principal.can_reach_bot(bot.id):
         raise bot_not_found()
     return bot
@@ -117,8 +122,7 @@ async def get_bot(db: Database, *, principal: Principal, ref: str | uuid.UUID) -
 
 async def get_public_bot(db: Database, *, ref: str | uuid.UUID) -> Bot:
     """A bot for the keyless widget endpoints: it must exist (404), be public and active (403)."""
-    async with db.read() as session:
-        bot = await find_bot(session, ref)
+    bot = await db.read_now(lambda session: find_bot_now(session, ref))
     if bot is None:
         raise bot_not_found()
     if not bot.public:

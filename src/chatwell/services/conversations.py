@@ -138,8 +138,8 @@ async def finish_turn(db: Database, *, bot: Bot, conversation_id: uuid.UUID | No
 
 
 async def has_credit(db: Database, workspace_id: uuid.UUID) -> bool:
-    async with db.read() as session:
-        balance = await session.scalar(select(Workspace.credit_balance).where(Workspace.id == workspace_id))
+    balance = await db.read_now(
+        lambda session: session.scalar(select(Workspace.credit_balance).where(Workspace.id == workspace_id)))
     return balance is None or balance > 0
 
 
@@ -150,9 +150,8 @@ async def source_urls(db: Database, bot_id: uuid.UUID) -> list[str]:
     cached = _SOURCE_URLS.get(bot_id)
     if cached is not None and now - cached[0] < SOURCE_URLS_TTL_SECONDS:
         return cached[1]
-    async with db.read() as session:
-        rows = await session.scalars(select(Source.url).where(Source.bot_id == bot_id, Source.url.is_not(None)))
-        urls = [url for url in rows if url]
+    urls = await db.read_now(lambda session: [url for url in session.scalars(
+        select(Source.url).where(Source.bot_id == bot_id, Source.url.is_not(None))) if url])
     _SOURCE_URLS[bot_id] = (now, urls)
     if len(_SOURCE_URLS) > 10_000:
         _SOURCE_URLS.pop(next(iter(_SOURCE_URLS)))

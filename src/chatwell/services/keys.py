@@ -115,8 +115,7 @@ async def authenticate(db: Database, secret: str | None) -> Principal:
     if len(secret) > MAX_KEY_LENGTH:
         raise Unauthenticated("invalid API key")
     digest = hash_secret(secret)
-    async with db.read() as session:
-        key = await session.scalar(select(ApiKey).where(ApiKey.secret_hash == digest))
+    key = await db.read_now(lambda session: session.scalar(select(ApiKey).where(ApiKey.secret_hash == digest)))
     if key is None or not hmac.compare_digest(key.secret_hash, digest) or key.revoked_at is not None:
         raise Unauthenticated("invalid API key")
     now = utcnow()

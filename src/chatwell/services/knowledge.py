@@ -50,7 +50,7 @@ def build_embedder(settings: Settings) -> Embedder:
 def build_knowledge(db: Database, settings: Settings, *, embedder: Embedder | None = None,
                     retrieval: RetrievalConfig | None = None) -> Knowledge:
     embedder = embedder or build_embedder(settings)
-    index = search_index_for(db.dialect)
+    index = search_index_for(db)
     ingestor = Ingestor(db, embedder, index, IngestionConfig(
         chunk_tokens=settings.chunk_tokens, overlap_tokens=settings.chunk_overlap_tokens,
         max_file_bytes=settings.max_upload_bytes, allow_private=settings.crawl_allow_private,

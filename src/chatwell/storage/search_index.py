@@ -32,11 +32,13 @@ from chatwell.retrieval.text_search import (
     query_terms,
     rare_terms,
 )
+from chatwell.storage.database import Database
 from chatwell.storage.tables import Bot, Chunk
 
 HNSW_DIMENSIONS = (384,)
 MAX_CACHED_ENTRIES = 64  # SQLite: bots' vector matrices and keyword postings kept in memory ...
 MAX_CACHED_BYTES = 2 << 30  # ... within this many bytes (a 100k-chunk bot takes about 300 MB)
+INLINE_SCAN_MAX_ROWS = 20_000  # SQLite: smaller bots are scanned on the event loop's thread (< 1 ms)
 QUANTIZED_MIN_ROWS = 20_000  # SQLite: bots this large scan an int8 copy of their vectors first ...
 RESCORE_FACTOR, RESCORE_MIN = 3, 300  # ... and rescore this many of the best rows exactly
 EXACT_SCAN_MAX_CHUNKS = 20_000  # PostgreSQL: bots up to this size get an exact vector scan, not HNSW
@@ -104,7 +106,8 @@ class SqliteSearchIndex:
     traffic, SIMD dot products) and rescore the best few hundred rows exactly.
     """
 
-    def __init__(self, *, max_cached_bytes: int = MAX_CACHED_BYTES) -> None:
+    def __init__(self, db: Database | None = None, *, max_cached_bytes: int = MAX_CACHED_BYTES) -> None:
+        self.db = db  # given: each query's index version is read without a trip to the driver's thread
         self._cache: OrderedDict[tuple[object, ...], tuple[int, _Matrix | _Lexicon]] = OrderedDict()
         self._loading: dict[tuple[object, ...], asyncio.Future[_Matrix | _Lexicon]] = {}
         self._lock = threading.Lock()
@@ -123,40 +126,50 @@ class SqliteSearchIndex:
         keys = term_keys(query_terms(query))
         if not keys:
             return {}
-        lexicon = await self._lexicon(session, bot_id, await _index_version(session, bot_id))
+        lexicon = await self._lexicon(session, bot_id, await self._version(session, bot_id))
         return await asyncio.to_thread(_keyword_top, lexicon, keys, k)
 
     async def candidates(self, session: AsyncSession, bot_id: uuid.UUID, query: str, vector: np.ndarray,
                          depth: int) -> tuple[dict[int, float], dict[int, float]]:
         """The ``depth`` best chunks by keyword and by vector, each candidate scored on the vector
-        side too. Both scans run in worker threads at the same time (numpy and the SIMD kernel
-        release the GIL), so a query costs about the slower of the two."""
-        version = await _index_version(session, bot_id)
+        side too. For a bot of :data:`INLINE_SCAN_MAX_ROWS` chunks or more both scans run in worker
+        threads at the same time (numpy and the SIMD kernel release the GIL), so a query costs
+        about the slower of the two; a smaller bot is scanned right here."""
+        version = await self._version(session, bot_id)
         query_vector = np.asarray(vector, dtype=np.float32)
         keys = term_keys(query_terms(query))
         matrix = await self._matrix(session, bot_id, int(vector.shape[0]), version)
-        dense_scan = asyncio.ensure_future(asyncio.to_thread(_top_k, matrix, query_vector, depth))
-        try:
-            lexical = {}
-            if keys:
-                lexicon = await self._lexicon(session, bot_id, version)
-                lexical = await asyncio.to_thread(_keyword_top, lexicon, keys, depth)
-        finally:
-            dense = await dense_scan
+        lexicon = await self._lexicon(session, bot_id, version) if keys else None
+        if matrix.ids.size < INLINE_SCAN_MAX_ROWS:
+            # Both scans take well under a millisecond here: less than handing them to a thread
+            # (which, while the event loop runs Python, waits for the GIL up to 5 ms).
+            dense = _top_k(matrix, query_vector, depth)
+            lexical = _keyword_top(lexicon, keys, depth) if lexicon is not None else {}
+        else:
+            dense_scan = asyncio.ensure_future(asyncio.to_thread(_top_k, matrix, query_vector, depth))
+            try:
+                lexical = await asyncio.to_thread(_keyword_top, lexicon, keys, depth) if lexicon is not None else {}
+            finally:
+                dense = await dense_scan
         missing = [cid for cid in lexical if cid not in dense]
         dense |= _scores_of(matrix, query_vector, missing)
         return lexical, dense
 
     async def vector_search(self, session: AsyncSession, bot_id: uuid.UUID, vector: np.ndarray,
                             k: int) -> dict[int, float]:
-        matrix = await self._matrix(session, bot_id, int(vector.shape[0]), await _index_version(session, bot_id))
+        matrix = await self._matrix(session, bot_id, int(vector.shape[0]), await self._version(session, bot_id))
         return await asyncio.to_thread(_top_k, matrix, np.asarray(vector, dtype=np.float32), k)
 
     async def vector_scores(self, session: AsyncSession, bot_id: uuid.UUID, vector: np.ndarray,
                             chunk_ids: Sequence[int]) -> dict[int, float]:
         """Exact cosine similarity of the given chunks (e.g. keyword-only hits) to ``vector``."""
-        matrix = await self._matrix(session, bot_id, int(vector.shape[0]), await _index_version(session, bot_id))
+        matrix = await self._matrix(session, bot_id, int(vector.shape[0]), await self._version(session, bot_id))
         return _scores_of(matrix, np.asarray(vector, dtype=np.float32), chunk_ids)
+
+    async def _version(self, session: AsyncSession, bot_id: uuid.UUID) -> int:
+        if self.db is None:
+            return await _index_version(session, bot_id)
+        return await self.db.read_now(lambda now: now.scalar(_version_query(bot_id))) or 0
 
     async def _matrix(self, session: AsyncSession, bot_id: uuid.UUID, dim: int, version: int) -> _Matrix:
         async def load() -> _Matrix:
@@ -291,7 +304,11 @@ def _scores_of(matrix: _Matrix, vector: np.ndarray, chunk_ids: Sequence[int]) ->
 
 
 async def _index_version(session: AsyncSession, bot_id: uuid.UUID) -> int:
-    return await session.scalar(select(Bot.index_version).where(Bot.id == bot_id)) or 0
+    return await session.scalar(_version_query(bot_id)) or 0
+
+
+def _version_query(bot_id: uuid.UUID) -> Any:
+    return select(Bot.index_version).where(Bot.id == bot_id)
 
 
 class PostgresSearchIndex:
@@ -442,5 +459,5 @@ class PostgresSearchIndex:
 SearchIndex = SqliteSearchIndex | PostgresSearchIndex
 
 
-def search_index_for(dialect: str) -> SearchIndex:
-    return PostgresSearchIndex() if dialect == "postgresql" else SqliteSearchIndex()
+def search_index_for(db: Database) -> SearchIndex:
+    return PostgresSearchIndex() if db.is_postgres else SqliteSearchIndex(db)

@@ -1,0 +1,89 @@
+"""``Database.read_now``: the short reads on every request's path."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, text, update
+
+from chatwell.services.workspaces import create_workspace
+from chatwell.storage import migrate
+from chatwell.storage.database import INLINE_BUSY_TIMEOUT_MS, Database
+from chatwell.storage.tables import Workspace
+
+
+@pytest.fixture
+async def db(database_url: str) -> Database:
+    database = Database(database_url)
+    await migrate.upgrade(database)
+    yield database
+    await database.dispose()
+
+
+async def test_reads_what_was_committed_and_detaches_rows(db: Database) -> None:
+    workspace, _ = await create_workspace(db, name="Acme")
+    async with db.write() as session:
+        await session.execute(update(Workspace).where(Workspace.id == workspace.id).values(name="Renamed"))
+    row = await db.read_now(lambda session: session.get(Workspace, workspace.id))
+    assert row is not None and row.name == "Renamed"  # loaded attributes stay usable afterwards
+    assert await db.read_now(lambda session: session.scalar(select(Workspace.name).where(
+        Workspace.id == workspace.id))) == "Renamed"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_sqlite_reads_on_the_calling_thread_and_can_not_write(db: Database) -> None:
+    workspace, _ = await create_workspace(db, name="Acme")
+    threads: list[int] = []
+
+    def read(session):  # type: ignore[no-untyped-def]
+        threads.append(threading.get_ident())
+        return session.scalar(select(Workspace.name).where(Workspace.id == workspace.id))
+
+    assert await db.read_now(read) == workspace.name
+    assert threads == [threading.get_ident()]  # no trip to a driver thread
+    with pytest.raises(Exception, match="readonly|read-only|attempt to write"):
+        await db.read_now(lambda session: session.execute(
+            update(Workspace).where(Workspace.id == workspace.id).values(name="Written")))
+    assert await db.read_now(read) == workspace.name
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_sqlite_read_locked_out_is_done_again_without_blocking_the_loop(db: Database, tmp_path: Path) -> None:
+    """A connection holding an exclusive lock shuts WAL readers out: the inline read gives up after
+    ``INLINE_BUSY_TIMEOUT_MS`` and waits in the driver's thread instead, while the loop runs on."""
+    workspace, _ = await create_workspace(db, name="Acme")
+    path = db.url.database
+    await db.dispose()  # an exclusive lock on a WAL database needs every other connection closed
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("UPDATE workspaces SET name = 'Locked' WHERE 1 = 0")
+    holder.execute("COMMIT")  # in EXCLUSIVE locking mode the lock stays after the commit
+    release = threading.Timer(0.6, lambda: (holder.execute("PRAGMA locking_mode=NORMAL"),
+                                            holder.execute("SELECT 1").fetchall(), holder.close()))
+    ticks: list[float] = []
+
+    async def tick() -> None:
+        while True:
+            ticks.append(time.monotonic())
+            await asyncio.sleep(0.01)
+
+    ticker = asyncio.create_task(tick())
+    release.start()
+    try:
+        started = time.monotonic()
+        name = await db.read_now(lambda session: session.scalar(
+            select(Workspace.name).where(Workspace.id == workspace.id)))
+        waited = time.monotonic() - started
+    finally:
+        ticker.cancel()
+        release.join()
+    assert name == workspace.name
+    assert waited >= 0.5  # it did wait for the lock ...
+    gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+    assert max(gaps) < INLINE_BUSY_TIMEOUT_MS / 1000 + 0.25  # ... but the loop was never held for long
