@@ -120,29 +120,38 @@ async def bench_ttft(data_dir: Path, bot_id: str, n: int, *, private: bool = Tru
             upstream = f"http://127.0.0.1:{stack.upstream_port}/v1/chat/completions"
             body = {"model": "scripted", "stream": True, "messages": [{"role": "user", "content": QUESTION}]}
 
+            # Each stream is read to its end after its first token, as a client does: a stream
+            # dropped at its first token leaves the server finishing it during the next request.
             async def first_direct() -> float:
                 start = time.perf_counter()
+                first = None
                 async with client.stream("POST", upstream, json=body) as r:
                     async for line in r.aiter_lines():
-                        if line.startswith("data: {"):
+                        if first is None and line.startswith("data: {"):
                             choices = json.loads(line[6:]).get("choices") or [{}]
                             if (choices[0].get("delta") or {}).get("content"):
-                                return time.perf_counter() - start
-                raise RuntimeError("no token")
+                                first = time.perf_counter() - start
+                if first is None:
+                    raise RuntimeError("no token")
+                return first
 
             async def first_chatwell() -> float:
                 start = time.perf_counter()
                 marks: dict[str, float] = {}
+                first = None
                 async with client.stream("POST", f"{stack.base}/v1/bots/{bot_id}/chat",
                                          json={"message": QUESTION, "private": private}) as r:
                     async for line in r.aiter_lines():
+                        if first is not None:
+                            continue
                         if line.startswith("data: ") and '"stage"' in line:
                             marks.setdefault(json.loads(line[6:]).get("stage", "?"), time.perf_counter() - start)
                         if line == "event: delta":
                             first = time.perf_counter() - start
                             stages.append({**marks, "delta": first})
-                            return first
-                raise RuntimeError(f"no token from chatwell ({r.status_code})")
+                if first is None:
+                    raise RuntimeError(f"no token from chatwell ({r.status_code})")
+                return first
 
             for _ in range(5):  # warm-up both sides
                 await first_direct()

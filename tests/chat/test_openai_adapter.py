@@ -23,9 +23,11 @@ class Upstream:
     def __init__(self) -> None:
         self.script: list[str] = []
         self.calls: list[dict[str, Any]] = []
+        self.peers: list[Any] = []  # the client address of each call: one per TCP connection
 
     async def completions(self, request: Request) -> Any:
         self.calls.append(await request.json())
+        self.peers.append(request.client)
         action = self.script.pop(0) if self.script else "ok"
         if action in ("429", "503"):
             return JSONResponse({"error": {"message": "busy"}}, status_code=int(action))
@@ -75,6 +77,20 @@ async def test_streams_text_and_usage(upstream: tuple[Upstream, str]) -> None:
     assert [e.text for e in events if isinstance(e, ModelDelta)] == ["Hello ", "world"]
     assert events[-1] == ModelUsage(7, 2)
     assert fake.calls[0]["max_tokens"] == 5 and fake.calls[0]["stream"] is True
+
+
+async def test_consecutive_answers_share_one_connection(upstream: tuple[Upstream, str]) -> None:
+    """A stream read to its ``[DONE]`` is read to the end of the response too, so the connection
+    goes back to the pool (stopping at ``[DONE]`` closed it: a new TCP connection per answer)."""
+    fake, base = upstream
+    model = OpenAICompatibleModel(base_url=base, model="m")
+    try:
+        for _ in range(3):
+            events = [event async for event in model.stream(request())]
+            assert events[-1] == ModelUsage(7, 2)
+    finally:
+        await model.aclose()
+    assert len(fake.peers) == 3 and len(set(fake.peers)) == 1, fake.peers
 
 
 async def test_retries_429_and_5xx_before_the_first_token(upstream: tuple[Upstream, str]) -> None:

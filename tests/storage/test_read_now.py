@@ -87,3 +87,47 @@ async def test_sqlite_read_locked_out_is_done_again_without_blocking_the_loop(db
     assert waited >= 0.5  # it did wait for the lock ...
     gaps = [b - a for a, b in zip(ticks, ticks[1:])]
     assert max(gaps) < INLINE_BUSY_TIMEOUT_MS / 1000 + 0.25  # ... but the loop was never held for long
+
+
+async def test_write_now_commits_whole_or_not_at_all(db: Database) -> None:
+    workspace, _ = await create_workspace(db, name="Acme")
+
+    def rename(name: str, *, fail: bool = False):  # type: ignore[no-untyped-def]
+        def write(session):  # type: ignore[no-untyped-def]
+            session.execute(update(Workspace).where(Workspace.id == workspace.id).values(name=name))
+            session.add(Workspace(name="Second", is_default=False, settings={}))
+            session.flush()
+            if fail:
+                raise ValueError("changed my mind")
+            return name
+        return write
+
+    assert await db.write_now(rename("Renamed")) == "Renamed"
+    with pytest.raises(ValueError):
+        await db.write_now(rename("Half", fail=True))
+    async with db.read() as session:
+        names = sorted(await session.scalars(select(Workspace.name)))
+    assert names == ["Renamed", "Second"]  # the failed transaction left nothing behind
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_sqlite_write_now_runs_in_one_worker_thread_behind_the_writer_lock(db: Database) -> None:
+    workspace, _ = await create_workspace(db, name="Acme")
+    threads: set[int] = set()
+
+    def bump(session):  # type: ignore[no-untyped-def]
+        threads.add(threading.get_ident())
+        name = session.scalar(select(Workspace.name).where(Workspace.id == workspace.id))
+        time.sleep(0.01)  # a read-modify-write that interleaving writers would break
+        session.execute(update(Workspace).where(Workspace.id == workspace.id).values(name=name + "+"))
+
+    async def bump_async() -> None:  # the async write path shares the lock
+        async with db.write() as session:
+            name = await session.scalar(select(Workspace.name).where(Workspace.id == workspace.id))
+            await asyncio.sleep(0.01)
+            await session.execute(update(Workspace).where(Workspace.id == workspace.id).values(name=name + "+"))
+
+    await asyncio.gather(*(db.write_now(bump) for _ in range(10)), *(bump_async() for _ in range(5)))
+    assert threading.get_ident() not in threads
+    assert await db.read_now(lambda session: session.scalar(
+        select(Workspace.name).where(Workspace.id == workspace.id))) == "Acme" + "+" * 15

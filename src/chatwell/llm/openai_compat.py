@@ -95,13 +95,17 @@ class OpenAICompatibleModel:
             raise ModelError("upstream_unavailable", "the model server cannot be reached") from None
         text_parts: list[str] = []
         usage: ModelUsage | None = None
+        done = False
         try:
             async for line in response.aiter_lines():
-                if not line.startswith("data:"):
+                # After [DONE] the response is still read to its end: a response closed unread
+                # closes its connection too, and the next answer would open a new one.
+                if done or not line.startswith("data:"):
                     continue  # blank separators, comments, "event:" lines
                 data = line[5:].strip()
                 if data == "[DONE]":
-                    break
+                    done = True
+                    continue
                 chunk = json.loads(data)
                 if chunk.get("error"):
                     raise ModelError("upstream_error", "the model server reported an error mid-stream")

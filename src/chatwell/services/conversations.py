@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import String, cast, delete, func, or_, select, update
+from sqlalchemy.orm import Session
 
 from chatwell.domain.auth import Principal
 from chatwell.domain.events import HistoryTurn
@@ -61,10 +62,10 @@ async def start_turn(db: Database, *, bot: Bot, conversation_id: uuid.UUID | Non
                      session_id: str | None, channel: str, api_key_id: uuid.UUID | None,
                      client_ip: str | None, metadata: dict[str, Any], image: dict[str, Any] | None) -> StartedTurn:
     """Find or open the conversation and save the user's message, in one short transaction."""
-    async with db.write() as session:
+    def write(session: Session) -> StartedTurn:
         conversation = None
         if conversation_id is not None:
-            conversation = await session.get(Conversation, conversation_id)
+            conversation = session.get(Conversation, conversation_id)
             # A session continues only the conversations it opened: a keyed conversation (no
             # session) is as unknown to a visitor as one that does not exist.
             if (conversation is None or conversation.bot_id != bot.id
@@ -77,10 +78,10 @@ async def start_turn(db: Database, *, bot: Bot, conversation_id: uuid.UUID | Non
                                         status=ConversationStatus.OPEN, title=question[:300],
                                         metadata_=metadata or {})
             session.add(conversation)
-            await session.flush()
+            session.flush()
             history: list[HistoryTurn] = []
         else:
-            rows = (await session.execute(
+            rows = (session.execute(
                 select(Message.role, Message.content).where(
                     Message.conversation_id == conversation.id,
                     Message.role.in_([MessageRole.USER, MessageRole.ASSISTANT, MessageRole.AGENT]),
@@ -94,10 +95,12 @@ async def start_turn(db: Database, *, bot: Bot, conversation_id: uuid.UUID | Non
         message = Message(conversation_id=conversation.id, role=MessageRole.USER, content=question, image=image,
                           metadata_=metadata or None)
         session.add(message)
-        await session.flush()
-        balance = await session.scalar(select(Workspace.credit_balance).where(Workspace.id == bot.workspace_id))
+        session.flush()
+        balance = session.scalar(select(Workspace.credit_balance).where(Workspace.id == bot.workspace_id))
         return StartedTurn(conversation.id, message.id, history, is_new, conversation.status,
                            has_credit=balance is None or balance > 0)
+
+    return await db.write_now(write)
 
 
 async def finish_turn(db: Database, *, bot: Bot, conversation_id: uuid.UUID | None, content: str,
@@ -111,30 +114,31 @@ async def finish_turn(db: Database, *, bot: Bot, conversation_id: uuid.UUID | No
     Idempotent for a given ``message_id``: a retry after a commit whose acknowledgement was lost
     (the connection dropped) finds the message and stores, meters and charges nothing twice.
     """
-    async with db.write() as session:
+    def write(session: Session) -> uuid.UUID | None:
+        stored_id = None
         if conversation_id is not None:
-            message_id = message_id or new_id()
-            if await session.get(Message, message_id) is not None:
-                return message_id
-            message = Message(id=message_id, conversation_id=conversation_id, role=MessageRole.ASSISTANT, content=content,
+            stored_id = message_id or new_id()
+            if session.get(Message, stored_id) is not None:
+                return stored_id
+            message = Message(id=stored_id, conversation_id=conversation_id, role=MessageRole.ASSISTANT, content=content,
                               citations=citations, error_code=error_code, error=error, model=model,
                               prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
             session.add(message)
-            await session.flush()
-        else:
-            message_id = None
+            session.flush()
         # Every answered request is metered (it is the request count of usage reports); a usage
         # row never holds content.
         session.add(UsageEvent(workspace_id=bot.workspace_id, bot_id=bot.id, api_key_id=api_key_id,
-                               conversation_id=conversation_id, message_id=message_id, channel=channel,
+                               conversation_id=conversation_id, message_id=stored_id, channel=channel,
                                model=model, prompt_tokens=prompt_tokens,
                                completion_tokens=completion_tokens, cost=Decimal(str(cost))))
         if cost:
-            await session.execute(
+            session.execute(
                 update(Workspace).where(Workspace.id == bot.workspace_id,
                                         Workspace.credit_balance.is_not(None))
                 .values(credit_balance=Workspace.credit_balance - Decimal(str(cost))))
-        return message_id
+        return stored_id
+
+    return await db.write_now(write)
 
 
 async def has_credit(db: Database, workspace_id: uuid.UUID) -> bool:
