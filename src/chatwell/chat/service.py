@@ -41,7 +41,7 @@ from chatwell.llm.base import ModelDelta, ModelError, ModelImage, ModelMessage, 
 from chatwell.llm.pricing import PriceTable
 from chatwell.llm.registry import ModelRegistry
 from chatwell.observability.tracing import span
-from chatwell.retrieval.service import Passage, Retriever
+from chatwell.retrieval.service import Passage, Retriever, SearchResult
 from chatwell.services import conversations, handoff
 from chatwell.services.conversation_bus import ConversationBus
 from chatwell.storage.database import Database, unavailable_reason
@@ -89,6 +89,7 @@ class Turn:
     held_by_human: bool = False  # a person holds the conversation: the bot stays silent
     has_credit: bool | None = None  # read with the user's turn; None: not read yet
     started: float = field(default_factory=time.perf_counter)
+    search: asyncio.Task[SearchResult] | None = None  # started with the turn when its query was known
 
     async def events(self) -> AsyncIterator[ChatEvent]:
         first = True
@@ -134,9 +135,6 @@ class ChatService:
         if len(question) > MAX_QUESTION_CHARS:
             raise InvalidRequest(f"message is longer than {MAX_QUESTION_CHARS} characters", code="message_too_long")
         request.question = question
-        if len(question.split()) >= SELF_CONTAINED_WORDS:
-            # Embed the question while the turn's database work runs (it is the retrieval query).
-            self.retriever.prefetch(question)
         if request.image is not None:
             resolved = self.models.resolve(ModelSettings.model_validate(request.bot.model_settings or {}))
             if not resolved.model.supports_images:
@@ -144,20 +142,39 @@ class ChatService:
         client_history = _clean_history(request.history)
         if self.filter.blocks_input(question):
             return Turn(self, request, None, None, [], True, blocked=True)
+        search = None
+        if request.private or request.conversation_id is None or len(question.split()) >= SELF_CONTAINED_WORDS:
+            # The retrieval query does not depend on stored history: search while the user's turn
+            # is being stored (the search runs here, the write in the database's thread).
+            search = asyncio.ensure_future(self._search(request.bot, _retrieval_query(question, client_history)))
         if request.private:
-            return Turn(self, request, None, None, client_history, True)
-        started = await conversations.start_turn(
-            self.db, bot=request.bot, conversation_id=request.conversation_id, question=question,
-            session_id=request.session_id, channel=request.channel, api_key_id=request.api_key_id,
-            client_ip=request.client_ip, metadata=request.metadata,
-            image={"media_type": request.image.media_type} if request.image else None)
+            return Turn(self, request, None, None, client_history, True, search=search)
+        try:
+            started = await conversations.start_turn(
+                self.db, bot=request.bot, conversation_id=request.conversation_id, question=question,
+                session_id=request.session_id, channel=request.channel, api_key_id=request.api_key_id,
+                client_ip=request.client_ip, metadata=request.metadata,
+                image={"media_type": request.image.media_type} if request.image else None)
+        except BaseException:
+            await _cancel(search)
+            raise
         # Stored turns are the truth; a client's own history only fills a conversation we lack.
         history = started.history or client_history
         return Turn(self, request, started.conversation_id, started.user_message_id, history, started.is_new,
                     has_credit=started.has_credit,
-                    held_by_human=handoff.is_held(started.status))
+                    held_by_human=handoff.is_held(started.status), search=search)
+
+    async def _search(self, bot: Bot, query: str) -> SearchResult:
+        return await self.retriever.search(bot_id=bot.id, query=query, k=RETRIEVAL_K)
 
     async def _events(self, turn: Turn) -> AsyncIterator[ChatEvent]:
+        try:
+            async for event in self._answer(turn):
+                yield event
+        finally:
+            await _cancel(turn.search)  # a turn that ended before its search was needed
+
+    async def _answer(self, turn: Turn) -> AsyncIterator[ChatEvent]:
         request, bot = turn.request, turn.request.bot
         if turn.blocked:
             yield Error("content_filtered", "The message was blocked by the content filter.")
@@ -190,8 +207,8 @@ class ChatService:
             allowed: frozenset[str] | None = None
             relevant = False
             try:
-                result = await self.retriever.search(bot_id=bot.id, query=_retrieval_query(request.question, turn.history),
-                                                      k=RETRIEVAL_K)
+                search, turn.search = turn.search, None
+                result = await (search or self._search(bot, _retrieval_query(request.question, turn.history)))
                 passages, relevant = result.passages, result.relevant
             except Exception:
                 log.exception("retrieval failed for bot %s", bot.id)
@@ -365,6 +382,16 @@ class _Outcome:
     citations: tuple[Citation, ...] = ()
     error: Error | None = None
     saved: bool = False
+
+
+async def _cancel(task: asyncio.Task[Any] | None) -> None:
+    """Stop a task nobody will wait for, and collect its outcome (no "never retrieved" warning)."""
+    if task is None:
+        return
+    task.cancel()
+    await asyncio.wait([task])  # the caller's own cancellation still comes through
+    if not task.cancelled():
+        task.exception()  # marked retrieved
 
 
 def _without_nul(value: Any) -> Any:

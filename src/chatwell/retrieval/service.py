@@ -8,7 +8,6 @@ relevant enough to answer from (the best passage's cosine similarity against a t
 
 from __future__ import annotations
 
-import asyncio
 
 import uuid
 from collections.abc import Sequence
@@ -23,7 +22,6 @@ from chatwell.domain.models import SourceType
 from chatwell.observability.tracing import span
 from chatwell.retrieval.embeddings import Embedder
 
-MAX_PREFETCHED = 256
 from chatwell.retrieval.fusion import DEFAULT_ALPHA, hybrid_scores, ranked
 from chatwell.storage.database import Database
 from chatwell.storage.search_index import SearchIndex
@@ -87,27 +85,8 @@ class Retriever:
         self.embedder = embedder
         self.config = config or RetrievalConfig()
         self.reranker = reranker
-        self._prefetched: dict[str, asyncio.Task[np.ndarray]] = {}
-
-    def prefetch(self, query: str) -> None:
-        """Start embedding ``query`` now (in the embedder's thread) so that a ``search`` for it a few
-        milliseconds later — after the chat turn's database work — finds the vector ready."""
-        query = query.strip()[:MAX_QUERY_CHARS]
-        if not query or query in self._prefetched:
-            return
-        while len(self._prefetched) >= MAX_PREFETCHED:  # unclaimed ones (a turn that failed early)
-            self._prefetched.pop(next(iter(self._prefetched)))
-        task = asyncio.create_task(self.embedder.embed([query]))
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # never "exception was never retrieved"
-        self._prefetched[query] = task
 
     async def _query_vector(self, query: str) -> np.ndarray:
-        task = self._prefetched.pop(query, None)
-        if task is not None:
-            try:
-                return (await task)[0]
-            except Exception:  # embed again below, and let that failure surface
-                pass
         return (await self.embedder.embed([query]))[0]
 
     async def rank(self, *, bot_id: uuid.UUID, query: str, depth: int | None = None,
