@@ -245,3 +245,39 @@ def test_real_minilm_tokenizer_never_overflows() -> None:
     for chunk in chunks:
         assert chunk.token_count == count(embedding_text(chunk.heading, chunk.text)) <= 64
         assert chunk.heading == "Operations guide > Installing on Linux" and chunk.page == 7
+
+
+# ---------------------------------------------------------------------------- counting estimate
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_estimated_packing_matches_exact_counting_with_the_real_tokenizer() -> None:
+    """Packing decisions far from the limit are taken on the sum of the pieces' counts; with the
+    MiniLM word-piece counter the chunks are exactly those of counting every decision."""
+    from chatwell.ingestion.loaders import load_document
+    from chatwell.retrieval.embeddings import count_tokens
+
+    files = [ROOT / "README.md", ROOT / "SECURITY.md"]
+    compared = 0
+    for path in files:
+        doc = load_document(path.read_bytes(), filename=path.name, declared_type="text/markdown")
+        for chunk_tokens, overlap in ((256, 32), (64, 16)):
+            estimated = split_document(doc, count_tokens=count_tokens, chunk_tokens=chunk_tokens,
+                                       overlap_tokens=overlap, heading_prefix=path.name)
+            exact = split_document(doc, count_tokens=count_tokens, chunk_tokens=chunk_tokens,
+                                   overlap_tokens=overlap, heading_prefix=path.name, estimate_margin=None)
+            assert estimated == exact, path
+            compared += len(exact)
+    assert compared > 200
+
+
+def test_a_counter_the_estimate_misjudges_still_gets_chunks_within_the_limit() -> None:
+    """Counting characters, the separators between pieces are not in the pieces' sum: the
+    estimate would overfill, so those sections are packed again counting exactly."""
+    text = "\n\n".join("Yes." for _ in range(60))
+    doc = LoadedDocument("t", [Section(text)])
+    estimated = split_document(doc, count_tokens=len, chunk_tokens=100, overlap_tokens=0)
+    assert all(c.token_count <= 100 for c in estimated)
+    assert estimated == split_document(doc, count_tokens=len, chunk_tokens=100, overlap_tokens=0,
+                                       estimate_margin=None)
