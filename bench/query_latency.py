@@ -444,7 +444,7 @@ async def measure_backend(backend: str, args: argparse.Namespace, data: Dataset,
             warm_vector = (await knowledge.embedder.embed([warmups[0]]))[0]
             for label in ("main", "other"):
                 async with db.read() as session:
-                    seconds, _ = await timed(SqliteSearchIndex().candidates, session, bots[label], warmups[0],
+                    seconds, _ = await timed(SqliteSearchIndex(db).candidates, session, bots[label], warmups[0],
                                              warm_vector, knowledge.retriever.config.candidates)
                 out[f"index_load_seconds_{label}"] = round(seconds, 3)
             out["matrix_load_experiment"] = await matrix_load_experiment(db, bots["main"])

@@ -155,7 +155,7 @@ async def test_a_large_bot_prescans_int8_vectors_and_finds_the_exact_top(
     index._cache.clear()
     async with app.state.db.read() as session:
         approximate = [await index.vector_search(session, bot_id, q, 50) for q in queries]
-        matrix = await index._matrix(session, bot_id, 384, await search_index._index_version(session, bot_id))
+        matrix = await index._matrix(session, bot_id, 384, await index._version(bot_id))
     assert matrix.quantized is not None and matrix.quantized.dtype == np.int8
     recall = np.mean([len(set(a) & set(e)) / len(e) for a, e in zip(approximate, exact)])
     assert recall >= 0.98

@@ -1,9 +1,11 @@
 """The paths a large index takes, forced on small data by lowering their thresholds: keyword
-queries without their most common terms (PostgreSQL; SQLite's in-memory BM25 needs no pruning), and PostgreSQL's HNSW walk for a big bot
-against the exact per-bot scan every smaller bot gets."""
+queries without their most common terms (PostgreSQL; SQLite's in-memory BM25 needs no pruning),
+PostgreSQL's HNSW walk for a big bot against the exact per-bot scan every smaller bot gets, and
+SQLite's scans in worker threads against the ones a smaller bot gets on the event loop's thread."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -88,6 +90,30 @@ async def test_a_big_bot_walks_hnsw_and_finds_what_the_exact_scan_finds(
         walked = await index.vector_search(session, _uuid(bot), vector, 5)
     assert set(walked) == set(exact)  # 25 vectors: the graph holds them all
     assert np.allclose([walked[i] for i in exact], list(exact.values()), atol=1e-4)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_a_big_sqlite_bot_is_scanned_in_worker_threads_and_finds_the_same(
+        client: httpx.AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> None:
+    bot, _ = await _bot_with_common_words(client, app)
+    index = app.state.knowledge.retriever.index
+    vector = (await app.state.knowledge.retriever.embedder.embed(["who takes an escalated ticket?"]))[0]
+    question = "who takes an escalated support ticket?"
+    async with app.state.db.read() as session:
+        inline = await index.candidates(session, _uuid(bot), question, vector, 10)
+    threads: list[str] = []
+    real_to_thread = asyncio.to_thread
+
+    async def counted(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+        threads.append(fn.__name__)
+        return await real_to_thread(fn, *args, **kwargs)
+
+    monkeypatch.setattr(search_index, "INLINE_SCAN_MAX_ROWS", 0)  # every bot is "big" now
+    monkeypatch.setattr(search_index.asyncio, "to_thread", counted)
+    async with app.state.db.read() as session:
+        threaded = await index.candidates(session, _uuid(bot), question, vector, 10)
+    assert sorted(threads) == ["_keyword_top", "_top_k"]
+    assert threaded == inline and len(inline[0]) == 10 and len(inline[1]) >= 10
 
 
 def _uuid(bot: dict[str, Any]) -> Any:

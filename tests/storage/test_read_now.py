@@ -1,4 +1,5 @@
-"""``Database.read_now``: the short reads on every request's path."""
+"""``Database.read_now`` and ``Database.write_now``: the short reads and writes on every chat
+turn's path."""
 
 from __future__ import annotations
 
@@ -6,10 +7,9 @@ import asyncio
 import sqlite3
 import threading
 import time
-from pathlib import Path
 
 import pytest
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 
 from chatwell.services.workspaces import create_workspace
 from chatwell.storage import migrate
@@ -53,7 +53,7 @@ async def test_sqlite_reads_on_the_calling_thread_and_can_not_write(db: Database
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
-async def test_sqlite_read_locked_out_is_done_again_without_blocking_the_loop(db: Database, tmp_path: Path) -> None:
+async def test_sqlite_read_locked_out_is_done_again_without_blocking_the_loop(db: Database) -> None:
     """A connection holding an exclusive lock shuts WAL readers out: the inline read gives up after
     ``INLINE_BUSY_TIMEOUT_MS`` and waits in the driver's thread instead, while the loop runs on."""
     workspace, _ = await create_workspace(db, name="Acme")

@@ -8,7 +8,6 @@ relevant enough to answer from (the best passage's cosine similarity against a t
 
 from __future__ import annotations
 
-
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -21,7 +20,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from chatwell.domain.models import SourceType
 from chatwell.observability.tracing import span
 from chatwell.retrieval.embeddings import Embedder
-
 from chatwell.retrieval.fusion import DEFAULT_ALPHA, hybrid_scores, ranked
 from chatwell.storage.database import Database
 from chatwell.storage.search_index import SearchIndex

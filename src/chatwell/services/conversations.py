@@ -154,8 +154,11 @@ async def source_urls(db: Database, bot_id: uuid.UUID) -> list[str]:
     cached = _SOURCE_URLS.get(bot_id)
     if cached is not None and now - cached[0] < SOURCE_URLS_TTL_SECONDS:
         return cached[1]
-    urls = await db.read_now(lambda session: [url for url in session.scalars(
-        select(Source.url).where(Source.bot_id == bot_id, Source.url.is_not(None))) if url])
+    # Not ``read_now``: a crawled site's bot has thousands of sources, too many rows to read on
+    # the event loop's thread; this read is once per bot every few seconds anyway.
+    async with db.read() as session:
+        rows = await session.scalars(select(Source.url).where(Source.bot_id == bot_id, Source.url.is_not(None)))
+        urls = [url for url in rows if url]
     _SOURCE_URLS[bot_id] = (now, urls)
     if len(_SOURCE_URLS) > 10_000:
         _SOURCE_URLS.pop(next(iter(_SOURCE_URLS)))

@@ -95,8 +95,9 @@ class Database:
 
         SQLite: run at once on this thread (never suspending, so it must stay small: no scans,
         no bulk loads), on a connection that can not write; if the database is locked past
-        :data:`INLINE_BUSY_TIMEOUT_MS` (a checkpoint, a crashed writer's recovery), run again
-        through the async engine. PostgreSQL: in an async read session.
+        :data:`INLINE_BUSY_TIMEOUT_MS` (another connection in exclusive locking mode, recovery
+        after a crashed writer: WAL readers wait for nothing else), run again through the async
+        engine, where waiting blocks nobody. PostgreSQL: in an async read session.
         Loaded rows stay usable afterwards, as with :meth:`read`.
         """
         if self._inline_sessions is not None:
@@ -124,7 +125,9 @@ class Database:
         """One short write transaction written as synchronous code: ``fn(session)``, committed when
         it returns, rolled back when it raises (nothing half written). SQLite: the whole transaction
         runs in one worker thread, behind the same writer lock as :meth:`write` (one hand-over per
-        transaction instead of four per statement). PostgreSQL: in an async write session."""
+        transaction instead of four per statement). PostgreSQL: in an async write session.
+        A caller cancelled meanwhile does not stop the thread: its transaction still ends whole,
+        committed or rolled back, and the next writer waits for it on SQLite's own lock."""
         if self._thread_write_sessions is None:
             async with self.write() as session:
                 return await session.run_sync(fn)

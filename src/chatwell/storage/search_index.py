@@ -106,8 +106,8 @@ class SqliteSearchIndex:
     traffic, SIMD dot products) and rescore the best few hundred rows exactly.
     """
 
-    def __init__(self, db: Database | None = None, *, max_cached_bytes: int = MAX_CACHED_BYTES) -> None:
-        self.db = db  # given: each query's index version is read without a trip to the driver's thread
+    def __init__(self, db: Database, *, max_cached_bytes: int = MAX_CACHED_BYTES) -> None:
+        self.db = db  # each query reads the bot's index version through ``db.read_now``
         self._cache: OrderedDict[tuple[object, ...], tuple[int, _Matrix | _Lexicon]] = OrderedDict()
         self._loading: dict[tuple[object, ...], asyncio.Future[_Matrix | _Lexicon]] = {}
         self._lock = threading.Lock()
@@ -126,7 +126,7 @@ class SqliteSearchIndex:
         keys = term_keys(query_terms(query))
         if not keys:
             return {}
-        lexicon = await self._lexicon(session, bot_id, await self._version(session, bot_id))
+        lexicon = await self._lexicon(session, bot_id, await self._version(bot_id))
         return await asyncio.to_thread(_keyword_top, lexicon, keys, k)
 
     async def candidates(self, session: AsyncSession, bot_id: uuid.UUID, query: str, vector: np.ndarray,
@@ -135,7 +135,7 @@ class SqliteSearchIndex:
         side too. For a bot of :data:`INLINE_SCAN_MAX_ROWS` chunks or more both scans run in worker
         threads at the same time (numpy and the SIMD kernel release the GIL), so a query costs
         about the slower of the two; a smaller bot is scanned right here."""
-        version = await self._version(session, bot_id)
+        version = await self._version(bot_id)
         query_vector = np.asarray(vector, dtype=np.float32)
         keys = term_keys(query_terms(query))
         matrix = await self._matrix(session, bot_id, int(vector.shape[0]), version)
@@ -157,19 +157,20 @@ class SqliteSearchIndex:
 
     async def vector_search(self, session: AsyncSession, bot_id: uuid.UUID, vector: np.ndarray,
                             k: int) -> dict[int, float]:
-        matrix = await self._matrix(session, bot_id, int(vector.shape[0]), await self._version(session, bot_id))
+        matrix = await self._matrix(session, bot_id, int(vector.shape[0]), await self._version(bot_id))
         return await asyncio.to_thread(_top_k, matrix, np.asarray(vector, dtype=np.float32), k)
 
     async def vector_scores(self, session: AsyncSession, bot_id: uuid.UUID, vector: np.ndarray,
                             chunk_ids: Sequence[int]) -> dict[int, float]:
         """Exact cosine similarity of the given chunks (e.g. keyword-only hits) to ``vector``."""
-        matrix = await self._matrix(session, bot_id, int(vector.shape[0]), await self._version(session, bot_id))
+        matrix = await self._matrix(session, bot_id, int(vector.shape[0]), await self._version(bot_id))
         return _scores_of(matrix, np.asarray(vector, dtype=np.float32), chunk_ids)
 
-    async def _version(self, session: AsyncSession, bot_id: uuid.UUID) -> int:
-        if self.db is None:
-            return await _index_version(session, bot_id)
-        return await self.db.read_now(lambda now: now.scalar(_version_query(bot_id))) or 0
+    async def _version(self, bot_id: uuid.UUID) -> int:
+        """The bot's index version, read on every query: a change made by another process is seen
+        at once (a point read; on SQLite without leaving this thread)."""
+        return await self.db.read_now(
+            lambda session: session.scalar(select(Bot.index_version).where(Bot.id == bot_id))) or 0
 
     async def _matrix(self, session: AsyncSession, bot_id: uuid.UUID, dim: int, version: int) -> _Matrix:
         async def load() -> _Matrix:
@@ -301,14 +302,6 @@ def _scores_of(matrix: _Matrix, vector: np.ndarray, chunk_ids: Sequence[int]) ->
     found = matrix.ids[positions] == wanted
     scores = matrix.vectors[positions[found]] @ vector
     return {int(i): float(s) for i, s in zip(wanted[found], scores)}
-
-
-async def _index_version(session: AsyncSession, bot_id: uuid.UUID) -> int:
-    return await session.scalar(_version_query(bot_id)) or 0
-
-
-def _version_query(bot_id: uuid.UUID) -> Any:
-    return select(Bot.index_version).where(Bot.id == bot_id)
 
 
 class PostgresSearchIndex:

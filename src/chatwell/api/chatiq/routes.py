@@ -42,7 +42,7 @@ from chatwell.chat.service import ChatRequest
 from chatwell.domain import events as ev
 from chatwell.domain.auth import Principal
 from chatwell.domain.events import HistoryTurn
-from chatwell.errors import ChatwellError, Forbidden, RateLimited
+from chatwell.errors import ChatwellError, Forbidden, NotFound, RateLimited
 from chatwell.services import bots
 
 router = APIRouter(tags=["chatiq"])
@@ -89,14 +89,14 @@ class ChatIQIn(BaseModel):
 
 @router.post("/api/chat", responses={200: {"content": {"text/event-stream": {}}}})
 async def chat(data: ChatIQIn, request: Request, principal: Principal = Depends(key_principal)) -> Any:
-    if principal.bot_id is not None:
-        async with db_of(request).read() as session:
-            own = await bots.find_bot(session, principal.bot_id)
-        ref = data.bot_slug.lower()
-        if own is None or ref not in (own.slug, str(own.id)):
-            raise Forbidden(f"this API key does not have access to the bot {data.bot_slug!r}",
-                            code="bot_access_denied")
-    bot = await bots.get_bot(db_of(request), principal=principal, ref=data.bot_slug)
+    try:
+        bot = await bots.get_bot(db_of(request), principal=principal, ref=data.bot_slug)
+    except NotFound:
+        if principal.bot_id is None:
+            raise
+        # ChatIQ answers a bot key asking for any other bot (or none) with 403, not 404.
+        raise Forbidden(f"this API key does not have access to the bot {data.bot_slug!r}",
+                        code="bot_access_denied") from None
     check_bot_origin(request, bot, principal)
     await chat_limits(request).keyed_chat(bot, principal)
     turn = await chat_service(request).start(ChatRequest(
