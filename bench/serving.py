@@ -10,7 +10,11 @@ component in its own process: the upstream, one `chatwell serve` process, and th
   --concurrency  N concurrent SSE chats against a token-paced upstream (20 tokens/s): errors,
                  each token's delay from the upstream's send to the client (p50/p99), through
                  chatwell and straight from the upstream (the difference is chatwell's), the
-                 old gap measure alongside, server memory per open stream
+                 old gap measure alongside, server memory per open stream; the same delays
+                 again for the tokens sent while all N streams were open ("steady": after the
+                 last stream's first token, before the first stream's end; needs streams longer
+                 than the start burst, e.g. --words 400), and --ramp S opens the N streams
+                 evenly over S seconds, the way a load tool's spawn rate does
 
     .venv/bin/python bench/serving.py --ttft --throughput --concurrency [--streams 1000]
 """
@@ -220,7 +224,8 @@ async def bench_throughput(data_dir: Path, bot_id: str, seconds: float, concurre
             "ratio": round(chatwell_rps / bare_rps, 3), "client_concurrency": concurrency, "seconds": seconds}
 
 
-async def bench_concurrency(data_dir: Path, bot_id: str, streams: int, tps: float, words: int) -> dict[str, Any]:
+async def bench_concurrency(data_dir: Path, bot_id: str, streams: int, tps: float, words: int,
+                            ramp: float = 0.0) -> dict[str, Any]:
     """``streams`` chats at once, through chatwell and then straight to the upstream (the floor:
     the same client and upstream without chatwell). The upstream stamps every token with the
     moment it sent it (CLOCK_MONOTONIC, shared by the processes of one machine), so each token's
@@ -228,8 +233,8 @@ async def bench_concurrency(data_dir: Path, bot_id: str, streams: int, tps: floa
     upstream's own lateness under load, which is not chatwell's."""
     stack = Stack(data_dir, tps=tps, words=words, stamp=True)
     gap_expected = 1.0 / tps
-    through: dict[str, Any] = {"errors": [], "gaps": [], "delays": []}
-    direct: dict[str, Any] = {"errors": [], "gaps": [], "delays": []}
+    through: dict[str, Any] = {"errors": [], "gaps": [], "delays": [], "sent": [], "spans": []}
+    direct: dict[str, Any] = {"errors": [], "gaps": [], "delays": [], "sent": [], "spans": []}
     upstream_url = f"http://127.0.0.1:{stack.upstream_port}/v1/chat/completions"
     try:
         base_rss = rss_kib(stack.server.pid)
@@ -241,11 +246,14 @@ async def bench_concurrency(data_dir: Path, bot_id: str, streams: int, tps: floa
                 for word in text.split():
                     if word.startswith("t") and word[1:].isdigit():
                         into["delays"].append((now - int(word[1:])) / 1e6)
+                        into["sent"].append(int(word[1:]) / 1e6)
                 if last is not None:
                     into["gaps"].append(now / 1e6 - last - gap_expected)
                 return now / 1e6
 
-            async def one() -> None:
+            async def one(delay: float) -> None:
+                await asyncio.sleep(delay)
+                opened = None
                 try:
                     async with client.stream("POST", f"{stack.base}/v1/bots/{bot_id}/chat",
                                              json={"message": QUESTION, "private": True}) as r:
@@ -260,20 +268,27 @@ async def bench_concurrency(data_dir: Path, bot_id: str, streams: int, tps: floa
                                     through["errors"].append("error event")
                             elif kind == "delta" and line.startswith("data: "):
                                 last = token(json.loads(line[6:])["text"], through, last)
+                                opened = opened or last
+                    if opened is not None:
+                        through["spans"].append((opened, last))
                 except Exception as exc:  # noqa: BLE001 - counted
                     through["errors"].append(type(exc).__name__)
 
-            async def one_direct() -> None:
+            async def one_direct(delay: float) -> None:
+                await asyncio.sleep(delay)
                 body = {"model": "scripted", "stream": True, "messages": [{"role": "user", "content": QUESTION}]}
                 try:
                     async with client.stream("POST", upstream_url, json=body) as r:
-                        last = None
+                        last = opened = None
                         async for line in r.aiter_lines():
                             if line.startswith("data: {"):
                                 choices = json.loads(line[6:]).get("choices") or [{}]
                                 text = (choices[0].get("delta") or {}).get("content")
                                 if text:
                                     last = token(text, direct, last)
+                                    opened = opened or last
+                        if opened is not None:
+                            direct["spans"].append((opened, last))
                 except Exception as exc:  # noqa: BLE001 - counted
                     direct["errors"].append(type(exc).__name__)
 
@@ -284,27 +299,39 @@ async def bench_concurrency(data_dir: Path, bot_id: str, streams: int, tps: floa
 
             sampler = asyncio.create_task(sample())
             started = time.perf_counter()
-            await asyncio.gather(*(one() for _ in range(streams)))
+            await asyncio.gather(*(one(ramp * i / streams) for i in range(streams)))
             elapsed = time.perf_counter() - started
             sampler.cancel()
-            await asyncio.gather(*(one_direct() for _ in range(streams)))
+            await asyncio.gather(*(one_direct(ramp * i / streams) for i in range(streams)))
     finally:
         stack.close()
 
     def pct(values: list[float], q: float) -> float | None:
         return round(percentile(values, q) * 1000, 2) if values else None
 
-    out = {"streams": streams, "tokens_per_s": tps, "errors": len(through["errors"]),
+    def steady(into: dict[str, Any]) -> list[float]:
+        """Delays of the tokens sent while every stream was open (all had their first token,
+        none had ended); empty when the streams were shorter than the start burst."""
+        if len(into["spans"]) < streams:
+            return []
+        start, end = max(a for a, _ in into["spans"]), min(b for _, b in into["spans"])
+        return [d for d, t in zip(into["delays"], into["sent"]) if start <= t <= end]
+
+    through["steady"], direct["steady"] = steady(through), steady(direct)
+    out = {"streams": streams, "tokens_per_s": tps, "ramp_s": ramp, "errors": len(through["errors"]),
            "error_kinds": sorted(set(through["errors"]))[:5], "direct_errors": len(direct["errors"])}
     for q, name in ((50, "p50"), (99, "p99")):
         out[f"token_delay_ms_{name}"] = pct(through["delays"], q)
         out[f"token_delay_direct_ms_{name}"] = pct(direct["delays"], q)
         if out[f"token_delay_ms_{name}"] is not None and out[f"token_delay_direct_ms_{name}"] is not None:
             out[f"added_token_delay_ms_{name}"] = round(out[f"token_delay_ms_{name}"] - out[f"token_delay_direct_ms_{name}"], 2)
+        out[f"steady_token_delay_ms_{name}"] = pct(through["steady"], q)
+        out[f"steady_token_delay_direct_ms_{name}"] = pct(direct["steady"], q)
         out[f"gap_excess_ms_{name}"] = pct(through["gaps"], q)
         out[f"gap_excess_direct_ms_{name}"] = pct(direct["gaps"], q)
     out |= {"server_rss_base_mib": round(base_rss / 1024, 1), "server_rss_peak_mib": round(peak["rss"] / 1024, 1),
-            "kib_per_open_stream": round((peak["rss"] - base_rss) / streams, 1), "wall_seconds": round(elapsed, 1)}
+            "kib_per_open_stream": round((peak["rss"] - base_rss) / streams, 1), "wall_seconds": round(elapsed, 1),
+            "steady_tokens": len(through["steady"]), "steady_tokens_direct": len(direct["steady"])}
     return out
 
 
@@ -320,6 +347,7 @@ async def main() -> None:
     parser.add_argument("--streams", type=int, default=1000)
     parser.add_argument("--tps", type=float, default=20)
     parser.add_argument("--words", type=int, default=40)
+    parser.add_argument("--ramp", type=float, default=0.0, help="open the streams evenly over this many seconds")
     args = parser.parse_args()
     results: dict[str, Any] = {"loadavg_start": Path("/proc/loadavg").read_text().split()[:3]}
     with temp_dir("chatwell-serving-") as data_dir:
@@ -334,7 +362,7 @@ async def main() -> None:
             results["throughput"] = await bench_throughput(data_dir, bot_id, args.seconds, args.clients)
             print("throughput", results["throughput"], flush=True)
         if args.concurrency:
-            results["concurrency"] = await bench_concurrency(data_dir, bot_id, args.streams, args.tps, args.words)
+            results["concurrency"] = await bench_concurrency(data_dir, bot_id, args.streams, args.tps, args.words, args.ramp)
             print("concurrency", results["concurrency"], flush=True)
     results["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
     print(json_line(results))

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
-from sqlalchemy import select
+from sqlalchemy import event, select, update
 
 from chatwell.app import create_app
+from chatwell.services import keys
 from chatwell.services.keys import hash_secret
 from chatwell.storage.tables import ApiKey
 from tests.conftest import ADMIN_KEY
@@ -31,6 +33,32 @@ async def test_key_is_shown_once_and_stored_only_as_a_hash(client: httpx.AsyncCl
     async with app.state.db.read() as session:
         used = await session.scalar(select(ApiKey.last_used_at).where(ApiKey.label == "Production"))
     assert used is not None
+
+
+async def test_a_burst_on_one_key_writes_last_used_once(client: httpx.AsyncClient, app: FastAPI) -> None:
+    """Requests arriving together all read the same stale ``last_used_at``: one write, not one
+    per request (a thousand streams opened at once queued a thousand writes before streaming)."""
+    created = await make_key(client, label="Burst")
+    db = app.state.db
+    async with db.write() as session:  # used long ago
+        await session.execute(update(ApiKey).where(ApiKey.label == "Burst")
+                              .values(last_used_at=keys.utcnow() - 2 * keys.LAST_USED_RESOLUTION))
+    writes: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+        if statement.lstrip().upper().startswith("UPDATE API_KEYS"):
+            writes.append(statement)
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        principals = await asyncio.gather(*(keys.authenticate(db, created["key"]) for _ in range(20)))
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", count)
+    assert {p.key_id for p in principals} == {principals[0].key_id} and len(principals) == 20
+    assert len(writes) == 1
+    async with db.read() as session:
+        used = await session.scalar(select(ApiKey.last_used_at).where(ApiKey.label == "Burst"))
+    assert keys.utcnow() - used.replace(tzinfo=keys.utcnow().tzinfo) < keys.LAST_USED_RESOLUTION
 
 
 async def test_revocation_takes_effect_on_the_next_request(client: httpx.AsyncClient) -> None:

@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import secrets
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 
@@ -24,6 +24,10 @@ KEY_PREFIX = "cw_"
 DISPLAY_PREFIX_CHARS = 10
 MAX_KEY_LENGTH = 512
 LAST_USED_RESOLUTION = timedelta(seconds=60)
+# Keys whose last_used_at this process is writing or wrote, and when: a burst of requests on one
+# key (all reading the same stale time) writes it once, not once per request.
+_TOUCHED: dict[uuid.UUID, datetime] = {}
+_TOUCHED_MAX = 10_000
 
 
 def generate_secret() -> str:
@@ -118,12 +122,30 @@ async def authenticate(db: Database, secret: str | None) -> Principal:
     key = await db.read_now(lambda session: session.scalar(select(ApiKey).where(ApiKey.secret_hash == digest)))
     if key is None or not hmac.compare_digest(key.secret_hash, digest) or key.revoked_at is not None:
         raise Unauthenticated("invalid API key")
+    await _touch(db, key)
+    return principal_of(key)
+
+
+async def _touch(db: Database, key: ApiKey) -> None:
+    """Coarse on purpose: one ``last_used_at`` write per key per minute and process, not one per
+    request. The in-process mark is set before the write, so the requests that arrive while it
+    waits for the writer skip it (a thousand streams opened at once queued a thousand writes)."""
     now = utcnow()
-    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
-        # Coarse on purpose: one write per key per minute, not one per request.
+    if key.last_used_at is not None and now - key.last_used_at <= LAST_USED_RESOLUTION:
+        return
+    touched = _TOUCHED.get(key.id)
+    if touched is not None and now - touched <= LAST_USED_RESOLUTION:
+        return
+    if len(_TOUCHED) >= _TOUCHED_MAX:
+        _TOUCHED.pop(next(iter(_TOUCHED)))
+    _TOUCHED[key.id] = now
+    try:
         async with db.write() as session:
             await session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
-    return principal_of(key)
+    except BaseException:
+        if _TOUCHED.get(key.id) == now:  # not written: the next request tries again
+            del _TOUCHED[key.id]
+        raise
 
 
 async def ensure_env_key(db: Database, *, workspace_id: uuid.UUID, secret: str) -> ApiKey:
