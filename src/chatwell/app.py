@@ -123,6 +123,7 @@ def create_app(settings: Settings | None = None, *, announce: Announce = _print)
             await webhooks.stop()
             chat = getattr(app.state, "chat", None)
             if chat is not None:
+                await chat.drain()
                 await chat.models.aclose()
             await limiter.aclose()
             await bus.aclose()

@@ -4,6 +4,7 @@ validation against a real uvicorn (streaming needs a real server), and cancellat
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,11 +13,13 @@ from typing import Any
 import httpx
 import openai
 import pytest
+import uvicorn
 
 from chatwell.app import create_app
 from chatwell.settings import Settings
 from tests.conftest import ADMIN_KEY
 from tests.fakes import FixedRegistry, ScriptedModel
+from tests.services import free_port
 
 TEXT = "Parcels to Norway take four days. Express delivery to Norway takes one day."
 
@@ -84,3 +87,43 @@ async def test_client_disconnect_cancels_the_upstream_generation(served: dict[st
     conversations = served["http"].get("/v1/conversations").json()["data"]
     detail = served["http"].get(f"/v1/conversations/{conversations[0]['id']}").json()
     assert detail["messages"][-1]["error"]["code"] == "cancelled"
+
+
+async def test_shutdown_waits_for_the_turn_of_a_client_that_left(tmp_path: Path) -> None:
+    """A client that leaves mid-answer has its turn saved in the background; a shutdown right then
+    waits for that save before it closes the database (it used to close it under the save)."""
+    app = create_app(Settings(data_dir=tmp_path / "d", admin_key=ADMIN_KEY), announce=lambda _: None)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", log_config=None))
+    serving = asyncio.ensure_future(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+                                 timeout=30) as client:
+        bot = (await client.post("/v1/bots", json={"name": "Shipping"})).json()
+        await client.post(f"/v1/bots/{bot['id']}/sources", json={"type": "text", "title": "Norway", "text": TEXT})
+        deadline = time.monotonic() + 60
+        while (await client.get(f"/v1/bots/{bot['id']}/sources")).json()["data"][0]["status"] != "ready":
+            assert time.monotonic() < deadline, "ingestion did not finish"
+            await asyncio.sleep(0.1)
+        app.state.chat.models = FixedRegistry(ScriptedModel(deltas=tuple(f"word{i} " for i in range(200)), delay=0.05))
+        async with client.stream("POST", f"/v1/bots/{bot['id']}/chat",
+                                 json={"message": "How long do parcels to Norway take?"}) as response:
+            async for line in response.aiter_lines():
+                if line.startswith("event: delta"):
+                    break
+    # The database is locked by another process's writer while the server notices the client left
+    # and starts saving the turn; the lock goes a second after the shutdown began.
+    locker = sqlite3.connect(tmp_path / "d" / "chatwell.db", isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    deadline = time.monotonic() + 10
+    while not app.state.chat._saving:  # noqa: SLF001 - the save in the background
+        assert time.monotonic() < deadline, "the turn of the client that left was not being saved"
+        await asyncio.sleep(0.01)
+    server.should_exit = True
+    asyncio.get_running_loop().call_later(1.0, locker.execute, "COMMIT")
+    await asyncio.wait_for(serving, 30)
+    locker.close()
+    with sqlite3.connect(tmp_path / "d" / "chatwell.db") as check:
+        saved = check.execute("SELECT error_code FROM messages WHERE role = 'assistant'").fetchall()
+    assert saved == [("cancelled",)]  # saved before the server's shutdown ended

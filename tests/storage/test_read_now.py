@@ -9,7 +9,8 @@ import threading
 import time
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
+from sqlalchemy.exc import IntegrityError
 
 from chatwell.services.workspaces import create_workspace
 from chatwell.storage import migrate
@@ -131,3 +132,83 @@ async def test_sqlite_write_now_runs_in_one_worker_thread_behind_the_writer_lock
     assert threading.get_ident() not in threads
     assert await db.read_now(lambda session: session.scalar(
         select(Workspace.name).where(Workspace.id == workspace.id))) == "Acme" + "+" * 15
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_sqlite_write_now_calls_that_queue_up_share_a_transaction(db: Database) -> None:
+    """Group commit: writes that arrive together are committed in a few transactions, each call's
+    own changes whole; one that raises leaves nothing and gets its own exception."""
+    writer = db._sync_engines[1]  # noqa: SLF001 - the engine the thread writes on
+    begins: list[int] = []
+
+    def count(conn):  # type: ignore[no-untyped-def]
+        begins.append(1)
+
+    event.listen(writer, "begin", count)
+
+    def add(name: str, *, fail: bool = False):  # type: ignore[no-untyped-def]
+        def write(session):  # type: ignore[no-untyped-def]
+            session.add(Workspace(name=name, is_default=False, settings={}))
+            session.flush()
+            if fail:
+                raise ValueError(name)
+            return name
+        return write
+
+    try:
+        results = await asyncio.gather(*(db.write_now(add(f"w{i}", fail=i % 10 == 7)) for i in range(50)),
+                                       return_exceptions=True)
+    finally:
+        event.remove(writer, "begin", count)
+    failed = [r for r in results if isinstance(r, Exception)]
+    assert [str(e) for e in failed] == ["w7", "w17", "w27", "w37", "w47"]
+    assert all(isinstance(e, ValueError) for e in failed)
+    names = set(await db.read_now(lambda session: list(session.scalars(select(Workspace.name)))))
+    assert names == {f"w{i}" for i in range(50) if i % 10 != 7}
+    assert len(begins) <= 10  # one transaction for the first call, then the queue in groups
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_sqlite_a_database_error_in_a_group_runs_each_call_alone(db: Database) -> None:
+    """A database error may have ended the shared transaction: the group is rolled back and each
+    call runs again alone, so only the faulty one fails."""
+    workspace, _ = await create_workspace(db, name="Acme")
+
+    def add(name: str):  # type: ignore[no-untyped-def]
+        def write(session):  # type: ignore[no-untyped-def]
+            session.add(Workspace(name=name, is_default=False, settings={}))
+            return name
+        return write
+
+    def duplicate(session):  # type: ignore[no-untyped-def]
+        session.add(Workspace(id=workspace.id, name="Clash", is_default=False, settings={}))
+        session.flush()
+
+    calls = [db.write_now(add(f"w{i}")) for i in range(5)] + [db.write_now(duplicate)] + \
+        [db.write_now(add(f"v{i}")) for i in range(5)]
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    assert isinstance(results[5], IntegrityError)
+    assert [r for i, r in enumerate(results) if i != 5] == [f"w{i}" for i in range(5)] + [f"v{i}" for i in range(5)]
+    names = set(await db.read_now(lambda session: list(session.scalars(select(Workspace.name)))))
+    assert names == {"Acme", *(f"w{i}" for i in range(5)), *(f"v{i}" for i in range(5))}
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_sqlite_a_write_cancelled_while_it_waits_never_runs(db: Database) -> None:
+    ran: list[str] = []
+
+    def slow(session):  # type: ignore[no-untyped-def]
+        time.sleep(0.2)  # holds the writer while the next call waits in the queue
+        ran.append("slow")
+
+    def second(session):  # type: ignore[no-untyped-def]
+        ran.append("second")
+
+    first = asyncio.ensure_future(db.write_now(slow))
+    await asyncio.sleep(0.05)
+    waiting = asyncio.ensure_future(db.write_now(second))
+    await asyncio.sleep(0.01)
+    waiting.cancel()
+    await first
+    await db.write_now(lambda session: ran.append("third"))
+    assert ran == ["slow", "third"]

@@ -23,7 +23,7 @@ from chatwell.errors import RateLimited
 
 KEEP_ALIVE_SECONDS = 15.0
 KEEP_ALIVE_FRAME = ": keep-alive\n\n"
-PUMP_QUEUE = 32  # frames a stream may hold ahead of a slow client
+KEEP_ALIVE_BYTES = KEEP_ALIVE_FRAME.encode()
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
 
 
@@ -35,84 +35,72 @@ def frame(data: Any, *, event: str | None = None) -> str:
     return "\n".join(lines) + "\n\n"
 
 
-async def with_keep_alive(frames: AsyncIterator[str], interval: float = KEEP_ALIVE_SECONDS) -> AsyncIterator[str]:
-    """``frames``, with a keep-alive comment whenever none came for ``interval`` seconds.
+class SSEResponse(StreamingResponse):
+    """Sends each frame as it comes, and a keep-alive comment whenever none was sent for
+    ``interval`` seconds.
 
-    One task runs the frames into a small queue for the stream's whole life and the quiet time is
-    checked once per ``interval``, so a frame costs a queue hand-off (not a task and a timer per
-    frame: with a thousand open streams of 20 tokens a second that overhead was the event loop's
-    main work). The queue is bounded: a slow client holds the answer back, it does not pile up here.
+    The frames are iterated in the response's own task and each is one ``send``: no hand-off
+    between tasks per frame (a pump task and a queue cost ~10% of a relayed token's CPU with a
+    thousand open streams). A timer task per stream wakes once per quiet interval; a lock keeps
+    its keep-alive from interleaving with a frame being sent to a slow client. A slow client holds
+    the answer back: the next frame is not made until the last one was sent. However the response
+    ends (done, an error raised by the frames, the client gone), the frames are closed, so the
+    answer's ``finally`` runs now and not when the generator is collected; then ``on_close``.
     """
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=PUMP_QUEUE)
-    last = loop.time()
 
-    async def pump() -> None:
-        nonlocal last
-        try:
-            async for item in frames:
-                await queue.put(("frame", item))
-                last = loop.time()
-        except asyncio.CancelledError as exc:  # the reader is going away (or went): tell it if it listens
-            with contextlib.suppress(asyncio.QueueFull):
-                queue.put_nowait(("error", exc))
-            raise
-        except Exception as exc:  # handed to the reader, which raises it in the response
-            await queue.put(("error", exc))
-            return
-        await queue.put(("end", None))
-
-    async def tick() -> None:
-        nonlocal last
-        while True:
-            await asyncio.sleep(max(0.0, last + interval - loop.time()))
-            if loop.time() - last >= interval and queue.empty():
-                last = loop.time()
-                await queue.put(("frame", KEEP_ALIVE_FRAME))
-
-    producer = asyncio.ensure_future(pump())
-    ticker = asyncio.ensure_future(tick())
-    try:
-        while True:
-            kind, value = await queue.get()
-            if kind == "end":
-                return
-            if kind == "error":
-                if isinstance(value, asyncio.CancelledError):
-                    return
-                raise value
-            yield value
-    finally:
-        ticker.cancel()
-        if not producer.done():
-            producer.cancel()
-        for task in (producer, ticker):
-            with contextlib.suppress(BaseException):
-                await task
-        aclose = getattr(frames, "aclose", None)
-        if aclose is not None:
-            with contextlib.suppress(RuntimeError):  # already closed by the pump's loop
-                await aclose()
-
-
-class _ClosingStreamingResponse(StreamingResponse):
-    def __init__(self, body: AsyncIterator[str], on_close: Callable[[], Awaitable[Any]], **kwargs: Any) -> None:
-        super().__init__(body, **kwargs)
+    def __init__(self, frames: AsyncIterator[str], *, interval: float | None = KEEP_ALIVE_SECONDS,
+                 media_type: str = "text/event-stream",
+                 on_close: Callable[[], Awaitable[Any]] | None = None) -> None:
+        super().__init__(frames, media_type=media_type, headers=dict(SSE_HEADERS))
+        self.interval = interval
         self.on_close = on_close
+
+    async def stream_response(self, send: Send) -> None:
+        loop = asyncio.get_running_loop()
+        lock = asyncio.Lock()
+        last = loop.time()
+
+        async def body(chunk: bytes) -> None:
+            async with lock:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+        async def beat(interval: float) -> None:
+            nonlocal last
+            while True:
+                await asyncio.sleep(max(0.0, last + interval - loop.time()))
+                if loop.time() - last >= interval:
+                    last = loop.time()
+                    await body(KEEP_ALIVE_BYTES)
+
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        ticker = asyncio.ensure_future(beat(self.interval)) if self.interval else None
+        try:
+            async for chunk in self.body_iterator:
+                await body(chunk.encode() if isinstance(chunk, str) else chunk)
+                last = loop.time()
+        finally:
+            if ticker is not None:
+                ticker.cancel()
+                with contextlib.suppress(BaseException):  # cancelled, or its send failed as ours will
+                    await ticker
+            aclose = getattr(self.body_iterator, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(RuntimeError):  # already closed (it ended, or raised)
+                    await aclose()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
-            await self.on_close()
+            if self.on_close is not None:
+                await self.on_close()
 
 
 def sse_response(frames: AsyncIterator[str], *, media_type: str = "text/event-stream",
                  keep_alive: bool = True, on_close: Callable[[], Awaitable[Any]] | None = None) -> StreamingResponse:
-    body = with_keep_alive(frames) if keep_alive else frames
-    if on_close is not None:
-        return _ClosingStreamingResponse(body, on_close, media_type=media_type, headers=dict(SSE_HEADERS))
-    return StreamingResponse(body, media_type=media_type, headers=dict(SSE_HEADERS))
+    return SSEResponse(frames, interval=KEEP_ALIVE_SECONDS if keep_alive else None, media_type=media_type,
+                       on_close=on_close)
 
 
 class StreamSlots:

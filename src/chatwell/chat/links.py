@@ -76,13 +76,17 @@ class LinkGuard:
 
 def _hold_from(text: str) -> int:
     """Where the part of ``text`` that may still grow into a URL starts (``len(text)``: none)."""
-    last = None
-    for last in URL.finditer(text):
-        pass
-    if last is not None and last.end() == len(text):
-        return last.start()
-    lowered = text[-8:].lower()
-    for k in range(min(8, len(lowered)), 0, -1):
-        if any(scheme.startswith(lowered[-k:]) for scheme in _SCHEMES):
-            return len(text) - k
+    if "://" in text:  # a URL needs it: most pieces of an answer skip the search
+        last = None
+        for last in URL.finditer(text):
+            pass
+        if last is not None and last.end() == len(text):
+            return last.start()
+    # The longest tail that may be the start of a scheme: it begins with an "h".
+    tail = text[-8:].lower()
+    start = tail.find("h")
+    while start != -1:
+        if any(scheme.startswith(tail[start:]) for scheme in _SCHEMES):
+            return len(text) - len(tail) + start
+        start = tail.find("h", start + 1)
     return len(text)

@@ -115,6 +115,14 @@ class ChatService:
         self.context_tokens = context_tokens
         self.metrics: Any = None  # chatwell.observability.metrics.Metrics, when the app has one
         self.bus: ConversationBus | None = None  # tells a visitor's other listeners of a handoff
+        self._saving: set[asyncio.Task[Any]] = set()  # turns being saved after their client left
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Wait for the turns still being saved (a stream whose client left goes on saving its
+        turn in the background): the server calls this before closing the database, so a
+        shutdown loses no turn and leaves no connection open."""
+        if self._saving:
+            await asyncio.wait(set(self._saving), timeout=timeout)
 
     async def ensure_credit(self, bot: Bot) -> None:
         """For dialects that report an empty workspace before streaming (others get an ``Error``
@@ -305,7 +313,10 @@ class ChatService:
                     outcome.text = "".join(text_parts)
                     outcome.error = Error("cancelled", "The client disconnected before the answer was complete.")
                 # Shielded: a cancelled request must still record its turn.
-                await asyncio.shield(self._finish(turn, outcome))
+                saving = asyncio.ensure_future(self._finish(turn, outcome))
+                self._saving.add(saving)
+                saving.add_done_callback(self._saving.discard)
+                await asyncio.shield(saving)
 
     def _observe_first_token(self, turn: Turn) -> None:
         if self.metrics is not None:

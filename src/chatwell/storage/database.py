@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -32,6 +33,7 @@ SQLITE_BUSY_TIMEOUT_MS = 15_000
 # A read on the event loop's thread waits at most this long for a lock (WAL readers almost never
 # wait); past it the read is done again the ordinary way, where waiting blocks nobody else.
 INLINE_BUSY_TIMEOUT_MS = 50
+GROUP_COMMIT_MAX = 64  # write_now calls sharing one transaction at most
 POSTGRES_CONNECT_TIMEOUT_SECONDS = 5
 
 
@@ -58,6 +60,8 @@ class Database:
             self.engine.execution_options(chatwell_write=True), expire_on_commit=False
         )
         self._write_lock: asyncio.Lock | None = None
+        self._group: deque[tuple[Callable[[Session], Any], asyncio.Future[Any]]] = deque()
+        self._group_drainer: asyncio.Task[None] | None = None
         self._sync_engines: list[Engine] = []
         self._inline_sessions: sessionmaker[Session] | None = None
         self._thread_write_sessions: sessionmaker[Session] | None = None
@@ -125,25 +129,54 @@ class Database:
         """One short write transaction written as synchronous code: ``fn(session)``, committed when
         it returns, rolled back when it raises (nothing half written). SQLite: the whole transaction
         runs in one worker thread, behind the same writer lock as :meth:`write` (one hand-over per
-        transaction instead of four per statement). PostgreSQL: in an async write session.
+        transaction instead of four per statement); calls that queue up while it runs share the
+        next transaction, each in its own savepoint (group commit: :meth:`_drain_group`), so
+        ``fn`` must not commit or roll back itself. PostgreSQL: in an async write session.
         A caller cancelled meanwhile does not stop the thread: its transaction still ends whole,
         committed or rolled back, and the next writer waits for it on SQLite's own lock."""
         if self._thread_write_sessions is None:
             async with self.write() as session:
                 return await session.run_sync(fn)
-        async with self._writer():
-            return await asyncio.to_thread(self._write_in_thread, self._thread_write_sessions, fn)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._group.append((fn, future))
+        if self._group_drainer is None:
+            self._group_drainer = loop.create_task(self._drain_group())
+        return await future  # a caller cancelled while it waits is skipped; once taken, it runs whole
 
-    @staticmethod
-    def _write_in_thread(sessions: sessionmaker[Session], fn: Callable[[Session], T]) -> T:
-        with sessions() as session:
-            try:
-                result = fn(session)
-                session.commit()
-            except BaseException:
-                session.rollback()
-                raise
-            return result
+    async def _drain_group(self) -> None:
+        """Group commit: the ``write_now`` calls that queued up while the previous transaction ran
+        share the next one (each in its own savepoint), one thread hand-over and one commit for
+        all. A lone call runs at once, alone. A thousand streams ending together each waited for
+        the writer in turn (~20 ms a transaction with the event loop busy) before this."""
+        assert self._thread_write_sessions is not None
+        batch: list[tuple[Callable[[Session], Any], asyncio.Future[Any]]] = []
+        try:
+            while self._group:
+                batch = [item for item in self._group if not item[1].done()][:GROUP_COMMIT_MAX]
+                taken = {id(item) for item in batch}
+                self._group = deque(item for item in self._group if id(item) not in taken and not item[1].done())
+                if not batch:
+                    continue
+                async with self._writer():
+                    outcomes = await asyncio.to_thread(_write_group, self._thread_write_sessions,
+                                                       [fn for fn, _ in batch])
+                for (_, future), (ok, value) in zip(batch, outcomes):
+                    if future.done():
+                        continue
+                    if ok:
+                        future.set_result(value)
+                    else:
+                        future.set_exception(value)
+                batch = []
+        except BaseException:
+            # Only when this task is cancelled (the loop shutting down): nobody is left waiting.
+            for _, future in [*batch, *self._group]:
+                future.cancel()
+            self._group.clear()
+            raise
+        finally:
+            self._group_drainer = None
 
     def _writer(self) -> asyncio.Lock:
         """This process's SQLite writers, one at a time (other processes wait on ``busy_timeout``)."""
@@ -165,6 +198,48 @@ class Database:
         await self.engine.dispose()
         for engine in self._sync_engines:
             engine.dispose()
+
+
+def _write_one(sessions: sessionmaker[Session], fn: Callable[[Session], T]) -> T:
+    with sessions() as session:
+        try:
+            result = fn(session)
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        return result
+
+
+def _write_group(sessions: sessionmaker[Session], fns: list[Callable[[Session], Any]]) -> list[tuple[bool, Any]]:
+    """``fns`` in one transaction, each in a savepoint: one that raises leaves nothing behind and
+    gets its exception; the others are committed together. A database error (the transaction
+    itself may be gone) or a failed commit: everything is rolled back and each runs alone."""
+    def alone(fn: Callable[[Session], Any]) -> tuple[bool, Any]:
+        try:
+            return True, _write_one(sessions, fn)
+        except Exception as exc:
+            return False, exc
+
+    if len(fns) == 1:
+        return [alone(fns[0])]
+    outcomes: list[tuple[bool, Any]] = []
+    with sessions() as session:
+        try:
+            session.connection()  # BEGIN IMMEDIATE now: a busy database fails the group, not one savepoint
+            for fn in fns:
+                try:
+                    with session.begin_nested():
+                        outcomes.append((True, fn(session)))
+                except sa_exc.DBAPIError:
+                    raise
+                except Exception as exc:
+                    outcomes.append((False, exc))
+            session.commit()
+            return outcomes
+        except Exception:
+            session.rollback()
+    return [alone(fn) for fn in fns]
 
 
 def unavailable_reason(exc: BaseException) -> str | None:
