@@ -156,6 +156,28 @@ async def test_calls_arriving_during_a_batch_are_coalesced_sorted_and_mapped_bac
     assert batcher.batch_sizes == {1: 1, len(every_text): 1}
 
 
+async def test_a_model_that_runs_batches_side_by_side_gets_that_many_in_flight() -> None:
+    """``parallel`` (MiniLM's side-by-side sessions): a call arriving while a slot is free starts
+    at once; calls arriving while every slot is busy share the next free one."""
+    inner = HashEmbedder(hold=True)
+    inner.parallel = 2  # type: ignore[attr-defined]
+    batcher = BatchingEmbedder(inner, max_batch=64)
+    first = await hold_first_batch(batcher, inner, ["first"])
+    second = asyncio.create_task(batcher.embed(["second"]))
+    await until(lambda: len(inner.batches) == 2)  # the free slot took it at once
+    assert inner.in_flight == 2
+    later = [asyncio.create_task(batcher.embed([f"later {i}"])) for i in range(3)]
+    await asyncio.sleep(0.02)
+    assert len(inner.batches) == 2  # both slots busy: the later calls wait
+    inner.allow(1)
+    await until(lambda: len(inner.batches) == 3)
+    assert sorted(inner.batches[2]) == ["later 0", "later 1", "later 2"]  # together, in the freed slot
+    inner.open()
+    for task, texts in zip([first, second, *later], [["first"], ["second"], *[[f"later {i}"] for i in range(3)]]):
+        assert_rows(await task, texts)
+    assert inner.max_in_flight == 2
+
+
 async def test_batches_take_whole_calls_up_to_max_batch_in_arrival_order() -> None:
     inner = HashEmbedder(hold=True)
     batcher = BatchingEmbedder(inner, max_batch=5)

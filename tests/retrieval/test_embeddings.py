@@ -356,3 +356,16 @@ def test_openai_embedder_knows_common_dimensions() -> None:
     assert OpenAICompatibleEmbedder(base_url="x", model="text-embedding-3-small").dimension == 1536
     with pytest.raises(ValueError):
         OpenAICompatibleEmbedder(base_url="x", model="mystery-model")
+
+
+def test_a_call_of_several_batches_runs_them_side_by_side_with_the_same_vectors() -> None:
+    texts = [f"Paragraph {i} about returns, shipping and invoices. " * (1 + i % 6) for i in range(40)]
+    side_by_side = MiniLMOnnxEmbedder(batch_size=4, threads=2, parallel=2)
+    one_session = MiniLMOnnxEmbedder(batch_size=4, threads=2, parallel=1)
+    np.testing.assert_allclose(side_by_side.embed_sync(texts), one_session.embed_sync(texts), atol=2e-5)
+    assert side_by_side._bulk is not None and one_session._bulk is None  # noqa: SLF001
+    # A question (one batch) runs on the session with every thread; no side-by-side sessions.
+    question = MiniLMOnnxEmbedder(batch_size=4, threads=2, parallel=2)
+    np.testing.assert_allclose(question.embed_sync(["one question"]), one_session.embed_sync(["one question"]),
+                               atol=2e-5)
+    assert question._bulk is None  # noqa: SLF001

@@ -6,7 +6,9 @@ Embedding each call alone wastes most of the model's throughput (tiny ONNX batch
 to its own longest text).
 
 How it works: one drain loop per embedder (per event loop, should one embedder be shared by
-several) keeps at most one batch in flight. While the model is busy, new calls wait in a FIFO
+several) keeps at most one batch in flight (or the inner embedder's ``parallel``, when it runs
+that many calls side by side: MiniLM's one-thread sessions, see its docstring; a call arriving
+while a slot is free starts at once). While the model is busy, new calls wait in a FIFO
 queue; as soon as it is free, the loop takes everything that queued up, whole calls only, up to
 ``max_batch`` texts, sorts those texts by length (characters; a cheap proxy for word pieces) so
 similar lengths share a padded model batch, and hands them to the inner embedder in one call. The
@@ -66,6 +68,7 @@ class _Queue:
 
     pending: deque[_Request] = field(default_factory=deque)
     drainer: asyncio.Task[None] | None = None
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)  # a call queued: a free slot may take it
 
 
 class BatchingEmbedder:
@@ -82,6 +85,9 @@ class BatchingEmbedder:
         self.max_length = getattr(inner, "max_length", 0)  # part of the vector cache's key
         self.max_batch = max_batch
         self.window = window_seconds
+        # Batches in flight at once: as many as the model runs side by side (MiniLM's
+        # ``parallel`` sessions), else one.
+        self.in_flight = max(1, int(getattr(inner, "parallel", 1) or 1))
         #: texts per batch sent to the inner embedder -> number of such batches
         self.batch_sizes: Counter[int] = Counter()
         self._queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Queue] = (
@@ -114,26 +120,41 @@ class BatchingEmbedder:
             queue = self._queues[loop] = _Queue()
         future: asyncio.Future[np.ndarray] = loop.create_future()
         queue.pending.append(_Request(texts, future))
+        queue.arrived.set()
         if queue.drainer is None:
             queue.drainer = loop.create_task(self._drain(queue))
         # If this caller is cancelled, awaiting cancels ``future`` too; the drain loop skips it.
         return await future
 
     async def _drain(self, queue: _Queue) -> None:
-        batch: list[_Request] = []
+        running: dict[asyncio.Task[None], list[_Request]] = {}
         try:
             # Let calls made in the same loop tick (or within the window) join the first batch.
             await asyncio.sleep(self.window)
             while True:
-                batch = self._take(queue.pending)
-                if not batch:
+                while len(running) < self.in_flight:
+                    batch = self._take(queue.pending)
+                    if not batch:
+                        break
+                    running[asyncio.ensure_future(self._run(batch))] = batch
+                if not running:
                     break
-                await self._run(batch)
-                batch = []
+                queue.arrived.clear()
+                arrival = asyncio.ensure_future(queue.arrived.wait())
+                try:
+                    # A batch ends, or (with a slot free) a call arrives to fill it.
+                    waits = set(running) | ({arrival} if len(running) < self.in_flight else set())
+                    done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    arrival.cancel()
+                for task in done:
+                    running.pop(task, None)  # type: ignore[call-overload]
         except BaseException:
             # Only reached if this task is cancelled (or on a bug): fail every waiter, then stop.
             error = EmbeddingError("the embedding batcher stopped before this call was embedded")
-            for request in [*batch, *queue.pending]:
+            for task in running:
+                task.cancel()
+            for request in [*(r for batch in running.values() for r in batch), *queue.pending]:
                 if not request.future.done():
                     request.future.set_exception(error)
             queue.pending.clear()
