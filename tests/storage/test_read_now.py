@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from chatwell.services.workspaces import create_workspace
 from chatwell.storage import migrate
-from chatwell.storage.database import INLINE_BUSY_TIMEOUT_MS, Database
+from chatwell.storage.database import INLINE_BUSY_TIMEOUT_MS, Database, unavailable_reason
 from chatwell.storage.tables import Workspace
 
 
@@ -212,3 +212,31 @@ async def test_sqlite_a_write_cancelled_while_it_waits_never_runs(db: Database) 
     await first
     await db.write_now(lambda session: ran.append("third"))
     assert ran == ["slow", "third"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_sqlite_a_locked_database_fails_a_group_once(db: Database, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Locked by another process past the busy timeout: every call of the group gets the busy
+    error after one wait, not one wait each."""
+    fast = Database(str(db.url), busy_timeout_ms=200)
+    locker = sqlite3.connect(db.url.database, isolation_level=None)
+    try:
+        def hold(session):  # type: ignore[no-untyped-def]
+            session.execute(update(Workspace).values(name="held"))
+            time.sleep(0.1)  # the lock's next holder waits for this one meanwhile
+
+        def rename(session):  # type: ignore[no-untyped-def]
+            session.execute(update(Workspace).values(name="renamed"))
+
+        first = asyncio.ensure_future(fast.write_now(hold))
+        await asyncio.sleep(0.02)
+        locker.execute("BEGIN IMMEDIATE")  # another process takes the lock before the group begins
+        started = time.monotonic()
+        results = await asyncio.gather(*(fast.write_now(rename) for _ in range(10)), return_exceptions=True)
+        elapsed = time.monotonic() - started
+        await first
+    finally:
+        locker.close()
+        await fast.dispose()
+    assert all(unavailable_reason(r) == "database_busy" for r in results), (results, elapsed)
+    assert elapsed < 1.5  # one busy timeout (0.2 s), not ten

@@ -214,7 +214,8 @@ def _write_one(sessions: sessionmaker[Session], fn: Callable[[Session], T]) -> T
 def _write_group(sessions: sessionmaker[Session], fns: list[Callable[[Session], Any]]) -> list[tuple[bool, Any]]:
     """``fns`` in one transaction, each in a savepoint: one that raises leaves nothing behind and
     gets its exception; the others are committed together. A database error (the transaction
-    itself may be gone) or a failed commit: everything is rolled back and each runs alone."""
+    itself may be gone) or a failed commit: everything is rolled back and each runs alone; but a
+    locked or unreachable database fails them all at once (alone, each would wait it out again)."""
     def alone(fn: Callable[[Session], Any]) -> tuple[bool, Any]:
         try:
             return True, _write_one(sessions, fn)
@@ -237,8 +238,10 @@ def _write_group(sessions: sessionmaker[Session], fns: list[Callable[[Session], 
                     outcomes.append((False, exc))
             session.commit()
             return outcomes
-        except Exception:
+        except Exception as exc:
             session.rollback()
+            if unavailable_reason(exc) is not None:
+                return [(False, exc)] * len(fns)
     return [alone(fn) for fn in fns]
 
 
