@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from starlette.requests import ClientDisconnect
 
 from chatwell.api.sse import KEEP_ALIVE_FRAME, SSEResponse
 
@@ -111,7 +112,7 @@ async def test_a_client_that_leaves_stops_the_frames(spec: str) -> None:
             await asyncio.Event().wait()
             return {}
 
-        with pytest.raises(Exception):  # noqa: B017 - Starlette's ClientDisconnect
+        with pytest.raises(ClientDisconnect):
             await SSEResponse(frames(), interval=1.0)({"type": "http", "asgi": {"spec_version": spec}},
                                                       receive, failing)
     else:

@@ -77,12 +77,17 @@ async def test_keyword_search_without_common_terms_still_finds_the_rare_ones(
     assert found["data"][0]["source_id"] == rare["id"]
 
 
+async def _big_bot_index_and_question(client: httpx.AsyncClient, app: FastAPI) -> tuple[dict, Any, np.ndarray]:
+    """The bot of common words, the app's search index, and the vector of a question about it."""
+    bot, _ = await _bot_with_common_words(client, app)
+    vector = (await app.state.knowledge.retriever.embedder.embed(["who takes an escalated ticket?"]))[0]
+    return bot, app.state.knowledge.retriever.index, vector
+
+
 @pytest.mark.parametrize("backend", ["postgres"])
 async def test_a_big_bot_walks_hnsw_and_finds_what_the_exact_scan_finds(
         client: httpx.AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> None:
-    bot, _ = await _bot_with_common_words(client, app)
-    index = app.state.knowledge.retriever.index
-    vector = (await app.state.knowledge.retriever.embedder.embed(["who takes an escalated ticket?"]))[0]
+    bot, index, vector = await _big_bot_index_and_question(client, app)
     async with app.state.db.read() as session:
         exact = await index.vector_search(session, _uuid(bot), vector, 5)
     monkeypatch.setattr(search_index, "EXACT_SCAN_MAX_CHUNKS", 0)  # every bot is "big" now
@@ -95,9 +100,7 @@ async def test_a_big_bot_walks_hnsw_and_finds_what_the_exact_scan_finds(
 @pytest.mark.parametrize("backend", ["sqlite"])
 async def test_a_big_sqlite_bot_is_scanned_in_worker_threads_and_finds_the_same(
         client: httpx.AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> None:
-    bot, _ = await _bot_with_common_words(client, app)
-    index = app.state.knowledge.retriever.index
-    vector = (await app.state.knowledge.retriever.embedder.embed(["who takes an escalated ticket?"]))[0]
+    bot, index, vector = await _big_bot_index_and_question(client, app)
     question = "who takes an escalated support ticket?"
     async with app.state.db.read() as session:
         inline = await index.candidates(session, _uuid(bot), question, vector, 10)

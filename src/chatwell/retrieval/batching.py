@@ -139,14 +139,17 @@ class BatchingEmbedder:
                     running[asyncio.ensure_future(self._run(batch))] = batch
                 if not running:
                     break
-                queue.arrived.clear()
-                arrival = asyncio.ensure_future(queue.arrived.wait())
+                # A batch ends, or (with a slot free) a call arrives to fill it.
+                arrival = None
+                if len(running) < self.in_flight:
+                    queue.arrived.clear()
+                    arrival = asyncio.ensure_future(queue.arrived.wait())
                 try:
-                    # A batch ends, or (with a slot free) a call arrives to fill it.
-                    waits = set(running) | ({arrival} if len(running) < self.in_flight else set())
-                    done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                    done, _ = await asyncio.wait({*running, *([arrival] if arrival else [])},
+                                                 return_when=asyncio.FIRST_COMPLETED)
                 finally:
-                    arrival.cancel()
+                    if arrival is not None:
+                        arrival.cancel()
                 for task in done:
                     running.pop(task, None)  # type: ignore[call-overload]
         except BaseException:
