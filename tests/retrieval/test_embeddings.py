@@ -369,3 +369,87 @@ def test_a_call_of_several_batches_runs_them_side_by_side_with_the_same_vectors(
     np.testing.assert_allclose(question.embed_sync(["one question"]), one_session.embed_sync(["one question"]),
                                atol=2e-5)
     assert question._bulk is None  # noqa: SLF001
+
+
+def test_an_onnx_run_holds_as_many_texts_as_fit_the_token_budget() -> None:
+    embedder = MiniLMOnnxEmbedder(batch_size=8, batch_tokens=100)
+    widths = [120, 60, 50, 50, 20, 20, 20, 20, 20, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10]
+    runs = embedder._batches(widths, list(range(len(widths))))  # noqa: SLF001
+    # Longer than the budget: alone. 50 + 50: two. Five of 20. Ten of 10, but at most eight.
+    assert runs == [[0], [1], [2, 3], [4, 5, 6, 7, 8], [9, 10, 11, 12, 13, 14, 15, 16], [17, 18]]
+    with pytest.raises(ValueError):
+        MiniLMOnnxEmbedder(batch_tokens=0)
+
+
+def test_small_runs_give_the_vectors_of_one_big_batch() -> None:
+    texts = [f"Paragraph {i} about returns, shipping and invoices. " * (1 + i % 9) for i in range(24)]
+    small = MiniLMOnnxEmbedder(threads=1, parallel=1)  # the default budget: a few texts per run
+    big = MiniLMOnnxEmbedder(threads=1, parallel=1, batch_size=64, batch_tokens=10**6)
+    np.testing.assert_allclose(small.embed_sync(texts), big.embed_sync(texts), atol=2e-5)
+
+
+class _SeenSession:
+    """An ONNX session that records the threads it ran on (and can fail on a given run)."""
+
+    def __init__(self, session: object, fail_on: int | None = None) -> None:
+        self.session, self.fail_on = session, fail_on
+        self.threads: list[int] = []
+
+    def run(self, *args: object) -> object:
+        self.threads.append(threading.get_ident())
+        if self.fail_on is not None and len(self.threads) >= self.fail_on:
+            raise RuntimeError("onnx failed")
+        return self.session.run(*args)  # type: ignore[attr-defined]
+
+
+def _seen_sessions(embedder: MiniLMOnnxEmbedder, fail_on: int | None = None) -> list[_SeenSession]:
+    """Wrap the main session and the side-by-side ones: main first."""
+    embedder.warm_up()
+    free = embedder._bulk_sessions()  # noqa: SLF001
+    bulk = [_SeenSession(free.get(), fail_on) for _ in range(embedder.parallel)]
+    for seen in bulk:
+        free.put(seen)
+    main = _SeenSession(embedder._session)  # noqa: SLF001
+    embedder._session = main  # type: ignore[assignment]  # noqa: SLF001
+    return [main, *bulk]
+
+
+def test_a_lone_call_of_several_batches_runs_on_every_free_session() -> None:
+    texts = [f"Invoice question {i}: " + "how are refunds paid back? " * 30 for i in range(8)]
+    embedder = MiniLMOnnxEmbedder(threads=2, parallel=2, batch_tokens=256)
+    main, first, second = _seen_sessions(embedder)
+    embedder.embed_sync(texts)
+    assert main.threads == [] and first.threads and second.threads
+    assert len(first.threads) + len(second.threads) == 8  # every text is one run at this length
+    assert set(first.threads).isdisjoint(second.threads)  # two threads, side by side
+    # With one session busy (held by another call), the call runs on the one left.
+    held = embedder._bulk.get()  # noqa: SLF001
+    before = len(held.threads) if isinstance(held, _SeenSession) else 0
+    embedder.embed_sync(texts)
+    assert isinstance(held, _SeenSession) and len(held.threads) == before
+    embedder._bulk.put(held)  # noqa: SLF001
+
+
+def test_a_call_of_one_batch_runs_beside_busy_sessions_not_on_their_threads() -> None:
+    embedder = MiniLMOnnxEmbedder(threads=2, parallel=2)
+    main, *bulk = _seen_sessions(embedder)
+    embedder.embed_sync(["a lone question"])
+    assert len(main.threads) == 1 and not any(s.threads for s in bulk)  # alone: every thread
+    held = embedder._bulk.get()  # noqa: SLF001 - another call is embedding on it
+    embedder.embed_sync(["a question during ingestion"])
+    assert len(main.threads) == 1  # it took the free one-thread session
+    assert sum(len(s.threads) for s in bulk) == 1 and not held.threads
+    other = embedder._bulk.get()  # noqa: SLF001 - now every one-thread session is busy
+    embedder.embed_sync(["another question"])  # runs now, on the main session, no waiting
+    assert len(main.threads) == 2
+    embedder._bulk.put(held)  # noqa: SLF001
+    embedder._bulk.put(other)  # noqa: SLF001
+
+
+def test_a_failing_lane_fails_the_call_and_frees_every_session() -> None:
+    texts = [f"Shipping note {i}: " + "parcels leave the warehouse daily. " * 30 for i in range(8)]
+    embedder = MiniLMOnnxEmbedder(threads=2, parallel=2)
+    _seen_sessions(embedder, fail_on=2)
+    with pytest.raises(RuntimeError, match="onnx failed"):
+        embedder.embed_sync(texts)
+    assert embedder._bulk.qsize() == 2  # noqa: SLF001 - both back, the next call does not hang

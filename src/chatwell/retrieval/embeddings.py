@@ -19,6 +19,7 @@ L2-normalised, which makes a dot product a cosine similarity.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import importlib.util
@@ -27,8 +28,8 @@ import queue
 import sqlite3
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Sequence
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
@@ -58,8 +59,14 @@ MINILM_MODEL_ID = "all-MiniLM-L6-v2-onnx-int8"
 MINILM_DIMENSION = 384
 #: The model was trained at 256 word pieces; longer inputs embed worse (see the retrieval recipe).
 DEFAULT_MAX_LENGTH = 256
-#: Texts per ONNX run; on 2 cores 16 beat 32 and 64 by 8% and 25% (smaller tensors stay in cache).
-DEFAULT_BATCH_SIZE = 16
+#: Most texts per ONNX run (short texts; see ``DEFAULT_BATCH_TOKENS`` for long ones).
+DEFAULT_BATCH_SIZE = 32
+#: Padded word pieces per ONNX run: a run holds as many texts as fit, longest first, so one
+#: full-length chunk runs alone and short texts share. Small runs keep their tensors in the CPU's
+#: cache: on 2 cores (two one-thread sessions, chunks of the PostgreSQL manual) 256 embedded
+#: 27 chunks/s against 20 at 16 texts per run, 22 at 2,048 pieces, 25 at 1,024; short texts
+#: (~25 pieces) were fastest at 128-256 too.
+DEFAULT_BATCH_TOKENS = 256
 #: Positions the BERT encoder has embeddings for.
 _MODEL_MAX_POSITIONS = 512
 
@@ -147,16 +154,17 @@ class MiniLMOnnxEmbedder:
     """all-MiniLM-L6-v2 (int8 ONNX) with mean pooling, on the CPU.
 
     The ONNX session is created on first use (so importing or constructing is cheap) behind a
-    lock. Inputs are sorted by length and padded per batch, which keeps padding small. A call
-    of one model batch (a question) runs on one session using all ``threads``, one call at a
-    time. A call of several batches (ingestion) runs on one of ``parallel`` sessions of
-    ``threads // parallel`` threads each (created on the first such call), so up to
-    ``parallel`` such calls run side by side (``BatchingEmbedder`` keeps that many in flight):
-    on 2 cores two one-thread sessions embedded 20.5 chunks/s against 17.6 for one two-thread
-    session, and 18.5 against 15.1 with a Python thread busy next to them (the ingestion's
-    parsing and splitting): an operator split over two threads waits for the slower one, so
-    other work on either core stalls both. A text's vector does not depend on the batch it
-    shares (padding is masked out of the pooling), nor on the session that ran it.
+    lock. Inputs are sorted by length and cut into small runs (``batch_tokens`` padded word
+    pieces each, see ``DEFAULT_BATCH_TOKENS``). A call of one run (a question) made alone runs
+    on one session using all ``threads``. Other calls use ``parallel`` sessions of
+    ``threads // parallel`` threads each (created on the first such call): a call of several
+    runs takes one of them and any other free at that moment, and runs side by side on them;
+    a call of one run made while others embed takes a free one. Why: on 2 cores two one-thread
+    sessions embedded 20.5 chunks/s against 17.6 for one two-thread session, and 18.5 against
+    15.1 with a Python thread busy next to them (the ingestion's parsing and splitting): an
+    operator split over two threads waits for the slower one, so other work on either core
+    stalls both. ``BatchingEmbedder`` keeps ``parallel`` calls in flight. A text's vector does
+    not depend on the run it shares (padding is masked out of the pooling), nor on the session.
     """
 
     model_id: str = MINILM_MODEL_ID
@@ -167,6 +175,7 @@ class MiniLMOnnxEmbedder:
         *,
         max_length: int = DEFAULT_MAX_LENGTH,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_tokens: int = DEFAULT_BATCH_TOKENS,
         threads: int | None = None,
         parallel: int | None = None,
         model_path: Path | None = None,
@@ -175,8 +184,11 @@ class MiniLMOnnxEmbedder:
             raise ValueError(f"max_length must be between 8 and {_MODEL_MAX_POSITIONS}")
         if batch_size < 1:
             raise ValueError("batch_size must be positive")
+        if batch_tokens < 1:
+            raise ValueError("batch_tokens must be positive")
         self.max_length = max_length
         self.batch_size = batch_size
+        self.batch_tokens = batch_tokens
         self.threads = threads or _default_threads()
         self.parallel = max(1, min(parallel or self.threads, self.threads))
         self._model_path = model_path
@@ -188,7 +200,8 @@ class MiniLMOnnxEmbedder:
         self._run_lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"MiniLMOnnxEmbedder(max_length={self.max_length}, batch_size={self.batch_size})"
+        return (f"MiniLMOnnxEmbedder(max_length={self.max_length}, batch_size={self.batch_size}, "
+                f"batch_tokens={self.batch_tokens})")
 
     def _load(self) -> tuple[onnxruntime.InferenceSession, Tokenizer]:
         if self._session is not None and self._tokenizer is not None:
@@ -250,7 +263,7 @@ class MiniLMOnnxEmbedder:
         # Longest first: similar lengths share a batch, and the biggest padded batch is built
         # (and fails, if memory is short) before any work is wasted.
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids), reverse=True)
-        batches = [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+        batches = self._batches([len(encodings[i].ids) for i in order], order)
 
         def run(session: onnxruntime.InferenceSession, rows: list[int]) -> None:
             width = len(encodings[rows[0]].ids)
@@ -265,25 +278,109 @@ class MiniLMOnnxEmbedder:
                 feeds["token_type_ids"] = np.zeros_like(ids)
             out[rows] = _mean_pool(session.run(None, feeds)[0], mask)
 
-        if len(batches) == 1 or self.parallel == 1:
+        if self.parallel == 1 or (len(batches) == 1 and self._bulk is None):
             for rows in batches:
                 with self._run_lock:
                     run(session, rows)
-            return normalize_rows(out)
+        elif len(batches) == 1:
+            self._run_one(run, session, batches[0])
+        else:
+            self._run_side_by_side(run, batches)
+        return normalize_rows(out)
+
+    def _run_one(self, run: Callable[[Any, list[int]], None], session: Any, rows: list[int]) -> None:
+        """A call of one batch: alone, on the session with every thread; beside other calls
+        (ingestion's batcher keeps ``parallel`` in flight), on a free one-thread session rather
+        than split an operator over threads the others are using."""
         free = self._bulk_sessions()
-        taken = free.get()  # waits while ``parallel`` other calls hold every bulk session
+        if free.qsize() == self.parallel and self._run_lock.acquire(blocking=False):
+            taken = None
+        else:
+            try:
+                taken = free.get_nowait()
+            except queue.Empty:
+                self._run_lock.acquire()  # every session busy: a question still runs now
+                taken = None
+        if taken is None:
+            try:
+                run(session, rows)
+            finally:
+                self._run_lock.release()
+            return
         try:
-            for rows in batches:
-                run(taken, rows)
+            run(taken, rows)
         finally:
             free.put(taken)
-        return normalize_rows(out)
+
+    def _run_side_by_side(self, run: Callable[[Any, list[int]], None], batches: list[list[int]]) -> None:
+        """A call of several batches: on one one-thread session (waiting while ``parallel``
+        other calls hold them all) and any other free at this moment, so a lone large call
+        uses every core too."""
+        free = self._bulk_sessions()
+        sessions = [free.get()]
+        with contextlib.suppress(queue.Empty):
+            while len(sessions) < min(self.parallel, len(batches)):
+                sessions.append(free.get_nowait())
+        pending = deque(batches)
+
+        def lane(session: Any) -> None:
+            try:
+                while True:
+                    try:
+                        rows = pending.popleft()
+                    except IndexError:
+                        return
+                    run(session, rows)
+            except BaseException:
+                pending.clear()  # the call fails: the other lanes stop after their batch
+                raise
+
+        helpers: list[_Lane] = []
+        try:
+            helpers += [_Lane(lane, session) for session in sessions[1:]]
+            lane(sessions[0])
+        finally:
+            for helper in helpers:
+                helper.join()
+            for session in sessions:
+                free.put(session)
+        for helper in helpers:
+            if helper.error is not None:
+                raise helper.error
+
+    def _batches(self, widths: list[int], order: list[int]) -> list[list[int]]:
+        """``order`` (longest first, ``widths`` its lengths) cut into ONNX runs: each as many
+        texts as fit ``batch_tokens`` padded to its first (longest), at least one, at most
+        ``batch_size``."""
+        batches: list[list[int]] = []
+        start = 0
+        while start < len(order):
+            size = max(1, min(self.batch_size, self.batch_tokens // max(1, widths[start])))
+            batches.append(order[start:start + size])
+            start += size
+        return batches
 
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
         texts = _as_text_list(texts)
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         return await asyncio.to_thread(self.embed_sync, texts)
+
+
+class _Lane(threading.Thread):
+    """``work(session)`` in a thread of its own; what it raised is kept in ``error``."""
+
+    def __init__(self, work: Callable[[Any], None], session: Any) -> None:
+        super().__init__(name="minilm-lane", daemon=True)
+        self._work, self._session = work, session
+        self.error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self._work(self._session)
+        except BaseException as exc:  # noqa: BLE001 - handed to the call that started the lane
+            self.error = exc
 
 
 def _mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
