@@ -414,9 +414,9 @@ def _seen_sessions(embedder: MiniLMOnnxEmbedder, fail_on: int | None = None) -> 
     return [main, *bulk]
 
 
-def test_a_lone_call_of_several_batches_runs_on_every_free_session() -> None:
+def test_a_lone_large_call_runs_on_every_free_session() -> None:
     texts = [f"Invoice question {i}: " + "how are refunds paid back? " * 30 for i in range(8)]
-    embedder = MiniLMOnnxEmbedder(threads=2, parallel=2, batch_tokens=256)
+    embedder = MiniLMOnnxEmbedder(threads=2, parallel=2, batch_size=4, batch_tokens=256)  # 8 texts: large
     main, first, second = _seen_sessions(embedder)
     embedder.embed_sync(texts)
     assert main.threads == [] and first.threads and second.threads
@@ -430,7 +430,14 @@ def test_a_lone_call_of_several_batches_runs_on_every_free_session() -> None:
     embedder._bulk.put(held)  # noqa: SLF001
 
 
-def test_a_call_of_one_batch_runs_beside_busy_sessions_not_on_their_threads() -> None:
+def test_a_small_call_runs_beside_busy_sessions_never_waiting_for_them() -> None:
+    sentences = [f"Sentence {i} of an answer, about parcels and refunds." for i in range(30)]
+    fresh = MiniLMOnnxEmbedder(threads=2, parallel=2, batch_tokens=64)
+    fresh.embed_sync(sentences)  # several runs, but a small call: no one-thread sessions made for it
+    assert fresh._bulk is None  # noqa: SLF001
+    with fresh._run_lock:  # noqa: SLF001 - another call is embedding: two at once make them
+        fresh.embed_sync(sentences)
+    assert fresh._bulk is not None and fresh._bulk.qsize() == 2  # noqa: SLF001
     embedder = MiniLMOnnxEmbedder(threads=2, parallel=2)
     main, *bulk = _seen_sessions(embedder)
     embedder.embed_sync(["a lone question"])
@@ -448,7 +455,7 @@ def test_a_call_of_one_batch_runs_beside_busy_sessions_not_on_their_threads() ->
 
 def test_a_failing_lane_fails_the_call_and_frees_every_session() -> None:
     texts = [f"Shipping note {i}: " + "parcels leave the warehouse daily. " * 30 for i in range(8)]
-    embedder = MiniLMOnnxEmbedder(threads=2, parallel=2)
+    embedder = MiniLMOnnxEmbedder(threads=2, parallel=2, batch_size=4)
     _seen_sessions(embedder, fail_on=2)
     with pytest.raises(RuntimeError, match="onnx failed"):
         embedder.embed_sync(texts)

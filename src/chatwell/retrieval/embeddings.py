@@ -155,11 +155,14 @@ class MiniLMOnnxEmbedder:
 
     The ONNX session is created on first use (so importing or constructing is cheap) behind a
     lock. Inputs are sorted by length and cut into small runs (``batch_tokens`` padded word
-    pieces each, see ``DEFAULT_BATCH_TOKENS``). A call of one run (a question) made alone runs
-    on one session using all ``threads``. Other calls use ``parallel`` sessions of
-    ``threads // parallel`` threads each (created on the first such call): a call of several
-    runs takes one of them and any other free at that moment, and runs side by side on them;
-    a call of one run made while others embed takes a free one. Why: on 2 cores two one-thread
+    pieces each, see ``DEFAULT_BATCH_TOKENS``). Two kinds of session: one using all
+    ``threads``, and ``parallel`` of ``threads // parallel`` threads each, created by the first
+    call of more than ``batch_size`` texts (ingestion) or the first two calls at once. Such a large call takes one of them and
+    any other free at that moment, and runs side by side on them. A small call (a question, an
+    answer's sentences) runs on the first kind while the others do not exist and it is free
+    (a small call that finds it busy creates them). Once they exist, a small call runs on the
+    first kind only when it is one run made alone (a question); otherwise on a free one-thread
+    session, or, every session busy, on the first kind: it never waits for ingestion. Why one-thread sessions: on 2 cores two one-thread
     sessions embedded 20.5 chunks/s against 17.6 for one two-thread session, and 18.5 against
     15.1 with a Python thread busy next to them (the ingestion's parsing and splitting): an
     operator split over two threads waits for the slower one, so other work on either core
@@ -278,42 +281,53 @@ class MiniLMOnnxEmbedder:
                 feeds["token_type_ids"] = np.zeros_like(ids)
             out[rows] = _mean_pool(session.run(None, feeds)[0], mask)
 
-        if self.parallel == 1 or (len(batches) == 1 and self._bulk is None):
+        small = len(texts) <= self.batch_size
+        if self.parallel == 1:
             for rows in batches:
                 with self._run_lock:
                     run(session, rows)
-        elif len(batches) == 1:
-            self._run_one(run, session, batches[0])
+        elif small and self._bulk is None and self._run_lock.acquire(blocking=False):
+            try:
+                for rows in batches:
+                    run(session, rows)
+            finally:
+                self._run_lock.release()
+        elif small:
+            self._run_small(run, session, batches)
         else:
             self._run_side_by_side(run, batches)
         return normalize_rows(out)
 
-    def _run_one(self, run: Callable[[Any, list[int]], None], session: Any, rows: list[int]) -> None:
-        """A call of one batch: alone, on the session with every thread; beside other calls
-        (ingestion's batcher keeps ``parallel`` in flight), on a free one-thread session rather
-        than split an operator over threads the others are using."""
+    def _run_small(self, run: Callable[[Any, list[int]], None], session: Any, batches: list[list[int]]) -> None:
+        """A call of at most ``batch_size`` texts (a question, an answer's sentences, a page's
+        chunks) once the one-thread sessions exist: one run made alone (a question) on the
+        session with every thread; otherwise on a free one-thread session rather than split an
+        operator over threads other calls may be using (ingestion's batcher keeps ``parallel``
+        in flight: three threads on two cores stalled the ONNX threads 20% of the time instead
+        of 10%); every session busy, on the first one: it never waits."""
         free = self._bulk_sessions()
-        if free.qsize() == self.parallel and self._run_lock.acquire(blocking=False):
-            taken = None
-        else:
+        taken = None
+        alone = len(batches) == 1 and free.qsize() == self.parallel
+        if not alone or not self._run_lock.acquire(blocking=False):
             try:
                 taken = free.get_nowait()
             except queue.Empty:
                 self._run_lock.acquire()  # every session busy: a question still runs now
-                taken = None
         if taken is None:
             try:
-                run(session, rows)
+                for rows in batches:
+                    run(session, rows)
             finally:
                 self._run_lock.release()
             return
         try:
-            run(taken, rows)
+            for rows in batches:
+                run(taken, rows)
         finally:
             free.put(taken)
 
     def _run_side_by_side(self, run: Callable[[Any, list[int]], None], batches: list[list[int]]) -> None:
-        """A call of several batches: on one one-thread session (waiting while ``parallel``
+        """A larger call: on one one-thread session (waiting while ``parallel``
         other calls hold them all) and any other free at this moment, so a lone large call
         uses every core too."""
         free = self._bulk_sessions()
