@@ -69,6 +69,8 @@ DEFAULT_BATCH_SIZE = 32
 DEFAULT_BATCH_TOKENS = 256
 #: Positions the BERT encoder has embeddings for.
 _MODEL_MAX_POSITIONS = 512
+#: Runs one batch (rows of a call's texts) on a session.
+_RunBatch = Callable[[Any, list[int]], None]
 
 
 class EmbeddingError(RuntimeError):
@@ -157,17 +159,19 @@ class MiniLMOnnxEmbedder:
     lock. Inputs are sorted by length and cut into small runs (``batch_tokens`` padded word
     pieces each, see ``DEFAULT_BATCH_TOKENS``). Two kinds of session: one using all
     ``threads``, and ``parallel`` of ``threads // parallel`` threads each, created by the first
-    call of more than ``batch_size`` texts (ingestion) or the first two calls at once. Such a large call takes one of them and
-    any other free at that moment, and runs side by side on them. A small call (a question, an
-    answer's sentences) runs on the first kind while the others do not exist and it is free
-    (a small call that finds it busy creates them). Once they exist, a small call runs on the
-    first kind only when it is one run made alone (a question); otherwise on a free one-thread
-    session, or, every session busy, on the first kind: it never waits for ingestion. Why one-thread sessions: on 2 cores two one-thread
-    sessions embedded 20.5 chunks/s against 17.6 for one two-thread session, and 18.5 against
-    15.1 with a Python thread busy next to them (the ingestion's parsing and splitting): an
-    operator split over two threads waits for the slower one, so other work on either core
-    stalls both. ``BatchingEmbedder`` keeps ``parallel`` calls in flight. A text's vector does
-    not depend on the run it shares (padding is masked out of the pooling), nor on the session.
+    call of more than ``batch_size`` texts (ingestion) or by the first two calls at once.
+    A large call takes one of them and any other free at that moment, and runs side by side on
+    them. A small call (a question, an answer's sentences) runs on the first kind while the
+    others do not exist and it is free. Once they exist, a small call runs on the first kind
+    only when it is one run made alone (a question); otherwise on a free one-thread session,
+    or, every session busy, on the first kind: it never waits for ingestion.
+
+    Why one-thread sessions: on 2 cores two of them embedded 20.5 chunks/s against 17.6 for one
+    two-thread session, and 18.5 against 15.1 with a Python thread busy next to them (the
+    ingestion's parsing and splitting): an operator split over two threads waits for the slower
+    one, so other work on either core stalls both. ``BatchingEmbedder`` keeps ``parallel`` calls
+    in flight. A text's vector does not depend on the run it shares (padding is masked out of
+    the pooling), nor on the session.
     """
 
     model_id: str = MINILM_MODEL_ID
@@ -298,13 +302,13 @@ class MiniLMOnnxEmbedder:
             self._run_side_by_side(run, batches)
         return normalize_rows(out)
 
-    def _run_small(self, run: Callable[[Any, list[int]], None], session: Any, batches: list[list[int]]) -> None:
+    def _run_small(self, run: _RunBatch, session: Any, batches: list[list[int]]) -> None:
         """A call of at most ``batch_size`` texts (a question, an answer's sentences, a page's
         chunks) once the one-thread sessions exist: one run made alone (a question) on the
         session with every thread; otherwise on a free one-thread session rather than split an
         operator over threads other calls may be using (ingestion's batcher keeps ``parallel``
-        in flight: three threads on two cores stalled the ONNX threads 20% of the time instead
-        of 10%); every session busy, on the first one: it never waits."""
+        in flight: with three ONNX threads on two cores they were on a CPU 82% of their time
+        instead of 91%); every session busy, on the first one: it never waits."""
         free = self._bulk_sessions()
         taken = None
         alone = len(batches) == 1 and free.qsize() == self.parallel
@@ -326,10 +330,9 @@ class MiniLMOnnxEmbedder:
         finally:
             free.put(taken)
 
-    def _run_side_by_side(self, run: Callable[[Any, list[int]], None], batches: list[list[int]]) -> None:
-        """A larger call: on one one-thread session (waiting while ``parallel``
-        other calls hold them all) and any other free at this moment, so a lone large call
-        uses every core too."""
+    def _run_side_by_side(self, run: _RunBatch, batches: list[list[int]]) -> None:
+        """A large call: on one one-thread session (waiting while ``parallel`` other calls hold
+        them all) and any other free at this moment, so a lone large call uses every core too."""
         free = self._bulk_sessions()
         sessions = [free.get()]
         with contextlib.suppress(queue.Empty):
