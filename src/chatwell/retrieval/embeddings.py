@@ -19,6 +19,7 @@ L2-normalised, which makes a dot product a cosine similarity.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import functools
 import hashlib
@@ -201,6 +202,7 @@ class MiniLMOnnxEmbedder:
         self._model_path = model_path
         self._session: onnxruntime.InferenceSession | None = None
         self._bulk: queue.SimpleQueue[onnxruntime.InferenceSession] | None = None
+        self._lane_pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._input_names: frozenset[str] = frozenset()
         self._tokenizer: Tokenizer | None = None
         self._init_lock = threading.Lock()
@@ -255,6 +257,15 @@ class MiniLMOnnxEmbedder:
                         free.put(self._new_session(max(1, self.threads // self.parallel), memory_patterns=False))
                     self._bulk = free
         return self._bulk
+
+    def _lanes(self) -> concurrent.futures.ThreadPoolExecutor:
+        """Threads for the extra sessions of a large call (the call's own thread runs one)."""
+        if self._lane_pool is None:
+            with self._init_lock:
+                if self._lane_pool is None:
+                    self._lane_pool = concurrent.futures.ThreadPoolExecutor(
+                        max_workers=max(1, self.parallel - 1), thread_name_prefix="minilm-lane")
+        return self._lane_pool
 
     def warm_up(self) -> None:
         """Load the model now instead of on the first request."""
@@ -352,18 +363,16 @@ class MiniLMOnnxEmbedder:
                 pending.clear()  # the call fails: the other lanes stop after their batch
                 raise
 
-        helpers: list[_Lane] = []
+        helpers: list[concurrent.futures.Future[None]] = []
         try:
-            helpers += [_Lane(lane, session) for session in sessions[1:]]
+            helpers += [self._lanes().submit(lane, session) for session in sessions[1:]]
             lane(sessions[0])
         finally:
-            for helper in helpers:
-                helper.join()
+            concurrent.futures.wait(helpers)
             for session in sessions:
                 free.put(session)
         for helper in helpers:
-            if helper.error is not None:
-                raise helper.error
+            helper.result()  # what a lane raised
 
     def _batches(self, widths: list[int], order: list[int]) -> list[list[int]]:
         """``order`` (longest first, ``widths`` its lengths) cut into ONNX runs: each as many
@@ -382,22 +391,6 @@ class MiniLMOnnxEmbedder:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         return await asyncio.to_thread(self.embed_sync, texts)
-
-
-class _Lane(threading.Thread):
-    """``work(session)`` in a thread of its own; what it raised is kept in ``error``."""
-
-    def __init__(self, work: Callable[[Any], None], session: Any) -> None:
-        super().__init__(name="minilm-lane", daemon=True)
-        self._work, self._session = work, session
-        self.error: BaseException | None = None
-        self.start()
-
-    def run(self) -> None:
-        try:
-            self._work(self._session)
-        except BaseException as exc:  # noqa: BLE001 - handed to the call that started the lane
-            self.error = exc
 
 
 def _mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -153,9 +153,10 @@ class Database:
         batch: list[tuple[Callable[[Session], Any], asyncio.Future[Any]]] = []
         try:
             while self._group:
-                batch = [item for item in self._group if not item[1].done()][:GROUP_COMMIT_MAX]
-                taken = {id(item) for item in batch}
-                self._group = deque(item for item in self._group if id(item) not in taken and not item[1].done())
+                while self._group and len(batch) < GROUP_COMMIT_MAX:
+                    item = self._group.popleft()
+                    if not item[1].done():  # a caller cancelled while it waited is skipped
+                        batch.append(item)
                 if not batch:
                     continue
                 async with self._writer():
