@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ class Upstream:
         self.script: list[str] = []
         self.calls: list[dict[str, Any]] = []
         self.peers: list[Any] = []  # the client address of each call: one per TCP connection
+        self.left = threading.Event()  # an "endless" answer saw its reader disconnect (set on the server's thread)
 
     async def completions(self, request: Request) -> Any:
         self.calls.append(await request.json())
@@ -33,6 +35,34 @@ class Upstream:
             return JSONResponse({"error": {"message": "busy"}}, status_code=int(action))
         if action == "400":
             return JSONResponse({"error": {"message": "bad"}}, status_code=400)
+
+        def chunk(word: str) -> str:
+            return "data: " + json.dumps({"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                                          "choices": [{"index": 0, "delta": {"content": word},
+                                                       "finish_reason": None}]})
+
+        if action == "burst":  # every chunk in one write: one read brings them all
+            return StreamingResponse(iter(["".join(chunk(w) + "\n\n" for w in ("Hello ", "world"))
+                                           + "data: [DONE]\n\n"]), media_type="text/event-stream")
+        if action == "no-newline":  # the last line ends the body without its newline
+            return StreamingResponse(iter([chunk("Hello ") + "\n\n", chunk("world")]),
+                                     media_type="text/event-stream")
+        if action == "endless":  # a token every 20 ms for 10 s, unless the reader leaves
+            async def endless():  # type: ignore[no-untyped-def]
+                completed = False
+                try:
+                    for i in range(500):
+                        if await request.is_disconnected():
+                            break
+                        yield chunk(f"w{i} ") + "\n\n"
+                        await asyncio.sleep(0.02)
+                    else:
+                        completed = True
+                finally:  # left by a break, or cancelled by Starlette on the disconnect
+                    if not completed:
+                        self.left.set()
+
+            return StreamingResponse(endless(), media_type="text/event-stream")
 
         async def body():  # type: ignore[no-untyped-def]
             for word in ("Hello ", "world"):
@@ -134,3 +164,38 @@ async def test_unreachable_server_is_a_clear_error() -> None:
     with pytest.raises(ModelError) as failed:
         await run(model)
     assert failed.value.code == "upstream_unavailable"
+
+
+async def test_what_one_read_brings_is_one_delta(upstream: tuple[Upstream, str]) -> None:
+    """Chunks that arrive together (a model server faster than the relay, or a relay behind)
+    become one delta: fewer, larger events instead of a backlog of single tokens."""
+    fake, base = upstream
+    fake.script = ["burst"]
+    events = await run(OpenAICompatibleModel(base_url=base, model="m"))
+    assert [e.text for e in events if isinstance(e, ModelDelta)] == ["Hello world"]
+    assert isinstance(events[-1], ModelUsage)
+
+
+async def test_a_last_line_without_its_newline_is_read(upstream: tuple[Upstream, str]) -> None:
+    fake, base = upstream
+    fake.script = ["no-newline"]
+    events = await run(OpenAICompatibleModel(base_url=base, model="m"))
+    assert "".join(e.text for e in events if isinstance(e, ModelDelta)) == "Hello world"
+
+
+async def test_closing_the_stream_disconnects_the_model_server(upstream: tuple[Upstream, str]) -> None:
+    """A visitor who leaves closes the answer's iterator; the model server must see the
+    connection go, or it generates (and bills) the rest of the answer for nobody."""
+    fake, base = upstream
+    fake.script = ["endless", "ok"]
+    model = OpenAICompatibleModel(base_url=base, model="m")
+    try:
+        stream = model.stream(request())
+        first = await anext(stream)
+        assert isinstance(first, ModelDelta) and first.text.startswith("w0")
+        await stream.aclose()
+        assert await asyncio.to_thread(fake.left.wait, 5)
+        events = [event async for event in model.stream(request())]  # the pool still serves the next answer
+        assert isinstance(events[-1], ModelUsage)
+    finally:
+        await model.aclose()
