@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
 from chatwell.llm.base import ModelDelta, ModelError, ModelMessage, ModelRequest, ModelUsage
-from chatwell.llm.openai_compat import OpenAICompatibleModel
+from chatwell.llm.openai_compat import OpenAICompatibleModel, env_proxy
 
 
 class Upstream:
@@ -199,3 +199,18 @@ async def test_closing_the_stream_disconnects_the_model_server(upstream: tuple[U
         assert isinstance(events[-1], ModelUsage)
     finally:
         await model.aclose()
+
+
+def test_the_proxy_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    assert env_proxy("https://api.openai.com/v1/chat/completions") is None
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "localhost,.lan")
+    assert env_proxy("https://api.openai.com/v1/chat/completions") == "http://proxy.internal:3128"
+    assert env_proxy("http://api.openai.com/v1/chat/completions") is None  # no HTTP_PROXY
+    assert env_proxy("https://llm.lan/v1/chat/completions") is None
+    assert env_proxy("http://localhost:8080/v1/chat/completions") is None
+    assert OpenAICompatibleModel(base_url="https://api.openai.com/v1", model="m").proxy == "http://proxy.internal:3128"
+    monkeypatch.setenv("ALL_PROXY", "http://all.internal:3128")
+    assert env_proxy("http://api.openai.com/v1/chat/completions") == "http://all.internal:3128"

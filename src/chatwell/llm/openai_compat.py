@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 import logging
+import urllib.parse
+import urllib.request
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -49,6 +51,7 @@ class OpenAICompatibleModel:
         self.name = model
         self.base_url = base_url
         self.url = base_url.rstrip("/") + "/chat/completions"
+        self.proxy = env_proxy(self.url)
         self.api_key = api_key
         self.timeout = timeout
         self.max_retries = max_retries
@@ -57,17 +60,16 @@ class OpenAICompatibleModel:
 
     def _session(self) -> aiohttp.ClientSession:
         """Made on first use, inside the event loop it belongs to. ``timeout`` bounds connecting
-        and every wait for more of the answer, not the answer's whole length; ``trust_env``
-        follows ``HTTPS_PROXY`` and friends as httpx does.
+        and every wait for more of the answer, not the answer's whole length.
 
         An idle connection is not reused after 4 s: servers close theirs after 5 (uvicorn,
         llama.cpp's), and on a busy event loop the close may not have been seen yet when the
         pool hands the connection out. With aiohttp's 15 s, a thousand answers that ended
         together left a thousand such connections, and a retry took another one (1,000 streams
-        on `bench/serving.py`: 2–17 answers failed "cannot be reached"; none with 4 s)."""
+        on `bench/serving.py`: 2–17 answers failed "cannot be reached"; none in the runs since)."""
         if self._http is None:
             self._http = aiohttp.ClientSession(
-                headers={"Authorization": f"Bearer {self.api_key or 'not-needed'}"}, trust_env=True,
+                headers={"Authorization": f"Bearer {self.api_key or 'not-needed'}"},
                 timeout=aiohttp.ClientTimeout(total=None, connect=self.timeout, sock_read=self.timeout),
                 connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_SECONDS))
         return self._http
@@ -79,7 +81,7 @@ class OpenAICompatibleModel:
             self._http = None
 
     async def _open(self, payload: dict[str, Any]) -> aiohttp.ClientResponse:
-        response = await self._session().post(self.url, json=payload)
+        response = await self._session().post(self.url, json=payload, proxy=self.proxy)
         if response.status >= 400:
             response.release()
             raise _UpstreamStatus(response.status)
@@ -171,6 +173,18 @@ class OpenAICompatibleModel:
             prompt = sum(count_tokens(m.content) for m in request.messages)
             usage = ModelUsage(prompt, count_tokens("".join(text_parts)))
         yield usage
+
+
+def env_proxy(url: str) -> str | None:
+    """The proxy the environment names for ``url`` (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``,
+    ``NO_PROXY``, either case), as httpx follows them; None for none. Not aiohttp's ``trust_env``: that also
+    reads ``~/.netrc`` on every request, in a thread, and a matching entry there would replace
+    the API key's ``Authorization`` header with Basic credentials."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.hostname and urllib.request.proxy_bypass_environment(parts.hostname):
+        return None
+    proxies = urllib.request.getproxies_environment()
+    return proxies.get(parts.scheme) or proxies.get("all")
 
 
 def _message(message: Any) -> dict[str, Any]:
