@@ -47,6 +47,9 @@ class Upstream:
         if action == "no-newline":  # the last line ends the body without its newline
             return StreamingResponse(iter([chunk("Hello ") + "\n\n", chunk("world")]),
                                      media_type="text/event-stream")
+        if action == "one-long-line":  # 2 MiB without a newline after a first token
+            return StreamingResponse(iter([chunk("Hello ") + "\n\n", *["x" * 65536] * 32]),
+                                     media_type="text/event-stream")
         if action == "endless":  # a token every 20 ms for 10 s, unless the reader leaves
             async def endless():  # type: ignore[no-untyped-def]
                 completed = False
@@ -150,6 +153,14 @@ async def test_malformed_chunk_after_first_token_is_an_error_not_a_retry(upstrea
                 seen.append(event.text)
     await model.aclose()
     assert seen == ["Hello "] and failed.value.code == "upstream_error" and len(fake.calls) == 1
+
+
+async def test_an_endless_line_is_a_malformed_stream(upstream: tuple[Upstream, str]) -> None:
+    fake, base = upstream
+    fake.script = ["one-long-line"]
+    with pytest.raises(ModelError) as failed:
+        await run(OpenAICompatibleModel(base_url=base, model="m"))
+    assert failed.value.code == "upstream_error" and "malformed" in failed.value.message
 
 
 async def test_missing_usage_is_counted_locally(upstream: tuple[Upstream, str]) -> None:

@@ -33,6 +33,7 @@ from chatwell.retrieval.embeddings import count_tokens
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 KEEPALIVE_SECONDS = 4.0
+MAX_LINE_BYTES = 1 << 20
 
 log = logging.getLogger("chatwell.llm")
 
@@ -102,7 +103,8 @@ class OpenAICompatibleModel:
         def retryable(exc: Exception) -> bool:
             if isinstance(exc, _UpstreamStatus):
                 return exc.status in RETRY_STATUS
-            return isinstance(exc, (aiohttp.ClientConnectionError, TimeoutError))  # connection failures, timeouts
+            # connection failures and timeouts
+            return isinstance(exc, (aiohttp.ClientConnectionError, TimeoutError))
 
         try:
             response = await open_with_retries(lambda: self._open(payload), retryable=retryable,
@@ -114,7 +116,8 @@ class OpenAICompatibleModel:
             log.warning("the model server did not answer in time")
             raise ModelError("upstream_timeout", "the model server did not answer in time") from None
         except aiohttp.ClientError as exc:
-            log.warning("the model server cannot be reached: %s", exc)  # aiohttp names host:port, no credentials
+            # aiohttp's message names host:port, never the URL's credentials
+            log.warning("the model server cannot be reached: %s", exc)
             raise ModelError("upstream_unavailable", "the model server cannot be reached") from None
         text_parts: list[str] = []
         usage: ModelUsage | None = None
@@ -151,6 +154,8 @@ class OpenAICompatibleModel:
                 if done:
                     continue
                 *lines, buffer = (buffer + piece).split(b"\n")
+                if len(buffer) > MAX_LINE_BYTES:  # no chunk is this long: don't hold an endless line
+                    raise ValueError("line too long")
                 if text := read(lines):
                     text_parts.append(text)
                     yield ModelDelta(text)
@@ -176,10 +181,10 @@ class OpenAICompatibleModel:
 
 
 def env_proxy(url: str) -> str | None:
-    """The proxy the environment names for ``url`` (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``,
-    ``NO_PROXY``, either case), as httpx follows them; None for none. Not aiohttp's ``trust_env``: that also
-    reads ``~/.netrc`` on every request, in a thread, and a matching entry there would replace
-    the API key's ``Authorization`` header with Basic credentials."""
+    """The proxy the environment names for ``url`` (``HTTPS_PROXY``, ``HTTP_PROXY``,
+    ``ALL_PROXY``, ``NO_PROXY``, either case), as httpx follows them; None for none. Not
+    aiohttp's ``trust_env``: that also reads ``~/.netrc`` on every request, in a thread, and a
+    matching entry there would replace the API key's ``Authorization`` header."""
     parts = urllib.parse.urlsplit(url)
     if parts.hostname and urllib.request.proxy_bypass_environment(parts.hostname):
         return None
