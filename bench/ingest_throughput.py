@@ -31,6 +31,7 @@ import functools
 import logging
 import os
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -55,7 +56,9 @@ from _common import (
 
 
 class OnnxProbe:
-    """Wraps an ``InferenceSession.run`` to time it and record batch shape and padding."""
+    """Wraps ``InferenceSession.run`` of every session it is installed on (runs of several
+    sessions may overlap: the clock's union counts their wall time once) to time it and record
+    batch shape and padding."""
 
     def __init__(self, clock: Clock, label: str = "onnx_run"):
         self.clock = clock
@@ -63,6 +66,7 @@ class OnnxProbe:
         self.batch_sizes: Counter[int] = Counter()
         self.real_tokens = 0
         self.padded_tokens = 0
+        self._lock = threading.Lock()  # sessions run on several threads at once
 
     def install(self, session: Any) -> None:
         original = session.run
@@ -70,9 +74,10 @@ class OnnxProbe:
         def run(output_names: Any, feeds: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
             mask = feeds.get("attention_mask")
             if mask is not None:
-                self.batch_sizes[int(mask.shape[0])] += 1
-                self.real_tokens += int(mask.sum())
-                self.padded_tokens += int(mask.size)
+                with self._lock:
+                    self.batch_sizes[int(mask.shape[0])] += 1
+                    self.real_tokens += int(mask.sum())
+                    self.padded_tokens += int(mask.size)
             start = time.perf_counter()
             try:
                 return original(output_names, feeds, *args, **kwargs)
@@ -80,6 +85,19 @@ class OnnxProbe:
                 self.clock.add(self.label, start, time.perf_counter())
 
         session.run = run
+
+    def install_on_model(self, model: Any) -> None:
+        """On a loaded ``MiniLMOnnxEmbedder``'s all-threads session, and on the one-thread
+        sessions its large calls run on side by side, as they are made."""
+        self.install(model._session)
+        new_session = model._new_session
+
+        def probed_session(*args: Any, **kwargs: Any) -> Any:
+            session = new_session(*args, **kwargs)
+            self.install(session)
+            return session
+
+        model._new_session = probed_session
 
     @property
     def padding_efficiency(self) -> float:
@@ -151,7 +169,7 @@ def instrument(knowledge: Any, db: Any, clock: Clock) -> dict[str, Any]:
     model.warm_up()
     load_seconds = time.perf_counter() - start
     probe = OnnxProbe(clock)
-    probe.install(model._session)
+    probe.install_on_model(model)
     model.embed_sync = _timed_sync(clock, "model_embed_sync", model.embed_sync)  # tokenize+run+pool
 
     ingestor = knowledge.ingestor
@@ -303,7 +321,7 @@ def run_raw(texts: list[str], batch_size: int, repeat: int) -> dict[str, Any]:
     embedder.warm_up()
     clock = Clock()
     probe = OnnxProbe(clock)
-    probe.install(embedder._session)
+    probe.install_on_model(embedder)
     best = float("inf")
     best_cpu = float("inf")
     load_before = loadavg()
