@@ -4,6 +4,7 @@ before the first token, a clear error after it, malformed chunks, usage fallback
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import threading
 from typing import Any
@@ -25,11 +26,13 @@ class Upstream:
         self.script: list[str] = []
         self.calls: list[dict[str, Any]] = []
         self.peers: list[Any] = []  # the client address of each call: one per TCP connection
+        self.authorization: list[str | None] = []
         self.left = threading.Event()  # an "endless" answer saw its reader disconnect (set on the server's thread)
 
     async def completions(self, request: Request) -> Any:
         self.calls.append(await request.json())
         self.peers.append(request.client)
+        self.authorization.append(request.headers.get("authorization"))
         action = self.script.pop(0) if self.script else "ok"
         if action in ("429", "503"):
             return JSONResponse({"error": {"message": "busy"}}, status_code=int(action))
@@ -170,11 +173,14 @@ async def test_missing_usage_is_counted_locally(upstream: tuple[Upstream, str]) 
     assert isinstance(events[-1], ModelUsage) and events[-1].completion_tokens > 0
 
 
-async def test_unreachable_server_is_a_clear_error() -> None:
-    model = OpenAICompatibleModel(base_url="http://127.0.0.1:9/v1", model="m", max_retries=1, backoff=0.01)
-    with pytest.raises(ModelError) as failed:
+async def test_unreachable_server_is_a_clear_error(caplog: pytest.LogCaptureFixture) -> None:
+    model = OpenAICompatibleModel(base_url="http://user:s3cret@127.0.0.1:9/v1?key=k3y", model="m",
+                                  max_retries=1, backoff=0.01)
+    with caplog.at_level("WARNING", logger="chatwell.llm"), pytest.raises(ModelError) as failed:
         await run(model)
     assert failed.value.code == "upstream_unavailable"
+    assert "127.0.0.1:9" in caplog.text  # the operator learns which server, never its secrets
+    assert "s3cret" not in caplog.text and "k3y" not in caplog.text
 
 
 async def test_what_one_read_brings_is_one_delta(upstream: tuple[Upstream, str]) -> None:
@@ -225,3 +231,13 @@ def test_the_proxy_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -
     assert OpenAICompatibleModel(base_url="https://api.openai.com/v1", model="m").proxy == "http://proxy.internal:3128"
     monkeypatch.setenv("ALL_PROXY", "http://all.internal:3128")
     assert env_proxy("http://api.openai.com/v1/chat/completions") == "http://all.internal:3128"
+
+
+async def test_the_key_or_the_urls_credentials_authorize(upstream: tuple[Upstream, str]) -> None:
+    fake, base = upstream
+    await run(OpenAICompatibleModel(base_url=base, model="m", api_key="sk-test"))
+    with_credentials = base.replace("http://", "http://gate%40way:p%3Ass@")
+    await run(OpenAICompatibleModel(base_url=with_credentials, model="m"))
+    await run(OpenAICompatibleModel(base_url=with_credentials, model="m", api_key="sk-test"))
+    basic = "Basic " + base64.b64encode(b"gate@way:p:ss").decode()
+    assert fake.authorization == ["Bearer sk-test", basic, "Bearer sk-test"]

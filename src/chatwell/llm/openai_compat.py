@@ -17,6 +17,7 @@ after it, a failure is raised to the chat service, which ends the stream with an
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import urllib.parse
@@ -51,7 +52,13 @@ class OpenAICompatibleModel:
                  max_retries: int = 2, backoff: float = 0.5):
         self.name = model
         self.base_url = base_url
-        self.url = base_url.rstrip("/") + "/chat/completions"
+        parts = urllib.parse.urlsplit(base_url.rstrip("/") + "/chat/completions")
+        self.host = parts.netloc.rpartition("@")[2]  # for logs: never the credentials
+        self.url = parts._replace(netloc=self.host).geturl()
+        self.authorization = f"Bearer {api_key or 'not-needed'}"
+        if parts.username and not api_key:  # credentials in the URL (a gateway behind basic auth)
+            pair = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+            self.authorization = "Basic " + base64.b64encode(pair.encode()).decode()
         self.proxy = env_proxy(self.url)
         self.api_key = api_key
         self.timeout = timeout
@@ -70,7 +77,7 @@ class OpenAICompatibleModel:
         on `bench/serving.py`: 2–17 answers failed "cannot be reached"; none in the runs since)."""
         if self._http is None:
             self._http = aiohttp.ClientSession(
-                headers={"Authorization": f"Bearer {self.api_key or 'not-needed'}"},
+                headers={"Authorization": self.authorization},
                 timeout=aiohttp.ClientTimeout(total=None, connect=self.timeout, sock_read=self.timeout),
                 connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_SECONDS))
         return self._http
@@ -113,11 +120,12 @@ class OpenAICompatibleModel:
             code = "upstream_rate_limited" if exc.status == 429 else "upstream_error"
             raise ModelError(code, f"the model server answered {exc.status}", status=exc.status) from None
         except TimeoutError:
-            log.warning("the model server did not answer in time")
+            log.warning("the model server at %s did not answer in time", self.host)
             raise ModelError("upstream_timeout", "the model server did not answer in time") from None
         except aiohttp.ClientError as exc:
-            # aiohttp's message names host:port, never the URL's credentials
-            log.warning("the model server cannot be reached: %s", exc)
+            # The kind of failure, not aiohttp's message: some messages hold the whole URL, and
+            # a URL may carry credentials or a key in its query.
+            log.warning("the model server at %s cannot be reached (%s)", self.host, type(exc).__name__)
             raise ModelError("upstream_unavailable", "the model server cannot be reached") from None
         text_parts: list[str] = []
         usage: ModelUsage | None = None
