@@ -422,11 +422,12 @@ def test_a_lone_large_call_runs_on_every_free_session() -> None:
     assert main.threads == [] and first.threads and second.threads
     assert len(first.threads) + len(second.threads) == 8  # every text is one run at this length
     assert set(first.threads).isdisjoint(second.threads)  # two threads, side by side
-    # With one session busy (held by another call), the call runs on the one left.
+    # With one session busy (held by another call), the call runs on the one left, whole.
     held = embedder._bulk.get()  # noqa: SLF001
-    before = len(held.threads) if isinstance(held, _SeenSession) else 0
+    left = second if held is first else first
+    held_runs, left_runs = len(held.threads), len(left.threads)
     embedder.embed_sync(texts)
-    assert isinstance(held, _SeenSession) and len(held.threads) == before
+    assert len(held.threads) == held_runs and len(left.threads) == left_runs + 8 and main.threads == []
     embedder._bulk.put(held)  # noqa: SLF001
 
 

@@ -19,9 +19,9 @@ import re
 import time
 import urllib.robotparser
 import zlib
-from html.parser import HTMLParser
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from urllib.parse import urldefrag, urljoin, urlsplit, urlunsplit
 
 from bs4.dammit import UnicodeDammit
