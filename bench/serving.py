@@ -7,6 +7,8 @@ component in its own process: the upstream, one `chatwell serve` process, and th
                  the answer) and stored ones (a new conversation and the user's turn written first)
   --throughput   non-streaming chats per second on one process, as a ratio of a bare FastAPI
                  endpoint served the same way in the same run (the framework floor)
+  --relay-cpu    the server's CPU per relayed token: N long answers at 20 tokens/s, CPU from /proc
+                 over 10 s divided by the tokens the clients received
   --concurrency  N concurrent SSE chats against a token-paced upstream (20 tokens/s): errors,
                  each token's delay from the upstream's send to the client (p50/p99), through
                  chatwell and straight from the upstream (the difference is chatwell's), the
@@ -358,11 +360,51 @@ async def bench_concurrency(data_dir: Path, bot_id: str, streams: int, tps: floa
     return out
 
 
+def cpu_seconds_of(pid: int) -> float:
+    """User + system CPU seconds a process has used (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def bench_relay_cpu(data_dir: Path, bot_id: str, streams: int, tps: float, window: float) -> dict[str, Any]:
+    """The server's CPU per relayed token: ``streams`` long answers at ``tps`` tokens/s, opened
+    over 2 s; after 5 s, the server's CPU over ``window`` seconds divided by the tokens the
+    clients received meanwhile (a token is one ``event: delta`` frame)."""
+    stack = Stack(data_dir, tps=tps, words=int(tps * (window + 30)))
+    received = 0
+    try:
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {KEY}"},
+                                         timeout=aiohttp.ClientTimeout(total=None),
+                                         connector=aiohttp.TCPConnector(limit=0)) as client:
+            async def one(delay: float) -> None:
+                nonlocal received
+                await asyncio.sleep(delay)
+                async with client.post(f"{stack.base}/v1/bots/{bot_id}/chat",
+                                       json={"message": QUESTION, "private": True}) as r:
+                    async for piece in r.content.iter_any():
+                        received += piece.count(b"event: delta")
+
+            tasks = [asyncio.create_task(one(2 * i / streams)) for i in range(streams)]
+            await asyncio.sleep(5)
+            cpu, tokens, started = cpu_seconds_of(stack.server.pid), received, time.monotonic()
+            await asyncio.sleep(window)
+            cpu = cpu_seconds_of(stack.server.pid) - cpu
+            tokens, elapsed = received - tokens, time.monotonic() - started
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        stack.close()
+    return {"streams": streams, "tokens": tokens, "tokens_per_s": round(tokens / elapsed),
+            "server_cpu_s": round(cpu, 2), "us_per_token": round(cpu / max(1, tokens) * 1e6, 1)}
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ttft", action="store_true")
     parser.add_argument("--throughput", action="store_true")
     parser.add_argument("--concurrency", action="store_true")
+    parser.add_argument("--relay-cpu", action="store_true", help="server CPU per relayed token (--streams, --tps)")
     parser.add_argument("--chunks", type=int, default=10_000)
     parser.add_argument("--questions", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=15)
@@ -387,6 +429,9 @@ async def main() -> None:
         if args.concurrency:
             results["concurrency"] = await bench_concurrency(data_dir, bot_id, args.streams, args.tps, args.words, args.ramp)
             print("concurrency", results["concurrency"], flush=True)
+        if args.relay_cpu:
+            results["relay_cpu"] = await bench_relay_cpu(data_dir, bot_id, args.streams, args.tps, window=10.0)
+            print("relay_cpu", results["relay_cpu"], flush=True)
     results["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
     print(json_line(results))
 
