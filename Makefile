@@ -12,7 +12,7 @@ PORT ?= 8000
 DATA_DIR ?= ./chatwell-data
 PYTEST_ARGS ?=
 
-.PHONY: install install-test install-llm serve test lint clean
+.PHONY: install install-test install-llm system-deps serve test lint clean
 
 install: $(STAMP)
 
@@ -36,10 +36,15 @@ $(TEST_STAMP): $(STAMP)
 install-llm: install-test
 	bash .ci/llama-wheel.sh
 
+# The Debian packages the suite needs (redis-server, chromium, nginx-light, ...), named in the
+# script; it installs only what is missing (apt as root or with `sudo -n`), else says what to run.
+system-deps:
+	bash scripts/system-deps.sh
+
 serve: install
 	$(BIN)/chatwell serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR) --demo
 
-test: install-test install-llm
+test: system-deps install-test install-llm
 	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS)
 
 lint: install-test
