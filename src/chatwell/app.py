@@ -28,7 +28,7 @@ from chatwell.api.native import chat as native_chat
 from chatwell.api.native import handoff as native_handoff
 from chatwell.api.openai import routes as openai_routes
 from chatwell.api.native import search as native_search
-from chatwell.api import dashboard, shared_chat, widget
+from chatwell.api import dashboard, front_door, shared_chat, widget
 from chatwell.api.chatbase import routes as chatbase
 from chatwell.api.chatbotiq import leads as chatbotiq_leads
 from chatwell.api.chatbotiq import routes as chatbotiq
@@ -137,6 +137,8 @@ def create_app(settings: Settings | None = None, *, announce: Announce = _print)
         version=__version__,
         summary="AI chatbots grounded in your own content, speaking every hosted platform's API.",
         lifespan=lifespan,
+        docs_url=None,  # front_door serves /docs with its assets from the package (works offline)
+        redoc_url=None,
     )
     app.state.settings = settings
     metrics = Metrics()
@@ -163,7 +165,7 @@ def create_app(settings: Settings | None = None, *, announce: Announce = _print)
     for router in (system.router, native_bots.router, native_sources.router, native_search.router,
                    native_keys.router, native_chat.router, native_handoff.router, openai_routes.router, chatiq.router,
                    chatbotiq.router, chatbots_v1.router, shared_chat.router, devapi.router, chatbase.router,
-                   native_leads.router, chatbotiq_leads.router, widget.router, dashboard.router):
+                   native_leads.router, chatbotiq_leads.router, widget.router, dashboard.router, front_door.router):
         app.include_router(router)
     for prefix in ("/v1/chat/completions", "/v1/models"):
         formats.register(prefix, openai_routes.openai_error, openai_routes.ERROR_DOC)

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from chatwell.errors import ChatwellError
-from chatwell.settings import Settings
+from chatwell.settings import Settings, settings_error_line
 
 app = typer.Typer(help="chatwell: AI chatbots grounded in your own content.", no_args_is_help=True,
                   add_completion=False)
@@ -51,7 +51,14 @@ def _settings(data_dir: Path | None, database_url: str | None, **extra: Any) -> 
         overrides["data_dir"] = data_dir
     if database_url is not None:
         overrides["database_url"] = database_url
-    return Settings(**overrides)
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    try:
+        return Settings(**overrides)
+    except (ValidationError, SettingsError) as exc:  # one line naming the variable, no traceback
+        err_console.print(settings_error_line(exc), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
 
 
 def _run(settings: Settings, work: Callable[[Any], Awaitable[T]], *, migrate_first: bool = True) -> T:

@@ -6,13 +6,17 @@ Nothing here reads the environment at import time: build ``Settings()`` where yo
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "admin", "password"}
+# A list from the environment: comma-separated (`a,b`) or a JSON list (`["a", "b"]`).
+TextList = Annotated[list[str], NoDecode]
 
 
 class Settings(BaseSettings):
@@ -120,13 +124,15 @@ class Settings(BaseSettings):
         default_factory=dict,
         description='Extra or changed model prices, USD per million tokens: {"model": [input, output]}.',
     )
-    blocked_input_patterns: list[str] = Field(
+    blocked_input_patterns: TextList = Field(
         default_factory=list,
-        description="Regular expressions; a question matching one is refused with `content_filtered`.",
+        description="Regular expressions; a question matching one is refused with `content_filtered` "
+        "(comma-separated, or a JSON list when a pattern holds a comma).",
     )
-    blocked_output_patterns: list[str] = Field(
+    blocked_output_patterns: TextList = Field(
         default_factory=list,
-        description="Regular expressions; an answer matching one is replaced (a `replace` event).",
+        description="Regular expressions; an answer matching one is replaced (a `replace` event) "
+        "(comma-separated, or a JSON list when a pattern holds a comma).",
     )
     redis_url: str | None = Field(
         None,
@@ -173,9 +179,10 @@ class Settings(BaseSettings):
         description="Failed authentications (a key presented and refused) per client IP; past them the "
         "client gets 429 with Retry-After whatever key it sends, until the window frees. Empty: off.",
     )
-    cors_allowed_origins: list[str] = Field(
+    cors_allowed_origins: TextList = Field(
         default_factory=list,
-        description='Origins every endpoint accepts browser calls from, e.g. ["https://app.example.com"]; '
+        description='Origins every endpoint accepts browser calls from, comma-separated '
+        '(`https://app.example.com,https://shop.example`) or a JSON list; '
         '`*` allows any. On top of these, the public widget endpoints allow each bot\'s domains and the '
         "keyed endpoints the domains of the bots and keys.",
     )
@@ -204,6 +211,19 @@ class Settings(BaseSettings):
     otel_service_name: str = Field(
         "chatwell", description="The `service.name` the traces are reported under."
     )
+
+    @field_validator("blocked_input_patterns", "blocked_output_patterns", "cors_allowed_origins", mode="before")
+    @classmethod
+    def _text_list(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                return json.loads(text)
+            except ValueError:
+                raise ValueError("not a JSON list; write the values comma-separated or as [\"a\", \"b\"]") from None
+        return [part.strip() for part in text.split(",") if part.strip()]
 
     @field_validator("data_dir")
     @classmethod
@@ -242,3 +262,32 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'chatwell.db').resolve()}"
+
+
+def settings_error_line(exc: ValidationError | SettingsError) -> str:
+    """One line for the operator naming the variable at fault and the form it expects (no
+    traceback; a secret's value is never repeated)."""
+    if isinstance(exc, SettingsError):
+        found = re.search(r'field "([a-z_]+)"', str(exc))
+        name = found.group(1) if found else ""
+        if name in Settings.model_fields:
+            return f"CHATWELL_{name.upper()}: not valid JSON — {_described(name)}"
+        return f"invalid setting: {exc}"
+    first = exc.errors()[0]
+    location = [str(part) for part in first.get("loc", ())]
+    message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    if not location:
+        return f"invalid settings: {message}"
+    name = location[0]
+    variable = f"CHATWELL_{name.upper()}"
+    field = Settings.model_fields.get(name)
+    secret = field is not None and "SecretStr" in repr(field.annotation)
+    given = first.get("input")
+    shown = "" if secret or not isinstance(given, str | int | float) else f" (got {str(given)[:80]!r})"
+    return f"{variable}: {message}{shown} — {_described(name)}"
+
+
+def _described(name: str) -> str:
+    """The setting's help text, on one line: it says what the setting holds and in which form."""
+    field = Settings.model_fields.get(name)
+    return " ".join((field.description or "").split()) if field is not None else ""

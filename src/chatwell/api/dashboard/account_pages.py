@@ -27,7 +27,8 @@ from chatwell.services import accounts
 
 router = APIRouter(prefix="/dashboard", route_class=DashboardRoute, include_in_schema=False)
 STATIC_TYPES = {"dashboard.css": "text/css; charset=utf-8",
-                "dashboard.js": "application/javascript; charset=utf-8"}
+                "dashboard.js": "application/javascript; charset=utf-8",
+                "favicon.svg": "image/svg+xml"}
 
 
 @router.get("/static/{name}")
