@@ -91,10 +91,12 @@ async def test_conversation_memory_and_prompt_use_stored_turns(client: httpx.Asy
         "message": "And at the weekend?", "conversation_id": first["conversation_id"], "stream": False})).json()
     assert second["conversation_id"] == first["conversation_id"]
     messages = model.requests[-1].messages
-    assert messages[0].role == "system" and "Be brief." in messages[0].content and "[1] Support hours" in messages[0].content
-    assert [(m.role, m.content) for m in messages[1:]] == [
-        ("user", "When does support answer questions?"), ("assistant", "Nine to five [1]."),
-        ("user", "And at the weekend?")]
+    assert messages[0].role == "system" and "Be brief." in messages[0].content
+    assert [(m.role, m.content) for m in messages[1:-1]] == [
+        ("user", "When does support answer questions?"), ("assistant", "Nine to five [1].")]
+    # The sources travel with the question, fenced, in the user's message (tests/security/test_prompt_injection.py).
+    assert messages[-1].role == "user" and messages[-1].content.endswith("My question: And at the weekend?")
+    assert "Title: Support hours" in messages[-1].content and HOURS in messages[-1].content
     unknown = await client.post(f"/v1/bots/{bot['id']}/chat", json={
         "message": "x", "conversation_id": "01a201e1-4ce8-7de6-bb10-c3883975ac62"})
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "conversation_not_found"
@@ -213,5 +215,7 @@ async def test_an_image_reaches_a_model_that_takes_images(client: httpx.AsyncCli
         "message": "When does support answer this screenshot?", "stream": False,
         "image_data": "aGk=", "image_media_type": "image/png"})
     assert reply.status_code == 200, reply.text
-    image = model.requests[-1].messages[-1].image
+    last = model.requests[-1].messages[-1]
+    image = last.image
     assert image is not None and image.media_type == "image/png" and image.data_base64 == "aGk="
+    assert HOURS in last.content  # the image joins the question without dropping its sources

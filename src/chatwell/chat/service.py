@@ -244,7 +244,7 @@ class ChatService:
                                           context_tokens=self.context_tokens, reserve_tokens=max_tokens,
                                           language=answer_settings.language)
                 if request.image is not None:
-                    messages[-1] = ModelMessage("user", request.question, image=request.image)
+                    messages[-1] = ModelMessage("user", messages[-1].content, image=request.image)
                 model_request = ModelRequest(
                     messages=messages,
                     model=request.model or model_settings.model or resolved.model.name,
