@@ -127,7 +127,18 @@ async def test_one_bad_answer_refuses_the_host() -> None:
     resolve = resolver_for({"mixed.test": ["93.184.216.34", "10.0.0.1"]})
     with pytest.raises(FetchError) as caught:
         await check_url("https://mixed.test/", resolver=resolve)
-    assert caught.value.code == "blocked_address" and "10.0.0.1" in caught.value.message
+    assert caught.value.code == "blocked_address" and caught.value.reason == "a private address"
+    # Regression (issue 19 item 11): the message named what the internal host resolves to.
+    assert caught.value.message == "address not allowed" and "10.0.0.1" not in str(caught.value)
+
+
+@pytest.mark.parametrize("answers", [["10.1.2.3"], ["127.0.0.1"], ["169.254.169.254"], ["100.64.0.7"], ["::1"]])
+async def test_a_refusal_says_address_not_allowed_only(answers: list[str]) -> None:
+    resolve = resolver_for({"db.corp.internal": answers})
+    with pytest.raises(FetchError) as caught:
+        await check_url("http://db.corp.internal:5432/", resolver=resolve)
+    assert caught.value.code == "blocked_address"
+    assert caught.value.message == "address not allowed" == str(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -202,7 +213,7 @@ async def test_every_redirect_hop_is_checked(site: SiteServer) -> None:
     )
     site.routes["/go-name"] = Route(301, headers={"Location": "http://metadata.google.internal/"})
     err = await _refused(site.url("/go"), "blocked_address", allow_private=True)
-    assert "169.254.169.254" in err.message
+    assert err.reason == "a cloud metadata endpoint" and "169.254" not in err.message
     await _refused(site.url("/go-name"), "blocked_address", allow_private=True)
     assert site.paths() == ["/go", "/go-name"]
 
@@ -262,7 +273,7 @@ async def test_public_host_redirecting_to_a_private_name_is_refused_at_the_secon
         err = await _refused(
             "http://public.test/start", "blocked_address", client=client, resolver=resolve
         )
-    assert "10.0.0.7" in err.message
+    assert err.reason == "a private address" and "10.0.0.7" not in err.message
     assert [(r.url.host, r.headers["host"]) for r in seen] == [("93.184.216.34", "public.test")]
 
 

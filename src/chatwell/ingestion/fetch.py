@@ -8,6 +8,9 @@ address (the URL host is replaced by the IP, ``Host`` and TLS SNI/certificate ch
 the name), so a DNS answer that changes between check and connect is never used. Redirects are
 followed by hand, bodies are streamed and cut at ``max_bytes``, and one deadline covers it all.
 
+A refused address is reported as "address not allowed" and nothing more (the internal reason
+stays on the exception for the server's own use).
+
 ``allow_private=True`` (for intranet sites) lifts the private-address rules but never the cloud
 metadata ones. This module parses nothing and stores nothing.
 """
@@ -55,6 +58,7 @@ FETCH_ERROR_CODES: Final[frozenset[str]] = frozenset(
     }
 )
 ALLOWED_SCHEMES: Final = frozenset({"http", "https"})
+ADDRESS_NOT_ALLOWED: Final = "address not allowed"
 REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
 MAX_ADDRESSES_TRIED = 3
 
@@ -88,7 +92,8 @@ class FetchError(Exception):
     """A fetch refused or failed; ``code`` is one of FETCH_ERROR_CODES."""
 
     def __init__(
-        self, code: str, message: str, *, status: int | None = None, url: str | None = None
+        self, code: str, message: str, *, status: int | None = None, url: str | None = None,
+        reason: str | None = None,
     ):
         if code not in FETCH_ERROR_CODES:
             raise ValueError(f"unknown fetch error code: {code!r}")
@@ -97,6 +102,13 @@ class FetchError(Exception):
         self.message = message
         self.status = status
         self.url = url
+        self.reason = reason  # why an address was refused: for the server's own decisions, never shown
+
+
+def _not_allowed(url: httpx.URL, reason: str) -> FetchError:
+    # The caller learns only that the address is refused: naming what an internal host resolves
+    # to (or what kind of address it is) would map the server's network for them.
+    return FetchError("blocked_address", ADDRESS_NOT_ALLOWED, url=str(url), reason=reason)
 
     def __repr__(self) -> str:
         return f"FetchError(code={self.code!r}, message={self.message!r})"
@@ -195,11 +207,9 @@ async def check_url(
     parsed = _parse(url)
     host = parsed.raw_host.decode("ascii").lower().rstrip(".")
     if host in METADATA_HOSTNAMES:
-        raise FetchError(
-            "blocked_address", f"{host} is a cloud metadata endpoint.", url=str(parsed)
-        )
+        raise _not_allowed(parsed, "a cloud metadata endpoint")
     if not allow_private and (host == "localhost" or host.endswith(".localhost")):
-        raise FetchError("blocked_address", f"{host} is the local machine.", url=str(parsed))
+        raise _not_allowed(parsed, "the local machine")
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     try:
         addresses = [str(ipaddress.ip_address(host))]
@@ -215,8 +225,7 @@ async def check_url(
     for address in addresses:  # one bad answer refuses the host: we will not pick around it
         reason = blocked_reason(address, allow_private=allow_private)
         if reason:
-            where = f"{host} is" if host == address else f"{host} resolves to {address},"
-            raise FetchError("blocked_address", f"{where} {reason}.", url=str(parsed))
+            raise _not_allowed(parsed, reason)
     return addresses
 
 
