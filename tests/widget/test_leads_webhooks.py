@@ -319,7 +319,8 @@ async def test_metadata_targets_are_refused_even_when_private_ones_are_allowed(
     await asyncio.wait_for(app.state.webhooks.idle(), 15)
     [log] = await deliveries(client, "cloud")
     assert log["status"] == "failed" and log["attempts"] == 1 and log["response_status"] is None
-    assert "cloud metadata" in log["last_error"] and "not sent" in log["last_error"]
+    assert "address not allowed" in log["last_error"] and "not sent" in log["last_error"]
+    assert "metadata" not in log["last_error"] and "169.254" not in log["last_error"]
 
 
 async def test_private_targets_are_refused_unless_allowed(
@@ -334,4 +335,5 @@ async def test_private_targets_are_refused_unless_allowed(
             [log] = await deliveries(admin, "intranet")
     assert receiver.calls == []  # nothing was sent
     assert log["status"] == "failed" and log["attempts"] == 1 and log["response_status"] is None
-    assert "loopback" in log["last_error"] and "CHATWELL_WEBHOOK_ALLOW_PRIVATE=true" in log["last_error"]
+    assert "address not allowed" in log["last_error"] and "CHATWELL_WEBHOOK_ALLOW_PRIVATE=true" in log["last_error"]
+    assert "loopback" not in log["last_error"] and "127.0.0.1" not in log["last_error"]

@@ -201,8 +201,8 @@ class WebhookSender:
         if exc.code == "fetch_failed":  # the name did not resolve: perhaps later
             return Outcome(False, error=f"{exc.code}: {exc.message}")
         hint = ""
-        if exc.code == "blocked_address" and not self.allow_private and "metadata" not in (exc.reason or ""):
-            hint = " Set CHATWELL_WEBHOOK_ALLOW_PRIVATE=true to deliver to private addresses."
+        if exc.code == "blocked_address" and not self.allow_private:  # the same for every refused kind
+            hint = " (private addresses need CHATWELL_WEBHOOK_ALLOW_PRIVATE=true on the server)"
         return Outcome(False, error=f"refused, not sent ({exc.code}): {exc.message}{hint}", retry=False)
 
 
