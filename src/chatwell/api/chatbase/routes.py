@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -47,6 +47,7 @@ from chatwell.api.dialect import (
     validate,
 )
 from chatwell.api.errors import ErrorDoc
+from chatwell.api.params import date_param
 from chatwell.api.native.chat import collect
 from chatwell.api.sse import SSE_HEADERS
 from chatwell.chat.service import ChatRequest
@@ -311,18 +312,8 @@ async def delete_chatbot(request: Request, chatbotId: str = Query(..., min_lengt
     return {"message": "success"}
 
 
-def _day(value: str | None, name: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC) if "T" in value \
-            else datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
-    except ValueError:
-        raise InvalidRequest(f"{name} must be a date like 2024-01-31", code="invalid_date") from None
-
-
 def _range(start_date: str | None, end_date: str | None) -> tuple[datetime | None, datetime | None]:
-    start, end = _day(start_date, "startDate"), _day(end_date, "endDate")
+    start, end = date_param(start_date, "startDate", times=True), date_param(end_date, "endDate", times=True)
     if end is not None and end_date is not None and "T" not in end_date:
         end += timedelta(days=1)  # a plain end date includes that whole day
     return start, end

@@ -25,6 +25,7 @@ from markupsafe import Markup
 from pydantic import BaseModel, ValidationError
 
 from chatwell.api.errors import rate_limit_headers, status_of
+from chatwell.api.params import whole_number
 from chatwell.errors import ChatwellError, Forbidden, InvalidRequest
 from chatwell.services import accounts
 from chatwell.services.accounts import SignedIn
@@ -198,9 +199,4 @@ def lines_of(text: Any) -> list[str]:
 
 
 def int_or_none(value: Any) -> int | None:
-    text = str(value or "").strip()
-    if not text:
-        return None
-    if not text.isdigit():
-        raise InvalidRequest(f"not a whole number: {text!r}")
-    return int(text)
+    return whole_number(value)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -31,6 +31,7 @@ from chatwell.api.dashboard.web import (
 from chatwell.api.deps import get_conversation_bus
 from chatwell.api.native.keys import KeyCreate
 from chatwell.api.native.leads import csv_lines
+from chatwell.api.params import date_param
 from chatwell.errors import InvalidRequest, NotFound
 from chatwell.services import bots, conversations, handoff, keys, leads
 
@@ -85,15 +86,6 @@ FILTER_PARAMS = ("bot_id", "from", "to", "feedback", "handed_off", "q")
 MAX_SEARCH = 200
 
 
-def _day(value: str, name: str) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
-    except ValueError:
-        raise InvalidRequest(f"{name} must be a date like 2024-01-31", code="invalid_date") from None
-
-
 async def _filters_of(request: Request, user: Any) -> tuple[conversations.ConversationFilter, dict[str, str]]:
     """The Conversations page's filters from the query string, and the values to keep in links."""
     params = {name: request.query_params.get(name, "").strip() for name in FILTER_PARAMS}
@@ -101,7 +93,7 @@ async def _filters_of(request: Request, user: Any) -> tuple[conversations.Conver
     bot_id = None
     if "bot_id" in params:
         bot_id = (await bots.get_bot(db_of(request), principal=user.principal, ref=params["bot_id"])).id
-    start, to = _day(params.get("from", ""), "from"), _day(params.get("to", ""), "to")
+    start, to = date_param(params.get("from", ""), "from"), date_param(params.get("to", ""), "to")
     feedback = params.get("feedback")
     if feedback not in (None, "positive", "negative"):
         raise InvalidRequest("feedback must be positive or negative", code="invalid_filter")
@@ -224,7 +216,7 @@ async def leads_page(request: Request, user: ManagerDep, bot_id: str | None = Qu
     """The newest 100 leads of each bot, filtered by bot, date range (UTC days) and a text match
     on name, email, phone or any field."""
     names = await _bot_names(request, user)
-    start, end = _lead_day(since, "from"), _lead_day(until, "to")
+    start, end = date_param(since, "from"), date_param(until, "to")
     wanted = (q or "").strip().lower()
     rows: list[tuple[Any, Any]] = []
     for bot in names.values():
@@ -242,15 +234,6 @@ async def leads_page(request: Request, user: ManagerDep, bot_id: str | None = Qu
     rows.sort(key=lambda pair: pair[1].created_at, reverse=True)
     return render(request, "leads.html", user=user, rows=rows, bots=names,
                   filters={"bot_id": bot_id or "", "q": q or "", "from": since or "", "to": until or ""})
-
-
-def _lead_day(value: str | None, name: str) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
-    except ValueError:
-        raise InvalidRequest(f"{name} must be a date like 2024-01-31", code="invalid_date") from None
 
 
 @router.get("/bots/{bot_id}/leads.csv")

@@ -26,7 +26,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
@@ -46,6 +46,7 @@ from chatwell.api.dialect import (
     validate,
 )
 from chatwell.api.errors import ErrorDoc
+from chatwell.api.params import date_param
 from chatwell.api.native.chat import citation_json, collect
 from chatwell.api.sse import frame, sse_response
 from chatwell.chat.service import ChatRequest
@@ -146,23 +147,13 @@ def _str(value: uuid.UUID | None) -> str | None:
     return str(value) if value else None
 
 
-def _date(value: str | None, name: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.strptime(value, "%Y-%m-%d")
-    except ValueError:
-        raise InvalidRequest(f"{name} must be a date like 2024-01-31", code="invalid_date") from None
-    return parsed.replace(tzinfo=UTC)
-
-
 @router.get("/usage")
 async def usage(request: Request, api_key: str | None = Query(None, max_length=512),
                 start_date: str | None = Query(None, max_length=10),
                 end_date: str | None = Query(None, max_length=10)) -> dict[str, Any]:
     principal = await _principal(request, api_key)
-    start = _date(start_date, "start_date")
-    end = _date(end_date, "end_date")
+    start = date_param(start_date, "start_date")
+    end = date_param(end_date, "end_date")
     if start and end and end < start:
         raise InvalidRequest("end_date is before start_date", code="invalid_date")
     report = await reports.usage(db_of(request), api_key_id=principal.key_id, start=start,
