@@ -203,6 +203,12 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = Field(
         "text", description="`json`: one JSON object per log line, with the request id (for log shippers)."
     )
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="Bearer token `GET /metrics` requires (`Authorization: Bearer <token>`, at least 16 "
+        "characters). Unset (the default): `/metrics` answers only clients on a loopback address (a "
+        "Prometheus on the same host) and 403 to everyone else, since its counts span every workspace.",
+    )
     otel_endpoint: str | None = Field(
         None,
         description="OTLP/HTTP traces endpoint (e.g. `http://collector:4318/v1/traces`): a span per request, "
@@ -241,6 +247,13 @@ class Settings(BaseSettings):
                 parse_many(value)
             except ValueError:
                 raise ValueError(f"not a rate-limit string like '15/minute;120/hour': {value!r}") from None
+        return value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("the metrics token needs at least 16 characters")
         return value
 
     @model_validator(mode="after")

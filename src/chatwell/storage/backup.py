@@ -26,6 +26,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from chatwell.errors import Conflict, InvalidRequest
+from chatwell.storage.database import create_private_file
 from chatwell.storage.migrate import head_revision
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -99,6 +100,7 @@ def backup_sqlite(database_url: str, destination: Path, *, overwrite: bool = Fal
     destination.parent.mkdir(parents=True, exist_ok=True)
     partial = destination.with_name(f".{destination.name}.partial")
     partial.unlink(missing_ok=True)
+    create_private_file(partial)  # a backup holds what the database does: owner-only like it
     try:
         with _connect(source) as live, _connect(partial) as copy:
             live.backup(copy)  # one step: one read transaction, one instant of the database

@@ -16,6 +16,7 @@ whole in one worker thread. On PostgreSQL both run in the async session, unchang
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -35,6 +36,16 @@ SQLITE_BUSY_TIMEOUT_MS = 15_000
 INLINE_BUSY_TIMEOUT_MS = 50
 GROUP_COMMIT_MAX = 64  # write_now calls sharing one transaction at most
 POSTGRES_CONNECT_TIMEOUT_SECONDS = 5
+
+
+def create_private_file(path: str | os.PathLike[str]) -> None:
+    """Create a missing database file readable by its owner only (0600), before SQLite creates it
+    with the process umask (often 0644). SQLite gives the ``-wal`` and ``-shm`` files the database
+    file's permissions, so they are owner-only too. An existing file keeps the operator's mode."""
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except (FileExistsError, FileNotFoundError):  # there already, or a folder that is not there
+        pass
 
 
 class Database:
@@ -67,6 +78,7 @@ class Database:
         self._thread_write_sessions: sessionmaker[Session] | None = None
         if self.is_sqlite and self.url.database and self.url.database != ":memory:" \
                 and not self.url.database.startswith("file:"):
+            create_private_file(self.url.database)
             sync_url = self.url.set(drivername="sqlite+pysqlite")
             inline = create_engine(sync_url, echo=echo, pool_reset_on_return=None,
                                    connect_args={"check_same_thread": False})
