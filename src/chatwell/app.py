@@ -39,6 +39,7 @@ from chatwell.api.devapi import routes as devapi
 from chatwell.api.dialect import error_renderer
 from chatwell.api.sse import StreamSlots
 from chatwell.limits.policies import ChatLimits
+from chatwell.observability.logs import protect_server_logs
 from chatwell.observability.metrics import Metrics
 from chatwell.observability.middleware import ObservabilityMiddleware
 from chatwell.observability.tracing import Tracing, TracingMiddleware
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None, *, announce: Announce = _print)
     owner key); they never go to the log.
     """
     settings = settings or Settings()
+    protect_server_logs()  # uvicorn's access log names every URL, ?api_key= included
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
