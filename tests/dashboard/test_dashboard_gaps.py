@@ -185,7 +185,7 @@ async def test_settings_handoff_contact_form_and_webhook_secret(app: FastAPI, br
         bot = await session.get(Bot, uuid.UUID(bot_id))
     assert bot is not None and bot.webhook_url == "https://hooks.example/chatwell"
     assert bot.handoff_settings == {"enabled": True, "trigger": "both", "offline_message": "We are away, leave your email.",
-                                    "agent_label": "Support team"}
+                                    "agent_label": "Support team", "canned_replies": []}
     assert bot.contact_form["enabled"] is True and bot.contact_form["trigger"] == "after_messages"
     assert bot.contact_form["after_messages"] == 4 and bot.contact_form["success_message"] == "Thanks, we will write back."
     assert bot.contact_form["fields"] == [

@@ -108,7 +108,7 @@ def start_handoff(visitor_base: str, agent_base: str, cleanup: contextlib.ExitSt
     assert agent.post("/v1/agents/presence", json={"online": True}).json()["handoff_available"] is True
     bot_id = bot.json()["id"]
     with httpx.Client(base_url=visitor_base, timeout=30) as visitor:
-        chat = visitor.post("/v1/public/chat/stream", json={"bot_id": bot_id, "message": "Can I talk to someone?",
+        chat = visitor.post("/v1/public/chat/stream", json={"bot_id": bot_id, "message": "Where is my parcel?",
                                                             "session_id": session_id})
         assert chat.status_code == 200, chat.text
         done = [json.loads(line[6:]) for line in chat.text.splitlines() if line.startswith("data: ")][-1]

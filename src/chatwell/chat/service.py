@@ -188,6 +188,8 @@ class ChatService:
             yield Error("content_filtered", "The message was blocked by the content filter.")
             return
         if turn.held_by_human:
+            if turn.conversation_id is not None and turn.user_message_id is not None:
+                await handoff.visitor_wrote(self.bus, turn.conversation_id, turn.user_message_id)
             yield Notice("human_agent", "A person from the team has this conversation and will reply here.",
                          level="info")
             yield Done(turn.conversation_id, None, turn.user_message_id)
@@ -195,9 +197,16 @@ class ChatService:
         answer_settings = AnswerSettings.model_validate(bot.answer_settings or {})
         model_settings = ModelSettings.model_validate(bot.model_settings or {})
         handoff_settings = HandoffSettings.model_validate(bot.handoff_settings or {})
-        if await self._auto_handoff(turn, handoff_settings, insists=handoff.asks_for_human(request.question)):
+        explicit = handoff.asks_explicitly(request.question)
+        insists = explicit or (handoff_settings.trigger in ("auto", "both") and handoff.asks_for_human(request.question))
+        if await self._auto_handoff(turn, handoff_settings, insists=insists):
             yield Notice("handoff_requested", "Connecting you with a person from the team; they will reply here.",
                          level="info")
+            yield Done(turn.conversation_id, None, turn.user_message_id)
+            return
+        if explicit and handoff_settings.enabled and turn.conversation_id is not None:
+            # Asked for a person and nobody is online: say so, not "I could not find that".
+            yield _offline_notice(handoff_settings)
             yield Done(turn.conversation_id, None, turn.user_message_id)
             return
         text_parts: list[str] = []
@@ -331,10 +340,10 @@ class ChatService:
         self.metrics.tokens.labels(channel, outcome.model, "completion").inc(outcome.completion_tokens)
 
     async def _auto_handoff(self, turn: Turn, settings: HandoffSettings, *, insists: bool) -> bool:
-        """A visitor insisting on a person is handed off at once when the bot hands off by itself
-        (trigger ``auto``/``both``) and an agent is online."""
-        if not (insists and settings.enabled and settings.trigger in ("auto", "both")
-                and turn.conversation_id is not None):
+        """A visitor insisting on a person is handed off at once when an agent is online: an explicit
+        request ("talk to a person") whatever the trigger (typing it is pressing the button), a looser
+        mention of a person when the bot hands off by itself (trigger ``auto``/``both``)."""
+        if not (insists and settings.enabled and turn.conversation_id is not None):
             return False
         status, available = await handoff.request_handoff(self.db, bot=turn.request.bot,
                                                           conversation_id=turn.conversation_id, session_id=None,
@@ -352,9 +361,7 @@ class ChatService:
         if available and handoff.is_held(status):
             return Notice("handoff_requested", "Connecting you with a person from the team; they will reply here.",
                           level="info")
-        return Notice("handoff_offline", settings.offline_message
-                      or "Nobody from the team is online right now. Leave your details and we will get back to you.",
-                      level="info")
+        return _offline_notice(settings)
 
     async def _finish(self, turn: Turn, outcome: _Outcome, *, strict: bool = False) -> uuid.UUID | None:
         """Store the answer (whole, in one transaction), retrying a database that is briefly locked
@@ -432,3 +439,9 @@ def _retrieval_query(question: str, history: Sequence[HistoryTurn]) -> str:
 def _citation_json(c: Citation) -> dict[str, Any]:
     return {"index": c.index, "source_id": str(c.source_id), "title": c.title, "url": c.url,
             "page": c.page, "score": c.score, "snippet": c.snippet}
+
+
+def _offline_notice(settings: HandoffSettings) -> Notice:
+    return Notice("handoff_offline", settings.offline_message
+                  or "Nobody from the team is online right now. Leave your details and we will get back to you.",
+                  level="info")

@@ -7,6 +7,7 @@ and filled with defaults on the way out, so later features add fields here, not 
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -76,6 +77,8 @@ class HandoffSettings(_Group):
     trigger: str = Field("button", pattern="^(button|auto|both)$")
     offline_message: str | None = Field(None, max_length=1000)
     agent_label: str | None = Field(None, max_length=100)
+    canned_replies: list[Annotated[str, Field(min_length=1, max_length=2000)]] = Field(
+        default_factory=list, max_length=30)  # ready answers an agent inserts with one click
 
 
 class ContactFormField(_Group):

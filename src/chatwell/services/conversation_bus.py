@@ -68,6 +68,16 @@ class Subscription:
     async def __anext__(self) -> Payload:
         return await self._hints.get()
 
+    async def take(self, timeout: float) -> list[Payload]:
+        """Wait up to ``timeout`` seconds for hints; returns every hint queued by then (empty: none)."""
+        try:
+            taken = [await asyncio.wait_for(self._hints.get(), timeout)]
+        except TimeoutError:
+            return []
+        while not self._hints.empty():
+            taken.append(self._hints.get_nowait())
+        return taken
+
     async def wait(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for a hint; hints already queued are taken as one."""
         try:

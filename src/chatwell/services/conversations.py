@@ -382,7 +382,7 @@ class ConversationFilter:
     start: datetime | None = None
     end: datetime | None = None
     feedback: str | None = None  # "positive" or "negative": some message carries that rating
-    handed_off: bool = False  # pending_human, human or resolved
+    handed_off: bool = False  # pending_human, human or resolved, or answered by a person once
     text: str | None = None  # any message contains it (case-insensitive)
 
 
@@ -402,7 +402,9 @@ def _filtered(principal: Principal, filters: ConversationFilter) -> Any:
     if filters.end is not None:
         query = query.where(Conversation.created_at < filters.end)
     if filters.handed_off:
-        query = query.where(Conversation.status.in_([s.value for s in HANDED_OFF]))
+        # Still with a person, or a person answered once (a resolved conversation reopens as open).
+        query = query.where(or_(Conversation.status.in_([s.value for s in HANDED_OFF]), Conversation.id.in_(
+            select(Message.conversation_id).where(Message.role == MessageRole.AGENT))))
     if filters.feedback is not None:
         query = query.where(Conversation.id.in_(
             select(Message.conversation_id).where(Message.feedback == filters.feedback)))

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
 from chatwell.domain.auth import Principal
 from chatwell.domain.models import ConversationStatus, HandoffSettings, MessageRole
@@ -29,9 +30,14 @@ from chatwell.services.conversation_bus import ConversationBus
 from chatwell.services.conversations import conversation_not_found, parse_uuid
 from chatwell.services.pagination import Page, page_of, paginate
 from chatwell.storage.database import Database
-from chatwell.storage.tables import AgentPresence, Bot, Conversation, Message, UserPresence, utcnow
+from chatwell.storage.tables import (AgentPresence, Bot, Conversation, Lead, Membership, Message, UserPresence,
+                                     utcnow)
 
 PRESENCE_SECONDS = 60
+# A handoff nobody has answered for this long is flagged "missed" in the inbox and the transcript.
+MISSED_AFTER = timedelta(minutes=5)
+STATUS_LABELS = {ConversationStatus.OPEN: "Bot answering", ConversationStatus.PENDING_HUMAN: "Waiting for a person",
+                 ConversationStatus.HUMAN: "With a person", ConversationStatus.RESOLVED: "Resolved"}
 HELD = (ConversationStatus.PENDING_HUMAN, ConversationStatus.HUMAN)
 MAX_AGENT_MESSAGE = 8_000
 # A visitor who insists on a person ("I want to talk to a human", "agent please").
@@ -44,8 +50,54 @@ def is_held(status: str | None) -> bool:
     return status in HELD
 
 
+# An explicit request ("talk to a person", "I want a human"), as good as pressing the button.
+ASKS_EXPLICITLY = re.compile(
+    r"\b(talk|speak|chat|connect)\b.{0,20}\b(human|person|agent|someone|representative|operator)\b"
+    r"|\b(want|need|get)\b.{0,12}\b(human|real person|live agent|agent|representative|operator)\b"
+    r"|^\W*(human|agent|operator|representative)( please)?\W*$", re.IGNORECASE)
+
+
 def asks_for_human(text: str) -> bool:
     return bool(ASKS_FOR_HUMAN.search(text))
+
+
+def asks_explicitly(text: str) -> bool:
+    return bool(ASKS_EXPLICITLY.search(text))
+
+
+def status_label(status: str | None) -> str:
+    """What a person reads for a conversation's state (never the raw code)."""
+    return STATUS_LABELS.get(status, (status or "").replace("_", " ").capitalize())  # type: ignore[call-overload]
+
+
+def is_missed(conversation: Conversation) -> bool:
+    """Still waiting for a first agent reply long after the visitor asked for a person."""
+    return (conversation.status == ConversationStatus.PENDING_HUMAN
+            and utcnow() - conversation.updated_at >= MISSED_AFTER)
+
+
+@dataclass(frozen=True, slots=True)
+class Pulse:
+    """What every open dashboard page shows of the handoff queue: how many wait, and when the
+    last visitor message in a held conversation came (a change means "alert the agent")."""
+
+    waiting: int
+    held: int
+    latest_visitor_message: str | None
+
+
+async def pulse(db: Database, workspace_id: uuid.UUID) -> Pulse:
+    async with db.read() as session:
+        counts = dict((await session.execute(
+            select(Conversation.status, func.count()).where(
+                Conversation.workspace_id == workspace_id, Conversation.status.in_([s.value for s in HELD]))
+            .group_by(Conversation.status))).all())
+        latest = await session.scalar(
+            select(func.max(Message.created_at)).join(Conversation, Conversation.id == Message.conversation_id)
+            .where(Conversation.workspace_id == workspace_id, Conversation.status.in_([s.value for s in HELD]),
+                   Message.role == MessageRole.USER))
+    return Pulse(waiting=int(counts.get(ConversationStatus.PENDING_HUMAN, 0)),
+                 held=int(sum(counts.values())), latest_visitor_message=latest.isoformat() if latest else None)
 
 
 async def agents_online(db: Database, workspace_id: uuid.UUID) -> bool:
@@ -182,3 +234,65 @@ async def _notify(bus: ConversationBus | None, conversation_id: uuid.UUID, paylo
         await bus.publish(conversation_id, payload)
 
 
+
+
+async def assign(db: Database, *, principal: Principal, conversation_id: str, user_id: uuid.UUID | None,
+                 bus: ConversationBus | None) -> Conversation:
+    """Take a conversation (``user_id`` = yourself), transfer it to another member of the
+    workspace, or release it (``None``)."""
+    _require_workspace_key(principal)
+    async with db.write() as session:
+        conversation = await _held_conversation(session, principal, conversation_id)
+        if user_id is not None:
+            member = await session.get(Membership, {"workspace_id": principal.workspace_id, "user_id": user_id})
+            if member is None:
+                raise InvalidRequest("that person is not a member of this workspace", code="not_a_member")
+        conversation.assigned_user_id = user_id
+    await _notify(bus, conversation.id, {"type": "status", "status": conversation.status})
+    return conversation
+
+
+async def visitor_wrote(bus: ConversationBus | None, conversation_id: uuid.UUID, message_id: uuid.UUID) -> None:
+    """A visitor's message was stored in a held conversation: the agents' live pages read it."""
+    await _notify(bus, conversation_id, {"type": "message", "message_id": str(message_id)})
+
+
+async def typing(bus: ConversationBus | None, conversation_id: uuid.UUID, *, who: str) -> None:
+    """Someone (``visitor`` or ``agent``) is typing in this conversation: a hint, stored nowhere."""
+    await _notify(bus, conversation_id, {"type": "typing", "who": who})
+
+
+@dataclass(frozen=True, slots=True)
+class VisitorContext:
+    """What an agent sees beside a conversation: where the visitor is, what they left, and their
+    earlier conversations with the same bot (same anonymous session)."""
+
+    page_url: str | None
+    leads: list[Lead]
+    previous: list[Conversation]
+
+
+async def visitor_context(db: Database, conversation: Conversation) -> VisitorContext:
+    async with db.read() as session:
+        leads: list[Lead] = []
+        previous: list[Conversation] = []
+        owned = [Lead.conversation_id == conversation.id]
+        if conversation.session_id:
+            earlier = select(Conversation.id).where(Conversation.bot_id == conversation.bot_id,
+                                                    Conversation.session_id == conversation.session_id)
+            owned.append(Lead.conversation_id.in_(earlier))
+            previous = list((await session.scalars(
+                select(Conversation).where(Conversation.bot_id == conversation.bot_id,
+                                           Conversation.session_id == conversation.session_id,
+                                           Conversation.id != conversation.id)
+                .order_by(Conversation.created_at.desc()).limit(10))).all())
+        leads = list((await session.scalars(
+            select(Lead).where(Lead.workspace_id == conversation.workspace_id, or_(*owned))
+            .order_by(Lead.created_at.desc()).limit(5))).all())
+        page_url = (conversation.metadata_ or {}).get("page_url")
+        if page_url is None:  # the newest page the visitor wrote from
+            page_url = await session.scalar(
+                select(Message.metadata_["page_url"].as_string()).where(
+                    Message.conversation_id == conversation.id, Message.role == MessageRole.USER)
+                .order_by(Message.created_at.desc()).limit(1))
+    return VisitorContext(page_url=page_url if isinstance(page_url, str) else None, leads=leads, previous=previous)

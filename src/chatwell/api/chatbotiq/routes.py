@@ -24,8 +24,10 @@
 - ``GET /v1/public/conversations/{id}/events?session_id=&after=`` (chatwell addition): the same
   history pushed as it is written, whichever API process stored it (``services.conversation_bus``):
   ``event: message`` frames (each a message of the history endpoint, first those after ``after``),
-  ``event: status`` ``{"conversation_status"}`` at the start and on every change, and a
-  ``: keep-alive`` comment every 15 s. Same owner check, origin check and per-IP limit as the
+  ``event: status`` ``{"conversation_status"}`` at the start and on every change, ``event: typing``
+  ``{"who": "agent"}`` while an agent types, and a ``: keep-alive`` comment every 15 s.
+  ``POST /v1/public/conversations/{id}/typing`` ``{session_id}`` → 204: the visitor is typing (shown
+  on the agents' open pages while a person holds the chat). Same owner check, origin check and per-IP limit as the
   history endpoint; at most ``public_event_streams_per_conversation`` open at once (429
   ``too_many_streams``), each closed after ``public_event_stream_seconds`` (the client reconnects
   with ``after``).
@@ -41,7 +43,7 @@ from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from chatwell.api.errors import ErrorDoc
@@ -94,6 +96,8 @@ class ChatStreamIn(BaseModel):
     recaptcha_token: str | None = Field(None, max_length=10_000)
     image_data: str | None = Field(None, max_length=15_000_000)
     image_media_type: Literal["image/jpeg", "image/png", "image/webp"] | None = None
+    page_url: str | None = Field(None, max_length=2000, pattern=r"^https?://\S+$",
+                                 description="chatwell addition: the page the visitor chats from (shown to agents).")
 
     @model_validator(mode="after")
     def _image(self) -> "ChatStreamIn":
@@ -132,6 +136,7 @@ async def chat_stream(data: ChatStreamIn, request: Request) -> Any:
     turn = await chat_service(request).start(ChatRequest(
         bot=bot, question=data.message, channel="chatbotiq", conversation_id=data.conversation_id,
         session_id=data.session_id, client_ip=client_ip(request),
+        metadata={"page_url": data.page_url} if data.page_url else {},
         image=check_image(data.image_data, data.image_media_type)))
 
     async def frames() -> AsyncIterator[str]:
@@ -265,6 +270,7 @@ async def _history_frames(db: Database, hints: Subscription, conversation: Conve
         for m in messages:
             yield frame(message_out(m), event="message")
             cursor = str(m.id)
+        messages = []
         if conversation.status != shown_status:
             shown_status = conversation.status
             yield frame({"conversation_status": shown_status}, event="status")
@@ -272,7 +278,11 @@ async def _history_frames(db: Database, hints: Subscription, conversation: Conve
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
-            await hints.wait(min(remaining, RESYNC_SECONDS))
+            heard = await hints.take(min(remaining, RESYNC_SECONDS))
+            if any(h.get("type") == "typing" and h.get("who") == "agent" for h in heard):
+                yield frame({"who": "agent"}, event="typing")
+            if heard and all(h.get("type") == "typing" for h in heard):
+                continue  # nothing was stored: no need to read again
         waiting = True
         try:
             conversation, messages = await conversations.session_messages(
@@ -298,16 +308,32 @@ async def message_feedback(message_id: str, data: FeedbackIn, request: Request) 
     return {"id": str(message.id), "feedback": message.feedback}
 
 
-@router.post("/conversations/{conversation_id}/handoff")
-async def ask_for_a_human(conversation_id: str, data: SessionIn, request: Request) -> dict[str, Any]:
+async def _visitor_conversation(request: Request, conversation_id: str, session_id: str) -> tuple[Conversation, Any]:
+    """The visitor's own conversation and its bot (another session's is reported missing)."""
     await chat_limits(request).history(client_ip(request))
     cid = conversations.parse_uuid(conversation_id, conversations.conversation_not_found())
     async with db_of(request).read() as session:
         conversation = await session.get(Conversation, cid) if cid else None
         bot = await bots.find_bot(session, conversation.bot_id) if conversation else None
-    if conversation is None or bot is None or conversation.session_id != data.session_id:
+    if conversation is None or bot is None or conversation.session_id != session_id:
         raise conversations.conversation_not_found()
     check_bot_origin(request, bot)
+    return conversation, bot
+
+
+@router.post("/conversations/{conversation_id}/typing", status_code=204)
+async def visitor_typing(conversation_id: str, data: SessionIn, request: Request) -> Response:
+    """The visitor is typing (the widget says so at most every few seconds while a person holds
+    the chat): the agents' open pages show it. Nothing is stored."""
+    conversation, _ = await _visitor_conversation(request, conversation_id, data.session_id)
+    if handoff_service.is_held(conversation.status):
+        await handoff_service.typing(get_conversation_bus(request), conversation.id, who="visitor")
+    return Response(status_code=204)
+
+
+@router.post("/conversations/{conversation_id}/handoff")
+async def ask_for_a_human(conversation_id: str, data: SessionIn, request: Request) -> dict[str, Any]:
+    conversation, bot = await _visitor_conversation(request, conversation_id, data.session_id)
     status, available = await handoff_service.request_handoff(db_of(request), bot=bot, conversation_id=conversation.id,
                                                               session_id=data.session_id,
                                                               bus=get_conversation_bus(request))

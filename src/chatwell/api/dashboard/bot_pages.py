@@ -170,6 +170,8 @@ def _handoff_of(form: Any) -> dict[str, Any]:
     for name, field in (("offline_message", "handoff_offline_message"), ("agent_label", "handoff_agent_label")):
         if field in form:
             group[name] = str(form.get(field, "")).strip() or None
+    if "handoff_canned_replies" in form:
+        group["canned_replies"] = lines_of(form.get("handoff_canned_replies"))
     return group
 
 

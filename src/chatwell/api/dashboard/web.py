@@ -27,7 +27,7 @@ from pydantic import BaseModel, ValidationError
 from chatwell.api.errors import rate_limit_headers, status_of
 from chatwell.api.params import whole_number
 from chatwell.errors import ChatwellError, Forbidden, InvalidRequest
-from chatwell.services import accounts
+from chatwell.services import accounts, handoff
 from chatwell.services.accounts import SignedIn
 from chatwell.storage.database import Database
 
@@ -49,8 +49,21 @@ class SignInRequired(Exception):
 @lru_cache(maxsize=1)
 def templates() -> Environment:
     folder = resources.files("chatwell.web").joinpath("dashboard/templates")
-    return Environment(loader=FileSystemLoader(str(folder)), autoescape=select_autoescape(default=True),
-                       trim_blocks=True, lstrip_blocks=True)
+    env = Environment(loader=FileSystemLoader(str(folder)), autoescape=select_autoescape(default=True),
+                      trim_blocks=True, lstrip_blocks=True)
+    env.filters["status_label"] = handoff.status_label
+    env.filters["channel_label"] = channel_label
+    return env
+
+
+CHANNEL_LABELS = {"chatbotiq": "Website widget", "native": "API", "openai": "OpenAI-compatible API",
+                  "chatiq": "ChatIQ API", "chatbots_v1": "Chatbots v1 API", "devapi": "Developer API",
+                  "chatbase": "Chatbase API", "playground": "Playground"}
+
+
+def channel_label(channel: str | None) -> str:
+    """A conversation's door as a person names it (never the internal dialect code)."""
+    return CHANNEL_LABELS.get(channel or "", channel or "")
 
 
 def render(request: Request, name: str, *, user: SignedIn | None = None, status: int = 200,

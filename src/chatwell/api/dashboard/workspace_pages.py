@@ -33,7 +33,8 @@ from chatwell.api.native.keys import KeyCreate
 from chatwell.api.native.leads import csv_lines
 from chatwell.api.params import date_param
 from chatwell.errors import InvalidRequest, NotFound
-from chatwell.services import bots, conversations, handoff, keys, leads
+from chatwell.domain.models import HandoffSettings
+from chatwell.services import accounts, bots, conversations, handoff, keys, leads
 
 router = APIRouter(prefix="/dashboard", route_class=DashboardRoute, include_in_schema=False)
 
@@ -168,8 +169,14 @@ async def transcript_page(request: Request, conversation_id: str, user: UserDep)
     conversation, messages = await conversations.get_conversation(
         db_of(request), principal=user.principal, conversation_id=conversation_id)
     names = await _bot_names(request, user)
+    bot = names.get(conversation.bot_id)
+    members = await accounts.list_members(db_of(request), workspace_id=user.workspace_id)
+    canned = HandoffSettings.model_validate(bot.handoff_settings or {}).canned_replies if bot else []
     return render(request, "transcript.html", user=user, conversation=conversation, messages=messages,
-                  bot=names.get(conversation.bot_id), held=handoff.is_held(conversation.status))
+                  bot=bot, held=handoff.is_held(conversation.status), missed=handoff.is_missed(conversation),
+                  context=await handoff.visitor_context(db_of(request), conversation),
+                  members=members, assignee=next((u for u, _ in members if u.id == conversation.assigned_user_id), None),
+                  canned=canned)
 
 
 @router.get("/inbox")
@@ -177,8 +184,10 @@ async def inbox_page(request: Request, user: UserDep) -> Response:
     page = await handoff.queue(db_of(request), principal=user.principal, limit=100)
     online = await handoff.agents_online(db_of(request), user.workspace_id)
     me_online = await handoff.user_online(db_of(request), user.user_id, user.workspace_id)
+    members = {u.id: u for u, _ in await accounts.list_members(db_of(request), workspace_id=user.workspace_id)}
     return render(request, "inbox.html", user=user, waiting=page.items, bots=await _bot_names(request, user),
-                  online=online, me_online=me_online)
+                  online=online, me_online=me_online, missed={c.id for c in page.items if handoff.is_missed(c)},
+                  members=members)
 
 
 @router.post("/inbox/presence")

@@ -199,6 +199,8 @@
     ".cw-actions{display:flex;gap:4px;margin-top:4px}",
     ".cw-actions button{border:1px solid #e5e7eb;background:#fff;color:#6b7280;border-radius:6px;cursor:pointer;padding:2px 7px}",
     ".cw-actions button[aria-pressed=true]{background:#dbeafe;border-color:var(--cw-accent);color:var(--cw-accent)}",
+    ".cw-status[hidden]{display:none}",
+    ".cw-status{padding:6px 14px;font-size:12px;color:#1f2937;background:#eff6ff;border-top:1px solid #dbeafe}",
     ".cw-suggest{display:flex;flex-wrap:wrap;gap:6px;padding:0 14px 8px;background:#f9fafb}",
     ".cw-suggest button{border:1px solid var(--cw-accent);color:var(--cw-accent);background:#fff;border-radius:16px;padding:4px 10px;cursor:pointer;font:inherit;font-size:13px}",
     ".cw-bar{display:flex;gap:6px;padding:6px 14px;border-top:1px solid #e5e7eb;background:#fff;flex-wrap:wrap}",
@@ -268,6 +270,7 @@
     this.input.addEventListener("keydown", function (e) {
       if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); self.submit(); }
     });
+    this.input.addEventListener("input", function () { self.typing(); });
     this.sendButton = el("button", { type: "submit", text: "Send" });
     var form = el("form", { class: "cw-form", onsubmit: function (e) { e.preventDefault(); self.submit(); } },
       [el("label", { class: "cw-sr", text: "Your message" }), this.input, this.sendButton]);
@@ -289,7 +292,7 @@
     var closeButton = this.mode === "bubble" ? el("button", { type: "button", "aria-label": "Close chat", text: "×", onclick: function () { self.close(); } }) : null;
     this.panel = el("div", { class: "cw-panel", role: this.mode === "bubble" ? "dialog" : "region", "aria-label": title, hidden: this.mode === "bubble" },
       [el("div", { class: "cw-head" }, [avatar, el("h2", { class: "cw-title", text: title }), closeButton]),
-        this.log, this.suggest, this.leadBox, this.bar.childNodes.length ? this.bar : null, form]);
+        this.log, this.statusLine = el("div", { class: "cw-status", role: "status", hidden: true }), this.suggest, this.leadBox, this.bar.childNodes.length ? this.bar : null, form]);
     this.panel.addEventListener("keydown", function (e) { if (e.key === "Escape" && self.mode === "bubble") self.close(); });
     this.frame = frame;
     frame.appendChild(this.panel);
@@ -419,7 +422,7 @@
     this.log.appendChild(answer);
     this.scroll();
     return this.readImage().then(function (image) {
-      var body = { bot_id: BOT, message: text, session_id: self.session };
+      var body = { bot_id: BOT, message: text, session_id: self.session, page_url: location.origin + location.pathname };
       if (self.conversation) body.conversation_id = self.conversation;
       if (image) { body.image_data = image.data; body.image_media_type = image.type; }
       return fetch(API + "/v1/public/chat/stream", {
@@ -522,6 +525,12 @@
 
   Widget.prototype.held = function (status) {
     this.status = status;
+    // Said for as long as it holds (also after a reload), not once in the log.
+    var line = status === "pending_human" ? "Waiting for a person from the team: they will reply here." :
+      status === "human" ? "You are chatting with " + (this.config.handoff_agent_label || "the support team") + "." : "";
+    if (this.statusLine) { this.statusLine.textContent = line; this.statusLine.hidden = !line; }
+    var human = this.bar && this.bar.querySelector(".cw-human");
+    if (human) human.hidden = !!line; // already with (or waiting for) a person
     if (status === "pending_human" || status === "human") this.follow();
     else this.unfollow();
   };
@@ -550,7 +559,8 @@
       self.stopPolling();
       return readEvents(r, function (name, data) {
         if (self.stream !== stream) return;
-        if (name === "message") self.absorb([data]);
+        if (name === "message") { self.agentTyping(false); self.absorb([data]); }
+        else if (name === "typing") self.agentTyping(true);
         else if (name === "status") self.absorb([], data.conversation_status);
       });
     }).then(function () { again(1000); }, function () { // ended (its lifetime): reconnect; failed: poll meanwhile
@@ -572,10 +582,32 @@
   };
   Widget.prototype.stopPolling = function () { if (this.pollTimer) { clearInterval(this.pollTimer); this.pollTimer = null; } };
 
+  // While a person holds the chat: the agent sees that the visitor types (at most every 3 s) ...
+  Widget.prototype.typing = function () {
+    var now = Date.now();
+    if (!this.conversation || (this.status !== "pending_human" && this.status !== "human") || now - (this.typedAt || 0) < 3000) return;
+    this.typedAt = now;
+    fetch(API + "/v1/public/conversations/" + encodeURIComponent(this.conversation) + "/typing", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ session_id: this.session })
+    }).catch(function () {});
+  };
+  // ... and the visitor sees that the agent types.
+  Widget.prototype.agentTyping = function (on) {
+    var self = this;
+    if (this.typingNode) { this.typingNode.remove(); this.typingNode = null; }
+    clearTimeout(this.typingTimer);
+    if (!on) return;
+    this.typingNode = el("div", { class: "cw-msg cw-system cw-agent-typing", text: (this.config.handoff_agent_label || "Support team") + " is typing…" });
+    this.log.appendChild(this.typingNode);
+    this.scroll();
+    this.typingTimer = setTimeout(function () { self.agentTyping(false); }, 6000);
+  };
+
   Widget.prototype.handoff = function () {
     var self = this;
     this.open();
-    if (!this.conversation) { this.system("Ask your question first, then a person can take over."); return Promise.resolve(); }
+    // No conversation yet: the request itself opens one (and is handed off, or told nobody is online).
+    if (!this.conversation) return this.send("I'd like to talk to a person.");
     return fetch(API + "/v1/public/conversations/" + encodeURIComponent(this.conversation) + "/handoff", {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ session_id: this.session })
     }).then(function (r) { return r.json(); }).then(function (res) {

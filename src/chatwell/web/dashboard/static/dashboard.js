@@ -95,16 +95,6 @@
     }
   }
 
-  function parse(block) {
-    var name = "message", lines = [];
-    block.split("\n").forEach(function (line) {
-      if (line.indexOf("event: ") === 0) name = line.slice(7);
-      else if (line.indexOf("data: ") === 0) lines.push(line.slice(6));
-    });
-    if (!lines.length) return;
-    try { handle(name, JSON.parse(lines.join("\n"))); } catch (e) { /* a malformed frame is skipped */ }
-  }
-
   form.addEventListener("submit", function (event) {
     event.preventDefault();
     [answer, notices, citations, passages].forEach(clear);
@@ -122,20 +112,7 @@
         notices.textContent = "The request was refused (HTTP " + response.status + ").";
         return null;
       }
-      var reader = response.body.getReader(), decoder = new TextDecoder(), buffer = "";
-      function pump() {
-        return reader.read().then(function (chunk) {
-          if (chunk.done) { if (buffer.trim()) parse(buffer); return; }
-          buffer += decoder.decode(chunk.value, { stream: true }).replace(/\r\n/g, "\n");
-          var end;
-          while ((end = buffer.indexOf("\n\n")) >= 0) {
-            parse(buffer.slice(0, end));
-            buffer = buffer.slice(end + 2);
-          }
-          return pump();
-        });
-      }
-      return pump();
+      return chatwellReadEvents(response, handle);
     }).catch(function () {
       status.textContent = "failed";
       notices.textContent = "The connection was lost.";
@@ -143,20 +120,173 @@
   });
 })();
 
-// The inbox: while the page is open and this user is online, say so again every 30 seconds
-// (presence lapses after a minute without a heartbeat).
+// Every page: the header's online/away toggle, and the pulse. While a page is open it asks
+// /dashboard/pulse.json every few seconds, which keeps an online member online (presence lapses
+// after a minute without it), badges the title and the Inbox link with the number of visitors
+// waiting, and alerts (title, browser notification if allowed, a short tone) on a new handoff or
+// a new visitor message in a held conversation.
 (function () {
-  var form = document.getElementById("presence");
-  if (!form || !window.fetch || form.getAttribute("data-online") !== "1") return;
-  function beat() {
-    var body = new FormData();
-    body.append("online", "1");
-    fetch(form.action, {
-      method: "POST", credentials: "same-origin", body: body,
-      headers: { "X-CSRF-Token": form.getAttribute("data-csrf"), Accept: "application/json" }
-    }).catch(function () { /* the next beat tries again */ });
+  var toggle = document.getElementById("presence-toggle");
+  if (!toggle || !window.fetch) return;
+  var EVERY_MS = 5000;
+  var button = toggle.querySelector("button"), label = toggle.querySelector("[data-label]");
+  var field = toggle.querySelector("input[name=online]"), badge = document.getElementById("waiting-badge");
+  var baseTitle = document.title, latest = null, waiting = null, flashing = null;
+
+  function show(online) {
+    button.setAttribute("aria-pressed", online ? "true" : "false");
+    label.textContent = online ? "Online" : "Away";
+    button.title = online ? "You are online: visitors can ask for you. Click to go away." :
+      "You are away: visitors are offered the contact form. Click to go online.";
+    field.value = online ? "0" : "1";
   }
-  window.setInterval(beat, 30000);
+  function title(count) {
+    return (count ? "(" + count + ") " : "") + baseTitle;
+  }
+  function tone() {
+    try {
+      var Context = window.AudioContext || window.webkitAudioContext, audio = new Context();
+      var osc = audio.createOscillator(), gain = audio.createGain();
+      osc.frequency.value = 880; gain.gain.value = 0.05;
+      osc.connect(gain); gain.connect(audio.destination);
+      osc.start(); osc.stop(audio.currentTime + 0.15);
+    } catch (e) { /* no sound before the page was touched: the title still says it */ }
+  }
+  function alertAgent(text) {
+    document.documentElement.setAttribute("data-alert", text);
+    if (window.Notification && Notification.permission === "granted" && document.hidden) {
+      try { new Notification("chatwell", { body: text }); } catch (e) { /* not allowed here */ }
+    }
+    tone();
+    if (flashing) window.clearInterval(flashing);
+    var on = false, times = 0;
+    flashing = window.setInterval(function () {
+      on = !on; times += 1;
+      document.title = on ? "● " + text : title(waiting);
+      if (times >= 8) { window.clearInterval(flashing); flashing = null; document.title = title(waiting); }
+    }, 700);
+  }
+  function pulse() {
+    fetch(toggle.getAttribute("data-pulse"), { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (data) {
+        if (!data) return;
+        show(data.me_online);
+        badge.hidden = !data.waiting;
+        badge.textContent = data.waiting ? String(data.waiting) : "";
+        if (waiting !== null && data.waiting > waiting) alertAgent("A visitor asks for a person");
+        else if (latest !== null && data.latest_visitor_message && data.latest_visitor_message !== latest) alertAgent("A visitor wrote");
+        waiting = data.waiting;
+        latest = data.latest_visitor_message;
+        if (!flashing) document.title = title(waiting);
+        document.documentElement.setAttribute("data-pulse", String(Date.now()));
+      })
+      .catch(function () { /* the next pulse tries again */ })
+      .then(function () { window.setTimeout(pulse, EVERY_MS); });
+  }
+  toggle.addEventListener("submit", function (event) {
+    event.preventDefault();
+    var body = new FormData(toggle);
+    fetch(toggle.action, {
+      method: "POST", credentials: "same-origin", body: body,
+      headers: { "X-CSRF-Token": toggle.getAttribute("data-csrf"), Accept: "application/json" }
+    }).then(function (r) { return r.ok ? r.json() : null; }).then(function (data) {
+      if (!data) return;
+      show(data.online);
+      if (data.online && window.Notification && Notification.permission === "default") Notification.requestPermission();
+    });
+  });
+  pulse();
+})();
+
+// Server-sent events read from a fetch response: onFrame(name, data) per frame.
+function chatwellReadEvents(response, onFrame) {
+  var reader = response.body.getReader(), decoder = new TextDecoder(), buffer = "";
+  function parse(block) {
+    var name = "message", lines = [];
+    block.split("\n").forEach(function (line) {
+      if (line.indexOf("event: ") === 0) name = line.slice(7);
+      else if (line.indexOf("data: ") === 0) lines.push(line.slice(6));
+    });
+    if (!lines.length) return;
+    try { onFrame(name, JSON.parse(lines.join("\n"))); } catch (e) { /* a malformed frame is skipped */ }
+  }
+  function pump() {
+    return reader.read().then(function (chunk) {
+      if (chunk.done) { if (buffer.trim()) parse(buffer); return; }
+      buffer += decoder.decode(chunk.value, { stream: true }).replace(/\r\n/g, "\n");
+      var end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        parse(buffer.slice(0, end));
+        buffer = buffer.slice(end + 2);
+      }
+      return pump();
+    });
+  }
+  return pump();
+}
+
+// A conversation page is live: it listens to the conversation's feed and re-reads itself when a
+// message or the state was stored (no reload, the reply draft kept); it shows when the visitor
+// types and tells the visitor when the agent types; canned replies fill the reply box.
+(function () {
+  var root = document.getElementById("conversation");
+  if (!root || !window.fetch || !window.TextDecoder) return;
+  var note = document.getElementById("visitor-typing"), hideNote = null, lastTyping = 0;
+
+  function swap(fresh, id) {
+    var now = document.getElementById(id), next = fresh.getElementById(id);
+    if (now && next) now.replaceWith(document.importNode(next, true));
+  }
+  function reread() {
+    fetch(window.location.href, { credentials: "same-origin", headers: { Accept: "text/html" } })
+      .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
+      .then(function (html) {
+        var fresh = new DOMParser().parseFromString(html, "text/html");
+        var wrote = document.querySelectorAll("#transcript > li").length;
+        ["transcript", "conversation-head", "visitor-context"].forEach(function (id) { swap(fresh, id); });
+        var area = document.getElementById("reply-area"), nextArea = fresh.getElementById("reply-area");
+        if (area && nextArea && area.getAttribute("data-held") !== nextArea.getAttribute("data-held")) swap(fresh, "reply-area");
+        if (document.querySelectorAll("#transcript > li").length > wrote) {
+          note.hidden = true;
+          var last = document.querySelector("#transcript > li:last-child");
+          if (last) last.scrollIntoView({ block: "nearest" });
+        }
+      })
+      .catch(function () { /* the next change or the feed's periodic nudge reads again */ });
+  }
+  function listen() {
+    fetch(root.getAttribute("data-feed"), { credentials: "same-origin", headers: { Accept: "text/event-stream" } })
+      .then(function (r) {
+        if (!r.ok || !r.body) throw new Error("feed " + r.status);
+        root.setAttribute("data-live", "1");
+        return chatwellReadEvents(r, function (name) {
+          if (name === "changed") reread();
+          else if (name === "typing") {
+            note.hidden = false;
+            if (hideNote) window.clearTimeout(hideNote);
+            hideNote = window.setTimeout(function () { note.hidden = true; }, 6000);
+          }
+        });
+      })
+      .then(function () { window.setTimeout(listen, 1000); }, function () { window.setTimeout(listen, 5000); });
+  }
+  document.addEventListener("input", function (event) {
+    if (!event.target.closest || !event.target.closest("#reply-form")) return;
+    var now = Date.now();
+    if (now - lastTyping < 3000) return;
+    lastTyping = now;
+    fetch(root.getAttribute("data-typing"), { method: "POST", credentials: "same-origin",
+      headers: { "X-CSRF-Token": root.getAttribute("data-csrf") } }).catch(function () {});
+  });
+  document.addEventListener("click", function (event) {
+    var chip = event.target.closest ? event.target.closest("[data-canned]") : null;
+    if (!chip) return;
+    var box = document.querySelector("#reply-form textarea");
+    box.value = chip.getAttribute("data-canned");
+    box.focus();
+  });
+  listen();
 })();
 
 // The inbox keeps its queue live: every few seconds the page is fetched again and the table's
