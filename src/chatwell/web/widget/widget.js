@@ -7,7 +7,7 @@
  *   on(event, fn) / off(event, fn) for "ready", "open", "close", "message", "lead", "handoff".
  *
  * Model and visitor text is never parsed as HTML: every node is built with DOM APIs and text goes
- * in through textContent; links are limited to http(s) and mailto.
+ * in through textContent; a link is made only of an absolute http(s) URL written plainly (safeLink).
  */
 (function () {
   "use strict";
@@ -92,10 +92,22 @@
     svg.appendChild(path);
     return svg;
   }
-  function safeUrl(href) {
+  function safeUrl(href) { // an image of the bot's own settings (its avatar): http(s), maybe relative
     try {
       var url = new URL(href, location.href);
-      return /^(https?:|mailto:)$/.test(url.protocol) ? url.href : null;
+      return /^https?:$/.test(url.protocol) ? url.href : null;
+    } catch (e) { return null; }
+  }
+  // A link the visitor can follow: only an absolute http(s) URL written plainly, as the server's
+  // link guard lets through. Anything a browser would bend into one (//host, https:/\host,
+  // controls, spaces or backslashes inside, user:pass@) and every other scheme stays text.
+  var PLAIN_LINK = /^https?:\/\/[a-z0-9\[]/i;
+  function safeLink(href) {
+    if (typeof href !== "string" || !PLAIN_LINK.test(href) || /[\u0000-\u0020\u007f-\u009f\\]/.test(href)) return null;
+    try {
+      var url = new URL(href);
+      if (!/^https?:$/.test(url.protocol) || !url.hostname || url.username || url.password) return null;
+      return url.href;
     } catch (e) { return null; }
   }
 
@@ -114,7 +126,7 @@
       if (match[2]) parent.appendChild(el("strong", { text: match[2] }));
       else if (match[4]) parent.appendChild(el("code", { text: match[4] }));
       else if (match[6]) {
-        var href = safeUrl(match[7]);
+        var href = safeLink(match[7]);
         parent.appendChild(href ? el("a", { href: href, target: "_blank", rel: "noopener noreferrer nofollow", text: match[6] }) : document.createTextNode(match[6]));
       } else if (match[9]) parent.appendChild(el("em", { text: match[9] }));
       else if (match[11]) parent.appendChild(el("em", { text: match[11] }));
@@ -122,8 +134,9 @@
         var n = Number(match[13]);
         var cite = (citations || []).filter(function (c) { return c.index === n; })[0];
         var sup = el("sup", { class: "cw-cite", text: "[" + n + "]" });
-        if (cite && cite.url) {
-          sup = el("sup", { class: "cw-cite" }, [el("a", { href: cite.url, target: "_blank", rel: "noopener noreferrer nofollow", title: cite.title, text: "[" + n + "]" })]);
+        var citeHref = cite && cite.url && safeLink(cite.url);
+        if (citeHref) {
+          sup = el("sup", { class: "cw-cite" }, [el("a", { href: citeHref, target: "_blank", rel: "noopener noreferrer nofollow", title: cite.title, text: "[" + n + "]" })]);
         } else if (cite) sup.setAttribute("title", cite.title);
         parent.appendChild(sup);
       }
@@ -361,7 +374,7 @@
       var list = el("ol");
       citations.forEach(function (c) {
         var label = c.title || "Source";
-        var href = c.url && safeUrl(c.url);
+        var href = c.url && safeLink(c.url);
         list.appendChild(el("li", {}, [href ? el("a", { href: href, target: "_blank", rel: "noopener noreferrer nofollow", text: label }) : el("span", { text: label })]));
       });
       node.appendChild(el("div", { class: "cw-sources" }, [el("span", { text: "Sources" }), list]));
