@@ -215,6 +215,32 @@ def worker(
     _run(settings, work, migrate_first=settings.auto_migrate)
 
 
+@app.command("reset-password")
+def reset_password(
+    email: Annotated[str, typer.Argument(help="The dashboard account's email address.")],
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the new password from the first "
+                                                 "line of standard input (scripts) instead of asking.")] = False,
+) -> None:
+    """Set a new dashboard password for an account (forgotten password); every session of it ends."""
+    import sys
+
+    from chatwell.services import members
+
+    settings = _settings(data_dir, database_url)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+
+    async def work(db: Any) -> Any:
+        return await members.reset_password(db, email=email, password=password)
+
+    user = _run(settings, work)
+    console.print(f"The password of {user.email} is changed; its sessions were signed out.", markup=False)
+
+
 @app.command()
 def migrate(
     data_dir: DataDir = None,

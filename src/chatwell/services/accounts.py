@@ -265,3 +265,8 @@ async def list_members(db: Database, *, workspace_id: uuid.UUID) -> list[tuple[U
             select(User, Membership.role).join(Membership, Membership.user_id == User.id)
             .where(Membership.workspace_id == workspace_id).order_by(Membership.created_at))
         return [(user, role) for user, role in rows.all()]
+
+
+async def verify_password(password_hash: str, password: str) -> bool:
+    """Whether ``password`` matches the stored hash (in a thread: argon2 is slow on purpose)."""
+    return await _verify(password_hash, password)

@@ -1,4 +1,5 @@
-"""Dashboard accounts: first-owner set-up, sign-in, sign-out and workspace members."""
+"""Dashboard accounts: first-owner set-up, sign-in, sign-out, workspace members (add, change
+role, remove) and your own account (password, signed-in sessions)."""
 
 from __future__ import annotations
 
@@ -22,8 +23,9 @@ from chatwell.api.dashboard.web import (
     set_session_cookie,
     SESSION_COOKIE,
 )
-from chatwell.errors import ChatwellError, Forbidden, NotFound
-from chatwell.services import accounts
+from chatwell.errors import ChatwellError, Forbidden, InvalidRequest, NotFound
+from chatwell.services import accounts, members
+from chatwell.services.accounts import SignedIn
 
 router = APIRouter(prefix="/dashboard", route_class=DashboardRoute, include_in_schema=False)
 STATIC_TYPES = {"dashboard.css": "text/css; charset=utf-8",
@@ -120,3 +122,50 @@ async def add_member(request: Request, user: CheckedUserDep) -> Response:
                               role=str(form.get("role", "")), password=str(form.get("password", "")),
                               name=str(form.get("name", "")))
     return see_other("/dashboard/members")
+
+
+@router.post("/members/{user_id}/role")
+async def change_member_role(request: Request, user_id: str, user: CheckedUserDep) -> Response:
+    form = await form_of(request)
+    await members.change_role(db_of(request), by=user, user_id=user_id, role=str(form.get("role", "")))
+    return see_other("/dashboard/members")
+
+
+@router.post("/members/{user_id}/remove")
+async def remove_member(request: Request, user_id: str, user: CheckedUserDep) -> Response:
+    await members.remove_member(db_of(request), by=user, user_id=user_id)
+    return see_other("/dashboard/members")
+
+
+async def _account_page(request: Request, user: SignedIn, *, status: int = 200, error: str | None = None) -> Response:
+    return render(request, "account.html", user=user, status=status, error=error,
+                  sessions=await members.list_sessions(db_of(request), user=user),
+                  changed=request.query_params.get("changed"), ended=request.query_params.get("ended"))
+
+
+@router.get("/account")
+async def account_page(request: Request, user: UserDep) -> Response:
+    return await _account_page(request, user)
+
+
+@router.post("/account/password")
+async def change_password(request: Request, user: CheckedUserDep) -> Response:
+    form = await form_of(request)
+    new = str(form.get("new_password", ""))
+    if new != str(form.get("confirm_password", "")):
+        return await _account_page(request, user, status=400, error="The two new passwords differ.")
+    try:
+        await members.change_password(db_of(request), user=user, current=str(form.get("current_password", "")),
+                                      new=new)
+    except InvalidRequest as exc:
+        return await _account_page(request, user, status=400, error=exc.message)
+    return see_other("/dashboard/account?changed=1")
+
+
+@router.post("/account/sessions/revoke")
+async def revoke_sessions(request: Request, user: CheckedUserDep) -> Response:
+    """``ref``: one of your other sessions; empty: all of them (sign out everywhere else)."""
+    form = await form_of(request)
+    ref = str(form.get("ref", "")).strip() or None
+    ended = await members.revoke_sessions(db_of(request), user=user, ref=ref)
+    return see_other(f"/dashboard/account?ended={ended}")

@@ -237,6 +237,13 @@ async def save_settings(request: Request, bot_id: str, user: CheckedManagerDep) 
     return see_other(f"/dashboard/bots/{bot_id}/settings?saved=1")
 
 
+@router.post("/bots/{bot_id}/delete")
+async def delete_bot(request: Request, bot_id: str, user: CheckedManagerDep) -> Response:
+    """The bot and everything of it: sources, conversations, leads, keys bound to it."""
+    await bots.delete_bot(db_of(request), principal=user.principal, ref=bot_id)
+    return see_other("/dashboard?deleted=1")
+
+
 @router.get("/bots/{bot_id}/embed")
 async def embed_page(request: Request, bot_id: str, user: ManagerDep) -> Response:
     bot = await bots.get_bot(db_of(request), principal=user.principal, ref=bot_id)
