@@ -176,8 +176,10 @@ class Settings(BaseSettings):
     )
     auth_failure_rate_limits: str = Field(
         "30/minute",
-        description="Failed authentications (a key presented and refused) per client IP; past them the "
-        "client gets 429 with Retry-After whatever key it sends, until the window frees. Empty: off.",
+        description="Failed authentications (a key presented and refused), counted per client IP and key "
+        "and per client IP: a key past them from an address gets 429 with Retry-After there, and an address "
+        "past them gets 429 for every refused key, until the window frees. A valid key is never refused for "
+        "other keys' failures. Empty: off.",
     )
     cors_allowed_origins: TextList = Field(
         default_factory=list,

@@ -1,9 +1,11 @@
-"""Keys: guessing them is throttled per client IP, and a bot-scoped key cannot manage anything.
+"""Keys: failed authentications are throttled per client IP and key, and a bot-scoped key cannot
+manage anything.
 
-After ``auth_failure_rate_limits`` (30/minute) refused keys from one IP, that IP gets a 429 with
-Retry-After on every keyed door, in the door's own error shape, whatever key it sends (the right
-one too: a throttle that let a correct guess through would not slow guessing). Requests without a
-key count for nothing; other IPs are not affected.
+After ``auth_failure_rate_limits`` (30/minute) refused keys from one IP, every refused key from that
+IP gets a 429 with Retry-After on every keyed door, in the door's own error shape, and a key that
+itself failed that often is refused before it is looked up. A valid key from the same IP is never
+refused for other keys' failures (issue 19 item 10: one client retrying a stale key took the whole
+office down). Requests without a key count for nothing; other IPs are not affected.
 """
 
 from __future__ import annotations
@@ -76,15 +78,20 @@ async def test_repeated_invalid_keys_are_throttled_on_every_door(app: FastAPI, a
         response = await attacker.request(method, path, json=body)
         assert response.status_code == 401, (attempt, door, response.text)
     for door, method, path, body, code_of, code in DOORS:
-        for key in (f"{WRONG}x", ADMIN_KEY):  # blocked whatever it sends, the right key too
+        for key in (WRONG, f"{WRONG}x"):  # the failing key, and any other refused key from the address
             response = await attacker.request(method, path, json=body, headers={"Authorization": f"Bearer {key}"})
             assert response.status_code == 429, (door, response.text)
             assert code_of(response.json()) == code, (door, response.text)
             assert int(response.headers["Retry-After"]) >= 1, door
             assert "failed authentications" in response.text, door
+        # The right key from the same address is served: other keys' failures are not its own.
+        good = await attacker.request(method, path, json=body, headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+        assert good.status_code not in (401, 429), (door, good.status_code, good.text)
     # The developer API's key in the body, too.
-    in_body = await attacker.post("/api/v1/chat", json={"message": "hi", "api_key": ADMIN_KEY, "bot_id": "support-bot"})
+    in_body = await attacker.post("/api/v1/chat", json={"message": "hi", "api_key": WRONG, "bot_id": "support-bot"})
     assert in_body.status_code == 429
+    in_body = await attacker.post("/api/v1/chat", json={"message": "hi", "api_key": ADMIN_KEY, "bot_id": "support-bot"})
+    assert in_body.status_code == 200, in_body.text
     # Another client is not affected, and keyless public endpoints stay open to the blocked one.
     async with from_ip(app, "198.51.100.9", ADMIN_KEY) as other:
         assert (await other.get("/v1/bots")).status_code == 200
@@ -99,6 +106,22 @@ async def test_missing_keys_and_good_keys_count_for_nothing(app: FastAPI, client
             assert (await good.get("/v1/bots")).status_code == 200
         response = await keyless.get("/v1/bots", headers={"Authorization": "Bearer " + WRONG})
         assert response.status_code == 401
+
+
+async def test_a_stale_key_retried_from_an_office_does_not_lock_out_its_valid_keys(
+        make_settings: Callable[..., Settings]) -> None:
+    """Issue 19 item 10: ten wrong keys from one address refused every valid key from it."""
+    app = create_app(make_settings(auth_failure_rate_limits="10/minute"), announce=lambda _: None)
+    async with app.router.lifespan_context(app), from_ip(app, "192.0.2.50", WRONG) as stale, \
+            from_ip(app, "192.0.2.50", ADMIN_KEY) as colleague:
+        statuses = [(await stale.get("/v1/bots")).status_code for _ in range(14)]
+        assert statuses == [401] * 10 + [429] * 4  # the stale key backs off
+        for _ in range(5):  # the valid key from the same office keeps working
+            assert (await colleague.get("/v1/bots")).status_code == 200
+        # A different wrong key from the address is refused with 429 now (the address is past its
+        # failures), without that refusing the valid one.
+        assert (await stale.get("/v1/bots", headers={"Authorization": f"Bearer {WRONG}y"})).status_code == 429
+        assert (await colleague.get("/v1/bots")).status_code == 200
 
 
 async def test_the_limit_is_a_setting_and_the_window_is_per_ip(make_settings: Callable[..., Settings]) -> None:

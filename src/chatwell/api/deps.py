@@ -44,17 +44,19 @@ ConversationBusDep = Annotated[ConversationBus, Depends(_conversation_bus)]
 
 
 async def authenticate_request(request: Request, db: Database, secret: str | None) -> Principal:
-    """The key's principal, for every door. A client IP that has used up its failed
-    authentications (``auth_failure_rate_limits``) is refused before its key is looked at, so
-    guessing keys stays slow even when a guess is right; only a refused key counts."""
+    """The key's principal, for every door. Only a refused key counts against
+    ``auth_failure_rate_limits`` (per address and key, and per address: ``ChatLimits``); a key
+    that failed too often from this address is refused before it is looked up, and a valid key
+    is never refused for the failures of others."""
     limits = request.app.state.limits
     ip = request.client.host if request.client else "unknown"
-    await limits.refuse_auth_from_blocked_client(ip)
+    if secret:
+        await limits.refuse_throttled_key(ip, secret)
     try:
         principal = await keys.authenticate(db, secret)
     except Unauthenticated as exc:
-        if exc.code != "missing_api_key":  # no key sent: nothing was guessed
-            await limits.count_auth_failure(ip)
+        if exc.code != "missing_api_key" and secret:  # no key sent: nothing was guessed
+            await limits.count_auth_failure(ip, secret)
         raise
     if not origin_allowed(request.headers.get("origin"), principal.allowed_origins):
         raise Forbidden("this key may not be used from this origin", code="origin_not_allowed")

@@ -6,17 +6,23 @@
   ``daily_message_limit`` (a UTC-day quota);
 - both: the workspace's ``workspace_rate_limits`` when set;
 - public history polling: per client IP, ``history_rate_limits``;
-- failed authentications (a key presented and refused): per client IP, ``auth_failure_rate_limits``;
-  a client that used them up is refused (429) whatever key it presents, until the window frees.
+- failed authentications (a key presented and refused), ``auth_failure_rate_limits``, counted twice:
+  per client IP and presented key (a fingerprint of it), and per client IP. A key that failed that
+  often from an address is refused (429) there before it is looked up; past the address's count
+  every *refused* key from it gets 429 instead of 401. A valid key is never refused for the failures
+  of other keys: one client retrying a stale key does not lock its whole office out. (Guessing a
+  256-bit key is hopeless whatever the throttle; it exists to make a misbehaving client back off.)
 """
 
 from __future__ import annotations
+
+import hashlib
 
 from limits import RateLimitItem, RateLimitItemPerDay, RateLimitItemPerHour, RateLimitItemPerMinute
 
 from chatwell.domain.auth import Principal
 from chatwell.domain.models import RateLimits
-from chatwell.errors import ServiceUnavailable
+from chatwell.errors import RateLimited, ServiceUnavailable
 from chatwell.limits.service import Decision, RateLimiter, Rule, daily_quota, parse_limits, rules_of, strictest
 from chatwell.settings import Settings
 from chatwell.storage.tables import Bot
@@ -65,17 +71,30 @@ class ChatLimits:
     async def history(self, client_ip: str) -> Decision | None:
         return await self.limiter.admit(rules_of(self.history_items, "history", client_ip))
 
-    async def refuse_auth_from_blocked_client(self, client_ip: str) -> None:
-        """Refuse a client that has used up its failed authentications (before looking at its key)."""
-        await self.limiter.refuse_if_full(rules_of(self.auth_failures, "auth-fail", client_ip),
-                                          message=AUTH_FAILURES_MESSAGE)
+    async def refuse_throttled_key(self, client_ip: str, secret: str) -> None:
+        """Refuse a key that itself failed too often from this address (before it is looked up)."""
+        await self.limiter.refuse_if_full(rules_of(self.auth_failures, "auth-fail-key", client_ip,
+                                                   key_fingerprint(secret)), message=AUTH_FAILURES_MESSAGE)
 
-    async def count_auth_failure(self, client_ip: str) -> None:
+    async def count_auth_failure(self, client_ip: str, secret: str) -> None:
+        """Count a refused key against itself and its address. Raises ``RateLimited`` when the
+        address is past its failures: the refusal then is a 429 instead of a 401."""
         try:
+            try:
+                await self.limiter.admit(rules_of(self.auth_failures, "auth-fail-key", client_ip,
+                                                  key_fingerprint(secret)), message=AUTH_FAILURES_MESSAGE)
+            except RateLimited:
+                pass  # this failure filled the key's window: its next attempt is refused
             await self.limiter.admit(rules_of(self.auth_failures, "auth-fail", client_ip),
                                      message=AUTH_FAILURES_MESSAGE)
         except ServiceUnavailable:  # the storage is down: the caller still gets its 401
             pass
+
+
+def key_fingerprint(secret: str) -> str:
+    """Which key a failure counts against: 16 hex digits of its SHA-256, so the limits storage
+    (Redis) never holds any part of a presented key."""
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 AUTH_FAILURES_MESSAGE = "Too many failed authentications from this address. Wait before trying again."
