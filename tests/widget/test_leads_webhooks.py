@@ -99,7 +99,8 @@ async def open_conversation(app: FastAPI, bot_id: str, session_id: str) -> str:
         bot = await bots.find_bot(session, bot_id)
     assert bot is not None
     turn = await conversations.start_turn(db, bot=bot, conversation_id=None, question="hello",
-                                          session_id=session_id, channel="chatbotiq", api_key_id=None,
+                                          session_id=session_id, session_scope="chatbotiq:public",
+                                          channel="chatbotiq", api_key_id=None,
                                           client_ip=None, metadata={}, image=None)
     return str(turn.conversation_id)
 

@@ -66,7 +66,9 @@ class ChatRequest:
     conversation_id: uuid.UUID | None = None
     history: Sequence[HistoryTurn] = ()
     private: bool = False
+    # conversation_id, session_id and session_scope: a door's ``sessions.resolve_session`` result.
     session_id: str | None = None
+    session_scope: str | None = None
     api_key_id: uuid.UUID | None = None
     client_ip: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -160,7 +162,8 @@ class ChatService:
         try:
             started = await conversations.start_turn(
                 self.db, bot=request.bot, conversation_id=request.conversation_id, question=question,
-                session_id=request.session_id, channel=request.channel, api_key_id=request.api_key_id,
+                session_id=request.session_id, session_scope=request.session_scope, channel=request.channel,
+                api_key_id=request.api_key_id,
                 client_ip=request.client_ip, metadata=request.metadata,
                 image={"media_type": request.image.media_type} if request.image else None)
         except BaseException:

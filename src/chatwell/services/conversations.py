@@ -19,6 +19,7 @@ from chatwell.domain.ids import new_id
 from chatwell.domain.models import ConversationStatus, MessageRole
 from chatwell.errors import NotFound
 from chatwell.services.pagination import Page, page_of, paginate
+from chatwell.services.sessions import conversation_not_found, visitor_owns
 from chatwell.storage.database import Database
 from chatwell.storage.tables import (
     Bot,
@@ -33,10 +34,6 @@ from chatwell.storage.tables import (
 )
 
 MAX_HISTORY_TURNS = 50
-
-
-def conversation_not_found() -> NotFound:
-    return NotFound("conversation not found", code="conversation_not_found")
 
 
 def parse_uuid(value: str | uuid.UUID | None, error: NotFound) -> uuid.UUID | None:
@@ -60,20 +57,24 @@ class StartedTurn:
 
 async def start_turn(db: Database, *, bot: Bot, conversation_id: uuid.UUID | None, question: str,
                      session_id: str | None, channel: str, api_key_id: uuid.UUID | None,
-                     client_ip: str | None, metadata: dict[str, Any], image: dict[str, Any] | None) -> StartedTurn:
-    """Find or open the conversation and save the user's message, in one short transaction."""
+                     client_ip: str | None, metadata: dict[str, Any], image: dict[str, Any] | None,
+                     session_scope: str | None = None) -> StartedTurn:
+    """Find or open the conversation and save the user's message, in one short transaction.
+
+    ``session_scope`` and ``session_id`` come from ``sessions.resolve_session``: a new
+    conversation is stored under them, and an existing one continues only under its own scope
+    and session id (anything else is ``conversation_not_found``, whoever the caller is)."""
     def write(session: Session) -> StartedTurn:
         conversation = None
         if conversation_id is not None:
             conversation = session.get(Conversation, conversation_id)
-            # A session continues only the conversations it opened: a keyed conversation (no
-            # session) is as unknown to a visitor as one that does not exist.
             if (conversation is None or conversation.bot_id != bot.id
-                    or (session_id is not None and conversation.session_id != session_id)):
+                    or conversation.session_scope != session_scope or conversation.session_id != session_id):
                 raise conversation_not_found()
         is_new = conversation is None
         if conversation is None:
             conversation = Conversation(workspace_id=bot.workspace_id, bot_id=bot.id, session_id=session_id,
+                                        session_scope=session_scope,
                                         channel=channel, api_key_id=api_key_id, client_ip=client_ip,
                                         status=ConversationStatus.OPEN, title=question[:300],
                                         metadata_=metadata or {})
@@ -174,34 +175,16 @@ SOURCE_URLS_TTL_SECONDS = 10.0
 _SOURCE_URLS: dict[uuid.UUID, tuple[float, list[str]]] = {}
 
 
-async def conversation_of_bot(db: Database, *, bot_id: uuid.UUID, conversation_id: str) -> uuid.UUID | None:
-    """``conversation_id`` if it names a conversation of this bot, else None."""
-    try:
-        cid = uuid.UUID(conversation_id)
-    except ValueError:
-        return None
-    async with db.read() as session:
-        return await session.scalar(select(Conversation.id).where(Conversation.id == cid,
-                                                                  Conversation.bot_id == bot_id))
-
-
-async def session_conversation(db: Database, *, bot_id: uuid.UUID, session_id: str) -> uuid.UUID | None:
-    """The latest conversation of ``bot_id`` opened under ``session_id`` (sessions keep context)."""
-    async with db.read() as session:
-        return await session.scalar(
-            select(Conversation.id).where(Conversation.bot_id == bot_id, Conversation.session_id == session_id)
-            .order_by(Conversation.created_at.desc(), Conversation.id.desc()).limit(1))
-
-
 async def session_messages(db: Database, *, conversation_id: str, session_id: str,
                            after: str | None = None) -> tuple[Conversation, list[Message]]:
-    """A public conversation's messages for the session that opened it (anyone else: not found),
-    optionally only those after the message ``after`` (polling)."""
+    """A public conversation's messages for the visitor session that opened it (anyone else, and
+    every keyed conversation: not found), optionally only those after the message ``after`` (polling)."""
     cid = parse_uuid(conversation_id, conversation_not_found())
     async with db.read() as session:
         conversation = await session.get(Conversation, cid)
-        if conversation is None or conversation.session_id is None or conversation.session_id != session_id:
+        if not visitor_owns(conversation, session_id=session_id):
             raise conversation_not_found()
+        assert conversation is not None
         query = select(Message).where(Message.conversation_id == conversation.id,
                                       Message.role != MessageRole.SYSTEM)
         if after is not None:
@@ -283,16 +266,19 @@ class VisitorExport:
 
 
 async def export_visitor(db: Database, *, principal: Principal, session_id: str | None,
-                         email: str | None) -> VisitorExport:
+                         email: str | None, session_scope: str | None = None) -> VisitorExport:
     """The conversations (with their messages) opened under ``session_id`` in the principal's
-    workspace, and the leads left with ``email`` (any case) or from those conversations."""
+    workspace (only in the namespace ``session_scope`` when given: the same id in two doors or
+    two apps is two people), and the leads left with ``email`` (any case) or from those
+    conversations."""
     async with db.read() as session:
         found: list[Conversation] = []
         if session_id is not None:
-            found = list((await session.scalars(
-                select(Conversation).where(Conversation.workspace_id == principal.workspace_id,
-                                           Conversation.session_id == session_id)
-                .order_by(Conversation.created_at, Conversation.id))).all())
+            query = select(Conversation).where(Conversation.workspace_id == principal.workspace_id,
+                                               Conversation.session_id == session_id)
+            if session_scope is not None:
+                query = query.where(Conversation.session_scope == session_scope)
+            found = list((await session.scalars(query.order_by(Conversation.created_at, Conversation.id))).all())
         result = await _with_messages(session, found)
         matches = []
         if email is not None:
@@ -357,8 +343,8 @@ async def set_session_feedback(db: Database, *, session_id: str, message_id: str
     async with db.write() as session:
         message = await session.get(Message, mid)
         conversation = await session.get(Conversation, message.conversation_id) if message else None
-        if (message is None or conversation is None or conversation.session_id is None
-                or conversation.session_id != session_id or message.role != MessageRole.ASSISTANT):
+        if message is None or not visitor_owns(conversation, session_id=session_id) \
+                or message.role != MessageRole.ASSISTANT:
             raise not_found
         message.feedback = rating
         return message

@@ -29,6 +29,7 @@ from chatwell.errors import Conflict, Forbidden, InvalidRequest
 from chatwell.services.conversation_bus import ConversationBus
 from chatwell.services.conversations import conversation_not_found, parse_uuid
 from chatwell.services.pagination import Page, page_of, paginate
+from chatwell.services.sessions import visitor_owns
 from chatwell.storage.database import Database
 from chatwell.storage.tables import (AgentPresence, Bot, Conversation, Lead, Membership, Message, UserPresence,
                                      utcnow)
@@ -165,7 +166,7 @@ async def request_handoff(db: Database, *, bot: Bot, conversation_id: uuid.UUID,
     async with db.write() as session:
         conversation = await session.get(Conversation, conversation_id)
         if (conversation is None or conversation.bot_id != bot.id
-                or (session_id is not None and conversation.session_id != session_id)):
+                or (session_id is not None and not visitor_owns(conversation, session_id=session_id))):
             raise conversation_not_found()
         taken = available and not is_held(conversation.status)
         if taken:
@@ -278,13 +279,14 @@ async def visitor_context(db: Database, conversation: Conversation) -> VisitorCo
         previous: list[Conversation] = []
         owned = [Lead.conversation_id == conversation.id]
         if conversation.session_id:
-            earlier = select(Conversation.id).where(Conversation.bot_id == conversation.bot_id,
-                                                    Conversation.session_id == conversation.session_id)
+            # The same visitor: the same session id in the same namespace (services.sessions).
+            same_session = (Conversation.bot_id == conversation.bot_id,
+                            Conversation.session_scope == conversation.session_scope,
+                            Conversation.session_id == conversation.session_id)
+            earlier = select(Conversation.id).where(*same_session)
             owned.append(Lead.conversation_id.in_(earlier))
             previous = list((await session.scalars(
-                select(Conversation).where(Conversation.bot_id == conversation.bot_id,
-                                           Conversation.session_id == conversation.session_id,
-                                           Conversation.id != conversation.id)
+                select(Conversation).where(*same_session, Conversation.id != conversation.id)
                 .order_by(Conversation.created_at.desc()).limit(10))).all())
         leads = list((await session.scalars(
             select(Lead).where(Lead.workspace_id == conversation.workspace_id, or_(*owned))

@@ -33,6 +33,7 @@ from chatwell.errors import Forbidden, InvalidRequest
 from chatwell.services import webhooks
 from chatwell.services.conversations import conversation_not_found, iso, parse_uuid
 from chatwell.services.pagination import Page, page_of, paginate
+from chatwell.services.sessions import visitor_owns
 from chatwell.storage.database import Database
 from chatwell.storage.tables import Bot, Conversation, Lead, utcnow
 
@@ -123,8 +124,8 @@ async def _session_conversation(session: AsyncSession, bot: Bot, submission: Lea
         return None
     cid = parse_uuid(submission.conversation_id, conversation_not_found())
     conversation = await session.get(Conversation, cid)
-    if (conversation is None or conversation.bot_id != bot.id or conversation.session_id is None
-            or conversation.session_id != submission.session_id):
+    if conversation is None or conversation.bot_id != bot.id \
+            or not visitor_owns(conversation, session_id=submission.session_id):
         raise conversation_not_found()
     return conversation.id
 

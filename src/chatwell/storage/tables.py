@@ -282,15 +282,18 @@ class UserPresence(Base):
 class Conversation(Base):
     __tablename__ = "conversations"
     __table_args__ = (Index("ix_conversations_bot_created", "bot_id", "created_at"),
-                      Index("ix_conversations_bot_session", "bot_id", "session_id"))
+                      Index("ix_conversations_bot_scope_session", "bot_id", "session_scope", "session_id"))
 
     id: Mapped[uuid.UUID] = _id()
     workspace_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
     )
     bot_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("bots.id", ondelete="CASCADE"))
-    # The anonymous session (001 session_id, 003 session_id) that owns this conversation.
+    # The client's own id of the session (001/003 session_id, 002/004 conversationId) that owns
+    # this conversation, and the namespace it means something in: "<door>:public",
+    # "<door>:key:<key id>" or "<door>:workspace:<workspace id>" (chatwell.services.sessions).
     session_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    session_scope: Mapped[str | None] = mapped_column(String(120))
     # Which door it came through: native, openai, chatiq, chatbotiq, chatbots_v1, devapi, chatbase, widget.
     channel: Mapped[str] = mapped_column(String(20), default="native")
     api_key_id: Mapped[uuid.UUID | None] = mapped_column(

@@ -58,7 +58,7 @@ from chatwell.domain.events import HistoryTurn
 from chatwell.domain.models import ModelSettings, RateLimits
 from chatwell.domain.sources import TextSourceIn
 from chatwell.errors import ChatwellError, Forbidden, InvalidRequest
-from chatwell.services import bots, conversations, leads, sources
+from chatwell.services import bots, conversations, leads, sessions, sources
 from chatwell.services.conversations import iso
 from chatwell.storage.tables import Bot
 
@@ -114,15 +114,13 @@ async def chat(payload: dict[str, Any], request: Request) -> Any:
     bot = await bots.get_bot(db_of(request), principal=principal, ref=data.chatbotId or data.chatId or "")
     check_bot_origin(request, bot, principal)
     headers = limit_headers(await chat_limits(request).keyed_chat(bot, principal))
-    conversation_id = None
-    if data.conversationId:
-        conversation_id = await conversations.session_conversation(db_of(request), bot_id=bot.id,
-                                                                   session_id=data.conversationId)
+    ref = await sessions.resolve_session(db_of(request), bot=bot, door="chatbase", principal=principal,
+                                         client_session_id=data.conversationId)
     history = [HistoryTurn("assistant" if m.role == "assistant" else "user", m.content)
                for m in data.messages[:-1] if m.role != "system" and m.content]
     turn = await chat_service(request).start(ChatRequest(
-        bot=bot, question=data.messages[-1].content, channel="chatbase", conversation_id=conversation_id,
-        session_id=data.conversationId, history=history, api_key_id=principal.key_id,
+        bot=bot, question=data.messages[-1].content, channel="chatbase", conversation_id=ref.conversation_id,
+        session_id=ref.session_id, session_scope=ref.scope, history=history, api_key_id=principal.key_id,
         client_ip=client_ip(request), temperature=data.temperature, model=data.model,
         private=False))
 

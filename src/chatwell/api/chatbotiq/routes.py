@@ -60,7 +60,7 @@ from chatwell.domain.models import (
     WidgetSettings,
 )
 from chatwell.errors import ChatwellError, Forbidden, InvalidRequest
-from chatwell.services import bots, conversations
+from chatwell.services import bots, conversations, sessions
 from chatwell.services import handoff as handoff_service
 from chatwell.services.conversations import iso
 from chatwell.services.conversation_bus import Subscription
@@ -133,9 +133,12 @@ async def chat_stream(data: ChatStreamIn, request: Request) -> Any:
     await _check_recaptcha(request, bot, data.recaptcha_token)
     await chat_limits(request).public_chat(bot, client_ip(request))
     answer = AnswerSettings.model_validate(bot.answer_settings or {})
+    ref = await sessions.resolve_session(db_of(request), bot=bot, door=sessions.WIDGET_DOOR, principal=None,
+                                         client_session_id=data.session_id, conversation_id=data.conversation_id,
+                                         continue_latest=False)
     turn = await chat_service(request).start(ChatRequest(
-        bot=bot, question=data.message, channel="chatbotiq", conversation_id=data.conversation_id,
-        session_id=data.session_id, client_ip=client_ip(request),
+        bot=bot, question=data.message, channel="chatbotiq", conversation_id=ref.conversation_id,
+        session_id=ref.session_id, session_scope=ref.scope, client_ip=client_ip(request),
         metadata={"page_url": data.page_url} if data.page_url else {},
         image=check_image(data.image_data, data.image_media_type)))
 
@@ -315,8 +318,9 @@ async def _visitor_conversation(request: Request, conversation_id: str, session_
     async with db_of(request).read() as session:
         conversation = await session.get(Conversation, cid) if cid else None
         bot = await bots.find_bot(session, conversation.bot_id) if conversation else None
-    if conversation is None or bot is None or conversation.session_id != session_id:
+    if bot is None or not sessions.visitor_owns(conversation, session_id=session_id):
         raise conversations.conversation_not_found()
+    assert conversation is not None
     check_bot_origin(request, bot)
     return conversation, bot
 

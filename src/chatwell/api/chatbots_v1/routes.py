@@ -24,6 +24,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -49,8 +50,10 @@ from chatwell.chat.service import ChatRequest
 from chatwell.domain import events as ev
 from chatwell.domain.auth import Principal
 from chatwell.domain.models import ModelSettings
-from chatwell.errors import ChatwellError, RateLimited
-from chatwell.services import bots, conversations
+from chatwell.errors import ChatwellError, NotFound, RateLimited
+from chatwell.services import bots, sessions
+from chatwell.services.sessions import SessionRef
+from chatwell.storage.tables import Bot
 
 router = APIRouter(prefix="/api/v1/chatbots", tags=["chatbots_v1"])
 PREFIXES = ("/api/v1/chatbots",)
@@ -96,15 +99,16 @@ class ChatbotChatIn(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict, max_length=50, description="Stored with the message.")
 
 
-async def _conversation(request: Request, bot_id: uuid.UUID,
-                        given: str | None) -> tuple[uuid.UUID | None, str | None]:
-    """(conversation to continue, session key to keep it under) for a client's conversationId."""
-    if given is None:
-        return None, None
-    ours = await conversations.conversation_of_bot(db_of(request), bot_id=bot_id, conversation_id=given)
-    if ours is not None:
-        return ours, None
-    return await conversations.session_conversation(db_of(request), bot_id=bot_id, session_id=given), given
+async def _session(request: Request, bot: Bot, principal: Principal, given: str | None) -> SessionRef:
+    """The conversation a client's conversationId continues: one of ours this key owns, else the
+    latest kept under that id in this key's namespace (none yet: a new one kept under it)."""
+    db = db_of(request)
+    if given is not None:
+        with contextlib.suppress(NotFound):
+            return await sessions.resolve_session(db, bot=bot, door="chatbots_v1", principal=principal,
+                                                  conversation_id=given)
+    return await sessions.resolve_session(db, bot=bot, door="chatbots_v1", principal=principal,
+                                          client_session_id=given)
 
 
 @router.post("/{chatbot_id}/chat", responses={200: {"content": {"text/event-stream": {}}}})
@@ -117,10 +121,10 @@ async def chat(chatbot_id: str, data: ChatbotChatIn, request: Request,
     service = chat_service(request)
     await service.ensure_credit(bot)
     stream = data.stream if data.stream is not None else ModelSettings.model_validate(bot.model_settings or {}).stream_default
-    conversation_id, session_id = await _conversation(request, bot.id, data.conversationId)
+    ref = await _session(request, bot, principal, data.conversationId)
     turn = await service.start(ChatRequest(
-        bot=bot, question=data.message, channel="chatbots_v1", conversation_id=conversation_id,
-        session_id=session_id, api_key_id=principal.key_id, client_ip=client_ip(request), metadata=data.metadata))
+        bot=bot, question=data.message, channel="chatbots_v1", conversation_id=ref.conversation_id,
+        session_id=ref.session_id, session_scope=ref.scope, api_key_id=principal.key_id, client_ip=client_ip(request), metadata=data.metadata))
     reply_id = data.conversationId
     if not stream:
         summary = await collect(turn)

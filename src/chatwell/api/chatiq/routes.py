@@ -43,7 +43,8 @@ from chatwell.domain import events as ev
 from chatwell.domain.auth import Principal
 from chatwell.domain.events import HistoryTurn
 from chatwell.errors import ChatwellError, Forbidden, NotFound, RateLimited
-from chatwell.services import bots
+from chatwell.services import bots, sessions
+from chatwell.services.sessions import SessionRef
 
 router = APIRouter(tags=["chatiq"])
 PREFIXES = ("/api/chat",)
@@ -99,8 +100,11 @@ async def chat(data: ChatIQIn, request: Request, principal: Principal = Depends(
                         code="bot_access_denied") from None
     check_bot_origin(request, bot, principal)
     await chat_limits(request).keyed_chat(bot, principal)
+    ref = SessionRef(None, None) if data.private_mode else await sessions.resolve_session(
+        db_of(request), bot=bot, door="chatiq", principal=principal, conversation_id=data.conversation_id)
     turn = await chat_service(request).start(ChatRequest(
-        bot=bot, question=data.message, channel="chatiq", conversation_id=data.conversation_id,
+        bot=bot, question=data.message, channel="chatiq", conversation_id=ref.conversation_id,
+        session_id=ref.session_id, session_scope=ref.scope,
         history=[HistoryTurn("assistant" if h.role == "assistant" else "user", h.content)
                  for h in data.history if h.role != "system"],
         private=data.private_mode, api_key_id=principal.key_id, client_ip=client_ip(request)))

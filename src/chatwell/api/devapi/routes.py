@@ -53,7 +53,8 @@ from chatwell.chat.service import ChatRequest
 from chatwell.domain import events as ev
 from chatwell.domain.auth import Principal
 from chatwell.errors import ChatwellError, InvalidRequest, RateLimited
-from chatwell.services import bots, conversations, reports
+from chatwell.services import bots, reports
+from chatwell.services.sessions import resolve_session
 from chatwell.services.conversations import iso
 from chatwell.storage.tables import Bot
 
@@ -106,12 +107,11 @@ async def chat(payload: dict[str, Any], request: Request) -> Any:
     check_bot_origin(request, bot, principal)
     headers = limit_headers(await chat_limits(request).keyed_chat(bot, principal))
     session_id = data.session_id or "sess_" + secrets.token_urlsafe(9)
-    conversation_id = None
-    if data.session_id:
-        conversation_id = await conversations.session_conversation(db_of(request), bot_id=bot.id,
-                                                                   session_id=data.session_id)
+    ref = await resolve_session(db_of(request), bot=bot, door="devapi", principal=principal,
+                                client_session_id=session_id)
     turn = await chat_service(request).start(ChatRequest(
-        bot=bot, question=data.message, channel="devapi", conversation_id=conversation_id, session_id=session_id,
+        bot=bot, question=data.message, channel="devapi", conversation_id=ref.conversation_id,
+        session_id=ref.session_id, session_scope=ref.scope,
         api_key_id=principal.key_id, client_ip=client_ip(request)))
 
     if not data.stream:

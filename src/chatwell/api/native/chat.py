@@ -26,8 +26,9 @@ from chatwell.chat.service import ChatRequest, ChatService, Turn
 from chatwell.domain import events as ev
 from chatwell.errors import InvalidRequest
 from chatwell.llm.base import ModelImage
-from chatwell.services import bots, conversations
+from chatwell.services import bots, conversations, sessions
 from chatwell.services.conversations import iso
+from chatwell.services.sessions import SessionRef
 
 router = APIRouter(tags=["chat"])
 
@@ -123,9 +124,11 @@ def chat_service(request: Request) -> ChatService:
 async def chat(bot_id: str, data: ChatIn, request: Request, principal: PrincipalDep, db: DbDep) -> Any:
     bot = await bots.get_bot(db, principal=principal, ref=bot_id)
     await request.app.state.limits.keyed_chat(bot, principal)
+    ref = SessionRef(None, None) if data.private else await sessions.resolve_session(
+        db, bot=bot, door="native", principal=principal, conversation_id=data.conversation_id)
     turn = await chat_service(request).start(ChatRequest(
-        bot=bot, question=data.message, channel="native", conversation_id=data.conversation_id,
-        private=data.private, api_key_id=principal.key_id if principal.key_id.int else None,
+        bot=bot, question=data.message, channel="native", conversation_id=ref.conversation_id,
+        session_id=ref.session_id, session_scope=ref.scope, private=data.private, api_key_id=principal.key_id if principal.key_id.int else None,
         client_ip=request.client.host if request.client else None, metadata=data.metadata,
         image=check_image(data.image_data, data.image_media_type)))
     if not data.stream:
@@ -171,6 +174,8 @@ class ConversationOut(BaseModel):
     status: str
     title: str | None
     session_id: str | None
+    session_scope: str | None = Field(None, description="The namespace session_id belongs to: "
+                                      "<door>:public, <door>:key:<key id> or <door>:workspace:<workspace id>.")
     metadata: dict[str, Any]
     created_at: str
     updated_at: str
@@ -180,7 +185,7 @@ class ConversationOut(BaseModel):
 def conversation_out(c: Any, messages: list[Any] | None = None) -> ConversationOut:
     return ConversationOut(
         id=c.id, bot_id=c.bot_id, channel=c.channel, status=c.status, title=c.title, session_id=c.session_id,
-        metadata=c.metadata_ or {}, created_at=iso(c.created_at) or "", updated_at=iso(c.updated_at) or "",
+        session_scope=c.session_scope, metadata=c.metadata_ or {}, created_at=iso(c.created_at) or "", updated_at=iso(c.updated_at) or "",
         messages=None if messages is None else [
             MessageOut(id=m.id, role=m.role, content=m.content, citations=m.citations, feedback=m.feedback,
                        error={"code": m.error_code, "message": m.error or ""} if m.error_code else None,
@@ -198,6 +203,7 @@ async def list_conversations(principal: PrincipalDep, db: DbDep, bot_id: str | N
 
 class VisitorExportOut(BaseModel):
     session_id: str | None
+    session_scope: str | None = None
     email: str | None
     conversations: list[ConversationOut]
     leads: list[LeadOut]
@@ -207,13 +213,16 @@ class VisitorExportOut(BaseModel):
 @router.get("/v1/conversations/export", response_model=VisitorExportOut)
 async def export_visitor(principal: WorkspacePrincipalDep, db: DbDep,
                          session_id: str | None = Query(None, min_length=1, max_length=200),
-                         email: str | None = Query(None, min_length=3, max_length=320)) -> VisitorExportOut:
+                         email: str | None = Query(None, min_length=3, max_length=320),
+                         session_scope: str | None = Query(None, min_length=1, max_length=120)) -> VisitorExportOut:
     """A visitor's data (GDPR access request): the conversations of ``session_id`` in this
-    workspace with their messages, and the leads with ``email`` or from those conversations."""
+    workspace (only those of ``session_scope`` when given, e.g. ``chatbotiq:public`` for the
+    widget) with their messages, and the leads with ``email`` or from those conversations."""
     if session_id is None and email is None:
         raise InvalidRequest("give session_id, email or both", code="missing_parameter")
-    found = await conversations.export_visitor(db, principal=principal, session_id=session_id, email=email)
-    return VisitorExportOut(session_id=session_id, email=email,
+    found = await conversations.export_visitor(db, principal=principal, session_id=session_id, email=email,
+                                               session_scope=session_scope)
+    return VisitorExportOut(session_id=session_id, session_scope=session_scope, email=email,
                             conversations=[conversation_out(c, messages) for c, messages in found.conversations],
                             leads=[LeadOut.of(lead) for lead in found.leads])
 

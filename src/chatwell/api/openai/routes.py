@@ -20,7 +20,7 @@ from chatwell.domain import events as ev
 from chatwell.domain.events import HistoryTurn
 from chatwell.api.dialect import turn_error
 from chatwell.errors import ChatwellError, InvalidRequest, NotFound
-from chatwell.services import bots
+from chatwell.services import bots, sessions
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 MAX_MESSAGES = 200
@@ -104,9 +104,11 @@ async def chat_completions(data: CompletionIn, request: Request, principal: Prin
     await request.app.state.limits.keyed_chat(bot, principal)
     history = [HistoryTurn("assistant" if m.role == "assistant" else "user", _text(m))
                for m in data.messages[:-1] if m.role in ("user", "assistant") and _text(m)]
+    ref = await sessions.resolve_session(db, bot=bot, door="openai", principal=principal,
+                                         conversation_id=data.conversation_id)
     turn = await request.app.state.chat.start(ChatRequest(
-        bot=bot, question=_text(data.messages[-1]), channel="openai", conversation_id=data.conversation_id,
-        history=history, api_key_id=principal.key_id, temperature=data.temperature,
+        bot=bot, question=_text(data.messages[-1]), channel="openai", conversation_id=ref.conversation_id,
+        session_id=ref.session_id, session_scope=ref.scope, history=history, api_key_id=principal.key_id, temperature=data.temperature,
         client_ip=request.client.host if request.client else None))
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
