@@ -77,13 +77,34 @@ async def test_fixation_a_planted_cookie_is_not_adopted(app: FastAPI, browser: h
     assert await count_rows(app, DashboardSession, id=session_key("attacker-chosen-value-0123456789")) == 0
 
 
-async def test_login_is_throttled_after_repeated_failures(app: FastAPI, browser: httpx.AsyncClient) -> None:
+def from_ip(app: FastAPI, ip: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=(ip, 50000)), base_url="http://testserver")
+
+
+async def test_login_is_throttled_per_account_and_client_with_backoff(app: FastAPI, browser: httpx.AsyncClient) -> None:
     await sign_up(browser)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as other:
-        statuses = [(await sign_in(other, OWNER["email"], f"wrong-{i}-password")).status_code for i in range(10)]
-        assert statuses == [401] * 10
-        blocked = await sign_in(other, OWNER["email"], OWNER["password"])
+    async with from_ip(app, "203.0.113.66") as attacker:
+        statuses = [(await sign_in(attacker, OWNER["email"], f"wrong-{i}-password")).status_code for i in range(5)]
+        assert statuses == [401] * 5
+        blocked = await sign_in(attacker, OWNER["email"], OWNER["password"])
         assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) > 0
+
+
+async def test_a_stranger_failing_on_an_account_does_not_lock_its_owner_out(app: FastAPI, browser: httpx.AsyncClient) -> None:
+    """Issue 19 item 9: ten wrong passwords from anywhere locked the real user out."""
+    await sign_up(browser)
+    async with from_ip(app, "203.0.113.66") as attacker, from_ip(app, "198.51.100.20") as owner:
+        for i in range(12):
+            await sign_in(attacker, OWNER["email"], f"wrong-{i}-password")
+        assert (await sign_in(attacker, OWNER["email"], "still-wrong-pass")).status_code == 429
+        assert (await sign_in(owner, OWNER["email"], OWNER["password"])).status_code == 303
+        # The owner's own typos back off only the owner's client, and signing in ends that backoff.
+        for i in range(4):
+            assert (await sign_in(owner, OWNER["email"], f"typo-{i}-password")).status_code == 401
+        assert (await sign_in(owner, OWNER["email"], OWNER["password"])).status_code == 303
+        for i in range(4):
+            assert (await sign_in(owner, OWNER["email"], f"typo-{i}-again")).status_code == 401
+        assert (await sign_in(owner, OWNER["email"], OWNER["password"])).status_code == 303
 
 
 async def test_login_and_setup_refuse_a_form_without_its_token(app: FastAPI, browser: httpx.AsyncClient) -> None:

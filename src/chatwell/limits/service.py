@@ -165,6 +165,16 @@ class RateLimiter:
         except Exception as exc:
             log.error("rate-limit storage failed: %s", type(exc).__name__)
 
+    async def clear(self, rules: Sequence[Rule]) -> None:
+        """Forget what ``rules`` counted (a sign-in that succeeded ends its backoff). A failing
+        storage is logged, not raised: the counts then simply run out."""
+        try:
+            for rule in rules:
+                limiter, identity, _ = self._resolve(rule)
+                await limiter.clear(rule.item, *identity)
+        except Exception as exc:
+            log.error("rate-limit storage failed: %s", type(exc).__name__)
+
     async def _refusal(self, rule: Rule, message: str | None) -> RateLimited:
         if self.metrics is not None:
             self.metrics.rate_limited.labels(rule.identity[0] if rule.identity else "other").inc()

@@ -2,8 +2,12 @@
 
 Passwords are hashed with argon2 (off the event loop). A session is a random cookie value of
 which only the SHA-256 is stored; every sign-in makes a new one (no session fixation) and drops
-the browser's previous one. Failed sign-ins are counted per client IP and per email with the
-rate limiter; past the limit every attempt is refused (429) before the password is looked at.
+the browser's previous one. Failed sign-ins are counted per account *and client IP* with a
+backoff (:data:`LOGIN_BACKOFF`: after 5 failures a minute's wait, after 10 ten minutes, then an
+hour, then a day), and per client IP across accounts (:data:`LOGIN_CLIENT_LIMITS`, against password
+spraying); a throttled attempt is refused (429) before the password is looked at, and a successful
+sign-in ends its backoff. No count is per account alone: a stranger failing on someone's address
+from elsewhere throttles only themselves, never the real user.
 Unknown emails cost one argon2 verification like known ones, so timing does not tell them apart.
 
 Roles: ``owner`` (everything, including members), ``admin`` (bots, sources, keys, data) and
@@ -26,7 +30,7 @@ from sqlalchemy import delete, func, select
 
 from chatwell.domain.auth import Principal
 from chatwell.errors import Conflict, Forbidden, InvalidRequest, RateLimited, Unauthenticated
-from chatwell.limits.service import RateLimiter, parse_limits, rules_of
+from chatwell.limits.service import RateLimiter, Rule, parse_limits, rules_of
 from chatwell.services import workspaces
 from chatwell.storage.database import Database
 from chatwell.storage.tables import DashboardSession, Membership, User, Workspace, utcnow
@@ -35,10 +39,11 @@ ROLES = ("owner", "admin", "agent")
 MANAGING_ROLES = ("owner", "admin")
 SESSION_LIFETIME = timedelta(days=14)
 LAST_SEEN_RESOLUTION = timedelta(seconds=60)
-DEFAULT_LOGIN_FAILURE_LIMITS = "10/minute;50/hour"
+LOGIN_BACKOFF = "5/minute;10/10 minutes;20/hour;40/day"  # per account and client IP
+LOGIN_CLIENT_LIMITS = "30/minute;200/hour"  # per client IP, whatever the account
 MIN_PASSWORD = 8
 MAX_PASSWORD = 256
-LOGIN_THROTTLED = "Too many failed sign-ins. Wait a minute before trying again."
+LOGIN_THROTTLED = "Too many failed sign-ins from here. Wait before trying again."
 
 _hasher = PasswordHasher()
 
@@ -141,20 +146,20 @@ async def sign_up_first_owner(db: Database, *, email: str, password: str, name: 
     return await _open_session(db, user, workspace.id, replacing=None)
 
 
-def _login_rules(limits: str, client_ip: str, email: str) -> list:  # type: ignore[type-arg]
-    items = parse_limits(limits)
-    return rules_of(items, "login-ip", client_ip) + rules_of(items, "login-email", email)
+def _backoff_rules(backoff: str, client_ip: str, email: str) -> list[Rule]:
+    return rules_of(parse_limits(backoff), "login", email, client_ip)
 
 
 async def sign_in(db: Database, limiter: RateLimiter, *, email: str, password: str, client_ip: str,
-                  replacing: str | None = None,
-                  failure_limits: str = DEFAULT_LOGIN_FAILURE_LIMITS) -> NewSession:
+                  replacing: str | None = None, backoff: str = LOGIN_BACKOFF,
+                  client_limits: str = LOGIN_CLIENT_LIMITS) -> NewSession:
     """A new session for a correct email and password, else ``Unauthenticated``
     (``invalid_credentials``, the same for an unknown email and a wrong password) or ``RateLimited``.
 
     ``replacing`` is the browser's current cookie, if any: that session ends here."""
     address = email.strip().lower()[:320]
-    rules = _login_rules(failure_limits, client_ip, address)
+    backoff_rules = _backoff_rules(backoff, client_ip, address)
+    rules = backoff_rules + rules_of(parse_limits(client_limits), "login-ip", client_ip)
     await limiter.refuse_if_full(rules, message=LOGIN_THROTTLED)
     async with db.read() as session:
         user = await session.scalar(select(User).where(User.email == address))
@@ -166,6 +171,7 @@ async def sign_in(db: Database, limiter: RateLimiter, *, email: str, password: s
         except RateLimited:
             pass  # this failure filled the window: the next attempt is refused
         raise Unauthenticated("wrong email or password", code="invalid_credentials")
+    await limiter.clear(backoff_rules)  # the right password: this client's backoff for it ends
     rehashed = await hash_password(password) if _hasher.check_needs_rehash(user.password_hash) else None
     async with db.write() as session:
         stored = await session.get(User, user.id)
