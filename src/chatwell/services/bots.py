@@ -25,6 +25,7 @@ from chatwell.domain.models import (
     WidgetSettings,
 )
 from chatwell.errors import Conflict, Forbidden, NotFound
+from chatwell.services import webhooks
 from chatwell.services.pagination import Page, page_of, paginate
 from chatwell.storage.database import Database
 from chatwell.storage.search_index import purge_deleted_text
@@ -105,10 +106,12 @@ async def create_bot(db: Database, *, workspace_id: uuid.UUID, data: BotCreate) 
                       model_settings={}, rate_limits={}, answer_settings={}, handoff_settings={},
                       contact_form={}, widget_settings={})
             _apply(bot, data)
+            issued = webhooks.issue_secret(bot)
             session.add(bot)
             await session.flush()
     except IntegrityError:
         raise Conflict("slug is already taken", code="slug_taken") from None
+    bot.issued_webhook_secret = issued  # not stored: for the one reply that shows it
     return bot
 
 
@@ -154,9 +157,11 @@ async def update_bot(db: Database, *, principal: Principal, ref: str, data: BotU
                     raise Conflict(f"slug {data.slug!r} is already taken", code="slug_taken")
                 bot.slug = data.slug
             _apply(bot, data)
+            issued = webhooks.issue_secret(bot)
             await session.flush()
     except IntegrityError:
         raise Conflict("slug is already taken", code="slug_taken") from None
+    bot.issued_webhook_secret = issued  # not stored: for the one reply that shows it
     return bot
 
 

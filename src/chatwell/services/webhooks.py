@@ -17,7 +17,9 @@ Decisions:
 - **Signature**: the body is sent exactly as signed. ``X-Chatwell-Signature: sha256=<hex>`` is
   HMAC-SHA256 with the bot's ``webhook_secret`` over ``f"{timestamp}.".encode() + body``, where
   ``timestamp`` is ``X-Chatwell-Timestamp`` (unix seconds, fresh on every attempt so receivers
-  can refuse replays). A bot without a secret sends unsigned deliveries (no signature header).
+  can refuse replays). A bot gets its secret together with its webhook (:func:`issue_secret`,
+  shown once in the reply that set the URL), so no delivery goes out unsigned; a bot stored before
+  that rule gets one at its next delivery (rotate it to see it).
 - **SSRF**: every attempt resolves the host again and checks each address with the URL-source
   rules of ``ingestion.fetch`` (loopback, private, link-local, CGNAT... refused unless
   ``webhook_allow_private``; cloud metadata always), then connects to the checked address (the
@@ -88,6 +90,15 @@ def enqueue(session: AsyncSession, *, bot: Bot, event: str, payload: dict[str, A
 
 def new_secret() -> str:
     return SECRET_PREFIX + secrets.token_urlsafe(32)
+
+
+def issue_secret(bot: Bot) -> str | None:
+    """Give a bot that has a webhook but no signing secret one, in the caller's transaction, and
+    return it (the caller shows it once); None when there is nothing to issue."""
+    if not bot.webhook_url or bot.webhook_secret:
+        return None
+    bot.webhook_secret = new_secret()
+    return bot.webhook_secret
 
 
 async def rotate_secret(db: Database, *, bot_id: uuid.UUID) -> str:
@@ -288,7 +299,14 @@ class WebhookWorker(PollingWorker):
             bot = await session.get(Bot, delivery.bot_id) if delivery is not None else None
         if delivery is None or bot is None or delivery.status != PENDING:
             return None
-        return _Job(delivery.id, delivery.event, delivery.payload, bot.webhook_url, bot.webhook_secret)
+        secret = bot.webhook_secret
+        if bot.webhook_url and not secret:  # a bot from before secrets came with webhooks: sign anyway
+            async with self.db.write() as session:
+                stored = await session.get(Bot, bot.id)
+                if stored is not None:
+                    issue_secret(stored)
+                    secret = stored.webhook_secret
+        return _Job(delivery.id, delivery.event, delivery.payload, bot.webhook_url, secret)
 
     async def _record(self, delivery_id: uuid.UUID, outcome: Outcome) -> None:
         now = utcnow()

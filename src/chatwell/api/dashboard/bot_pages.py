@@ -233,7 +233,11 @@ async def save_settings(request: Request, bot_id: str, user: CheckedManagerDep) 
         handoff=_handoff_of(form),
         contact_form=_contact_of(form),
     )
-    await bots.update_bot(db_of(request), principal=user.principal, ref=bot_id, data=data)
+    bot = await bots.update_bot(db_of(request), principal=user.principal, ref=bot_id, data=data)
+    issued = getattr(bot, "issued_webhook_secret", None)
+    if issued:  # the webhook's new signing secret exists only in this one response
+        return await _settings_page(request, user, await bots.get_bot(db_of(request), principal=user.principal,
+                                                                      ref=bot_id), secret=issued)
     return see_other(f"/dashboard/bots/{bot_id}/settings?saved=1")
 
 

@@ -50,6 +50,10 @@ class BotOut(BaseModel):
     contact_form: ContactFormSettings
     widget: WidgetSettings
     webhook_url: str | None
+    webhook_secret: str | None = Field(
+        None, description="The webhook's signing secret (`whsec_…`), only in the reply of the request that "
+        "set the bot's first webhook URL: it is shown this once (`POST /v1/bots/{id}/webhook-secret` "
+        "replaces it).")
     created_at: datetime
     updated_at: datetime
 
@@ -66,7 +70,8 @@ class BotOut(BaseModel):
             handoff=HandoffSettings.model_validate(bot.handoff_settings or {}),
             contact_form=ContactFormSettings.model_validate(bot.contact_form or {}),
             widget=WidgetSettings.model_validate(bot.widget_settings or {}),
-            webhook_url=bot.webhook_url, created_at=bot.created_at, updated_at=bot.updated_at,
+            webhook_url=bot.webhook_url, webhook_secret=getattr(bot, "issued_webhook_secret", None),
+            created_at=bot.created_at, updated_at=bot.updated_at,
         )
 
 
