@@ -673,5 +673,43 @@ def eval_retrieval(
                   f"indexed in {result['index_seconds']}s; query p50 {result['query_p50_ms']} ms")
 
 
+@eval_app.command("answers")
+def eval_answers(
+    dataset_dir: Annotated[Path, typer.Argument(help="A folder of ../shared/eval (TechQA, WixQA, E-Manual QA), "
+                                                     "a BEIR folder, or questions.jsonl + pages/ (a documentation site).")],
+    split: Annotated[str, typer.Option(help="all; calibration (every third question) or report (the others); "
+                                            "a BEIR qrels name.")] = "all",
+    limit: Annotated[int | None, typer.Option(help="Ask only the first N questions of each set.", min=1)] = None,
+    as_json: JsonFlag = False,
+    cache_dir: Annotated[Path | None, typer.Option(help="Keep embeddings here between runs (default ~/.cache/chatwell).")] = None,
+    details: Annotated[Path | None, typer.Option(help="Write one JSON line per question here (answer, "
+                                                      "citations, the offline judgement's support).")] = None,
+) -> None:
+    """Build a bot with the server's ingestion, ask every question through the chat engine (the
+    offline answerer, or the model CHATWELL_LLM_* configures) and score the answers."""
+    from chatwell.evaluation.answers import evaluate_answers
+    from chatwell.evaluation.datasets import DatasetError, load_answer_sets
+
+    try:
+        sets = load_answer_sets(dataset_dir, split=split)
+    except (DatasetError, OSError) as exc:
+        err_console.print(f"[red]error[/red]: {exc}")
+        raise typer.Exit(2) from None
+    cache = cache_dir or Path.home() / ".cache" / "chatwell"
+    records: list[dict[str, Any]] = []
+    result = asyncio.run(evaluate_answers(sets, cache_dir=cache, limit=limit, details=records.append,
+                                          progress=None if as_json else err_console.print))
+    if details is not None:
+        details.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    table = Table("figure", "value")
+    for name, value in result.items():
+        if not isinstance(value, dict):
+            table.add_row(name, "-" if value is None else str(value))
+    console.print(table)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
