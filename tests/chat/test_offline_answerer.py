@@ -48,3 +48,24 @@ async def test_a_passage_of_short_sentences_is_still_quoted() -> None:
     grounding = [Grounding(index=1, title="Hours", text="We open at nine.")]
     answer = await OfflineAnswerer().compose("When do you open?", grounding)
     assert answer == "We open at nine. [1]"
+
+
+def test_menu_lines_are_not_prose_but_table_rows_are() -> None:
+    from chatwell.llm.extractive import is_menu_line
+
+    assert is_menu_line("Home | Menu | Bread | Cakes | Pastries | Opening hours | Contact")
+    assert is_menu_line("Imprint · Privacy · Terms · Cookie settings")
+    assert is_menu_line("Home Products Pricing Blog Contact Sign In")
+    assert not is_menu_line("--max-connections | 100 | The largest number of clients served at the same time.")
+    assert not is_menu_line("To get started, create an account, verify your email address, and install the app.")
+
+
+async def test_a_question_the_passages_do_not_answer_is_judged_unsupported() -> None:
+    answerer = OfflineAnswerer(MiniLMOnnxEmbedder())
+    answered = await answerer.judge("How long does delivery take?", SOURCES)
+    unanswered = await answerer.judge("Do you sell gift cards for birthdays?", SOURCES)
+    assert answered.support > 0.5 > unanswered.support
+    request = ModelRequest(messages=(), model="offline", question="Do you sell gift cards for birthdays?",
+                           grounding=SOURCES)
+    text = "".join([e.text async for e in answerer.stream(request) if isinstance(e, ModelDelta)])
+    assert text == "NOT_IN_SOURCES"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -37,7 +38,16 @@ from chatwell.domain.events import (
 from chatwell.domain.models import AnswerSettings, HandoffSettings, ModelSettings
 from chatwell.domain.ids import new_id
 from chatwell.errors import InvalidRequest, ServiceUnavailable, database_unavailable
-from chatwell.llm.base import ModelDelta, ModelError, ModelImage, ModelMessage, ModelRequest, ModelUsage
+from chatwell.llm.base import (
+    NOT_IN_SOURCES,
+    ModelDelta,
+    ModelError,
+    ModelImage,
+    ModelMessage,
+    ModelRequest,
+    ModelUsage,
+)
+from chatwell.llm.extractive import SUPPORT_BARS
 from chatwell.llm.pricing import PriceTable
 from chatwell.llm.registry import ModelRegistry
 from chatwell.observability.tracing import span
@@ -53,7 +63,12 @@ MAX_CLIENT_HISTORY = 50
 DEFAULT_MAX_TOKENS = 512
 RETRIEVAL_K = 6
 FINISH_RETRY_PAUSES = (0.2, 1.0, 3.0)  # seconds between attempts to save an answer (database faults)
-SELF_CONTAINED_WORDS = 6  # a question this long is searched on its own, without the previous one
+FOLLOW_UP_MAX_WORDS = 12  # a longer question with "it" or "that" in it is taken to say what it means
+# "and on weekends?", "what about Sundays?": a question that continues the previous one ...
+_CONTINUES = re.compile(r"^\W*(and|or|but|also|so|then|what about|how about|what if|same|ok|okay)\b", re.IGNORECASE)
+# ... or points back at it ("is it free?", "how do I cancel that?").
+_POINTS_BACK = re.compile(r"\b(it|its|that|this|those|these|they|them|their|he|she|him|her|one|ones)\b",
+                          re.IGNORECASE)
 OFFLINE_NOTICE = ("Answered by chatwell's offline answerer: sentences quoted from this bot's sources, "
                   "no language model. Configure a model for written answers.")
 
@@ -153,7 +168,7 @@ class ChatService:
         if self.filter.blocks_input(question):
             return Turn(self, request, None, None, [], True, blocked=True)
         search = None
-        if request.private or request.conversation_id is None or len(question.split()) >= SELF_CONTAINED_WORDS:
+        if request.private or request.conversation_id is None or not is_follow_up(question):
             # The retrieval query does not depend on stored history: search while the user's turn
             # is being stored (the search runs here, the write in the database's thread).
             search = asyncio.ensure_future(self._search(request.bot, _retrieval_query(question, client_history)))
@@ -229,7 +244,10 @@ class ChatService:
             try:
                 search, turn.search = turn.search, None
                 result = await (search or self._search(bot, _retrieval_query(request.question, turn.history)))
-                passages, relevant = result.passages, result.relevant
+                # Related by meaning or sharing a word: whether it *answers* is the answerer's
+                # judgement (the offline one sentence by sentence, a model by its prompt).
+                passages = result.passages
+                relevant = result.relevant or any(p.keyword > 0 for p in passages)
             except Exception:
                 log.exception("retrieval failed for bot %s", bot.id)
                 yield Notice("rag_unavailable", "Knowledge retrieval is unavailable; answering without sources.")
@@ -241,13 +259,10 @@ class ChatService:
             yield Status("generating")
             if not relevant or not passages:
                 # Nothing relevant: say so instead of letting a model guess.
-                text_parts.append(answer_settings.not_found_message)
-                yield Delta(answer_settings.not_found_message)
                 outcome.model = resolved.model.name
                 passages = []
-                offer = await self._offer_handoff(turn, handoff_settings)
-                if offer is not None:
-                    yield offer
+                async for event in self._abstain(turn, answer_settings, handoff_settings, text_parts):
+                    yield event
             else:
                 grounding = grounding_of(passages)
                 max_tokens = model_settings.max_tokens or DEFAULT_MAX_TOKENS
@@ -261,20 +276,23 @@ class ChatService:
                     messages=messages,
                     model=request.model or model_settings.model or resolved.model.name,
                     temperature=request.temperature if request.temperature is not None else model_settings.temperature,
-                    max_tokens=max_tokens, question=request.question, grounding=grounding)
+                    max_tokens=max_tokens, question=request.question, grounding=grounding,
+                    min_support=SUPPORT_BARS[answer_settings.strictness])
                 outcome.model = model_request.model
                 # Links other than the bot's own sources' URLs never leave (chatwell.chat.links);
                 # the guard holds back only a tail that may still be a URL, so streaming stays live.
                 allowed = allowed_links([*(p.url for p in passages),
                                          *await conversations.source_urls(self.db, bot.id)])
                 links = LinkGuard(allowed)
+                # The answer's first characters are held until they can not be NOT_IN_SOURCES.
+                verdict = _Verdict()
                 with span("chatwell.generation", model=model_request.model, channel=request.channel,
                           offline=resolved.is_offline) as traced:
                     stream = resolved.model.stream(model_request)
                     try:
                         async for event in stream:
                             if isinstance(event, ModelDelta):
-                                safe = links.feed(event.text)
+                                safe = links.feed(verdict.feed(event.text))
                                 if safe:
                                     text_parts.append(safe)
                                     yield Delta(safe)
@@ -285,10 +303,16 @@ class ChatService:
                         await stream.aclose()  # type: ignore[attr-defined]
                         traced.set(prompt_tokens=outcome.prompt_tokens,
                                    completion_tokens=outcome.completion_tokens)
-                tail = links.flush()
-                if tail:
-                    text_parts.append(tail)
-                    yield Delta(tail)
+                if verdict.abstained():
+                    passages = []
+                    async for event in self._abstain(turn, answer_settings, handoff_settings, text_parts):
+                        yield event
+                else:
+                    outcome.answered = True
+                    tail = links.feed(verdict.flush()) + links.flush()
+                    if tail:
+                        text_parts.append(tail)
+                        yield Delta(tail)
             answer = strip_unknown_markers("".join(text_parts), len(passages))
             if self.filter.blocks_output(answer):
                 answer = REPLACEMENT
@@ -304,7 +328,7 @@ class ChatService:
             message_id = await self._finish(turn, outcome, strict=True)
             outcome.saved = True
             self._observe_turn(turn, outcome)
-            yield Done(turn.conversation_id, message_id, turn.user_message_id)
+            yield Done(turn.conversation_id, message_id, turn.user_message_id, answered=outcome.answered)
         except ModelError as exc:
             outcome.text = "".join(text_parts)
             outcome.error = Error(exc.code, exc.message)
@@ -330,6 +354,15 @@ class ChatService:
                 saving.add_done_callback(self._saving.discard)
                 await asyncio.shield(saving)
 
+    async def _abstain(self, turn: Turn, answer_settings: AnswerSettings, handoff_settings: HandoffSettings,
+                       text_parts: list[str]) -> AsyncIterator[ChatEvent]:
+        """Say that the sources do not answer (and offer a person, when the bot hands off)."""
+        text_parts.append(answer_settings.not_found_message)
+        yield Delta(answer_settings.not_found_message)
+        offer = await self._offer_handoff(turn, handoff_settings)
+        if offer is not None:
+            yield offer
+
     def _observe_first_token(self, turn: Turn) -> None:
         if self.metrics is not None:
             self.metrics.ttft.labels(turn.request.channel).observe(time.perf_counter() - turn.started)
@@ -338,7 +371,8 @@ class ChatService:
         if self.metrics is None:
             return
         channel = turn.request.channel
-        self.metrics.turns.labels(channel, outcome.error.code if outcome.error else "answered").inc()
+        label = outcome.error.code if outcome.error else "answered" if outcome.answered else "abstained"
+        self.metrics.turns.labels(channel, label).inc()
         self.metrics.tokens.labels(channel, outcome.model, "prompt").inc(outcome.prompt_tokens)
         self.metrics.tokens.labels(channel, outcome.model, "completion").inc(outcome.completion_tokens)
 
@@ -403,6 +437,7 @@ class _Outcome:
     citations: tuple[Citation, ...] = ()
     error: Error | None = None
     saved: bool = False
+    answered: bool = False  # from the sources; False: the bot said they do not answer the question
 
 
 async def _cancel(task: asyncio.Task[Any] | None) -> None:
@@ -431,12 +466,60 @@ def _clean_history(history: Sequence[HistoryTurn]) -> list[HistoryTurn]:
     return kept[-MAX_CLIENT_HISTORY:]
 
 
+def is_follow_up(question: str) -> bool:
+    """Whether ``question`` leans on the previous one: it continues it ("and on weekends?") or,
+    being short, points back at it ("is it free?"). "How do I get started?" and "croissants?"
+    say what they mean and are searched alone, whatever came before."""
+    if _CONTINUES.search(question):
+        return True
+    return len(question.split()) <= FOLLOW_UP_MAX_WORDS and bool(_POINTS_BACK.search(question))
+
+
 def _retrieval_query(question: str, history: Sequence[HistoryTurn]) -> str:
-    """A follow-up like "and on weekends?" is searched together with the previous question."""
-    if len(question.split()) >= SELF_CONTAINED_WORDS:
+    """A follow-up is searched together with the user's previous question (the previous
+    *other* one: a follow-up asked twice still means what it meant the first time)."""
+    if not is_follow_up(question):
         return question
-    previous = next((t.content for t in reversed(history) if t.role == "user"), "")
+    asked = _same_question(question)
+    previous = next((t.content for t in reversed(history)
+                     if t.role == "user" and _same_question(t.content) != asked), "")
     return f"{previous} {question}".strip()
+
+
+def _same_question(text: str) -> str:
+    return " ".join(re.findall(r"\w+", text.lower()))
+
+
+class _Verdict:
+    """Holds back the start of a model's answer until it is clear whether the model answered or
+    said NOT_IN_SOURCES (the prompt's way, and the offline answerer's, to say the sources do not
+    answer): a few characters of delay, never a leaked marker."""
+
+    def __init__(self) -> None:
+        self.held = ""
+        self.decided = False
+
+    def feed(self, text: str) -> str:
+        if self.decided:
+            return text
+        self.held += text
+        head = self._head()
+        if head.startswith(NOT_IN_SOURCES) or (NOT_IN_SOURCES.startswith(head)):
+            return ""  # the marker, or maybe its beginning: keep holding (the rest is dropped)
+        self.decided = True
+        released, self.held = self.held, ""
+        return released
+
+    def abstained(self) -> bool:
+        """After the stream: the model said NOT_IN_SOURCES, or nothing at all."""
+        return not self.decided
+
+    def flush(self) -> str:
+        released, self.held = self.held, ""
+        return released
+
+    def _head(self) -> str:
+        return self.held.lstrip(" \n\t*_`\"'")
 
 
 def _citation_json(c: Citation) -> dict[str, Any]:

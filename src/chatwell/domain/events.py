@@ -70,9 +70,14 @@ class Usage:
 
 @dataclass(frozen=True, slots=True)
 class Done:
+    """The end of a turn. ``answered``: the bot answered from its sources (True), abstained
+    because they do not answer the question (False), or did not try (None: a person holds the
+    conversation, a handoff)."""
+
     conversation_id: uuid.UUID | None
     message_id: uuid.UUID | None
     user_message_id: uuid.UUID | None = None
+    answered: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

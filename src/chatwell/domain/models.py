@@ -7,7 +7,7 @@ and filled with defaults on the way out, so later features add fields here, not 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -117,6 +117,9 @@ class AnswerSettings(_Group):
     not_found_message: str = Field(
         "I'm sorry, I couldn't find anything about that in my knowledge base.", max_length=1000
     )
+    strictness: Literal["lenient", "balanced", "strict"] = Field(
+        "balanced", description="How sure the offline answerer must be that its sources answer before it "
+                                "answers instead of saying it found nothing.")
     allow_user_images: bool = False
     show_suggested_questions: bool = True
     suggested_questions_count: int = Field(3, ge=0, le=10)

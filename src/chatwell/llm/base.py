@@ -32,6 +32,12 @@ class Grounding:
     index: int
     title: str
     text: str
+    heading: str = ""  # the chunk's heading path (its source's title first)
+
+
+#: What a model answers when its sources do not answer the question (the prompt asks for exactly
+#: this; the offline answerer writes it too): the chat engine reports it as an abstention.
+NOT_IN_SOURCES = "NOT_IN_SOURCES"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +48,7 @@ class ModelRequest:
     max_tokens: int | None = None
     question: str = ""
     grounding: Sequence[Grounding] = field(default_factory=tuple)
+    min_support: float | None = None  # the offline answerer's bar for answering (bot strictness)
 
 
 @dataclass(frozen=True, slots=True)

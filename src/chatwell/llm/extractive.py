@@ -1,10 +1,14 @@
 """The offline answerer: a grounded, cited answer built from the retrieved passages alone.
 
-No model download and no generation: it picks the sentences of the passages that best answer
-the question (cosine similarity with the embedder the bot already uses, plus word overlap),
-keeps them in reading order, cites each with its passage's ``[n]`` marker, and streams them.
-It never writes a sentence that is not in the bot's own sources, so it cannot invent facts or
-follow instructions found in documents. It is honest about itself: the chat service announces it.
+No model download and no generation: it quotes the sentences of the passages that answer the
+question, in reading order, each passage's sentences followed by its ``[n]`` marker, and streams
+them. Whether they answer at all is judged sentence by sentence (``OfflineAnswerer.judge``): how
+many of the question's content terms the quoted sentences cover (a passage's title and heading
+path count for half), together with how close they are in meaning (cosine similarity with the
+embedder the bot already uses). Below the bot's bar it answers :data:`NOT_IN_SOURCES` instead, which the
+chat engine reports as an abstention. Menu and navigation lines are never quoted. It never writes
+a sentence that is not in the bot's own sources, so it cannot invent facts or follow instructions
+found in documents. It is honest about itself: the chat service announces it.
 """
 
 from __future__ import annotations
@@ -16,17 +20,29 @@ from dataclasses import dataclass
 import numpy as np
 
 from chatwell.ingestion.splitter import split_sentences
-from chatwell.llm.base import Grounding, ModelDelta, ModelEvent, ModelRequest, ModelUsage
+from chatwell.llm.base import NOT_IN_SOURCES, Grounding, ModelDelta, ModelEvent, ModelRequest, ModelUsage
 from chatwell.retrieval.embeddings import Embedder, count_tokens
 
 OFFLINE_MODEL_NAME = "chatwell-offline"
 MAX_SENTENCES = 3
 MIN_SENTENCE_CHARS = 20
 MAX_SENTENCE_CHARS = 600
+#: The judgement's bar by the bot's strictness (``AnswerSettings.strictness``), calibrated on
+#: TechQA's calibration split (``bench/calibrate_abstention.py``).
+SUPPORT_BARS = {"lenient": 0.30, "balanced": 0.40, "strict": 0.50}
+DEFAULT_SUPPORT_BAR = SUPPORT_BARS["balanced"]
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _STOP = frozenset(
-    ["a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from", "has", "have", "how", "i", "in", "is", "it", "me", "my", "of", "on", "or", "our", "so", "that", "the", "their", "there", "these", "this", "to", "was", "we", "what", "when", "where", "which", "who", "why", "will", "with", "you", "your", "about", "any", "could", "would", "should"]
+    ["a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from", "has", "have", "how",
+     "i", "in", "is", "it", "me", "my", "of", "on", "or", "our", "so", "that", "the", "their", "there", "these",
+     "this", "to", "was", "we", "what", "when", "where", "which", "who", "why", "will", "with", "you", "your",
+     "about", "any", "could", "would", "should", "get", "got", "am", "if", "please", "tell", "know", "want",
+     "need", "way", "hi", "hello", "thanks", "thank", "there", "then", "than", "just", "also", "some", "us",
+     "been", "being", "were", "did", "doing", "into", "after", "before", "while", "them", "they", "its",
+     "im", "ive", "dont", "cant", "one", "use", "using", "used", "way", "possible", "able"]
 )
+# A line of site chrome: links run together with separators ("Home | Menu | Contact").
+_MENU_SEPARATORS = re.compile(r"\s[|•·»›]\s")
 
 
 def _terms(text: str) -> set[str]:
@@ -42,6 +58,14 @@ class _Candidate:
     text: str
 
 
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    """What would be quoted, best first, and how well it answers the question (0..1)."""
+
+    chosen: tuple[_Candidate, ...]
+    support: float
+
+
 class OfflineAnswerer:
     """A ``ChatModel`` that answers by extraction from ``request.grounding``."""
 
@@ -53,60 +77,90 @@ class OfflineAnswerer:
         self.max_sentences = max_sentences
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
-        answer = await self.compose(request.question, request.grounding)
+        bar = DEFAULT_SUPPORT_BAR if request.min_support is None else request.min_support
+        judgement = await self.judge(request.question, request.grounding)
+        answer = render(judgement) if judgement.support >= bar else NOT_IN_SOURCES
         for piece in re.findall(r"\S+\s*", answer):
             yield ModelDelta(piece)
         prompt = sum(count_tokens(g.text) for g in request.grounding) + count_tokens(request.question)
         yield ModelUsage(prompt_tokens=prompt, completion_tokens=count_tokens(answer))
 
     async def compose(self, question: str, grounding: Sequence[Grounding]) -> str:
-        candidates = [
-            _Candidate(rank, order, g.index, sentence.strip())
-            for rank, g in enumerate(grounding)
-            for order, sentence in enumerate(_sentences(g.text))
-        ]
+        """The best quote for ``question`` whatever its support ("" without sentences)."""
+        return render(await self.judge(question, grounding))
+
+    async def judge(self, question: str, grounding: Sequence[Grounding]) -> Judgement:
+        """Pick the sentences that answer ``question`` and judge how well they do."""
+        candidates = _candidates(grounding, MIN_SENTENCE_CHARS)
         if not candidates:  # only short sentences ("We open at nine."): take them after all
-            candidates = [
-                _Candidate(rank, order, g.index, sentence.strip())
-                for rank, g in enumerate(grounding)
-                for order, sentence in enumerate(_sentences(g.text, min_chars=1))
-            ]
+            candidates = _candidates(grounding, 1)
         if not candidates:
-            return ""
-        scores = await self._scores(question, candidates)
-        chosen: list[_Candidate] = []
-        seen_terms: list[set[str]] = []
+            return Judgement((), 0.0)
+        q_terms = _terms(question)
+        sentence_terms = [_terms(c.text) for c in candidates]
+        title_terms = {g.index: _terms(f"{g.title} {g.heading}") for g in grounding}
+        weights = dict.fromkeys(q_terms, 1.0)
+        total = float(len(q_terms))
+        coverage = np.array([_covered(q_terms & terms, q_terms & title_terms[c.index], weights, total)
+                             for c, terms in zip(candidates, sentence_terms)], dtype=np.float32)
+        similarity = await self._similarity(question, candidates)
+        if not q_terms:  # "hi", "and then?": nothing to cover, meaning alone decides
+            coverage = similarity.copy()
+        rank_prior = np.array([1.0 / (1.0 + 0.1 * c.passage) for c in candidates], dtype=np.float32)
+        scores = (0.5 * similarity + 0.5 * coverage) * rank_prior
+        chosen: list[int] = []
         best = float(scores.max())
-        for i in np.argsort(-scores):
-            candidate = candidates[int(i)]
-            # Keep sentences close to the best one; drop near-duplicates of what is chosen.
-            if chosen and scores[i] < best * 0.6:
-                break
-            terms = _terms(candidate.text)
-            if any(len(terms & other) >= 0.8 * max(1, len(terms)) for other in seen_terms):
-                continue
-            chosen.append(candidate)
-            seen_terms.append(terms)
+        for i in (int(i) for i in np.argsort(-scores)):
+            if chosen:
+                if scores[i] < best * 0.75 or coverage[i] <= 0.0:
+                    break
+                # A further sentence must add something: a question term not yet quoted, or be
+                # nearly as good as the best one; never a near-duplicate of a chosen one.
+                quoted = set().union(*(sentence_terms[j] for j in chosen)) & q_terms
+                adds = bool((sentence_terms[i] & q_terms) - quoted)
+                if not adds and scores[i] < best * 0.9:
+                    continue
+                if any(len(sentence_terms[i] & sentence_terms[j]) >= 0.8 * max(1, len(sentence_terms[i]))
+                       for j in chosen):
+                    continue
+            chosen.append(i)
             if len(chosen) == self.max_sentences:
                 break
-        chosen.sort(key=lambda c: (c.passage, c.order))
-        parts: list[str] = []
-        for n, candidate in enumerate(chosen):
-            text = candidate.text.rstrip()
-            last_of_passage = n + 1 == len(chosen) or chosen[n + 1].index != candidate.index
-            parts.append(f"{text} [{candidate.index}]" if last_of_passage else text)
-        return " ".join(parts)
+        quoted_terms = set().union(*(sentence_terms[i] | title_terms[candidates[i].index] for i in chosen))
+        union = _covered(q_terms & set().union(*(sentence_terms[i] for i in chosen)),
+                         q_terms & quoted_terms, weights, total) if q_terms else float(similarity[chosen[0]])
+        support = 0.5 * union + 0.5 * float(similarity[chosen].max())
+        return Judgement(tuple(candidates[i] for i in chosen), round(support, 4))
 
-    async def _scores(self, question: str, candidates: list[_Candidate]) -> np.ndarray:
-        q_terms = _terms(question)
-        overlap = np.array([len(q_terms & _terms(c.text)) / max(1, len(q_terms)) for c in candidates],
-                           dtype=np.float32)
-        rank_prior = np.array([1.0 / (1.0 + 0.15 * c.passage) for c in candidates], dtype=np.float32)
+    async def _similarity(self, question: str, candidates: list[_Candidate]) -> np.ndarray:
         if self.embedder is None:
-            return (overlap + 0.05) * rank_prior
+            return np.zeros(len(candidates), dtype=np.float32)
         vectors = await self.embedder.embed([question, *(c.text for c in candidates)])
-        similarity = np.clip(vectors[1:] @ vectors[0], 0.0, 1.0)
-        return (0.65 * similarity + 0.35 * overlap) * rank_prior
+        return np.clip(vectors[1:] @ vectors[0], 0.0, 1.0).astype(np.float32)
+
+
+def render(judgement: Judgement) -> str:
+    """The chosen sentences in reading order (passage by passage), each passage's last sentence
+    followed by its marker: every quoted sentence is cited, and only those."""
+    chosen = sorted(judgement.chosen, key=lambda c: (c.passage, c.order))
+    parts: list[str] = []
+    for n, candidate in enumerate(chosen):
+        text = candidate.text.rstrip()
+        last_of_passage = n + 1 == len(chosen) or chosen[n + 1].index != candidate.index
+        parts.append(f"{text} [{candidate.index}]" if last_of_passage else text)
+    return " ".join(parts)
+
+
+def _covered(in_sentence: set[str], in_title: set[str], weights: dict[str, float], total: float) -> float:
+    if total <= 0:
+        return 0.0
+    return (sum(weights[t] for t in in_sentence) + 0.5 * sum(weights[t] for t in in_title - in_sentence)) / total
+
+
+def _candidates(grounding: Sequence[Grounding], min_chars: int) -> list[_Candidate]:
+    return [_Candidate(rank, order, g.index, sentence)
+            for rank, g in enumerate(grounding)
+            for order, sentence in enumerate(_sentences(g.text, min_chars))]
 
 
 def _sentences(text: str, min_chars: int = MIN_SENTENCE_CHARS) -> list[str]:
@@ -114,6 +168,20 @@ def _sentences(text: str, min_chars: int = MIN_SENTENCE_CHARS) -> list[str]:
     for paragraph in re.split(r"\n\s*\n", text):
         for sentence in split_sentences(paragraph):
             sentence = " ".join(sentence.split())
-            if len(sentence) >= min_chars and not sentence.startswith("#"):
+            if len(sentence) >= min_chars and not sentence.startswith("#") and not is_menu_line(sentence):
                 found.append(sentence[:MAX_SENTENCE_CHARS])
     return found
+
+
+def is_menu_line(line: str) -> bool:
+    """Site chrome rather than prose: three or more short items run together with separators
+    ("Home | Menu | Contact", "Prev · Up · Next"), or a row of capitalised words without a verb's
+    punctuation ("Home Products Pricing Blog Contact")."""
+    items = _MENU_SEPARATORS.split(line)
+    if len(items) >= 3 and all(len(item.split()) <= 3 for item in items):
+        return True  # a table row has cells of prose; a menu has short link texts
+    words = line.split()
+    if len(words) >= 4 and not re.search(r"[.!?:;,]$", line):
+        capitalised = sum(w[:1].isupper() for w in words if w[:1].isalpha())
+        return capitalised >= 0.8 * len(words)
+    return False

@@ -51,6 +51,7 @@ class Passage:
     text: str
     score: float  # fused, in [0, 1]
     similarity: float  # cosine similarity to the question, in [-1, 1]
+    keyword: float = 0.0  # the keyword side's raw score (0: no query word in it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +139,7 @@ class Retriever:
             passages.append(Passage(
                 chunk_id=row.id, source_id=row.source_id, source_type=row.type, title=row.title,
                 url=row.url, page=row.page, heading=row.heading, text=row.text,
-                score=score, similarity=ranking.dense.get(row.id, 0.0)))
+                score=score, similarity=ranking.dense.get(row.id, 0.0), keyword=ranking.lexical.get(row.id, 0.0)))
         passages.sort(key=lambda p: p.score, reverse=True)
         if self.reranker is not None:
             passages = await self.reranker.rerank(query, passages)

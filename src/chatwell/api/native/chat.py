@@ -78,7 +78,8 @@ def event_payload(event: ev.ChatEvent) -> tuple[str, dict[str, Any]]:
     if isinstance(event, ev.Usage):
         return "usage", asdict(event)
     if isinstance(event, ev.Done):
-        return "done", {"conversation_id": _str(event.conversation_id), "message_id": _str(event.message_id)}
+        return "done", {"conversation_id": _str(event.conversation_id), "message_id": _str(event.message_id),
+                        "answered": event.answered}
     assert isinstance(event, ev.Error)
     return "error", {"code": event.code, "message": event.message}
 
@@ -96,7 +97,7 @@ async def collect(turn: Turn) -> dict[str, Any]:
     """Run a turn to the end and sum it up (the non-streaming reply of every dialect)."""
     text: list[str] = []
     summary: dict[str, Any] = {"answer": "", "conversation_id": _str(turn.conversation_id), "message_id": None,
-                               "citations": [], "usage": None, "notices": [], "error": None}
+                               "citations": [], "usage": None, "notices": [], "error": None, "answered": None}
     async for event in turn.events():
         if isinstance(event, ev.Delta):
             text.append(event.text)
@@ -110,6 +111,7 @@ async def collect(turn: Turn) -> dict[str, Any]:
             summary["notices"].append(event_payload(event)[1])
         elif isinstance(event, ev.Done):
             summary["message_id"] = _str(event.message_id)
+            summary["answered"] = event.answered
         elif isinstance(event, ev.Error):
             summary["error"] = {"code": event.code, "message": event.message}
     summary["answer"] = "".join(text)
