@@ -13,8 +13,10 @@ found in documents. It is honest about itself: the chat service announces it.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import AsyncIterator, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,9 +47,10 @@ _STOP = frozenset(
 _MENU_SEPARATORS = re.compile(r"\s[|•·»›]\s")
 
 
-def _terms(text: str) -> set[str]:
+@functools.lru_cache(maxsize=65_536)
+def _terms(text: str) -> frozenset[str]:
     # A 5-letter prefix is a cheap stemmer: "shipping", "shipped" and "ships" meet at "shipp"/"ships".
-    return {w[:5] for w in (m.group().lower() for m in _WORD.finditer(text)) if w not in _STOP}
+    return frozenset(w[:5] for w in (m.group().lower() for m in _WORD.finditer(text)) if w not in _STOP)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +154,8 @@ def render(judgement: Judgement) -> str:
     return " ".join(parts)
 
 
-def _covered(in_sentence: set[str], in_title: set[str], weights: dict[str, float], total: float) -> float:
+def _covered(in_sentence: AbstractSet[str], in_title: AbstractSet[str], weights: dict[str, float],
+             total: float) -> float:
     if total <= 0:
         return 0.0
     return (sum(weights[t] for t in in_sentence) + 0.5 * sum(weights[t] for t in in_title - in_sentence)) / total
@@ -163,14 +167,16 @@ def _candidates(grounding: Sequence[Grounding], min_chars: int) -> list[_Candida
             for order, sentence in enumerate(_sentences(g.text, min_chars))]
 
 
-def _sentences(text: str, min_chars: int = MIN_SENTENCE_CHARS) -> list[str]:
+# A bot's popular chunks come back question after question: split and analyse each once.
+@functools.lru_cache(maxsize=8_192)
+def _sentences(text: str, min_chars: int = MIN_SENTENCE_CHARS) -> tuple[str, ...]:
     found: list[str] = []
     for paragraph in re.split(r"\n\s*\n", text):
         for sentence in split_sentences(paragraph):
             sentence = " ".join(sentence.split())
             if len(sentence) >= min_chars and not sentence.startswith("#") and not is_menu_line(sentence):
                 found.append(sentence[:MAX_SENTENCE_CHARS])
-    return found
+    return tuple(found)
 
 
 def is_menu_line(line: str) -> bool:
