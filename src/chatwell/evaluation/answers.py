@@ -63,11 +63,12 @@ class Outcome:
     retrieved: list[str]  # doc ids of the retrieved passages, best first
     seconds: float
     support: float | None = None  # the offline answerer's judgement of the retrieved passages
+    quoted: list[str] | None = None  # the docs it would quote, whatever its bar
 
     def detail(self) -> dict[str, Any]:
         q = self.question
         return {"id": q.id, "answerable": q.answerable, "gold": sorted(q.gold), "answered": self.answered,
-                "cited": self.cited, "retrieved": self.retrieved, "support": self.support,
+                "cited": self.cited, "retrieved": self.retrieved, "support": self.support, "quoted": self.quoted,
                 "seconds": round(self.seconds, 4), "answer": self.text}
 
 
@@ -195,8 +196,11 @@ async def _ask(chat: Any, retriever: Any, judge: OfflineAnswerer, bot: Any, ques
     result = await retriever.search(bot_id=bot.id, query=query, k=RETRIEVAL_K)
     retrieved = list(dict.fromkeys(source_doc[p.source_id] for p in result.passages if p.source_id in source_doc))
     related = result.relevant or any(p.keyword > 0 for p in result.passages)
-    support = (await judge.judge(question.text, grounding_of(result.passages))).support if related else 0.0
-    return Outcome(question, "".join(parts), answered, cited, retrieved, seconds, support)
+    judgement = await judge.judge(question.text, grounding_of(result.passages))
+    quoted = list(dict.fromkeys(source_doc.get(result.passages[c.index - 1].source_id, "")
+                                for c in judgement.chosen))
+    return Outcome(question, "".join(parts), answered, cited, retrieved, seconds,
+                   judgement.support if related else 0.0, quoted)
 
 
 def score(outcomes: Sequence[Outcome]) -> dict[str, Any]:
