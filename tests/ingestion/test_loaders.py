@@ -382,3 +382,49 @@ def test_loader_crash_becomes_malformed_file() -> None:
         assert _error(b"BOOM!").code == "malformed_file"
     finally:
         unregister_loader("boom")
+
+
+DOCBOOK_PAGE = """<html><head><title>4. Memcheck: a memory error detector</title></head><body>
+<div><table class="nav" width="100%" summary="Navigation header"><tr>
+<td><a accesskey="p" href="core.html"><img src="prev.png" alt="Prev"></a></td>
+<td><a accesskey="u" href="manual.html"><img src="up.png" alt="Up"></a></td>
+<th>Valgrind User Manual</th>
+<td><a accesskey="n" href="cg.html"><img src="next.png" alt="Next"></a></td></tr></table></div>
+<div class="chapter"><div class="titlepage"><h1 class="title">4. Memcheck: a memory error detector</h1></div>
+<div class="toc"><p><b>Table of Contents</b></p><dl class="toc"><dt><a href="#leaks">4.2.8. Memory leak detection</a></dt>
+<dt><a href="#opts">4.3. Memcheck Command-Line Options</a></dt></dl></div>
+<div class="sect1"><h2 class="title">4.3. Memcheck Command-Line Options</h2>
+<p>Use <code>--leak-check=full</code> to see each leaked block in detail.</p></div></div>
+<div class="bottom-links"><p><a href="core.html">&lt;&lt; Previous</a> | <a href="manual.html">Up</a> |
+<a href="index.html">Home</a> | <a href="cg.html">Next &gt;&gt;</a></p></div>
+<div><br><table class="nav" summary="Navigation footer"><tr>
+<td><a accesskey="p" href="core.html">&lt;&lt; 3. Using the Valgrind core</a></td>
+<td><a accesskey="u" href="manual.html">Up</a></td></tr></table></div>
+</body></html>"""
+
+SHOP_PAGE = """<html><head><title>Corner Bakery</title></head><body>
+<div class="site-header"><a href="/">Home</a> <a href="/menu">Menu</a> <a href="/contact">Contact</a></div>
+<div id="breadcrumbs"><a href="/">Home</a> &rsaquo; Pastries</div>
+<div class="content"><h1>Pastries</h1><p>Our butter croissants are baked fresh every morning.</p>
+<ul class="menu"><li>Croissant, 2.10</li><li>Pain au chocolat, 2.40</li></ul></div>
+<div class="footer">Imprint · Privacy · Terms</div></body></html>"""
+
+
+def test_html_drops_documentation_chrome_and_keeps_the_content() -> None:
+    document = load_document(DOCBOOK_PAGE.encode(), filename="mc-manual.html")
+    text = "\n".join(s.text for s in document.sections)
+    assert "--leak-check=full" in text and document.title == "4. Memcheck: a memory error detector"
+    for chrome in ("Valgrind User Manual", "Previous", "Home", "Next", "Table of Contents", "Using the Valgrind core"):
+        assert chrome not in text
+    assert any(s.heading_path[-1] == "4.3. Memcheck Command-Line Options" for s in document.sections)
+    shop = "\n".join(s.text for s in load_document(SHOP_PAGE.encode(), filename="pastries.html").sections)
+    assert "croissants are baked fresh" in shop and "Pain au chocolat, 2.40" in shop  # a food menu is content
+    for chrome in ("Contact", "Home", "Imprint"):
+        assert chrome not in shop
+
+
+def test_html_contents_page_keeps_its_lists() -> None:
+    page = b"""<html><body><div class="toc"><ul><li><a href="a.html">Installing the app</a></li>
+    <li><a href="b.html">Resetting a password</a></li></ul></div></body></html>"""
+    text = "\n".join(s.text for s in load_document(page, filename="index.html").sections)
+    assert "Installing the app" in text and "Resetting a password" in text

@@ -1,7 +1,8 @@
 """HTML loader: the readable main content of a page, with h1-h6 as heading_path.
 
-Boilerplate (scripts, styles, navigation, site header/footer, asides, forms, hidden elements)
-is dropped; list items and table rows stay one per line. It parses with the stdlib-backed
+Boilerplate (scripts, styles, navigation, site header/footer, asides, forms, hidden elements,
+and what documentation generators mark as chrome by class: DocBook's Prev/Up/Next tables, Sphinx's
+related bar and sidebar, in-page tables of contents, blocks of page-turning links) is dropped; list items and table rows stay one per line. It parses with the stdlib-backed
 ``html.parser`` and never fetches anything (links, images, frames are not followed).
 """
 
@@ -58,6 +59,18 @@ _DROP_TAGS = frozenset(
 _DROP_ROLES = frozenset(
     {"navigation", "banner", "contentinfo", "complementary", "search", "menu", "menubar", "dialog"}
 )
+# Class or id words of site chrome as documentation generators (DocBook, Sphinx, MkDocs, Hugo,
+# WordPress themes) write it; "header"/"footer" only outside the article, like the tags.
+_DROP_CLASSES = frozenset(
+    {"nav", "navbar", "navheader", "navfooter", "navigation", "breadcrumb", "breadcrumbs", "sidebar",
+     "sphinxsidebar", "related", "skip-link", "skiplink", "site-nav", "site-header", "site-footer",
+     "cookie-banner", "cookie-notice", "pagination", "pager", "prev-next", "md-header", "md-footer",
+     "md-sidebar", "toc", "localtoc"}
+)
+_PAGE_CLASSES = frozenset({"header", "footer", "page-header", "page-footer"})
+# A block of nothing but page-turning links: "Prev", "Up", "Home", "Next", "<< Previous | Next >>".
+_PAGE_TURNING = re.compile(r"^(?:prev(?:ious)?|next|up|home|top|back|index|contents|[<>«»|·‹›←→\s-])+$",
+                           re.IGNORECASE)
 _BLOCK_TAGS = frozenset(
     {
         "p",
@@ -102,10 +115,14 @@ def load(data: bytes, filename: str | None) -> LoadedDocument:
         title_tag = soup.find("title")
         page_title = clean_inline(title_tag.get_text(" ")) if title_tag else ""
         metadata = _metadata(soup)
-        _drop_boilerplate(soup)
         first_h1 = soup.find("h1")
         h1_text = clean_inline(first_h1.get_text(" ")) if first_h1 else ""
+        pristine = BeautifulSoup(_XML_DECLARATION.sub("", markup, count=1), "html.parser")
+        _drop_boilerplate(soup)
         sections = _Walker().run(_content_root(soup))
+        if not sections:  # all of it looked like chrome (a contents page): keep its lists after all
+            _drop_boilerplate(pristine, by_class=False)
+            sections = _Walker().run(_content_root(pristine))
     except LoaderError:
         raise
     except RecursionError as exc:
@@ -140,7 +157,7 @@ def _metadata(soup: BeautifulSoup) -> dict[str, Any]:
     return metadata
 
 
-def _is_boilerplate(tag: Tag) -> bool:
+def _is_boilerplate(tag: Tag, *, by_class: bool = True) -> bool:
     if tag.name in _DROP_TAGS:
         return True
     attrs = tag.attrs or {}
@@ -151,12 +168,30 @@ def _is_boilerplate(tag: Tag) -> bool:
     style = str(attrs.get("style", "")).replace(" ", "").lower()
     if "display:none" in style or "visibility:hidden" in style:
         return True
+    if not by_class:
+        return tag.name == "header" and tag.find_parent(["article", "main", "section"]) is None
+    words = {w.lower() for w in [*_words(attrs.get("class")), *_words(attrs.get("id"))]}
+    if words & _DROP_CLASSES or str(attrs.get("summary", "")).lower().startswith("navigation"):
+        return True
+    outside_article = tag.find_parent(["article", "main", "section"]) is None
+    if words & _PAGE_CLASSES and outside_article:
+        return True
+    if tag.name in ("div", "p", "table", "td", "tr", "span") and tag.find("a") is not None:
+        text = tag.get_text(" ", strip=True)
+        if text and len(text) <= 80 and _PAGE_TURNING.match(text):
+            return True
     # A page-level <header> is site chrome; a <header> inside an article is the article's own.
-    return tag.name == "header" and tag.find_parent(["article", "main", "section"]) is None
+    return tag.name == "header" and outside_article
 
 
-def _drop_boilerplate(soup: BeautifulSoup) -> None:
-    doomed = [tag for tag in soup.find_all(True) if _is_boilerplate(tag)]
+def _words(value: Any) -> list[str]:
+    if not value:
+        return []
+    return list(value) if isinstance(value, list) else str(value).split()
+
+
+def _drop_boilerplate(soup: BeautifulSoup, *, by_class: bool = True) -> None:
+    doomed = [tag for tag in soup.find_all(True) if _is_boilerplate(tag, by_class=by_class)]
     for tag in doomed:
         if not tag.decomposed:
             tag.decompose()
