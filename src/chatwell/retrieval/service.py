@@ -35,6 +35,7 @@ class RetrievalConfig:
     qa_boost: float = 0.5  # times the question's similarity, added to a matching Q&A pair's score
     qa_min_similarity: float = 0.7  # a Q&A pair matches when its *question* is this close (cosine)
     min_similarity: float = 0.25  # below this best cosine similarity, nothing is relevant
+    max_per_source: int = 3  # passages of one page (source) among a search's k, so other pages get seen
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +144,7 @@ class Retriever:
         passages.sort(key=lambda p: p.score, reverse=True)
         if self.reranker is not None:
             passages = await self.reranker.rerank(query, passages)
-        passages = passages[:k]
+        passages = distinct_passages(passages, k, max_per_source=self.config.max_per_source)
         top = max((p.score for p in passages), default=1.0)
         if top > 1.0:  # keep scores in [0, 1] after the boost
             passages = [replace(p, score=p.score / top) for p in passages]
@@ -159,3 +160,39 @@ class Retriever:
             return {}
         vectors = await self.embedder.embed([row.heading for row in qa_rows])
         return {row.id: float(v @ ranking.vector) for row, v in zip(qa_rows, vectors)}
+
+
+def distinct_passages(passages: Sequence[Passage], k: int, *, max_per_source: int) -> list[Passage]:
+    """The ``k`` best passages, best first, without near-duplicates (the same text on two pages,
+    a page published twice: the better one stays) and at most ``max_per_source`` from one page
+    while other pages have candidates (a long page matching everywhere would hide the rest)."""
+    kept: list[Passage] = []
+    held: list[Passage] = []  # over their page's share: used only if nothing else fills k
+    shingles: list[frozenset[str]] = []
+    per_source: dict[uuid.UUID, int] = {}
+    for passage in passages:
+        words = _shingles(passage.text)
+        if any(_near_duplicate(words, other) for other in shingles):
+            continue
+        shingles.append(words)
+        if per_source.get(passage.source_id, 0) >= max_per_source:
+            held.append(passage)
+            continue
+        per_source[passage.source_id] = per_source.get(passage.source_id, 0) + 1
+        kept.append(passage)
+        if len(kept) == k:
+            return kept
+    kept.extend(held[: k - len(kept)])
+    kept.sort(key=lambda p: p.score, reverse=True)
+    return kept
+
+
+def _shingles(text: str) -> frozenset[str]:
+    words = text.lower().split()
+    return frozenset(" ".join(words[i:i + 3]) for i in range(max(1, len(words) - 2)))
+
+
+def _near_duplicate(a: frozenset[str], b: frozenset[str]) -> bool:
+    if not a or not b:
+        return False
+    return len(a & b) >= 0.9 * min(len(a), len(b))
