@@ -107,6 +107,9 @@ class Turn:
     has_credit: bool | None = None  # read with the user's turn; None: not read yet
     started: float = field(default_factory=time.perf_counter)
     search: asyncio.Task[SearchResult] | None = None  # started with the turn when its query was known
+    # The answer's message id, known before it streams (doors that name it in every chunk, e.g.
+    # Dify); stored under this id whether the turn completes, fails or is cancelled.
+    answer_id: uuid.UUID = field(default_factory=new_id)
 
     async def events(self) -> AsyncIterator[ChatEvent]:
         first = True
@@ -405,7 +408,7 @@ class ChatService:
         or reconnecting. ``strict``: raise when it still fails, so the client hears that the answer
         was not saved instead of a ``done``; otherwise (recording an error turn) log and go on."""
         cost = self.prices.cost(outcome.model, outcome.prompt_tokens, outcome.completion_tokens)
-        message_id = new_id()  # the same id on every attempt: a retry never stores it twice
+        message_id = turn.answer_id  # the same id on every attempt: a retry never stores it twice
         for attempt, pause in enumerate((*FINISH_RETRY_PAUSES, None)):
             try:
                 return await conversations.finish_turn(
