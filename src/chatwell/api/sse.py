@@ -50,10 +50,12 @@ class SSEResponse(StreamingResponse):
 
     def __init__(self, frames: AsyncIterator[str], *, interval: float | None = KEEP_ALIVE_SECONDS,
                  media_type: str = "text/event-stream",
-                 on_close: Callable[[], Awaitable[Any]] | None = None) -> None:
+                 on_close: Callable[[], Awaitable[Any]] | None = None,
+                 keep_alive_frame: bytes = KEEP_ALIVE_BYTES) -> None:
         super().__init__(frames, media_type=media_type, headers=dict(SSE_HEADERS))
         self.interval = interval
         self.on_close = on_close
+        self.keep_alive_frame = keep_alive_frame
 
     async def stream_response(self, send: Send) -> None:
         loop = asyncio.get_running_loop()
@@ -70,7 +72,7 @@ class SSEResponse(StreamingResponse):
                 await asyncio.sleep(max(0.0, last + interval - loop.time()))
                 if loop.time() - last >= interval:
                     last = loop.time()
-                    await body(KEEP_ALIVE_BYTES)
+                    await body(self.keep_alive_frame)
 
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
         ticker = asyncio.ensure_future(beat(self.interval)) if self.interval else None
@@ -98,9 +100,13 @@ class SSEResponse(StreamingResponse):
 
 
 def sse_response(frames: AsyncIterator[str], *, media_type: str = "text/event-stream",
-                 keep_alive: bool = True, on_close: Callable[[], Awaitable[Any]] | None = None) -> StreamingResponse:
-    return SSEResponse(frames, interval=KEEP_ALIVE_SECONDS if keep_alive else None, media_type=media_type,
-                       on_close=on_close)
+                 keep_alive: bool = True, on_close: Callable[[], Awaitable[Any]] | None = None,
+                 keep_alive_frame: str = KEEP_ALIVE_FRAME,
+                 keep_alive_seconds: float = KEEP_ALIVE_SECONDS) -> StreamingResponse:
+    """``keep_alive_frame``: what a quiet stream sends (a comment by default; a dialect may
+    have its own, e.g. Dify's ``event: ping``)."""
+    return SSEResponse(frames, interval=keep_alive_seconds if keep_alive else None, media_type=media_type,
+                       on_close=on_close, keep_alive_frame=keep_alive_frame.encode())
 
 
 class StreamSlots:

@@ -1,0 +1,1 @@
+"""Dify service API door."""
