@@ -37,6 +37,7 @@ from chatwell.api.chatiq import routes as chatiq
 from chatwell.api.cors import CORSMiddleware
 from chatwell.api.devapi import routes as devapi
 from chatwell.api.dify import routes as dify
+from chatwell.api.flowise import routes as flowise
 from chatwell.api.dialect import error_renderer
 from chatwell.api.sse import StreamSlots
 from chatwell.limits.policies import ChatLimits
@@ -169,7 +170,7 @@ def create_app(settings: Settings | None = None, *, announce: Announce = _print)
                    native_keys.router, native_chat.router, native_handoff.router, openai_routes.router, chatiq.router,
                    chatbotiq.router, chatbots_v1.router, shared_chat.router, devapi.router, chatbase.router,
                    native_leads.router, chatbotiq_leads.router, widget.router, dashboard.router, front_door.router,
-                   dify.router):
+                   dify.router, flowise.router):
         app.include_router(router)
     for prefix in ("/v1/chat/completions", "/v1/models"):
         formats.register(prefix, openai_routes.openai_error, openai_routes.ERROR_DOC)
@@ -179,6 +180,7 @@ def create_app(settings: Settings | None = None, *, announce: Announce = _print)
                 (devapi.PREFIXES, devapi.devapi_error, devapi.ERROR_DOC),
                 (chatbase.PREFIXES, chatbase.chatbase_error, chatbase.ERROR_DOC),
                 (dify.PREFIXES, dify.dify_error, dify.ERROR_DOC),
+                (flowise.PREFIXES, flowise.flowise_error, flowise.ERROR_DOC),
                 ((shared_chat.PATH,), shared_chat.either_error, shared_chat.ERROR_DOC))
     for prefixes, fmt, doc in dialects:
         for prefix in prefixes:

@@ -22,7 +22,11 @@ from chatwell.errors import Forbidden
 from chatwell.services.origins import known_origins, origin_matches
 from chatwell.settings import Settings
 
-PUBLIC_PREFIXES = ("/v1/public/",)
+# The keyless endpoints of public bots, which check the bot's domains on the request itself:
+# chatwell's widget API and the Flowise widget's (chatwell.api.flowise.routes.PUBLIC_PREFIXES).
+PUBLIC_PREFIXES = ("/v1/public/", "/api/v1/prediction/", "/api/v1/chatflows-streaming/",
+                   "/api/v1/public-chatbotConfig/", "/api/v1/feedback", "/api/v1/leads",
+                   "/api/v1/chatmessage/abort/")
 ALLOWED_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
 ALLOWED_HEADERS = {"authorization", "content-type", "accept", "x-requested-with", "cache-control",
                    "last-event-id", "x-api-key"}

@@ -173,6 +173,18 @@ async def set_feedback(db: Database, user: EndUser, message_id: str | uuid.UUID,
         return message
 
 
+async def rated_conversation(db: Database, message_id: str) -> Conversation:
+    """The conversation of a rated answer (``feedback_not_found`` for anything else)."""
+    not_found = NotFound("feedback not found", code="feedback_not_found")
+    mid = parse_uuid(message_id, not_found)
+    async with db.read() as session:
+        message = await session.get(Message, mid)
+        conversation = await session.get(Conversation, message.conversation_id) if message else None
+    if message is None or conversation is None or message.feedback is None:
+        raise not_found
+    return conversation
+
+
 async def comment_on_rated(db: Database, *, bot_id: uuid.UUID, scopes: tuple[str, ...], message_id: str,
                            comment: str | None, rating: str | None) -> tuple[Message, Conversation]:
     """Add a comment (and optionally change the rating) to an answer already rated through one of

@@ -1,0 +1,1 @@
+"""Flowise prediction API and embed-widget door."""
