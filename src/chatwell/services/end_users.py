@@ -204,14 +204,16 @@ async def comment_on_rated(db: Database, *, bot_id: uuid.UUID, scopes: tuple[str
         return message, conversation
 
 
-async def session_messages(db: Database, *, bot_id: uuid.UUID, scopes: tuple[str, ...],
-                           session_id: str | None, descending: bool = False,
+async def session_messages(db: Database, *, bot_id: uuid.UUID, scopes: tuple[str, ...] = (),
+                           door: str | None = None, session_id: str | None, descending: bool = False,
                            limit: int = 1000) -> list[tuple[Conversation, Message]]:
-    """Messages of the bot's conversations in ``scopes`` (optionally one session's), with their
-    conversation, in time order (Flowise's chat message history)."""
+    """Messages of the bot's conversations in ``scopes``, or in every namespace of ``door`` (a
+    workspace key's view), optionally one session's, with their conversation, in time order
+    (Flowise's chat message history)."""
+    in_scope = (Conversation.session_scope.like(f"{door}:%") if door is not None
+                else Conversation.session_scope.in_(scopes))
     query = (select(Conversation, Message).join(Message, Message.conversation_id == Conversation.id)
-             .where(Conversation.bot_id == bot_id, Conversation.session_scope.in_(scopes),
-                    Message.role != MessageRole.SYSTEM))
+             .where(Conversation.bot_id == bot_id, in_scope, Message.role != MessageRole.SYSTEM))
     if session_id is not None:
         query = query.where(Conversation.session_id == session_id)
     order = (Message.created_at.desc(), Message.id.desc()) if descending else (Message.created_at, Message.id)

@@ -30,9 +30,9 @@ The chatflow id is a bot's id or slug. Wire formats follow a real Flowise 3.1 se
 - ``POST /leads/`` ``{chatflowid, chatId, name, email, phone}`` (the bot's contact form must be
   on); ``GET /leads/{id}`` with a workspace key.
 - ``GET /chatmessage/{id}?chatId=&sessionId=&order=ASC|DESC`` (a key): the messages of this
-  door's conversations the key reaches (its own namespace; a workspace key also the public
-  widget's). ``PUT /chatmessage/abort/{id}/{chatId}``: stops that chat's streaming answer (in this
-  process; only within the caller's namespace).
+  door's conversations the key reaches (a bot key: its own namespace; a workspace key: every
+  chat of this door, the widget's visitors' included). ``PUT /chatmessage/abort/{id}/{chatId}``:
+  stops that chat's streaming answer (in this process; only within the caller's namespace).
 - Errors: ``{"statusCode", "success": false, "message", "stack": {}}``.
 """
 
@@ -73,7 +73,7 @@ from chatwell.errors import ChatwellError, Forbidden, InvalidRequest, Unauthenti
 from chatwell.services import bots, end_users, leads
 from chatwell.services.conversations import iso
 from chatwell.services.end_users import EndUser
-from chatwell.services.sessions import PUBLIC, resolve_session, session_scope
+from chatwell.services.sessions import resolve_session, session_scope
 from chatwell.storage.tables import Bot
 
 DOOR = "flowise"
@@ -398,10 +398,9 @@ async def chat_messages(chatflowid: str, request: Request, chatId: str | None = 
                         sessionId: str | None = Query(None, max_length=200),
                         order: Literal["ASC", "DESC", "asc", "desc"] = "ASC") -> list[dict[str, Any]]:
     bot, principal = await _keyed(request, chatflowid)
-    scopes = (session_scope(DOOR, principal),)
-    if principal.bot_id is None:  # a workspace key also reads what the widget's visitors said
-        scopes += (f"{DOOR}:{PUBLIC}",)
-    found = await end_users.session_messages(db_of(request), bot_id=bot.id, scopes=scopes,
+    # A bot key reads its own chats; a workspace key every chat of this door (visitors' and keys').
+    found = await end_users.session_messages(db_of(request), bot_id=bot.id, scopes=(session_scope(DOOR, principal),),
+                                             door=DOOR if principal.bot_id is None else None,
                                              session_id=sessionId or chatId, descending=order.upper() == "DESC")
     return [{
         "id": str(m.id), "role": "userMessage" if m.role == "user" else "apiMessage", "chatflowid": str(bot.id),
