@@ -336,3 +336,31 @@ def test_bad_input_in_difys_shape(world: World, case: str) -> None:
             response = http.get("/dify/v1/conversations", params={"user": "u" * 201})
             expected = (400, "invalid_param")
     assert_dify_error(response, *expected)
+
+
+def test_stop_ends_a_streaming_answer(start_world: Any, live_server: Any) -> None:
+    """Dify's stop button, with a model that writes five words a second: the stream ends at once
+    with message_end, and the partial answer is stored as stopped."""
+    from tests.upstream import scripted_upstream
+
+    upstream = live_server.start(scripted_upstream(" ".join(["word"] * 40) + " [1].", tokens_per_second=5))
+    world = start_world(llm_base_url=upstream + "/v1", llm_model="scripted")
+    client = dify(world)
+    response = client.create_chat_message(inputs={}, query=HOURS_QUESTION, user="abc-123", response_mode="streaming")
+    events: list[dict[str, Any]] = []
+    stopped = False
+    for line in response.iter_lines(decode_unicode=True):
+        if not line or not line.startswith("data:"):
+            continue
+        events.append(json.loads(line[len("data:"):]))
+        if events[-1]["event"] == "message" and not stopped:
+            stop = client._send_request("POST", f"/chat-messages/{events[-1]['task_id']}/stop", {"user": "abc-123"})
+            assert stop.json() == {"result": "success"}
+            stopped = True
+    assert events[-1]["event"] == "message_end"
+    said = "".join(e["answer"] for e in events if e["event"] == "message")
+    assert 0 < said.count("word") < 10  # not the whole 40-word answer
+    history = client.get_conversation_messages("abc-123", conversation_id=events[-1]["conversation_id"]).json()
+    [stored] = history["data"]
+    assert stored["id"] == events[-1]["message_id"] and stored["status"] == "error"
+    assert stored["answer"].startswith("word")

@@ -209,3 +209,31 @@ def test_bad_input_in_flowises_shape(world: World, case: str) -> None:
             with world.client(world.workspace_key) as keyed:
                 response, status = keyed.get(f"/api/v1/chatmessage/{world.bot_id}", params={"order": "up"}), 400
     assert_flowise_error(response, status)
+
+
+def test_abort_ends_a_streaming_answer(start_world: Any, live_server: Any) -> None:
+    """The widget's stop button (PUT /chatmessage/abort/{id}/{chatId}), with a model that writes
+    five words a second: the stream sends abort and end at once; the chat id of another
+    namespace (a key's) stops nothing."""
+    from tests.upstream import scripted_upstream
+
+    upstream = live_server.start(scripted_upstream(" ".join(["word"] * 40) + " [1].", tokens_per_second=5))
+    world = start_world(llm_base_url=upstream + "/v1", llm_model="scripted")
+    events: list[dict[str, Any]] = []
+    with httpx.Client(base_url=world.base, timeout=30) as http:
+        with http.stream("POST", f"/api/v1/prediction/{world.bot_id}",
+                         json={"question": HOURS_QUESTION, "streaming": True, "chatId": "chat-9"}) as response:
+            for line in response.iter_lines():
+                if not line.startswith("data:"):
+                    continue
+                events.append(json.loads(line[len("data:"):]))
+                if [e["event"] for e in events].count("token") == 1:
+                    with world.client(world.bot_key) as keyed:  # another namespace: nothing happens
+                        keyed.put(f"/api/v1/chatmessage/abort/{world.bot_id}/chat-9")
+                if [e["event"] for e in events].count("token") == 3:
+                    assert http.put(f"/api/v1/chatmessage/abort/{world.bot_id}/chat-9").status_code == 200
+    names = [e["event"] for e in events]
+    assert names[-2:] == ["abort", "end"] and 3 <= names.count("token") < 10, names
+    with world.client(world.workspace_key) as keyed:
+        [question, answer] = keyed.get(f"/api/v1/chatmessage/{world.bot_id}", params={"chatId": "chat-9"}).json()
+    assert answer["content"].startswith("word") and answer["content"].count("word") < 10
