@@ -237,3 +237,30 @@ def test_abort_ends_a_streaming_answer(start_world: Any, live_server: Any) -> No
     with world.client(world.workspace_key) as keyed:
         [question, answer] = keyed.get(f"/api/v1/chatmessage/{world.bot_id}", params={"chatId": "chat-9"}).json()
     assert answer["content"].startswith("word") and answer["content"].count("word") < 10
+
+
+def test_documented_examples(world: World) -> None:
+    """The request bodies of Flowise's prediction API page, with only the host and id changed."""
+    url = f"/api/v1/prediction/{world.bot_id}"
+    with world.client() as http:
+        plain = http.post(url, json={"question": "Hey, how are you?"})
+        assert plain.status_code == 200 and plain.json()["text"]
+        with_history = http.post(url, json={"question": "Hey, how are you?", "history": [
+            {"role": "apiMessage", "content": "Hello how can I help?"},
+            {"role": "userMessage", "content": "Hi there!"},
+            {"role": "apiMessage", "content": "Hello Hi there!"}]})
+        assert with_history.status_code == 200 and with_history.json()["text"]
+        override = http.post(url, json={"question": "Hey, how are you?",
+                                        "overrideConfig": {"sessionId": "123", "returnSourceDocuments": True}})
+        assert override.status_code == 200 and override.json()["sessionId"] == "123"
+        with http.stream("POST", url, json={"question": "Hey, how are you?", "streaming": True}) as response:
+            assert response.status_code == 200
+            raw = "".join(response.iter_text())
+        assert '"event":"start"' in raw and '"event":"end"' in raw
+        # an image upload, for a bot whose model takes none (the offline answerer): refused plainly
+        image = http.post(url, json={"question": "Can you describe the image?", "uploads": [
+            {"data": "data:image/png;base64,iVBORw0KGgo=", "type": "file", "name": "Flowise.png",
+             "mime": "image/png"}]})
+        assert_flowise_error(image, 400)
+    with world.client(world.bot_key) as keyed:  # "Authorization: Bearer <your-api-key>"
+        assert keyed.post(url, json={"question": "Hey, how are you?"}).status_code == 200
