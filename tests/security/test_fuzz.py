@@ -74,6 +74,7 @@ GROUPS = {
     "native-chat": {"chat", "handoff", "openai"},
     "widget-api": {"chatbotiq"},
     "platforms": {"chatiq", "chatbots_v1", "devapi", "chatbase"},
+    "builders": {"dify", "flowise"},
 }
 CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance, content_type_conformance]
 BOT_FIELDS = {"bot_id", "bot_slug", "chatbot_id", "chatbotId", "chatId"}
