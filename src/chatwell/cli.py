@@ -215,6 +215,26 @@ def worker(
     _run(settings, work, migrate_first=settings.auto_migrate)
 
 
+@app.command("setup-token")
+def setup_token(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
+    """Print the token that creating the first dashboard account (/dashboard/setup) needs."""
+    from chatwell.services import accounts, server_keys
+
+    settings = _settings(data_dir, database_url)
+
+    async def work(db: Any) -> str | None:
+        if not await accounts.needs_setup(db):
+            return None
+        return server_keys.setup_token(await server_keys.server_key(db))
+
+    token = _run(settings, work)
+    if token is None:
+        err_console.print("The dashboard already has an owner: sign in at /dashboard/login "
+                          "(`chatwell reset-password EMAIL` if the password is lost).")
+        raise typer.Exit(1)
+    typer.echo(token)
+
+
 @app.command("reset-password")
 def reset_password(
     email: Annotated[str, typer.Argument(help="The dashboard account's email address.")],

@@ -9,6 +9,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from tests.conftest import ADMIN_KEY
 from tests.widget.browser import chromium  # noqa: F401  (module-scoped browser for the browser test)
 
 OWNER = {"email": "owner@example.com", "password": "correct horse battery", "name": "Olga Owner"}
@@ -31,7 +32,8 @@ async def sign_up(client: httpx.AsyncClient, **account: str) -> str:
     """Create the first owner; returns the session's CSRF token."""
     page = await client.get("/dashboard/setup")
     assert page.status_code == 200, page.text
-    response = await client.post("/dashboard/setup", data={**OWNER, **account, "csrf_token": csrf_of(page.text)})
+    response = await client.post("/dashboard/setup", data={**OWNER, **account, "csrf_token": csrf_of(page.text),
+                                                           "setup_token": ADMIN_KEY})
     assert response.status_code == 303, response.text
     return csrf_of((await client.get("/dashboard")).text)
 

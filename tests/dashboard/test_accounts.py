@@ -7,6 +7,7 @@ from fastapi import FastAPI
 
 from chatwell.services.accounts import session_key
 from chatwell.storage.tables import DashboardSession, Membership, User
+from tests.conftest import ADMIN_KEY
 from tests.dashboard.conftest import OWNER, csrf_of, sign_in, sign_up
 from tests.helpers import count_rows
 
@@ -25,14 +26,15 @@ async def test_fresh_install_sends_to_setup_and_setup_happens_once(app: FastAPI,
         assert (await other.get("/dashboard/setup")).headers["location"] == "/dashboard/login"
         page = await other.get("/dashboard/login")
         again = await other.post("/dashboard/setup", data={"email": "evil@example.com", "password": "x" * 12,
-                                                           "csrf_token": csrf_of(page.text)})
+                                                           "csrf_token": csrf_of(page.text), "setup_token": ADMIN_KEY})
         assert again.status_code == 403
     assert await count_rows(app, User) == 1
 
 
 async def test_session_cookie_flags_and_password_hash(app: FastAPI, browser: httpx.AsyncClient) -> None:
     page = await browser.get("/dashboard/setup")
-    response = await browser.post("/dashboard/setup", data={**OWNER, "csrf_token": csrf_of(page.text)})
+    response = await browser.post("/dashboard/setup", data={**OWNER, "csrf_token": csrf_of(page.text),
+                                                            "setup_token": ADMIN_KEY})
     cookie = response.headers["set-cookie"]
     assert "chatwell_session=" in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie.replace("Lax", "lax")
     assert "Secure" not in cookie  # plain http in tests; https requests get Secure
@@ -108,7 +110,7 @@ async def test_a_stranger_failing_on_an_account_does_not_lock_its_owner_out(app:
 
 
 async def test_login_and_setup_refuse_a_form_without_its_token(app: FastAPI, browser: httpx.AsyncClient) -> None:
-    assert (await browser.post("/dashboard/setup", data=OWNER)).status_code == 403
+    assert (await browser.post("/dashboard/setup", data={**OWNER, "setup_token": ADMIN_KEY})).status_code == 403
     assert await count_rows(app, User) == 0
     await sign_up(browser)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as other:
@@ -120,6 +122,7 @@ async def test_login_and_setup_refuse_a_form_without_its_token(app: FastAPI, bro
 async def test_session_cookie_is_secure_over_https(app: FastAPI) -> None:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://testserver") as client:
         page = await client.get("/dashboard/setup")
-        response = await client.post("/dashboard/setup", data={**OWNER, "csrf_token": csrf_of(page.text)})
+        response = await client.post("/dashboard/setup", data={**OWNER, "csrf_token": csrf_of(page.text),
+                                                               "setup_token": ADMIN_KEY})
         assert response.status_code == 303
         assert "Secure" in response.headers["set-cookie"]

@@ -26,6 +26,7 @@ import pytest
 
 from chatwell.app import create_app
 from chatwell.settings import Settings
+from tests.conftest import ADMIN_KEY
 from tests.widget.browser import host_site
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"])  # the browser does not depend on the engine
@@ -87,7 +88,7 @@ def sign_up(page: Any, chatwell: str) -> None:
     page.goto(f"{chatwell}/dashboard")
     assert page.url.endswith("/dashboard/setup")
     shot(page, "setup")
-    for field, value in OWNER.items():
+    for field, value in {**OWNER, "setup_token": ADMIN_KEY}.items():
         page.fill(f"form[action='/dashboard/setup'] input[name={field}]", value)
     submit(page, "form[action='/dashboard/setup']")
     assert page.url.rstrip("/").endswith("/dashboard")

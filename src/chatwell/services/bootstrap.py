@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from chatwell.domain.bots import BotCreate
 from chatwell.domain.sources import TextSourceIn
-from chatwell.services import bots, sources, workspaces
+from chatwell.services import accounts, bots, server_keys, sources, workspaces
 from chatwell.services.principals import owner_principal
 from chatwell.settings import Settings
 from chatwell.storage.database import Database
@@ -40,6 +40,10 @@ async def on_start(db: Database, settings: Settings, *, announce: Callable[[str]
             "\n  A new owner key for the default workspace was created. It is shown only now:\n\n"
             f"    {generated}\n\n  Store it (e.g. export CHATWELL_KEY=...); it cannot be shown again.\n"
         )
+    if await accounts.needs_setup(db):
+        token = server_keys.setup_token(await server_keys.server_key(db))
+        announce(f"\n  No dashboard account yet. Create the owner at /dashboard/setup with this set-up token\n"
+                 f"  (or the admin key): {token}\n  (`chatwell setup-token` prints it again.)\n")
     if settings.demo:
         await ensure_demo_bot(db, workspace_id=workspace.id, announce=announce)
 

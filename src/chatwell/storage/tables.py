@@ -132,6 +132,17 @@ class DashboardSession(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class ServerSecret(Base):
+    """A secret of the server itself, made once per database and shared by every process on it
+    (``dashboard_hmac``: the set-up token and pre-session CSRF tokens are HMACs under it)."""
+
+    __tablename__ = "server_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = _created()
+
+
 class Bot(Base):
     __tablename__ = "bots"
 

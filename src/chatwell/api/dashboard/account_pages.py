@@ -14,17 +14,19 @@ from chatwell.api.dashboard.web import (
     UserDep,
     check_pre_session_csrf,
     clear_session_cookie,
+    dashboard_key,
     db_of,
     form_of,
-    pre_session_token,
+    pre_session_form,
+    session_cookie,
     render,
     see_other,
-    set_pre_session_cookie,
     set_session_cookie,
-    SESSION_COOKIE,
 )
-from chatwell.errors import ChatwellError, Forbidden, InvalidRequest, NotFound
-from chatwell.services import accounts, members
+from chatwell.api.dialect import client_ip
+from chatwell.errors import ChatwellError, Forbidden, InvalidRequest, NotFound, RateLimited
+from chatwell.limits.service import parse_limits, rules_of
+from chatwell.services import accounts, members, server_keys
 from chatwell.services.accounts import SignedIn
 
 router = APIRouter(prefix="/dashboard", route_class=DashboardRoute, include_in_schema=False)
@@ -43,23 +45,32 @@ async def static_file(name: str) -> Response:
                                                           "X-Content-Type-Options": "nosniff"})
 
 
-def _pre_session_page(request: Request, name: str, *, status: int = 200, **context: object) -> Response:
-    token = pre_session_token(request)
-    response = render(request, name, status=status, form_token=token, **context)
-    set_pre_session_cookie(response, request, token)
-    return response
+async def _pre_session_page(request: Request, template: str, /, *, status: int = 200,
+                            **context: object) -> Response:
+    return await pre_session_form(request, lambda token: render(request, template, status=status,
+                                                                form_token=token, **context))
 
 
 @router.get("/setup")
 async def setup_page(request: Request) -> Response:
     if not await accounts.needs_setup(db_of(request)):
         return see_other("/dashboard/login")
-    return _pre_session_page(request, "setup.html")
+    return await _pre_session_page(request, "setup.html")
+
+
+SETUP_PROOF_FAILURES = "10/minute;30/hour"  # per client IP
 
 
 @router.post("/setup")
 async def setup(request: Request) -> Response:
     form = await check_pre_session_csrf(request)
+    if not await accounts.needs_setup(db_of(request)):
+        raise Forbidden("this server already has an owner; sign in instead", code="setup_done")
+    try:
+        await _check_setup_proof(request, str(form.get("setup_token", "")))
+    except Forbidden as exc:
+        return await _pre_session_page(request, "setup.html", status=403, error=exc.message,
+                                       email=form.get("email", ""), name=form.get("name", ""))
     try:
         new = await accounts.sign_up_first_owner(db_of(request), email=str(form.get("email", "")),
                                                  password=str(form.get("password", "")),
@@ -67,18 +78,34 @@ async def setup(request: Request) -> Response:
     except Forbidden:
         raise
     except ChatwellError as exc:
-        return _pre_session_page(request, "setup.html", status=400, error=exc.message,
-                                 email=form.get("email", ""), name=form.get("name", ""))
+        return await _pre_session_page(request, "setup.html", status=400, error=exc.message,
+                                       email=form.get("email", ""), name=form.get("name", ""))
     response = see_other("/dashboard")
     set_session_cookie(response, request, new.cookie)
     return response
+
+
+async def _check_setup_proof(request: Request, proof: str) -> None:
+    """Set-up needs the set-up token printed at start (``chatwell setup-token``) or an owner key of
+    the default workspace: reaching the page first is not enough (failures throttled per IP)."""
+    limiter = request.app.state.limits.limiter
+    rules = rules_of(parse_limits(SETUP_PROOF_FAILURES), "setup-proof", client_ip(request))
+    await limiter.refuse_if_full(rules, message="Too many wrong set-up tokens. Wait before trying again.")
+    if await server_keys.is_setup_proof(db_of(request), await dashboard_key(request), proof[:512]):
+        return
+    try:
+        await limiter.admit(rules)
+    except RateLimited:
+        pass
+    raise Forbidden("enter the set-up token the server printed at start (or run `chatwell setup-token`), "
+                    "or the admin key", code="setup_proof_required")
 
 
 @router.get("/login")
 async def login_page(request: Request) -> Response:
     if await accounts.needs_setup(db_of(request)):
         return see_other("/dashboard/setup")
-    return _pre_session_page(request, "login.html")
+    return await _pre_session_page(request, "login.html")
 
 
 @router.post("/login")
@@ -89,11 +116,11 @@ async def login(request: Request) -> Response:
     try:
         new = await accounts.sign_in(db_of(request), request.app.state.limits.limiter, email=email,
                                      password=str(form.get("password", "")), client_ip=ip,
-                                     replacing=request.cookies.get(SESSION_COOKIE))
+                                     replacing=session_cookie(request))
     except ChatwellError as exc:
         if exc.code != "invalid_credentials":
             raise
-        return _pre_session_page(request, "login.html", status=401, error=exc.message, email=email)
+        return await _pre_session_page(request, "login.html", status=401, error=exc.message, email=email)
     response = see_other("/dashboard")
     set_session_cookie(response, request, new.cookie)
     return response
@@ -101,7 +128,7 @@ async def login(request: Request) -> Response:
 
 @router.post("/logout")
 async def logout(request: Request, user: CheckedUserDep) -> Response:
-    await accounts.sign_out(db_of(request), cookie=request.cookies.get(SESSION_COOKIE))
+    await accounts.sign_out(db_of(request), cookie=session_cookie(request))
     response = see_other("/dashboard/login")
     clear_session_cookie(response, request)
     return response

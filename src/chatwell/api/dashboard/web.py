@@ -3,7 +3,15 @@
 Pages are Jinja2 templates with autoescaping on, served under a strict Content-Security-Policy
 (scripts only from this server, no inline script or style). A state-changing request must carry
 the session's CSRF token (hidden form field ``csrf_token`` or header ``X-CSRF-Token``); the
-sign-in and set-up forms, which come before any session, use a double-submit cookie instead.
+sign-in and set-up forms, which come before any session, carry an HMAC (under the server's key,
+``services.server_keys``) of a random value in a pre-session cookie: a cookie value alone, tossed
+in by a sibling subdomain or a man in the middle, is no token.
+
+Cookie names: over https both cookies are ``__Host-`` cookies (Secure, ``Path=/``, no Domain), which
+no other host, subdomain or plain-http page can set or overwrite, so sign-in CSRF by cookie tossing
+fails; only the ``__Host-`` names are read there. Over plain http (``http://127.0.0.1`` in
+development) browsers refuse ``__Host-`` cookies, which need Secure, so the plain names are used:
+there a network attacker could write any cookie anyway, and TLS is what protects a deployment.
 Domain errors become an HTML error page with the status the JSON API would use; a request
 without a valid session is sent to the sign-in page (or to set-up on a fresh install).
 """
@@ -27,12 +35,13 @@ from pydantic import BaseModel, ValidationError
 from chatwell.api.errors import rate_limit_headers, status_of
 from chatwell.api.params import whole_number
 from chatwell.errors import ChatwellError, Forbidden, InvalidRequest
-from chatwell.services import accounts, handoff
+from chatwell.services import accounts, handoff, server_keys
 from chatwell.services.accounts import SignedIn
 from chatwell.storage.database import Database
 
-SESSION_COOKIE = "chatwell_session"
-PRE_SESSION_COOKIE = "chatwell_presession_csrf"
+SESSION_COOKIE = "chatwell_session"  # plain http (development)
+PRE_SESSION_COOKIE = "chatwell_presession"
+HOST_PREFIX = "__Host-"  # https: Secure, Path=/, no Domain; no other origin can set it
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -66,7 +75,7 @@ def channel_label(channel: str | None) -> str:
     return CHANNEL_LABELS.get(channel or "", channel or "")
 
 
-def render(request: Request, name: str, *, user: SignedIn | None = None, status: int = 200,
+def render(request: Request, name: str, /, *, user: SignedIn | None = None, status: int = 200,
            headers: dict[str, str] | None = None, **context: Any) -> HTMLResponse:
     token = user.csrf_token if user is not None else ""
 
@@ -85,25 +94,49 @@ def is_https(request: Request) -> bool:
     return request.url.scheme == "https"
 
 
+def _cookie(request: Request, name: str) -> tuple[str, str]:
+    """The name and path a cookie has on this request's scheme (see the module doc)."""
+    return (HOST_PREFIX + name, "/") if is_https(request) else (name, "/dashboard")
+
+
+def session_cookie(request: Request) -> str | None:
+    """The browser's session cookie (over https only the ``__Host-`` one counts)."""
+    return request.cookies.get(_cookie(request, SESSION_COOKIE)[0])
+
+
 def set_session_cookie(response: Response, request: Request, cookie: str) -> None:
-    response.set_cookie(SESSION_COOKIE, cookie, max_age=int(accounts.SESSION_LIFETIME.total_seconds()),
-                        path="/dashboard", httponly=True, samesite="lax", secure=is_https(request))
+    name, path = _cookie(request, SESSION_COOKIE)
+    response.set_cookie(name, cookie, max_age=int(accounts.SESSION_LIFETIME.total_seconds()),
+                        path=path, httponly=True, samesite="lax", secure=is_https(request))
 
 
 def clear_session_cookie(response: Response, request: Request) -> None:
-    response.delete_cookie(SESSION_COOKIE, path="/dashboard", httponly=True, samesite="lax",
-                           secure=is_https(request))
+    name, path = _cookie(request, SESSION_COOKIE)
+    response.delete_cookie(name, path=path, httponly=True, samesite="lax", secure=is_https(request))
 
 
-def pre_session_token(request: Request) -> str:
-    """The double-submit token of the sign-in and set-up forms (kept if the browser has one)."""
-    current = request.cookies.get(PRE_SESSION_COOKIE, "")
+async def dashboard_key(request: Request) -> bytes:
+    """The server's HMAC key (``services.server_keys``), read once per app."""
+    key = getattr(request.app.state, "dashboard_key", None)
+    if key is None:
+        key = request.app.state.dashboard_key = await server_keys.server_key(db_of(request))
+    return key
+
+
+def _pre_session_nonce(request: Request) -> str:
+    current = request.cookies.get(_cookie(request, PRE_SESSION_COOKIE)[0], "")
     return current if 20 <= len(current) <= 100 else secrets.token_urlsafe(32)
 
 
-def set_pre_session_cookie(response: Response, request: Request, token: str) -> None:
-    response.set_cookie(PRE_SESSION_COOKIE, token, max_age=3600, path="/dashboard", httponly=True,
-                        samesite="strict", secure=is_https(request))
+async def pre_session_form(request: Request, response_factory: Callable[[str], Response]) -> Response:
+    """A sign-in or set-up page: ``response_factory(form_token)`` with the pre-session cookie
+    (kept if the browser has one) whose HMAC the form token is."""
+    nonce = _pre_session_nonce(request)
+    response = response_factory(server_keys.pre_session_token(await dashboard_key(request), nonce))
+    name, path = _cookie(request, PRE_SESSION_COOKIE)
+    response.set_cookie(name, nonce, max_age=3600, path=path, httponly=True, samesite="strict",
+                        secure=is_https(request))
+    return response
 
 
 def _same(a: str | None, b: str | None) -> bool:
@@ -121,14 +154,15 @@ async def form_of(request: Request) -> Any:
 
 async def check_pre_session_csrf(request: Request) -> Any:
     form = await form_of(request)
-    if not _same(form.get(CSRF_FIELD), request.cookies.get(PRE_SESSION_COOKIE)):
+    nonce = request.cookies.get(_cookie(request, PRE_SESSION_COOKIE)[0])
+    if not server_keys.is_pre_session_token(await dashboard_key(request), nonce, form.get(CSRF_FIELD)):
         raise Forbidden("the form expired or did not come from this site; reload and try again",
                         code="csrf_failed")
     return form
 
 
 async def current_user(request: Request) -> SignedIn:
-    user = await accounts.resolve_session(db_of(request), request.cookies.get(SESSION_COOKIE))
+    user = await accounts.resolve_session(db_of(request), session_cookie(request))
     if user is None:
         raise SignInRequired()
     return user
@@ -186,7 +220,7 @@ class DashboardRoute(APIRoute):
                 return render(request, "error.html", status=401, code="not_signed_in",
                               message="Your session ended. Sign in again.")
             except ChatwellError as exc:
-                user = await accounts.resolve_session(db_of(request), request.cookies.get(SESSION_COOKIE))
+                user = await accounts.resolve_session(db_of(request), session_cookie(request))
                 return render(request, "error.html", user=user, status=status_of(exc), code=exc.code,
                               message=exc.message, headers=rate_limit_headers(exc))
             finally:
