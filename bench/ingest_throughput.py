@@ -145,7 +145,7 @@ def _timed_cm(clock: Clock, label: str, factory: Any) -> Any:
 
 def instrument(knowledge: Any, db: Any, clock: Clock) -> dict[str, Any]:
     """Install timing wrappers on this run's objects (instances only; no product file changes)."""
-    import chatwell.ingestion.service as ingestion_service
+    import chatwell.ingestion.extraction as extraction
     from chatwell.retrieval.batching import BatchingEmbedder
     from chatwell.retrieval.embeddings import CachedEmbedder, MiniLMOnnxEmbedder
 
@@ -178,11 +178,11 @@ def instrument(knowledge: Any, db: Any, clock: Clock) -> dict[str, Any]:
     if layers["cached"] is not None:
         layers["cached"]._plan = _timed_sync(clock, "cache_lookup", layers["cached"]._plan)
         layers["cached"]._store = _timed_sync(clock, "cache_store", layers["cached"]._store)
-    ingestor._load = _timed_async(clock, "load", ingestor._load)
+    ingestor._extract = _timed_async(clock, "load", ingestor._extract)
     ingestor.claim_next = _timed_async(clock, "claim", ingestor.claim_next)
     ingestor._progress = _timed_async(clock, "progress_write", ingestor._progress)
     ingestor.index.store_vectors = _timed_async(clock, "store_vectors", ingestor.index.store_vectors)
-    ingestion_service.split_document = _timed_sync(clock, "split", ingestion_service.split_document)
+    extraction.split_document = _timed_sync(clock, "split", extraction.split_document)  # inline sources
     # db.write = (SQLite: in-process writer lock) + transaction; _write_transaction = transaction.
     db.write = _timed_cm(clock, "db_write_total", db.write)
     db._write_transaction = _timed_cm(clock, "db_write_txn", db._write_transaction)
@@ -382,8 +382,8 @@ def report(pipe: dict[str, Any], raws: list[dict[str, Any]]) -> dict[str, Any]:
           "busy = wall time with at least one in progress; % of pipeline wall time)")
     labels = [
         ("claim", "claim_next (write txn)"),
-        ("load", "load (parse, to_thread)"),
-        ("split", "split (to_thread)"),
+        ("load", "extract (parse and split, to_thread or a process)"),
+        ("split", "split (within extract, inline sources)"),
         ("embed_call", "embed() as awaited by ingestor"),
         ("cache_lookup", "  cache lookup"),
         ("cache_store", "  cache store"),

@@ -88,6 +88,35 @@ class Settings(BaseSettings):
         120, ge=5,
         description="A source whose worker stopped reporting for this long is taken up again.",
     )
+    ingestion_max_text_chars: int = Field(
+        10_000_000, ge=1_000,
+        description="Most text one source may hold once read (about 2,500 pages); more fails the source "
+        "with `source_too_large`. Files expand: a 10 MB DOCX can hold 185 MiB of text.",
+    )
+    ingestion_max_chunks: int = Field(
+        10_000, ge=1,
+        description="Most chunks one source may make (each is embedded and stored); more fails the source "
+        "with `source_too_large`.",
+    )
+    ingestion_memory_mb: int = Field(
+        1024, ge=128,
+        description="Address space of the process that reads one file (DOCX, PDF, text over 256 KiB), in MiB; "
+        "a file that needs more fails with `source_too_large` and the server's own memory stays as it was.",
+    )
+    ingestion_cpu_seconds: int = Field(
+        120, ge=1,
+        description="CPU time the process that reads one file may use; more fails the source with "
+        "`extraction_timeout`.",
+    )
+    ingestion_timeout_seconds: float = Field(
+        300.0, gt=0,
+        description="Wall-clock time reading one file may take before its process is killed and the source "
+        "fails with `extraction_timeout`.",
+    )
+    ingestion_extract_concurrency: int = Field(
+        2, ge=1, le=64,
+        description="Files read at once, each in its own process (the work is all CPU: one per core is plenty).",
+    )
     chunk_tokens: int = Field(256, ge=32, le=2048, description="Largest chunk, in embedding tokens.")
     chunk_overlap_tokens: int = Field(32, ge=0, le=512, description="Overlap between chunks, in tokens.")
     embedding_base_url: str | None = Field(

@@ -18,6 +18,9 @@ LOADER_ERROR_CODES: Final[frozenset[str]] = frozenset(
         "empty_document",
         "file_too_large",
         "zip_bomb",
+        "source_too_large",  # more text, chunks or memory than the extraction limits allow
+        "extraction_timeout",  # more CPU or wall-clock time than they allow
+        "extraction_failed",  # the extraction process died otherwise
     }
 )
 

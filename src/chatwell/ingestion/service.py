@@ -4,13 +4,17 @@ load (file, text, Q&A, fetched page) -> clean text with structure -> split -> em
 ``process_source`` is the one task function: the in-process worker runs it, and so does any
 external queue. It reads in short transactions, does the slow work (fetch, parse, embed) with no
 transaction open, and swaps the source's chunks in one final write, so a re-sync keeps serving
-the old chunks until the new ones are ready, and a crash leaves the old state intact.
+the old chunks until the new ones are ready, and a crash leaves the old state intact. Loading and
+splitting run under the bounds of ``ingestion.extraction`` (text, chunks, memory, CPU, time); a
+source deleted or re-synced meanwhile stops its work at once (its extraction process is killed,
+and embedding stops at the next slice), and nothing of that run is written.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import uuid
@@ -24,10 +28,16 @@ from chatwell.domain.documents import LoadedDocument, LoaderError, Section
 from chatwell.domain.ids import new_id
 from chatwell.domain.models import SourceStatus, SourceType
 from chatwell.ingestion.crawler import crawl
+from chatwell.ingestion.extraction import (
+    Extracted,
+    ExtractionCancelled,
+    ExtractionJob,
+    ExtractionLimits,
+    Extractor,
+)
 from chatwell.ingestion.fetch import FetchError, fetch_url
-from chatwell.ingestion.loaders import load_document
-from chatwell.ingestion.splitter import embedding_text, split_document
-from chatwell.retrieval.embeddings import Embedder, count_tokens
+from chatwell.ingestion.splitter import embedding_text
+from chatwell.retrieval.embeddings import Embedder
 from chatwell.storage.database import Database, unavailable_reason
 from chatwell.storage.search_index import SearchIndex, bump_index_version
 from chatwell.storage.tables import Chunk, Source, SourceContent, utcnow
@@ -46,6 +56,7 @@ class IngestionConfig:
     allow_private: bool = False
     crawl_concurrency: int = 4
     lease: timedelta = timedelta(minutes=2)
+    limits: ExtractionLimits = ExtractionLimits()
 
 
 class IngestionFailed(Exception):
@@ -65,6 +76,7 @@ class Ingestor:
         self.index = index
         self.config = config
         self.worker_id = worker_id or f"worker-{new_id().hex[:12]}"
+        self.extractor = Extractor(config.limits)
 
     async def claim_next(self) -> uuid.UUID | None:
         """Atomically take the oldest pending source (or one whose worker's lease expired)."""
@@ -118,10 +130,12 @@ class Ingestor:
             if source.type == SourceType.URL and source.options.get("crawl") and source.parent_id is None:
                 await self._crawl_site(source)
                 return
-            document = await self._load(source, content.data if content else None)
-            await self._index(source, document)
+            extracted = await self._extract(source, content.data if content else None)
+            await self._index(source, extracted)
+        except ExtractionCancelled:
+            log.info("ingestion of source %s stopped: the source was deleted or queued again", source_id)
         except (LoaderError, FetchError, IngestionFailed) as exc:
-            await self._fail(source_id, exc.code, exc.message)
+            await self._fail(source, exc.code, exc.message)
         except Exception as exc:
             if unavailable_reason(exc) is not None:
                 # The database was locked or went away: not the source's fault. Put it back in
@@ -130,7 +144,7 @@ class Ingestor:
                 await self._release(source_id)
                 return
             log.exception("ingestion of source %s failed", source_id)
-            await self._fail(source_id, "internal_error", "Ingestion failed unexpectedly; see the server log.")
+            await self._fail(source, "internal_error", "Ingestion failed unexpectedly; see the server log.")
 
     async def _keep_lease(self, source_id: uuid.UUID) -> None:
         """Renew this worker's lease while it works, so no other worker takes the source over."""
@@ -152,43 +166,52 @@ class Ingestor:
             done += 1
         return done
 
+    async def still_claimed(self, source: Source) -> bool:
+        """Whether this worker's claim on ``source`` still stands: not deleted, not re-synced (which
+        releases it), not taken over by another worker, not claimed again since."""
+        async with self.db.read() as session:
+            row = (await session.execute(select(Source.locked_by, Source.attempts).where(
+                Source.id == source.id))).first()
+        return row is not None and row.locked_by == self.worker_id and row.attempts == source.attempts
+
     # ------------------------------------------------------------------------------- stages
 
-    async def _load(self, source: Source, data: bytes | None) -> LoadedDocument:
+    async def _extract(self, source: Source, data: bytes | None) -> Extracted:
+        """The source's title and chunk drafts, within the extraction limits."""
+        job = functools.partial(
+            ExtractionJob, source_type=str(source.type), source_title=source.title, url=source.url,
+            filename=source.filename, max_bytes=self.config.max_file_bytes,
+            chunk_tokens=self.config.chunk_tokens, overlap_tokens=self.config.overlap_tokens)
         if source.type == SourceType.QA:
             assert data is not None
             pair = json.loads(data)
-            return LoadedDocument(title=pair["question"], mime_type="application/x-qa", sections=[
+            document = LoadedDocument(title=pair["question"], mime_type="application/x-qa", sections=[
                 Section(text=pair["answer"], heading_path=(pair["question"],))])
+            return await self.extractor.run(job(declared_type=None, document=document),
+                                            lambda: self.still_claimed(source))
         if source.type == SourceType.URL and data is None:
             page = await fetch_url(source.url or "", allow_private=self.config.allow_private,
                                    max_bytes=self.config.max_fetch_bytes, timeout=self.config.fetch_timeout)
-            data = page.body
-            return await asyncio.to_thread(load_document, data, declared_type=page.content_type,
-                                           max_bytes=self.config.max_fetch_bytes, url=page.final_url)
+            return await self.extractor.run(
+                job(data=page.body, declared_type=page.content_type, max_bytes=self.config.max_fetch_bytes,
+                    url=page.final_url, filename=None), lambda: self.still_claimed(source))
         if data is None:
             raise IngestionFailed("malformed_file", "The source has no stored content.")
         declared = source.mime_type
         if source.type == SourceType.TEXT:
             # Pasted text is often Markdown; the Markdown loader reads plain prose the same way.
             declared = "text/markdown"
-        return await asyncio.to_thread(load_document, data, filename=source.filename,
-                                       declared_type=declared, max_bytes=self.config.max_file_bytes,
-                                       url=source.url)
+        return await self.extractor.run(job(data=data, declared_type=declared), lambda: self.still_claimed(source))
 
-    async def _index(self, source: Source, document: LoadedDocument) -> None:
-        title = _display_title(source, document)
-        # The title leads every chunk's heading context, inside the token budget.
-        drafts = await asyncio.to_thread(
-            split_document, document, count_tokens=count_tokens, heading_prefix=title,
-            chunk_tokens=self.config.chunk_tokens, overlap_tokens=self.config.overlap_tokens)
+    async def _index(self, source: Source, extracted: Extracted) -> None:
+        drafts = extracted.drafts
         if not drafts:
             raise IngestionFailed("empty_document", "The document contains no readable text.")
-        vectors = await self._embed(source.id, [embedding_text(d.heading, d.text) for d in drafts])
+        vectors = await self._embed(source, [embedding_text(d.heading, d.text) for d in drafts])
         async with self.db.write() as session:
             current = await session.get(Source, source.id)
-            if current is None or current.locked_by != self.worker_id:
-                return  # deleted while we worked, or our lease passed to another worker
+            if current is None or current.locked_by != self.worker_id or current.attempts != source.attempts:
+                return  # deleted or re-synced while we worked, or our lease passed to another worker
             await session.execute(delete(Chunk).where(Chunk.source_id == source.id))
             chunks = [
                 Chunk(workspace_id=source.workspace_id, bot_id=source.bot_id, source_id=source.id,
@@ -205,17 +228,19 @@ class Ingestor:
             current.error = current.error_code = None
             current.locked_by = current.locked_at = None
             current.synced_at = utcnow()
-            current.title = title
+            current.title = extracted.title
             await bump_index_version(session, source.bot_id)
 
-    async def _embed(self, source_id: uuid.UUID, texts: list[str]) -> np.ndarray:
-        """Embed in slices; a large source reports progress (and renews its lease) per slice."""
+    async def _embed(self, source: Source, texts: list[str]) -> np.ndarray:
+        """Embed in slices; a large source reports progress (and renews its lease) per slice, and
+        stops when its claim is gone (deleted or re-synced meanwhile)."""
         if len(texts) <= PROGRESS_SLICE:
             return await self.embedder.embed(texts)
         parts = []
         for start in range(0, len(texts), PROGRESS_SLICE):
             parts.append(await self.embedder.embed(texts[start:start + PROGRESS_SLICE]))
-            await self._progress(source_id, 0.1 + 0.85 * min(1.0, (start + PROGRESS_SLICE) / len(texts)))
+            if not await self._progress(source, 0.1 + 0.85 * min(1.0, (start + PROGRESS_SLICE) / len(texts))):
+                raise ExtractionCancelled()
         return np.concatenate(parts)
 
     async def _crawl_site(self, root: Source) -> None:
@@ -251,10 +276,13 @@ class Ingestor:
                 locked_by=None, locked_at=None, synced_at=utcnow(),
                 options={**options, "pages": found}))
 
-    async def _progress(self, source_id: uuid.UUID, value: float) -> None:
+    async def _progress(self, source: Source, value: float) -> bool:
+        """Record progress under this worker's claim; False when the claim is gone."""
         async with self.db.write() as session:
-            await session.execute(update(Source).where(Source.id == source_id).values(
-                progress=value, locked_at=utcnow()))
+            result = await session.execute(update(Source).where(
+                Source.id == source.id, Source.locked_by == self.worker_id,
+                Source.attempts == source.attempts).values(progress=value, locked_at=utcnow()))
+            return bool(result.rowcount)
 
     async def _release(self, source_id: uuid.UUID) -> None:
         """Hand a source this worker holds back to the queue; when even that fails, the lease
@@ -267,18 +295,10 @@ class Ingestor:
         except Exception as exc:
             log.warning("could not requeue source %s (%s); its lease will run out", source_id, type(exc).__name__)
 
-    async def _fail(self, source_id: uuid.UUID, code: str, message: str) -> None:
+    async def _fail(self, source: Source, code: str, message: str) -> None:
         async with self.db.write() as session:
             await session.execute(update(Source).where(
-                Source.id == source_id, Source.locked_by == self.worker_id).values(
+                Source.id == source.id, Source.locked_by == self.worker_id,
+                Source.attempts == source.attempts).values(
                 status=SourceStatus.FAILED, error_code=code, error=message, progress=1.0,
                 locked_by=None, locked_at=None))
-
-
-def _display_title(source: Source, document: LoadedDocument) -> str:
-    """The source's title for citations: the caller's, else the document's, else the file/URL."""
-    generic = {None, "", source.url, source.filename}
-    if source.type in (SourceType.TEXT, SourceType.QA) or source.title not in generic:
-        return source.title
-    return (document.title or source.title or source.url or source.filename or "Untitled")[:500]
-

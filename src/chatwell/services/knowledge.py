@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from chatwell.chat.filters import ContentFilter
 from chatwell.chat.service import ChatService
+from chatwell.ingestion.extraction import ExtractionLimits
 from chatwell.ingestion.service import IngestionConfig, Ingestor
 from chatwell.llm.pricing import PriceTable
 from chatwell.llm.registry import ModelRegistry
@@ -54,7 +55,12 @@ def build_knowledge(db: Database, settings: Settings, *, embedder: Embedder | No
     ingestor = Ingestor(db, embedder, index, IngestionConfig(
         chunk_tokens=settings.chunk_tokens, overlap_tokens=settings.chunk_overlap_tokens,
         max_file_bytes=settings.max_upload_bytes, allow_private=settings.crawl_allow_private,
-        lease=timedelta(seconds=settings.ingestion_lease_seconds)))
+        lease=timedelta(seconds=settings.ingestion_lease_seconds),
+        limits=ExtractionLimits(
+            max_text_chars=settings.ingestion_max_text_chars, max_chunks=settings.ingestion_max_chunks,
+            memory_bytes=settings.ingestion_memory_mb * 1024 * 1024, cpu_seconds=settings.ingestion_cpu_seconds,
+            timeout_seconds=settings.ingestion_timeout_seconds,
+            concurrency=settings.ingestion_extract_concurrency)))
     return Knowledge(embedder, index, ingestor, Retriever(db, index, embedder, retrieval))
 
 

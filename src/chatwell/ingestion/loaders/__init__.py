@@ -23,6 +23,7 @@ from chatwell.ingestion.loaders import text as _text
 from chatwell.ingestion.loaders._text import decode_text, looks_binary
 
 __all__ = [
+    "BUILTIN_LOADERS",
     "DEFAULT_MAX_BYTES",
     "LoaderFn",
     "LoaderSpec",
@@ -217,3 +218,6 @@ def _register_builtins() -> None:
 
 
 _register_builtins()
+# The built-in loaders by name: any process that imports this module has them (the extraction
+# processes included); a loader registered at run time exists only in its own process.
+BUILTIN_LOADERS: dict[str, LoaderFn] = {spec.name: spec.load for spec in registered_loaders()}

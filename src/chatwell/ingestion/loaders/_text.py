@@ -8,9 +8,15 @@ from __future__ import annotations
 import codecs
 import re
 import unicodedata
+from contextvars import ContextVar
 from pathlib import PurePosixPath
 
 from chatwell.domain.documents import LoaderError, Section
+
+
+def too_much_text(chars: int, limit: int) -> LoaderError:
+    return LoaderError("source_too_large", f"The document holds more than {limit:,} characters of text "
+                       f"({chars:,} so far; CHATWELL_INGESTION_MAX_TEXT_CHARS).")
 
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32"),  # before UTF-16 LE: its BOM starts with the UTF-16 LE one
@@ -25,6 +31,9 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 _SPACES = re.compile(r"[ \t\f\v\u00a0\u2000-\u200a\u202f\u205f\u3000]+")
 _ZERO_WIDTH = re.compile(r"[\u200b-\u200d\u2060\ufeff\u00ad]")
 _MANY_NEWLINES = re.compile(r"\n{3,}")
+# Most text the current extraction accepts (``chatwell.ingestion.extraction`` sets it): a loader
+# that can count its text while streaming (DOCX) refuses a larger file before parsing it whole.
+text_budget: ContextVar[int | None] = ContextVar("text_budget", default=None)
 
 
 def bom_encoding(data: bytes) -> str | None:

@@ -3,7 +3,8 @@
 The archive is vetted before python-docx sees it: too many entries, too much declared
 uncompressed data or an implausible compression ratio is refused as ``zip_bomb``. zipfile never
 inflates an entry past its declared size (it fails the CRC instead), so checking the declared
-sizes bounds what parsing can allocate. Legacy ``.doc`` files are not supported.
+sizes bounds what parsing can allocate. Under a text budget (an extraction's cap) the body's
+text is counted streaming first. Legacy ``.doc`` files are not supported.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from chatwell.ingestion.loaders._text import (
     SectionBuilder,
     clean_inline,
     pick_title,
+    text_budget,
     title_from_filename,
+    too_much_text,
 )
 
 MIME_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
@@ -75,8 +78,33 @@ def check_zip_bomb(
             raise LoaderError("zip_bomb", f"The entry {info.filename!r} expands implausibly far.")
 
 
+def check_text_budget(data: bytes) -> None:
+    """Under a text budget, count the body's paragraph text streaming, one paragraph in memory
+    at a time, and refuse a document over it before python-docx builds the whole tree (185 MiB
+    of paragraphs fit in a 10 MB file under the zip-bomb limits)."""
+    limit = text_budget.get()
+    if limit is None:
+        return
+    from lxml import etree
+
+    paragraph = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}p"
+    total = 0
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive, archive.open("word/document.xml") as xml:
+            for _, element in etree.iterparse(xml, events=("end",), tag=paragraph, resolve_entities=False):
+                total += sum(len(text) for text in element.itertext())
+                if total > limit:
+                    raise too_much_text(total, limit)
+                element.clear(keep_tail=False)
+                while element.getprevious() is not None:
+                    del element.getparent()[0]
+    except (KeyError, zipfile.BadZipFile, etree.XMLSyntaxError):
+        return  # not this pass's business: python-docx reports a damaged file its own way
+
+
 def load(data: bytes, filename: str | None) -> LoadedDocument:
     check_zip_bomb(data)
+    check_text_budget(data)
     from docx import Document
 
     try:
