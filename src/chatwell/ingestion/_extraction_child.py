@@ -2,7 +2,7 @@
 
 Importing this module loads everything an extraction needs — the loaders, their parsers and the
 tokenizer — so the forkserver that imports it once hands each forked process a warm start.
-Never imported by the server for anything else.
+The server process never imports it.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ def main(sender: Connection, job: ExtractionJob, limits: ExtractionLimits) -> No
     resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
     # SIGXCPU at the soft limit ends the process (the server reports extraction_timeout).
     resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 5))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # and leaves no core file behind
     try:
         reply: tuple[object, ...] = ("ok", extract(job, limits))
     except LoaderError as exc:

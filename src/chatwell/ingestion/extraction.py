@@ -144,7 +144,7 @@ class Extractor:
     async def _in_process(self, job: ExtractionJob, still_wanted: Callable[[], Awaitable[bool]]) -> Extracted:
         context = _context()
         receiver, sender = context.Pipe(duplex=False)
-        process = context.Process(target=_child_main(), args=(sender, job, self.limits),
+        process = context.Process(target=_child, args=(sender, job, self.limits),
                                   name="chatwell-extraction", daemon=True)
         loop = asyncio.get_running_loop()
         reply: asyncio.Future[Any] | None = None
@@ -200,10 +200,11 @@ def _receive(receiver: Connection) -> Any:
         return None
 
 
-def _child_main() -> Callable[..., None]:
+def _child(sender: Connection, job: ExtractionJob, limits: ExtractionLimits) -> None:
+    # Runs in the extraction process, where the forkserver has imported the module already.
     from chatwell.ingestion._extraction_child import main
 
-    return main
+    main(sender, job, limits)
 
 
 _started: multiprocessing.context.BaseContext | None = None
