@@ -30,9 +30,9 @@ DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 
 
 def job(data: bytes, filename: str = "report.docx", **fields: object) -> ExtractionJob:
-    return replace(ExtractionJob(source_type="file", source_title=filename, url=None, filename=filename,
-                                 declared_type=None, max_bytes=50_000_000, chunk_tokens=256, overlap_tokens=32,
-                                 data=data), **fields)
+    return replace(ExtractionJob(source_type="file", source_title=filename, source_url=None, url=None,
+                                 filename=filename, declared_type=None, max_bytes=50_000_000, chunk_tokens=256,
+                                 overlap_tokens=32, data=data), **fields)
 
 
 async def wanted() -> bool:

@@ -60,6 +60,7 @@ class ExtractionJob:
 
     source_type: str
     source_title: str | None
+    source_url: str | None  # as the source was added (a fetched page's final URL may differ)
     url: str | None
     filename: str | None
     declared_type: str | None
@@ -106,10 +107,10 @@ def extract(job: ExtractionJob, limits: ExtractionLimits) -> Extracted:
 
 def display_title(job: ExtractionJob, document: LoadedDocument) -> str:
     """The source's title for citations: the caller's, else the document's, else the file/URL."""
-    generic = {None, "", job.url, job.filename}
+    generic = {None, "", job.source_url, job.filename}
     if job.source_type in ("text", "qa") or job.source_title not in generic:
         return job.source_title or ""
-    return (document.title or job.source_title or job.url or job.filename or "Untitled")[:500]
+    return (document.title or job.source_title or job.source_url or job.filename or "Untitled")[:500]
 
 
 def runs_inline(job: ExtractionJob) -> bool:
@@ -134,12 +135,16 @@ class Extractor:
     async def run(self, job: ExtractionJob, still_wanted: Callable[[], Awaitable[bool]]) -> Extracted:
         if len(job.data) > job.max_bytes:  # refused before any process starts
             raise LoaderError("file_too_large", f"The file is {len(job.data)} bytes; the limit is {job.max_bytes} bytes.")
-        if await asyncio.to_thread(runs_inline, job):
-            return await asyncio.to_thread(extract, job, self.limits)
+        inline = await asyncio.to_thread(self._inline, job)
+        if inline is not None:
+            return inline
         async with self._slots:
             if not await still_wanted():
                 raise ExtractionCancelled()
             return await self._in_process(job, still_wanted)
+
+    def _inline(self, job: ExtractionJob) -> Extracted | None:
+        return extract(job, self.limits) if runs_inline(job) else None  # one thread hop for both
 
     async def _in_process(self, job: ExtractionJob, still_wanted: Callable[[], Awaitable[bool]]) -> Extracted:
         context = _context()

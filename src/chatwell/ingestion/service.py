@@ -179,7 +179,8 @@ class Ingestor:
     async def _extract(self, source: Source, data: bytes | None) -> Extracted:
         """The source's title and chunk drafts, within the extraction limits."""
         job = functools.partial(
-            ExtractionJob, source_type=str(source.type), source_title=source.title, url=source.url,
+            ExtractionJob, source_type=str(source.type), source_title=source.title, source_url=source.url,
+            url=source.url,
             filename=source.filename, max_bytes=self.config.max_file_bytes,
             chunk_tokens=self.config.chunk_tokens, overlap_tokens=self.config.overlap_tokens)
         if source.type == SourceType.QA:
