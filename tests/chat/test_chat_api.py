@@ -24,6 +24,8 @@ def parse_sse(body: str) -> list[tuple[str, dict[str, Any]]]:
     events = []
     for block in body.strip().split("\n\n"):
         lines = [line for line in block.split("\n") if not line.startswith(":")]
+        if not lines:
+            continue  # a keep-alive comment while a slow model thinks
         name = next(line[7:] for line in lines if line.startswith("event: "))
         data = "\n".join(line[6:] for line in lines if line.startswith("data: "))
         events.append((name, json.loads(data)))
