@@ -25,11 +25,12 @@ def scripted_upstream(answer: str = DEFAULT_ANSWER, *, tokens_per_second: float 
     words = [w + " " for w in answer.split(" ")]
     words[-1] = words[-1].rstrip()
     gap = 1.0 / tokens_per_second if tokens_per_second else 0.0
-    served = {"requests": 0}
+    served: dict[str, Any] = {"requests": 0}
 
     async def completions(request: Request) -> Response:
         body: dict[str, Any] = await request.json()
         served["requests"] += 1
+        served["last_body"] = body  # what the model was sent (a test may look at the prompt)
         model = body.get("model", "scripted")
         usage = {"prompt_tokens": 100, "completion_tokens": len(words), "total_tokens": 100 + len(words)}
         if not body.get("stream"):

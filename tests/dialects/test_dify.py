@@ -364,3 +364,36 @@ def test_stop_ends_a_streaming_answer(start_world: Any, live_server: Any) -> Non
     [stored] = history["data"]
     assert stored["id"] == events[-1]["message_id"] and stored["status"] == "error"
     assert stored["answer"].startswith("word")
+
+
+def test_image_upload_reaches_a_model_that_takes_images(start_world: Any, live_server: Any) -> None:
+    """POST /files/upload, then a message naming it (transfer_method local_file): the model is sent
+    the image; another user cannot use that upload."""
+    import base64
+
+    from tests.upstream import scripted_upstream
+
+    model = scripted_upstream("A small red square [1].")
+    upstream = live_server.start(model)
+    world = start_world(llm_base_url=upstream + "/v1", llm_model="scripted")
+    png = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==")
+    client = dify(world)
+    assert client.get_application_parameters("abc-123").json()["file_upload"]["image"]["enabled"] is True
+    uploaded = client.file_upload("abc-123", {"file": ("red.png", png, "image/png")})
+    assert uploaded.status_code == 201, uploaded.text
+    info = uploaded.json()
+    assert info["extension"] == "png" and info["mime_type"] == "image/png" and info["size"] == len(png)
+    files = [{"type": "image", "transfer_method": "local_file", "upload_file_id": info["id"]}]
+    stranger = client.create_chat_message(inputs={}, query="What is in this picture of our hours?", user="bob",
+                                          files=files)
+    assert_dify_error(stranger, 404, "not_found")
+    reply = client.create_chat_message(inputs={}, query="What is in this picture of our hours?", user="abc-123",
+                                       files=files)
+    assert reply.status_code == 200, reply.text
+    sent = model.state.served["last_body"]["messages"][-1]["content"]
+    images = [part for part in sent if isinstance(part, dict) and part.get("type") == "image_url"]
+    assert images and images[0]["image_url"]["url"].startswith("data:image/png;base64,")
+    too_big = client.file_upload("abc-123", {"file": ("big.png", b"\0" * (10 * 1024 * 1024 + 1), "image/png")})
+    assert_dify_error(too_big, 413, "file_too_large")
+    wrong_type = client.file_upload("abc-123", {"file": ("notes.txt", b"hello", "text/plain")})
+    assert_dify_error(wrong_type, 415, "unsupported_file_type")
