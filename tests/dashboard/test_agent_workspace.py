@@ -6,6 +6,7 @@ conversation a person answered after it went back to the bot."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import httpx
@@ -13,7 +14,8 @@ import pytest
 from fastapi import FastAPI
 
 from chatwell.api.dashboard.web import channel_label
-from chatwell.services import handoff
+from chatwell.services import analytics, handoff
+from chatwell.storage.tables import Bot
 from tests.dashboard.conftest import csrf_of, sign_up
 from tests.helpers import make_bot
 from tests.widget.test_handoff import HOURS, ask
@@ -98,6 +100,26 @@ async def test_pulse_typing_and_assignment(browser: httpx.AsyncClient, anon_clie
     await ask(anon_client, bot, "When are you open?", conversation_id=cid)
     listed = (await browser.get("/dashboard/conversations?handed_off=1")).text
     assert cid in listed and "Bot answering" in listed
+
+
+async def test_top_questions_leave_out_messages_to_a_person(client: httpx.AsyncClient, anon_client: httpx.AsyncClient,
+                                                            app: FastAPI) -> None:
+    bot = await make_bot(client, public=True, handoff={"enabled": True, "trigger": "button"})
+    await client.post(f"/v1/bots/{bot['id']}/sources", json={"type": "text", "title": "Hours", "text": HOURS})
+    await app.state.ingestion.idle()
+    agent = {"Authorization": f"Bearer {(await client.post('/v1/keys', json={'label': 'Dana'})).json()['key']}"}
+    await client.post("/v1/agents/presence", json={"online": True}, headers=agent)
+    await ask(anon_client, bot, "When are you open?", session_id="a")
+    events = await ask(anon_client, bot, "I want a human", session_id="b")
+    cid = events[-1]["conversation_id"]
+    await ask(anon_client, bot, "My order 4411 never arrived", conversation_id=cid, session_id="b")
+    await client.post(f"/v1/conversations/{cid}/messages", json={"content": "Let me look."}, headers=agent)
+    async with app.state.db.read() as session:
+        row = await session.get(Bot, uuid.UUID(bot["id"]))
+    report = await analytics.report(app.state.db, workspace_id=row.workspace_id)
+    asked = [q for q, _ in report.top_questions]
+    assert "When are you open?" in asked
+    assert not any("4411" in q or "human" in q for q in asked), asked
 
 
 def test_labels(backend: str) -> None:

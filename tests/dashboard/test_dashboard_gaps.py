@@ -193,7 +193,10 @@ async def test_settings_handoff_contact_form_and_webhook_secret(app: FastAPI, br
         {"name": "phone", "label": "Phone", "type": "phone", "required": False},
         {"name": "note", "label": "Anything else?", "type": "textarea", "required": False}]
     page = await browser.get(f"/dashboard/bots/{bot_id}/settings")
-    assert "email | Your email | email | required\nphone | Phone | phone | optional" in page.text
+    # The field editor shows one row per field (and a blank one to add another).
+    assert 'name="cf_0_name" aria-label="Field 1 name"' in page.text and 'value="Your email"' in page.text
+    assert 'name="cf_1_name"' in page.text and 'value="phone"' in page.text and 'name="cf_3_name"' in page.text
+    assert 'name="cf_2_type" aria-label="Field 3 type"><option>text</option><option>email</option><option>phone</option><option selected>textarea</option>' in page.text
     assert '<option value="both" selected>' in page.text and "Support team" in page.text
 
     for bad_fields in ("just-a-name", "email | Email | fax | required", "email | Email | email | maybe",

@@ -161,7 +161,7 @@ async def test_analytics_numbers_from_seeded_data(app: FastAPI, browser: httpx.A
     page = await browser.get(f"/dashboard/analytics?bot_id={bot_id}")
     assert page.status_code == 200, page.text
     html = page.text
-    assert re.search(r'id="stat-messages">8<', html) and re.search(r'id="stat-conversations">3<', html)
+    assert re.search(r'id="stat-messages">8<', html) and re.search(r'id="stat-conversations"><a href="/dashboard/conversations\?[^"]*">3<', html)
     assert re.search(r'id="stat-unanswered">2<', html) and re.search(r'id="stat-feedback">67%<', html)
     assert "<script>fish" not in html and "&lt;script&gt;fish&lt;/script&gt;" in html
     assert html.count('<svg class="chart"') == 3 and html.count("<rect ") >= 60

@@ -40,6 +40,7 @@ class Report:
     conversations_per_day: list[int]
     unanswered: list[tuple[str, int]] = field(default_factory=list)  # question, times
     top_questions: list[tuple[str, int]] = field(default_factory=list)
+    unanswered_bot: dict[str, uuid.UUID] = field(default_factory=dict)  # question -> a bot that could not answer
     positive: int = 0
     negative: int = 0
     usage: list[ModelUsage] = field(default_factory=list)
@@ -113,7 +114,7 @@ async def report(db: Database, *, workspace_id: uuid.UUID, bot_id: uuid.UUID | N
                 continue
             key = _question_key(text)
             shown.setdefault(key, text[:300])
-            top[key] += 1
+            # Counted once the bot answers it: a message to an agent (no bot reply) is no question to the bot.
             last_question[conversation_id] = key
         elif role == "assistant":
             if feedback == "positive":
@@ -121,8 +122,14 @@ async def report(db: Database, *, workspace_id: uuid.UUID, bot_id: uuid.UUID | N
             elif feedback == "negative":
                 result.negative += 1
             asked = last_question.pop(conversation_id, None)
-            if asked is not None and (content or "").strip() and (content or "").strip() == not_found.get(bot):
+            if asked is None:
+                continue
+            top[asked] += 1
+            if (content or "").strip() and (content or "").strip() == not_found.get(bot):
                 unanswered[asked] += 1
+                result.unanswered_bot.setdefault(shown[asked], bot)
+        else:  # an agent's reply: the question before it went to a person
+            last_question.pop(conversation_id, None)
     result.top_questions = _ranked(top, shown)
     result.unanswered = _ranked(unanswered, shown)
     return result

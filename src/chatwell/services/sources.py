@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from chatwell.domain.auth import Principal
 from chatwell.domain.models import SourceStatus, SourceType
 from chatwell.domain.sources import QASourceIn, TextSourceIn, UrlSourceIn
-from chatwell.errors import NotFound
+from chatwell.errors import InvalidRequest, NotFound
 from chatwell.services.bots import get_bot
 from chatwell.services.pagination import Page, page_of, paginate
 from chatwell.storage.database import Database
@@ -127,6 +127,41 @@ async def resync_source(db: Database, *, principal: Principal, bot_ref: str, sou
         current.error = current.error_code = None
         current.locked_by = current.locked_at = None
     return current
+
+
+async def edit_content(db: Database, *, principal: Principal, bot_ref: str, source_id: str,
+                       data: TextSourceIn | QASourceIn) -> Source:
+    """New content for a text or Q&A source, in place (same id): it is processed again and its
+    current chunks keep serving until then."""
+    source = await get_source(db, principal=principal, bot_ref=bot_ref, source_id=source_id)
+    if isinstance(data, QASourceIn):
+        if source.type != SourceType.QA:
+            raise InvalidRequest("only a Q&A source takes a question and an answer", code="wrong_source_type")
+        content = json.dumps({"question": data.question, "answer": data.answer}).encode()
+        title = data.question[:500]
+    else:
+        if source.type != SourceType.TEXT:
+            raise InvalidRequest("only a text source takes new text", code="wrong_source_type")
+        content = data.text.encode()
+        title = data.title.strip() or data.text.strip().splitlines()[0][:80]
+    async with db.write() as session:
+        current = await session.get(Source, source.id)
+        if current is None:
+            raise source_not_found()
+        await session.execute(delete(SourceContent).where(SourceContent.source_id == current.id))
+        session.add(SourceContent(source_id=current.id, data=content))
+        current.title, current.size_bytes, current.content_hash = title, len(content), _hash(content)
+        current.status = SourceStatus.PENDING
+        current.progress = 0.0
+        current.error = current.error_code = None
+        current.locked_by = current.locked_at = None
+    return current
+
+
+async def source_content(db: Database, *, source: Source) -> bytes:
+    async with db.read() as session:
+        stored = await session.get(SourceContent, source.id)
+    return stored.data if stored is not None else b""
 
 
 async def delete_source(db: Database, *, principal: Principal, bot_ref: str, source_id: str) -> None:

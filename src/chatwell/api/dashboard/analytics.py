@@ -46,7 +46,7 @@ def share_bar(positive: int, negative: int) -> Markup:
     width = 300
     good = width * positive / total if total else 0
     label = f"{positive} positive, {negative} negative"
-    return Markup(f'<svg class="chart" role="img" viewBox="0 0 {width} 24" width="{width}" '
+    return Markup(f'<svg class="chart" data-kind="share" role="img" viewBox="0 0 {width} 24" preserveAspectRatio="none" '
                   f'xmlns="http://www.w3.org/2000/svg"><title>{escape(label)}</title>'
                   f'<rect x="0" y="4" width="{width}" height="16" fill="{"#fee4e2" if total else "#e3e7ec"}"/>'
                   f'<rect x="0" y="4" width="{good:.1f}" height="16" fill="#067647"/></svg>')

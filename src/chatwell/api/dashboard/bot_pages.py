@@ -57,11 +57,17 @@ async def _sources_of(request: Request, user: Any, bot_id: str) -> list[Any]:
     return list(page.items)
 
 
+async def _sources_page(request: Request, user: Any, bot_id: str, *, status: int = 200,
+                        refused: InvalidRequest | None = None, kind: str = "", draft: Any = None) -> Response:
+    bot = await bots.get_bot(db_of(request), principal=user.principal, ref=bot_id)
+    return render(request, "bot_sources.html", user=user, bot=bot, tab="sources", status=status,
+                  sources=await _sources_of(request, user, bot_id), error=refused.message if refused else None,
+                  error_kind=kind, draft={k: str(v) for k, v in (draft or {}).items() if isinstance(v, str)})
+
+
 @router.get("/bots/{bot_id}/sources")
 async def sources_page(request: Request, bot_id: str, user: ManagerDep) -> Response:
-    bot = await bots.get_bot(db_of(request), principal=user.principal, ref=bot_id)
-    return render(request, "bot_sources.html", user=user, bot=bot, tab="sources",
-                  sources=await _sources_of(request, user, bot_id))
+    return await _sources_page(request, user, bot_id)
 
 
 @router.get("/bots/{bot_id}/sources.json")
@@ -75,7 +81,19 @@ async def sources_status(request: Request, bot_id: str, user: ManagerDep) -> JSO
 
 @router.post("/bots/{bot_id}/sources")
 async def add_source(request: Request, bot_id: str, user: CheckedManagerDep) -> Response:
+    """Adds a source; a refusal (an empty file, a bad URL) is shown on the Sources tab beside the
+    form it came from, with what was typed still in it."""
     form = await form_of(request)
+    try:
+        await _add_source(request, bot_id, user, form)
+    except InvalidRequest as exc:
+        return await _sources_page(request, user, bot_id, status=400, refused=exc, kind=str(form.get("kind", "")),
+                                   draft={k: form.get(k) for k in ("title", "text", "question", "answer", "url")})
+    wake_ingestion(request)
+    return see_other(f"/dashboard/bots/{bot_id}/sources")
+
+
+async def _add_source(request: Request, bot_id: str, user: Any, form: Any) -> None:
     kind = form.get("kind")
     db, principal = db_of(request), user.principal
     if kind == "text":
@@ -95,14 +113,13 @@ async def add_source(request: Request, bot_id: str, user: CheckedManagerDep) -> 
             raise InvalidRequest("choose a file to upload", code="missing_file")
         content = await upload.read()
         if not content:
-            raise InvalidRequest("the uploaded file is empty", code="empty_file")
+            raise InvalidRequest(f"{upload.filename or 'The file'} is empty (0 bytes): choose a file with content",
+                                 code="empty_file")
         filename = (upload.filename or "upload").replace("\x00", "")[-MAX_FILENAME:] or "upload"
         await sources.add_file_source(db, principal=principal, bot_ref=bot_id, filename=filename,
                                       content=content, declared_type=upload.content_type)
     else:
         raise InvalidRequest("kind must be text, qa, url or file")
-    wake_ingestion(request)
-    return see_other(f"/dashboard/bots/{bot_id}/sources")
 
 
 @router.post("/bots/{bot_id}/sources/{source_id}/sync")
@@ -133,34 +150,63 @@ YES = ("required", "yes", "true", "1", "y")
 NO = ("", "optional", "no", "false", "0", "n")
 
 
-def contact_fields_of(text: Any) -> list[dict[str, Any]]:
-    """Contact-form fields from lines ``name | label | type | required`` (type and required optional)."""
-    fields: list[dict[str, Any]] = []
-    for number, line in enumerate(lines_of(text), start=1):
-        parts = [part.strip() for part in line.split("|")]
-        if not 2 <= len(parts) <= 4 or not parts[0] or not parts[1]:
-            raise InvalidRequest(f"contact field line {number}: write name | label | type | required",
-                                 code="invalid_contact_field")
-        if not FIELD_NAME.fullmatch(parts[0]):
-            raise InvalidRequest(f"contact field line {number}: a name is letters, digits, _ or - (a letter first)",
-                                 code="invalid_contact_field")
-        kind = (parts[2] if len(parts) > 2 else "").lower() or "text"
-        if kind not in FIELD_TYPES:
-            raise InvalidRequest(f"contact field line {number}: type must be one of {', '.join(FIELD_TYPES)}",
-                                 code="invalid_contact_field")
-        flag = (parts[3] if len(parts) > 3 else "").lower()
-        if flag not in YES + NO:
-            raise InvalidRequest(f"contact field line {number}: the last part must be required or optional",
-                                 code="invalid_contact_field")
-        fields.append({"name": parts[0], "label": parts[1], "type": kind, "required": flag in YES})
+MAX_CONTACT_FIELDS = 20
+
+
+def _contact_field(where: str, field: str, name: str, label: str, kind: str, flag: str) -> dict[str, Any]:
+    """One contact-form field, checked; a refusal names ``where`` and the form ``field`` at fault."""
+    def refuse(message: str) -> InvalidRequest:
+        return InvalidRequest(f"{where}: {message}", code="invalid_contact_field", details={"field": field})
+
+    if not name or not label:
+        raise refuse("give the field a name and a label")
+    if not FIELD_NAME.fullmatch(name):
+        raise refuse("a name is letters, digits, _ or - (a letter first), up to 50")
+    if len(label) > 100:
+        raise refuse("a label has at most 100 characters")
+    kind = kind.lower() or "text"
+    if kind not in FIELD_TYPES:
+        raise refuse(f"type must be one of {', '.join(FIELD_TYPES)}")
+    if flag.lower() not in YES + NO:
+        raise refuse("the last part must be required or optional")
+    return {"name": name, "label": label, "type": kind, "required": flag.lower() in YES}
+
+
+def _unique(fields: list[dict[str, Any]], field: str) -> list[dict[str, Any]]:
     if len({f["name"] for f in fields}) != len(fields):
-        raise InvalidRequest("contact field names must be unique", code="invalid_contact_field")
+        raise InvalidRequest("contact field names must be unique", code="invalid_contact_field",
+                             details={"field": field})
     return fields
 
 
-def contact_fields_text(contact: ContactFormSettings) -> str:
-    return "\n".join(f"{f.name} | {f.label} | {f.type} | {'required' if f.required else 'optional'}"
-                     for f in contact.fields)
+def contact_fields_of(text: Any) -> list[dict[str, Any]]:
+    """Contact-form fields from lines ``name | label | type | required`` (type and required optional),
+    as scripts may post them; the page's field editor sends rows (``contact_fields_of_rows``)."""
+    fields: list[dict[str, Any]] = []
+    for number, line in enumerate(lines_of(text), start=1):
+        parts = [part.strip() for part in line.split("|")]
+        if not 2 <= len(parts) <= 4:
+            raise InvalidRequest(f"contact field line {number}: write name | label | type | required",
+                                 code="invalid_contact_field", details={"field": "contact_fields"})
+        parts += [""] * (4 - len(parts))
+        fields.append(_contact_field(f"contact field line {number}", "contact_fields", *parts))
+    return _unique(fields, "contact_fields")
+
+
+def contact_fields_of_rows(form: Any) -> list[dict[str, Any]]:
+    """The field editor's rows (``cf_<i>_name``, ``_label``, ``_type``, ``_required``); a row with
+    neither name nor label is skipped (a blank or removed row)."""
+    fields: list[dict[str, Any]] = []
+    for i in range(MAX_CONTACT_FIELDS):
+        name = str(form.get(f"cf_{i}_name", "")).strip()
+        label = str(form.get(f"cf_{i}_label", "")).strip()
+        if not name and not label:
+            continue
+        flag = "required" if form.get(f"cf_{i}_required") == "on" else "optional"
+        bad = f"cf_{i}_name" if not name or not FIELD_NAME.fullmatch(name) else f"cf_{i}_label"
+        fields.append(_contact_field(f"contact field {len(fields) + 1}", bad, name, label,
+                                     str(form.get(f"cf_{i}_type", "")).strip(), flag))
+    return _unique(fields, "contact-fields")
 
 
 def _handoff_of(form: Any) -> dict[str, Any]:
@@ -180,11 +226,13 @@ def _contact_of(form: Any) -> dict[str, Any]:
     if "contact_trigger" in form:
         group["trigger"] = str(form.get("contact_trigger", "")).strip()
     if str(form.get("contact_after_messages", "")).strip():
-        group["after_messages"] = int_or_none(form.get("contact_after_messages"))
+        group["after_messages"] = _number(form, "contact_after_messages")
     if "contact_success_message" in form:
         group["success_message"] = str(form.get("contact_success_message", "")).strip() or None
     if "contact_fields" in form:
         group["fields"] = contact_fields_of(form.get("contact_fields"))
+    elif "cf_editor" in form:
+        group["fields"] = contact_fields_of_rows(form)
     return group
 
 
@@ -192,7 +240,7 @@ async def _settings_page(request: Request, user: Any, bot: Any, *, secret: str |
     view = _settings_view(bot)
     return render(request, "bot_settings.html", user=user, bot=bot, tab="settings",
                   saved=request.query_params.get("saved"), webhook_secret=secret,
-                  contact_fields=contact_fields_text(view["contact"]), **view)
+                  max_contact_fields=MAX_CONTACT_FIELDS, **view)
 
 
 @router.get("/bots/{bot_id}/settings")
@@ -210,12 +258,27 @@ async def rotate_webhook_secret(request: Request, bot_id: str, user: CheckedMana
     return await _settings_page(request, user, bot, secret=secret)
 
 
-@router.post("/bots/{bot_id}/settings")
-async def save_settings(request: Request, bot_id: str, user: CheckedManagerDep) -> Response:
-    form = await form_of(request)
+# Where a refused value was typed: a settings group's field (pydantic's location) -> the form's field.
+FORM_FIELDS = {"model.model": "model", "answer.not_found_message": "not_found_message",
+               "widget.title": "widget_title", "widget.primary_color": "primary_color", "widget.position": "position",
+               "handoff.trigger": "handoff_trigger", "handoff.offline_message": "handoff_offline_message",
+               "handoff.agent_label": "handoff_agent_label", "handoff.canned_replies": "handoff_canned_replies",
+               "contact_form.trigger": "contact_trigger", "contact_form.after_messages": "contact_after_messages",
+               "contact_form.success_message": "contact_success_message", "contact_form.fields": "contact-fields",
+               "rate_limits.per_minute": "per_minute", "rate_limits.per_hour": "per_hour",
+               "rate_limits.per_day": "per_day"}
+
+
+def _number(form: Any, name: str) -> int | None:
+    try:
+        return int_or_none(form.get(name))
+    except InvalidRequest as exc:
+        raise InvalidRequest(f"{name.replace('_', ' ')}: {exc.message}", details={"field": name}) from None
+
+
+def _settings_input(form: Any) -> BotUpdate:
     text = lambda name: str(form.get(name, "")).strip()  # noqa: E731
-    data = valid_input(
-        BotUpdate,
+    values: dict[str, Any] = dict(
         name=text("name") or None,
         instructions=str(form.get("instructions", "")),
         welcome_message=text("welcome_message") or None,
@@ -225,19 +288,45 @@ async def save_settings(request: Request, bot_id: str, user: CheckedManagerDep) 
         webhook_url=text("webhook_url") or None,
         model={"model": text("model") or None},
         answer={"not_found_message": text("not_found_message")} if text("not_found_message") else {},
-        rate_limits={"per_minute": int_or_none(form.get("per_minute")),
-                     "per_hour": int_or_none(form.get("per_hour")),
-                     "per_day": int_or_none(form.get("per_day"))},
+        rate_limits={"per_minute": _number(form, "per_minute"), "per_hour": _number(form, "per_hour"),
+                     "per_day": _number(form, "per_day")},
         widget={"title": text("widget_title") or None, "primary_color": text("primary_color") or "#2563eb",
                 "position": text("position") or "bottom-right"},
         handoff=_handoff_of(form),
         contact_form=_contact_of(form),
     )
-    bot = await bots.update_bot(db_of(request), principal=user.principal, ref=bot_id, data=data)
+    try:
+        return valid_input(BotUpdate, **values)
+    except InvalidRequest as exc:
+        where = exc.message.split(":", 1)[0]
+        top = where.split(".")[0]
+        field = FORM_FIELDS.get(".".join(where.split(".")[:2])) or (top if top in form else None)
+        raise InvalidRequest(exc.message, code=exc.code, details={"field": field} if field else None) from None
+
+
+@router.post("/bots/{bot_id}/settings")
+async def save_settings(request: Request, bot_id: str, user: CheckedManagerDep) -> Response:
+    """Saves the whole form. The page's script posts it asking for JSON: a refusal then comes back
+    as ``{error, message, field}`` and is shown beside that field, every other edit still in place."""
+    form = await form_of(request)
+    as_json = "application/json" in request.headers.get("accept", "")
+    try:
+        data = _settings_input(form)
+        bot = await bots.update_bot(db_of(request), principal=user.principal, ref=bot_id, data=data)
+    except InvalidRequest as exc:
+        if not as_json:
+            raise
+        return JSONResponse({"error": exc.code, "message": exc.message, "field": exc.details.get("field")},
+                            status_code=400, headers={"Cache-Control": "no-store"})
     issued = getattr(bot, "issued_webhook_secret", None)
     if issued:  # the webhook's new signing secret exists only in this one response
-        return await _settings_page(request, user, await bots.get_bot(db_of(request), principal=user.principal,
+        page = await _settings_page(request, user, await bots.get_bot(db_of(request), principal=user.principal,
                                                                       ref=bot_id), secret=issued)
+        if as_json:  # the page's script shows this page in place
+            return JSONResponse({"saved": True, "page": bytes(page.body).decode()}, headers={"Cache-Control": "no-store"})
+        return page
+    if as_json:
+        return JSONResponse({"saved": True}, headers={"Cache-Control": "no-store"})
     return see_other(f"/dashboard/bots/{bot_id}/settings?saved=1")
 
 

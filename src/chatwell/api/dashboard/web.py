@@ -48,7 +48,7 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' 
        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
                     "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin", "Cache-Control": "no-store"}
-MAX_FORM_FIELDS = 50
+MAX_FORM_FIELDS = 150  # the bot settings form with 20 contact-form fields has ~110
 
 
 class SignInRequired(Exception):

@@ -119,10 +119,18 @@ def title_from_text(text: str, limit: int = 80) -> str | None:
     return None
 
 
+# Titles that tools write into a file's metadata by default; they name nothing (a PDF "untitled"
+# was listed and cited as "untitled (page 1)"): the next candidate, e.g. the file name, wins.
+PLACEHOLDER_TITLE = re.compile(
+    r"^(untitled|untitled document|document|title|no title|none|null|unknown|anonymous|new document|"
+    r"microsoft word - .*|presentation|slide \d+|page \d+)([\s_-]*\d+)?$", re.IGNORECASE)
+
+
 def pick_title(*candidates: str | None) -> str:
-    """The first non-blank candidate, or ``"Untitled"``."""
+    """The first candidate that names something (not blank, not a placeholder such as
+    "untitled"), or ``"Untitled"``."""
     for candidate in candidates:
-        if candidate and candidate.strip():
+        if candidate and candidate.strip() and not PLACEHOLDER_TITLE.fullmatch(clean_inline(candidate)):
             return clean_inline(candidate)
     return "Untitled"
 

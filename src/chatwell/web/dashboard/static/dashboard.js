@@ -33,7 +33,8 @@
           var row = table.querySelector('tr[data-source-id="' + source.id + '"]');
           if (!row) return;
           var status = row.querySelector('[data-field="status"]');
-          status.textContent = source.status;
+          status.textContent = source.status + (busy(source.status) && source.progress > 0 ?
+            " " + Math.round(source.progress * 100) + "%" : "");
           status.className = "status status-" + source.status;
           row.querySelector('[data-field="chunk_count"]').textContent = String(source.chunk_count);
           row.querySelector('[data-field="error"]').textContent = source.error || "";
@@ -45,7 +46,7 @@
   }
 
   var anyBusy = Array.prototype.some.call(table.querySelectorAll('[data-field="status"]'), function (el) {
-    return busy(el.textContent.trim());
+    return busy(el.textContent.trim().split(" ")[0]);
   });
   if (anyBusy) window.setTimeout(refresh, 1000);
 })();
@@ -244,7 +245,10 @@ function chatwellReadEvents(response, onFrame) {
       .then(function (html) {
         var fresh = new DOMParser().parseFromString(html, "text/html");
         var wrote = document.querySelectorAll("#transcript > li").length;
-        ["transcript", "conversation-head", "visitor-context"].forEach(function (id) { swap(fresh, id); });
+        var busy = document.activeElement && document.activeElement.closest && document.activeElement.closest("#transcript");
+        ["transcript", "conversation-head", "visitor-context"].forEach(function (id) {
+          if (!(id === "transcript" && busy)) swap(fresh, id); // never under the cursor of a half-typed answer
+        });
         var area = document.getElementById("reply-area"), nextArea = fresh.getElementById("reply-area");
         if (area && nextArea && area.getAttribute("data-held") !== nextArea.getAttribute("data-held")) swap(fresh, "reply-area");
         if (document.querySelectorAll("#transcript > li").length > wrote) {
@@ -353,4 +357,129 @@ function chatwellReadEvents(response, onFrame) {
   [colour, title, position].forEach(function (field) { if (field) field.addEventListener("input", update); });
   if (position) position.addEventListener("change", update);
   update();
+})();
+
+// Settings: the contact form's field editor adds and removes rows (each row is one field).
+(function () {
+  "use strict";
+  var editor = document.querySelector("[data-field-editor]");
+  if (!editor) return;
+  var body = editor.querySelector("tbody"), max = Number(editor.getAttribute("data-max")) || 20;
+  function rows() { return body.querySelectorAll("[data-field-row]"); }
+  editor.addEventListener("click", function (event) {
+    if (event.target.closest("[data-add-field]")) {
+      var all = rows(), last = all[all.length - 1], used = [];
+      Array.prototype.forEach.call(all, function (row) { used.push(Number(row.querySelector("input").name.split("_")[1])); });
+      var next = 0;
+      while (used.indexOf(next) >= 0) next += 1;
+      if (next >= max) return;
+      var row = last.cloneNode(true);
+      row.hidden = false;
+      row.querySelectorAll("input,select").forEach(function (input) {
+        input.name = input.name.replace(/^cf_\d+_/, "cf_" + next + "_");
+        input.setAttribute("aria-label", input.getAttribute("aria-label").replace(/\d+/, String(next + 1)));
+        if (input.type === "checkbox") input.checked = false;
+        else if (input.tagName === "SELECT") input.selectedIndex = 0;
+        else input.value = "";
+        input.removeAttribute("aria-invalid");
+      });
+      body.appendChild(row);
+      row.querySelector("input").focus();
+    } else if (event.target.closest("[data-remove-field]")) {
+      var gone = event.target.closest("[data-field-row]");
+      gone.querySelectorAll("input").forEach(function (input) { if (input.type === "checkbox") input.checked = false; else input.value = ""; });
+      if (rows().length > 1) gone.remove();
+    }
+  });
+})();
+
+// Forms with data-inline-errors are saved in the background: a refusal is shown beside the field
+// at fault and every other edit stays on the page (a plain submit would leave it for an error page).
+(function () {
+  "use strict";
+  document.querySelectorAll("form[data-inline-errors]").forEach(function (form) {
+    var banner = document.createElement("p");
+    banner.className = "notice";
+    banner.setAttribute("role", "status");
+    banner.hidden = true;
+    form.insertBefore(banner, form.firstChild);
+    function clear() {
+      form.querySelectorAll(".field-error").forEach(function (node) { node.remove(); });
+      form.querySelectorAll("[aria-invalid]").forEach(function (node) { node.removeAttribute("aria-invalid"); });
+      banner.hidden = true;
+      banner.className = "notice";
+    }
+    function show(message, field) {
+      var target = field ? (form.querySelector('[name="' + field + '"]') || document.getElementById(field)) : null;
+      var note = document.createElement("p");
+      note.className = "field-error error";
+      note.setAttribute("role", "alert");
+      note.textContent = message;
+      if (!target) {
+        banner.hidden = false;
+        banner.className = "notice error";
+        banner.textContent = message;
+        banner.scrollIntoView({ block: "center" });
+        return;
+      }
+      target.setAttribute("aria-invalid", "true");
+      var anchor = target.closest("label") || target.closest("table") || target;
+      if (target.closest("[data-field-editor]")) anchor = target.closest("[data-field-editor]");
+      anchor.insertAdjacentElement("afterend", note);
+      target.scrollIntoView({ block: "center" });
+      if (target.focus) target.focus();
+    }
+    form.addEventListener("submit", function (event) {
+      if (!window.fetch || !window.FormData) return;
+      event.preventDefault();
+      clear();
+      fetch(form.action, { method: "POST", body: new FormData(form), credentials: "same-origin",
+                           headers: { Accept: "application/json" } })
+        .then(function (r) {
+          var json = (r.headers.get("content-type") || "").indexOf("application/json") === 0;
+          if (!json) { form.removeAttribute("data-inline-errors"); HTMLFormElement.prototype.submit.call(form); return null; }
+          return r.json();
+        })
+        .then(function (data) {
+          if (!data) return;
+          if (data.saved && data.page) { // a page to see once (a new webhook secret): shown in place
+            var fresh = new DOMParser().parseFromString(data.page, "text/html").querySelector("main");
+            var main = document.querySelector("main");
+            if (fresh && main) main.replaceWith(document.importNode(fresh, true));
+          } else if (data.saved) window.location.assign(form.action + "?saved=1"); // what was stored, read back
+          else show(data.message || "The settings could not be saved.", data.field);
+        })
+        .catch(function () { show("The settings could not be saved: the server did not answer.", null); });
+    });
+  });
+})();
+
+// Sources: a file is uploaded with a progress bar (large files take a while); the answer (the
+// Sources tab again, or the tab with the refusal beside the form) replaces the page.
+(function () {
+  "use strict";
+  var form = document.querySelector("form[enctype='multipart/form-data'][action$='/sources']");
+  if (!form || !window.XMLHttpRequest || !window.FormData) return;
+  var bar = document.createElement("progress");
+  bar.max = 100;
+  bar.value = 0;
+  bar.hidden = true;
+  bar.setAttribute("aria-label", "Upload progress");
+  form.appendChild(bar);
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    var xhr = new XMLHttpRequest();
+    xhr.open("POST", form.action);
+    xhr.upload.onprogress = function (e) { if (e.lengthComputable) bar.value = Math.round(100 * e.loaded / e.total); };
+    xhr.onload = function () {
+      if (xhr.status < 400) { window.location.assign(xhr.responseURL || window.location.href); return; }
+      var fresh = new DOMParser().parseFromString(xhr.responseText, "text/html").querySelector("main");
+      var main = document.querySelector("main");
+      if (fresh && main) main.replaceWith(document.importNode(fresh, true));
+      else window.location.reload();
+    };
+    xhr.onerror = function () { bar.hidden = true; window.alert("The upload failed: the server did not answer."); };
+    bar.hidden = false;
+    xhr.send(new FormData(form));
+  });
 })();
