@@ -127,3 +127,19 @@ def test_labels(backend: str) -> None:
     assert handoff.status_label("human") == "With a person"
     assert channel_label("chatbotiq") == "Website widget" and channel_label("openai") == "OpenAI-compatible API"
     assert handoff.asks_explicitly("Talk to a person") and not handoff.asks_explicitly("What agent do you use?")
+
+
+async def test_unanswered_lists_what_the_bot_abstained_on(client: httpx.AsyncClient, anon_client: httpx.AsyncClient,
+                                                          app: FastAPI, bot: dict[str, Any]) -> None:
+    """The stored answer says whether the bot abstained: the question stays unanswered even after
+    the bot's not-found message is reworded."""
+    events = await ask(anon_client, bot, "What is the capital of Peru?")
+    assert events[-1].get("answered") in (False, None)
+    await ask(anon_client, bot, "When are you open?", session_id="visitor-2")
+    changed = await client.patch(f"/v1/bots/{bot['id']}", json={"answer": {"not_found_message": "No idea, sorry."}})
+    assert changed.status_code == 200, changed.text
+    async with app.state.db.read() as session:
+        row = await session.get(Bot, uuid.UUID(bot["id"]))
+    report = await analytics.report(app.state.db, workspace_id=row.workspace_id)
+    assert [q for q, _ in report.unanswered] == ["What is the capital of Peru?"]
+    assert report.unanswered_bot["What is the capital of Peru?"] == row.id

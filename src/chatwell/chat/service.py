@@ -417,7 +417,8 @@ class ChatService:
                     error_code=outcome.error.code if outcome.error else None,
                     error=outcome.error.message if outcome.error else None, model=outcome.model,
                     prompt_tokens=outcome.prompt_tokens, completion_tokens=outcome.completion_tokens, cost=cost,
-                    api_key_id=turn.request.api_key_id, channel=turn.request.channel, message_id=message_id)
+                    api_key_id=turn.request.api_key_id, channel=turn.request.channel, message_id=message_id,
+                    answered=None if outcome.error else outcome.answered)
             except Exception as exc:
                 if pause is not None and unavailable_reason(exc) is not None:
                     log.warning("saving the answer of conversation %s: %s, attempt %d; retrying",

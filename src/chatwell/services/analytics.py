@@ -87,7 +87,7 @@ async def report(db: Database, *, workspace_id: uuid.UUID, bot_id: uuid.UUID | N
                 result.conversations_per_day[index[created.date()]] += 1
         rows = (await session.execute(
             select(Message.conversation_id, Message.role, Message.content, Message.feedback, Message.created_at,
-                   Conversation.bot_id)
+                   Conversation.bot_id, Message.metadata_)
             .join(Conversation, Conversation.id == Message.conversation_id)
             .where(*scope, Message.created_at >= since)
             .order_by(Message.created_at.desc()).limit(MAX_MESSAGES))).all()
@@ -105,7 +105,7 @@ async def report(db: Database, *, workspace_id: uuid.UUID, bot_id: uuid.UUID | N
     unanswered: Counter[str] = Counter()
     shown: dict[str, str] = {}
     last_question: dict[uuid.UUID, str] = {}
-    for conversation_id, role, content, feedback, created, bot in reversed(rows):  # oldest first
+    for conversation_id, role, content, feedback, created, bot, meta in reversed(rows):  # oldest first
         if created.date() in index:
             result.messages_per_day[index[created.date()]] += 1
         if role == "user":
@@ -125,7 +125,8 @@ async def report(db: Database, *, workspace_id: uuid.UUID, bot_id: uuid.UUID | N
             if asked is None:
                 continue
             top[asked] += 1
-            if (content or "").strip() and (content or "").strip() == not_found.get(bot):
+            abstained = isinstance(meta, dict) and meta.get("answered") is False
+            if abstained or ((content or "").strip() and (content or "").strip() == not_found.get(bot)):
                 unanswered[asked] += 1
                 result.unanswered_bot.setdefault(shown[asked], bot)
         else:  # an agent's reply: the question before it went to a person

@@ -108,7 +108,7 @@ async def finish_turn(db: Database, *, bot: Bot, conversation_id: uuid.UUID | No
                       citations: list[dict[str, Any]] | None, error_code: str | None, error: str | None,
                       model: str, prompt_tokens: int, completion_tokens: int, cost: float,
                       api_key_id: uuid.UUID | None, channel: str,
-                      message_id: uuid.UUID | None = None) -> uuid.UUID | None:
+                      message_id: uuid.UUID | None = None, answered: bool | None = None) -> uuid.UUID | None:
     """Save the assistant's message (unless private: ``conversation_id`` None), meter the call
     (a usage row holds no content) and charge the workspace's credit, in one short transaction.
 
@@ -123,7 +123,9 @@ async def finish_turn(db: Database, *, bot: Bot, conversation_id: uuid.UUID | No
                 return stored_id
             message = Message(id=stored_id, conversation_id=conversation_id, role=MessageRole.ASSISTANT, content=content,
                               citations=citations, error_code=error_code, error=error, model=model,
-                              prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+                              prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                              # answered False: the bot abstained (Analytics lists the question as unanswered)
+                              metadata_={"answered": answered} if answered is not None else None)
             session.add(message)
             session.flush()
         # Every answered request is metered (it is the request count of usage reports); a usage
