@@ -66,7 +66,7 @@ from chatwell.api.dialect import (
     turn_error,
 )
 from chatwell.api.errors import ErrorDoc
-from chatwell.api.native.chat import collect
+from chatwell.api.native.chat import citation_json, collect
 from chatwell.api.sse import frame, sse_response
 from chatwell.api.turn_stops import turn_stops
 from chatwell.chat.service import ChatRequest
@@ -269,11 +269,6 @@ def retriever_resources(bot: Bot, citations: list[dict[str, Any]]) -> list[dict[
              "url": c["url"], "page": c["page"]} for c in citations]
 
 
-def _citations_json(citations: tuple[ev.Citation, ...]) -> list[dict[str, Any]]:
-    return [{"index": c.index, "source_id": str(c.source_id), "title": c.title, "url": c.url, "page": c.page,
-             "score": c.score, "snippet": c.snippet} for c in citations]
-
-
 @router.post("/chat-messages", responses={200: {"content": {"text/event-stream": {}}}})
 async def chat_messages(request: Request, principal: Principal = Depends(app_principal)) -> Any:
     data = await parse_body(request, DifyChatIn)
@@ -324,7 +319,7 @@ async def chat_messages(request: Request, principal: Principal = Depends(app_pri
                         yield frame({"event": "message_replace", **ids, "answer": event.text,
                                      "created_at": created_at})
                     elif isinstance(event, ev.Citations):
-                        citations = _citations_json(event.citations)
+                        citations = [citation_json(c) for c in event.citations]
                     elif isinstance(event, ev.Usage):
                         usage = {"prompt_tokens": event.prompt_tokens, "completion_tokens": event.completion_tokens,
                                  "model": event.model, "cost": event.cost}

@@ -61,7 +61,7 @@ from chatwell.api.dialect import (
     turn_error,
 )
 from chatwell.api.errors import ErrorDoc
-from chatwell.api.native.chat import check_image, collect
+from chatwell.api.native.chat import check_image, citation_json, collect
 from chatwell.api.sse import sse_response
 from chatwell.api.turn_stops import turn_stops
 from chatwell.chat.service import ChatRequest
@@ -190,11 +190,6 @@ def source_documents(citations: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for c in citations]
 
 
-def _citations_json(citations: tuple[ev.Citation, ...]) -> list[dict[str, Any]]:
-    return [{"index": c.index, "source_id": str(c.source_id), "title": c.title, "url": c.url, "page": c.page,
-             "score": c.score, "snippet": c.snippet} for c in citations]
-
-
 @router.post("/prediction/{chatflowid}", responses={200: {"content": {"text/event-stream": {}}}})
 async def prediction(chatflowid: str, request: Request) -> Any:
     bot, principal = await chatflow(request, chatflowid)
@@ -235,7 +230,7 @@ async def prediction(chatflowid: str, request: Request) -> Any:
                     elif isinstance(event, ev.Replace):
                         yield frame("replace", event.text)
                     elif isinstance(event, ev.Citations):
-                        yield frame("sourceDocuments", source_documents(_citations_json(event.citations)))
+                        yield frame("sourceDocuments", source_documents([citation_json(c) for c in event.citations]))
                     elif isinstance(event, ev.Error):
                         yield frame("error", event.message)
                         break
