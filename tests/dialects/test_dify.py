@@ -397,3 +397,19 @@ def test_image_upload_reaches_a_model_that_takes_images(start_world: Any, live_s
     assert_dify_error(too_big, 413, "file_too_large")
     wrong_type = client.file_upload("abc-123", {"file": ("notes.txt", b"hello", "text/plain")})
     assert_dify_error(wrong_type, 415, "unsupported_file_type")
+
+
+def test_a_model_failure_in_difys_words(start_world: Any) -> None:
+    """The model server is gone: blocking answers 400 completion_request_error, streaming ends with
+    an error event {status, code, message} and no message_end (as Dify's InvokeError)."""
+    from tests.services import free_port
+
+    world = start_world(llm_base_url=f"http://127.0.0.1:{free_port()}/v1", llm_model="gone")
+    client = dify(world)
+    blocking = client.create_chat_message(inputs={}, query=HOURS_QUESTION, user="abc-123")
+    assert_dify_error(blocking, 400, "completion_request_error")
+    events = stream_events(client.create_chat_message(inputs={}, query=HOURS_QUESTION, user="abc-123",
+                                                      response_mode="streaming"))
+    assert events[-1]["event"] == "error" and events[-1]["code"] == "completion_request_error"
+    assert events[-1]["status"] == 400 and events[-1]["message"] and events[-1]["message_id"]
+    assert all(e["event"] != "message_end" for e in events)

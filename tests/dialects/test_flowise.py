@@ -264,3 +264,17 @@ def test_documented_examples(world: World) -> None:
         assert_flowise_error(image, 400)
     with world.client(world.bot_key) as keyed:  # "Authorization: Bearer <your-api-key>"
         assert keyed.post(url, json={"question": "Hey, how are you?"}).status_code == 200
+
+
+def test_a_model_failure_in_flowises_words(start_world: Any) -> None:
+    """The model server is gone: JSON answers 502 in Flowise's error shape; a stream sends error
+    (the message) and end, no metadata."""
+    from tests.services import free_port
+
+    world = start_world(llm_base_url=f"http://127.0.0.1:{free_port()}/v1", llm_model="gone")
+    with world.client() as http:
+        assert_flowise_error(http.post(f"/api/v1/prediction/{world.bot_id}", json={"question": HOURS_QUESTION}), 502)
+    events = streamed(sdk(world), PredictionData(chatflowId=world.bot_id, question=HOURS_QUESTION, streaming=True))
+    names = [e["event"] for e in events]
+    assert names[0] == "start" and names[-2:] == ["error", "end"] and "metadata" not in names, names
+    assert events[-2]["data"]
