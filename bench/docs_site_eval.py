@@ -1,7 +1,9 @@
 """A documentation site as a support bot's knowledge: the Valgrind manual (40 HTML pages, Debian
 package ``valgrind``, DocBook output with Prev/Up/Next navigation on every page) and 55 questions a
 user would ask, each with the pages that answer it and the key term (an option, a command, a
-tool's name) the answer must contain (``bench/data/valgrind_questions.jsonl``).
+tool's name) the answer must contain (``bench/data/valgrind_questions.jsonl``); with ``--follow-ups``,
+42 two-turn exchanges whose second question leans on the first (``valgrind_followups.jsonl``),
+asked as a conversation (the earlier turn is the history), or ``--without-history`` alone.
 
 Every page is uploaded as an HTML file and every question asked through the chat engine, by
 ``chatwell eval answers`` on a documentation-site folder (``pages/`` + ``questions.jsonl``); it
@@ -24,6 +26,8 @@ from chatwell.evaluation.answers import evaluate_answers
 from chatwell.evaluation.datasets import load_answer_sets
 
 QUESTIONS = Path(__file__).resolve().parent / "data" / "valgrind_questions.jsonl"
+# 42 two-turn exchanges: an earlier question, then a follow-up that leans on it.
+FOLLOW_UPS = Path(__file__).resolve().parent / "data" / "valgrind_followups.jsonl"
 
 
 async def main() -> None:
@@ -32,13 +36,19 @@ async def main() -> None:
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "chatwell")
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--details", type=Path, default=None, help="one JSON line per question here")
+    parser.add_argument("--follow-ups", action="store_true", help="ask the follow-up set instead")
+    parser.add_argument("--without-history", action="store_true",
+                        help="ask follow-ups without their earlier turn (what ignoring the conversation gives)")
     args = parser.parse_args()
     if not (args.manual / "index.html").is_file():
         raise SystemExit(f"{args.manual} has no index.html: apt-get install -y valgrind")
     with tempfile.TemporaryDirectory(prefix="chatwell-docs-site-") as tmp:
         folder = Path(tmp) / "valgrind"
         shutil.copytree(args.manual, folder / "pages", ignore=shutil.ignore_patterns("images", "*.css"))
-        shutil.copy(QUESTIONS, folder / "questions.jsonl")
+        rows = [json.loads(line) for line in (FOLLOW_UPS if args.follow_ups else QUESTIONS).read_text().splitlines()]
+        if args.without_history:
+            rows = [{k: v for k, v in row.items() if k != "history"} for row in rows]
+        (folder / "questions.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
         records: list[dict] = []
         result = await evaluate_answers(load_answer_sets(folder), cache_dir=args.cache_dir, limit=args.limit,
                                         details=records.append, progress=print)
