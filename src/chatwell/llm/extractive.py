@@ -117,14 +117,10 @@ class OfflineAnswerer:
         best = float(scores.max())
         for i in (int(i) for i in np.argsort(-scores)):
             if chosen:
-                if scores[i] < best * 0.75 or coverage[i] <= 0.0:
+                # Further sentences: close to the best one and sharing a term with the question
+                # (so never an unrelated one), never a near-duplicate of a chosen one.
+                if scores[i] < best * 0.6 or coverage[i] <= 0.0:
                     break
-                # A further sentence must add something: a question term not yet quoted, or be
-                # nearly as good as the best one; never a near-duplicate of a chosen one.
-                quoted = set().union(*(sentence_terms[j] for j in chosen)) & q_terms
-                adds = bool((sentence_terms[i] & q_terms) - quoted)
-                if not adds and scores[i] < best * 0.9:
-                    continue
                 if any(len(sentence_terms[i] & sentence_terms[j]) >= 0.8 * max(1, len(sentence_terms[i]))
                        for j in chosen):
                     continue
