@@ -7,7 +7,6 @@ The server process never imports it.
 
 from __future__ import annotations
 
-import resource
 from multiprocessing.connection import Connection
 
 import docx  # noqa: F401  (warm: the DOCX loader imports it on first use)
@@ -21,10 +20,7 @@ count_tokens("warm")  # loads the tokenizer once, in the forkserver
 
 
 def main(sender: Connection, job: ExtractionJob, limits: ExtractionLimits) -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
-    # SIGXCPU at the soft limit ends the process (the server reports extraction_timeout).
-    resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 5))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # and leaves no core file behind
+    _limit(limits)
     try:
         reply: tuple[object, ...] = ("ok", extract(job, limits))
     except LoaderError as exc:
@@ -40,6 +36,17 @@ def main(sender: Connection, job: ExtractionJob, limits: ExtractionLimits) -> No
         sender.send(_too_large(limits))
     finally:
         sender.close()
+
+
+def _limit(limits: ExtractionLimits) -> None:
+    try:
+        import resource
+    except ImportError:  # Windows: only the wall-clock deadline and the caps apply
+        return
+    resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+    # SIGXCPU at the soft limit ends the process (the server reports extraction_timeout).
+    resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 5))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # and leaves no core file behind
 
 
 def _too_large(limits: ExtractionLimits) -> tuple[str, str, str]:

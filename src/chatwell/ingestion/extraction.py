@@ -183,13 +183,14 @@ class Extractor:
             with contextlib.suppress(Exception):
                 process.close()
         if outcome is None:
-            raise self._died(exitcode if exitcode is not None else -signal.SIGKILL)
+            raise self._died(exitcode)
         if outcome[0] == "error":
             raise LoaderError(outcome[1], outcome[2])
         return outcome[1]
 
-    def _died(self, exitcode: int) -> LoaderError:
-        if exitcode == -signal.SIGXCPU:
+    def _died(self, exitcode: int | None) -> LoaderError:
+        cpu_limit = getattr(signal, "SIGXCPU", None)  # none on Windows
+        if cpu_limit is not None and exitcode == -cpu_limit:
             return LoaderError("extraction_timeout", f"Reading the document used more than {self.limits.cpu_seconds} s "
                                "of CPU time (CHATWELL_INGESTION_CPU_SECONDS).")
         log.warning("an extraction process ended with code %s", exitcode)
