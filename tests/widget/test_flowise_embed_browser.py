@@ -1,7 +1,7 @@
 """Flowise's own chat widget (``flowise-embed`` from npm, unchanged) on a customer's page of
 another origin, in real Chromium, pointed at chatwell as its ``apiHost``: it loads the bot's
 config, checks streaming, asks a question, renders the streamed answer and its sources, and
-sends a rating; on a domain the bot does not allow, it gets no answer."""
+sends a rating with a comment; on a domain the bot does not allow, it gets no answer."""
 
 from __future__ import annotations
 
@@ -114,6 +114,22 @@ def test_flowise_embed_streams_an_answer_with_sources(chromium: Any, shop: Shop)
         history = shop.admin.get(f"/api/v1/chatmessage/{shop.bot_id}", params={"chatId": body["chatId"]}).json()
         assert [m["role"] for m in history] == ["userMessage", "apiMessage"]
         assert "Monday through Friday" in history[1]["content"]
+        # a thumbs up, then the comment the widget asks for: POST, then PUT /api/v1/feedback/{id}
+        statuses: list[tuple[str, int]] = []
+        page.on("response", lambda r: statuses.append((r.request.method, r.status))
+                if "/api/v1/feedback/" in r.url else None)
+        page.locator('button[title="Thumbs Up"]').last.click()
+        comment = page.get_by_placeholder("What do you think of the response?")
+        comment.wait_for(timeout=10_000)
+        comment.fill("Clear and quick")
+        page.get_by_role("button", name="Submit Feedback").click()
+        for _ in range(100):
+            if ("PUT", 200) in statuses:
+                break
+            page.wait_for_timeout(100)
+        assert ("POST", 200) in statuses and ("PUT", 200) in statuses, statuses
+        history = shop.admin.get(f"/api/v1/chatmessage/{shop.bot_id}", params={"chatId": body["chatId"]}).json()
+        assert history[1]["feedback"] == "THUMBS_UP"
         assert not errors, errors
     finally:
         page.close()
