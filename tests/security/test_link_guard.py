@@ -119,6 +119,10 @@ def test_the_streaming_guard_equals_the_whole_text_on_the_corpus(picked: list[st
     assert out == remove_foreign_links(text, allowed)
 
 
+def test_a_www_host_alone_is_removed_too() -> None:
+    assert remove_foreign_links("Visit www.evil.example today", allowed_links([OK])) == f"Visit {LINK_REMOVED} today"
+
+
 def test_ordinary_prose_is_left_alone() -> None:
     prose = ("Opening hours: 9:00-17:00, Mon/Tue and/or Wed. Ratio 3:1, data: 42, see section 2.3; "
              "email hi@shop.example, call +1 555 0100. C:\\Users\\me is a path. a // b")

@@ -48,6 +48,7 @@ LINK_LIKE = re.compile(
 )
 _IGNORED_BY_BROWSERS = re.compile(r"[\t\n\r]")
 _LAST_RUN = re.compile(rf"{RUN.pattern}\Z")
+_MAYBE_LINK = re.compile(r"[:/\\&]|www\.", re.IGNORECASE)
 
 
 def normalise(url: str) -> str:
@@ -68,7 +69,7 @@ def allowed_links(urls: Iterable[str | None]) -> frozenset[str]:
 
 def remove_foreign_links(text: str, allowed: frozenset[str]) -> str:
     """``text`` with every link-like run that is not an allowed URL replaced by ``[link removed]``."""
-    if ":" not in text and "/" not in text and "\\" not in text and "&" not in text:
+    if not _MAYBE_LINK.search(text):
         return text  # no run can be link-like: most pieces of an answer skip the search
     return RUN.sub(lambda match: _checked(match.group(0), allowed), text)
 
