@@ -30,10 +30,10 @@ MAX_SENTENCES = 3
 MIN_SENTENCE_CHARS = 20
 MAX_SENTENCE_CHARS = 600
 #: The judgement's bar by the bot's strictness (``AnswerSettings.strictness``). On TechQA's
-#: calibration split (``bench/calibrate_abstention.py``) 0.49 is the lowest bar that abstains on
+#: calibration split (``bench/calibrate_abstention.py``) 0.51 is the lowest bar that abstains on
 #: half the unanswerable questions, at the cost of a third of the answerable ones: that is
-#: "strict"; "balanced" keeps false abstentions near 10% (and answers the handbook's questions).
-SUPPORT_BARS = {"lenient": 0.30, "balanced": 0.40, "strict": 0.49}
+#: "strict"; "balanced" (0.40) abstains on 27% of them and on 13% of the answerable ones.
+SUPPORT_BARS = {"lenient": 0.30, "balanced": 0.40, "strict": 0.51}
 DEFAULT_SUPPORT_BAR = SUPPORT_BARS["balanced"]
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _STOP = frozenset(
