@@ -69,3 +69,14 @@ async def test_a_question_the_passages_do_not_answer_is_judged_unsupported() -> 
                            grounding=SOURCES)
     text = "".join([e.text async for e in answerer.stream(request) if isinstance(e, ModelDelta)])
     assert text == "NOT_IN_SOURCES"
+
+
+async def test_hard_wrapped_lines_are_quoted_as_whole_sentences() -> None:
+    wrapped = [Grounding(1, "Callgrind", "Callgrind can start with instrumentation mode switched off by\n"
+                                         "specifying the option --instr-atstart=no.\n"
+                                         "- a list item stays a line\n"
+                                         "Home | Manual | Next")]
+    answer = await OfflineAnswerer(MiniLMOnnxEmbedder()).compose("How do I start Callgrind with instrumentation off?",
+                                                                  wrapped)
+    assert "switched off by specifying the option --instr-atstart=no. [1]" in answer
+    assert "Home" not in answer

@@ -170,11 +170,33 @@ def _candidates(grounding: Sequence[Grounding], min_chars: int) -> list[_Candida
 def _sentences(text: str, min_chars: int = MIN_SENTENCE_CHARS) -> tuple[str, ...]:
     found: list[str] = []
     for paragraph in re.split(r"\n\s*\n", text):
-        for sentence in split_sentences(paragraph):
+        for sentence in split_sentences(_unwrapped(paragraph)):
             sentence = " ".join(sentence.split())
             if len(sentence) >= min_chars and not sentence.startswith("#") and not is_menu_line(sentence):
                 found.append(sentence[:MAX_SENTENCE_CHARS])
     return tuple(found)
+
+
+_ENDS_SENTENCE = re.compile(r"[.!?:;]['\")\]]?$")
+_LIST_ITEM = re.compile(r"^(?:[-*•]\s|\d{1,3}[.)]\s)")
+
+
+def _unwrapped(paragraph: str) -> str:
+    """Lines of a hard-wrapped paragraph (HTML source, a PDF's lines) joined back into sentences,
+    so a quote never stops mid-sentence; list items, table rows and menu lines stay lines."""
+    lines: list[str] = []
+    for raw in paragraph.split("\n"):
+        line = raw.strip()
+        if not line:
+            continue
+        previous = lines[-1] if lines else ""
+        if (previous and not _ENDS_SENTENCE.search(previous) and not _LIST_ITEM.match(line)
+                and " | " not in line and " | " not in previous
+                and not is_menu_line(line) and not is_menu_line(previous)):
+            lines[-1] = f"{previous} {line}"
+        else:
+            lines.append(line)
+    return "\n".join(lines)
 
 
 def is_menu_line(line: str) -> bool:
