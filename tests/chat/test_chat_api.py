@@ -177,7 +177,8 @@ async def test_conversations_list_delete_and_feedback_respect_scope(client: http
         "message": "When does support answer?", "stream": False})).json()
     listed = (await client.get("/v1/conversations", params={"bot_id": bot["id"]})).json()["data"]
     assert [c["id"] for c in listed] == [reply["conversation_id"]]
-    other_key = (await make_key(client, bot_id=other["id"]))["key"]
+    # Even granted reading, a key of another bot does not reach this bot's conversations.
+    other_key = (await make_key(client, bot_id=other["id"], scopes=["chat", "conversations:read"]))["key"]
     assert (await client.get(f"/v1/conversations/{reply['conversation_id']}", headers=bearer(other_key))).status_code == 404
     bad = await client.post(f"/v1/messages/{reply['message_id']}/feedback", json={"rating": "meh"})
     assert bad.status_code == 400

@@ -21,7 +21,9 @@ from chatwell.chat.service import ChatService
 from chatwell.domain.auth import Principal
 from chatwell.errors import ChatwellError, Forbidden, InvalidRequest, database_unavailable
 from chatwell.limits.policies import ChatLimits
+from chatwell.domain.models import Permission
 from chatwell.limits.service import Decision
+from chatwell.services import keys
 from chatwell.services.origins import origin_allowed, origin_matches
 from chatwell.storage.database import Database
 from chatwell.storage.tables import Bot
@@ -78,6 +80,22 @@ def check_bot_origin(request: Request, bot: Bot, principal: Principal | None = N
     if not origin_matches(origin, settings.cors_allowed_origins) and not origin_allowed(origin, bot.allowed_origins):
         raise Forbidden("this origin is not one of the bot's allowed domains", code="origin_not_allowed")
     allow_cors(request)
+
+
+def check_key_for_bot(request: Request, bot: Bot, principal: Principal,
+                      permission: Permission = Permission.CHAT) -> None:
+    """Every keyed request about one bot (a chat turn on any door, a search): the key holds
+    ``permission`` (403 ``insufficient_scope``) and a browser's origin is one the key or the bot
+    allows (403 ``origin_not_allowed``)."""
+    keys.require(principal, permission)
+    check_bot_origin(request, bot, principal)
+
+
+async def admit_keyed_chat(request: Request, bot: Bot, principal: Principal) -> Decision | None:
+    """Every keyed door before a turn: :func:`check_key_for_bot`, then the key's and the bot's
+    limits (429 with Retry-After); returns the decision for ``X-RateLimit-*`` headers."""
+    check_key_for_bot(request, bot, principal)
+    return await chat_limits(request).keyed_chat(bot, principal)
 
 
 async def parse_body(request: Request, model: type[Model]) -> Model:

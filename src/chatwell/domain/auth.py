@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
-from chatwell.domain.models import KeyScope
+from chatwell.domain.models import KeyScope, Permission
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +18,8 @@ class Principal:
     prefix: str
     allowed_origins: tuple[str, ...] = field(default_factory=tuple)
     daily_message_limit: int | None = None
+    # A bot key's permissions (``Permission`` values); a workspace key's are all, whatever this holds.
+    scopes: frozenset[str] = field(default_factory=frozenset)
 
     @property
     def scope(self) -> KeyScope:
@@ -25,3 +27,6 @@ class Principal:
 
     def can_reach_bot(self, bot_id: uuid.UUID) -> bool:
         return self.bot_id is None or self.bot_id == bot_id
+
+    def allows(self, permission: Permission) -> bool:
+        return self.bot_id is None or permission.value in self.scopes

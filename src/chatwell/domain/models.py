@@ -31,6 +31,20 @@ class KeyScope(StrEnum):
     BOT = "bot"
 
 
+class Permission(StrEnum):
+    """What a bot key may do with its bot (its ``scopes``). A bot key is the kind handed to a
+    website, so it gets ``chat`` only unless more is granted when it is made; a workspace key
+    (and the owner key) holds every permission."""
+
+    CHAT = "chat"  # talk to the bot and search its knowledge, on every door
+    CONVERSATIONS_READ = "conversations:read"  # list and read its transcripts (and sessions reports)
+    CONVERSATIONS_WRITE = "conversations:write"  # delete transcripts, rate answers
+    LEADS_READ = "leads:read"  # read and export the contact details visitors left
+
+
+DEFAULT_BOT_KEY_SCOPES = (Permission.CHAT.value,)
+
+
 class ConversationStatus(StrEnum):
     OPEN = "open"
     PENDING_HUMAN = "pending_human"

@@ -16,8 +16,9 @@ from sqlalchemy.orm import Session
 from chatwell.domain.auth import Principal
 from chatwell.domain.events import HistoryTurn
 from chatwell.domain.ids import new_id
-from chatwell.domain.models import ConversationStatus, MessageRole
+from chatwell.domain.models import ConversationStatus, MessageRole, Permission
 from chatwell.errors import NotFound
+from chatwell.services.keys import require
 from chatwell.services.pagination import Page, page_of, paginate
 from chatwell.services.sessions import conversation_not_found, visitor_owns
 from chatwell.storage.database import Database
@@ -213,6 +214,7 @@ async def _owned(session: Any, principal: Principal, conversation_id: str) -> Co
 
 async def list_conversations(db: Database, *, principal: Principal, bot_id: uuid.UUID | None,
                              limit: int = 50, cursor: str | None = None) -> Page[Conversation]:
+    require(principal, Permission.CONVERSATIONS_READ)
     query = select(Conversation).where(Conversation.workspace_id == principal.workspace_id)
     if principal.bot_id is not None:
         query = query.where(Conversation.bot_id == principal.bot_id)
@@ -227,6 +229,7 @@ async def conversations_between(db: Database, *, principal: Principal, bot_id: u
                                 start: datetime | None, end: datetime | None, page: int,
                                 size: int) -> list[tuple[Conversation, list[Message]]]:
     """A page of a bot's conversations with their messages, newest first."""
+    require(principal, Permission.CONVERSATIONS_READ)
     query = select(Conversation).where(Conversation.workspace_id == principal.workspace_id,
                                        Conversation.bot_id == bot_id)
     if start is not None:
@@ -251,6 +254,7 @@ async def _with_messages(session: Any, found: list[Conversation]) -> list[tuple[
 
 async def get_conversation(db: Database, *, principal: Principal,
                            conversation_id: str) -> tuple[Conversation, list[Message]]:
+    require(principal, Permission.CONVERSATIONS_READ)
     async with db.read() as session:
         conversation = await _owned(session, principal, conversation_id)
         messages = list((await session.scalars(
@@ -273,6 +277,8 @@ async def export_visitor(db: Database, *, principal: Principal, session_id: str 
     workspace (only in the namespace ``session_scope`` when given: the same id in two doors or
     two apps is two people), and the leads left with ``email`` (any case) or from those
     conversations."""
+    require(principal, Permission.CONVERSATIONS_READ)
+    require(principal, Permission.LEADS_READ)
     async with db.read() as session:
         found: list[Conversation] = []
         if session_id is not None:
@@ -294,6 +300,7 @@ async def export_visitor(db: Database, *, principal: Principal, session_id: str 
 
 
 async def delete_conversation(db: Database, *, principal: Principal, conversation_id: str) -> None:
+    require(principal, Permission.CONVERSATIONS_WRITE)
     async with db.write() as session:
         conversation = await _owned(session, principal, conversation_id)
         # Usage rows stay (they hold no content) but lose their link to the deleted turns.
@@ -325,6 +332,7 @@ def _without_value(value: Any, name: str) -> Any:
 
 async def set_feedback(db: Database, *, principal: Principal, message_id: str, rating: str,
                        comment: str | None) -> Message:
+    require(principal, Permission.CONVERSATIONS_WRITE)
     not_found = NotFound("message not found", code="message_not_found")
     mid = parse_uuid(message_id, not_found)
     async with db.write() as session:
@@ -405,6 +413,7 @@ def _filtered(principal: Principal, filters: ConversationFilter) -> Any:
 async def search_conversations(db: Database, *, principal: Principal, filters: ConversationFilter,
                                limit: int = 50, cursor: str | None = None) -> Page[Conversation]:
     """A page of the workspace's conversations matching ``filters``, newest first."""
+    require(principal, Permission.CONVERSATIONS_READ)
     async with db.read() as session:
         rows = list((await session.scalars(paginate(_filtered(principal, filters), Conversation.id,
                                                     limit=limit, cursor=cursor))).all())
@@ -414,6 +423,7 @@ async def search_conversations(db: Database, *, principal: Principal, filters: C
 async def export_conversations(db: Database, *, principal: Principal, filters: ConversationFilter,
                                limit: int = MAX_EXPORT) -> list[tuple[Conversation, list[Message]]]:
     """Up to ``limit`` matching conversations, newest first, each with its messages."""
+    require(principal, Permission.CONVERSATIONS_READ)
     query = _filtered(principal, filters).order_by(Conversation.id.desc()).limit(limit)
     async with db.read() as session:
         return await _with_messages(session, list((await session.scalars(query)).all()))

@@ -1,5 +1,9 @@
 """API keys: random secrets shown once, stored as SHA-256, scoped to a workspace or one bot.
 
+A bot key also carries its permissions (``scopes``: ``chat`` unless more is granted at creation,
+``chatwell.domain.models.Permission``); service functions that read or change transcripts or
+leads call :func:`require` with the permission they need.
+
 Authentication looks a key up by its hash and compares in constant time; revocation is read on
 every request, so it takes effect at once on every process sharing the database.
 """
@@ -15,7 +19,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 
 from chatwell.domain.auth import Principal
-from chatwell.errors import InvalidRequest, NotFound, Unauthenticated
+from chatwell.domain.models import DEFAULT_BOT_KEY_SCOPES, Permission
+from chatwell.errors import Forbidden, InvalidRequest, NotFound, Unauthenticated
 from chatwell.services.pagination import Page, page_of, paginate
 from chatwell.storage.database import Database
 from chatwell.storage.tables import ApiKey, Bot, utcnow
@@ -55,7 +60,39 @@ def principal_of(key: ApiKey) -> Principal:
         prefix=key.prefix,
         allowed_origins=tuple(key.allowed_origins or ()),
         daily_message_limit=key.daily_message_limit,
+        scopes=frozenset(key.scopes or ()),
     )
+
+
+def scopes_of(key: ApiKey) -> list[str]:
+    """What a key may do, as listings show it: a workspace key every permission."""
+    if key.bot_id is None:
+        return [p.value for p in Permission]
+    return [p.value for p in Permission if p.value in (key.scopes or ())]
+
+
+def require(principal: Principal, permission: Permission) -> None:
+    """Refuse (403 ``insufficient_scope``) a bot key that was not granted ``permission``."""
+    if not principal.allows(permission):
+        raise Forbidden(f"this key lacks the {permission.value!r} scope (grant it to a bot key when "
+                        "creating the key, or use a workspace key)", code="insufficient_scope",
+                        details={"required_scope": permission.value})
+
+
+def checked_scopes(bot_id: uuid.UUID | None, scopes: list[str] | None) -> list[str]:
+    """The scopes to store for a new key: a bot key's (``chat`` when not given), a workspace
+    key's none (it holds every permission; asking for fewer is refused, not silently ignored)."""
+    if bot_id is None:
+        if scopes is not None and set(scopes) != {p.value for p in Permission}:
+            raise InvalidRequest("scopes apply to bot keys; a workspace key holds every scope",
+                                 code="invalid_scope")
+        return []
+    chosen = list(DEFAULT_BOT_KEY_SCOPES) if scopes is None else scopes
+    unknown = sorted(set(chosen) - {p.value for p in Permission})
+    if unknown:
+        raise InvalidRequest(f"unknown scope {unknown[0]!r}; known: {', '.join(p.value for p in Permission)}",
+                             code="invalid_scope")
+    return [p.value for p in Permission if p.value in chosen]
 
 
 async def create_key(
@@ -69,8 +106,11 @@ async def create_key(
     is_owner: bool = False,
     origin: str = "api",
     secret: str | None = None,
+    scopes: list[str] | None = None,
 ) -> tuple[ApiKey, str]:
-    """Create a key; returns the row and the secret, which is never retrievable again."""
+    """Create a key; returns the row and the secret, which is never retrievable again.
+    ``scopes``: a bot key's permissions (default ``chat``), see :func:`checked_scopes`."""
+    stored_scopes = checked_scopes(bot_id, scopes)
     secret = secret or generate_secret()
     async with db.write() as session:
         if bot_id is not None:
@@ -87,6 +127,7 @@ async def create_key(
             origin=origin,
             allowed_origins=list(allowed_origins or []),
             daily_message_limit=daily_message_limit,
+            scopes=stored_scopes,
         )
         session.add(key)
     return key, secret
@@ -167,10 +208,11 @@ async def ensure_env_key(db: Database, *, workspace_id: uuid.UUID, secret: str) 
             existing.revoked_at = None
             existing.is_owner = True
             existing.bot_id = None
+            existing.scopes = []
             return existing
         key = ApiKey(
             workspace_id=workspace_id, label="admin (CHATWELL_ADMIN_KEY)", prefix=display_prefix(secret),
-            secret_hash=digest, is_owner=True, origin="env", allowed_origins=[],
+            secret_hash=digest, is_owner=True, origin="env", allowed_origins=[], scopes=[],
         )
         session.add(key)
         return key

@@ -13,6 +13,7 @@ Decisions:
   it is given. A conversation named by the submission must be this bot's and this session's,
   the rule of the public history endpoint; anything else is "not found".
 - Lengths are bounded by the doors' schemas; this module judges content, not size.
+- Reading leads (every door) needs ``leads:read``: a workspace key, or a bot key granted it.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chatwell.domain.auth import Principal
-from chatwell.domain.models import ContactFormSettings
+from chatwell.domain.models import ContactFormSettings, Permission
 from chatwell.errors import Forbidden, InvalidRequest
 from chatwell.services import webhooks
+from chatwell.services.keys import require
 from chatwell.services.conversations import conversation_not_found, iso, parse_uuid
 from chatwell.services.pagination import Page, page_of, paginate
 from chatwell.services.sessions import visitor_owns
@@ -160,6 +162,7 @@ def lead_event(bot: Bot, lead: Lead) -> dict[str, Any]:
 async def list_leads(db: Database, *, principal: Principal, bot_id: uuid.UUID, start: datetime | None,
                      end: datetime | None, page: int, size: int) -> list[Lead]:
     """A page of a bot's leads, newest first (the caller has checked it may reach the bot)."""
+    require(principal, Permission.LEADS_READ)
     query = select(Lead).where(Lead.workspace_id == principal.workspace_id, Lead.bot_id == bot_id)
     if start is not None:
         query = query.where(Lead.created_at >= start)
@@ -173,6 +176,7 @@ async def list_leads(db: Database, *, principal: Principal, bot_id: uuid.UUID, s
 async def leads_page(db: Database, *, principal: Principal, bot_id: uuid.UUID, limit: int = 50,
                      cursor: str | None = None) -> Page[Lead]:
     """A cursor page of a bot's leads, newest first (the caller has checked it may reach the bot)."""
+    require(principal, Permission.LEADS_READ)
     query = select(Lead).where(Lead.workspace_id == principal.workspace_id, Lead.bot_id == bot_id)
     async with db.read() as session:
         rows = list((await session.scalars(paginate(query, Lead.id, limit=limit, cursor=cursor))).all())
@@ -190,6 +194,7 @@ class LeadExport:
 async def export_leads(db: Database, *, principal: Principal, bot: Bot) -> LeadExport:
     """Every lead of ``bot``, oldest first, read in batches (two passes: the custom columns must
     be known before the first row). Leads that arrive after the first pass are not included."""
+    require(principal, Permission.LEADS_READ)
     where = (Lead.workspace_id == principal.workspace_id, Lead.bot_id == bot.id)
     form = ContactFormSettings.model_validate(bot.contact_form or {})
     custom = [f.name for f in form.fields if f.name not in STANDARD_FIELDS]

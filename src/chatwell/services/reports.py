@@ -11,7 +11,8 @@ from typing import Any
 from sqlalchemy import func, select
 
 from chatwell.domain.auth import Principal
-from chatwell.domain.models import MessageRole
+from chatwell.domain.models import MessageRole, Permission
+from chatwell.services.keys import require
 from chatwell.storage.database import Database
 from chatwell.storage.tables import Conversation, Message, UsageEvent
 
@@ -75,7 +76,9 @@ class SessionSummary:
 async def sessions(db: Database, *, principal: Principal, include_all: bool, page: int,
                    per_page: int) -> tuple[list[SessionSummary], bool]:
     """Conversations opened with this key, newest activity first (``include_all``: every
-    conversation the key can reach); returns one page and whether more follow."""
+    conversation the key can reach); returns one page and whether more follow. Transcripts: a
+    bot key needs ``conversations:read`` (its own sessions are every visitor's of its website)."""
+    require(principal, Permission.CONVERSATIONS_READ)
     query = select(Conversation).where(Conversation.workspace_id == principal.workspace_id)
     if principal.bot_id is not None:
         query = query.where(Conversation.bot_id == principal.bot_id)

@@ -260,6 +260,8 @@ class ApiKey(Base):
     origin: Mapped[str] = mapped_column(String(20), default="api")
     allowed_origins: Mapped[list[str]] = mapped_column(JsonType, default=list)
     daily_message_limit: Mapped[int | None] = mapped_column(Integer)
+    # A bot key's permissions (chatwell.domain.models.Permission); [] for workspace keys (all).
+    scopes: Mapped[list[str]] = mapped_column(JsonType, default=list)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = _created()

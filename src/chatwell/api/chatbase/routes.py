@@ -33,13 +33,12 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from chatwell.api.dialect import (
+    admit_keyed_chat,
     wake_ingestion,
     turn_error,
     authenticate,
     bearer,
-    chat_limits,
     chat_service,
-    check_bot_origin,
     client_ip,
     db_of,
     key_principal,
@@ -112,8 +111,7 @@ async def chat(payload: dict[str, Any], request: Request) -> Any:
     principal = await authenticate(request, bearer(request))
     data = validate(payload, ChatbaseChatIn)
     bot = await bots.get_bot(db_of(request), principal=principal, ref=data.chatbotId or data.chatId or "")
-    check_bot_origin(request, bot, principal)
-    headers = limit_headers(await chat_limits(request).keyed_chat(bot, principal))
+    headers = limit_headers(await admit_keyed_chat(request, bot, principal))
     ref = await sessions.resolve_session(db_of(request), bot=bot, door="chatbase", principal=principal,
                                          client_session_id=data.conversationId)
     history = [HistoryTurn("assistant" if m.role == "assistant" else "user", m.content)

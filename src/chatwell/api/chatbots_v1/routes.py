@@ -34,10 +34,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from chatwell.api.dialect import (
+    admit_keyed_chat,
     turn_error,
-    chat_limits,
     chat_service,
-    check_bot_origin,
     client_ip,
     db_of,
     key_principal,
@@ -115,8 +114,7 @@ async def _session(request: Request, bot: Bot, principal: Principal, given: str 
 async def chat(chatbot_id: str, data: ChatbotChatIn, request: Request,
                principal: Principal = Depends(key_principal)) -> Any:
     bot = await bots.get_bot(db_of(request), principal=principal, ref=chatbot_id)
-    check_bot_origin(request, bot, principal)
-    decision = await chat_limits(request).keyed_chat(bot, principal)
+    decision = await admit_keyed_chat(request, bot, principal)
     headers = limit_headers(decision)
     service = chat_service(request)
     await service.ensure_credit(bot)

@@ -28,9 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chatwell.api.errors import NATIVE_ERROR_SCHEMA, ErrorDoc
 from chatwell.api.dialect import (
-    chat_limits,
+    admit_keyed_chat,
     chat_service,
-    check_bot_origin,
     client_ip,
     db_of,
     key_principal,
@@ -98,8 +97,7 @@ async def chat(data: ChatIQIn, request: Request, principal: Principal = Depends(
         # ChatIQ answers a bot key asking for any other bot (or none) with 403, not 404.
         raise Forbidden(f"this API key does not have access to the bot {data.bot_slug!r}",
                         code="bot_access_denied") from None
-    check_bot_origin(request, bot, principal)
-    await chat_limits(request).keyed_chat(bot, principal)
+    await admit_keyed_chat(request, bot, principal)
     ref = SessionRef(None, None) if data.private_mode else await sessions.resolve_session(
         db_of(request), bot=bot, door="chatiq", principal=principal, conversation_id=data.conversation_id)
     turn = await chat_service(request).start(ChatRequest(

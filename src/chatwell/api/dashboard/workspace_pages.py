@@ -37,6 +37,10 @@ from chatwell.domain.models import HandoffSettings
 from chatwell.services import accounts, bots, conversations, handoff, keys, leads
 
 router = APIRouter(prefix="/dashboard", route_class=DashboardRoute, include_in_schema=False)
+# The key form's permission boxes (a bot key's scopes; chatwell.domain.models.Permission).
+SCOPE_CHOICES = (("chat", "chat with its bot"), ("conversations:read", "read its transcripts"),
+                 ("conversations:write", "delete transcripts and rate answers"),
+                 ("leads:read", "read its leads (contact details)"))
 
 
 async def _bot_names(request: Request, user: Any) -> dict[uuid.UUID, Any]:
@@ -48,7 +52,7 @@ async def _keys_page(request: Request, user: Any, *, created: Any = None, secret
                      status: int = 200) -> Response:
     page = await keys.list_keys(db_of(request), workspace_id=user.workspace_id, limit=100)
     return render(request, "keys.html", user=user, keys=page.items, bots=await _bot_names(request, user),
-                  created=created, secret=secret, status=status)
+                  created=created, secret=secret, status=status, scope_choices=SCOPE_CHOICES)
 
 
 @router.get("/api-keys")
@@ -62,13 +66,14 @@ async def create_key(request: Request, user: CheckedManagerDep) -> Response:
     data = valid_input(KeyCreate, label=str(form.get("label", "")).strip(),
                   bot_id=str(form.get("bot_id", "")).strip() or None,
                   allowed_origins=lines_of(form.get("allowed_origins")),
-                  daily_message_limit=int_or_none(form.get("daily_message_limit")))
+                  daily_message_limit=int_or_none(form.get("daily_message_limit")),
+                  scopes=[str(s) for s in form.getlist("scopes")] if form.get("bot_id") else None)
     bot_id = None
     if data.bot_id is not None:
         bot_id = (await bots.get_bot(db_of(request), principal=user.principal, ref=data.bot_id)).id
     key, secret = await keys.create_key(db_of(request), workspace_id=user.workspace_id, label=data.label,
                                         bot_id=bot_id, allowed_origins=data.allowed_origins,
-                                        daily_message_limit=data.daily_message_limit)
+                                        daily_message_limit=data.daily_message_limit, scopes=data.scopes)
     # Rendered, not redirected: the secret exists only in this one response.
     return await _keys_page(request, user, created=key, secret=secret, status=201)
 

@@ -34,12 +34,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from chatwell.api.dialect import (
+    admit_keyed_chat,
     turn_error,
     authenticate,
     bearer,
-    chat_limits,
     chat_service,
-    check_bot_origin,
     client_ip,
     db_of,
     limit_headers,
@@ -104,8 +103,7 @@ async def chat(payload: dict[str, Any], request: Request) -> Any:
     principal = await _principal(request, api_key)
     data = validate(payload, DevChatIn)
     bot = await _bot_of(request, principal, data.bot_id)
-    check_bot_origin(request, bot, principal)
-    headers = limit_headers(await chat_limits(request).keyed_chat(bot, principal))
+    headers = limit_headers(await admit_keyed_chat(request, bot, principal))
     session_id = data.session_id or "sess_" + secrets.token_urlsafe(9)
     ref = await resolve_session(db_of(request), bot=bot, door="devapi", principal=principal,
                                 client_session_id=session_id)

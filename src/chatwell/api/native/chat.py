@@ -18,7 +18,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from chatwell.api.deps import DbDep, PrincipalDep, WorkspacePrincipalDep
-from chatwell.api.dialect import TURN_ERROR_STATUS, UPSTREAM_FAILURE_STATUS
+from chatwell.api.dialect import TURN_ERROR_STATUS, UPSTREAM_FAILURE_STATUS, admit_keyed_chat
 from chatwell.api.native.leads import LeadOut
 from chatwell.api.native.schemas import ListOut
 from chatwell.api.sse import frame, sse_response
@@ -125,7 +125,7 @@ def chat_service(request: Request) -> ChatService:
 @router.post("/v1/bots/{bot_id}/chat", responses={200: {"content": {"text/event-stream": {}}}})
 async def chat(bot_id: str, data: ChatIn, request: Request, principal: PrincipalDep, db: DbDep) -> Any:
     bot = await bots.get_bot(db, principal=principal, ref=bot_id)
-    await request.app.state.limits.keyed_chat(bot, principal)
+    await admit_keyed_chat(request, bot, principal)
     ref = SessionRef(None, None) if data.private else await sessions.resolve_session(
         db, bot=bot, door="native", principal=principal, conversation_id=data.conversation_id)
     turn = await chat_service(request).start(ChatRequest(

@@ -23,6 +23,9 @@ class KeyCreate(BaseModel):
     bot_id: str | None = Field(None, max_length=100, description="Bot id or slug; omit for a workspace key.")
     allowed_origins: list[str] = Field(default_factory=list, max_length=MAX_ORIGINS)
     daily_message_limit: int | None = Field(None, ge=1, le=10_000_000)
+    scopes: list[str] | None = Field(
+        None, max_length=10, description="A bot key's permissions: chat (the default), conversations:read, "
+        "conversations:write, leads:read. A workspace key holds all of them.")
 
     @field_validator("allowed_origins")
     @classmethod
@@ -37,7 +40,7 @@ async def create_key(data: KeyCreate, principal: WorkspacePrincipalDep, db: DbDe
         bot_id = (await bots.get_bot(db, principal=principal, ref=data.bot_id)).id
     key, secret = await keys.create_key(
         db, workspace_id=principal.workspace_id, label=data.label, bot_id=bot_id,
-        allowed_origins=data.allowed_origins, daily_message_limit=data.daily_message_limit,
+        allowed_origins=data.allowed_origins, daily_message_limit=data.daily_message_limit, scopes=data.scopes,
     )
     return KeyCreatedOut(**KeyOut.of(key).model_dump(), key=secret)
 

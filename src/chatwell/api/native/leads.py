@@ -1,8 +1,9 @@
 """Native leads and webhook endpoints: a bot's leads (JSON pages, CSV), its signing secret and its
 webhook delivery log.
 
-Every endpoint needs a workspace key: leads are personal data, and a bot key is the kind handed
-to a website. The CSV neutralises spreadsheet formulas: a cell starting with ``=``, ``+``, ``-``,
+Leads are personal data, and a bot key is the kind handed to a website: reading them needs a
+workspace key or a bot key granted ``leads:read`` (``services.leads``); the webhook endpoints need
+a workspace key. The CSV neutralises spreadsheet formulas: a cell starting with ``=``, ``+``, ``-``,
 ``@``, tab or carriage return gets a leading ``'`` (so a phone ``+1 555`` reads ``'+1 555``).
 """
 
@@ -19,7 +20,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from chatwell.api.deps import DbDep, WorkspacePrincipalDep
+from chatwell.api.deps import DbDep, PrincipalDep, WorkspacePrincipalDep
 from chatwell.api.native.schemas import ListOut
 from chatwell.services import bots, leads, webhooks
 from chatwell.storage.tables import Lead, WebhookDelivery
@@ -66,7 +67,7 @@ class SecretOut(BaseModel):
 
 
 @router.get("/leads", response_model=ListOut[LeadOut])
-async def list_leads(bot_id: str, principal: WorkspacePrincipalDep, db: DbDep,
+async def list_leads(bot_id: str, principal: PrincipalDep, db: DbDep,
                      limit: int = Query(50, ge=1, le=100),
                      cursor: str | None = Query(None, max_length=100)) -> ListOut[LeadOut]:
     bot = await bots.get_bot(db, principal=principal, ref=bot_id)
@@ -76,7 +77,7 @@ async def list_leads(bot_id: str, principal: WorkspacePrincipalDep, db: DbDep,
 
 @router.get("/leads.csv", response_class=StreamingResponse,
             responses={200: {"content": {"text/csv": {}}, "description": "Every lead, oldest first."}})
-async def export_leads(bot_id: str, principal: WorkspacePrincipalDep, db: DbDep) -> StreamingResponse:
+async def export_leads(bot_id: str, principal: PrincipalDep, db: DbDep) -> StreamingResponse:
     bot = await bots.get_bot(db, principal=principal, ref=bot_id)
     export = await leads.export_leads(db, principal=principal, bot=bot)
 

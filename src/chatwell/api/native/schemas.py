@@ -16,6 +16,7 @@ from chatwell.domain.models import (
     RateLimits,
     WidgetSettings,
 )
+from chatwell.services import keys
 from chatwell.services.pagination import Page
 from chatwell.storage.tables import ApiKey, Bot, Source
 
@@ -81,6 +82,8 @@ class KeyOut(BaseModel):
     label: str
     bot_id: uuid.UUID | None
     scope: str
+    scopes: list[str] = Field(..., description="What the key may do: chat, conversations:read, "
+                              "conversations:write, leads:read (a workspace key: all of them).")
     is_owner: bool
     allowed_origins: list[str]
     daily_message_limit: int | None
@@ -92,7 +95,7 @@ class KeyOut(BaseModel):
     def of(cls, key: ApiKey) -> "KeyOut":
         return cls(
             id=key.id, prefix=key.prefix, label=key.label, bot_id=key.bot_id,
-            scope="bot" if key.bot_id else "workspace", is_owner=key.is_owner,
+            scope="bot" if key.bot_id else "workspace", scopes=keys.scopes_of(key), is_owner=key.is_owner,
             allowed_origins=list(key.allowed_origins or []),
             daily_message_limit=key.daily_message_limit, last_used_at=key.last_used_at,
             created_at=key.created_at, revoked_at=key.revoked_at,

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from chatwell.api.deps import DbDep, PrincipalDep
+from chatwell.api.dialect import check_key_for_bot
 from chatwell.services import bots
 
 router = APIRouter(prefix="/v1/bots/{bot_id}", tags=["search"])
@@ -40,6 +41,7 @@ class SearchOut(BaseModel):
 @router.post("/search", response_model=SearchOut)
 async def search(bot_id: str, data: SearchIn, request: Request, principal: PrincipalDep, db: DbDep) -> SearchOut:
     bot = await bots.get_bot(db, principal=principal, ref=bot_id)
+    check_key_for_bot(request, bot, principal)
     result = await request.app.state.knowledge.retriever.search(bot_id=bot.id, query=data.query, k=data.k)
     return SearchOut(relevant=result.relevant, data=[
         PassageOut(source_id=p.source_id, source_type=p.source_type, title=p.title, url=p.url,

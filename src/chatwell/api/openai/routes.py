@@ -18,7 +18,7 @@ from chatwell.api.sse import frame, sse_response
 from chatwell.chat.service import ChatRequest
 from chatwell.domain import events as ev
 from chatwell.domain.events import HistoryTurn
-from chatwell.api.dialect import turn_error
+from chatwell.api.dialect import admit_keyed_chat, turn_error
 from chatwell.errors import ChatwellError, InvalidRequest, NotFound
 from chatwell.services import bots, sessions
 
@@ -101,7 +101,7 @@ async def chat_completions(data: CompletionIn, request: Request, principal: Prin
                        code="model_not_found") from None
     if data.messages[-1].role != "user" or not _text(data.messages[-1]).strip():
         raise InvalidRequest("the last message must be a non-empty user message", code="invalid_request")
-    await request.app.state.limits.keyed_chat(bot, principal)
+    await admit_keyed_chat(request, bot, principal)
     history = [HistoryTurn("assistant" if m.role == "assistant" else "user", _text(m))
                for m in data.messages[:-1] if m.role in ("user", "assistant") and _text(m)]
     ref = await sessions.resolve_session(db, bot=bot, door="openai", principal=principal,
