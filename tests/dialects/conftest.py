@@ -30,7 +30,7 @@ class World:
     app: Any
     bot_id: str
     bot_slug: str
-    bot_key: str  # scoped to support-bot: chat and conversations:read
+    bot_key: str  # scoped to support-bot: chat, conversations:read and :write
     workspace_key: str
     admin_key: str = ADMIN_KEY
 
@@ -74,9 +74,11 @@ def start_world(make_settings: Callable[..., Settings], live_server: Any) -> Cal
         base = live_server.start(app)
         with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30) as admin:
             bot = seed_bot(admin, public=True)
-            # The developer API's documented sessions report reads transcripts: granted explicitly.
-            bot_key = admin.post("/v1/keys", json={"label": "support-bot key", "bot_id": bot["id"],
-                                                   "scopes": ["chat", "conversations:read"]}).json()["key"]
+            # The documented flows read transcripts (the developer API's sessions report) and delete
+            # them (Dify's conversations): granted explicitly, a bot key chats only by default.
+            bot_key = admin.post("/v1/keys", json={
+                "label": "support-bot key", "bot_id": bot["id"],
+                "scopes": ["chat", "conversations:read", "conversations:write"]}).json()["key"]
             workspace_key = admin.post("/v1/keys", json={"label": "workspace key"}).json()["key"]
         return World(base, app, bot["id"], bot["slug"], bot_key, workspace_key)
 

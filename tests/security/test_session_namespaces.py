@@ -5,8 +5,9 @@ API's ``conversationId`` continued "the latest conversation of the bot under tha
 widget stored its own client-chosen ``session_id`` in the same place. A visitor who chatted as
 ``user-42`` received an app's next turns, and read the app's conversation without a key.
 
-The matrix: every actor that takes a client-chosen id (door × key kind, and the public widget)
-against every other. Actor A opens a conversation under id X, actor B talks under X, A talks
+The matrix: every actor that takes a client-chosen id (door × key kind: the developer API,
+Chatbase, the chatbots API, Dify, Flowise keyed and keyless, and the public widget) against every
+other. Actor A opens a conversation under id X, actor B talks under X, A talks
 again under X. Then A's conversation holds exactly A's two turns, B's holds B's one (continuing
 in one's own namespace still works, nothing joins across), and where A is keyed, the public
 history, feedback, handoff and lead routes answer 404 for A's conversation under X.
@@ -99,6 +100,17 @@ class Actor:
             elif self.door == "chatbots_v1":
                 reply = await client.post(f"/api/v1/chatbots/{setup.bot_id}/chat",
                                           json={"message": text, "conversationId": x, "stream": False})
+            elif self.door == "flowise":  # keyless on a public bot: the flowise:public namespace
+                reply = await client.post(f"/api/v1/prediction/{setup.bot_id}",
+                                          json={"question": text, "overrideConfig": {"sessionId": x}})
+            elif self.door == "dify":  # Dify's user names the end user; the conversation id continues
+                body = {"query": text, "inputs": {}, "user": x, "response_mode": "blocking"}
+                if x in state:
+                    body["conversation_id"] = state[x]
+                reply = await client.post("/dify/v1/chat-messages", json=body)
+                assert reply.status_code == 200, (self.name, reply.text)
+                state[x] = reply.json()["conversation_id"]
+                return
             else:  # the widget keeps the conversation id it was given, under its session id
                 body = {"bot_id": setup.bot_id, "message": text, "session_id": x}
                 if x in state:
@@ -112,7 +124,8 @@ class Actor:
 
 ACTORS = [Actor("devapi", "bot1"), Actor("devapi", "bot2"), Actor("devapi", "workspace"),
           Actor("chatbase", "workspace"), Actor("chatbase", "bot1"), Actor("chatbots_v1", "workspace"),
-          Actor("chatbots_v1", "bot1"), Actor("chatbots_v1", "bot2"), Actor("widget", "visitor")]
+          Actor("chatbots_v1", "bot1"), Actor("chatbots_v1", "bot2"), Actor("dify", "bot1"), Actor("dify", "bot2"),
+          Actor("flowise", "workspace"), Actor("flowise", "visitor"), Actor("widget", "visitor")]
 
 
 async def conversations_under(owner: httpx.AsyncClient, bot_id: str, x: str) -> list[dict[str, Any]]:
@@ -176,6 +189,7 @@ async def test_no_door_continues_or_reads_another_namespace(app: FastAPI, owner:
         await a.say(app, setup, x, f"{x} alpha one", state)
         await b.say(app, setup, x, f"{x} bravo", {})
         await a.say(app, setup, x, f"{x} alpha two", state)
+        state.pop(x, None)
         found = {tuple(user_turns(c)): c for c in await conversations_under(owner, setup.bot_id, x)}
         expected = {(f"{x} alpha one", f"{x} alpha two"), (f"{x} bravo",)}
         if set(found) != expected:

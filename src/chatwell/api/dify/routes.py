@@ -53,9 +53,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from chatwell.api.dialect import (
+    admit_keyed_chat,
     TURN_ERROR_STATUS,
     UPSTREAM_FAILURE_STATUS,
-    chat_limits,
     chat_service,
     check_bot_origin,
     client_ip,
@@ -275,7 +275,7 @@ async def chat_messages(request: Request, principal: Principal = Depends(app_pri
     bot = await app_bot(request, principal)
     user = end_user(bot, principal, data.user)
     image = _image(request, user, data.files)
-    headers = limit_headers(await chat_limits(request).keyed_chat(bot, principal))
+    headers = limit_headers(await admit_keyed_chat(request, bot, principal))
     ref = await resolve_session(db_of(request), bot=bot, door=DOOR, principal=principal,
                                 client_session_id=data.user, conversation_id=data.conversation_id,
                                 continue_latest=False)

@@ -49,6 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from chatwell.api.cors import allow_cors
 from chatwell.api.dialect import (
+    admit_keyed_chat,
     authenticate,
     bearer,
     chat_limits,
@@ -195,7 +196,8 @@ async def prediction(chatflowid: str, request: Request) -> Any:
     bot, principal = await chatflow(request, chatflowid)
     data = await parse_body(request, PredictionIn)
     limits = chat_limits(request)
-    decision = await (limits.keyed_chat(bot, principal) if principal else limits.public_chat(bot, client_ip(request)))
+    decision = await (admit_keyed_chat(request, bot, principal) if principal
+                      else limits.public_chat(bot, client_ip(request)))
     headers = limit_headers(decision)
     session_id = data.session_id() or str(uuid.uuid4())
     chat_id = data.chatId or session_id

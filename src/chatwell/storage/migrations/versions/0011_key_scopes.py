@@ -5,16 +5,16 @@ deleting transcripts, rating answers and reading leads now need ``conversations:
 ``conversations:write`` and ``leads:read``, granted to a new key). Workspace keys hold every
 permission and store an empty list.
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 """
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
-revision = "0010"
-down_revision = "0009"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
