@@ -62,6 +62,7 @@ def templates() -> Environment:
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["status_label"] = handoff.status_label
     env.filters["channel_label"] = channel_label
+    env.filters["markdown"] = render_markdown
     return env
 
 
@@ -247,3 +248,21 @@ def lines_of(text: Any) -> list[str]:
 
 def int_or_none(value: Any) -> int | None:
     return whole_number(value)
+
+
+@lru_cache(maxsize=1)
+def _markdown() -> Any:
+    from markdown_it import MarkdownIt
+
+    # Raw HTML off: a message's "<script>" stays text; links are checked in render_markdown.
+    md = MarkdownIt("commonmark", {"html": False}).enable(["table", "strikethrough"]).disable("image")
+    md.validateLink = lambda url: url.strip().lower().startswith(("http://", "https://", "mailto:"))
+    return md
+
+
+def render_markdown(text: str | None) -> Markup:
+    """A message's Markdown as safe HTML (as the widget shows it): no raw HTML, links only to
+    http(s) and mailto addresses, opened in a new tab without a referrer."""
+    html = _markdown().render(text or "")
+    html = html.replace("<a href=", '<a rel="noopener noreferrer nofollow" target="_blank" href=')
+    return Markup(html)

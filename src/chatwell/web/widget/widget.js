@@ -59,6 +59,28 @@
     }
     return pump();
   }
+  // WCAG contrast: the text colour readable on the brand colour, and the brand colour darkened
+  // until it reads as text on white (a light brand colour made header, bubbles and Send unreadable).
+  function luminance(hex) {
+    var c = [1, 3, 5].map(function (i) {
+      var v = parseInt(hex.substr(i, 2), 16) / 255;
+      return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4);
+    });
+    return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2];
+  }
+  function contrast(a, b) {
+    var x = luminance(a), y = luminance(b);
+    return (Math.max(x, y) + 0.05) / (Math.min(x, y) + 0.05);
+  }
+  function textOn(hex) { return contrast(hex, "#ffffff") >= 4.5 || contrast(hex, "#ffffff") >= contrast(hex, "#111827") ? "#ffffff" : "#111827"; }
+  function readableOnWhite(hex) {
+    var rgb = [1, 3, 5].map(function (i) { return parseInt(hex.substr(i, 2), 16); }), out = hex, k = 1;
+    while (contrast(out, "#ffffff") < 4.5 && k > 0) {
+      k -= 0.05;
+      out = "#" + rgb.map(function (v) { var h = Math.round(v * Math.max(k, 0)).toString(16); return h.length < 2 ? "0" + h : h; }).join("");
+    }
+    return out;
+  }
   function el(tag, attrs, children) {
     var node = document.createElement(tag);
     Object.keys(attrs || {}).forEach(function (name) {
@@ -179,24 +201,24 @@
 
   // ---------------------------------------------------------------- styles
   var CSS = [
-    ":host{all:initial !important;--cw-accent:#2563eb}",
+    ":host{all:initial !important;--cw-accent:#2563eb;--cw-on-accent:#fff;--cw-accent-text:#2563eb}",
     ".cw-bubble,.cw-inline,.cw-page{all:initial;display:block;height:100%;font:14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;color:#111827;text-align:left;letter-spacing:normal;text-transform:none}",
     ".cw-icon{display:inline-block;vertical-align:middle}",
     "*{box-sizing:border-box}",
-    ".cw-launcher{position:fixed;bottom:20px;right:20px;z-index:2147483000;border:0;border-radius:28px;min-width:56px;height:56px;padding:0 18px;background:var(--cw-accent);color:#fff;font:inherit;font-weight:600;cursor:pointer;box-shadow:0 6px 20px rgba(0,0,0,.25)}",
+    ".cw-launcher{position:fixed;bottom:20px;right:20px;z-index:2147483000;border:0;border-radius:28px;min-width:56px;height:56px;padding:0 18px;background:var(--cw-accent);color:var(--cw-on-accent);font:inherit;font-weight:600;cursor:pointer;box-shadow:0 6px 20px rgba(0,0,0,.25)}",
     ".cw-left .cw-launcher,.cw-left .cw-panel{right:auto;left:20px}",
     ".cw-launcher:focus-visible,button:focus-visible,textarea:focus-visible,input:focus-visible{outline:3px solid #f59e0b;outline-offset:2px}",
     ".cw-panel{position:fixed;bottom:88px;right:20px;z-index:2147483000;width:370px;max-width:calc(100vw - 24px);height:560px;max-height:calc(100vh - 110px);display:flex;flex-direction:column;background:#fff;border-radius:14px;box-shadow:0 12px 40px rgba(0,0,0,.25);overflow:hidden}",
     ".cw-panel[hidden]{display:none}",
     ".cw-inline .cw-panel,.cw-page .cw-panel{position:static;width:100%;max-width:none;height:100%;max-height:none;box-shadow:none;border:1px solid #e5e7eb}",
     ".cw-page .cw-panel{border:0;border-radius:0;height:100vh}",
-    ".cw-head{display:flex;align-items:center;gap:10px;padding:12px 14px;background:var(--cw-accent);color:#fff}",
+    ".cw-head{display:flex;align-items:center;gap:10px;padding:12px 14px;background:var(--cw-accent);color:var(--cw-on-accent)}",
     ".cw-head img{width:28px;height:28px;border-radius:50%;object-fit:cover;background:#fff}",
     ".cw-title{flex:1;font-weight:600;font-size:15px;margin:0}",
-    ".cw-head button{background:transparent;border:0;color:#fff;font-size:20px;line-height:1;cursor:pointer;padding:4px 8px;border-radius:6px}",
+    ".cw-head button{background:transparent;border:0;color:inherit;font-size:20px;line-height:1;cursor:pointer;padding:4px 8px;border-radius:6px}",
     ".cw-log{flex:1;overflow-y:auto;padding:14px;display:flex;flex-direction:column;gap:10px;background:#f9fafb}",
     ".cw-msg{max-width:85%;padding:9px 12px;border-radius:12px;word-wrap:break-word;overflow-wrap:anywhere}",
-    ".cw-user{align-self:flex-end;background:var(--cw-accent);color:#fff;border-bottom-right-radius:4px;white-space:pre-wrap}",
+    ".cw-user{align-self:flex-end;background:var(--cw-accent);color:var(--cw-on-accent);border-bottom-right-radius:4px;white-space:pre-wrap}",
     ".cw-assistant,.cw-agent{align-self:flex-start;background:#fff;border:1px solid #e5e7eb;border-bottom-left-radius:4px}",
     ".cw-agent{border-color:#10b981}",
     ".cw-who{display:block;font-size:11px;color:#059669;font-weight:600;margin-bottom:2px}",
@@ -205,29 +227,30 @@
     ".cw-md p{margin:0 0 6px}.cw-md p:last-child{margin:0}.cw-md ul,.cw-md ol{margin:4px 0;padding-left:20px}",
     ".cw-md pre{background:#111827;color:#f9fafb;padding:8px;border-radius:6px;overflow-x:auto;font-size:12px}",
     ".cw-md code{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12.5px}",
-    ".cw-md a,.cw-sources a{color:var(--cw-accent)}",
+    ".cw-md a,.cw-sources a{color:var(--cw-accent-text)}",
     ".cw-cite{font-size:10px}",
     ".cw-sources{margin-top:6px;font-size:12px;color:#4b5563;border-top:1px solid #f3f4f6;padding-top:4px}",
     ".cw-sources ol{margin:2px 0 0;padding-left:18px}",
     ".cw-actions{display:flex;gap:4px;margin-top:4px}",
-    ".cw-actions button{border:1px solid #e5e7eb;background:#fff;color:#6b7280;border-radius:6px;cursor:pointer;padding:2px 7px}",
+    ".cw-actions button{border:1px solid #e5e7eb;background:#fff;color:#6b7280;border-radius:6px;cursor:pointer;padding:2px 7px;min-width:44px;min-height:44px}",
     ".cw-actions button[aria-pressed=true]{background:#dbeafe;border-color:var(--cw-accent);color:var(--cw-accent)}",
     ".cw-status[hidden]{display:none}",
+    ".cw-close{min-width:44px;min-height:44px;margin-left:auto;border:0;background:transparent;color:inherit;font-size:22px;cursor:pointer}",
     ".cw-status{padding:6px 14px;font-size:12px;color:#1f2937;background:#eff6ff;border-top:1px solid #dbeafe}",
     ".cw-suggest{display:flex;flex-wrap:wrap;gap:6px;padding:0 14px 8px;background:#f9fafb}",
-    ".cw-suggest button{border:1px solid var(--cw-accent);color:var(--cw-accent);background:#fff;border-radius:16px;padding:4px 10px;cursor:pointer;font:inherit;font-size:13px}",
+    ".cw-suggest button{border:1px solid var(--cw-accent-text);color:var(--cw-accent-text);background:#fff;border-radius:16px;padding:4px 12px;min-height:44px;cursor:pointer;font:inherit;font-size:14px}",
     ".cw-bar{display:flex;gap:6px;padding:6px 14px;border-top:1px solid #e5e7eb;background:#fff;flex-wrap:wrap}",
-    ".cw-bar button{border:0;background:transparent;color:var(--cw-accent);cursor:pointer;font:inherit;font-size:12px;padding:2px 4px}",
+    ".cw-bar button{border:0;background:transparent;color:var(--cw-accent-text);cursor:pointer;font:inherit;font-size:13px;padding:2px 8px;min-height:44px}",
     ".cw-form{display:flex;gap:8px;padding:10px 14px;border-top:1px solid #e5e7eb;background:#fff;align-items:flex-end}",
-    ".cw-form textarea{flex:1;resize:none;border:1px solid #d1d5db;border-radius:10px;padding:8px 10px;font:inherit;max-height:120px;min-height:38px}",
-    ".cw-form button{border:0;background:var(--cw-accent);color:#fff;border-radius:10px;padding:9px 14px;font:inherit;font-weight:600;cursor:pointer}",
+    ".cw-form textarea{flex:1;resize:none;border:1px solid #d1d5db;border-radius:10px;padding:10px;font:inherit;font-size:16px;max-height:120px;min-height:44px}",
+    ".cw-form button{border:0;background:var(--cw-accent);color:var(--cw-on-accent);border-radius:10px;padding:9px 14px;min-height:44px;min-width:44px;font:inherit;font-weight:600;cursor:pointer}",
     ".cw-form button:disabled{opacity:.5;cursor:default}",
     ".cw-attach{background:#fff!important;color:var(--cw-accent)!important;border:1px solid #d1d5db!important;padding:8px 10px!important}",
     ".cw-lead{padding:12px 14px;border-top:1px solid #e5e7eb;background:#fff;display:flex;flex-direction:column;gap:6px}",
     ".cw-lead label{font-size:12px;color:#374151;display:flex;flex-direction:column;gap:2px}",
     ".cw-lead input,.cw-lead textarea{border:1px solid #d1d5db;border-radius:8px;padding:6px 8px;font:inherit}",
     ".cw-lead .cw-row{display:flex;gap:8px;justify-content:flex-end}",
-    ".cw-lead button{border:0;background:var(--cw-accent);color:#fff;border-radius:8px;padding:6px 12px;cursor:pointer;font:inherit}",
+    ".cw-lead button{min-height:44px;border:0;background:var(--cw-accent);color:var(--cw-on-accent);border-radius:8px;padding:6px 12px;cursor:pointer;font:inherit}",
     ".cw-lead button.cw-secondary{background:#e5e7eb;color:#111827}",
     ".cw-sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}",
     ".cw-typing{display:inline-block;width:36px;text-align:left}.cw-typing:after{content:'…';animation:cw 1s steps(3) infinite}",
@@ -273,7 +296,11 @@
     var c = this.config, w = c.widget_settings || {}, self = this;
     var style = el("style", { text: CSS });
     this.root.appendChild(style);
-    if (/^#[0-9a-fA-F]{6}$/.test(w.primary_color || "")) this.host.style.setProperty("--cw-accent", w.primary_color);
+    if (/^#[0-9a-fA-F]{6}$/.test(w.primary_color || "")) {
+      this.host.style.setProperty("--cw-accent", w.primary_color);
+      this.host.style.setProperty("--cw-on-accent", textOn(w.primary_color));
+      this.host.style.setProperty("--cw-accent-text", readableOnWhite(w.primary_color));
+    }
     var frame = el("div", { class: "cw-" + this.mode + (w.position === "bottom-left" ? " cw-left" : "") });
     var title = w.title || c.bot_name;
     var avatar = w.avatar_url && safeUrl(w.avatar_url) ? el("img", { src: safeUrl(w.avatar_url), alt: "" }) : null;
@@ -301,11 +328,10 @@
     if (c.contact_form_enabled && c.contact_form_trigger !== "after_messages") {
       this.bar.appendChild(el("button", { type: "button", class: "cw-contact", text: "Leave your details", onclick: function () { self.showLead(); } }));
     }
-    this.leadBox = el("div", { class: "cw-lead-slot" });
-    var closeButton = this.mode === "bubble" ? el("button", { type: "button", "aria-label": "Close chat", text: "×", onclick: function () { self.close(); } }) : null;
+    var closeButton = this.mode === "bubble" ? el("button", { type: "button", class: "cw-close", "aria-label": "Close chat", text: "×", onclick: function () { self.close(); } }) : null;
     this.panel = el("div", { class: "cw-panel", role: this.mode === "bubble" ? "dialog" : "region", "aria-label": title, hidden: this.mode === "bubble" },
       [el("div", { class: "cw-head" }, [avatar, el("h2", { class: "cw-title", text: title }), closeButton]),
-        this.log, this.statusLine = el("div", { class: "cw-status", role: "status", hidden: true }), this.suggest, this.leadBox, this.bar.childNodes.length ? this.bar : null, form]);
+        this.log, this.statusLine = el("div", { class: "cw-status", role: "status", hidden: true }), this.suggest, this.bar.childNodes.length ? this.bar : null, form]);
     this.panel.addEventListener("keydown", function (e) { if (e.key === "Escape" && self.mode === "bubble") self.close(); });
     this.frame = frame;
     frame.appendChild(this.panel);
@@ -335,6 +361,7 @@
     this.panel.hidden = false;
     this.frame.classList.add("cw-is-open");
     if (this.launcher) this.launcher.setAttribute("aria-expanded", "true");
+    this.scroll(); // reopened: the newest messages, not the top of the log
     this.input.focus();
     emit("open", {});
   };
@@ -375,7 +402,7 @@
       citations.forEach(function (c) {
         var label = c.title || "Source";
         var href = c.url && safeLink(c.url);
-        list.appendChild(el("li", {}, [href ? el("a", { href: href, target: "_blank", rel: "noopener noreferrer nofollow", text: label }) : el("span", { text: label })]));
+        list.appendChild(el("li", { value: String(c.index) }, [href ? el("a", { href: href, target: "_blank", rel: "noopener noreferrer nofollow", text: label }) : el("span", { text: label })]));
       });
       node.appendChild(el("div", { class: "cw-sources" }, [el("span", { text: "Sources" }), list]));
     }
@@ -402,6 +429,7 @@
   };
 
   Widget.prototype.submit = function () {
+    if (this.busy && this.stopper) { this.stopper.abort(); return; } // the Send button reads "Stop" meanwhile
     var text = this.input.value.trim();
     if (!text || this.busy) return;
     this.input.value = "";
@@ -426,7 +454,10 @@
     if (!text || this.busy || !this.config) return Promise.resolve();
     this.open();
     this.busy = true;
-    this.sendButton.disabled = true;
+    this.stopper = window.AbortController ? new AbortController() : null;
+    this.sendButton.textContent = this.stopper ? "Stop" : "Send";
+    this.sendButton.setAttribute("aria-label", this.stopper ? "Stop the answer" : "Send");
+    this.sendButton.disabled = !this.stopper;
     this.suggest.textContent = "";
     this.bubble("user", text);
     this.userMessages += 1;
@@ -439,7 +470,8 @@
       if (self.conversation) body.conversation_id = self.conversation;
       if (image) { body.image_data = image.data; body.image_media_type = image.type; }
       return fetch(API + "/v1/public/chat/stream", {
-        method: "POST", headers: { "Content-Type": "application/json", Accept: "text/event-stream" }, body: JSON.stringify(body)
+        method: "POST", headers: { "Content-Type": "application/json", Accept: "text/event-stream" }, body: JSON.stringify(body),
+        signal: self.stopper ? self.stopper.signal : undefined
       });
     }).then(function (response) {
       if (self.file) { self.file.value = ""; self.attachLabel.setAttribute("aria-pressed", "false"); }
@@ -453,10 +485,19 @@
       }
       return self.readStream(response, answer);
     }).catch(function (err) {
+      answer.removeAttribute("aria-busy");
+      if (err && err.name === "AbortError") { // stopped by the visitor: what came so far stays
+        if (!answer.textContent) answer.remove();
+        self.system("Stopped.");
+        return;
+      }
       answer.remove();
       self.system(err && err.message ? err.message : "The message could not be sent.", true);
     }).then(function () {
       self.busy = false;
+      self.stopper = null;
+      self.sendButton.textContent = "Send";
+      self.sendButton.setAttribute("aria-label", "Send");
       self.sendButton.disabled = false;
       self.maybeOfferLead();
     });
@@ -633,12 +674,19 @@
   Widget.prototype.maybeOfferLead = function () {
     var c = this.config;
     if (c.contact_form_enabled && c.contact_form_trigger === "after_messages" && !this.leadShown &&
-        this.userMessages >= (c.contact_form_after_messages || 3)) this.showLead();
+        this.userMessages >= (c.contact_form_after_messages || 3)) this.showLead({ quiet: true });
   };
 
-  Widget.prototype.showLead = function () {
-    var self = this, c = this.config;
-    if (this.leadBox.firstChild) { this.leadBox.querySelector("input,textarea").focus(); return; }
+  // The contact form goes below the newest message (never over an answer). Offered by itself
+  // (after some messages: ``quiet``) it takes no focus; asked for, it does.
+  Widget.prototype.showLead = function (options) {
+    var self = this, c = this.config, quiet = options && options.quiet;
+    if (this.leadForm && this.leadForm.isConnected) {
+      this.log.appendChild(this.leadForm);
+      this.scroll();
+      if (!quiet) this.leadForm.querySelector("input,textarea").focus();
+      return;
+    }
     this.leadShown = true;
     var fields = c.contact_form_fields && c.contact_form_fields.length ? c.contact_form_fields :
       [{ name: "name", label: "Name", type: "text", required: false }, { name: "email", label: "Email", type: "email", required: true }];
@@ -655,7 +703,7 @@
     var status = el("div", { role: "status", class: "cw-system" });
     form.appendChild(status);
     form.appendChild(el("div", { class: "cw-row" }, [
-      el("button", { type: "button", class: "cw-secondary", text: "Not now", onclick: function () { self.leadBox.textContent = ""; } }),
+      el("button", { type: "button", class: "cw-secondary", text: "Not now", onclick: function () { form.remove(); } }),
       el("button", { type: "submit", text: "Send details" })]));
     form.addEventListener("submit", function (e) {
       e.preventDefault();
@@ -671,16 +719,18 @@
         .then(function (r) { return r.json().then(function (res) { return { ok: r.ok, body: res }; }); })
         .then(function (res) {
           if (!res.ok) { status.textContent = res.body.message || "Please check your details."; return; }
-          self.leadBox.textContent = "";
+          form.remove();
           self.system(c.contact_form_success_message || "Thanks! We will get back to you.");
           emit("lead", { id: res.body.id });
         })
         .catch(function () { status.textContent = "Your details could not be sent. Please try again."; });
     });
-    this.leadBox.appendChild(form);
-    this.open();
+    this.leadForm = form;
+    this.log.appendChild(form);
+    if (!quiet) this.open();
+    this.scroll();
     var first = form.querySelector("input,textarea");
-    if (first) first.focus();
+    if (first && !quiet) first.focus();
   };
 
   // ---------------------------------------------------------------- mount and the control API

@@ -346,10 +346,28 @@ function chatwellReadEvents(response, onFrame) {
   var head = preview.querySelector("[data-preview-head]");
   var launcher = preview.querySelector("[data-preview-launcher]");
   var fallbackTitle = head.textContent;
+  var warning = preview.parentNode.querySelector("[data-contrast-warning]");
+  // The same WCAG computation as the widget: white text, or dark text where white is unreadable.
+  function luminance(hex) {
+    var c = [1, 3, 5].map(function (i) {
+      var v = parseInt(hex.substr(i, 2), 16) / 255;
+      return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4);
+    });
+    return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2];
+  }
+  function contrast(a, b) { var x = luminance(a), y = luminance(b); return (Math.max(x, y) + 0.05) / (Math.min(x, y) + 0.05); }
   function update() {
     if (colour && /^#[0-9a-fA-F]{6}$/.test(colour.value)) {
+      var white = contrast(colour.value, "#ffffff"), dark = contrast(colour.value, "#111827");
+      var text = white >= 4.5 || white >= dark ? "#ffffff" : "#111827";
       head.style.background = colour.value;
+      head.style.color = text;
       launcher.style.background = colour.value;
+      if (warning) {
+        warning.hidden = white >= 4.5;
+        warning.textContent = white >= 4.5 ? "" : "A light colour: white text on it reads at " + white.toFixed(1) +
+          ":1 (4.5:1 is needed), so the widget uses dark text on it and a darker shade for links.";
+      }
     }
     if (title) head.textContent = title.value.trim() || fallbackTitle;
     if (position) preview.classList.toggle("left", position.value === "bottom-left");
