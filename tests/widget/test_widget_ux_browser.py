@@ -7,7 +7,6 @@ match the source list; the log opens at the newest message; the input is 16 px a
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -120,12 +119,9 @@ def test_what_visitors_see(chromium: Any, make_settings: Callable[..., Settings]
     at_bottom = visitor.locator(f"{widget} .cw-log").evaluate("e => e.scrollTop + e.clientHeight >= e.scrollHeight - 4")
     assert at_bottom
 
-    # Stop: an answer held up on the way (the network is slow) is stopped by the visitor.
-    def slow(route: Any) -> None:
-        time.sleep(3)
-        route.continue_()
-
-    visitor.route("**/v1/public/chat/stream", slow)
+    # Stop: an answer held up on the way (the request is held, as on a slow network) is stopped.
+    held: list[Any] = []
+    visitor.route("**/v1/public/chat/stream", lambda route: held.append(route))
     textarea.fill("Are you open on Sunday?")
     send = visitor.locator(f"{widget} .cw-form button[type=submit]")
     send.click()
@@ -133,6 +129,12 @@ def test_what_visitors_see(chromium: Any, make_settings: Callable[..., Settings]
     send.click()
     expect(visitor.locator(f"{widget} .cw-system", has_text="Stopped.")).to_be_visible(timeout=10_000)
     expect(send).to_have_text("Send")
+    assert len(held) == 1
+    for route in held:
+        try:
+            route.abort()
+        except Exception:  # the browser already dropped the stopped request
+            pass
     assert errors.items == [] and visitor_errors.items == []
     visitor_ctx.close()
     context.close()
