@@ -19,6 +19,7 @@ from chatwell import __version__
 from chatwell.api import system
 from chatwell.api.body_limit import BodyLimitMiddleware
 from chatwell.api.client_limits import ClientConcurrencyMiddleware
+from chatwell.api.dialect import key_principal
 from chatwell.api.errors import ErrorFormats, install_error_handlers
 from chatwell.api.native import bots as native_bots
 from chatwell.api.native import keys as native_keys
@@ -26,6 +27,9 @@ from chatwell.api.native import leads as native_leads
 from chatwell.api.native import sources as native_sources
 from chatwell.api.native import chat as native_chat
 from chatwell.api.native import handoff as native_handoff
+from chatwell.api.mcp import PATH as MCP_PATH
+from chatwell.api.mcp import McpEndpoint
+from chatwell.api.openai import responses as openai_responses
 from chatwell.api.openai import routes as openai_routes
 from chatwell.api.native import search as native_search
 from chatwell.api import dashboard, front_door, shared_chat, widget
@@ -118,7 +122,8 @@ def create_app(settings: Settings | None = None, *, announce: Announce = _print)
             if worker is not None:
                 worker.start()
             webhooks.start()
-            yield
+            async with mcp_door.serving():
+                yield
         finally:
             if worker is not None:
                 await worker.stop()
@@ -145,6 +150,9 @@ def create_app(settings: Settings | None = None, *, announce: Announce = _print)
         redoc_url=None,
     )
     app.state.settings = settings
+    mcp_door = McpEndpoint(key_principal)
+    if settings.mcp_enabled:
+        app.router.add_route(MCP_PATH, mcp_door, methods=["GET", "POST", "DELETE"], include_in_schema=False)
     metrics = Metrics()
     app.state.metrics = metrics
     app.state.event_streams = StreamSlots(settings.public_event_streams_per_conversation)
@@ -167,12 +175,13 @@ def create_app(settings: Settings | None = None, *, announce: Announce = _print)
         app.add_middleware(TracingMiddleware, tracing=tracing)
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     for router in (system.router, native_bots.router, native_sources.router, native_search.router,
-                   native_keys.router, native_chat.router, native_handoff.router, openai_routes.router, chatiq.router,
+                   native_keys.router, native_chat.router, native_handoff.router, openai_routes.router, openai_responses.router,
+                   chatiq.router,
                    chatbotiq.router, chatbots_v1.router, shared_chat.router, devapi.router, chatbase.router,
                    native_leads.router, chatbotiq_leads.router, widget.router, dashboard.router, front_door.router,
                    dify.router, flowise.router):
         app.include_router(router)
-    for prefix in ("/v1/chat/completions", "/v1/models"):
+    for prefix in ("/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/models"):
         formats.register(prefix, openai_routes.openai_error, openai_routes.ERROR_DOC)
     dialects = ((chatiq.PREFIXES, chatiq.chatiq_error, chatiq.ERROR_DOC),
                 (chatbotiq.PREFIXES, chatbotiq.chatbotiq_error, chatbotiq.ERROR_DOC),

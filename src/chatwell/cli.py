@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import shutil
+import sys
 import tempfile
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -173,6 +175,39 @@ def _shared_metrics_dir(*, workers: int) -> Iterator[None]:
     finally:
         os.environ.pop(MULTIPROC_ENV, None)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@app.command()
+def mcp(
+    bot: Annotated[str, typer.Option("--bot", help="The bot (id or slug) whose tools this server offers.")],
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Serve the MCP tools of one bot over stdio, for a desktop client on this machine (Claude
+    Desktop, an IDE): list_bots, search_knowledge and ask, scoped to that bot. Over the network,
+    use the server's streamable HTTP endpoint /mcp with a key instead."""
+    from chatwell.api.mcp import Caller, build_server, local_principal
+    from chatwell.services import bots as bot_service
+    from chatwell.services.knowledge import build_chat_service, build_knowledge
+
+    settings = _settings(data_dir, database_url)
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING)  # stdout carries the protocol only
+
+    async def work(db: Any) -> None:
+        async with db.read() as session:
+            found = await bot_service.find_bot(session, bot)
+        if found is None:
+            raise bot_service.bot_not_found()
+        knowledge = build_knowledge(db, settings)
+        chat = build_chat_service(db, settings, knowledge)
+        caller = Caller(local_principal(found), db, chat, knowledge.retriever, None)
+        try:
+            await build_server(lambda _ctx: caller).run_stdio_async()
+        finally:
+            await chat.drain()
+            await chat.models.aclose()
+
+    _run(settings, work)
 
 
 @app.command()

@@ -67,6 +67,13 @@ class Settings(BaseSettings):
             "are refused."
         ),
     )
+    mcp_enabled: bool = Field(
+        True,
+        description=(
+            "Serve the MCP server (streamable HTTP) at /mcp for every key, and name it as mcp_url in "
+            "the ChatbotIQ bot config. Off: /mcp answers 404 and mcp_url is null."
+        ),
+    )
     webhook_allow_private: bool = Field(
         False,
         description=(

@@ -117,7 +117,7 @@ def test_config_has_every_documented_field(world: World) -> None:
     assert data["contact_form_enabled"] is True and data["contact_form_fields"][0]["name"] == "email"
     assert data["contact_form_button_display"] == "after_response"
     assert data["widget_settings"]["primary_color"] == "#112233"
-    assert data["recaptcha_site_key"] is None and data["mcp_url"] is None
+    assert data["recaptcha_site_key"] is None and data["mcp_url"] == f"{world.base}/mcp"
     assert isinstance(data["suggested_questions_count"], int) and isinstance(data["show_suggested_questions"], bool)
 
 

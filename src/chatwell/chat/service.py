@@ -20,7 +20,7 @@ from typing import Any
 
 from chatwell.chat.citations import citations_for, strip_unknown_markers
 from chatwell.chat.filters import REPLACEMENT, ContentFilter
-from chatwell.chat.links import LinkGuard, allowed_links
+from chatwell.chat.links import LinkGuard, allowed_links, remove_foreign_links
 from chatwell.chat.prompts import build_messages, grounding_of
 from chatwell.domain.events import (
     ChatEvent,
@@ -33,6 +33,7 @@ from chatwell.domain.events import (
     Notice,
     Replace,
     Status,
+    ToolCall,
     Usage,
 )
 from chatwell.domain.models import AnswerSettings, HandoffSettings, ModelSettings
@@ -40,17 +41,21 @@ from chatwell.domain.ids import new_id
 from chatwell.errors import InvalidRequest, ServiceUnavailable, database_unavailable
 from chatwell.llm.base import (
     NOT_IN_SOURCES,
+    GenerationOptions,
     ModelDelta,
     ModelError,
+    ModelFinish,
     ModelImage,
     ModelMessage,
     ModelRequest,
+    ModelToolCall,
     ModelUsage,
 )
 from chatwell.llm.extractive import SUPPORT_BARS
 from chatwell.llm.pricing import PriceTable
 from chatwell.llm.registry import ModelRegistry
 from chatwell.observability.tracing import span
+from chatwell.retrieval.embeddings import count_tokens
 from chatwell.retrieval.service import Passage, Retriever, SearchResult
 from chatwell.services import conversations, handoff
 from chatwell.services.conversation_bus import ConversationBus
@@ -90,6 +95,10 @@ class ChatRequest:
     image: ModelImage | None = None
     temperature: float | None = None
     model: str | None = None  # a model name overriding the bot's, on the bot's provider
+    options: GenerationOptions = field(default_factory=GenerationOptions)
+    # A stateless client resends the whole history: under this key (its API key and user), a
+    # history matching a stored exchange continues that conversation (``conversations.digest``).
+    thread_key: str | None = None
 
 
 @dataclass(slots=True)
@@ -167,7 +176,11 @@ class ChatService:
             resolved = self.models.resolve(ModelSettings.model_validate(request.bot.model_settings or {}))
             if not resolved.model.supports_images:
                 raise InvalidRequest("this bot's model does not accept images", code="images_not_supported")
+        self.check_options(request.bot, request.options)
         client_history = _clean_history(request.history)
+        if (request.conversation_id is None and request.thread_key and client_history and not request.private):
+            request.conversation_id = await conversations.conversation_by_digest(
+                self.db, bot_id=request.bot.id, digest=conversations.digest(request.thread_key, client_history))
         if self.filter.blocks_input(question):
             return Turn(self, request, None, None, [], True, blocked=True)
         search = None
@@ -192,6 +205,20 @@ class ChatService:
         return Turn(self, request, started.conversation_id, started.user_message_id, history, started.is_new,
                     has_credit=started.has_credit,
                     held_by_human=handoff.is_held(started.status), search=search)
+
+    def check_options(self, bot: Bot, options: GenerationOptions) -> None:
+        """Refuse what the bot's model can not do (tools, JSON formats on the offline answerer):
+        a caller's parameter is honoured or refused, never dropped."""
+        param = options.needs_tools()
+        if param is None:
+            return
+        resolved = self.models.resolve(ModelSettings.model_validate(bot.model_settings or {}))
+        if not getattr(resolved.model, "supports_tools", False):
+            what = "the offline answerer" if resolved.is_offline else f"the model {resolved.model.name!r}"
+            raise InvalidRequest(f"'{param}' is not supported by this bot: it answers with {what}, which "
+                                 "takes no tools, JSON formats or sampling penalties. Configure an "
+                                 "OpenAI-compatible model for it.", code="unsupported_parameter",
+                                 details={"param": param})
 
     async def _search(self, bot: Bot, query: str) -> SearchResult:
         return await self.retriever.search(bot_id=bot.id, query=query, k=RETRIEVAL_K)
@@ -260,27 +287,41 @@ class ChatService:
             elif resolved.is_offline and turn.is_new_conversation:
                 yield Notice("offline_answerer", OFFLINE_NOTICE, level="info")
             yield Status("generating")
-            if not relevant or not passages:
+            options = request.options
+            if (not relevant or not passages) and not options.structured:
                 # Nothing relevant: say so instead of letting a model guess.
                 outcome.model = resolved.model.name
                 passages = []
                 async for event in self._abstain(turn, answer_settings, handoff_settings, text_parts):
                     yield event
             else:
+                if not relevant:
+                    passages = []  # a structured request is answered by the model, with no sources
                 grounding = grounding_of(passages)
-                max_tokens = model_settings.max_tokens or DEFAULT_MAX_TOKENS
+                # The caller may ask for fewer tokens than the bot allows, never for more.
+                max_tokens = min([t for t in (options.max_tokens, model_settings.max_tokens) if t]
+                                 or [DEFAULT_MAX_TOKENS])
+                caller = _caller_instructions(options.instructions)
                 messages = build_messages(instructions=bot.instructions or "", grounding=grounding,
                                           history=turn.history, question=request.question,
-                                          context_tokens=self.context_tokens, reserve_tokens=max_tokens,
+                                          context_tokens=self.context_tokens,
+                                          reserve_tokens=max_tokens + count_tokens(caller),
                                           language=answer_settings.language)
+                if caller:  # under the bot's own instructions and rules, which win
+                    messages[0] = ModelMessage("system", f"{messages[0].content}\n\n{caller}")
                 if request.image is not None:
                     messages[-1] = ModelMessage("user", messages[-1].content, image=request.image)
+                messages.extend(options.tool_turns)
+                temperature = next((t for t in (options.temperature, request.temperature, model_settings.temperature)
+                                    if t is not None), None)
                 model_request = ModelRequest(
                     messages=messages,
                     model=request.model or model_settings.model or resolved.model.name,
-                    temperature=request.temperature if request.temperature is not None else model_settings.temperature,
-                    max_tokens=max_tokens, question=request.question, grounding=grounding,
-                    min_support=SUPPORT_BARS[answer_settings.strictness])
+                    temperature=temperature, max_tokens=max_tokens, question=request.question,
+                    grounding=grounding, min_support=SUPPORT_BARS[answer_settings.strictness],
+                    top_p=options.top_p, seed=options.seed, stop=options.stop,
+                    response_format=options.response_format, tools=options.tools,
+                    tool_choice=options.tool_choice, extra=options.extra)
                 outcome.model = model_request.model
                 # Links other than the bot's own sources' URLs never leave (chatwell.chat.links);
                 # the guard holds back only a tail that may still be a URL, so streaming stays live.
@@ -299,6 +340,12 @@ class ChatService:
                                 if safe:
                                     text_parts.append(safe)
                                     yield Delta(safe)
+                            elif isinstance(event, ModelToolCall):
+                                # Arguments go to the caller's program; links in them obey the same rule.
+                                outcome.tool_calls.append(ToolCall(event.index, event.id, event.name,
+                                                                   remove_foreign_links(event.arguments, allowed)))
+                            elif isinstance(event, ModelFinish):
+                                outcome.finish_reason = event.reason
                             elif isinstance(event, ModelUsage):
                                 outcome.prompt_tokens = event.prompt_tokens
                                 outcome.completion_tokens = event.completion_tokens
@@ -306,7 +353,7 @@ class ChatService:
                         await stream.aclose()  # type: ignore[attr-defined]
                         traced.set(prompt_tokens=outcome.prompt_tokens,
                                    completion_tokens=outcome.completion_tokens)
-                if verdict.abstained():
+                if verdict.abstained() and not outcome.tool_calls:
                     passages = []
                     async for event in self._abstain(turn, answer_settings, handoff_settings, text_parts):
                         yield event
@@ -316,7 +363,11 @@ class ChatService:
                     if tail:
                         text_parts.append(tail)
                         yield Delta(tail)
-            answer = strip_unknown_markers("".join(text_parts), len(passages))
+                    for call in outcome.tool_calls:
+                        yield call
+            answer = "".join(text_parts)
+            if not options.structured:  # JSON may hold "[3]" that is no citation marker
+                answer = strip_unknown_markers(answer, len(passages))
             if self.filter.blocks_output(answer):
                 answer = REPLACEMENT
                 passages = []
@@ -331,7 +382,9 @@ class ChatService:
             message_id = await self._finish(turn, outcome, strict=True)
             outcome.saved = True
             self._observe_turn(turn, outcome)
-            yield Done(turn.conversation_id, message_id, turn.user_message_id, answered=outcome.answered)
+            finish = "tool_calls" if outcome.tool_calls else outcome.finish_reason
+            yield Done(turn.conversation_id, message_id, turn.user_message_id, answered=outcome.answered,
+                       finish_reason=finish)
         except ModelError as exc:
             outcome.text = "".join(text_parts)
             outcome.error = Error(exc.code, exc.message)
@@ -413,6 +466,9 @@ class ChatService:
             try:
                 return await conversations.finish_turn(
                     self.db, bot=turn.request.bot, conversation_id=turn.conversation_id, content=outcome.text,
+                    tool_calls=[{"id": c.id, "name": c.name, "arguments": c.arguments}
+                                for c in outcome.tool_calls] or None,
+                    digest=self._digest_after(turn, outcome),
                     citations=[_citation_json(c) for c in outcome.citations] if outcome.citations else None,
                     error_code=outcome.error.code if outcome.error else None,
                     error=outcome.error.message if outcome.error else None, model=outcome.model,
@@ -432,6 +488,17 @@ class ChatService:
         return None
 
 
+    @staticmethod
+    def _digest_after(turn: Turn, outcome: _Outcome) -> str | None:
+        """The digest a client's resent history will have once it holds this answer."""
+        request = turn.request
+        if not request.thread_key or outcome.error is not None or not outcome.text:
+            return None
+        exchange = [*_clean_history(request.history), HistoryTurn("user", request.question),
+                    HistoryTurn("assistant", outcome.text)]
+        return conversations.digest(request.thread_key, exchange)
+
+
 @dataclass(slots=True)
 class _Outcome:
     text: str = ""
@@ -439,6 +506,8 @@ class _Outcome:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     citations: tuple[Citation, ...] = ()
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    finish_reason: str = "stop"
     error: Error | None = None
     saved: bool = False
     answered: bool = False  # from the sources; False: the bot said they do not answer the question
@@ -477,6 +546,14 @@ def is_follow_up(question: str) -> bool:
     if _CONTINUES.search(question):
         return True
     return len(question.split()) <= FOLLOW_UP_MAX_WORDS and bool(_POINTS_BACK.search(question))
+
+
+def _caller_instructions(text: str) -> str:
+    text = text.strip()
+    if not text:
+        return ""
+    return ("The caller adds these instructions. Follow them where they do not conflict with your "
+            f"instructions and rules above, which always win:\n<caller_instructions>\n{text}\n</caller_instructions>")
 
 
 def _retrieval_query(question: str, history: Sequence[HistoryTurn]) -> str:

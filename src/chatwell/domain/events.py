@@ -3,6 +3,7 @@
 ``chat.service.ChatService.answer`` yields these in order: ``Status`` (retrieving, generating),
 ``Notice``s, ``Delta``s (answer text), maybe a ``Replace`` (the output filter rewrote the text),
 ``Citations``, ``Usage``, then exactly one ``Done`` — or an ``Error`` that ends the stream.
+A turn whose caller offered tools may carry ``ToolCall``s (after the text, before ``Usage``).
 """
 
 from __future__ import annotations
@@ -69,6 +70,16 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A function the model asks the caller to run (only when the caller offered tools)."""
+
+    index: int
+    id: str
+    name: str
+    arguments: str  # JSON text
+
+
+@dataclass(frozen=True, slots=True)
 class Done:
     """The end of a turn. ``answered``: the bot answered from its sources (True), abstained
     because they do not answer the question (False), or did not try (None: a person holds the
@@ -78,6 +89,7 @@ class Done:
     message_id: uuid.UUID | None
     user_message_id: uuid.UUID | None = None
     answered: bool | None = None
+    finish_reason: str = "stop"  # stop, length (the token limit), tool_calls
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,4 +98,4 @@ class Error:
     message: str
 
 
-ChatEvent = Status | Delta | Replace | Notice | Citations | Usage | Done | Error
+ChatEvent = Status | Delta | Replace | Notice | Citations | ToolCall | Usage | Done | Error

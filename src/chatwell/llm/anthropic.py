@@ -15,6 +15,7 @@ DEFAULT_MAX_TOKENS = 1024
 
 class AnthropicModel:
     supports_images = True
+    supports_tools = False  # tools and JSON formats are refused for Anthropic bots (not translated yet)
 
     def __init__(self, *, model: str, api_key: str | None = None, base_url: str | None = None,
                  timeout: float = 60.0, max_retries: int = 2, backoff: float = 0.5):
@@ -55,6 +56,9 @@ class AnthropicModel:
         if request.temperature is not None:
             # Newer SDKs dropped the keyword; the API still takes it in the body.
             payload["extra_body"] = {"temperature": min(request.temperature, 1.0)}
+        sampling = {"top_p": request.top_p, "stop_sequences": list(request.stop) or None}
+        if any(value is not None for value in sampling.values()):
+            payload.setdefault("extra_body", {}).update({k: v for k, v in sampling.items() if v is not None})
         def retryable(exc: Exception) -> bool:
             if isinstance(exc, anthropic.APIStatusError):
                 return exc.status_code in RETRY_STATUS

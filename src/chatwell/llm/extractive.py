@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from chatwell.ingestion.splitter import split_sentences
-from chatwell.llm.base import NOT_IN_SOURCES, Grounding, ModelDelta, ModelEvent, ModelRequest, ModelUsage
+from chatwell.llm.base import NOT_IN_SOURCES, Grounding, ModelDelta, ModelEvent, ModelFinish, ModelRequest, ModelUsage
 from chatwell.retrieval.embeddings import Embedder, count_tokens
 
 OFFLINE_MODEL_NAME = "chatwell-offline"
@@ -76,6 +76,7 @@ class OfflineAnswerer:
 
     name = OFFLINE_MODEL_NAME
     supports_images = False
+    supports_tools = False  # it quotes sources: no tool calls, no JSON
 
     def __init__(self, embedder: Embedder | None = None, *, max_sentences: int = MAX_SENTENCES):
         self.embedder = embedder
@@ -85,8 +86,25 @@ class OfflineAnswerer:
         bar = DEFAULT_SUPPORT_BAR if request.min_support is None else request.min_support
         judgement = await self.judge(request.question, request.grounding)
         answer = render(judgement) if judgement.support >= bar else NOT_IN_SOURCES
+        # Its own sampling has nothing to vary (temperature, top_p, seed), but the answer stops
+        # where a stop sequence starts and after max_tokens, as a model's would.
+        abstains = answer == NOT_IN_SOURCES  # a signal to the chat engine, not text: never cut
+        cut = -1 if abstains else min((i for i in (answer.find(s) for s in request.stop if s) if i >= 0), default=-1)
+        finish = "stop"
+        if cut >= 0:
+            answer = answer[:cut]
+        sent: list[str] = []
+        budget = None if abstains else request.max_tokens
         for piece in re.findall(r"\S+\s*", answer):
+            if budget is not None:
+                budget -= count_tokens(piece)
+                if budget < 0:
+                    finish = "length"
+                    break
+            sent.append(piece)
             yield ModelDelta(piece)
+        answer = "".join(sent)
+        yield ModelFinish(finish)
         prompt = sum(count_tokens(g.text) for g in request.grounding) + count_tokens(request.question)
         yield ModelUsage(prompt_tokens=prompt, completion_tokens=count_tokens(answer))
 

@@ -27,7 +27,15 @@ from typing import Any
 
 import aiohttp
 
-from chatwell.llm.base import ModelDelta, ModelError, ModelEvent, ModelRequest, ModelUsage
+from chatwell.llm.base import (
+    ModelDelta,
+    ModelError,
+    ModelEvent,
+    ModelFinish,
+    ModelRequest,
+    ModelToolCall,
+    ModelUsage,
+)
 from chatwell.llm.retry import open_with_retries
 from chatwell.retrieval.embeddings import count_tokens
 
@@ -47,6 +55,7 @@ class _UpstreamStatus(Exception):
 
 class OpenAICompatibleModel:
     supports_images = True
+    supports_tools = True  # passed through; a server without them answers 400 (upstream_error)
 
     def __init__(self, *, base_url: str, model: str, api_key: str | None = None, timeout: float = 60.0,
                  max_retries: int = 2, backoff: float = 0.5):
@@ -106,6 +115,10 @@ class OpenAICompatibleModel:
             payload["temperature"] = request.temperature
         if request.max_tokens is not None:
             payload["max_tokens"] = request.max_tokens
+        optional = {"top_p": request.top_p, "seed": request.seed, "stop": list(request.stop) or None,
+                    "response_format": request.response_format, "tools": list(request.tools) or None,
+                    "tool_choice": request.tool_choice, **request.extra}
+        payload.update({name: value for name, value in optional.items() if value is not None})
 
         def retryable(exc: Exception) -> bool:
             if isinstance(exc, _UpstreamStatus):
@@ -129,11 +142,13 @@ class OpenAICompatibleModel:
             raise ModelError("upstream_unavailable", "the model server cannot be reached") from None
         text_parts: list[str] = []
         usage: ModelUsage | None = None
+        finish: str | None = None
+        calls: dict[int, dict[str, str]] = {}  # tool calls arrive in pieces: index -> id, name, arguments
         done = read_to_end = False
 
         def read(lines: list[bytes]) -> str:
             """The text of these SSE lines; notes the usage and the ``[DONE]`` they carry."""
-            nonlocal usage, done
+            nonlocal usage, done, finish
             texts: list[str] = []
             for line in lines:
                 if not line.startswith(b"data:"):
@@ -149,9 +164,16 @@ class OpenAICompatibleModel:
                     usage = ModelUsage(int(chunk["usage"].get("prompt_tokens") or 0),
                                        int(chunk["usage"].get("completion_tokens") or 0))
                 for choice in chunk.get("choices") or ():
-                    content = (choice.get("delta") or {}).get("content")
-                    if content:
-                        texts.append(content)
+                    delta = choice.get("delta") or {}
+                    if delta.get("content"):
+                        texts.append(delta["content"])
+                    for piece in delta.get("tool_calls") or ():
+                        call = calls.setdefault(int(piece.get("index") or 0), {"id": "", "name": "", "arguments": ""})
+                        function = piece.get("function") or {}
+                        call["id"] = piece.get("id") or call["id"]
+                        call["name"] += function.get("name") or ""
+                        call["arguments"] += function.get("arguments") or ""
+                    finish = choice.get("finish_reason") or finish
             return "".join(texts)
 
         buffer = b""
@@ -182,6 +204,11 @@ class OpenAICompatibleModel:
                 response.release()
             else:
                 response.close()
+        for index in sorted(calls):
+            call = calls[index]
+            yield ModelToolCall(index, call["id"] or f"call_{index}", call["name"], call["arguments"] or "{}")
+        if finish:
+            yield ModelFinish(finish)
         if usage is None:  # servers that ignore include_usage: count ourselves
             prompt = sum(count_tokens(m.content) for m in request.messages)
             usage = ModelUsage(prompt, count_tokens("".join(text_parts)))
@@ -201,6 +228,12 @@ def env_proxy(url: str) -> str | None:
 
 
 def _message(message: Any) -> dict[str, Any]:
+    if message.role == "tool":
+        return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
+    if message.tool_calls:
+        return {"role": "assistant", "content": message.content or None, "tool_calls": [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in message.tool_calls]}
     if message.image is None:
         return {"role": message.role, "content": message.content}
     return {"role": message.role, "content": [

@@ -3,8 +3,12 @@ deleting (GDPR) and feedback. No transaction is ever open while a model streams.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -109,9 +113,13 @@ async def finish_turn(db: Database, *, bot: Bot, conversation_id: uuid.UUID | No
                       citations: list[dict[str, Any]] | None, error_code: str | None, error: str | None,
                       model: str, prompt_tokens: int, completion_tokens: int, cost: float,
                       api_key_id: uuid.UUID | None, channel: str,
-                      message_id: uuid.UUID | None = None, answered: bool | None = None) -> uuid.UUID | None:
+                      message_id: uuid.UUID | None = None, answered: bool | None = None,
+                      tool_calls: list[dict[str, Any]] | None = None,
+                      digest: str | None = None) -> uuid.UUID | None:
     """Save the assistant's message (unless private: ``conversation_id`` None), meter the call
     (a usage row holds no content) and charge the workspace's credit, in one short transaction.
+    ``tool_calls`` (the calls the model asked the caller to make) are kept in the message's
+    metadata; ``digest`` becomes the conversation's content digest (see :func:`digest`).
 
     Idempotent for a given ``message_id``: a retry after a commit whose acknowledgement was lost
     (the connection dropped) finds the message and stores, meters and charges nothing twice.
@@ -125,9 +133,14 @@ async def finish_turn(db: Database, *, bot: Bot, conversation_id: uuid.UUID | No
             message = Message(id=stored_id, conversation_id=conversation_id, role=MessageRole.ASSISTANT, content=content,
                               citations=citations, error_code=error_code, error=error, model=model,
                               prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                              # answered False: the bot abstained (Analytics lists the question as unanswered)
-                              metadata_={"answered": answered} if answered is not None else None)
+                              # answered False: the bot abstained (Analytics lists the question as
+                              # unanswered); tool_calls: what the model asked the caller to run.
+                              metadata_={k: v for k, v in (("answered", answered), ("tool_calls", tool_calls))
+                                         if v is not None} or None)
             session.add(message)
+            if digest is not None:
+                session.execute(update(Conversation).where(Conversation.id == conversation_id)
+                                .values(content_digest=digest))
             session.flush()
         # Every answered request is metered (it is the request count of usage reports); a usage
         # row never holds content.
@@ -143,6 +156,25 @@ async def finish_turn(db: Database, *, bot: Bot, conversation_id: uuid.UUID | No
         return stored_id
 
     return await db.write_now(write)
+
+
+_MARKER = re.compile(r"\s*\[\d+\]")
+
+
+def digest(key: str, turns: Sequence[HistoryTurn]) -> str:
+    """A conversation's content digest: the same for the history a stateless client resends as
+    for the exchange stored, under one caller ``key`` (its API key and user). Citation markers
+    and spacing don't count (a client may keep the streamed text, the store the final one)."""
+    canonical = [[t.role, " ".join(_MARKER.sub("", t.content).split())] for t in turns]
+    return hashlib.sha256(json.dumps([key, canonical], ensure_ascii=False).encode()).hexdigest()
+
+
+async def conversation_by_digest(db: Database, *, bot_id: uuid.UUID, digest: str) -> uuid.UUID | None:
+    """The bot's conversation whose stored exchange has this content digest, if any."""
+    async with db.read() as session:
+        return await session.scalar(
+            select(Conversation.id).where(Conversation.bot_id == bot_id, Conversation.content_digest == digest)
+            .order_by(Conversation.updated_at.desc()).limit(1))
 
 
 async def has_credit(db: Database, workspace_id: uuid.UUID) -> bool:
@@ -427,3 +459,52 @@ async def export_conversations(db: Database, *, principal: Principal, filters: C
     query = _filtered(principal, filters).order_by(Conversation.id.desc()).limit(limit)
     async with db.read() as session:
         return await _with_messages(session, list((await session.scalars(query)).all()))
+
+
+# ------------------------------------------------------------------- one exchange (Responses API)
+
+@dataclass(slots=True)
+class Exchange:
+    """A question and the answer that followed it (None while it is being written)."""
+
+    conversation: Conversation
+    question: Message
+    answer: Message | None
+    previous_question_id: uuid.UUID | None  # the exchange before it in the conversation
+
+
+async def get_exchange(db: Database, *, principal: Principal, question_id: uuid.UUID) -> Exchange:
+    """The exchange that starts with the user message ``question_id``, within the key's scope."""
+    async with db.read() as session:
+        question = await session.get(Message, question_id)
+        if question is None or question.role != MessageRole.USER:
+            raise NotFound("response not found", code="response_not_found")
+        conversation = await session.get(Conversation, question.conversation_id)
+        if (conversation is None or conversation.workspace_id != principal.workspace_id
+                or not principal.can_reach_bot(conversation.bot_id)):
+            raise NotFound("response not found", code="response_not_found")
+        later = ((Message.created_at > question.created_at)
+                 | ((Message.created_at == question.created_at) & (Message.id > question.id)))
+        answer = await session.scalar(
+            select(Message).where(Message.conversation_id == conversation.id, Message.role == MessageRole.ASSISTANT,
+                                  later).order_by(Message.created_at, Message.id).limit(1))
+        earlier = ((Message.created_at < question.created_at)
+                   | ((Message.created_at == question.created_at) & (Message.id < question.id)))
+        previous = await session.scalar(
+            select(Message.id).where(Message.conversation_id == conversation.id, Message.role == MessageRole.USER,
+                                     earlier).order_by(Message.created_at.desc(), Message.id.desc()).limit(1))
+    return Exchange(conversation, question, answer, previous)
+
+
+async def delete_exchange(db: Database, *, principal: Principal, question_id: uuid.UUID) -> None:
+    """Delete a question and its answer from their conversation (the Responses API's DELETE)."""
+    exchange = await get_exchange(db, principal=principal, question_id=question_id)
+    ids = [exchange.question.id, *([exchange.answer.id] if exchange.answer else [])]
+
+    def write(session: Session) -> None:
+        session.execute(update(UsageEvent).where(UsageEvent.message_id.in_(ids)).values(message_id=None))
+        session.execute(delete(Message).where(Message.id.in_(ids)))
+        session.execute(update(Conversation).where(Conversation.id == exchange.conversation.id)
+                        .values(content_digest=None))
+
+    await db.write_now(write)

@@ -13,7 +13,8 @@
   the bot cites), ``error`` (``error`` = code, ``message``). An empty workspace is a mid-stream
   ``service_unavailable`` error, as the document says.
 - ``GET /v1/public/bots/{bot_id}/config``: every field of the document. ``handoff_available``: the
-  bot hands off and an agent of its workspace is online; ``mcp_url`` is null.
+  bot hands off and an agent of its workspace is online; ``mcp_url`` is the server's MCP endpoint
+  (``/mcp``, a key of the bot's workspace or the bot opens it) unless the server turns MCP off.
 - Widget additions (not in the document, same conventions): ``POST /v1/public/messages/{id}/feedback``
   ``{session_id, rating: "positive"|"negative"|null}``; ``POST /v1/public/conversations/{id}/handoff``
   ``{session_id}`` → ``{conversation_status, handoff_available, message}`` (the offline message when
@@ -46,6 +47,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from chatwell.api.mcp import PATH as MCP_PATH
 from chatwell.api.errors import ErrorDoc
 from chatwell.api.dialect import chat_limits, chat_service, check_bot_origin, client_ip, db_of
 from chatwell.api.native.chat import check_image
@@ -194,7 +196,7 @@ async def bot_config(bot_id: str, request: Request) -> dict[str, Any]:
         "recaptcha_site_key": settings.recaptcha_site_key if recaptcha_on else None,
         "include_links": answer.include_links,
         "language": answer.language,
-        "mcp_url": None,
+        "mcp_url": f"{str(request.base_url).rstrip('/')}{MCP_PATH}" if settings.mcp_enabled else None,
         "handoff_enabled": handoff.enabled,
         "handoff_trigger": handoff.trigger,
         "handoff_offline_message": handoff.offline_message,

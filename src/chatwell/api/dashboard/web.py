@@ -68,7 +68,7 @@ def templates() -> Environment:
 
 CHANNEL_LABELS = {"chatbotiq": "Website widget", "native": "API", "openai": "OpenAI-compatible API",
                   "chatiq": "ChatIQ API", "chatbots_v1": "Chatbots v1 API", "devapi": "Developer API",
-                  "chatbase": "Chatbase API", "playground": "Playground"}
+                  "chatbase": "Chatbase API", "playground": "Playground", "mcp": "MCP"}
 
 
 def channel_label(channel: str | None) -> str:
