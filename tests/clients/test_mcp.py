@@ -21,13 +21,16 @@ QUESTION = "How long do parcels to Norway take?"
 
 
 async def session_calls(served: Served, key: str, calls: list[tuple[str, dict[str, Any]]],
-                        progress: list[tuple[float, str | None]] | None = None) -> tuple[list[str], list[Any]]:
-    """Initialize a session with ``key``, list the tools and call each of ``calls``."""
+                        progress: list[tuple[float, str | None]] | None = None,
+                        origin: str | None = None) -> tuple[list[str], list[Any]]:
+    """Initialize a session with ``key`` (from a browser's ``origin`` when given), list the tools
+    and call each of ``calls``."""
     async def on_progress(value: float, total: float | None, message: str | None) -> None:
         if progress is not None:
             progress.append((value, message))
 
-    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=30) as http:
+    headers = {"Authorization": f"Bearer {key}", **({"Origin": origin} if origin else {})}
+    async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
         async with streamable_http_client(f"{served.base}/mcp", http_client=http) as (read, write):
             async with ClientSession(read, write) as session:
                 await session.initialize()
@@ -73,6 +76,20 @@ async def test_a_bot_key_sees_its_bot_only(offline: Served) -> None:
     assert refused.is_error and refused.content[0].text.endswith("bot_not_found: bot not found")
     assert searched.is_error and searched.content[0].text.endswith("bot_not_found: bot not found")
     assert conversations(offline) == []
+
+
+async def test_a_browser_origin_the_bot_does_not_allow_is_refused(offline: Served) -> None:
+    with offline.admin() as http:
+        assert http.patch(f"/v1/bots/{offline.bot['id']}",
+                          json={"allowed_origins": ["https://shop.example"]}).status_code == 200
+    calls = [("ask", {"bot": "support-bot", "question": QUESTION}),
+             ("search_knowledge", {"bot": "support-bot", "query": "Norway"})]
+    _, refused = await session_calls(offline, offline.bot_key, calls, origin="https://evil.example")
+    assert all(r.is_error and r.content[0].text.endswith("this origin is not one of the bot's allowed domains")
+               for r in refused), [r.content[0].text for r in refused]
+    _, allowed = await session_calls(offline, offline.bot_key, calls, origin="https://shop.example")
+    assert not any(r.is_error for r in allowed)
+    assert len(conversations(offline)) == 1
 
 
 def test_mcp_needs_a_valid_key(offline: Served) -> None:

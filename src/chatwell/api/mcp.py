@@ -31,6 +31,7 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from chatwell import __version__
+from chatwell.api.dialect import check_key_for_bot
 from chatwell.chat.service import ChatRequest, ChatService
 from chatwell.domain import events as ev
 from chatwell.domain.auth import Principal
@@ -40,6 +41,7 @@ from chatwell.retrieval.service import Retriever
 from chatwell.domain.models import Permission
 from chatwell.services import bots, keys, sessions
 from chatwell.storage.database import Database
+from chatwell.storage.tables import Bot
 
 PATH = "/mcp"
 DOOR = "mcp"  # the conversations' channel and session namespace
@@ -58,6 +60,15 @@ class Caller:
     chat: ChatService
     retriever: Retriever
     limits: ChatLimits | None  # None over stdio: nobody else shares the local process
+    request: Request | None = None  # the HTTP request (its Origin is checked like every door's)
+
+    def admit(self, bot: Bot) -> None:
+        """The key holds ``chat`` and, over HTTP, a browser's origin is one the key or the bot
+        allows: the same check as every keyed door (``check_key_for_bot``)."""
+        if self.request is None:
+            keys.require(self.principal, Permission.CHAT)
+        else:
+            check_key_for_bot(self.request, bot, self.principal)
 
 
 Resolve = Callable[[Context], Caller]
@@ -69,7 +80,8 @@ def caller_of_request(ctx: Context) -> Caller:
     if not isinstance(request, Request) or PRINCIPAL_KEY not in request.scope:
         raise ToolError("invalid_api_key: this MCP server needs a chatwell key")
     state = request.app.state
-    return Caller(request.scope[PRINCIPAL_KEY], state.db, state.chat, state.knowledge.retriever, state.limits)
+    return Caller(request.scope[PRINCIPAL_KEY], state.db, state.chat, state.knowledge.retriever, state.limits,
+                  request)
 
 
 def _failed(error: ChatwellError) -> ToolError:
@@ -99,7 +111,7 @@ def build_server(resolve: Resolve) -> MCPServer:
             raise _failed(InvalidRequest(f"query must be 1 to {MAX_QUERY_CHARS} characters"))
         try:
             found = await bots.get_bot(caller.db, principal=caller.principal, ref=bot)
-            keys.require(caller.principal, Permission.CHAT)
+            caller.admit(found)
         except ChatwellError as exc:
             raise _failed(exc) from None
         result = await caller.retriever.search(bot_id=found.id, query=query, k=max(1, min(k, 50)))
@@ -113,7 +125,7 @@ def build_server(resolve: Resolve) -> MCPServer:
         caller = resolve(ctx)
         try:
             found = await bots.get_bot(caller.db, principal=caller.principal, ref=bot)
-            keys.require(caller.principal, Permission.CHAT)
+            caller.admit(found)
             if caller.limits is not None:
                 await caller.limits.keyed_chat(found, caller.principal)
             await caller.chat.ensure_credit(found)
