@@ -43,7 +43,7 @@ from chatwell.domain.events import Citations, Delta, Done, HistoryTurn, Replace
 from chatwell.domain.sources import TextSourceIn
 from chatwell.evaluation.datasets import AnswerSet, Doc, Question
 from chatwell.evaluation.metrics import percentile
-from chatwell.ingestion.worker import IngestionWorker
+from chatwell.ingestion.worker import ingest_pending
 from chatwell.llm.extractive import OfflineAnswerer
 from chatwell.services import bots, sources, workspaces
 from chatwell.services.knowledge import build_chat_service, build_embedder, build_knowledge
@@ -121,12 +121,7 @@ async def _run_set(answer_set: AnswerSet, questions: Sequence[Question], *, sett
             started = time.perf_counter()
             source_doc = await _add_documents(db, bot.id, workspace.id, answer_set.docs)
             say(f"{answer_set.name}: added {len(source_doc)} documents; ingesting")
-            worker = IngestionWorker(knowledge.ingestor, concurrency=run_settings.ingestion_concurrency)
-            worker.start()
-            try:
-                await worker.idle()
-            finally:
-                await worker.stop()
+            await ingest_pending(knowledge.ingestor, concurrency=run_settings.ingestion_concurrency)
             index_seconds = time.perf_counter() - started
             chunks = await _chunk_count(db, bot.id)
             say(f"{answer_set.name}: {chunks} chunks in {index_seconds:.1f}s; asking {len(questions)} questions")

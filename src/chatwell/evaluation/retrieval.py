@@ -23,7 +23,7 @@ from sqlalchemy import select
 from chatwell.domain.bots import BotCreate
 from chatwell.domain.sources import TextSourceIn
 from chatwell.evaluation.metrics import ndcg_at_k, percentile, recall_at_k
-from chatwell.ingestion.worker import IngestionWorker
+from chatwell.ingestion.worker import ingest_pending
 from chatwell.retrieval.fusion import max_per_group, ranked
 from chatwell.retrieval.service import RetrievalConfig
 from chatwell.services import bots, sources, workspaces
@@ -94,12 +94,7 @@ async def evaluate(dataset: Dataset, *, settings: Settings | None = None, cache_
                                                                          text=body))
                 source_doc[source.id] = doc_id
             say(f"added {len(source_doc)} documents; ingesting")
-            worker = IngestionWorker(knowledge.ingestor, concurrency=settings.ingestion_concurrency)
-            worker.start()
-            try:
-                await worker.idle()
-            finally:
-                await worker.stop()
+            await ingest_pending(knowledge.ingestor, concurrency=settings.ingestion_concurrency)
             index_seconds = time.perf_counter() - started
             async with db.read() as session:
                 chunk_doc = {cid: source_doc[sid] for cid, sid in (await session.execute(

@@ -31,3 +31,13 @@ class IngestionWorker(PollingWorker):
             found = await session.scalar(select(Source.id).where(
                 Source.status.in_([SourceStatus.PENDING, SourceStatus.PROCESSING])).limit(1))
         return found is None
+
+
+async def ingest_pending(ingestor: Ingestor, *, concurrency: int) -> None:
+    """Ingest every pending source now and return when none is left (evaluation, one-off jobs)."""
+    worker = IngestionWorker(ingestor, concurrency=concurrency)
+    worker.start()
+    try:
+        await worker.idle()
+    finally:
+        await worker.stop()
