@@ -20,6 +20,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 import numpy as np
+import snowballstemmer
 
 from chatwell.ingestion.splitter import split_sentences
 from chatwell.llm.base import NOT_IN_SOURCES, Grounding, ModelDelta, ModelEvent, ModelFinish, ModelRequest, ModelUsage
@@ -49,10 +50,15 @@ _STOP = frozenset(
 _MENU_SEPARATORS = re.compile(r"\s[|•·»›]\s")
 
 
+_STEMMER = snowballstemmer.stemmer("english")
+
+
 @functools.lru_cache(maxsize=65_536)
 def _terms(text: str) -> frozenset[str]:
-    # A 5-letter prefix is a cheap stemmer: "shipping", "shipped" and "ships" meet at "shipp"/"ships".
-    return frozenset(w[:5] for w in (m.group().lower() for m in _WORD.finditer(text)) if w not in _STOP)
+    # Snowball's stem, cut to 5 letters: "opens" meets "open", "shipping" and "ships" meet at "ship"
+    # (a bare 5-letter prefix kept "opens" apart from "open").
+    return frozenset(_STEMMER.stemWord(w)[:5] for w in (m.group().lower() for m in _WORD.finditer(text))
+                     if w not in _STOP)
 
 
 @dataclass(frozen=True, slots=True)
