@@ -44,8 +44,22 @@ def vm_size(pid: int) -> int:
         return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
 
 
+def forkservers() -> list[int]:
+    """This process's multiprocessing forkservers (an xdist worker also parents other tests'
+    servers, e.g. embedded PostgreSQL, whose own children are not extraction processes)."""
+    found = []
+    for pid in children(os.getpid()):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                if b"multiprocessing.forkserver" in cmdline.read():
+                    found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
 def forkserver_children() -> list[int]:
-    return [pid for child in children(os.getpid()) for pid in children(child)]
+    return [pid for server in forkservers() for pid in children(server)]
 
 
 async def test_a_small_text_is_read_inline_and_a_docx_in_a_process_with_the_same_result() -> None:
@@ -93,7 +107,7 @@ async def test_the_extraction_process_is_killed_at_its_deadline_memory_and_cpu_l
     assert busy.value.code == "extraction_timeout" and "CPU" in busy.value.message
     # A forked process starts with the forkserver's address space (interpreter, parsers,
     # tokenizer); 48 MiB on top of that is far too little for 24 MB of text.
-    base = max(vm_size(pid) for pid in children(os.getpid()))
+    base = max(vm_size(pid) for pid in forkservers())
     tight = replace(roomy, memory_bytes=base + 48 * 1024 * 1024)
     with pytest.raises(LoaderError) as hungry:
         await Extractor(tight).run(job(b"many words here\n" * 1_500_000, "notes.txt"), wanted)
