@@ -5,6 +5,8 @@ the documented request shapes replayed; session namespaces; errors in Flowise's 
 
 from __future__ import annotations
 
+import uuid
+
 import json
 from typing import Any
 
@@ -149,6 +151,19 @@ def test_private_bot_needs_its_key(world: World) -> None:
         assert_flowise_error(http.get("/api/v1/public-chatbotConfig/internal"), 403)
     reply = next(sdk(world, other_key).create_prediction(PredictionData(chatflowId="internal", question="hi")))
     assert reply["text"]
+    # A rating on the private bot: its id alone (Flowise's PUT names no bot) tells a caller without
+    # the key nothing more than an unknown id does.
+    with world.client(other_key) as http:
+        history = http.get("/api/v1/chatmessage/internal").json()
+        answer = next(m for m in history if m["role"] == "apiMessage")
+        assert http.post("/api/v1/feedback/internal", json={
+            "chatId": answer["chatId"], "messageId": answer["id"], "rating": "THUMBS_UP"}).status_code == 200
+    with world.client() as http:
+        hidden = assert_flowise_error(http.put(f"/api/v1/feedback/{answer['id']}", json={"content": "x"}), 404)
+        unknown = assert_flowise_error(http.put(f"/api/v1/feedback/{uuid.uuid4()}", json={"content": "x"}), 404)
+        assert hidden == unknown
+    with world.client(other_key) as http:
+        assert http.put(f"/api/v1/feedback/{answer['id']}", json={"content": "ok"}).json()["content"] == "ok"
     # a key of one bot does not reach another
     with world.client(other_key) as http:
         assert_flowise_error(http.post(f"/api/v1/prediction/{world.bot_id}", json={"question": "hi"}), 404)

@@ -70,7 +70,7 @@ from chatwell.domain import events as ev
 from chatwell.domain.auth import Principal
 from chatwell.domain.events import HistoryTurn
 from chatwell.domain.models import AnswerSettings, ContactFormSettings, ModelSettings
-from chatwell.errors import ChatwellError, Forbidden, InvalidRequest, Unauthenticated
+from chatwell.errors import ChatwellError, Forbidden, InvalidRequest, NotFound, Unauthenticated
 from chatwell.services import bots, end_users, leads
 from chatwell.services.conversations import iso
 from chatwell.services.end_users import EndUser
@@ -328,8 +328,14 @@ class FeedbackUpdateIn(BaseModel):
 @router.put("/feedback/{feedback_id}")
 async def update_feedback(feedback_id: str, request: Request) -> dict[str, Any]:
     data = await parse_body(request, FeedbackUpdateIn)
+    if secret := bearer(request):
+        await authenticate(request, secret)  # a wrong key is refused before any lookup
     conversation = await end_users.rated_conversation(db_of(request), feedback_id)
-    bot, principal = await chatflow(request, str(conversation.bot_id))
+    try:
+        bot, principal = await chatflow(request, str(conversation.bot_id))
+    except ChatwellError:
+        # The request names no bot: a rating the caller may not reach reads as one that does not exist.
+        raise NotFound("feedback not found", code="feedback_not_found") from None
     message, conversation = await end_users.comment_on_rated(
         db_of(request), bot_id=bot.id, scopes=(session_scope(DOOR, principal),), message_id=feedback_id,
         comment=data.content, rating=RATINGS.get(data.rating or ""))
