@@ -44,10 +44,13 @@ system-deps:
 serve: install
 	$(BIN)/chatwell serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR) --demo
 
-test: system-deps install-test install-llm
+test: system-deps install-test install-llm lint
 	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS)
 
+# Style and layers: ruff's lint rules and formatting, and the import-linter contracts.
 lint: install-test
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 	$(BIN)/lint-imports
 
 clean:

@@ -43,7 +43,9 @@ def read_corpus(path: Path, limit: int | None = None) -> list[dict[str, str]]:
             row = json.loads(line)
             if not (row.get("text") or "").strip():
                 continue
-            docs.append({"id": str(row["_id"]), "title": row.get("title") or "", "text": row["text"]})
+            docs.append(
+                {"id": str(row["_id"]), "title": row.get("title") or "", "text": row["text"]}
+            )
             if limit is not None and len(docs) >= limit:
                 break
     return docs
@@ -79,8 +81,9 @@ def postgres_server() -> Iterator[Any]:
 
 
 @contextlib.asynccontextmanager
-async def open_database(backend: str, workdir: Path, pg_server: Any = None,
-                        name: str = "bench") -> AsyncIterator[tuple[Any, str]]:
+async def open_database(
+    backend: str, workdir: Path, pg_server: Any = None, name: str = "bench"
+) -> AsyncIterator[tuple[Any, str]]:
     """A migrated ``Database`` on a fresh SQLite file or a fresh PostgreSQL database."""
     from chatwell.storage import migrate
     from chatwell.storage.database import Database
@@ -135,8 +138,9 @@ class Clock:
         return union_length(self.intervals.get(label, []), window)
 
 
-def union_length(intervals: Iterable[tuple[float, float]],
-                 window: tuple[float, float] | None = None) -> float:
+def union_length(
+    intervals: Iterable[tuple[float, float]], window: tuple[float, float] | None = None
+) -> float:
     """Length of the union of intervals (optionally clipped to ``window``)."""
     spans = sorted(intervals)
     if window is not None:
@@ -183,8 +187,10 @@ def latency_summary(seconds: Sequence[float]) -> dict[str, float]:
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     """A plain left/right aligned text table (numbers right-aligned)."""
     rows = [[_fmt(c) for c in row] for row in rows]
-    widths = [max(len(str(h)), *(len(r[i]) for r in rows)) if rows else len(str(h))
-              for i, h in enumerate(headers)]
+    widths = [
+        max(len(str(h)), *(len(r[i]) for r in rows)) if rows else len(str(h))
+        for i, h in enumerate(headers)
+    ]
     numeric = [all(_is_num(r[i]) for r in rows) if rows else False for i in range(len(headers))]
 
     def line(cells: Sequence[str]) -> str:
@@ -218,9 +224,13 @@ def json_line(payload: dict[str, Any]) -> str:
 def machine_info() -> dict[str, Any]:
     import platform
 
-    return {"python": platform.python_version(), "cpus": os.cpu_count(),
-            "machine": platform.machine(), "loadavg_1m_at_end": round(os.getloadavg()[0], 2),
-            "peak_rss_mb": peak_rss_mb()}
+    return {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "loadavg_1m_at_end": round(os.getloadavg()[0], 2),
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def peak_rss_mb() -> float:

@@ -57,15 +57,26 @@ async def main() -> None:
     parser.add_argument("--scifact", type=Path, default=Path("/work/shared/eval/scifact"))
     parser.add_argument("--runs", type=int, default=300)
     args = parser.parse_args()
-    docs = [json.loads(line) for _, line in zip(range(args.runs * 6 + 6), open(args.scifact / "corpus.jsonl"))]
-    queries = [json.loads(line)["text"] for _, line in zip(range(args.runs), open(args.scifact / "queries.jsonl"))]
+    docs = [
+        json.loads(line)
+        for _, line in zip(range(args.runs * 6 + 6), open(args.scifact / "corpus.jsonl"))
+    ]
+    queries = [
+        json.loads(line)["text"]
+        for _, line in zip(range(args.runs), open(args.scifact / "queries.jsonl"))
+    ]
     answerer = OfflineAnswerer(Precomputed())
-    history = [HistoryTurn("user", "What causes the disease?"), HistoryTurn("assistant", "A virus [1].")]
+    history = [
+        HistoryTurn("user", "What causes the disease?"),
+        HistoryTurn("assistant", "A virus [1]."),
+    ]
     timings: dict[str, list[float]] = {"retrieval_query": [], "verdict": [], "judgement": []}
     answer = "The treatment reduced mortality in adults with severe disease [1]. " * 6
     for n, question in enumerate(queries):
-        grounding = [Grounding(i + 1, d["title"], " ".join(d["text"].split()[:200]), heading=d["title"])
-                     for i, d in enumerate(docs[n * 6:n * 6 + 6])]
+        grounding = [
+            Grounding(i + 1, d["title"], " ".join(d["text"].split()[:200]), heading=d["title"])
+            for i, d in enumerate(docs[n * 6 : n * 6 + 6])
+        ]
         await answerer.judge(question, grounding)  # embed once: the cache's second time
         t0 = time.perf_counter()
         _retrieval_query(question, history)
@@ -73,7 +84,7 @@ async def main() -> None:
         t1 = time.perf_counter()
         verdict = _Verdict()
         for i in range(0, len(answer), 4):
-            verdict.feed(answer[i:i + 4])
+            verdict.feed(answer[i : i + 4])
         verdict.abstained()
         t2 = time.perf_counter()
         await answerer.judge(question, grounding)

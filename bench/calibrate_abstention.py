@@ -21,13 +21,20 @@ from pathlib import Path
 def score(records: list[dict], bar: float) -> dict[str, float]:
     answerable = [r for r in records if r["answerable"]]
     unanswerable = [r for r in records if not r["answerable"]]
-    grounded = sum(r["support"] >= bar and bool(set(r["gold"]) & set(r["quoted"] or [])) for r in answerable)
+    grounded = sum(
+        r["support"] >= bar and bool(set(r["gold"]) & set(r["quoted"] or [])) for r in answerable
+    )
     abstained = sum(r["support"] < bar for r in unanswerable)
     false = sum(r["support"] < bar for r in answerable)
     g = grounded / max(1, len(answerable))
     a = abstained / max(1, len(unanswerable))
-    return {"bar": bar, "grounded_answer_rate": round(g, 4), "abstention_rate": round(a, 4),
-            "answer_score": round((g + a) / 2, 4), "false_abstention_rate": round(false / max(1, len(answerable)), 4)}
+    return {
+        "bar": bar,
+        "grounded_answer_rate": round(g, 4),
+        "abstention_rate": round(a, 4),
+        "answer_score": round((g + a) / 2, 4),
+        "false_abstention_rate": round(false / max(1, len(answerable)), 4),
+    }
 
 
 def main() -> None:
@@ -40,13 +47,22 @@ def main() -> None:
     bars = [round(b * 0.005, 3) for b in range(0, 201)]
     print(f"{len(calibration)} calibration questions, {len(report)} report questions")
     best = max(bars, key=lambda b: (score(calibration, b)["answer_score"], -b))
-    print("best mean of grounded and abstention on calibration:", score(calibration, best),
-          "-> report:", score(report, best))
+    print(
+        "best mean of grounded and abstention on calibration:",
+        score(calibration, best),
+        "-> report:",
+        score(report, best),
+    )
     for name, target in (("lenient", 0.25), ("balanced", 0.5), ("strict", 0.75)):
         reaching = [b for b in bars if score(calibration, b)["abstention_rate"] >= target]
         bar = min(reaching) if reaching else bars[-1]
-        print(f"{name:8s} (abstain on >= {target:.0%} of calibration's unanswerable): bar {bar}",
-              "calibration", score(calibration, bar), "report", score(report, bar))
+        print(
+            f"{name:8s} (abstain on >= {target:.0%} of calibration's unanswerable): bar {bar}",
+            "calibration",
+            score(calibration, bar),
+            "report",
+            score(report, bar),
+        )
 
 
 if __name__ == "__main__":

@@ -35,27 +35,44 @@ async def main() -> None:
     parser.add_argument("--manual", type=Path, default=Path("/usr/share/doc/valgrind/html"))
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "chatwell")
     parser.add_argument("--limit", type=int, default=None)
-    parser.add_argument("--details", type=Path, default=None, help="one JSON line per question here")
+    parser.add_argument(
+        "--details", type=Path, default=None, help="one JSON line per question here"
+    )
     parser.add_argument("--follow-ups", action="store_true", help="ask the follow-up set instead")
-    parser.add_argument("--without-history", action="store_true",
-                        help="ask follow-ups without their earlier turn (what ignoring the conversation gives)")
+    parser.add_argument(
+        "--without-history",
+        action="store_true",
+        help="ask follow-ups without their earlier turn (what ignoring the conversation gives)",
+    )
     args = parser.parse_args()
     if not (args.manual / "index.html").is_file():
         raise SystemExit(f"{args.manual} has no index.html: apt-get install -y valgrind")
     with tempfile.TemporaryDirectory(prefix="chatwell-docs-site-") as tmp:
         folder = Path(tmp) / "valgrind"
-        shutil.copytree(args.manual, folder / "pages", ignore=shutil.ignore_patterns("images", "*.css"))
-        rows = [json.loads(line) for line in (FOLLOW_UPS if args.follow_ups else QUESTIONS).read_text().splitlines()]
+        shutil.copytree(
+            args.manual, folder / "pages", ignore=shutil.ignore_patterns("images", "*.css")
+        )
+        rows = [
+            json.loads(line)
+            for line in (FOLLOW_UPS if args.follow_ups else QUESTIONS).read_text().splitlines()
+        ]
         if args.without_history:
             rows = [{k: v for k, v in row.items() if k != "history"} for row in rows]
         (folder / "questions.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
         records: list[dict] = []
-        result = await evaluate_answers(load_answer_sets(folder), cache_dir=args.cache_dir, limit=args.limit,
-                                        details=records.append, progress=print)
+        result = await evaluate_answers(
+            load_answer_sets(folder),
+            cache_dir=args.cache_dir,
+            limit=args.limit,
+            details=records.append,
+            progress=print,
+        )
     if args.details:
         args.details.write_text("".join(json.dumps(r) + "\n" for r in records))
-    print(f"gold page in top-5 citations {result['recall@5']}, retrieved top 5 {result['retrieval_recall@5']}, "
-          f"answer has the key term {result['key_term_rate']}, answered {1 - result['false_abstention_rate']:.3f}")
+    print(
+        f"gold page in top-5 citations {result['recall@5']}, retrieved top 5 {result['retrieval_recall@5']}, "
+        f"answer has the key term {result['key_term_rate']}, answered {1 - result['false_abstention_rate']:.3f}"
+    )
     print(json.dumps(result))
 
 

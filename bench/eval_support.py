@@ -52,20 +52,26 @@ def techqa(path: Path) -> Dataset:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "eval")
+    parser.add_argument(
+        "--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "eval"
+    )
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "chatwell")
     args = parser.parse_args()
     results = {}
-    for name, loader, file in (("wixqa", wixqa, "wixqa/wixqa_public_rag_sample.jsonl"),
-                               ("techqa", techqa, "techqa/techqa_rag_eval_sample.jsonl")):
+    for name, loader, file in (
+        ("wixqa", wixqa, "wixqa/wixqa_public_rag_sample.jsonl"),
+        ("techqa", techqa, "techqa/techqa_rag_eval_sample.jsonl"),
+    ):
         dataset = loader(args.data / file)
         report = await evaluate(dataset, cache_dir=args.cache_dir)
         results[name] = report
-        print(f"{name:7s} docs={report['docs']:4d} queries={report['queries']:4d} "
-              f"recall@5={report['recall@5']:.4f} ndcg@10={report['ndcg@10']:.4f} "
-              f"| bm25 recall@5={report['baselines']['bm25']['recall@5']:.4f} "
-              f"| dense recall@5={report['baselines']['dense']['recall@5']:.4f} "
-              f"| index {report['index_seconds']}s, query p50 {report['query_p50_ms']} ms")
+        print(
+            f"{name:7s} docs={report['docs']:4d} queries={report['queries']:4d} "
+            f"recall@5={report['recall@5']:.4f} ndcg@10={report['ndcg@10']:.4f} "
+            f"| bm25 recall@5={report['baselines']['bm25']['recall@5']:.4f} "
+            f"| dense recall@5={report['baselines']['dense']['recall@5']:.4f} "
+            f"| index {report['index_seconds']}s, query p50 {report['query_p50_ms']} ms"
+        )
     print(json.dumps(results))
 
 

@@ -35,7 +35,6 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _common import json_line, loadavg, percentile  # noqa: E402
-
 from tests.heavy_files import cpu_seconds, extraction_processes, heavy_docx, rss_bytes  # noqa: E402
 from tests.services import LiveServers  # noqa: E402
 
@@ -68,7 +67,9 @@ class Sampler(threading.Thread):
             for child in extraction_processes(self.pid):
                 self.seen_extractions.add(child)
                 self.peak_extraction_rss = max(self.peak_extraction_rss, rss_bytes(child))
-                self.extraction_cpu[child] = max(self.extraction_cpu.get(child, 0.0), cpu_seconds(child))
+                self.extraction_cpu[child] = max(
+                    self.extraction_cpu.get(child, 0.0), cpu_seconds(child)
+                )
             self.stop.wait(self.interval)
 
 
@@ -88,22 +89,55 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     chatwell = str(Path(sys.executable).parent / "chatwell")
     try:
         base = servers.start_process(
-            [sys.executable, "-c", "from chatwell.cli import main; main()", "serve", "--host", "127.0.0.1",
-             "--port", "{port}", "--data-dir", str(data)] if not os.path.exists(chatwell) or args.module
-            else [chatwell, "serve", "--host", "127.0.0.1", "--port", "{port}", "--data-dir", str(data)],
-            env={"CHATWELL_ADMIN_KEY": KEY}, timeout=180)
+            [
+                sys.executable,
+                "-c",
+                "from chatwell.cli import main; main()",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "{port}",
+                "--data-dir",
+                str(data),
+            ]
+            if not os.path.exists(chatwell) or args.module
+            else [
+                chatwell,
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "{port}",
+                "--data-dir",
+                str(data),
+            ],
+            env={"CHATWELL_ADMIN_KEY": KEY},
+            timeout=180,
+        )
         pid = servers.processes[base].pid
-        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {KEY}"}, timeout=120) as client:
+        with httpx.Client(
+            base_url=base, headers={"Authorization": f"Bearer {KEY}"}, timeout=120
+        ) as client:
             bot = client.post("/v1/bots", json={"name": "Heavy"}).json()
-            idle = {path: latencies(client, path, args.requests) for path in ("/healthz", "/v1/bots")}
+            idle = {
+                path: latencies(client, path, args.requests) for path in ("/healthz", "/v1/bots")
+            }
             rss_idle = rss_bytes(pid)
             cpu_start = cpu_seconds(pid)
             sampler = Sampler(pid)
             sampler.start()
             started = time.monotonic()
-            source = client.post(f"/v1/bots/{bot['id']}/sources", files={
-                "file": ("report.docx", file.read_bytes(),
-                         "application/vnd.openxmlformats-officedocument.wordprocessingml.document")}).json()
+            source = client.post(
+                f"/v1/bots/{bot['id']}/sources",
+                files={
+                    "file": (
+                        "report.docx",
+                        file.read_bytes(),
+                        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+                    )
+                },
+            ).json()
             busy: dict[str, list[float]] = {"/healthz": [], "/v1/bots": []}
             status: dict[str, Any] = source
             ingest_seconds = None
@@ -129,24 +163,39 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             cpu_after_delete = cpu_seconds(pid) - cpu_at_delete
             sampler.stop.set()
             sampler.join()
-            chunks = sum(s["chunk_count"] or 0 for s in client.get(f"/v1/bots/{bot['id']}/sources").json()["data"])
+            chunks = sum(
+                s["chunk_count"] or 0
+                for s in client.get(f"/v1/bots/{bot['id']}/sources").json()["data"]
+            )
     finally:
         servers.close()
     return {
-        "benchmark": "heavy_file", "file_mb": round(file.stat().st_size / 1e6, 2), "text_mib": args.text_mib,
-        "status": status["status"], "error_code": status.get("error_code"), "error": status.get("error"),
+        "benchmark": "heavy_file",
+        "file_mb": round(file.stat().st_size / 1e6, 2),
+        "text_mib": args.text_mib,
+        "status": status["status"],
+        "error_code": status.get("error_code"),
+        "error": status.get("error"),
         "seconds_until_status": None if ingest_seconds is None else round(ingest_seconds, 1),
         "measured_s": round(window, 1),
-        "server_rss_idle_mb": round(rss_idle / MIB, 1), "server_rss_peak_mb": round(sampler.peak_rss / MIB, 1),
+        "server_rss_idle_mb": round(rss_idle / MIB, 1),
+        "server_rss_peak_mb": round(sampler.peak_rss / MIB, 1),
         "server_cpu_s": round(cpu_ingest, 1),
         "extraction_processes": len(sampler.seen_extractions),
         "extraction_rss_peak_mb": round(sampler.peak_extraction_rss / MIB, 1),
         "extraction_cpu_s": round(sum(sampler.extraction_cpu.values()), 1),
-        "server_cpu_in_s_after_delete": round(cpu_after_delete, 1), "after_delete_s": args.after_delete,
+        "server_cpu_in_s_after_delete": round(cpu_after_delete, 1),
+        "after_delete_s": args.after_delete,
         "extraction_gone_after_delete_s": None if gone_after is None else round(gone_after, 1),
         "chunks_left": chunks,
-        **{f"idle_p50_ms{path.replace('/', '_')}": round(percentile(v, 50), 2) for path, v in idle.items()},
-        **{f"busy_p50_ms{path.replace('/', '_')}": round(percentile(v, 50), 2) for path, v in busy.items()},
+        **{
+            f"idle_p50_ms{path.replace('/', '_')}": round(percentile(v, 50), 2)
+            for path, v in idle.items()
+        },
+        **{
+            f"busy_p50_ms{path.replace('/', '_')}": round(percentile(v, 50), 2)
+            for path, v in busy.items()
+        },
         **{f"busy_requests{path.replace('/', '_')}": len(v) for path, v in busy.items()},
         "loadavg_1m_at_end": loadavg(),
     }
@@ -154,13 +203,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--text-mib", type=int, default=170, help="paragraph text in the DOCX (default 170: ~185 MiB of XML)")
-    parser.add_argument("--window", type=float, default=300, help="longest wait for ready/failed, s")
-    parser.add_argument("--min-window", type=float, default=60,
-                        help="shortest measuring window (latency, CPU), even when the source ended sooner, s")
-    parser.add_argument("--after-delete", type=float, default=15, help="watching after the delete, s")
+    parser.add_argument(
+        "--text-mib",
+        type=int,
+        default=170,
+        help="paragraph text in the DOCX (default 170: ~185 MiB of XML)",
+    )
+    parser.add_argument(
+        "--window", type=float, default=300, help="longest wait for ready/failed, s"
+    )
+    parser.add_argument(
+        "--min-window",
+        type=float,
+        default=60,
+        help="shortest measuring window (latency, CPU), even when the source ended sooner, s",
+    )
+    parser.add_argument(
+        "--after-delete", type=float, default=15, help="watching after the delete, s"
+    )
     parser.add_argument("--requests", type=int, default=200, help="idle requests per path")
-    parser.add_argument("--module", action="store_true", help="start the server with this interpreter")
+    parser.add_argument(
+        "--module", action="store_true", help="start the server with this interpreter"
+    )
     result = run(parser.parse_args(argv))
     width = max(map(len, result))
     for name, value in result.items():

@@ -35,7 +35,6 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _common import json_line, machine_info, table, temp_dir  # noqa: E402
-
 from tests.services import free_port, wait_for_port  # noqa: E402
 
 MANUAL = Path("/usr/share/doc/postgresql-doc-15/html")
@@ -56,7 +55,9 @@ def serve_directory(root: Path) -> Iterator[str]:
     """The site on 127.0.0.1: nginx when installed (the site's server is not what is measured,
     and Python's http.server would take CPU from the pipeline on a small machine), else
     http.server in a thread."""
-    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    nginx = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+    )
     if nginx is None:
         handler = functools.partial(_QuietHandler, directory=str(root))
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -69,9 +70,14 @@ def serve_directory(root: Path) -> Iterator[str]:
     with temp_dir("chatwell-nginx-") as prefix:
         (prefix / "tmp").mkdir()
         port = free_port()
-        (prefix / "nginx.conf").write_text(NGINX_CONF.format(prefix=prefix, port=port, root=root.resolve()))
-        proc = subprocess.Popen([nginx, "-p", str(prefix), "-c", str(prefix / "nginx.conf")],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        (prefix / "nginx.conf").write_text(
+            NGINX_CONF.format(prefix=prefix, port=port, root=root.resolve())
+        )
+        proc = subprocess.Popen(
+            [nginx, "-p", str(prefix), "-c", str(prefix / "nginx.conf")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             wait_for_port("127.0.0.1", port, timeout=10, process=proc)
             yield f"http://127.0.0.1:{port}"
@@ -94,22 +100,42 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     from chatwell.storage.database import Database
 
     with serve_directory(args.root) as site, temp_dir("chatwell-site-") as tmp:
-        settings = Settings(data_dir=tmp, admin_key=ADMIN_KEY, crawl_allow_private=True,
-                            ingestion_concurrency=args.concurrency, log_level="warning")
+        settings = Settings(
+            data_dir=tmp,
+            admin_key=ADMIN_KEY,
+            crawl_allow_private=True,
+            ingestion_concurrency=args.concurrency,
+            log_level="warning",
+        )
         port = free_port()
-        server = uvicorn.Server(uvicorn.Config(create_app(settings, announce=lambda _: None), host="127.0.0.1",
-                                               port=port, log_level="warning", log_config=None))
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(settings, announce=lambda _: None),
+                host="127.0.0.1",
+                port=port,
+                log_level="warning",
+                log_config=None,
+            )
+        )
         serving = asyncio.create_task(server.serve())
         while not server.started:
             await asyncio.sleep(0.05)
         base = f"http://127.0.0.1:{port}"
-        async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {ADMIN_KEY}"},
-                                     timeout=60) as client:
+        async with httpx.AsyncClient(
+            base_url=base, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=60
+        ) as client:
             bot = (await client.post("/v1/bots", json={"name": "Postgres manual"})).json()
             started = time.perf_counter()
-            root = await client.post(f"/v1/bots/{bot['id']}/sources", json={
-                "type": "url", "url": f"{site}/index.html", "crawl": True, "max_pages": args.max_pages,
-                "max_depth": 10})
+            root = await client.post(
+                f"/v1/bots/{bot['id']}/sources",
+                json={
+                    "type": "url",
+                    "url": f"{site}/index.html",
+                    "crawl": True,
+                    "max_pages": args.max_pages,
+                    "max_depth": 10,
+                },
+            )
             assert root.status_code == 202, root.text
             last_report = started
             progress = Database(settings.resolved_database_url)
@@ -121,8 +147,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     break
                 if time.perf_counter() - last_report > 30:
                     last_report = time.perf_counter()
-                    print(f"  ... {counts.get('ready', 0)}/{sum(counts.values())} sources ready after"
-                          f" {last_report - started:.0f}s", flush=True)
+                    print(
+                        f"  ... {counts.get('ready', 0)}/{sum(counts.values())} sources ready after"
+                        f" {last_report - started:.0f}s",
+                        flush=True,
+                    )
                 await asyncio.sleep(0.5)
             wall = time.perf_counter() - started
             await progress.dispose()
@@ -132,12 +161,21 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await serving
         texts = await _chunk_texts(settings.resolved_database_url)
     # The bare model's rate on a uniform sample of the stored chunks (the same length mix), or on all.
-    sample = texts if not args.raw_sample or args.raw_sample >= len(texts) else \
-        random.Random(0).sample(texts, args.raw_sample)
+    sample = (
+        texts
+        if not args.raw_sample or args.raw_sample >= len(texts)
+        else random.Random(0).sample(texts, args.raw_sample)
+    )
     raw_seconds = None if args.skip_raw else await _raw_embed(sample)
     pages = len([s for s in sources if s.get("parent_id")])
-    result = {"pages": pages, "failed": len(failed), "chunks": len(texts), "wall_seconds": round(wall, 1),
-              "pipeline_chunks_per_s": round(len(texts) / wall, 2), "concurrency": args.concurrency}
+    result = {
+        "pages": pages,
+        "failed": len(failed),
+        "chunks": len(texts),
+        "wall_seconds": round(wall, 1),
+        "pipeline_chunks_per_s": round(len(texts) / wall, 2),
+        "concurrency": args.concurrency,
+    }
     if raw_seconds is not None:
         result["raw_chunks_per_s"] = round(len(sample) / raw_seconds, 2)
         result["raw_sample"] = len(sample)
@@ -179,7 +217,7 @@ async def _raw_embed(texts: list[str]) -> float:
     model = MiniLMOnnxEmbedder()
     await asyncio.to_thread(model.embed_sync, texts[:64])  # load and warm the model, not timed
     # The bare model at its best: batches of 64, as many at once as it runs side by side.
-    batches = [texts[first:first + 64] for first in range(0, len(texts), 64)]
+    batches = [texts[first : first + 64] for first in range(0, len(texts), 64)]
 
     async def lane() -> None:
         while batches:
@@ -194,17 +232,35 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, default=MANUAL, help="folder of the site to serve")
     parser.add_argument("--max-pages", type=int, default=2000)
-    parser.add_argument("--concurrency", type=int, default=16, help="CHATWELL_INGESTION_CONCURRENCY (the default)")
+    parser.add_argument(
+        "--concurrency", type=int, default=16, help="CHATWELL_INGESTION_CONCURRENCY (the default)"
+    )
     parser.add_argument("--skip-raw", action="store_true")
-    parser.add_argument("--raw-sample", type=int, default=0,
-                        help="time the bare model on this many of the chunks, drawn at random (0: all)")
+    parser.add_argument(
+        "--raw-sample",
+        type=int,
+        default=0,
+        help="time the bare model on this many of the chunks, drawn at random (0: all)",
+    )
     args = parser.parse_args(argv)
     if not (args.root / "index.html").exists():
         sys.exit(f"{args.root}/index.html not found: apt-get install -y postgresql-doc-15")
     result = asyncio.run(run(args))
-    print(table(["pages", "chunks", "wall s", "pipeline chunks/s", "raw chunks/s", "ratio"],
-                [[result["pages"], result["chunks"], result["wall_seconds"], result["pipeline_chunks_per_s"],
-                  result.get("raw_chunks_per_s", "-"), result.get("ratio", "-")]]))
+    print(
+        table(
+            ["pages", "chunks", "wall s", "pipeline chunks/s", "raw chunks/s", "ratio"],
+            [
+                [
+                    result["pages"],
+                    result["chunks"],
+                    result["wall_seconds"],
+                    result["pipeline_chunks_per_s"],
+                    result.get("raw_chunks_per_s", "-"),
+                    result.get("ratio", "-"),
+                ]
+            ],
+        )
+    )
     print(json_line({"benchmark": "ingest_site", **result, "machine": machine_info()}))
 
 

@@ -162,7 +162,9 @@ def instrument(knowledge: Any, db: Any, clock: Clock) -> dict[str, Any]:
         node = getattr(node, "inner", None)
     model = layers["model"]
     if model is None:
-        raise SystemExit("this benchmark needs the offline MiniLM embedder (unset CHATWELL_EMBEDDING_BASE_URL)")
+        raise SystemExit(
+            "this benchmark needs the offline MiniLM embedder (unset CHATWELL_EMBEDDING_BASE_URL)"
+        )
 
     # Load the model now (its load time is reported separately), then probe the ONNX session.
     start = time.perf_counter()
@@ -181,8 +183,12 @@ def instrument(knowledge: Any, db: Any, clock: Clock) -> dict[str, Any]:
     ingestor._extract = _timed_async(clock, "load", ingestor._extract)
     ingestor.claim_next = _timed_async(clock, "claim", ingestor.claim_next)
     ingestor._progress = _timed_async(clock, "progress_write", ingestor._progress)
-    ingestor.index.store_vectors = _timed_async(clock, "store_vectors", ingestor.index.store_vectors)
-    extraction.split_document = _timed_sync(clock, "split", extraction.split_document)  # inline sources
+    ingestor.index.store_vectors = _timed_async(
+        clock, "store_vectors", ingestor.index.store_vectors
+    )
+    extraction.split_document = _timed_sync(
+        clock, "split", extraction.split_document
+    )  # inline sources
     # db.write = (SQLite: in-process writer lock) + transaction; _write_transaction = transaction.
     db.write = _timed_cm(clock, "db_write_total", db.write)
     db._write_transaction = _timed_cm(clock, "db_write_txn", db._write_transaction)
@@ -223,8 +229,13 @@ class _EmbedProbe:
 # ------------------------------------------------------------------------------- pipeline
 
 
-async def run_pipeline(args: argparse.Namespace, docs: list[dict[str, str]], workdir: Path,
-                       pg_server: Any, round_no: int = 0) -> dict[str, Any]:
+async def run_pipeline(
+    args: argparse.Namespace,
+    docs: list[dict[str, str]],
+    workdir: Path,
+    pg_server: Any,
+    round_no: int = 0,
+) -> dict[str, Any]:
     from sqlalchemy import func, select
 
     from chatwell.domain.bots import BotCreate
@@ -239,7 +250,10 @@ async def run_pipeline(args: argparse.Namespace, docs: list[dict[str, str]], wor
     from chatwell.settings import Settings
     from chatwell.storage.tables import Chunk, Source
 
-    async with open_database(args.backend, workdir, pg_server, name=f"ingest{round_no}") as (db, url):
+    async with open_database(args.backend, workdir, pg_server, name=f"ingest{round_no}") as (
+        db,
+        url,
+    ):
         overrides: dict[str, Any] = {"data_dir": workdir / "data", "database_url": url}
         if args.concurrency:
             overrides["ingestion_concurrency"] = args.concurrency
@@ -253,8 +267,12 @@ async def run_pipeline(args: argparse.Namespace, docs: list[dict[str, str]], wor
         bot = await create_bot(db, workspace_id=workspace.id, data=BotCreate(name="Bench bot"))
         principal = owner_principal(workspace.id)
         for doc in docs:
-            await add_text_source(db, principal=principal, bot_ref=str(bot.id), data=TextSourceIn(
-                type="text", title=doc["title"][:500], text=doc["text"]))
+            await add_text_source(
+                db,
+                principal=principal,
+                bot_ref=str(bot.id),
+                data=TextSourceIn(type="text", title=doc["title"][:500], text=doc["text"]),
+            )
         setup_seconds = time.perf_counter() - setup_start
 
         knowledge = build_knowledge(db, settings)
@@ -272,14 +290,25 @@ async def run_pipeline(args: argparse.Namespace, docs: list[dict[str, str]], wor
         await worker.stop()
 
         async with db.read() as session:
-            statuses = dict((await session.execute(
-                select(Source.status, func.count()).where(Source.bot_id == bot.id)
-                .group_by(Source.status))).all())
+            statuses = dict(
+                (
+                    await session.execute(
+                        select(Source.status, func.count())
+                        .where(Source.bot_id == bot.id)
+                        .group_by(Source.status)
+                    )
+                ).all()
+            )
             reclaimed = await session.scalar(
-                select(func.count()).where(Source.bot_id == bot.id, Source.attempts > 1))
-            rows = (await session.execute(
-                select(Chunk.heading, Chunk.text, Chunk.token_count)
-                .where(Chunk.bot_id == bot.id).order_by(Chunk.id))).all()
+                select(func.count()).where(Source.bot_id == bot.id, Source.attempts > 1)
+            )
+            rows = (
+                await session.execute(
+                    select(Chunk.heading, Chunk.text, Chunk.token_count)
+                    .where(Chunk.bot_id == bot.id)
+                    .order_by(Chunk.id)
+                )
+            ).all()
         texts = [embedding_text(h, t) for h, t, _ in rows]
         cached = probes["layers"]["cached"]
         result = {
@@ -331,16 +360,23 @@ def run_raw(texts: list[str], batch_size: int, repeat: int) -> dict[str, Any]:
         embedder.embed_sync(texts)
         best = min(best, time.perf_counter() - start)
         best_cpu = min(best_cpu, cpu_seconds() - cpu_start)
-    return {"batch_size": batch_size, "chunks": len(texts), "seconds": best, "cpu_seconds": best_cpu,
-            "loadavg": (load_before, loadavg()),
-            "onnx_seconds": clock.total("onnx_run") / repeat,
-            "padding_efficiency": probe.padding_efficiency}
+    return {
+        "batch_size": batch_size,
+        "chunks": len(texts),
+        "seconds": best,
+        "cpu_seconds": best_cpu,
+        "loadavg": (load_before, loadavg()),
+        "onnx_seconds": clock.total("onnx_run") / repeat,
+        "padding_efficiency": probe.padding_efficiency,
+    }
 
 
 # ------------------------------------------------------------------------------- report
 
 
-def longest_gap(intervals: list[tuple[float, float]], window: tuple[float, float]) -> tuple[float, float]:
+def longest_gap(
+    intervals: list[tuple[float, float]], window: tuple[float, float]
+) -> tuple[float, float]:
     """The longest stretch of ``window`` covered by none of ``intervals``."""
     best = (window[0], window[0])
     cursor = window[0]
@@ -359,27 +395,54 @@ def report(pipe: dict[str, Any], raws: list[dict[str, Any]]) -> dict[str, Any]:
     probe: OnnxProbe = pipe["probe"]
     pipe_rate = n / wall if wall else float("nan")
 
-    print(f"\n== ingestion throughput: {pipe['docs']} SciFact docs -> {n} chunks "
-          f"(mean {pipe['mean_chunk_tokens']:.0f} tokens), backend={pipe['backend']}, "
-          f"concurrency={pipe['concurrency']}, cpus={os.cpu_count()}")
+    print(
+        f"\n== ingestion throughput: {pipe['docs']} SciFact docs -> {n} chunks "
+        f"(mean {pipe['mean_chunk_tokens']:.0f} tokens), backend={pipe['backend']}, "
+        f"concurrency={pipe['concurrency']}, cpus={os.cpu_count()}"
+    )
     print(f"embedder chain: {pipe['chain']}; model: {pipe['model']}")
-    print(f"sources by status: {pipe['sources_by_status']}; embedding cache hits/misses: "
-          f"{pipe['cache_hits']}/{pipe['cache_misses']}; model load (excluded): "
-          f"{pipe['model_load_seconds']:.2f}s; setup (excluded): {pipe['setup_seconds']:.2f}s\n")
+    print(
+        f"sources by status: {pipe['sources_by_status']}; embedding cache hits/misses: "
+        f"{pipe['cache_hits']}/{pipe['cache_misses']}; model load (excluded): "
+        f"{pipe['model_load_seconds']:.2f}s; setup (excluded): {pipe['setup_seconds']:.2f}s\n"
+    )
 
-    rows = [["pipeline (worker, end to end)", n, wall, pipe_rate, 1.0, pipe["cpu_seconds"],
-             "{:.2f}->{:.2f}".format(*pipe["loadavg"])]]
+    rows = [
+        [
+            "pipeline (worker, end to end)",
+            n,
+            wall,
+            pipe_rate,
+            1.0,
+            pipe["cpu_seconds"],
+            "{:.2f}->{:.2f}".format(*pipe["loadavg"]),
+        ]
+    ]
     for raw in raws:
         rate = raw["chunks"] / raw["seconds"]
-        rows.append([f"raw MiniLMOnnxEmbedder batch={raw['batch_size']}", raw["chunks"],
-                     raw["seconds"], rate, pipe_rate / rate, raw["cpu_seconds"],
-                     "{:.2f}->{:.2f}".format(*raw["loadavg"])])
-    print(table(["run", "chunks", "seconds", "chunks/s", "pipeline/raw", "cpu s", "loadavg 1m"], rows))
-    print("(cpu s = process user+sys CPU time; loadavg > cpus means other processes compete "
-          "for the cores and wall-clock figures are inflated)")
+        rows.append(
+            [
+                f"raw MiniLMOnnxEmbedder batch={raw['batch_size']}",
+                raw["chunks"],
+                raw["seconds"],
+                rate,
+                pipe_rate / rate,
+                raw["cpu_seconds"],
+                "{:.2f}->{:.2f}".format(*raw["loadavg"]),
+            ]
+        )
+    print(
+        table(["run", "chunks", "seconds", "chunks/s", "pipeline/raw", "cpu s", "loadavg 1m"], rows)
+    )
+    print(
+        "(cpu s = process user+sys CPU time; loadavg > cpus means other processes compete "
+        "for the cores and wall-clock figures are inflated)"
+    )
 
-    print("\nwhere the pipeline time goes (sum = total over concurrent sources; "
-          "busy = wall time with at least one in progress; % of pipeline wall time)")
+    print(
+        "\nwhere the pipeline time goes (sum = total over concurrent sources; "
+        "busy = wall time with at least one in progress; % of pipeline wall time)"
+    )
     labels = [
         ("claim", "claim_next (write txn)"),
         ("load", "extract (parse and split, to_thread or a process)"),
@@ -400,36 +463,54 @@ def report(pipe: dict[str, Any], raws: list[dict[str, Any]]) -> dict[str, Any]:
         count = clock.count(key)
         total = clock.total(key)
         busy = clock.union(key, window)
-        breakdown[key] = {"count": count, "sum_s": round(total, 4), "busy_s": round(busy, 4),
-                          "busy_pct": round(100 * busy / wall, 2) if wall else 0.0}
+        breakdown[key] = {
+            "count": count,
+            "sum_s": round(total, 4),
+            "busy_s": round(busy, 4),
+            "busy_pct": round(100 * busy / wall, 2) if wall else 0.0,
+        }
         out_rows.append([name, count, total, busy, 100 * busy / wall if wall else 0.0])
     print(table(["stage", "calls", "sum s", "busy s", "busy %"], out_rows))
 
     onnx_busy = clock.union("onnx_run", window)
     raw32 = next((r for r in raws if r["batch_size"] == 32), raws[0] if raws else None)
     calls = pipe["embed_calls"]
-    print(f"\nmodel (ONNX) idle during the pipeline: {wall - onnx_busy:.2f}s of {wall:.2f}s "
-          f"({100 * (wall - onnx_busy) / wall:.1f}%)")
-    print(f"pipeline ONNX batches: {sum(probe.batch_sizes.values())}, mean size "
-          f"{probe.mean_batch:.1f}, sizes {dict(sorted(probe.batch_sizes.items()))}")
-    print(f"padding efficiency (real/padded tokens): pipeline {probe.padding_efficiency:.3f}"
-          + "".join(f", raw b{r['batch_size']} {r['padding_efficiency']:.3f}" for r in raws))
+    print(
+        f"\nmodel (ONNX) idle during the pipeline: {wall - onnx_busy:.2f}s of {wall:.2f}s "
+        f"({100 * (wall - onnx_busy) / wall:.1f}%)"
+    )
+    print(
+        f"pipeline ONNX batches: {sum(probe.batch_sizes.values())}, mean size "
+        f"{probe.mean_batch:.1f}, sizes {dict(sorted(probe.batch_sizes.items()))}"
+    )
+    print(
+        f"padding efficiency (real/padded tokens): pipeline {probe.padding_efficiency:.3f}"
+        + "".join(f", raw b{r['batch_size']} {r['padding_efficiency']:.3f}" for r in raws)
+    )
     if raw32:
-        print(f"ONNX run time: pipeline {clock.total('onnx_run'):.2f}s vs raw b{raw32['batch_size']} "
-              f"{raw32['onnx_seconds']:.2f}s for the same chunks")
-    print(f"ingestor embed() calls: {len(calls)}, texts per call mean "
-          f"{(sum(calls) / len(calls)) if calls else 0:.2f}, max {max(calls) if calls else 0}")
+        print(
+            f"ONNX run time: pipeline {clock.total('onnx_run'):.2f}s vs raw b{raw32['batch_size']} "
+            f"{raw32['onnx_seconds']:.2f}s for the same chunks"
+        )
+    print(
+        f"ingestor embed() calls: {len(calls)}, texts per call mean "
+        f"{(sum(calls) / len(calls)) if calls else 0:.2f}, max {max(calls) if calls else 0}"
+    )
     batcher = pipe["batcher_batches"]
     batcher_n = sum(batcher.values())
     batcher_mean = sum(k * v for k, v in batcher.items()) / batcher_n if batcher_n else float("nan")
-    print(f"BatchingEmbedder batches sent to the model: {batcher_n}, texts per batch mean "
-          f"{batcher_mean:.1f}, sizes {dict(sorted(batcher.items()))}")
+    print(
+        f"BatchingEmbedder batches sent to the model: {batcher_n}, texts per batch mean "
+        f"{batcher_mean:.1f}, sizes {dict(sorted(batcher.items()))}"
+    )
     embed_spans = [e - s for s, e in clock.intervals.get("embed_call", [])]
     longest_embed = max(embed_spans, default=0.0)
     gap = longest_gap(clock.intervals.get("onnx_run", []), window)
-    print(f"longest single embed() wait: {longest_embed:.2f}s; longest stretch with the model idle: "
-          f"{gap[1] - gap[0]:.2f}s (from +{gap[0] - window[0]:.1f}s to +{gap[1] - window[0]:.1f}s); "
-          f"sources claimed more than once (lease expired): {pipe['sources_claimed_more_than_once']}")
+    print(
+        f"longest single embed() wait: {longest_embed:.2f}s; longest stretch with the model idle: "
+        f"{gap[1] - gap[0]:.2f}s (from +{gap[0] - window[0]:.1f}s to +{gap[1] - window[0]:.1f}s); "
+        f"sources claimed more than once (lease expired): {pipe['sources_claimed_more_than_once']}"
+    )
 
     result = {
         "benchmark": "ingest_throughput",
@@ -441,15 +522,22 @@ def report(pipe: dict[str, Any], raws: list[dict[str, Any]]) -> dict[str, Any]:
         "pipeline_chunks_per_s": round(pipe_rate, 2),
         "pipeline_cpu_seconds": round(pipe["cpu_seconds"], 3),
         "pipeline_loadavg": pipe["loadavg"],
-        "raw": {str(r["batch_size"]): {"seconds": round(r["seconds"], 3),
-                                       "cpu_seconds": round(r["cpu_seconds"], 3),
-                                       "loadavg": r["loadavg"],
-                                       "chunks_per_s": round(r["chunks"] / r["seconds"], 2),
-                                       "padding_efficiency": round(r["padding_efficiency"], 4)}
-                for r in raws},
-        "ratio_vs_raw32": round(pipe_rate / (raw32["chunks"] / raw32["seconds"]), 3) if raw32 else None,
+        "raw": {
+            str(r["batch_size"]): {
+                "seconds": round(r["seconds"], 3),
+                "cpu_seconds": round(r["cpu_seconds"], 3),
+                "loadavg": r["loadavg"],
+                "chunks_per_s": round(r["chunks"] / r["seconds"], 2),
+                "padding_efficiency": round(r["padding_efficiency"], 4),
+            }
+            for r in raws
+        },
+        "ratio_vs_raw32": round(pipe_rate / (raw32["chunks"] / raw32["seconds"]), 3)
+        if raw32
+        else None,
         "ratio_vs_best_raw": round(pipe_rate / max(r["chunks"] / r["seconds"] for r in raws), 3)
-        if raws else None,
+        if raws
+        else None,
         "model_idle_pct": round(100 * (wall - onnx_busy) / wall, 2) if wall else None,
         "longest_embed_wait_s": round(longest_embed, 3),
         "longest_model_idle_gap_s": round(gap[1] - gap[0], 3),
@@ -483,8 +571,11 @@ async def main_async(args: argparse.Namespace) -> None:
             with temp_dir("chatwell-bench-ingest-") as workdir:
                 pipe = await run_pipeline(args, docs, workdir, pg, round_no)
             texts = pipe.pop("texts")
-            raws = [] if args.skip_raw else [run_raw(texts, bs, args.raw_repeat)
-                                              for bs in args.raw_batch_sizes]
+            raws = (
+                []
+                if args.skip_raw
+                else [run_raw(texts, bs, args.raw_repeat) for bs in args.raw_batch_sizes]
+            )
             rounds.append((pipe, raws))
     result = report(*rounds[0])
     if len(rounds) > 1:
@@ -497,8 +588,9 @@ async def main_async(args: argparse.Namespace) -> None:
 def report_rounds(rounds: list[tuple[dict[str, Any], list[dict[str, Any]]]]) -> dict[str, Any]:
     import statistics
 
-    print(f"\npaired rounds (the breakdown above is round 1): pipeline then raw, "
-          f"{len(rounds)} rounds")
+    print(
+        f"\npaired rounds (the breakdown above is round 1): pipeline then raw, {len(rounds)} rounds"
+    )
     sizes = [r["batch_size"] for r in rounds[0][1]]
     rows = []
     ratios: dict[int, list[float]] = {bs: [] for bs in sizes}
@@ -511,21 +603,28 @@ def report_rounds(rounds: list[tuple[dict[str, Any], list[dict[str, Any]]]]) -> 
             raw_rate = raw["chunks"] / raw["seconds"]
             ratios[raw["batch_size"]].append(rate / raw_rate)
             row += [raw_rate, rate / raw_rate]
-        row.append("{:.2f}->{:.2f}".format(pipe["loadavg"][0], raws[-1]["loadavg"][1] if raws
-                                           else pipe["loadavg"][1]))
+        row.append(
+            "{:.2f}->{:.2f}".format(
+                pipe["loadavg"][0], raws[-1]["loadavg"][1] if raws else pipe["loadavg"][1]
+            )
+        )
         rows.append(row)
     headers = ["round", "pipeline s", "pipeline chunks/s"]
     for bs in sizes:
         headers += [f"raw b{bs} chunks/s", f"ratio vs b{bs}"]
     headers.append("loadavg 1m")
     print(table(headers, rows))
-    summary = {"pipeline_chunks_per_s": [round(r, 3) for r in pipe_rates],
-               "pipeline_chunks_per_s_median": round(statistics.median(pipe_rates), 3)}
+    summary = {
+        "pipeline_chunks_per_s": [round(r, 3) for r in pipe_rates],
+        "pipeline_chunks_per_s_median": round(statistics.median(pipe_rates), 3),
+    }
     for bs, values in ratios.items():
         summary[f"ratio_vs_raw{bs}"] = [round(v, 3) for v in values]
         summary[f"ratio_vs_raw{bs}_median"] = round(statistics.median(values), 3)
-    print("median ratio: " + ", ".join(f"vs b{bs} {statistics.median(v):.3f}"
-                                         for bs, v in ratios.items()))
+    print(
+        "median ratio: "
+        + ", ".join(f"vs b{bs} {statistics.median(v):.3f}" for bs, v in ratios.items())
+    )
     return summary
 
 
@@ -541,7 +640,7 @@ def batch_sweep(texts: list[str], sizes: list[int]) -> dict[str, float]:
     for size in sizes:
         start = time.perf_counter()
         for i in range(0, len(texts), size):
-            embedder.embed_sync(texts[i:i + size])
+            embedder.embed_sync(texts[i : i + size])
         seconds = time.perf_counter() - start
         out[str(size)] = round(len(texts) / seconds, 2)
         rows.append([size, len(texts), seconds, len(texts) / seconds, loadavg()])
@@ -552,20 +651,42 @@ def batch_sweep(texts: list[str], sizes: list[int]) -> dict[str, float]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--corpus", default=str(DEFAULT_CORPUS), help="BEIR corpus.jsonl (read in place)")
-    parser.add_argument("--docs", "-n", type=int, default=300, help="documents to ingest (default 300)")
+    parser.add_argument(
+        "--corpus", default=str(DEFAULT_CORPUS), help="BEIR corpus.jsonl (read in place)"
+    )
+    parser.add_argument(
+        "--docs", "-n", type=int, default=300, help="documents to ingest (default 300)"
+    )
     parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
-    parser.add_argument("--concurrency", type=int, default=None,
-                        help="override CHATWELL_INGESTION_CONCURRENCY (default: from settings)")
-    parser.add_argument("--raw-batch-sizes", type=lambda s: [int(x) for x in s.split(",")],
-                        default=[32, 64], help="comma-separated batch sizes for the bare embedder")
-    parser.add_argument("--batch-sweep", type=lambda s: [int(x) for x in s.split(",")], default=None,
-                        help="also time the bare model on groups of these sizes, e.g. 1,2,4,8,16,32,64")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="override CHATWELL_INGESTION_CONCURRENCY (default: from settings)",
+    )
+    parser.add_argument(
+        "--raw-batch-sizes",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=[32, 64],
+        help="comma-separated batch sizes for the bare embedder",
+    )
+    parser.add_argument(
+        "--batch-sweep",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=None,
+        help="also time the bare model on groups of these sizes, e.g. 1,2,4,8,16,32,64",
+    )
     parser.add_argument("--skip-raw", action="store_true", help="pipeline only (no raw runs)")
-    parser.add_argument("--rounds", type=int, default=1,
-                        help="paired rounds of (pipeline, raw) on fresh databases; the median ratio "
-                             "is printed (useful when the machine is shared)")
-    parser.add_argument("--raw-repeat", type=int, default=1, help="raw runs per batch size (best kept)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="paired rounds of (pipeline, raw) on fresh databases; the median ratio "
+        "is printed (useful when the machine is shared)",
+    )
+    parser.add_argument(
+        "--raw-repeat", type=int, default=1, help="raw runs per batch size (best kept)"
+    )
     return parser.parse_args(argv)
 
 

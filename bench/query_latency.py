@@ -72,8 +72,19 @@ def query_terms(question: str) -> list[str]:
     from chatwell.retrieval.text_search import query_terms as terms
 
     return terms(question)
-SECTIONS = ["Abstract", "Background", "Introduction", "Methods", "Results", "Discussion",
-            "Conclusions", "Limitations", "Supplementary material"]
+
+
+SECTIONS = [
+    "Abstract",
+    "Background",
+    "Introduction",
+    "Methods",
+    "Results",
+    "Discussion",
+    "Conclusions",
+    "Limitations",
+    "Supplementary material",
+]
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(])")
 
 
@@ -92,8 +103,9 @@ class Dataset:
     bots: dict[int, str] = field(default_factory=dict)  # chunk index -> bot label
 
 
-def build_dataset(corpus: Path, main_chunks: int, other_chunks: int, per_source: int,
-                  words: int, seed: int) -> Dataset:
+def build_dataset(
+    corpus: Path, main_chunks: int, other_chunks: int, per_source: int, words: int, seed: int
+) -> Dataset:
     rng = random.Random(seed)
     docs = read_corpus(corpus)
     sentences: list[str] = []
@@ -165,9 +177,20 @@ async def load(db: Any, index: Any, data: Dataset, batch: int) -> dict[str, Any]
     async with db.write() as session:
         rows = []
         for label, title, indexes in data.sources:
-            rows.append(Source(workspace_id=workspace.id, bot_id=bots[label].id, type=SourceType.TEXT,
-                               title=title, mime_type="text/plain", status=SourceStatus.READY,
-                               chunk_count=len(indexes), progress=1.0, options={}, synced_at=utcnow()))
+            rows.append(
+                Source(
+                    workspace_id=workspace.id,
+                    bot_id=bots[label].id,
+                    type=SourceType.TEXT,
+                    title=title,
+                    mime_type="text/plain",
+                    status=SourceStatus.READY,
+                    chunk_count=len(indexes),
+                    progress=1.0,
+                    options={},
+                    synced_at=utcnow(),
+                )
+            )
         session.add_all(rows)
         await session.flush()
         source_ids = [s.id for s in rows]
@@ -184,12 +207,20 @@ async def load(db: Any, index: Any, data: Dataset, batch: int) -> dict[str, Any]
             chunks = []
             for source_no, i in items:
                 label = data.bots[i]
-                chunks.append(Chunk(
-                    workspace_id=workspace.id, bot_id=bots[label].id, source_id=source_ids[source_no],
-                    position=len(chunks), text=data.texts[i], heading=data.headings[i], page=None,
-                    token_count=data.token_counts[i],
-                    content_hash=hashlib.sha256(data.texts[i].encode()).hexdigest(),
-                    embedding_model="all-MiniLM-L6-v2-onnx-int8"))
+                chunks.append(
+                    Chunk(
+                        workspace_id=workspace.id,
+                        bot_id=bots[label].id,
+                        source_id=source_ids[source_no],
+                        position=len(chunks),
+                        text=data.texts[i],
+                        heading=data.headings[i],
+                        page=None,
+                        token_count=data.token_counts[i],
+                        content_hash=hashlib.sha256(data.texts[i].encode()).hexdigest(),
+                        embedding_model="all-MiniLM-L6-v2-onnx-int8",
+                    )
+                )
             session.add_all(chunks)
             await index.store_vectors(session, chunks, data.vectors[[i for _, i in items]])
             for label in {data.bots[i] for _, i in items}:
@@ -211,8 +242,12 @@ async def load(db: Any, index: Any, data: Dataset, batch: int) -> dict[str, Any]
     if pending:
         await flush(pending)
     seconds = time.perf_counter() - started
-    return {"bots": {k: b.id for k, b in bots.items()}, "chunk_ids": chunk_ids,
-            "load_seconds": seconds, "transactions": transactions}
+    return {
+        "bots": {k: b.id for k, b in bots.items()},
+        "chunk_ids": chunk_ids,
+        "load_seconds": seconds,
+        "transactions": transactions,
+    }
 
 
 # ------------------------------------------------------------------------------- PostgreSQL
@@ -239,30 +274,39 @@ class PgAdmin:
     async def vector_indexes(self) -> list[tuple[str, str]]:
         rows = await self.conn.fetch(
             "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'chunks'"
-            " AND indexdef ILIKE '%USING hnsw%'")
+            " AND indexdef ILIKE '%USING hnsw%'"
+        )
         return [(r["indexname"], r["indexdef"]) for r in rows]
 
     async def settings(self) -> dict[str, str]:
-        names = ["maintenance_work_mem", "max_parallel_maintenance_workers", "shared_buffers",
-                 "work_mem", "server_version"]
+        names = [
+            "maintenance_work_mem",
+            "max_parallel_maintenance_workers",
+            "shared_buffers",
+            "work_mem",
+            "server_version",
+        ]
         return {n: await self.conn.fetchval(f"SHOW {n}") for n in names}
 
     async def sizes(self) -> dict[str, str]:
         rows = await self.conn.fetch(
             "SELECT c.relname, pg_size_pretty(pg_relation_size(c.oid)) AS size FROM pg_class c"
             " WHERE c.relname IN ('chunks', 'ix_chunks_search_vector', 'ix_chunks_embedding_384')"
-            "   OR c.relname LIKE 'ix_chunks_embedding%'")
+            "   OR c.relname LIKE 'ix_chunks_embedding%'"
+        )
         out = {r["relname"]: r["size"] for r in rows}
         out["chunks (total, incl. TOAST and indexes)"] = await self.conn.fetchval(
-            "SELECT pg_size_pretty(pg_total_relation_size('chunks'))")
+            "SELECT pg_size_pretty(pg_total_relation_size('chunks'))"
+        )
         return out
 
 
 DF_CACHE: dict[str, int] = {}
 
 
-async def document_frequencies(db: Any, backend: str, queries: list[str],
-                               cache: dict[str, int]) -> dict[str, int]:
+async def document_frequencies(
+    db: Any, backend: str, queries: list[str], cache: dict[str, int]
+) -> dict[str, int]:
     """Chunks (all bots) containing each query term, counted by the backend's own index. The
     data is the same on every backend, so counts are shared between them."""
     from sqlalchemy import text
@@ -274,13 +318,24 @@ async def document_frequencies(db: Any, backend: str, queries: list[str],
         for term in terms:
             if backend == "sqlite":
                 match = fts5_match_query(term, drop_stopwords=False)
-                cache[term] = int(await session.scalar(
-                    text("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH :m"), {"m": match}) or 0)
+                cache[term] = int(
+                    await session.scalar(
+                        text("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH :m"),
+                        {"m": match},
+                    )
+                    or 0
+                )
             else:
                 tsq = postgres_tsquery(term, drop_stopwords=False)
-                cache[term] = int(await session.scalar(
-                    text("SELECT count(*) FROM chunks WHERE search_vector @@ to_tsquery('english', :q)"),
-                    {"q": tsq}) or 0)
+                cache[term] = int(
+                    await session.scalar(
+                        text(
+                            "SELECT count(*) FROM chunks WHERE search_vector @@ to_tsquery('english', :q)"
+                        ),
+                        {"q": tsq},
+                    )
+                    or 0
+                )
     return cache
 
 
@@ -294,7 +349,9 @@ def prune_query(question: str, dfs: dict[str, int], total: int, max_fraction: fl
     return " ".join(kept)
 
 
-async def rows_matched(db: Any, backend: str, bot_id: uuid.UUID, queries: list[str]) -> dict[str, float]:
+async def rows_matched(
+    db: Any, backend: str, bot_id: uuid.UUID, queries: list[str]
+) -> dict[str, float]:
     """How many of the bot's chunks the OR query matches (all of them get ranked)."""
     from sqlalchemy import text
 
@@ -309,19 +366,30 @@ async def rows_matched(db: Any, backend: str, bot_id: uuid.UUID, queries: list[s
                     continue
                 # MATCH in a subquery: evaluated once, not once per row of the bot the planner may
                 # walk first (which took hours on 100k chunks).
-                n = await session.scalar(text(
-                    "SELECT count(*) FROM chunks c WHERE c.bot_id = :bot AND c.id IN"
-                    " (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH :m)"), {"m": match, "bot": bot_id.hex})
+                n = await session.scalar(
+                    text(
+                        "SELECT count(*) FROM chunks c WHERE c.bot_id = :bot AND c.id IN"
+                        " (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH :m)"
+                    ),
+                    {"m": match, "bot": bot_id.hex},
+                )
             else:
                 tsq = postgres_tsquery(q)
                 if not tsq:
                     continue
-                n = await session.scalar(text(
-                    "SELECT count(*) FROM chunks WHERE bot_id = :bot"
-                    " AND search_vector @@ to_tsquery('english', :q)"), {"q": tsq, "bot": bot_id})
+                n = await session.scalar(
+                    text(
+                        "SELECT count(*) FROM chunks WHERE bot_id = :bot"
+                        " AND search_vector @@ to_tsquery('english', :q)"
+                    ),
+                    {"q": tsq, "bot": bot_id},
+                )
             counts.append(int(n or 0))
-    return {"queries": len(counts), "mean_rows": round(float(np.mean(counts)), 1) if counts else 0.0,
-            "max_rows": max(counts, default=0)}
+    return {
+        "queries": len(counts),
+        "mean_rows": round(float(np.mean(counts)), 1) if counts else 0.0,
+        "max_rows": max(counts, default=0),
+    }
 
 
 def explain_uses(plan: str, index_name: str) -> bool:
@@ -334,7 +402,9 @@ async def capture_statements(db: Any, coro_factory: Any) -> list[tuple[str, Any]
 
     captured: list[tuple[str, Any]] = []
 
-    def before(_conn: Any, _cursor: Any, statement: str, parameters: Any, _ctx: Any, _many: bool) -> None:
+    def before(
+        _conn: Any, _cursor: Any, statement: str, parameters: Any, _ctx: Any, _many: bool
+    ) -> None:
         captured.append((statement, parameters))
 
     event.listen(db.engine.sync_engine, "before_cursor_execute", before)
@@ -346,8 +416,9 @@ async def capture_statements(db: Any, coro_factory: Any) -> list[tuple[str, Any]
     return captured
 
 
-async def replay_explain(db: Any, statements: list[tuple[str, Any]], prefix: str,
-                         extra_set: str | None = None) -> str:
+async def replay_explain(
+    db: Any, statements: list[tuple[str, Any]], prefix: str, extra_set: str | None = None
+) -> str:
     """Re-run the captured statements in one transaction, the last one under ``prefix``."""
     async with db.read() as session:
         conn = await session.connection()
@@ -374,9 +445,15 @@ async def timed(fn: Any, *args: Any) -> tuple[float, Any]:
     return time.perf_counter() - start, value
 
 
-async def measure_backend(backend: str, args: argparse.Namespace, data: Dataset,
-                          queries: list[str], warmups: list[str], workdir: Path,
-                          pg: Any) -> dict[str, Any]:
+async def measure_backend(
+    backend: str,
+    args: argparse.Namespace,
+    data: Dataset,
+    queries: list[str],
+    warmups: list[str],
+    workdir: Path,
+    pg: Any,
+) -> dict[str, Any]:
     from chatwell.services.knowledge import build_embedder, build_knowledge
     from chatwell.settings import Settings
     from chatwell.storage.search_index import SqliteSearchIndex
@@ -398,15 +475,21 @@ async def measure_backend(backend: str, args: argparse.Namespace, data: Dataset,
                     await admin.conn.execute(f'DROP INDEX "{name}"')
 
         # ---- load
-        print(f"[{backend}] loading {len(data.texts)} chunks "
-              f"({args.chunks} main + {args.other_chunks} other) ...", flush=True)
+        print(
+            f"[{backend}] loading {len(data.texts)} chunks "
+            f"({args.chunks} main + {args.other_chunks} other) ...",
+            flush=True,
+        )
         loaded = await load(db, index, data, args.batch)
         bots = loaded["bots"]
         out["load_seconds"] = round(loaded["load_seconds"], 2)
         out["load_transactions"] = loaded["transactions"]
         out["load_chunks_per_s"] = round(len(data.texts) / loaded["load_seconds"], 1)
-        print(f"[{backend}] loaded in {loaded['load_seconds']:.1f}s "
-              f"({out['load_chunks_per_s']} chunks/s, {loaded['transactions']} transactions)", flush=True)
+        print(
+            f"[{backend}] loaded in {loaded['load_seconds']:.1f}s "
+            f"({out['load_chunks_per_s']} chunks/s, {loaded['transactions']} transactions)",
+            flush=True,
+        )
 
         if admin is not None:
             start = time.perf_counter()
@@ -428,10 +511,17 @@ async def measure_backend(backend: str, args: argparse.Namespace, data: Dataset,
                     start = time.perf_counter()
                     await admin.conn.execute(ddl)
                     key = f"{name} (maintenance_work_mem={mem})"
-                    builds[key] = {"seconds": round(time.perf_counter() - start, 2), "ddl": ddl,
-                                   "notices": list(admin.notices), "loadavg_after": loadavg()}
-                    print(f"[{backend}] built {key} in {builds[key]['seconds']}s "
-                          f"{admin.notices or ''}", flush=True)
+                    builds[key] = {
+                        "seconds": round(time.perf_counter() - start, 2),
+                        "ddl": ddl,
+                        "notices": list(admin.notices),
+                        "loadavg_after": loadavg(),
+                    }
+                    print(
+                        f"[{backend}] built {key} in {builds[key]['seconds']}s "
+                        f"{admin.notices or ''}",
+                        flush=True,
+                    )
             await admin.conn.execute("ANALYZE chunks")
             out["hnsw_build"] = builds
             out["pg_sizes"] = await admin.sizes()
@@ -444,8 +534,14 @@ async def measure_backend(backend: str, args: argparse.Namespace, data: Dataset,
             warm_vector = (await knowledge.embedder.embed([warmups[0]]))[0]
             for label in ("main", "other"):
                 async with db.read() as session:
-                    seconds, _ = await timed(SqliteSearchIndex(db).candidates, session, bots[label], warmups[0],
-                                             warm_vector, knowledge.retriever.config.candidates)
+                    seconds, _ = await timed(
+                        SqliteSearchIndex(db).candidates,
+                        session,
+                        bots[label],
+                        warmups[0],
+                        warm_vector,
+                        knowledge.retriever.config.candidates,
+                    )
                 out[f"index_load_seconds_{label}"] = round(seconds, 3)
             out["matrix_load_experiment"] = await matrix_load_experiment(db, bots["main"])
         seconds, _ = await timed(_search, knowledge.retriever, bots["main"], warmups[0])
@@ -514,18 +610,25 @@ async def measure_backend(backend: str, args: argparse.Namespace, data: Dataset,
             dfs = await document_frequencies(db, backend, queries, DF_CACHE)
             total_rows = len(data.texts)
             pruned_queries = [prune_query(q, dfs, total_rows, args.prune_df) for q in queries]
-            out["prune_experiment"] = {"max_df_fraction": args.prune_df,
-                                       "terms_before_mean": round(float(np.mean(
-                                           [len(query_terms(q)) for q in queries])), 2),
-                                       "terms_after_mean": round(float(np.mean(
-                                           [len(query_terms(q)) for q in pruned_queries])), 2)}
+            out["prune_experiment"] = {
+                "max_df_fraction": args.prune_df,
+                "terms_before_mean": round(
+                    float(np.mean([len(query_terms(q)) for q in queries])), 2
+                ),
+                "terms_after_mean": round(
+                    float(np.mean([len(query_terms(q)) for q in pruned_queries])), 2
+                ),
+            }
             out["keyword_rows_matched_pruned"] = await rows_matched(
-                db, backend, bots["main"], pruned_queries[:20])
+                db, backend, bots["main"], pruned_queries[:20]
+            )
             for label in ("main", "other"):
                 lat, overlap = [], []
                 for q, full_result in zip(pruned_queries, full_lexical[label]):
                     async with db.read() as session:
-                        seconds, lexical = await timed(index.keyword_search, session, bots[label], q, depth)
+                        seconds, lexical = await timed(
+                            index.keyword_search, session, bots[label], q, depth
+                        )
                     lat.append(seconds)
                     if full_result:
                         overlap.append(len(set(lexical) & set(full_result)) / len(full_result))
@@ -534,13 +637,17 @@ async def measure_backend(backend: str, args: argparse.Namespace, data: Dataset,
                         overlap8 = len(set(top) & set(lexical)) / len(top)
                         out.setdefault(f"_o8_{label}", []).append(overlap8)
                 out[f"keyword_pruned_{label}"] = latency_summary(lat)
-                out["prune_experiment"][f"overlap_at_{depth}_{label}"] = round(float(np.mean(overlap)), 4)
+                out["prune_experiment"][f"overlap_at_{depth}_{label}"] = round(
+                    float(np.mean(overlap)), 4
+                )
                 out["prune_experiment"][f"full_top8_kept_{label}"] = round(
-                    float(np.mean(out.pop(f"_o8_{label}", [0.0]))), 4)
+                    float(np.mean(out.pop(f"_o8_{label}", [0.0]))), 4
+                )
 
         # ---- recall of the vector index against the exact top-k (SQLite: of the int8 pre-scan on 20k+ chunks)
-        out["vector_recall"] = await vector_recall(db, index, bots, loaded["chunk_ids"], data,
-                                                   vectors[: args.recall_queries], depth)
+        out["vector_recall"] = await vector_recall(
+            db, index, bots, loaded["chunk_ids"], data, vectors[: args.recall_queries], depth
+        )
 
         # ---- PostgreSQL plans
         if admin is not None:
@@ -548,7 +655,8 @@ async def measure_backend(backend: str, args: argparse.Namespace, data: Dataset,
             async with db.read() as session:
                 rows = (await session.execute(_pg_prepared_sql())).all()
             out["pg_prepared_statements_one_connection"] = [
-                {"statement": r[0][:120], "generic_plans": r[1], "custom_plans": r[2]} for r in rows]
+                {"statement": r[0][:120], "generic_plans": r[1], "custom_plans": r[2]} for r in rows
+            ]
             await admin.__aexit__()
     return out
 
@@ -566,12 +674,15 @@ async def matrix_load_experiment(db: Any, bot_id: uuid.UUID) -> dict[str, float]
         async with driver.execute(sql, (bot_id.hex, DIM)) as cursor:
             rows = await cursor.fetchall()
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), DIM)
+        matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(
+            len(rows), DIM
+        )
         out["raw_cursor_seconds"] = round(time.perf_counter() - start, 3)
         out["rows"] = int(matrix.shape[0]) if ids.size else 0
         start = time.perf_counter()
-        async with driver.execute("SELECT id FROM chunks WHERE bot_id = ? AND embedding_dim = ?",
-                                  (bot_id.hex, DIM)) as cursor:
+        async with driver.execute(
+            "SELECT id FROM chunks WHERE bot_id = ? AND embedding_dim = ?", (bot_id.hex, DIM)
+        ) as cursor:
             await cursor.fetchall()
         out["ids_only_seconds"] = round(time.perf_counter() - start, 3)
     return out
@@ -625,12 +736,16 @@ class StageTimer:
     def stop(self, total: float) -> None:
         row = {name: self._current.get(name, 0.0) for name in self.STAGES}
         row["rest"] = max(0.0, total - sum(row.values()))
-        row["search without embed"] = total - row["embed"]  # the index's part, the question's vector given
+        row["search without embed"] = (
+            total - row["embed"]
+        )  # the index's part, the question's vector given
         self.per_query.append(row)
 
     def summary(self) -> dict[str, dict[str, float]]:
-        return {name: latency_summary([r[name] for r in self.per_query])
-                for name in (*self.STAGES, "rest", "search without embed")}
+        return {
+            name: latency_summary([r[name] for r in self.per_query])
+            for name in (*self.STAGES, "rest", "search without embed")
+        }
 
 
 async def _search(retriever: Any, bot_id: uuid.UUID, query: str) -> Any:
@@ -640,14 +755,18 @@ async def _search(retriever: Any, bot_id: uuid.UUID, query: str) -> Any:
 def _pg_prepared_sql() -> Any:
     from sqlalchemy import text
 
-    return text("SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements"
-                " WHERE statement LIKE '%<=>%' OR statement LIKE '%ts_rank_cd%' ORDER BY statement")
+    return text(
+        "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements"
+        " WHERE statement LIKE '%<=>%' OR statement LIKE '%ts_rank_cd%' ORDER BY statement"
+    )
 
 
 def _share_model(embedder: Any, model: Any) -> None:
     """Make the chain's innermost model ``model`` (one ONNX session for every measurement)."""
     node = embedder
-    while getattr(node, "inner", None) is not None and getattr(node.inner, "inner", None) is not None:
+    while (
+        getattr(node, "inner", None) is not None and getattr(node.inner, "inner", None) is not None
+    ):
         node = node.inner
     node.inner = model
 
@@ -672,8 +791,15 @@ def _find_model(embedder: Any) -> Any:
     return node
 
 
-async def vector_recall(db: Any, index: Any, bots: dict[str, uuid.UUID], chunk_ids: np.ndarray,
-                        data: Dataset, vectors: np.ndarray, depth: int) -> dict[str, float]:
+async def vector_recall(
+    db: Any,
+    index: Any,
+    bots: dict[str, uuid.UUID],
+    chunk_ids: np.ndarray,
+    data: Dataset,
+    vectors: np.ndarray,
+    depth: int,
+) -> dict[str, float]:
     out = {}
     for label in ("main", "other"):
         mask = np.array([data.bots[i] == label for i in range(len(data.texts))])
@@ -691,15 +817,18 @@ async def vector_recall(db: Any, index: Any, bots: dict[str, uuid.UUID], chunk_i
     return out
 
 
-async def pg_plans(db: Any, index: Any, bots: dict[str, uuid.UUID], vector: np.ndarray,
-                   depth: int, query: str) -> dict[str, Any]:
+async def pg_plans(
+    db: Any, index: Any, bots: dict[str, uuid.UUID], vector: np.ndarray, depth: int, query: str
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for label in ("main", "other"):
         statements = await capture_statements(
-            db, lambda s, b=bots[label]: index.vector_search(s, b, vector, depth))
+            db, lambda s, b=bots[label]: index.vector_search(s, b, vector, depth)
+        )
         plan = await replay_explain(db, statements, "EXPLAIN (ANALYZE, BUFFERS)")
-        generic = await replay_explain(db, statements, "EXPLAIN",
-                                       extra_set="SET LOCAL plan_cache_mode = force_generic_plan")
+        generic = await replay_explain(
+            db, statements, "EXPLAIN", extra_set="SET LOCAL plan_cache_mode = force_generic_plan"
+        )
         out[f"vector_{label}"] = {
             "statement": statements[-1][0],
             "uses_hnsw": "ix_chunks_embedding" in plan,
@@ -708,10 +837,14 @@ async def pg_plans(db: Any, index: Any, bots: dict[str, uuid.UUID], vector: np.n
             "generic_plan": generic,
         }
     statements = await capture_statements(
-        db, lambda s: index.keyword_search(s, bots["main"], query, depth))
+        db, lambda s: index.keyword_search(s, bots["main"], query, depth)
+    )
     plan = await replay_explain(db, statements, "EXPLAIN (ANALYZE, BUFFERS)")
-    out["keyword_main"] = {"statement": statements[-1][0], "plan": plan,
-                           "uses_gin": "ix_chunks_search_vector" in plan}
+    out["keyword_main"] = {
+        "statement": statements[-1][0],
+        "plan": plan,
+        "uses_gin": "ix_chunks_search_vector" in plan,
+    }
     return out
 
 
@@ -721,63 +854,94 @@ async def pg_plans(db: Any, index: Any, bots: dict[str, uuid.UUID], vector: np.n
 def print_report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
     for r in results:
         b = r["backend"]
-        print(f"\n== query latency, backend={b}: main bot {args.chunks} chunks, other bot "
-              f"{args.other_chunks} chunks, {r['search']['n']} queries, k=8, candidates per index "
-              f"{args.candidates_note}")
-        print(f"load: {r['load_seconds']}s ({r['load_chunks_per_s']} chunks/s, "
-              f"{r['load_transactions']} write transactions through store_vectors)")
+        print(
+            f"\n== query latency, backend={b}: main bot {args.chunks} chunks, other bot "
+            f"{args.other_chunks} chunks, {r['search']['n']} queries, k=8, candidates per index "
+            f"{args.candidates_note}"
+        )
+        print(
+            f"load: {r['load_seconds']}s ({r['load_chunks_per_s']} chunks/s, "
+            f"{r['load_transactions']} write transactions through store_vectors)"
+        )
         if b == "postgres":
             for name, build in r.get("hnsw_build", {}).items():
-                print(f"HNSW build {name}: {build['seconds']}s; notices: {build['notices'] or 'none'}")
-            print(f"VACUUM ANALYZE: {r.get('vacuum_analyze_seconds')}s; settings: {r.get('pg_settings')}")
+                print(
+                    f"HNSW build {name}: {build['seconds']}s; notices: {build['notices'] or 'none'}"
+                )
+            print(
+                f"VACUUM ANALYZE: {r.get('vacuum_analyze_seconds')}s; settings: {r.get('pg_settings')}"
+            )
             print(f"sizes: {r.get('pg_sizes')}")
         else:
-            print(f"cold load (fresh index, vectors + keyword postings, first query): main "
-                  f"{r['index_load_seconds_main']}s, other {r['index_load_seconds_other']}s")
+            print(
+                f"cold load (fresh index, vectors + keyword postings, first query): main "
+                f"{r['index_load_seconds_main']}s, other {r['index_load_seconds_other']}s"
+            )
         if "matrix_load_experiment" in r:
             print(f"(e) EXPERIMENT matrix load: {r['matrix_load_experiment']}")
         print(f"first search on a fresh runtime (cold): {r['first_search_seconds'] * 1000:.1f} ms")
         rows = []
-        for key, name in [("search", "(a) Retriever.search, main bot"),
-                          ("embed_bare", "(b) embed query: bare MiniLM"),
-                          ("embed_chain", "(b) embed query: production chain"),
-                          ("keyword_main", "(c) keyword_search, main bot"),
-                          ("vector_main", "(c) vector_search, main bot"),
-                          ("vector_scores_main", "(c) vector_scores, main bot"),
-                          ("keyword_other", "(c) keyword_search, small bot"),
-                          ("vector_other", "(c) vector_search, small bot"),
-                          ("vector_scores_other", "(c) vector_scores, small bot")]:
+        for key, name in [
+            ("search", "(a) Retriever.search, main bot"),
+            ("embed_bare", "(b) embed query: bare MiniLM"),
+            ("embed_chain", "(b) embed query: production chain"),
+            ("keyword_main", "(c) keyword_search, main bot"),
+            ("vector_main", "(c) vector_search, main bot"),
+            ("vector_scores_main", "(c) vector_scores, main bot"),
+            ("keyword_other", "(c) keyword_search, small bot"),
+            ("vector_other", "(c) vector_search, small bot"),
+            ("vector_scores_other", "(c) vector_scores, small bot"),
+        ]:
             s = r[key]
             rows.append([name, s["n"], s["p50_ms"], s["p95_ms"], s["mean_ms"], s["max_ms"]])
         if "keyword_pruned_main" in r:
-            for key, name in [("keyword_pruned_main", "(d) EXPERIMENT keyword, pruned terms, main"),
-                              ("keyword_pruned_other", "(d) EXPERIMENT keyword, pruned terms, small")]:
+            for key, name in [
+                ("keyword_pruned_main", "(d) EXPERIMENT keyword, pruned terms, main"),
+                ("keyword_pruned_other", "(d) EXPERIMENT keyword, pruned terms, small"),
+            ]:
                 s = r[key]
                 rows.append([name, s["n"], s["p50_ms"], s["p95_ms"], s["mean_ms"], s["max_ms"]])
         print(table(["operation", "n", "p50 ms", "p95 ms", "mean ms", "max ms"], rows))
         print(f"\nwhere (a) goes, measured inside the same {r['search']['n']} searches:")
-        print(table(["step", "p50 ms", "p95 ms", "mean ms"],
-                    [[k, v["p50_ms"], v["p95_ms"], v["mean_ms"]] for k, v in r["search_breakdown"].items()]))
-        print(f"rows the OR keyword query matches in the main bot (first 20 queries): "
-              f"{r['keyword_rows_matched']}")
+        print(
+            table(
+                ["step", "p50 ms", "p95 ms", "mean ms"],
+                [
+                    [k, v["p50_ms"], v["p95_ms"], v["mean_ms"]]
+                    for k, v in r["search_breakdown"].items()
+                ],
+            )
+        )
+        print(
+            f"rows the OR keyword query matches in the main bot (first 20 queries): "
+            f"{r['keyword_rows_matched']}"
+        )
         if "prune_experiment" in r:
-            print(f"(d) pruning experiment: {r['prune_experiment']}; rows matched after pruning: "
-                  f"{r['keyword_rows_matched_pruned']}")
-        print(f"keyword hits per query (capped at candidates): main {r['keyword_hits_mean_main']}, "
-              f"small {r['keyword_hits_mean_other']}; vector recall@candidates vs exact: "
-              f"{r['vector_recall']}; loadavg during search: {r['loadavg_search']}")
+            print(
+                f"(d) pruning experiment: {r['prune_experiment']}; rows matched after pruning: "
+                f"{r['keyword_rows_matched_pruned']}"
+            )
+        print(
+            f"keyword hits per query (capped at candidates): main {r['keyword_hits_mean_main']}, "
+            f"small {r['keyword_hits_mean_other']}; vector recall@candidates vs exact: "
+            f"{r['vector_recall']}; loadavg during search: {r['loadavg_search']}"
+        )
         if b == "postgres":
             for label in ("main", "other"):
                 e = r["explain"][f"vector_{label}"]
-                print(f"\nEXPLAIN ANALYZE vector query ({label} bot): HNSW used = {e['uses_hnsw']}; "
-                      f"generic plan uses HNSW = {e['generic_plan_uses_hnsw']}")
+                print(
+                    f"\nEXPLAIN ANALYZE vector query ({label} bot): HNSW used = {e['uses_hnsw']}; "
+                    f"generic plan uses HNSW = {e['generic_plan_uses_hnsw']}"
+                )
                 print(e["plan"])
                 if not e["generic_plan_uses_hnsw"]:
                     print("generic plan:\n" + e["generic_plan"])
             k = r["explain"]["keyword_main"]
             print(f"\nEXPLAIN ANALYZE keyword query (main bot): GIN used = {k['uses_gin']}")
             print(k["plan"])
-            print(f"\nplan cache on one pooled connection: {r['pg_prepared_statements_one_connection']}")
+            print(
+                f"\nplan cache on one pooled connection: {r['pg_prepared_statements_one_connection']}"
+            )
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -787,31 +951,49 @@ async def main_async(args: argparse.Namespace) -> None:
     if len(all_queries) < args.queries + args.warmup:
         all_queries += [q for q in read_queries(scifact, "train") if q not in all_queries]
     warmups = all_queries[: args.warmup]
-    queries = all_queries[args.warmup: args.warmup + args.queries]
+    queries = all_queries[args.warmup : args.warmup + args.queries]
     start = time.perf_counter()
-    data = build_dataset(corpus, args.chunks, args.other_chunks, args.per_source, args.words, args.seed)
-    print(f"generated {len(data.texts)} chunks in {len(data.sources)} sources "
-          f"(mean {np.mean([len(t.split()) for t in data.texts[:2000]]):.0f} words) in "
-          f"{time.perf_counter() - start:.1f}s", flush=True)
+    data = build_dataset(
+        corpus, args.chunks, args.other_chunks, args.per_source, args.words, args.seed
+    )
+    print(
+        f"generated {len(data.texts)} chunks in {len(data.sources)} sources "
+        f"(mean {np.mean([len(t.split()) for t in data.texts[:2000]]):.0f} words) in "
+        f"{time.perf_counter() - start:.1f}s",
+        flush=True,
+    )
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     results = []
     for backend in backends:
         with contextlib.ExitStack() as stack:
             workdir = stack.enter_context(temp_dir(f"chatwell-bench-query-{backend}-"))
             pg = stack.enter_context(postgres_server()) if backend == "postgres" else None
-            results.append(await measure_backend(backend, args, data, queries, warmups, workdir, pg))
+            results.append(
+                await measure_backend(backend, args, data, queries, warmups, workdir, pg)
+            )
     print_report(results, args)
-    print(json_line({"benchmark": "query_latency", "chunks": args.chunks,
-                     "other_chunks": args.other_chunks, "queries": len(queries),
-                     "results": [_slim(r) for r in results], "machine": machine_info()}))
+    print(
+        json_line(
+            {
+                "benchmark": "query_latency",
+                "chunks": args.chunks,
+                "other_chunks": args.other_chunks,
+                "queries": len(queries),
+                "results": [_slim(r) for r in results],
+                "machine": machine_info(),
+            }
+        )
+    )
 
 
 def _slim(result: dict[str, Any]) -> dict[str, Any]:
     """The JSON line without the long plan texts (the tables above print them)."""
     out = dict(result)
     if "explain" in out:
-        out["explain"] = {k: {kk: vv for kk, vv in v.items() if "plan" not in kk or "uses" in kk}
-                          for k, v in out["explain"].items()}
+        out["explain"] = {
+            k: {kk: vv for kk, vv in v.items() if "plan" not in kk or "uses" in kk}
+            for k, v in out["explain"].items()
+        }
     return out
 
 
@@ -820,7 +1002,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--chunks", type=int, default=100_000, help="chunks of the measured bot")
     parser.add_argument("--other-chunks", type=int, default=20_000, help="chunks of the second bot")
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
-    parser.add_argument("--scifact", default=str(DEFAULT_SCIFACT), help="SciFact dir (queries, qrels)")
+    parser.add_argument(
+        "--scifact", default=str(DEFAULT_SCIFACT), help="SciFact dir (queries, qrels)"
+    )
     parser.add_argument("--corpus", default=None, help="corpus.jsonl for the chunk sentences")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=10)
@@ -829,16 +1013,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--per-source", type=int, default=50, help="mean chunks per source")
     parser.add_argument("--words", type=int, default=200, help="mean words per chunk")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--pg-index-mode", choices=["rebuild", "incremental"], default="rebuild",
-                        help="PostgreSQL: drop the HNSW index for the load and rebuild it (timed), "
-                             "or keep it during the load")
-    parser.add_argument("--pg-maintenance-work-mem", default=None,
-                        help="PostgreSQL: after the build with the server's maintenance_work_mem "
-                             "(64MB on the embedded test server), drop the HNSW index and build it "
-                             "again with this one, e.g. 1GB; both times are reported")
-    parser.add_argument("--prune-df", type=float, default=0.1,
-                        help="EXPERIMENT: also time keyword search with query terms that occur in "
-                             "more than this fraction of chunks dropped (0 to skip)")
+    parser.add_argument(
+        "--pg-index-mode",
+        choices=["rebuild", "incremental"],
+        default="rebuild",
+        help="PostgreSQL: drop the HNSW index for the load and rebuild it (timed), "
+        "or keep it during the load",
+    )
+    parser.add_argument(
+        "--pg-maintenance-work-mem",
+        default=None,
+        help="PostgreSQL: after the build with the server's maintenance_work_mem "
+        "(64MB on the embedded test server), drop the HNSW index and build it "
+        "again with this one, e.g. 1GB; both times are reported",
+    )
+    parser.add_argument(
+        "--prune-df",
+        type=float,
+        default=0.1,
+        help="EXPERIMENT: also time keyword search with query terms that occur in "
+        "more than this fraction of chunks dropped (0 to skip)",
+    )
     args = parser.parse_args(argv)
     args.candidates_note = "100 (RetrievalConfig default)"
     return args

@@ -65,11 +65,15 @@ class FixedVectors:
 
 def sentences_of(corpus: Path) -> tuple[list[str], list[str]]:
     docs = read_corpus(corpus)
-    sentences = [s.strip() for d in docs for s in _SENTENCE_END.split(d["text"]) if len(s.split()) >= 5]
+    sentences = [
+        s.strip() for d in docs for s in _SENTENCE_END.split(d["text"]) if len(s.split()) >= 5
+    ]
     return sentences, [d["title"] for d in docs if d["title"]]
 
 
-async def load(dsn: str, db: Any, bots: int, chunks: int, words: int, seed: int, corpus: Path) -> dict[str, Any]:
+async def load(
+    dsn: str, db: Any, bots: int, chunks: int, words: int, seed: int, corpus: Path
+) -> dict[str, Any]:
     import asyncpg
 
     from chatwell.domain.bots import BotCreate
@@ -82,8 +86,10 @@ async def load(dsn: str, db: Any, bots: int, chunks: int, words: int, seed: int,
     lengths = [len(s.split()) for s in sentences]
     workspace, _ = await create_workspace(db, name="Scale bench")
     started = time.perf_counter()
-    bot_ids = [(await create_bot(db, workspace_id=workspace.id, data=BotCreate(name=f"Bot {i}"))).id
-               for i in range(bots)]
+    bot_ids = [
+        (await create_bot(db, workspace_id=workspace.id, data=BotCreate(name=f"Bot {i}"))).id
+        for i in range(bots)
+    ]
     bots_seconds = time.perf_counter() - started
     per_bot = chunks // bots
     from pgvector.asyncpg import register_vector
@@ -94,10 +100,41 @@ async def load(dsn: str, db: Any, bots: int, chunks: int, words: int, seed: int,
         await conn.execute("DROP INDEX IF EXISTS ix_chunks_embedding_384")
         source_ids = [uuid.uuid4() for _ in bot_ids]
         await conn.copy_records_to_table(
-            "sources", columns=["id", "workspace_id", "bot_id", "type", "title", "mime_type", "status",
-                                "chunk_count", "progress", "options", "attempts", "created_at", "updated_at"],
-            records=[(sid, workspace.id, bid, "text", rng.choice(titles)[:400], "text/plain", "ready",
-                      per_bot, 1.0, "{}", 1, _now(), _now()) for sid, bid in zip(source_ids, bot_ids)])
+            "sources",
+            columns=[
+                "id",
+                "workspace_id",
+                "bot_id",
+                "type",
+                "title",
+                "mime_type",
+                "status",
+                "chunk_count",
+                "progress",
+                "options",
+                "attempts",
+                "created_at",
+                "updated_at",
+            ],
+            records=[
+                (
+                    sid,
+                    workspace.id,
+                    bid,
+                    "text",
+                    rng.choice(titles)[:400],
+                    "text/plain",
+                    "ready",
+                    per_bot,
+                    1.0,
+                    "{}",
+                    1,
+                    _now(),
+                    _now(),
+                )
+                for sid, bid in zip(source_ids, bot_ids)
+            ],
+        )
         started = time.perf_counter()
         done = 0
         batch_bots = max(1, 20_000 // per_bot)
@@ -114,14 +151,40 @@ async def load(dsn: str, db: Any, bots: int, chunks: int, words: int, seed: int,
                         parts.append(sentences[i])
                         count += lengths[i]
                     text = " ".join(parts)
-                    records.append((workspace.id, bot_ids[b], source_ids[b], position, text,
-                                    f"{rng.choice(titles)[:200]} > Section", int(count * 1.35),
-                                    hashlib.sha256(text.encode()).hexdigest(), "bench", DIM,
-                                    vectors[position], _now()))
+                    records.append(
+                        (
+                            workspace.id,
+                            bot_ids[b],
+                            source_ids[b],
+                            position,
+                            text,
+                            f"{rng.choice(titles)[:200]} > Section",
+                            int(count * 1.35),
+                            hashlib.sha256(text.encode()).hexdigest(),
+                            "bench",
+                            DIM,
+                            vectors[position],
+                            _now(),
+                        )
+                    )
             await conn.copy_records_to_table(
-                "chunks", columns=["workspace_id", "bot_id", "source_id", "position", "text", "heading",
-                                   "token_count", "content_hash", "embedding_model", "embedding_dim",
-                                   "embedding_vec", "created_at"], records=records)
+                "chunks",
+                columns=[
+                    "workspace_id",
+                    "bot_id",
+                    "source_id",
+                    "position",
+                    "text",
+                    "heading",
+                    "token_count",
+                    "content_hash",
+                    "embedding_model",
+                    "embedding_dim",
+                    "embedding_vec",
+                    "created_at",
+                ],
+                records=records,
+            )
             done += len(records)
             print(f"  ... {done} chunks in {time.perf_counter() - started:.0f}s", flush=True)
         load_seconds = time.perf_counter() - started
@@ -133,9 +196,15 @@ async def load(dsn: str, db: Any, bots: int, chunks: int, words: int, seed: int,
         size = await conn.fetchval("SELECT pg_size_pretty(pg_total_relation_size('chunks'))")
     finally:
         await conn.close()
-    return {"bot_ids": bot_ids, "bots_seconds": round(bots_seconds, 1), "load_seconds": round(load_seconds, 1),
-            "chunks_per_s": round(done / load_seconds, 1), "analyze_seconds": round(analyze_seconds, 1),
-            "chunks_table": size, "chunks": done}
+    return {
+        "bot_ids": bot_ids,
+        "bots_seconds": round(bots_seconds, 1),
+        "load_seconds": round(load_seconds, 1),
+        "chunks_per_s": round(done / load_seconds, 1),
+        "analyze_seconds": round(analyze_seconds, 1),
+        "chunks_table": size,
+        "chunks": done,
+    }
 
 
 def _now() -> Any:
@@ -148,7 +217,9 @@ def _vector_text(vector: np.ndarray) -> str:
     return "[" + ",".join(f"{x:.6g}" for x in vector) + "]"
 
 
-async def measure(db: Any, bot_ids: list[uuid.UUID], queries: list[str], seed: int) -> dict[str, Any]:
+async def measure(
+    db: Any, bot_ids: list[uuid.UUID], queries: list[str], seed: int
+) -> dict[str, Any]:
     from chatwell.retrieval.service import Retriever
     from chatwell.storage.search_index import PostgresSearchIndex
 
@@ -176,7 +247,11 @@ async def measure(db: Any, bot_ids: list[uuid.UUID], queries: list[str], seed: i
             started = time.perf_counter()
             await index.vector_search(session, bot, vec, 100)
             vector.append(time.perf_counter() - started)
-    return {"search": latency_summary(full), "keyword": latency_summary(keyword), "vector": latency_summary(vector)}
+    return {
+        "search": latency_summary(full),
+        "keyword": latency_summary(keyword),
+        "vector": latency_summary(vector),
+    }
 
 
 async def explain(dsn: str, bot: uuid.UUID, query: str) -> dict[str, str]:
@@ -191,12 +266,18 @@ async def explain(dsn: str, bot: uuid.UUID, query: str) -> dict[str, str]:
         keyword = await conn.fetch(
             "EXPLAIN ANALYZE SELECT id, ts_rank_cd(search_vector, q, 1) AS score FROM chunks,"
             " to_tsquery('english', $1) AS q WHERE bot_id = $2 AND search_vector @@ q ORDER BY score DESC LIMIT 100",
-            postgres_tsquery(query), bot)
+            postgres_tsquery(query),
+            bot,
+        )
         dense = await conn.fetch(
             "EXPLAIN ANALYZE SELECT id, embedding_vec <=> $1::vector AS d FROM chunks"
-            " WHERE bot_id = $2 AND embedding_dim = 384 ORDER BY d LIMIT 100", _vector_text(vector), bot)
+            " WHERE bot_id = $2 AND embedding_dim = 384 ORDER BY d LIMIT 100",
+            _vector_text(vector),
+            bot,
+        )
     finally:
         await conn.close()
+
     def shown(rows: list[Any]) -> str:  # the query vector's 384 numbers say nothing
         return re.sub(r"'\[[-0-9.,e]+\]'", "'[...]'", "\n".join(r[0] for r in rows))
 
@@ -213,8 +294,15 @@ async def main_async(args: argparse.Namespace) -> None:
         db = Database(server.url(name))
         await migrate.upgrade(db)
         print(f"loading {args.chunks} chunks into {args.bots} bots ...", flush=True)
-        loaded = await load(server.dsn(name), db, args.bots, args.chunks, args.words, args.seed,
-                            args.scifact / "corpus.jsonl")
+        loaded = await load(
+            server.dsn(name),
+            db,
+            args.bots,
+            args.chunks,
+            args.words,
+            args.seed,
+            args.scifact / "corpus.jsonl",
+        )
         bot_ids = loaded.pop("bot_ids")
         hnsw_seconds = None
         if args.hnsw:
@@ -223,35 +311,69 @@ async def main_async(args: argparse.Namespace) -> None:
             started = time.perf_counter()
             conn = await asyncpg.connect(server.dsn(name), ssl=False)
             await conn.execute("SET maintenance_work_mem = '1GB'")
-            await conn.execute("CREATE INDEX ix_chunks_embedding_384 ON chunks USING hnsw"
-                               " ((embedding_vec::vector(384)) vector_cosine_ops) WHERE embedding_dim = 384")
+            await conn.execute(
+                "CREATE INDEX ix_chunks_embedding_384 ON chunks USING hnsw"
+                " ((embedding_vec::vector(384)) vector_cosine_ops) WHERE embedding_dim = 384"
+            )
             await conn.close()
             hnsw_seconds = round(time.perf_counter() - started, 1)
         results = await measure(db, bot_ids, queries, args.seed)
         plans = await explain(server.dsn(name), bot_ids[0], queries[0])
         await db.dispose()
-    rows = [(label, r["n"], r["p50_ms"], r["p95_ms"], r["mean_ms"], r["max_ms"]) for label, r in results.items()]
-    print(f"\n== retrieval at scale (PostgreSQL {args.chunks} chunks, {args.bots} bots, "
-          f"{args.chunks // args.bots} chunks per bot; HNSW built: {args.hnsw})")
+    rows = [
+        (label, r["n"], r["p50_ms"], r["p95_ms"], r["mean_ms"], r["max_ms"])
+        for label, r in results.items()
+    ]
+    print(
+        f"\n== retrieval at scale (PostgreSQL {args.chunks} chunks, {args.bots} bots, "
+        f"{args.chunks // args.bots} chunks per bot; HNSW built: {args.hnsw})"
+    )
     print(f"load: {loaded}")
     if hnsw_seconds is not None:
         print(f"HNSW build: {hnsw_seconds}s")
-    print(table(["operation (k=8 search; 100 candidates per side)", "n", "p50 ms", "p95 ms", "mean ms", "max ms"],
-                rows))
+    print(
+        table(
+            [
+                "operation (k=8 search; 100 candidates per side)",
+                "n",
+                "p50 ms",
+                "p95 ms",
+                "mean ms",
+                "max ms",
+            ],
+            rows,
+        )
+    )
     print("\nEXPLAIN ANALYZE keyword query (one bot):\n" + plans["keyword"])
     print("\nEXPLAIN ANALYZE vector query (one bot):\n" + plans["vector"])
-    print(json_line({"benchmark": "retrieval_scale", "chunks": args.chunks, "bots": args.bots, "hnsw": args.hnsw,
-                     "hnsw_seconds": hnsw_seconds, "load": loaded, "latency": results, "machine": machine_info()}))
+    print(
+        json_line(
+            {
+                "benchmark": "retrieval_scale",
+                "chunks": args.chunks,
+                "bots": args.bots,
+                "hnsw": args.hnsw,
+                "hnsw_seconds": hnsw_seconds,
+                "load": loaded,
+                "latency": results,
+                "machine": machine_info(),
+            }
+        )
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bots", type=int, default=1000)
-    parser.add_argument("--chunks", type=int, default=1_000_000, help="chunks in all, spread evenly over the bots")
+    parser.add_argument(
+        "--chunks", type=int, default=1_000_000, help="chunks in all, spread evenly over the bots"
+    )
     parser.add_argument("--words", type=int, default=150, help="mean words per chunk")
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--hnsw", action="store_true", help="build the HNSW index after the load (timed)")
+    parser.add_argument(
+        "--hnsw", action="store_true", help="build the HNSW index after the load (timed)"
+    )
     parser.add_argument("--scifact", type=Path, default=DEFAULT_SCIFACT)
     asyncio.run(main_async(parser.parse_args(argv)))
 

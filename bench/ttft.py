@@ -24,6 +24,7 @@ import _common  # noqa: F401  (puts src/ and the repository root on sys.path)
 import httpx
 from _common import DEFAULT_CORPUS, json_line, latency_summary, read_corpus, table, temp_dir
 from query_latency import build_dataset, load
+from tests.llm_server import LLMServer, find_gguf
 
 from chatwell.app import create_app
 from chatwell.chat.prompts import build_messages, grounding_of
@@ -34,7 +35,6 @@ from chatwell.services.principals import owner_principal
 from chatwell.settings import Settings
 from chatwell.storage import migrate
 from chatwell.storage.database import Database
-from tests.llm_server import LLMServer, find_gguf
 
 ADMIN_KEY = "bench-admin-key-123456"
 
@@ -54,8 +54,12 @@ async def prepare(settings: Settings, chunks: int, real_docs: list[dict[str, str
 
     await create_key(db, workspace_id=bot.workspace_id, label="bench", secret=ADMIN_KEY)
     for doc in real_docs:
-        await sources.add_text_source(db, principal=owner_principal(bot.workspace_id), bot_ref=str(bot_id),
-                                      data=TextSourceIn(type="text", title=doc["title"], text=doc["text"]))
+        await sources.add_text_source(
+            db,
+            principal=owner_principal(bot.workspace_id),
+            bot_ref=str(bot_id),
+            data=TextSourceIn(type="text", title=doc["title"], text=doc["text"]),
+        )
     await knowledge.ingestor.run_until_idle()
     return db, knowledge, bot
 
@@ -68,7 +72,9 @@ def start_server(settings: Settings) -> tuple[str, Any]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, announce=lambda _: None), log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings, announce=lambda _: None), log_level="warning")
+    )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     while not server.started:
@@ -76,11 +82,21 @@ def start_server(settings: Settings) -> tuple[str, Any]:
     return f"http://127.0.0.1:{port}", (server, thread)
 
 
-def ttft_direct(client: httpx.Client, llm: LLMServer, messages: list[dict[str, str]], max_tokens: int) -> float:
+def ttft_direct(
+    client: httpx.Client, llm: LLMServer, messages: list[dict[str, str]], max_tokens: int
+) -> float:
     started = time.perf_counter()
-    with client.stream("POST", f"{llm.base_url}/chat/completions", json={
-            "model": llm.model, "messages": messages, "stream": True, "max_tokens": max_tokens,
-            "temperature": 0}) as response:
+    with client.stream(
+        "POST",
+        f"{llm.base_url}/chat/completions",
+        json={
+            "model": llm.model,
+            "messages": messages,
+            "stream": True,
+            "max_tokens": max_tokens,
+            "temperature": 0,
+        },
+    ) as response:
         for line in response.iter_lines():
             if line.startswith("data: ") and line != "data: [DONE]":
                 chunk = json.loads(line[6:])
@@ -94,8 +110,12 @@ def ttft_direct(client: httpx.Client, llm: LLMServer, messages: list[dict[str, s
 
 def ttft_chatwell(client: httpx.Client, base: str, bot_id: str, question: str) -> float:
     started = time.perf_counter()
-    with client.stream("POST", f"{base}/v1/bots/{bot_id}/chat", json={"message": question, "private": True},
-                       headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as response:
+    with client.stream(
+        "POST",
+        f"{base}/v1/bots/{bot_id}/chat",
+        json={"message": question, "private": True},
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+    ) as response:
         for line in response.iter_lines():
             if line == "event: delta":
                 return time.perf_counter() - started
@@ -105,8 +125,14 @@ def ttft_chatwell(client: httpx.Client, base: str, bot_id: str, question: str) -
 
 
 def reset_cache(client: httpx.Client, llm: LLMServer, n: int) -> None:
-    client.post(f"{llm.base_url}/chat/completions", json={
-        "model": llm.model, "max_tokens": 1, "messages": [{"role": "user", "content": f"Say {n}."}]})
+    client.post(
+        f"{llm.base_url}/chat/completions",
+        json={
+            "model": llm.model,
+            "max_tokens": 1,
+            "messages": [{"role": "user", "content": f"Say {n}."}],
+        },
+    )
 
 
 async def main() -> None:
@@ -122,29 +148,39 @@ async def main() -> None:
     llm.start()
     try:
         with temp_dir("chatwell-ttft-") as work:
-            settings = Settings(data_dir=Path(work), llm_base_url=llm.base_url,
-                                llm_model=llm.model)
+            settings = Settings(data_dir=Path(work), llm_base_url=llm.base_url, llm_model=llm.model)
             real = read_corpus(DEFAULT_CORPUS, limit=args.questions)
             db, knowledge, bot = await prepare(settings, args.chunks, real)
-            from chatwell.services.bots import update_bot
             from chatwell.domain.bots import BotUpdate
+            from chatwell.services.bots import update_bot
 
-            await update_bot(db, principal=owner_principal(bot.workspace_id), ref=str(bot.id),
-                             data=BotUpdate(model={"max_tokens": args.max_tokens, "temperature": 0}))
+            await update_bot(
+                db,
+                principal=owner_principal(bot.workspace_id),
+                ref=str(bot.id),
+                data=BotUpdate(model={"max_tokens": args.max_tokens, "temperature": 0}),
+            )
             questions = [f"What does the study '{d['title']}' find?" for d in real]
             prompts = []
             for q in questions:
                 result = await knowledge.retriever.search(bot_id=bot.id, query=q, k=6)
-                messages = build_messages(instructions="", grounding=grounding_of(result.passages), history=[],
-                                          question=q, context_tokens=settings.llm_context_tokens,
-                                          reserve_tokens=args.max_tokens)
+                messages = build_messages(
+                    instructions="",
+                    grounding=grounding_of(result.passages),
+                    history=[],
+                    question=q,
+                    context_tokens=settings.llm_context_tokens,
+                    reserve_tokens=args.max_tokens,
+                )
                 prompts.append([{"role": m.role, "content": m.content} for m in messages])
             await db.dispose()
             base, (server, thread) = start_server(settings)
             direct: list[float] = []
             through: list[float] = []
             with httpx.Client(timeout=120) as client:
-                ttft_chatwell(client, base, str(bot.id), questions[0])  # warm-up: model and matrix load
+                ttft_chatwell(
+                    client, base, str(bot.id), questions[0]
+                )  # warm-up: model and matrix load
                 for n, (q, messages) in enumerate(zip(questions, prompts)):
                     order = ("direct", "chatwell") if n % 2 == 0 else ("chatwell", "direct")
                     for side in order:
@@ -160,15 +196,33 @@ async def main() -> None:
     d, c = latency_summary(direct), latency_summary(through)
     added = [b - a for a, b in zip(direct, through)]
     a = latency_summary(added)
-    print(table(["path", "p50 ms", "p95 ms", "mean ms"], [
-        ["llama.cpp direct", d["p50_ms"], d["p95_ms"], d["mean_ms"]],
-        ["through chatwell", c["p50_ms"], c["p95_ms"], c["mean_ms"]],
-        ["added (paired)", a["p50_ms"], a["p95_ms"], a["mean_ms"]],
-    ]))
+    print(
+        table(
+            ["path", "p50 ms", "p95 ms", "mean ms"],
+            [
+                ["llama.cpp direct", d["p50_ms"], d["p95_ms"], d["mean_ms"]],
+                ["through chatwell", c["p50_ms"], c["p95_ms"], c["mean_ms"]],
+                ["added (paired)", a["p50_ms"], a["p95_ms"], a["mean_ms"]],
+            ],
+        )
+    )
     ratio = c["p50_ms"] / d["p50_ms"] if d["p50_ms"] else float("nan")
-    print(f"bot chunks: {args.chunks + len(real)}; questions: {len(questions)}; ratio p50 {ratio:.3f}")
-    print(json_line({"bench": "ttft", "chunks": args.chunks, "questions": len(questions), "direct": d,
-                     "chatwell": c, "added": a, "ratio_p50": round(ratio, 3)}))
+    print(
+        f"bot chunks: {args.chunks + len(real)}; questions: {len(questions)}; ratio p50 {ratio:.3f}"
+    )
+    print(
+        json_line(
+            {
+                "bench": "ttft",
+                "chunks": args.chunks,
+                "questions": len(questions),
+                "direct": d,
+                "chatwell": c,
+                "added": a,
+                "ratio_p50": round(ratio, 3),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

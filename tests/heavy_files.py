@@ -22,10 +22,27 @@ def paragraphs(text_bytes: int, *, seed: int = 7, pool_size: int = 40) -> list[s
     """Plain sentences, about ``text_bytes`` of them, drawn from a pool of ``pool_size`` (so they
     compress like a long repetitive report, not like a run of one letter)."""
     rng = random.Random(seed)
-    syllables = ["ka", "lo", "mi", "ren", "to", "sa", "vel", "qui", "dor", "an", "es", "ul", "bri", "po"]
+    syllables = [
+        "ka",
+        "lo",
+        "mi",
+        "ren",
+        "to",
+        "sa",
+        "vel",
+        "qui",
+        "dor",
+        "an",
+        "es",
+        "ul",
+        "bri",
+        "po",
+    ]
     words = ["".join(rng.choice(syllables) for _ in range(rng.randint(1, 4))) for _ in range(3000)]
-    pool = [" ".join(rng.choice(words) for _ in range(rng.randint(20, 90))).capitalize() + "."
-            for _ in range(pool_size)]
+    pool = [
+        " ".join(rng.choice(words) for _ in range(rng.randint(20, 90))).capitalize() + "."
+        for _ in range(pool_size)
+    ]
     out: list[str] = []
     size = 0
     while size < text_bytes:
@@ -37,8 +54,10 @@ def paragraphs(text_bytes: int, *, seed: int = 7, pool_size: int = 40) -> list[s
 
 def heavy_docx(text_bytes: int, *, seed: int = 7, pool_size: int = 40) -> bytes:
     """A Word document of about ``text_bytes`` of paragraph text (its XML a little larger)."""
-    body = "".join(f"<w:p><w:r><w:t>{p}</w:t></w:r></w:p>"
-                   for p in paragraphs(text_bytes, seed=seed, pool_size=pool_size))
+    body = "".join(
+        f"<w:p><w:r><w:t>{p}</w:t></w:r></w:p>"
+        for p in paragraphs(text_bytes, seed=seed, pool_size=pool_size)
+    )
     parts = {
         "[Content_Types].xml": (
             '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
@@ -46,15 +65,18 @@ def heavy_docx(text_bytes: int, *, seed: int = 7, pool_size: int = 40) -> bytes:
             '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
             '<Default Extension="xml" ContentType="application/xml"/>'
             '<Override PartName="/word/document.xml" ContentType="application/'
-            'vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/></Types>'),
+            'vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/></Types>'
+        ),
         "_rels/.rels": (
             '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
             '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
             '<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/'
-            'relationships/officeDocument" Target="word/document.xml"/></Relationships>'),
+            'relationships/officeDocument" Target="word/document.xml"/></Relationships>'
+        ),
         "word/document.xml": (
             f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><w:document {_NS}><w:body>{body}'
-            "</w:body></w:document>"),
+            "</w:body></w:document>"
+        ),
     }
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -74,7 +96,7 @@ def _stat(pid: int) -> list[str] | None:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
-    return raw[raw.rindex(")") + 2:].split()  # the fields after "pid (name)"
+    return raw[raw.rindex(")") + 2 :].split()  # the fields after "pid (name)"
 
 
 def rss_bytes(pid: int) -> int:

@@ -374,7 +374,7 @@ def _pg_binaries_for(pginstall: Path, uid: int, gid: int) -> Path:
         )
         if libs.is_dir():
             shutil.copytree(libs, tree / libs.name, symlinks=True)
-        for dirpath, dirnames, filenames in os.walk(tree):
+        for dirpath, _dirnames, filenames in os.walk(tree):
             os.chmod(dirpath, 0o755)
             for name in filenames:
                 p = Path(dirpath) / name
@@ -594,7 +594,9 @@ class PostgresServer:
     def resume(self, timeout: float = 60.0) -> None:
         """Start the halted server again on the same port and data."""
         if not self._launch(self._bindir, self._run_as, timeout):
-            raise RuntimeError(f"postgres did not restart:\n{_tail(self.log_path or Path('/dev/null'))}")
+            raise RuntimeError(
+                f"postgres did not restart:\n{_tail(self.log_path or Path('/dev/null'))}"
+            )
 
     def stop(self) -> None:
         """Stop the server and delete its data. Idempotent."""

@@ -35,9 +35,25 @@ def test_workspace_bot_and_key_lifecycle(db_args: list[str]) -> None:
     ws = ["--workspace", created["id"]]
     bot = json.loads(run("bots", "create", "Help Desk", "--public", "--json", *ws, *db_args))
     assert bot["slug"] == "help-desk" and bot["public"] is True
-    assert [b["slug"] for b in json.loads(run("bots", "list", "--json", *ws, *db_args))] == ["help-desk"]
-    key = json.loads(run("keys", "create", "site", "--bot", "help-desk", "--origin", "https://a.example",
-                         "--daily-limit", "25", "--json", *ws, *db_args))
+    assert [b["slug"] for b in json.loads(run("bots", "list", "--json", *ws, *db_args))] == [
+        "help-desk"
+    ]
+    key = json.loads(
+        run(
+            "keys",
+            "create",
+            "site",
+            "--bot",
+            "help-desk",
+            "--origin",
+            "https://a.example",
+            "--daily-limit",
+            "25",
+            "--json",
+            *ws,
+            *db_args,
+        )
+    )
     assert key["key"].startswith("cw_") and key["bot_id"] == bot["id"]
     listed = run("keys", "list", "--json", *ws, *db_args)
     assert key["key"] not in listed and key["prefix"] in listed
@@ -45,8 +61,16 @@ def test_workspace_bot_and_key_lifecycle(db_args: list[str]) -> None:
     assert "site" in human and key["key"] not in human
     run("keys", "revoke", key["id"], *ws, *db_args)
     assert key["id"] not in run("keys", "list", "--json", *ws, *db_args)
-    assert json.loads(run("workspaces", "credit", "12.5", "--json", *ws, *db_args))["credit_balance"] == "12.5"
-    assert json.loads(run("workspaces", "credit", "unlimited", "--json", *ws, *db_args))["credit_balance"] == "unlimited"
+    assert (
+        json.loads(run("workspaces", "credit", "12.5", "--json", *ws, *db_args))["credit_balance"]
+        == "12.5"
+    )
+    assert (
+        json.loads(run("workspaces", "credit", "unlimited", "--json", *ws, *db_args))[
+            "credit_balance"
+        ]
+        == "unlimited"
+    )
     assert runner.invoke(app, ["workspaces", "credit", "lots", *ws, *db_args]).exit_code == 2
     run("bots", "delete", "help-desk", *ws, *db_args)
     assert json.loads(run("bots", "list", "--json", *ws, *db_args)) == []
@@ -68,7 +92,16 @@ def test_serve_answers_the_contract(live_server, tmp_path: Path) -> None:  # typ
     """``chatwell serve`` as a real process: healthz, the admin key, a bot, a source, openapi."""
     chatwell = str(Path(sys.executable).parent / "chatwell")
     base = live_server.start_process(
-        [chatwell, "serve", "--host", "127.0.0.1", "--port", "{port}", "--data-dir", str(tmp_path / "d")],
+        [
+            chatwell,
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "{port}",
+            "--data-dir",
+            str(tmp_path / "d"),
+        ],
         env={"CHATWELL_ADMIN_KEY": "contract-admin-key-123"},
     )
     headers = {"Authorization": "Bearer contract-admin-key-123"}
@@ -76,26 +109,54 @@ def test_serve_answers_the_contract(live_server, tmp_path: Path) -> None:  # typ
         assert client.get("/healthz").json() == {"status": "ok"}
         bot = client.post("/v1/bots", json={"name": "Support"})
         assert bot.status_code == 201
-        source = client.post(f"/v1/bots/{bot.json()['slug']}/sources",
-                             json={"type": "text", "title": "Hours", "text": "Open 9 to 5."})
+        source = client.post(
+            f"/v1/bots/{bot.json()['slug']}/sources",
+            json={"type": "text", "title": "Hours", "text": "Open 9 to 5."},
+        )
         assert source.status_code == 202
         paths = client.get("/openapi.json").json()["paths"]
-        assert {"/v1/bots", "/v1/bots/{bot_id}", "/v1/bots/{bot_id}/sources", "/v1/keys",
-                "/v1/keys/{key_id}", "/healthz"} <= set(paths)
+        assert {
+            "/v1/bots",
+            "/v1/bots/{bot_id}",
+            "/v1/bots/{bot_id}/sources",
+            "/v1/keys",
+            "/v1/keys/{key_id}",
+            "/healthz",
+        } <= set(paths)
     assert "contract-admin-key-123" not in live_server.log(base)
 
 
-def test_sources_add_ingests_with_progress_and_reports_failures(db_args: list[str], tmp_path: Path) -> None:
+def test_sources_add_ingests_with_progress_and_reports_failures(
+    db_args: list[str], tmp_path: Path
+) -> None:
     run("bots", "create", "Docs", *db_args)
     doc = tmp_path / "guide.md"
     doc.write_text("# Guide\n\n## Returns\n\nItems can be returned within 30 days.\n")
     added = json.loads(run("sources", "add", "docs", "--file", str(doc), "--json", *db_args))
     assert added["status"] == "ready" and added["chunk_count"] >= 1 and added["title"] == "Guide"
-    qa = json.loads(run("sources", "add", "docs", "--question", "Is it free?", "--answer", "Yes.", "--json", *db_args))
+    qa = json.loads(
+        run(
+            "sources",
+            "add",
+            "docs",
+            "--question",
+            "Is it free?",
+            "--answer",
+            "Yes.",
+            "--json",
+            *db_args,
+        )
+    )
     assert qa["status"] == "ready" and qa["type"] == "qa"
-    blocked = runner.invoke(app, ["sources", "add", "docs", "--url", "http://127.0.0.1:9/", *db_args])
+    blocked = runner.invoke(
+        app, ["sources", "add", "docs", "--url", "http://127.0.0.1:9/", *db_args]
+    )
     assert blocked.exit_code == 1 and "blocked_address" in blocked.output
-    queued = json.loads(run("sources", "add", "docs", "--text", "Later.", "--no-wait", "--json", *db_args))
+    queued = json.loads(
+        run("sources", "add", "docs", "--text", "Later.", "--no-wait", "--json", *db_args)
+    )
     assert queued["status"] == "pending"
-    both = runner.invoke(app, ["sources", "add", "docs", "--text", "x", "--url", "https://e.com", *db_args])
+    both = runner.invoke(
+        app, ["sources", "add", "docs", "--text", "x", "--url", "https://e.com", *db_args]
+    )
     assert both.exit_code == 2

@@ -28,7 +28,9 @@ async def test_docs_use_local_assets(anon_client: httpx.AsyncClient) -> None:
     assert page.status_code == 200
     assert "cdn" not in page.text.lower() and "/docs/assets/swagger-ui-bundle.js" in page.text
     script = await anon_client.get("/docs/assets/swagger-ui-bundle.js")
-    assert script.status_code == 200 and script.headers["content-type"].startswith("application/javascript")
+    assert script.status_code == 200 and script.headers["content-type"].startswith(
+        "application/javascript"
+    )
     assert len(script.content) > 100_000
     css = await anon_client.get("/docs/assets/swagger-ui.css")
     assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
@@ -44,7 +46,9 @@ async def test_favicon(anon_client: httpx.AsyncClient, app: FastAPI) -> None:
 
 
 def test_list_settings_accept_commas(monkeypatch: pytest.MonkeyPatch, backend: str) -> None:
-    monkeypatch.setenv("CHATWELL_CORS_ALLOWED_ORIGINS", "https://shop.example, https://admin.example")
+    monkeypatch.setenv(
+        "CHATWELL_CORS_ALLOWED_ORIGINS", "https://shop.example, https://admin.example"
+    )
     monkeypatch.setenv("CHATWELL_BLOCKED_INPUT_PATTERNS", '["a{1,2}", "b"]')
     monkeypatch.setenv("CHATWELL_BLOCKED_OUTPUT_PATTERNS", "secret")
     settings = Settings()
@@ -55,16 +59,38 @@ def test_list_settings_accept_commas(monkeypatch: pytest.MonkeyPatch, backend: s
     assert Settings().cors_allowed_origins == []
 
 
-@pytest.mark.parametrize("variable, value, expected", [
-    ("CHATWELL_CORS_ALLOWED_ORIGINS", "[https://shop.example", "CHATWELL_CORS_ALLOWED_ORIGINS: not a JSON list"),
-    ("CHATWELL_SQLITE_BUSY_TIMEOUT_MS", "soon", "CHATWELL_SQLITE_BUSY_TIMEOUT_MS: Input should be a valid integer"),
-    ("CHATWELL_MODEL_PRICES", "cheap", "CHATWELL_MODEL_PRICES: not valid JSON"),
-    ("CHATWELL_ENVIRONMENT", "prod", "CHATWELL_ENVIRONMENT: Input should be 'development' or 'production'"),
-])
-def test_a_bad_setting_is_one_line(tmp_path: Path, variable: str, value: str, expected: str, backend: str) -> None:
+@pytest.mark.parametrize(
+    "variable, value, expected",
+    [
+        (
+            "CHATWELL_CORS_ALLOWED_ORIGINS",
+            "[https://shop.example",
+            "CHATWELL_CORS_ALLOWED_ORIGINS: not a JSON list",
+        ),
+        (
+            "CHATWELL_SQLITE_BUSY_TIMEOUT_MS",
+            "soon",
+            "CHATWELL_SQLITE_BUSY_TIMEOUT_MS: Input should be a valid integer",
+        ),
+        ("CHATWELL_MODEL_PRICES", "cheap", "CHATWELL_MODEL_PRICES: not valid JSON"),
+        (
+            "CHATWELL_ENVIRONMENT",
+            "prod",
+            "CHATWELL_ENVIRONMENT: Input should be 'development' or 'production'",
+        ),
+    ],
+)
+def test_a_bad_setting_is_one_line(
+    tmp_path: Path, variable: str, value: str, expected: str, backend: str
+) -> None:
     env = {**os.environ, variable: value, "CHATWELL_DATA_DIR": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-m", "chatwell.cli", "serve", "--port", "1"], env=env,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "chatwell.cli", "serve", "--port", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
@@ -73,10 +99,19 @@ def test_a_bad_setting_is_one_line(tmp_path: Path, variable: str, value: str, ex
 
 
 def test_a_secret_is_never_repeated(tmp_path: Path, backend: str) -> None:
-    env = {**os.environ, "CHATWELL_ENVIRONMENT": "production", "CHATWELL_ADMIN_KEY": "changeme",
-           "CHATWELL_DATA_DIR": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-m", "chatwell.cli", "keys", "list"], env=env,
-                          capture_output=True, text=True, timeout=60)
+    env = {
+        **os.environ,
+        "CHATWELL_ENVIRONMENT": "production",
+        "CHATWELL_ADMIN_KEY": "changeme",
+        "CHATWELL_DATA_DIR": str(tmp_path),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "chatwell.cli", "keys", "list"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2 and "CHATWELL_ADMIN_KEY is a placeholder" in done.stderr
     assert "changeme" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1

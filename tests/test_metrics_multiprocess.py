@@ -20,7 +20,8 @@ from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from tests.conftest import ADMIN_KEY
 
 READY_COUNT = re.compile(
-    r'^chatwell_http_requests_total\{method="GET",route="/readyz",status="200"\} (\S+)$', re.M)
+    r'^chatwell_http_requests_total\{method="GET",route="/readyz",status="200"\} (\S+)$', re.M
+)
 
 
 def _get(url: str) -> httpx.Response:
@@ -47,11 +48,18 @@ def test_metrics_add_up_every_worker(live_server: Any, tmp_path: Path) -> None:
     env = {"CHATWELL_ADMIN_KEY": ADMIN_KEY, "TMPDIR": str(temp)}
     data = str(tmp_path / "d")
     # Migrate first, as the README's deployment does: two workers migrating a new SQLite file race.
-    subprocess.run([chatwell, "migrate", "--data-dir", data], env={**os.environ, **env},
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [chatwell, "migrate", "--data-dir", data],
+        env={**os.environ, **env},
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     base = live_server.start_process(
         [chatwell, "serve", "--port", "{port}", "--data-dir", data, "--workers", "2"],
-        env=env, timeout=120)
+        env=env,
+        timeout=120,
+    )
     process = live_server.processes[base]
     (metrics_dir,) = temp.glob("chatwell-metrics-*")
 
@@ -75,14 +83,19 @@ def test_metrics_add_up_every_worker(live_server: Any, tmp_path: Path) -> None:
     assert not metrics_dir.exists()
 
 
-def test_a_scrape_skips_the_file_a_worker_is_creating(tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_scrape_skips_the_file_a_worker_is_creating(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from chatwell.observability.metrics import MULTIPROC_ENV, Metrics
 
     written = MmapedDict(str(tmp_path / "counter_101.db"))
-    key = mmap_key("chatwell_http_requests", "chatwell_http_requests_total",
-                   ["method", "route", "status"], ["GET", "/readyz", "200"],
-                   "HTTP requests answered.")
+    key = mmap_key(
+        "chatwell_http_requests",
+        "chatwell_http_requests_total",
+        ["method", "route", "status"],
+        ["GET", "/readyz", "200"],
+        "HTTP requests answered.",
+    )
     written.write_value(key, 3.0, 0.0)
     written.close()
     (tmp_path / "counter_102.db").touch()  # opened by another worker, not yet sized

@@ -23,9 +23,9 @@ def _tool(folder: Path, name: str, body: str = "exit 0") -> None:
     path.chmod(path.stat().st_mode | stat.S_IXUSR)
 
 
-def _run(tmp_path: Path, *, present: tuple[str, ...], uid: int, sudo: str | None) -> tuple[
-    subprocess.CompletedProcess[str], list[str]
-]:
+def _run(
+    tmp_path: Path, *, present: tuple[str, ...], uid: int, sudo: str | None
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
     tools = tmp_path / "bin"
     tools.mkdir()
     calls = tmp_path / "calls.log"

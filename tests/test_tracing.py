@@ -9,10 +9,10 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -81,37 +81,49 @@ def collector() -> Iterator[Collector]:
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
-async def test_chat_turns_are_traced_with_their_phases(make_settings: Callable[..., Settings],
-                                                       collector: Collector,
-                                                       announcements: list[str]) -> None:
-    app = create_app(make_settings(otel_endpoint=collector.url, otel_service_name="chatwell-test"),
-                     announce=announcements.append)
+async def test_chat_turns_are_traced_with_their_phases(
+    make_settings: Callable[..., Settings], collector: Collector, announcements: list[str]
+) -> None:
+    app = create_app(
+        make_settings(otel_endpoint=collector.url, otel_service_name="chatwell-test"),
+        announce=announcements.append,
+    )
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver",
-                                     headers=bearer(ADMIN_KEY)) as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", headers=bearer(ADMIN_KEY)
+        ) as client:
             bot = await bot_with_knowledge(client, app)
             secret = (await make_key(client))["key"]
-            streamed = await client.post(f"/v1/bots/{bot['id']}/chat", json={"message": QUESTION},
-                                         headers={**bearer(secret), "X-Request-ID": "rid-streamed"})
+            streamed = await client.post(
+                f"/v1/bots/{bot['id']}/chat",
+                json={"message": QUESTION},
+                headers={**bearer(secret), "X-Request-ID": "rid-streamed"},
+            )
             assert [name for name, _ in parse_sse(streamed.text)][-1] == "done"
             continued = await client.post(
-                f"/v1/bots/{bot['id']}/chat", json={"message": QUESTION, "stream": False},
-                headers={**bearer(secret), "traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"})
+                f"/v1/bots/{bot['id']}/chat",
+                json={"message": QUESTION, "stream": False},
+                headers={**bearer(secret), "traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"},
+            )
             assert "Monday to Friday" in continued.json()["answer"]
     # The lifespan's shutdown flushed the batch: no explicit flush needed.
 
     spans = collector.spans()
     assert spans and all(resource["service.name"] == "chatwell-test" for resource, _ in spans)
-    servers = [s for _, s in spans
-               if s.kind == Span.SPAN_KIND_SERVER and s.name == f"POST {CHAT_ROUTE}"]
+    servers = [
+        s for _, s in spans if s.kind == Span.SPAN_KIND_SERVER and s.name == f"POST {CHAT_ROUTE}"
+    ]
     assert len(servers) == 2
     for server in servers:
         attributes = _attributes(server.attributes)
         assert attributes["http.method"] == "POST" and attributes["http.route"] == CHAT_ROUTE
         assert attributes["http.status_code"] == 200 and attributes["chatwell.request_id"]
-        children = {s.name: s for _, s in spans
-                    if s.trace_id == server.trace_id and s.parent_span_id == server.span_id}
+        children = {
+            s.name: s
+            for _, s in spans
+            if s.trace_id == server.trace_id and s.parent_span_id == server.span_id
+        }
         assert set(children) == {"chatwell.retrieval", "chatwell.generation"}
         retrieval = _attributes(children["chatwell.retrieval"].attributes)
         assert retrieval["chatwell.bot_id"] == bot["id"] and retrieval["chatwell.passages"] >= 1
@@ -166,8 +178,9 @@ loaded = sorted(m for m in sys.modules
 assert not loaded, loaded
 """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CHATWELL_", "OTEL_"))}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120, env=env)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env
+    )
     assert result.returncode == 0, result.stderr
 
 

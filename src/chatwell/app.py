@@ -16,45 +16,43 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from chatwell import __version__
-from chatwell.api import system
+from chatwell.api import dashboard, front_door, shared_chat, system, widget
 from chatwell.api.body_limit import BodyLimitMiddleware
-from chatwell.api.client_limits import ClientConcurrencyMiddleware
-from chatwell.api.dialect import key_principal
-from chatwell.api.errors import ErrorFormats, install_error_handlers
-from chatwell.api.native import bots as native_bots
-from chatwell.api.native import keys as native_keys
-from chatwell.api.native import leads as native_leads
-from chatwell.api.native import sources as native_sources
-from chatwell.api.native import chat as native_chat
-from chatwell.api.native import handoff as native_handoff
-from chatwell.api.mcp import PATH as MCP_PATH
-from chatwell.api.mcp import McpEndpoint
-from chatwell.api.openai import responses as openai_responses
-from chatwell.api.openai import routes as openai_routes
-from chatwell.api.native import search as native_search
-from chatwell.api import dashboard, front_door, shared_chat, widget
 from chatwell.api.chatbase import routes as chatbase
 from chatwell.api.chatbotiq import leads as chatbotiq_leads
 from chatwell.api.chatbotiq import routes as chatbotiq
 from chatwell.api.chatbots_v1 import routes as chatbots_v1
 from chatwell.api.chatiq import routes as chatiq
+from chatwell.api.client_limits import ClientConcurrencyMiddleware
 from chatwell.api.cors import CORSMiddleware
 from chatwell.api.devapi import routes as devapi
+from chatwell.api.dialect import error_renderer, key_principal
 from chatwell.api.dify import routes as dify
+from chatwell.api.errors import ErrorFormats, install_error_handlers
 from chatwell.api.flowise import routes as flowise
-from chatwell.api.dialect import error_renderer
+from chatwell.api.mcp import PATH as MCP_PATH
+from chatwell.api.mcp import McpEndpoint
+from chatwell.api.native import bots as native_bots
+from chatwell.api.native import chat as native_chat
+from chatwell.api.native import handoff as native_handoff
+from chatwell.api.native import keys as native_keys
+from chatwell.api.native import leads as native_leads
+from chatwell.api.native import search as native_search
+from chatwell.api.native import sources as native_sources
+from chatwell.api.openai import responses as openai_responses
+from chatwell.api.openai import routes as openai_routes
 from chatwell.api.sse import StreamSlots
+from chatwell.ingestion.queue import ProcrastinateQueue
+from chatwell.ingestion.worker import IngestionWorker
 from chatwell.limits.policies import ChatLimits
+from chatwell.limits.service import RateLimiter
 from chatwell.observability.logs import protect_server_logs
 from chatwell.observability.metrics import Metrics
 from chatwell.observability.middleware import ObservabilityMiddleware
 from chatwell.observability.tracing import Tracing, TracingMiddleware
-from chatwell.limits.service import RateLimiter
-from chatwell.services.recaptcha import SiteVerifyRecaptcha
-from chatwell.ingestion.queue import ProcrastinateQueue
-from chatwell.ingestion.worker import IngestionWorker
 from chatwell.services.conversation_bus import build_conversation_bus
 from chatwell.services.knowledge import build_chat_service, build_knowledge
+from chatwell.services.recaptcha import SiteVerifyRecaptcha
 from chatwell.services.webhooks import WebhookWorker
 from chatwell.settings import Settings
 from chatwell.storage import migrate
@@ -83,20 +81,28 @@ def create_app(settings: Settings | None = None, *, announce: Announce = _print)
         from chatwell.services import bootstrap
 
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        db = Database(settings.resolved_database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+        db = Database(
+            settings.resolved_database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms
+        )
         app.state.db = db
         worker: IngestionWorker | None = None
         queue: ProcrastinateQueue | None = None
         webhooks = WebhookWorker(db, allow_private=settings.webhook_allow_private)
         app.state.webhooks = webhooks
-        limiter = RateLimiter(settings.redis_url, fail_open=settings.rate_limit_failure_mode == "open")
+        limiter = RateLimiter(
+            settings.redis_url, fail_open=settings.rate_limit_failure_mode == "open"
+        )
         limiter.metrics = app.state.metrics
         app.state.limits = ChatLimits(settings, limiter)
         bus = build_conversation_bus(settings, db)
         app.state.conversation_bus = bus
-        app.state.recaptcha = (SiteVerifyRecaptcha(settings.recaptcha_secret_key.get_secret_value(),
-                                                   settings.recaptcha_verify_url)
-                               if settings.recaptcha_secret_key else None)
+        app.state.recaptcha = (
+            SiteVerifyRecaptcha(
+                settings.recaptcha_secret_key.get_secret_value(), settings.recaptcha_verify_url
+            )
+            if settings.recaptcha_secret_key
+            else None
+        )
         tracing: Tracing | None = app.state.tracing
         try:
             if tracing is not None:
@@ -116,7 +122,9 @@ def create_app(settings: Settings | None = None, *, announce: Announce = _print)
                     await queue.ensure_schema()
                 app.state.ingestion = queue
             else:
-                worker = IngestionWorker(knowledge.ingestor, concurrency=settings.ingestion_concurrency)
+                worker = IngestionWorker(
+                    knowledge.ingestor, concurrency=settings.ingestion_concurrency
+                )
                 app.state.ingestion = worker
             await bootstrap.on_start(db, settings, announce=announce)
             if worker is not None:
@@ -152,7 +160,9 @@ def create_app(settings: Settings | None = None, *, announce: Announce = _print)
     app.state.settings = settings
     mcp_door = McpEndpoint(key_principal)
     if settings.mcp_enabled:
-        app.router.add_route(MCP_PATH, mcp_door, methods=["GET", "POST", "DELETE"], include_in_schema=False)
+        app.router.add_route(
+            MCP_PATH, mcp_door, methods=["GET", "POST", "DELETE"], include_in_schema=False
+        )
     metrics = Metrics()
     app.state.metrics = metrics
     app.state.event_streams = StreamSlots(settings.public_event_streams_per_conversation)
@@ -165,32 +175,59 @@ def create_app(settings: Settings | None = None, *, announce: Announce = _print)
         upload_limit=settings.max_upload_bytes,
         formats=formats,
     )
-    app.add_middleware(ClientConcurrencyMiddleware, limit=settings.max_concurrent_requests_per_client,
-                       formats=formats, metrics=metrics)
+    app.add_middleware(
+        ClientConcurrencyMiddleware,
+        limit=settings.max_concurrent_requests_per_client,
+        formats=formats,
+        metrics=metrics,
+    )
     app.add_middleware(CORSMiddleware, settings=settings, formats=formats)
-    tracing = (Tracing(settings.otel_endpoint, service_name=settings.otel_service_name)
-               if settings.otel_endpoint else None)
+    tracing = (
+        Tracing(settings.otel_endpoint, service_name=settings.otel_service_name)
+        if settings.otel_endpoint
+        else None
+    )
     app.state.tracing = tracing
     if tracing is not None:  # inside ObservabilityMiddleware, which assigns the request id
         app.add_middleware(TracingMiddleware, tracing=tracing)
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
-    for router in (system.router, native_bots.router, native_sources.router, native_search.router,
-                   native_keys.router, native_chat.router, native_handoff.router, openai_routes.router, openai_responses.router,
-                   chatiq.router,
-                   chatbotiq.router, chatbots_v1.router, shared_chat.router, devapi.router, chatbase.router,
-                   native_leads.router, chatbotiq_leads.router, widget.router, dashboard.router, front_door.router,
-                   dify.router, flowise.router):
+    for router in (
+        system.router,
+        native_bots.router,
+        native_sources.router,
+        native_search.router,
+        native_keys.router,
+        native_chat.router,
+        native_handoff.router,
+        openai_routes.router,
+        openai_responses.router,
+        chatiq.router,
+        chatbotiq.router,
+        chatbots_v1.router,
+        shared_chat.router,
+        devapi.router,
+        chatbase.router,
+        native_leads.router,
+        chatbotiq_leads.router,
+        widget.router,
+        dashboard.router,
+        front_door.router,
+        dify.router,
+        flowise.router,
+    ):
         app.include_router(router)
     for prefix in ("/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/models"):
         formats.register(prefix, openai_routes.openai_error, openai_routes.ERROR_DOC)
-    dialects = ((chatiq.PREFIXES, chatiq.chatiq_error, chatiq.ERROR_DOC),
-                (chatbotiq.PREFIXES, chatbotiq.chatbotiq_error, chatbotiq.ERROR_DOC),
-                (chatbots_v1.PREFIXES, chatbots_v1.chatbots_v1_error, chatbots_v1.ERROR_DOC),
-                (devapi.PREFIXES, devapi.devapi_error, devapi.ERROR_DOC),
-                (chatbase.PREFIXES, chatbase.chatbase_error, chatbase.ERROR_DOC),
-                (dify.PREFIXES, dify.dify_error, dify.ERROR_DOC),
-                (flowise.PREFIXES, flowise.flowise_error, flowise.ERROR_DOC),
-                ((shared_chat.PATH,), shared_chat.either_error, shared_chat.ERROR_DOC))
+    dialects = (
+        (chatiq.PREFIXES, chatiq.chatiq_error, chatiq.ERROR_DOC),
+        (chatbotiq.PREFIXES, chatbotiq.chatbotiq_error, chatbotiq.ERROR_DOC),
+        (chatbots_v1.PREFIXES, chatbots_v1.chatbots_v1_error, chatbots_v1.ERROR_DOC),
+        (devapi.PREFIXES, devapi.devapi_error, devapi.ERROR_DOC),
+        (chatbase.PREFIXES, chatbase.chatbase_error, chatbase.ERROR_DOC),
+        (dify.PREFIXES, dify.dify_error, dify.ERROR_DOC),
+        (flowise.PREFIXES, flowise.flowise_error, flowise.ERROR_DOC),
+        ((shared_chat.PATH,), shared_chat.either_error, shared_chat.ERROR_DOC),
+    )
     for prefixes, fmt, doc in dialects:
         for prefix in prefixes:
             formats.register(prefix, error_renderer(fmt), doc)
@@ -213,10 +250,13 @@ def _openapi_with_extra_schemas(app: FastAPI) -> Callable[[], dict[str, Any]]:
 
     def build() -> dict[str, Any]:
         if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version, summary=app.summary,
-                                 routes=app.routes)
+            schema = get_openapi(
+                title=app.title, version=app.version, summary=app.summary, routes=app.routes
+            )
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            extra = native_sources.SOURCE_IN.json_schema(ref_template="#/components/schemas/{model}")
+            extra = native_sources.SOURCE_IN.json_schema(
+                ref_template="#/components/schemas/{model}"
+            )
             components.update(extra.get("$defs", {}))
             for model in (chatbase.ChatbaseChatIn, devapi.DevChatIn):
                 body = model.model_json_schema(ref_template="#/components/schemas/{model}")

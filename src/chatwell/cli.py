@@ -26,8 +26,11 @@ from rich.table import Table
 from chatwell.errors import ChatwellError
 from chatwell.settings import Settings, settings_error_line
 
-app = typer.Typer(help="chatwell: AI chatbots grounded in your own content.", no_args_is_help=True,
-                  add_completion=False)
+app = typer.Typer(
+    help="chatwell: AI chatbots grounded in your own content.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 workspaces_app = typer.Typer(help="Manage workspaces (tenants).", no_args_is_help=True)
 bots_app = typer.Typer(help="Manage bots.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
@@ -41,10 +44,21 @@ console = Console()
 err_console = Console(stderr=True)
 T = TypeVar("T")
 
-DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data folder (default ./chatwell-data or CHATWELL_DATA_DIR).")]
-DatabaseUrl = Annotated[str | None, typer.Option("--database-url", help="SQLAlchemy async URL (overrides the data dir's SQLite file).")]
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Data folder (default ./chatwell-data or CHATWELL_DATA_DIR)."),
+]
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url", help="SQLAlchemy async URL (overrides the data dir's SQLite file)."
+    ),
+]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
-WorkspaceOpt = Annotated[str | None, typer.Option("--workspace", "-w", help="Workspace id (default: the default workspace).")]
+WorkspaceOpt = Annotated[
+    str | None,
+    typer.Option("--workspace", "-w", help="Workspace id (default: the default workspace)."),
+]
 
 
 def _settings(data_dir: Path | None, database_url: str | None, **extra: Any) -> Settings:
@@ -63,7 +77,9 @@ def _settings(data_dir: Path | None, database_url: str | None, **extra: Any) -> 
         raise typer.Exit(2) from None
 
 
-def _run(settings: Settings, work: Callable[[Any], Awaitable[T]], *, migrate_first: bool = True) -> T:
+def _run(
+    settings: Settings, work: Callable[[Any], Awaitable[T]], *, migrate_first: bool = True
+) -> T:
     """Open the database (migrated), run ``work(db)``, close; domain errors exit with code 1."""
     from chatwell.storage import migrate
     from chatwell.storage.database import Database
@@ -109,6 +125,7 @@ async def _workspace_id(db: Any, workspace: str | None) -> uuid.UUID:
 
 GRACEFUL_SECONDS = 30  # on SIGTERM, open streams get this long to finish
 
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
@@ -116,7 +133,9 @@ def serve(
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
     workers: Annotated[int, typer.Option(help="Number of API processes.")] = 1,
-    demo: Annotated[bool, typer.Option("--demo", help="Create a public demo bot on first start.")] = False,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Create a public demo bot on first start.")
+    ] = False,
 ) -> None:
     """Run the HTTP server (every CHATWELL_* setting applies; see the README)."""
     import uvicorn
@@ -127,8 +146,10 @@ def serve(
     from chatwell.observability.logs import configure_logging
 
     configure_logging(settings.log_level, settings.log_format)
-    console.print(f"chatwell is starting on [bold]http://{host}:{port}[/bold] "
-                  f"(data: {settings.data_dir}, API docs: http://{host}:{port}/docs)")
+    console.print(
+        f"chatwell is starting on [bold]http://{host}:{port}[/bold] "
+        f"(data: {settings.data_dir}, API docs: http://{host}:{port}/docs)"
+    )
     if workers > 1:
         if settings.auto_migrate:
             # Once, here, before the workers start: N workers migrating and seeding one database
@@ -146,13 +167,28 @@ def serve(
         if demo:
             os.environ["CHATWELL_DEMO"] = "1"
         with _shared_metrics_dir(workers=workers):
-            uvicorn.run("chatwell.app:create_served_app", factory=True, host=host, port=port, workers=workers,
-                        log_level=settings.log_level, proxy_headers=True, log_config=None,
-                        timeout_graceful_shutdown=GRACEFUL_SECONDS)
+            uvicorn.run(
+                "chatwell.app:create_served_app",
+                factory=True,
+                host=host,
+                port=port,
+                workers=workers,
+                log_level=settings.log_level,
+                proxy_headers=True,
+                log_config=None,
+                timeout_graceful_shutdown=GRACEFUL_SECONDS,
+            )
     else:
         with _shared_metrics_dir(workers=1):
-            uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level,
-                        proxy_headers=True, log_config=None, timeout_graceful_shutdown=GRACEFUL_SECONDS)
+            uvicorn.run(
+                create_app(settings),
+                host=host,
+                port=port,
+                log_level=settings.log_level,
+                proxy_headers=True,
+                log_config=None,
+                timeout_graceful_shutdown=GRACEFUL_SECONDS,
+            )
 
 
 @contextmanager
@@ -179,7 +215,9 @@ def _shared_metrics_dir(*, workers: int) -> Iterator[None]:
 
 @app.command()
 def mcp(
-    bot: Annotated[str, typer.Option("--bot", help="The bot (id or slug) whose tools this server offers.")],
+    bot: Annotated[
+        str, typer.Option("--bot", help="The bot (id or slug) whose tools this server offers.")
+    ],
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
 ) -> None:
@@ -191,7 +229,9 @@ def mcp(
     from chatwell.services.knowledge import build_chat_service, build_knowledge
 
     settings = _settings(data_dir, database_url)
-    logging.basicConfig(stream=sys.stderr, level=logging.WARNING)  # stdout carries the protocol only
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.WARNING
+    )  # stdout carries the protocol only
 
     async def work(db: Any) -> None:
         async with db.read() as session:
@@ -214,7 +254,9 @@ def mcp(
 def worker(
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
-    concurrency: Annotated[int | None, typer.Option(help="Jobs at once (default: CHATWELL_INGESTION_CONCURRENCY).")] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(help="Jobs at once (default: CHATWELL_INGESTION_CONCURRENCY).")
+    ] = None,
     burst: Annotated[bool, typer.Option("--burst", help="Exit once the queue is empty.")] = False,
 ) -> None:
     """Run ingestion jobs from the procrastinate queue (CHATWELL_QUEUE=procrastinate, PostgreSQL).
@@ -227,8 +269,10 @@ def worker(
 
     settings = _settings(data_dir, database_url)
     if settings.queue != "procrastinate":
-        err_console.print("[red]error[/red]: `chatwell worker` runs the procrastinate queue; "
-                          "set CHATWELL_QUEUE=procrastinate (and a PostgreSQL CHATWELL_DATABASE_URL)")
+        err_console.print(
+            "[red]error[/red]: `chatwell worker` runs the procrastinate queue; "
+            "set CHATWELL_QUEUE=procrastinate (and a PostgreSQL CHATWELL_DATABASE_URL)"
+        )
         raise typer.Exit(2)
 
     async def work(db: Any) -> None:
@@ -264,8 +308,10 @@ def setup_token(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> N
 
     token = _run(settings, work)
     if token is None:
-        err_console.print("The dashboard already has an owner: sign in at /dashboard/login "
-                          "(`chatwell reset-password EMAIL` if the password is lost).")
+        err_console.print(
+            "The dashboard already has an owner: sign in at /dashboard/login "
+            "(`chatwell reset-password EMAIL` if the password is lost)."
+        )
         raise typer.Exit(1)
     typer.echo(token)
 
@@ -275,8 +321,14 @@ def reset_password(
     email: Annotated[str, typer.Argument(help="The dashboard account's email address.")],
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
-    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the new password from the first "
-                                                 "line of standard input (scripts) instead of asking.")] = False,
+    password_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--password-stdin",
+            help="Read the new password from the first "
+            "line of standard input (scripts) instead of asking.",
+        ),
+    ] = False,
 ) -> None:
     """Set a new dashboard password for an account (forgotten password); every session of it ends."""
     import sys
@@ -293,7 +345,9 @@ def reset_password(
         return await members.reset_password(db, email=email, password=password)
 
     user = _run(settings, work)
-    console.print(f"The password of {user.email} is changed; its sessions were signed out.", markup=False)
+    console.print(
+        f"The password of {user.email} is changed; its sessions were signed out.", markup=False
+    )
 
 
 @app.command()
@@ -326,6 +380,7 @@ def migrate(
 
 # -------------------------------------------------------------------------------------- backups
 
+
 def _offline(work: Callable[[], T]) -> T:
     """Run a command that needs no event loop; domain errors exit with code 1."""
     try:
@@ -339,43 +394,66 @@ def _offline(work: Callable[[], T]) -> T:
 def backup(
     path: Annotated[Path, typer.Argument(help="The backup file to write.")],
     force: Annotated[bool, typer.Option("--force", help="Replace PATH if it exists.")] = False,
-    data_dir: DataDir = None, database_url: DatabaseUrl = None, as_json: JsonFlag = False,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Copy the SQLite database to PATH, consistently, while the server runs (PostgreSQL: pg_dump)."""
     from chatwell.storage import backup as backups
 
     settings = _settings(data_dir, database_url)
-    info = _offline(lambda: backups.backup_sqlite(settings.resolved_database_url, path, overwrite=force))
-    _emit(as_json, {"path": str(info.path), "bytes": info.bytes, "revision": info.revision},
-          f"backed up to {info.path} ({info.bytes} bytes, migration {info.revision})")
+    info = _offline(
+        lambda: backups.backup_sqlite(settings.resolved_database_url, path, overwrite=force)
+    )
+    _emit(
+        as_json,
+        {"path": str(info.path), "bytes": info.bytes, "revision": info.revision},
+        f"backed up to {info.path} ({info.bytes} bytes, migration {info.revision})",
+    )
 
 
 @app.command()
 def restore(
     path: Annotated[Path, typer.Argument(help="A backup written by `chatwell backup`.")],
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing database, even one a running "
-                                        "server holds (restart that server afterwards).")] = False,
-    data_dir: DataDir = None, database_url: DatabaseUrl = None, as_json: JsonFlag = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Replace an existing database, even one a running "
+            "server holds (restart that server afterwards).",
+        ),
+    ] = False,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Restore the SQLite database from PATH (checked first: a chatwell database at this migration)."""
     from chatwell.storage import backup as backups
 
     settings = _settings(data_dir, database_url)
-    info = _offline(lambda: backups.restore_sqlite(settings.resolved_database_url, path, force=force))
-    _emit(as_json, {"path": str(info.path), "bytes": info.bytes, "revision": info.revision},
-          f"restored {path} into {info.path} (migration {info.revision})")
+    info = _offline(
+        lambda: backups.restore_sqlite(settings.resolved_database_url, path, force=force)
+    )
+    _emit(
+        as_json,
+        {"path": str(info.path), "bytes": info.bytes, "revision": info.revision},
+        f"restored {path} into {info.path} (migration {info.revision})",
+    )
 
 
 # ----------------------------------------------------------------------------------- workspaces
 
+
 @workspaces_app.command("create")
-def workspaces_create(name: str, data_dir: DataDir = None, database_url: DatabaseUrl = None,
-                      as_json: JsonFlag = False) -> None:
+def workspaces_create(
+    name: str, data_dir: DataDir = None, database_url: DatabaseUrl = None, as_json: JsonFlag = False
+) -> None:
     """Create a workspace and print its owner key (shown only now)."""
     from chatwell.services import workspaces
 
-    ws, secret = _run(_settings(data_dir, database_url),
-                      lambda db: workspaces.create_workspace(db, name=name))
+    ws, secret = _run(
+        _settings(data_dir, database_url), lambda db: workspaces.create_workspace(db, name=name)
+    )
     if as_json:
         _emit(True, {"id": str(ws.id), "name": ws.name, "owner_key": secret})
     else:
@@ -384,25 +462,44 @@ def workspaces_create(name: str, data_dir: DataDir = None, database_url: Databas
 
 
 @workspaces_app.command("list")
-def workspaces_list(data_dir: DataDir = None, database_url: DatabaseUrl = None,
-                    as_json: JsonFlag = False) -> None:
+def workspaces_list(
+    data_dir: DataDir = None, database_url: DatabaseUrl = None, as_json: JsonFlag = False
+) -> None:
     """List workspaces."""
     from chatwell.services import workspaces
 
     rows = _run(_settings(data_dir, database_url), workspaces.list_workspaces)
     table = Table("id", "name", "default", "bots", "created")
     for r in rows:
-        table.add_row(str(r.workspace.id), r.workspace.name, "yes" if r.workspace.is_default else "",
-                      str(r.bot_count), r.workspace.created_at.isoformat(timespec="seconds"))
-    _emit(as_json, [{"id": str(r.workspace.id), "name": r.workspace.name,
-                     "is_default": r.workspace.is_default, "bot_count": r.bot_count,
-                     "created_at": r.workspace.created_at} for r in rows], table)
+        table.add_row(
+            str(r.workspace.id),
+            r.workspace.name,
+            "yes" if r.workspace.is_default else "",
+            str(r.bot_count),
+            r.workspace.created_at.isoformat(timespec="seconds"),
+        )
+    _emit(
+        as_json,
+        [
+            {
+                "id": str(r.workspace.id),
+                "name": r.workspace.name,
+                "is_default": r.workspace.is_default,
+                "bot_count": r.bot_count,
+                "created_at": r.workspace.created_at,
+            }
+            for r in rows
+        ],
+        table,
+    )
 
 
 @workspaces_app.command("credit")
 def workspaces_credit(
     balance: Annotated[str, typer.Argument(help="Credit in USD (e.g. 25.00), or 'unlimited'.")],
-    workspace: WorkspaceOpt = None, data_dir: DataDir = None, database_url: DatabaseUrl = None,
+    workspace: WorkspaceOpt = None,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Set a workspace's credit; at zero, chats end with `service_unavailable`."""
@@ -417,14 +514,19 @@ def workspaces_credit(
         raise typer.Exit(2) from None
 
     async def work(db: Any) -> Any:
-        return await workspaces.set_credit(db, workspace_id=await _workspace_id(db, workspace), balance=amount)
+        return await workspaces.set_credit(
+            db, workspace_id=await _workspace_id(db, workspace), balance=amount
+        )
 
     ws = _run(_settings(data_dir, database_url), work)
     shown = "unlimited" if ws.credit_balance is None else str(ws.credit_balance)
-    _emit(as_json, {"id": str(ws.id), "credit_balance": shown}, f"workspace {ws.name}: credit {shown}")
+    _emit(
+        as_json, {"id": str(ws.id), "credit_balance": shown}, f"workspace {ws.name}: credit {shown}"
+    )
 
 
 # ----------------------------------------------------------------------------------------- bots
+
 
 def _bot_json(bot: Any) -> dict[str, Any]:
     from chatwell.api.native.schemas import BotOut
@@ -433,8 +535,12 @@ def _bot_json(bot: Any) -> dict[str, Any]:
 
 
 @bots_app.command("list")
-def bots_list(workspace: WorkspaceOpt = None, data_dir: DataDir = None,
-              database_url: DatabaseUrl = None, as_json: JsonFlag = False) -> None:
+def bots_list(
+    workspace: WorkspaceOpt = None,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+    as_json: JsonFlag = False,
+) -> None:
     """List the bots of a workspace."""
     from chatwell.services import bots
     from chatwell.services.principals import owner_principal
@@ -459,10 +565,16 @@ def bots_list(workspace: WorkspaceOpt = None, data_dir: DataDir = None,
 @bots_app.command("create")
 def bots_create(
     name: str,
-    slug: Annotated[str | None, typer.Option(help="URL-safe unique slug (default: from the name).")] = None,
-    public: Annotated[bool, typer.Option("--public", help="Anyone may chat with it (widget, 001).")] = False,
+    slug: Annotated[
+        str | None, typer.Option(help="URL-safe unique slug (default: from the name).")
+    ] = None,
+    public: Annotated[
+        bool, typer.Option("--public", help="Anyone may chat with it (widget, 001).")
+    ] = False,
     instructions: Annotated[str | None, typer.Option(help="System instructions.")] = None,
-    workspace: WorkspaceOpt = None, data_dir: DataDir = None, database_url: DatabaseUrl = None,
+    workspace: WorkspaceOpt = None,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Create a bot."""
@@ -486,8 +598,13 @@ def bots_create(
 
 
 @bots_app.command("delete")
-def bots_delete(bot: str, workspace: WorkspaceOpt = None, data_dir: DataDir = None,
-                database_url: DatabaseUrl = None, as_json: JsonFlag = False) -> None:
+def bots_delete(
+    bot: str,
+    workspace: WorkspaceOpt = None,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+    as_json: JsonFlag = False,
+) -> None:
     """Delete a bot (by id or slug) with its sources, conversations and keys."""
     from chatwell.services import bots
     from chatwell.services.principals import owner_principal
@@ -502,13 +619,18 @@ def bots_delete(bot: str, workspace: WorkspaceOpt = None, data_dir: DataDir = No
 
 # ----------------------------------------------------------------------------------------- keys
 
+
 @keys_app.command("create")
 def keys_create(
     label: str,
     bot: Annotated[str | None, typer.Option(help="Limit the key to this bot (id or slug).")] = None,
-    origin: Annotated[list[str] | None, typer.Option("--origin", help="Allowed origin (repeatable).")] = None,
+    origin: Annotated[
+        list[str] | None, typer.Option("--origin", help="Allowed origin (repeatable).")
+    ] = None,
     daily_limit: Annotated[int | None, typer.Option(help="Messages per day.", min=1)] = None,
-    workspace: WorkspaceOpt = None, data_dir: DataDir = None, database_url: DatabaseUrl = None,
+    workspace: WorkspaceOpt = None,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Create an API key and print its secret (shown only now)."""
@@ -527,21 +649,40 @@ def keys_create(
         bot_id = None
         if bot is not None:
             bot_id = (await bots.get_bot(db, principal=owner_principal(workspace_id), ref=bot)).id
-        return await keys.create_key(db, workspace_id=workspace_id, label=label, bot_id=bot_id,
-                                     allowed_origins=origins, daily_message_limit=daily_limit, origin="cli")
+        return await keys.create_key(
+            db,
+            workspace_id=workspace_id,
+            label=label,
+            bot_id=bot_id,
+            allowed_origins=origins,
+            daily_message_limit=daily_limit,
+            origin="cli",
+        )
 
     key, secret = _run(_settings(data_dir, database_url), work)
     if as_json:
-        _emit(True, {"id": str(key.id), "key": secret, "prefix": key.prefix, "label": key.label,
-                     "bot_id": str(key.bot_id) if key.bot_id else None})
+        _emit(
+            True,
+            {
+                "id": str(key.id),
+                "key": secret,
+                "prefix": key.prefix,
+                "label": key.label,
+                "bot_id": str(key.bot_id) if key.bot_id else None,
+            },
+        )
     else:
         console.print(f"key [bold]{label}[/bold] created: id {key.id}")
         console.print(f"secret (shown only now): [bold]{secret}[/bold]")
 
 
 @keys_app.command("list")
-def keys_list(workspace: WorkspaceOpt = None, data_dir: DataDir = None,
-              database_url: DatabaseUrl = None, as_json: JsonFlag = False) -> None:
+def keys_list(
+    workspace: WorkspaceOpt = None,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+    as_json: JsonFlag = False,
+) -> None:
     """List the active keys of a workspace (prefixes only)."""
     from chatwell.services import keys
 
@@ -558,16 +699,39 @@ def keys_list(workspace: WorkspaceOpt = None, data_dir: DataDir = None,
     rows = _run(_settings(data_dir, database_url), work)
     table = Table("id", "prefix", "label", "scope", "last used")
     for k in rows:
-        table.add_row(str(k.id), k.prefix, k.label, f"bot {k.bot_id}" if k.bot_id else "workspace",
-                      k.last_used_at.isoformat(timespec="seconds") if k.last_used_at else "never")
-    _emit(as_json, [{"id": str(k.id), "prefix": k.prefix, "label": k.label,
-                     "bot_id": str(k.bot_id) if k.bot_id else None, "is_owner": k.is_owner,
-                     "last_used_at": k.last_used_at, "created_at": k.created_at} for k in rows], table)
+        table.add_row(
+            str(k.id),
+            k.prefix,
+            k.label,
+            f"bot {k.bot_id}" if k.bot_id else "workspace",
+            k.last_used_at.isoformat(timespec="seconds") if k.last_used_at else "never",
+        )
+    _emit(
+        as_json,
+        [
+            {
+                "id": str(k.id),
+                "prefix": k.prefix,
+                "label": k.label,
+                "bot_id": str(k.bot_id) if k.bot_id else None,
+                "is_owner": k.is_owner,
+                "last_used_at": k.last_used_at,
+                "created_at": k.created_at,
+            }
+            for k in rows
+        ],
+        table,
+    )
 
 
 @keys_app.command("revoke")
-def keys_revoke(key_id: str, workspace: WorkspaceOpt = None, data_dir: DataDir = None,
-                database_url: DatabaseUrl = None, as_json: JsonFlag = False) -> None:
+def keys_revoke(
+    key_id: str,
+    workspace: WorkspaceOpt = None,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+    as_json: JsonFlag = False,
+) -> None:
     """Revoke a key; it stops working on the next request."""
     from chatwell.errors import NotFound
     from chatwell.services import keys
@@ -585,19 +749,33 @@ def keys_revoke(key_id: str, workspace: WorkspaceOpt = None, data_dir: DataDir =
 
 # -------------------------------------------------------------------------------------- sources
 
+
 @sources_app.command("add")
 def sources_add(
     bot: Annotated[str, typer.Argument(help="Bot id or slug.")],
-    file: Annotated[Path | None, typer.Option(help="A file: pdf, docx, html, md, txt, csv.", exists=True, dir_okay=False)] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(help="A file: pdf, docx, html, md, txt, csv.", exists=True, dir_okay=False),
+    ] = None,
     url: Annotated[str | None, typer.Option(help="A web page.")] = None,
-    crawl: Annotated[bool, typer.Option("--crawl", help="With --url: also the site's other pages.")] = False,
-    max_pages: Annotated[int, typer.Option(help="With --crawl: at most this many pages.", min=1, max=5000)] = 50,
+    crawl: Annotated[
+        bool, typer.Option("--crawl", help="With --url: also the site's other pages.")
+    ] = False,
+    max_pages: Annotated[
+        int, typer.Option(help="With --crawl: at most this many pages.", min=1, max=5000)
+    ] = 50,
     text: Annotated[str | None, typer.Option(help="Raw text.")] = None,
     title: Annotated[str, typer.Option(help="Title for --text.")] = "",
-    question: Annotated[str | None, typer.Option(help="A Q&A pair's question (with --answer).")] = None,
+    question: Annotated[
+        str | None, typer.Option(help="A Q&A pair's question (with --answer).")
+    ] = None,
     answer: Annotated[str | None, typer.Option(help="A Q&A pair's answer.")] = None,
-    wait: Annotated[bool, typer.Option(help="Ingest now and show progress (--no-wait leaves it to a server).")] = True,
-    workspace: WorkspaceOpt = None, data_dir: DataDir = None, database_url: DatabaseUrl = None,
+    wait: Annotated[
+        bool, typer.Option(help="Ingest now and show progress (--no-wait leaves it to a server).")
+    ] = True,
+    workspace: WorkspaceOpt = None,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Add a source to a bot and ingest it, with a progress bar."""
@@ -608,11 +786,15 @@ def sources_add(
 
     given = [x is not None for x in (file, url, text, question)]
     if sum(given) != 1 or (question is not None) != (answer is not None):
-        err_console.print("[red]error[/red]: give exactly one of --file, --url, --text, --question/--answer")
+        err_console.print(
+            "[red]error[/red]: give exactly one of --file, --url, --text, --question/--answer"
+        )
         raise typer.Exit(2)
     settings = _settings(data_dir, database_url)
     if file is not None and file.stat().st_size > settings.max_upload_bytes:
-        err_console.print(f"[red]error[/red] (payload_too_large): {file} is over {settings.max_upload_bytes} bytes")
+        err_console.print(
+            f"[red]error[/red] (payload_too_large): {file} is over {settings.max_upload_bytes} bytes"
+        )
         raise typer.Exit(1)
     try:
         if url is not None:
@@ -630,8 +812,14 @@ def sources_add(
     async def work(db: Any) -> Any:
         principal = owner_principal(await _workspace_id(db, workspace))
         if file is not None:
-            source = await sources.add_file_source(db, principal=principal, bot_ref=bot, filename=file.name,
-                                                   content=file.read_bytes(), declared_type=None)
+            source = await sources.add_file_source(
+                db,
+                principal=principal,
+                bot_ref=bot,
+                filename=file.name,
+                content=file.read_bytes(),
+                declared_type=None,
+            )
         elif isinstance(spec, UrlSourceIn):
             source = await sources.add_url_source(db, principal=principal, bot_ref=bot, data=spec)
         elif isinstance(spec, TextSourceIn):
@@ -648,12 +836,16 @@ def sources_add(
     elif source.status == "failed":
         err_console.print(f"[red]failed[/red] ({source.error_code}): {source.error}")
     else:
-        console.print(f"source {source.id}: {source.status}, {source.chunk_count} chunks ({source.title})")
+        console.print(
+            f"source {source.id}: {source.status}, {source.chunk_count} chunks ({source.title})"
+        )
     if source.status == "failed":
         raise typer.Exit(1)
 
 
-async def _ingest_with_progress(db: Any, settings: Settings, source_id: uuid.UUID, *, quiet: bool) -> Any:
+async def _ingest_with_progress(
+    db: Any, settings: Settings, source_id: uuid.UUID, *, quiet: bool
+) -> Any:
     """Ingest ``source_id`` (and the pages a crawl finds) here, or follow a server doing it."""
     from rich.progress import Progress
     from sqlalchemy import select
@@ -665,9 +857,12 @@ async def _ingest_with_progress(db: Any, settings: Settings, source_id: uuid.UUI
 
     async def pending_ids() -> list[uuid.UUID]:
         async with db.read() as session:
-            rows = await session.scalars(select(Source.id).where(
-                (Source.id == source_id) | (Source.parent_id == source_id),
-                Source.status.in_(["pending", "processing"])))
+            rows = await session.scalars(
+                select(Source.id).where(
+                    (Source.id == source_id) | (Source.parent_id == source_id),
+                    Source.status.in_(["pending", "processing"]),
+                )
+            )
             return list(rows)
 
     with Progress(console=err_console, disable=quiet, transient=True) as progress:
@@ -697,11 +892,19 @@ app.add_typer(eval_app, name="eval")
 
 @eval_app.command("retrieval")
 def eval_retrieval(
-    dataset_dir: Annotated[Path, typer.Argument(help="BEIR layout: corpus.jsonl, queries.jsonl, qrels/<split>.tsv.")],
+    dataset_dir: Annotated[
+        Path, typer.Argument(help="BEIR layout: corpus.jsonl, queries.jsonl, qrels/<split>.tsv.")
+    ],
     split: Annotated[str, typer.Option(help="Which qrels file to score.")] = "test",
     as_json: JsonFlag = False,
-    cache_dir: Annotated[Path | None, typer.Option(help="Keep embeddings here between runs (default ~/.cache/chatwell).")] = None,
-    alpha: Annotated[float | None, typer.Option(help="Override the fusion weight of the vector side.", min=0, max=1)] = None,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(help="Keep embeddings here between runs (default ~/.cache/chatwell)."),
+    ] = None,
+    alpha: Annotated[
+        float | None,
+        typer.Option(help="Override the fusion weight of the vector side.", min=0, max=1),
+    ] = None,
 ) -> None:
     """Index a dataset with the server's ingestion code and score its queries (hybrid, BM25, dense)."""
     from chatwell.evaluation.retrieval import evaluate, load_beir
@@ -714,31 +917,60 @@ def eval_retrieval(
         raise typer.Exit(2)
     dataset = load_beir(dataset_dir, split)
     cache = cache_dir or Path.home() / ".cache" / "chatwell"
-    result = asyncio.run(evaluate(dataset, cache_dir=cache, alpha=alpha,
-                                  progress=None if as_json else err_console.print))
+    result = asyncio.run(
+        evaluate(
+            dataset, cache_dir=cache, alpha=alpha, progress=None if as_json else err_console.print
+        )
+    )
     if as_json:
         typer.echo(json.dumps(result))
         return
     table = Table("run", "nDCG@10", "recall@10", "recall@100")
     for name, metrics in [("hybrid", result), *result["baselines"].items()]:
-        table.add_row(name, f"{metrics['ndcg@10']:.4f}", f"{metrics['recall@10']:.4f}",
-                      f"{metrics['recall@100']:.4f}")
+        table.add_row(
+            name,
+            f"{metrics['ndcg@10']:.4f}",
+            f"{metrics['recall@10']:.4f}",
+            f"{metrics['recall@100']:.4f}",
+        )
     console.print(table)
-    console.print(f"{result['queries']} queries, {result['docs']} docs, {result['chunks']} chunks; "
-                  f"indexed in {result['index_seconds']}s; query p50 {result['query_p50_ms']} ms")
+    console.print(
+        f"{result['queries']} queries, {result['docs']} docs, {result['chunks']} chunks; "
+        f"indexed in {result['index_seconds']}s; query p50 {result['query_p50_ms']} ms"
+    )
 
 
 @eval_app.command("answers")
 def eval_answers(
-    dataset_dir: Annotated[Path, typer.Argument(help="A folder of ../shared/eval (TechQA, WixQA, E-Manual QA), "
-                                                     "a BEIR folder, or questions.jsonl + pages/ (a documentation site).")],
-    split: Annotated[str, typer.Option(help="all; calibration (every third question) or report (the others); "
-                                            "a BEIR qrels name.")] = "all",
-    limit: Annotated[int | None, typer.Option(help="Ask only the first N questions of each set.", min=1)] = None,
+    dataset_dir: Annotated[
+        Path,
+        typer.Argument(
+            help="A folder of ../shared/eval (TechQA, WixQA, E-Manual QA), "
+            "a BEIR folder, or questions.jsonl + pages/ (a documentation site)."
+        ),
+    ],
+    split: Annotated[
+        str,
+        typer.Option(
+            help="all; calibration (every third question) or report (the others); "
+            "a BEIR qrels name."
+        ),
+    ] = "all",
+    limit: Annotated[
+        int | None, typer.Option(help="Ask only the first N questions of each set.", min=1)
+    ] = None,
     as_json: JsonFlag = False,
-    cache_dir: Annotated[Path | None, typer.Option(help="Keep embeddings here between runs (default ~/.cache/chatwell).")] = None,
-    details: Annotated[Path | None, typer.Option(help="Write one JSON line per question here (answer, "
-                                                      "citations, the offline judgement's support).")] = None,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(help="Keep embeddings here between runs (default ~/.cache/chatwell)."),
+    ] = None,
+    details: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write one JSON line per question here (answer, "
+            "citations, the offline judgement's support)."
+        ),
+    ] = None,
 ) -> None:
     """Build a bot with the server's ingestion, ask every question through the chat engine (the
     offline answerer, or the model CHATWELL_LLM_* configures) and score the answers."""
@@ -752,8 +984,15 @@ def eval_answers(
         raise typer.Exit(2) from None
     cache = cache_dir or Path.home() / ".cache" / "chatwell"
     records: list[dict[str, Any]] = []
-    result = asyncio.run(evaluate_answers(sets, cache_dir=cache, limit=limit, details=records.append,
-                                          progress=None if as_json else err_console.print))
+    result = asyncio.run(
+        evaluate_answers(
+            sets,
+            cache_dir=cache,
+            limit=limit,
+            details=records.append,
+            progress=None if as_json else err_console.print,
+        )
+    )
     if details is not None:
         details.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     if as_json:

@@ -23,7 +23,9 @@ class ChatwellError(Exception):
 
     default_code = "internal_error"
 
-    def __init__(self, message: str, *, code: str | None = None, details: dict[str, Any] | None = None):
+    def __init__(
+        self, message: str, *, code: str | None = None, details: dict[str, Any] | None = None
+    ):
         super().__init__(message)
         self.message = message
         self.code = code or self.default_code
@@ -57,8 +59,15 @@ class PayloadTooLarge(ChatwellError):
 class RateLimited(ChatwellError):
     default_code = "rate_limited"
 
-    def __init__(self, message: str, *, retry_after: int, limit: int | None = None,
-                 reset_at: int | None = None, code: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: int,
+        limit: int | None = None,
+        reset_at: int | None = None,
+        code: str | None = None,
+    ):
         super().__init__(message, code=code)
         self.retry_after = retry_after
         self.limit = limit
@@ -68,8 +77,14 @@ class RateLimited(ChatwellError):
 class ServiceUnavailable(ChatwellError):
     default_code = "service_unavailable"
 
-    def __init__(self, message: str, *, code: str | None = None, retry_after: int | None = None,
-                 details: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        retry_after: int | None = None,
+        details: dict[str, Any] | None = None,
+    ):
         super().__init__(message, code=code, details=details)
         self.retry_after = retry_after  # seconds, when the dependency is expected back soon
 
@@ -77,5 +92,9 @@ class ServiceUnavailable(ChatwellError):
 def database_unavailable(code: str) -> ServiceUnavailable:
     """The error a caller sees when the database is locked (SQLite) or unreachable (PostgreSQL)."""
     if code == "database_busy":
-        return ServiceUnavailable("The database is busy; try again in a moment.", code=code, retry_after=1)
-    return ServiceUnavailable("The database is unavailable; try again shortly.", code=code, retry_after=5)
+        return ServiceUnavailable(
+            "The database is busy; try again in a moment.", code=code, retry_after=1
+        )
+    return ServiceUnavailable(
+        "The database is unavailable; try again shortly.", code=code, retry_after=5
+    )

@@ -40,7 +40,8 @@ class Settings(BaseSettings):
         ),
     )
     sqlite_busy_timeout_ms: int = Field(
-        15_000, ge=0,
+        15_000,
+        ge=0,
         description="How long a SQLite write waits for another process's lock before the request gets "
         "503 `database_busy` (Retry-After).",
     )
@@ -55,7 +56,8 @@ class Settings(BaseSettings):
         ),
     )
     max_request_bytes: int = Field(
-        1_048_576, description="Largest accepted request body for JSON endpoints, in bytes (413 above)."
+        1_048_576,
+        description="Largest accepted request body for JSON endpoints, in bytes (413 above).",
     )
     max_upload_bytes: int = Field(
         20_971_520, description="Largest accepted file upload (multipart), in bytes (413 above)."
@@ -87,45 +89,59 @@ class Settings(BaseSettings):
         "`procrastinate` (a job queue on the same PostgreSQL; run `chatwell worker` processes).",
     )
     ingestion_concurrency: int = Field(
-        16, ge=1, le=64,
+        16,
+        ge=1,
+        le=64,
         description="Sources the in-process ingestion worker processes at once (more waiting sources fill "
         "the embedder's batches: 0.81 of the bare model's speed at 16, 0.72 at 4).",
     )
     ingestion_lease_seconds: int = Field(
-        120, ge=5,
+        120,
+        ge=5,
         description="A source whose worker stopped reporting for this long is taken up again.",
     )
     ingestion_max_text_chars: int = Field(
-        10_000_000, ge=1_000,
+        10_000_000,
+        ge=1_000,
         description="Most text one source may hold once read (about 2,500 pages); more fails the source "
         "with `source_too_large`. Files expand: a 10 MB DOCX can hold 185 MiB of text.",
     )
     ingestion_max_chunks: int = Field(
-        10_000, ge=1,
+        10_000,
+        ge=1,
         description="Most chunks one source may make (each is embedded and stored); more fails the source "
         "with `source_too_large`.",
     )
     ingestion_memory_mb: int = Field(
-        1024, ge=128,
+        1024,
+        ge=128,
         description="Address space of the process that reads one file (DOCX, PDF, text over 256 KiB), in MiB; "
         "a file that needs more fails with `source_too_large` and the server's own memory stays as it was.",
     )
     ingestion_cpu_seconds: int = Field(
-        120, ge=1,
+        120,
+        ge=1,
         description="CPU time the process that reads one file may use; more fails the source with "
         "`extraction_timeout`.",
     )
     ingestion_timeout_seconds: float = Field(
-        300.0, gt=0,
+        300.0,
+        gt=0,
         description="Wall-clock time reading one file may take before its process is killed and the source "
         "fails with `extraction_timeout`.",
     )
     ingestion_extract_concurrency: int = Field(
-        2, ge=1, le=64,
+        2,
+        ge=1,
+        le=64,
         description="Files read at once, each in its own process (the work is all CPU: one per core is plenty).",
     )
-    chunk_tokens: int = Field(256, ge=32, le=2048, description="Largest chunk, in embedding tokens.")
-    chunk_overlap_tokens: int = Field(32, ge=0, le=512, description="Overlap between chunks, in tokens.")
+    chunk_tokens: int = Field(
+        256, ge=32, le=2048, description="Largest chunk, in embedding tokens."
+    )
+    chunk_overlap_tokens: int = Field(
+        32, ge=0, le=512, description="Overlap between chunks, in tokens."
+    )
     embedding_base_url: str | None = Field(
         None,
         description=(
@@ -141,9 +157,12 @@ class Settings(BaseSettings):
         "re-ingestion of every source.",
     )
     fastembed_model_path: Path | None = Field(
-        None, description="A folder that already holds the fastembed model's files (offline machines)."
+        None,
+        description="A folder that already holds the fastembed model's files (offline machines).",
     )
-    embedding_api_key: SecretStr | None = Field(None, description="API key for `embedding_base_url`.")
+    embedding_api_key: SecretStr | None = Field(
+        None, description="API key for `embedding_base_url`."
+    )
     llm_base_url: str | None = Field(
         None,
         description="OpenAI-compatible base URL (e.g. http://localhost:11434/v1) for every bot without "
@@ -151,11 +170,17 @@ class Settings(BaseSettings):
     )
     llm_api_key: SecretStr | None = Field(None, description="API key for `llm_base_url`.")
     llm_model: str | None = Field(None, description="Default model name sent to `llm_base_url`.")
-    llm_timeout_seconds: float = Field(60.0, gt=0, description="Timeout of one model call, in seconds.")
-    llm_context_tokens: int = Field(
-        8192, ge=512, description="Context window the prompt is trimmed to (history is dropped first)."
+    llm_timeout_seconds: float = Field(
+        60.0, gt=0, description="Timeout of one model call, in seconds."
     )
-    anthropic_api_key: SecretStr | None = Field(None, description="Enables bots with provider `anthropic`.")
+    llm_context_tokens: int = Field(
+        8192,
+        ge=512,
+        description="Context window the prompt is trimmed to (history is dropped first).",
+    )
+    anthropic_api_key: SecretStr | None = Field(
+        None, description="Enables bots with provider `anthropic`."
+    )
     model_prices: dict[str, tuple[float, float]] = Field(
         default_factory=dict,
         description='Extra or changed model prices, USD per million tokens: {"model": [input, output]}.',
@@ -187,18 +212,24 @@ class Settings(BaseSettings):
         "to these; the strictest wins.",
     )
     history_rate_limits: str = Field(
-        "30/minute", description="Limits of the public conversation-history endpoint, per client IP."
+        "30/minute",
+        description="Limits of the public conversation-history endpoint, per client IP.",
     )
     public_event_streams_per_conversation: int = Field(
-        5, ge=1, description="Open event streams (`GET /v1/public/conversations/{id}/events`, the widget's "
+        5,
+        ge=1,
+        description="Open event streams (`GET /v1/public/conversations/{id}/events`, the widget's "
         "push channel for agent replies) one conversation may hold at once on one API process; more get 429.",
     )
     public_event_stream_seconds: float = Field(
-        600.0, gt=0, description="Longest life of one public event stream, in seconds; the widget then "
+        600.0,
+        gt=0,
+        description="Longest life of one public event stream, in seconds; the widget then "
         "reconnects (it bounds how long a connection can be held).",
     )
     workspace_rate_limits: str = Field(
-        "", description="Optional limits on all chat of one workspace (e.g. `1000/day`); empty: none."
+        "",
+        description="Optional limits on all chat of one workspace (e.g. `1000/day`); empty: none.",
     )
     rate_limit_failure_mode: Literal["closed", "open"] = Field(
         "closed",
@@ -206,7 +237,8 @@ class Settings(BaseSettings):
         "`rate_limiter_unavailable`; `open` serves it unlimited (logged) until Redis is back.",
     )
     max_concurrent_requests_per_client: int = Field(
-        64, ge=0,
+        64,
+        ge=0,
         description="Requests one client IP may have in flight at once in one process (open chat streams "
         "count until they end); past it: 429 `too_many_requests`. 0: no cap.",
     )
@@ -219,13 +251,14 @@ class Settings(BaseSettings):
     )
     cors_allowed_origins: TextList = Field(
         default_factory=list,
-        description='Origins every endpoint accepts browser calls from, comma-separated '
-        '(`https://app.example.com,https://shop.example`) or a JSON list; '
-        '`*` allows any. On top of these, the public widget endpoints allow each bot\'s domains and the '
+        description="Origins every endpoint accepts browser calls from, comma-separated "
+        "(`https://app.example.com,https://shop.example`) or a JSON list; "
+        "`*` allows any. On top of these, the public widget endpoints allow each bot's domains and the "
         "keyed endpoints the domains of the bots and keys.",
     )
     recaptcha_secret_key: SecretStr | None = Field(
-        None, description="reCAPTCHA secret: public chat of bots with reCAPTCHA on needs a valid token."
+        None,
+        description="reCAPTCHA secret: public chat of bots with reCAPTCHA on needs a valid token.",
     )
     recaptcha_site_key: str | None = Field(
         None, description="reCAPTCHA site key the widget configuration hands to browsers."
@@ -239,7 +272,8 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("info", description="Log level: debug, info, warning, error.")
     log_format: Literal["text", "json"] = Field(
-        "text", description="`json`: one JSON object per log line, with the request id (for log shippers)."
+        "text",
+        description="`json`: one JSON object per log line, with the request id (for log shippers).",
     )
     metrics_token: SecretStr | None = Field(
         None,
@@ -256,7 +290,9 @@ class Settings(BaseSettings):
         "chatwell", description="The `service.name` the traces are reported under."
     )
 
-    @field_validator("blocked_input_patterns", "blocked_output_patterns", "cors_allowed_origins", mode="before")
+    @field_validator(
+        "blocked_input_patterns", "blocked_output_patterns", "cors_allowed_origins", mode="before"
+    )
     @classmethod
     def _text_list(cls, value: Any) -> Any:
         if not isinstance(value, str):
@@ -266,7 +302,9 @@ class Settings(BaseSettings):
             try:
                 return json.loads(text)
             except ValueError:
-                raise ValueError("not a JSON list; write the values comma-separated or as [\"a\", \"b\"]") from None
+                raise ValueError(
+                    'not a JSON list; write the values comma-separated or as ["a", "b"]'
+                ) from None
         return [part.strip() for part in text.split(",") if part.strip()]
 
     @field_validator("data_dir")
@@ -274,8 +312,13 @@ class Settings(BaseSettings):
     def _expand(cls, value: Path) -> Path:
         return value.expanduser()
 
-    @field_validator("public_rate_limits", "api_rate_limits", "history_rate_limits", "workspace_rate_limits",
-                     "auth_failure_rate_limits")
+    @field_validator(
+        "public_rate_limits",
+        "api_rate_limits",
+        "history_rate_limits",
+        "workspace_rate_limits",
+        "auth_failure_rate_limits",
+    )
     @classmethod
     def _rate_limits(cls, value: str) -> str:
         from limits import parse_many
@@ -284,7 +327,9 @@ class Settings(BaseSettings):
             try:
                 parse_many(value)
             except ValueError:
-                raise ValueError(f"not a rate-limit string like '15/minute;120/hour': {value!r}") from None
+                raise ValueError(
+                    f"not a rate-limit string like '15/minute;120/hour': {value!r}"
+                ) from None
         return value
 
     @field_validator("metrics_token")
@@ -295,16 +340,20 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _refuse_placeholders(self) -> "Settings":
+    def _refuse_placeholders(self) -> Settings:
         if self.environment == "production" and self.admin_key is not None:
             if self.admin_key.get_secret_value().lower() in PLACEHOLDER_SECRETS:
-                raise ValueError("CHATWELL_ADMIN_KEY is a placeholder; set a real secret in production")
+                raise ValueError(
+                    "CHATWELL_ADMIN_KEY is a placeholder; set a real secret in production"
+                )
         return self
 
     @model_validator(mode="after")
-    def _queue_needs_postgres(self) -> "Settings":
+    def _queue_needs_postgres(self) -> Settings:
         if self.queue == "procrastinate" and not (self.database_url or "").startswith("postgresql"):
-            raise ValueError("CHATWELL_QUEUE=procrastinate needs a PostgreSQL CHATWELL_DATABASE_URL")
+            raise ValueError(
+                "CHATWELL_QUEUE=procrastinate needs a PostgreSQL CHATWELL_DATABASE_URL"
+            )
         return self
 
     @property
@@ -334,7 +383,9 @@ def settings_error_line(exc: ValidationError | SettingsError) -> str:
     field = Settings.model_fields.get(name)
     secret = field is not None and "SecretStr" in repr(field.annotation)
     given = first.get("input")
-    shown = "" if secret or not isinstance(given, str | int | float) else f" (got {str(given)[:80]!r})"
+    shown = (
+        "" if secret or not isinstance(given, str | int | float) else f" (got {str(given)[:80]!r})"
+    )
     return f"{variable}: {message}{shown} — {_described(name)}"
 
 

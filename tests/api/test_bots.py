@@ -12,9 +12,15 @@ from tests.helpers import bearer, count_rows, make_bot, make_key
 
 
 async def test_create_bot_derives_slug_and_fills_defaults(client: httpx.AsyncClient) -> None:
-    bot = await make_bot(client, name="Support Bot!", public=True, allowed_origins=["https://Shop.example.com/"],
-                         rate_limits={"per_minute": 5}, model="gpt-4o-mini",
-                         suggested_questions=["  What are your hours? "])
+    bot = await make_bot(
+        client,
+        name="Support Bot!",
+        public=True,
+        allowed_origins=["https://Shop.example.com/"],
+        rate_limits={"per_minute": 5},
+        model="gpt-4o-mini",
+        suggested_questions=["  What are your hours? "],
+    )
     assert bot["slug"] == "support-bot"
     assert uuid.UUID(bot["id"]).version == 7
     assert bot["public"] is True
@@ -26,7 +32,8 @@ async def test_create_bot_derives_slug_and_fills_defaults(client: httpx.AsyncCli
 
 
 async def test_derived_slugs_stay_unique_and_explicit_duplicates_conflict(
-        client: httpx.AsyncClient, app: FastAPI) -> None:
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
     first = await make_bot(client, name="Help")
     second = await make_bot(client, name="Help")
     assert (first["slug"], second["slug"]) == ("help", "help-2")
@@ -36,12 +43,16 @@ async def test_derived_slugs_stay_unique_and_explicit_duplicates_conflict(
     assert await count_rows(app, Bot) == 2
 
 
-async def test_get_by_id_and_slug_patch_merges_settings_and_delete(client: httpx.AsyncClient) -> None:
+async def test_get_by_id_and_slug_patch_merges_settings_and_delete(
+    client: httpx.AsyncClient,
+) -> None:
     bot = await make_bot(client, rate_limits={"per_minute": 5})
     by_slug = await client.get(f"/v1/bots/{bot['slug']}")
     assert by_slug.status_code == 200 and by_slug.json()["id"] == bot["id"]
-    patched = await client.patch(f"/v1/bots/{bot['id']}",
-                                 json={"rate_limits": {"per_hour": 50}, "name": "Renamed", "public": True})
+    patched = await client.patch(
+        f"/v1/bots/{bot['id']}",
+        json={"rate_limits": {"per_hour": 50}, "name": "Renamed", "public": True},
+    )
     assert patched.status_code == 200, patched.text
     body = patched.json()
     assert body["rate_limits"]["per_minute"] == 5 and body["rate_limits"]["per_hour"] == 50
@@ -52,7 +63,9 @@ async def test_get_by_id_and_slug_patch_merges_settings_and_delete(client: httpx
     assert missing.json() == {"error": {"code": "bot_not_found", "message": "bot not found"}}
 
 
-async def test_patch_to_a_taken_slug_conflicts_and_changes_nothing(client: httpx.AsyncClient) -> None:
+async def test_patch_to_a_taken_slug_conflicts_and_changes_nothing(
+    client: httpx.AsyncClient,
+) -> None:
     a = await make_bot(client, name="A")
     await make_bot(client, name="B")
     response = await client.patch(f"/v1/bots/{a['id']}", json={"slug": "b", "name": "Changed"})
@@ -79,7 +92,8 @@ async def test_pagination_walks_every_bot_once(client: httpx.AsyncClient) -> Non
 
 
 async def test_bad_input_is_a_400_with_a_stable_code_and_writes_nothing(
-        client: httpx.AsyncClient, app: FastAPI) -> None:
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
     cases = [
         (b"{not json", "malformed_json"),
         (b'{"name": 42}', "invalid_request"),
@@ -88,20 +102,25 @@ async def test_bad_input_is_a_400_with_a_stable_code_and_writes_nothing(
         (b'{"name": "x", "slug": "Bad Slug!"}', "invalid_request"),
         (b'{"name": "x", "rate_limits": {"per_minute": -1}}', "invalid_request"),
         (b'{"name": "x", "allowed_origins": ["javascript:alert(1)"]}', "invalid_request"),
-        (b'[]', "invalid_request"),
+        (b"[]", "invalid_request"),
         (b'"\\ud800"', "invalid_request"),
     ]
     for body, code in cases:
-        response = await client.post("/v1/bots", content=body, headers={"content-type": "application/json"})
+        response = await client.post(
+            "/v1/bots", content=body, headers={"content-type": "application/json"}
+        )
         assert response.status_code == 400, (body, response.text)
         assert response.json()["error"]["code"] == code, body
     assert await count_rows(app, Bot) == 0
 
 
 async def test_oversized_body_is_refused_before_anything_is_written(
-        client: httpx.AsyncClient, app: FastAPI, settings) -> None:  # type: ignore[no-untyped-def]
+    client: httpx.AsyncClient, app: FastAPI, settings
+) -> None:  # type: ignore[no-untyped-def]
     huge = b'{"name": "x", "instructions": "' + b"a" * (settings.max_request_bytes + 10) + b'"}'
-    response = await client.post("/v1/bots", content=huge, headers={"content-type": "application/json"})
+    response = await client.post(
+        "/v1/bots", content=huge, headers={"content-type": "application/json"}
+    )
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "payload_too_large"
 
@@ -109,7 +128,9 @@ async def test_oversized_body_is_refused_before_anything_is_written(
         for _ in range(settings.max_request_bytes // 65536 + 2):
             yield b" " * 65536
 
-    chunked = await client.post("/v1/bots", content=chunks(), headers={"content-type": "application/json"})
+    chunked = await client.post(
+        "/v1/bots", content=chunks(), headers={"content-type": "application/json"}
+    )
     assert chunked.status_code == 413
     assert await count_rows(app, Bot) == 0
 
@@ -125,7 +146,9 @@ async def test_keys_are_required_and_checked(anon_client: httpx.AsyncClient) -> 
     assert long.status_code == 401
 
 
-async def test_bot_scoped_key_sees_its_bot_only_and_cannot_manage(client: httpx.AsyncClient) -> None:
+async def test_bot_scoped_key_sees_its_bot_only_and_cannot_manage(
+    client: httpx.AsyncClient,
+) -> None:
     mine = await make_bot(client, name="Mine")
     other = await make_bot(client, name="Other")
     key = (await make_key(client, bot_id=mine["slug"]))["key"]
@@ -134,11 +157,13 @@ async def test_bot_scoped_key_sees_its_bot_only_and_cannot_manage(client: httpx.
     assert [b["id"] for b in listed] == [mine["id"]]
     assert (await client.get(f"/v1/bots/{mine['id']}", headers=headers)).status_code == 200
     assert (await client.get(f"/v1/bots/{other['id']}", headers=headers)).status_code == 404
-    for method, path, body in [("POST", "/v1/bots", {"name": "x"}),
-                               ("PATCH", f"/v1/bots/{mine['id']}", {"name": "x"}),
-                               ("DELETE", f"/v1/bots/{mine['id']}", None),
-                               ("POST", "/v1/keys", {"label": "x"}),
-                               ("GET", "/v1/keys", None)]:
+    for method, path, body in [
+        ("POST", "/v1/bots", {"name": "x"}),
+        ("PATCH", f"/v1/bots/{mine['id']}", {"name": "x"}),
+        ("DELETE", f"/v1/bots/{mine['id']}", None),
+        ("POST", "/v1/keys", {"label": "x"}),
+        ("GET", "/v1/keys", None),
+    ]:
         response = await client.request(method, path, json=body, headers=headers)
         assert response.status_code == 403, (method, path)
         assert response.json()["error"]["code"] == "insufficient_scope"
@@ -151,7 +176,9 @@ async def test_workspaces_are_isolated(client: httpx.AsyncClient, app: FastAPI) 
     _, other_key = await workspaces.create_workspace(app.state.db, name="Other tenant")
     other = bearer(other_key)
     theirs = (await client.post("/v1/bots", json={"name": "Theirs"}, headers=other)).json()
-    assert [b["id"] for b in (await client.get("/v1/bots", headers=other)).json()["data"]] == [theirs["id"]]
+    assert [b["id"] for b in (await client.get("/v1/bots", headers=other)).json()["data"]] == [
+        theirs["id"]
+    ]
     random_id = str(uuid.uuid4())
     for ref in (mine["id"], mine["slug"]):
         foreign = await client.get(f"/v1/bots/{ref}", headers=other)
@@ -159,7 +186,11 @@ async def test_workspaces_are_isolated(client: httpx.AsyncClient, app: FastAPI) 
         # Same status and body for a foreign id and a missing one: no existence oracle.
         assert foreign.status_code == missing.status_code == 404
         assert foreign.json() == missing.json()
-        assert (await client.patch(f"/v1/bots/{ref}", json={"name": "pwned"}, headers=other)).status_code == 404
+        assert (
+            await client.patch(f"/v1/bots/{ref}", json={"name": "pwned"}, headers=other)
+        ).status_code == 404
         assert (await client.delete(f"/v1/bots/{ref}", headers=other)).status_code == 404
-        assert (await client.post("/v1/keys", json={"label": "x", "bot_id": ref}, headers=other)).status_code == 404
+        assert (
+            await client.post("/v1/keys", json={"label": "x", "bot_id": ref}, headers=other)
+        ).status_code == 404
     assert (await client.get(f"/v1/bots/{mine['id']}")).json()["name"] == "Mine"

@@ -17,7 +17,9 @@ from tests.conftest import ADMIN_KEY
 from tests.helpers import bearer, make_bot, make_key
 
 
-async def test_key_is_shown_once_and_stored_only_as_a_hash(client: httpx.AsyncClient, app: FastAPI) -> None:
+async def test_key_is_shown_once_and_stored_only_as_a_hash(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
     created = await make_key(client, label="Production")
     secret = created["key"]
     assert created["prefix"] == secret[:10] and created["scope"] == "workspace"
@@ -35,14 +37,19 @@ async def test_key_is_shown_once_and_stored_only_as_a_hash(client: httpx.AsyncCl
     assert used is not None
 
 
-async def test_a_burst_on_one_key_writes_last_used_once(client: httpx.AsyncClient, app: FastAPI) -> None:
+async def test_a_burst_on_one_key_writes_last_used_once(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
     """Requests arriving together all read the same stale ``last_used_at``: one write, not one
     per request (a thousand streams opened at once queued a thousand writes before streaming)."""
     created = await make_key(client, label="Burst")
     db = app.state.db
     async with db.write() as session:  # used long ago
-        await session.execute(update(ApiKey).where(ApiKey.label == "Burst")
-                              .values(last_used_at=keys.utcnow() - 2 * keys.LAST_USED_RESOLUTION))
+        await session.execute(
+            update(ApiKey)
+            .where(ApiKey.label == "Burst")
+            .values(last_used_at=keys.utcnow() - 2 * keys.LAST_USED_RESOLUTION)
+        )
     writes: list[str] = []
 
     def count(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
@@ -51,7 +58,9 @@ async def test_a_burst_on_one_key_writes_last_used_once(client: httpx.AsyncClien
 
     event.listen(db.engine.sync_engine, "before_cursor_execute", count)
     try:
-        principals = await asyncio.gather(*(keys.authenticate(db, created["key"]) for _ in range(20)))
+        principals = await asyncio.gather(
+            *(keys.authenticate(db, created["key"]) for _ in range(20))
+        )
     finally:
         event.remove(db.engine.sync_engine, "before_cursor_execute", count)
     assert {p.key_id for p in principals} == {principals[0].key_id} and len(principals) == 20
@@ -75,7 +84,9 @@ async def test_revocation_takes_effect_on_the_next_request(client: httpx.AsyncCl
 
 
 async def test_allowed_origins_bind_a_key_to_its_sites(client: httpx.AsyncClient) -> None:
-    key = (await make_key(client, allowed_origins=["https://shop.example.com", "*.example.org"]))["key"]
+    key = (await make_key(client, allowed_origins=["https://shop.example.com", "*.example.org"]))[
+        "key"
+    ]
     ok = {"Origin": "https://shop.example.com", **bearer(key)}
     wildcard = {"Origin": "https://www.example.org", **bearer(key)}
     bad = {"Origin": "https://evil.example.net", **bearer(key)}
@@ -88,8 +99,13 @@ async def test_allowed_origins_bind_a_key_to_its_sites(client: httpx.AsyncClient
 
 
 async def test_key_creation_validates_input(client: httpx.AsyncClient) -> None:
-    for body in ({}, {"label": ""}, {"label": "x", "daily_message_limit": 0},
-                 {"label": "x", "allowed_origins": ["not a url at all"]}, {"label": "x", "scope": "god"}):
+    for body in (
+        {},
+        {"label": ""},
+        {"label": "x", "daily_message_limit": 0},
+        {"label": "x", "allowed_origins": ["not a url at all"]},
+        {"label": "x", "scope": "god"},
+    ):
         response = await client.post("/v1/keys", json=body)
         assert response.status_code == 400, body
     missing_bot = await client.post("/v1/keys", json={"label": "x", "bot_id": "no-such-bot"})
@@ -104,15 +120,20 @@ async def test_bot_key_reaches_only_its_bot(client: httpx.AsyncClient) -> None:
 
 
 async def test_admin_key_from_environment_is_stable_and_replaced_when_changed(
-        make_settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    make_settings, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     first = create_app(make_settings(), announce=lambda _: None)
     async with first.router.lifespan_context(first):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=first), base_url="http://t") as c:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=first), base_url="http://t"
+        ) as c:
             assert (await c.get("/v1/bots", headers=bearer(ADMIN_KEY))).status_code == 200
     rotated = "rotated-admin-key-abcdef"
     second = create_app(make_settings(admin_key=rotated), announce=lambda _: None)
     async with second.router.lifespan_context(second):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=second), base_url="http://t") as c:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=second), base_url="http://t"
+        ) as c:
             assert (await c.get("/v1/bots", headers=bearer(rotated))).status_code == 200
             assert (await c.get("/v1/bots", headers=bearer(ADMIN_KEY))).status_code == 401
 
@@ -131,5 +152,7 @@ async def test_first_start_without_admin_key_prints_an_owner_key_once(make_setti
     secret = next(line.strip() for line in shown[0].splitlines() if line.strip().startswith("cw_"))
     app = create_app(settings, announce=said.append)
     async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://t"
+        ) as c:
             assert (await c.get("/v1/bots", headers=bearer(secret))).status_code == 200

@@ -24,7 +24,9 @@ async def test_add_each_kind_of_source(client: httpx.AsyncClient) -> None:
         assert response.status_code == 202, response.text
         assert response.json()["type"] == body["type"]
         assert response.json()["status"] in ("pending", "processing", "ready", "failed")
-    upload = await client.post(base, files={"file": ("faq.md", b"# FAQ\n\nShipping is free.", "text/markdown")})
+    upload = await client.post(
+        base, files={"file": ("faq.md", b"# FAQ\n\nShipping is free.", "text/markdown")}
+    )
     assert upload.status_code == 202, upload.text
     assert upload.json()["filename"] == "faq.md" and upload.json()["size_bytes"] == 24
     listed = (await client.get(base)).json()["data"]
@@ -34,7 +36,9 @@ async def test_add_each_kind_of_source(client: httpx.AsyncClient) -> None:
     assert set(one.json()) >= {"id", "type", "title", "status", "error", "chunk_count"}
 
 
-async def test_bad_source_bodies_are_refused_and_write_nothing(client: httpx.AsyncClient, app: FastAPI) -> None:
+async def test_bad_source_bodies_are_refused_and_write_nothing(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
     bot = await make_bot(client)
     base = f"/v1/bots/{bot['id']}/sources"
     cases = [
@@ -61,28 +65,44 @@ async def test_upload_over_the_limit_is_refused(make_settings, announcements) ->
 
     app = create_app(make_settings(max_upload_bytes=10_000), announce=announcements.append)
     async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t",
-                                     headers=bearer(ADMIN_KEY)) as client:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://t", headers=bearer(ADMIN_KEY)
+        ) as client:
             bot = await make_bot(client)
-            response = await client.post(f"/v1/bots/{bot['id']}/sources",
-                                         files={"file": ("big.txt", b"a" * 20_000, "text/plain")})
+            response = await client.post(
+                f"/v1/bots/{bot['id']}/sources",
+                files={"file": ("big.txt", b"a" * 20_000, "text/plain")},
+            )
             assert response.status_code == 413
             assert response.json()["error"]["code"] == "payload_too_large"
             assert await count_rows(app, Source) == 0
 
 
-async def test_delete_removes_the_source_its_content_and_its_chunks(client: httpx.AsyncClient, app: FastAPI) -> None:
+async def test_delete_removes_the_source_its_content_and_its_chunks(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
     bot = await make_bot(client)
     base = f"/v1/bots/{bot['id']}/sources"
-    source = (await client.post(base, json={"type": "text", "title": "t", "text": "hello world"})).json()
+    source = (
+        await client.post(base, json={"type": "text", "title": "t", "text": "hello world"})
+    ).json()
     keep = (await client.post(base, json={"type": "text", "title": "k", "text": "keep me"})).json()
     async with app.state.db.write() as session:
         for sid in (source["id"], keep["id"]):
             owner = await session.get(Source, uuid.UUID(sid))
             assert owner is not None
-            session.add(Chunk(workspace_id=owner.workspace_id,
-                              bot_id=uuid.UUID(bot["id"]), source_id=uuid.UUID(sid), position=0,
-                              text="hello world", heading="", token_count=2, content_hash="h"))
+            session.add(
+                Chunk(
+                    workspace_id=owner.workspace_id,
+                    bot_id=uuid.UUID(bot["id"]),
+                    source_id=uuid.UUID(sid),
+                    position=0,
+                    text="hello world",
+                    heading="",
+                    token_count=2,
+                    content_hash="h",
+                )
+            )
     assert await count_rows(app, Chunk, source_id=uuid.UUID(source["id"])) == 1
     assert (await client.delete(f"{base}/{source['id']}")).status_code == 204
     assert (await client.get(f"{base}/{source['id']}")).status_code == 404
@@ -93,7 +113,9 @@ async def test_delete_removes_the_source_its_content_and_its_chunks(client: http
     assert (await client.get(f"{base}/not-a-uuid")).status_code == 404
 
 
-async def test_sources_are_workspace_admin_only_and_isolated(client: httpx.AsyncClient, app: FastAPI) -> None:
+async def test_sources_are_workspace_admin_only_and_isolated(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
     from chatwell.services import workspaces
 
     bot = await make_bot(client)
@@ -105,6 +127,8 @@ async def test_sources_are_workspace_admin_only_and_isolated(client: httpx.Async
     for method in ("GET", "DELETE"):
         response = await client.request(method, f"{base}/{source['id']}", headers=bearer(other_key))
         assert response.status_code == 404
-    response = await client.post(base, json={"type": "text", "title": "t", "text": "x"}, headers=bearer(other_key))
+    response = await client.post(
+        base, json={"type": "text", "title": "t", "text": "x"}, headers=bearer(other_key)
+    )
     assert response.status_code == 404
     assert (await client.get(f"{base}/{source['id']}")).status_code == 200

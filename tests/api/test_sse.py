@@ -16,8 +16,9 @@ from chatwell.api.sse import KEEP_ALIVE_FRAME, SSEResponse
 KEEP_ALIVE = KEEP_ALIVE_FRAME.encode()
 
 
-async def serve(response: SSEResponse, *, spec: str = "2.4", slow: float = 0.0,
-                leave_after: int | None = None) -> list[bytes]:
+async def serve(
+    response: SSEResponse, *, spec: str = "2.4", slow: float = 0.0, leave_after: int | None = None
+) -> list[bytes]:
     """Runs ``response`` as the server would; returns the body chunks sent. ``leave_after``: the
     client disconnects once that many chunks were sent (``spec`` 2.3: Starlette listens for it)."""
     sent: list[bytes] = []
@@ -113,10 +114,13 @@ async def test_a_client_that_leaves_stops_the_frames(spec: str) -> None:
             return {}
 
         with pytest.raises(ClientDisconnect):
-            await SSEResponse(frames(), interval=1.0)({"type": "http", "asgi": {"spec_version": spec}},
-                                                      receive, failing)
+            await SSEResponse(frames(), interval=1.0)(
+                {"type": "http", "asgi": {"spec_version": spec}}, receive, failing
+            )
     else:
-        await asyncio.wait_for(serve(SSEResponse(frames(), interval=1.0), spec=spec, leave_after=3), 5)
+        await asyncio.wait_for(
+            serve(SSEResponse(frames(), interval=1.0), spec=spec, leave_after=3), 5
+        )
     # Closed at once by the response, not whenever the generator is collected.
     assert closed.is_set() and produced < 10
 

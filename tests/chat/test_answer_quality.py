@@ -42,8 +42,9 @@ Imprint · Privacy · Terms · Cookie settings
 """
 
 
-async def ask(client: httpx.AsyncClient, bot: dict[str, Any], message: str,
-              conversation_id: str | None = None) -> dict[str, Any]:
+async def ask(
+    client: httpx.AsyncClient, bot: dict[str, Any], message: str, conversation_id: str | None = None
+) -> dict[str, Any]:
     body: dict[str, Any] = {"message": message, "stream": False}
     if conversation_id:
         body["conversation_id"] = conversation_id
@@ -52,26 +53,37 @@ async def ask(client: httpx.AsyncClient, bot: dict[str, Any], message: str,
     return response.json()
 
 
-async def bot_with_texts(client: httpx.AsyncClient, app: FastAPI, texts: dict[str, str]) -> dict[str, Any]:
+async def bot_with_texts(
+    client: httpx.AsyncClient, app: FastAPI, texts: dict[str, str]
+) -> dict[str, Any]:
     bot = await make_bot(client)
     for title, text in texts.items():
-        response = await client.post(f"/v1/bots/{bot['id']}/sources", json={"type": "text", "title": title, "text": text})
+        response = await client.post(
+            f"/v1/bots/{bot['id']}/sources", json={"type": "text", "title": title, "text": text}
+        )
         assert response.status_code == 202
     await app.state.ingestion.idle()
     return bot
 
 
-async def test_the_handbook_answers_how_to_get_started(client: httpx.AsyncClient, app: FastAPI) -> None:
+async def test_the_handbook_answers_how_to_get_started(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
     bot = await bot_with_texts(client, app, {"Handbook": HANDBOOK})
     reply = await ask(client, bot, "How do I get started?")
     assert reply["answered"] is True
-    assert "create an account, verify your email address, and install the Acme desktop app" in reply["answer"]
+    assert (
+        "create an account, verify your email address, and install the Acme desktop app"
+        in reply["answer"]
+    )
     for unrelated in ("paid leave", "receipts", "laptop", "password"):
         assert unrelated not in reply["answer"]
     assert "[1]" in reply["answer"] and [c["index"] for c in reply["citations"]] == [1]
 
 
-async def test_the_same_question_twice_is_answered_twice(client: httpx.AsyncClient, app: FastAPI) -> None:
+async def test_the_same_question_twice_is_answered_twice(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
     bot = await bot_with_texts(client, app, {"Handbook": HANDBOOK})
     first = await ask(client, bot, "How do I get started?")
     second = await ask(client, bot, "How do I get started?", first["conversation_id"])
@@ -83,7 +95,8 @@ async def test_the_same_question_twice_is_answered_twice(client: httpx.AsyncClie
 
 
 async def test_a_one_word_question_to_a_bakery_quotes_the_croissant_sentence_only(
-        client: httpx.AsyncClient, app: FastAPI) -> None:
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
     # Every page starts with the site's menu, as a crawled page or a pasted one does.
     bot = await bot_with_texts(client, app, {"Corner Bakery": BAKERY_PAGE})
     reply = await ask(client, bot, "croissants?")
@@ -95,7 +108,9 @@ async def test_a_one_word_question_to_a_bakery_quotes_the_croissant_sentence_onl
     assert "Imprint" not in reply["answer"]
 
 
-async def test_a_related_but_unanswered_question_is_abstained(client: httpx.AsyncClient, app: FastAPI) -> None:
+async def test_a_related_but_unanswered_question_is_abstained(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
     bot = await bot_with_texts(client, app, {"Corner Bakery": BAKERY_PAGE})
     reply = await ask(client, bot, "Do you deliver wedding cakes to Berlin?")
     assert reply["answered"] is False and reply["citations"] == []
@@ -103,18 +118,32 @@ async def test_a_related_but_unanswered_question_is_abstained(client: httpx.Asyn
 
 
 def test_follow_ups_are_searched_with_the_previous_question_repeats_and_new_topics_alone() -> None:
-    history = [HistoryTurn("user", "When is the shop open?"), HistoryTurn("assistant", "Monday to Saturday [1].")]
-    assert _retrieval_query("and on weekends?", history) == "When is the shop open? and on weekends?"
-    assert _retrieval_query("Is it open on Sundays?", history) == "When is the shop open? Is it open on Sundays?"
+    history = [
+        HistoryTurn("user", "When is the shop open?"),
+        HistoryTurn("assistant", "Monday to Saturday [1]."),
+    ]
+    assert (
+        _retrieval_query("and on weekends?", history) == "When is the shop open? and on weekends?"
+    )
+    assert (
+        _retrieval_query("Is it open on Sundays?", history)
+        == "When is the shop open? Is it open on Sundays?"
+    )
     assert _retrieval_query("When is the shop open?", history) == "When is the shop open?"
     assert _retrieval_query("croissants?", history) == "croissants?"
     assert _retrieval_query("How do I get started?", history) == "How do I get started?"
     # A follow-up asked twice means what it meant the first time.
-    twice = [*history, HistoryTurn("user", "and on weekends?"), HistoryTurn("assistant", "Closed on Sundays [1].")]
+    twice = [
+        *history,
+        HistoryTurn("user", "and on weekends?"),
+        HistoryTurn("assistant", "Closed on Sundays [1]."),
+    ]
     assert _retrieval_query("And on weekends?", twice) == "When is the shop open? And on weekends?"
 
 
-async def test_a_model_saying_not_in_the_sources_is_an_abstention(client: httpx.AsyncClient, app: FastAPI) -> None:
+async def test_a_model_saying_not_in_the_sources_is_an_abstention(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
     bot = await bot_with_texts(client, app, {"Handbook": HANDBOOK})
     model = ScriptedModel(deltas=("NOT_", "IN_SOU", "RCES", "."))
     app.state.chat.models = FixedRegistry(model)
@@ -122,9 +151,13 @@ async def test_a_model_saying_not_in_the_sources_is_an_abstention(client: httpx.
     assert "NOT_IN_SOURCES" in model.requests[0].messages[0].content  # the prompt names the outcome
     assert reply["answered"] is False and reply["citations"] == [] and "NOT_" not in reply["answer"]
     assert "couldn't find" in reply["answer"]
-    response = await client.post(f"/v1/bots/{bot['id']}/chat", json={"message": "How many vacation days do I get?"})
+    response = await client.post(
+        f"/v1/bots/{bot['id']}/chat", json={"message": "How many vacation days do I get?"}
+    )
     events = [line[6:] for line in response.text.splitlines() if line.startswith("data: ")]
-    assert "NOT_" not in response.text and '"answered": false' in events[-1].replace('":false', '": false')
+    assert "NOT_" not in response.text and '"answered": false' in events[-1].replace(
+        '":false', '": false'
+    )
     # An answer starting like the marker ("No, ...", "NOT always") is released as it is.
     app.state.chat.models = FixedRegistry(ScriptedModel(deltas=("N", "o, 25 days ", "a year [1].")))
     reply = await ask(client, bot, "How many vacation days do I get?")

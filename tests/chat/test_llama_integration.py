@@ -11,14 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from chatwell.app import create_app
 from chatwell.settings import Settings
 from tests.conftest import ADMIN_KEY
 
-TEXT = ("Acme Cloud backups run every night at 02:00 UTC. Backups are kept for 30 days. "
-        "To restore a backup, open the Backups page and press Restore.")
+TEXT = (
+    "Acme Cloud backups run every night at 02:00 UTC. Backups are kept for 30 days. "
+    "To restore a backup, open the Backups page and press Restore."
+)
 QUESTION = "When do Acme Cloud backups run?"
 
 
@@ -32,12 +33,24 @@ def events_of(lines: Iterator[str]) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 def serve(live_server, tmp_path: Path, llm, **extra: Any) -> tuple[str, dict[str, Any]]:  # type: ignore[no-untyped-def]
-    settings = Settings(data_dir=tmp_path / "d", admin_key=ADMIN_KEY, llm_base_url=llm.base_url,
-                        llm_model=llm.model, llm_timeout_seconds=30, **extra)
+    settings = Settings(
+        data_dir=tmp_path / "d",
+        admin_key=ADMIN_KEY,
+        llm_base_url=llm.base_url,
+        llm_model=llm.model,
+        llm_timeout_seconds=30,
+        **extra,
+    )
     base = live_server.start(create_app(settings, announce=lambda _: None))
-    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30) as http:
-        bot = http.post("/v1/bots", json={"name": "Backups", "model": {"max_tokens": 48, "temperature": 0}}).json()
-        http.post(f"/v1/bots/{bot['id']}/sources", json={"type": "text", "title": "Backups", "text": TEXT})
+    with httpx.Client(
+        base_url=base, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30
+    ) as http:
+        bot = http.post(
+            "/v1/bots", json={"name": "Backups", "model": {"max_tokens": 48, "temperature": 0}}
+        ).json()
+        http.post(
+            f"/v1/bots/{bot['id']}/sources", json={"type": "text", "title": "Backups", "text": TEXT}
+        )
         deadline = time.monotonic() + 60
         while http.get(f"/v1/bots/{bot['id']}/sources").json()["data"][0]["status"] != "ready":
             assert time.monotonic() < deadline
@@ -47,8 +60,12 @@ def serve(live_server, tmp_path: Path, llm, **extra: Any) -> tuple[str, dict[str
 
 def test_a_streamed_cited_answer_from_a_real_model(live_server, tmp_path: Path, llm_server) -> None:  # type: ignore[no-untyped-def]
     base, bot = serve(live_server, tmp_path, llm_server)
-    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=60) as http:
-        with http.stream("POST", f"/v1/bots/{bot['id']}/chat", json={"message": QUESTION}) as response:
+    with httpx.Client(
+        base_url=base, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=60
+    ) as http:
+        with http.stream(
+            "POST", f"/v1/bots/{bot['id']}/chat", json={"message": QUESTION}
+        ) as response:
             events = list(events_of(response.iter_lines()))
         names = [name for name, _ in events]
         assert names[:1] == ["status"] and "offline_answerer" not in json.dumps(events)
@@ -65,13 +82,19 @@ def test_a_streamed_cited_answer_from_a_real_model(live_server, tmp_path: Path, 
 
 
 def test_upstream_killed_mid_stream_ends_with_an_error_and_keeps_both_turns(
-        live_server, tmp_path: Path, llm_server_fresh) -> None:  # type: ignore[no-untyped-def]
+    live_server, tmp_path: Path, llm_server_fresh
+) -> None:  # type: ignore[no-untyped-def]
     base, bot = serve(live_server, tmp_path, llm_server_fresh)
-    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=60) as http:
+    with httpx.Client(
+        base_url=base, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=60
+    ) as http:
         http.patch(f"/v1/bots/{bot['id']}", json={"model": {"max_tokens": 400}})
         seen: list[tuple[str, dict[str, Any]]] = []
-        with http.stream("POST", f"/v1/bots/{bot['id']}/chat",
-                         json={"message": QUESTION + " Explain in great detail, step by step."}) as response:
+        with http.stream(
+            "POST",
+            f"/v1/bots/{bot['id']}/chat",
+            json={"message": QUESTION + " Explain in great detail, step by step."},
+        ) as response:
             for name, data in events_of(response.iter_lines()):
                 seen.append((name, data))
                 if name == "delta" and sum(1 for n, _ in seen if n == "delta") == 2:
@@ -84,13 +107,18 @@ def test_upstream_killed_mid_stream_ends_with_an_error_and_keeps_both_turns(
         assert messages[1]["error"]["code"] == seen[-1][1]["code"] and messages[1]["content"]
 
 
-def test_client_disconnect_stops_the_generation_upstream(live_server, tmp_path: Path, llm_server_fresh) -> None:  # type: ignore[no-untyped-def]
+def test_client_disconnect_stops_the_generation_upstream(
+    live_server, tmp_path: Path, llm_server_fresh
+) -> None:  # type: ignore[no-untyped-def]
     base, bot = serve(live_server, tmp_path, llm_server_fresh)
     headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
     with httpx.Client(base_url=base, headers=headers, timeout=60) as http:
         http.patch(f"/v1/bots/{bot['id']}", json={"model": {"max_tokens": 1500}})
-        with http.stream("POST", f"/v1/bots/{bot['id']}/chat",
-                         json={"message": QUESTION + " Write a very long essay about it."}) as response:
+        with http.stream(
+            "POST",
+            f"/v1/bots/{bot['id']}/chat",
+            json={"message": QUESTION + " Write a very long essay about it."},
+        ) as response:
             for name, _ in events_of(response.iter_lines()):
                 if name == "delta":
                     break  # the visitor closes the tab
@@ -98,9 +126,14 @@ def test_client_disconnect_stops_the_generation_upstream(live_server, tmp_path: 
     # one-token request would wait for it. It answers at once because chatwell closed the stream.
     started = time.monotonic()
     with httpx.Client(timeout=120) as direct:
-        reply = direct.post(f"{llm_server_fresh.base_url}/chat/completions", json={
-            "model": llm_server_fresh.model, "max_tokens": 1,
-            "messages": [{"role": "user", "content": "hi"}]})
+        reply = direct.post(
+            f"{llm_server_fresh.base_url}/chat/completions",
+            json={
+                "model": llm_server_fresh.model,
+                "max_tokens": 1,
+                "messages": [{"role": "user", "content": "hi"}],
+            },
+        )
     assert reply.status_code == 200
     assert time.monotonic() - started < 8
     with httpx.Client(base_url=base, headers=headers, timeout=30) as http:

@@ -27,7 +27,9 @@ class Upstream:
         self.calls: list[dict[str, Any]] = []
         self.peers: list[Any] = []  # the client address of each call: one per TCP connection
         self.authorization: list[str | None] = []
-        self.left = threading.Event()  # an "endless" answer saw its reader disconnect (set on the server's thread)
+        self.left = (
+            threading.Event()
+        )  # an "endless" answer saw its reader disconnect (set on the server's thread)
 
     async def completions(self, request: Request) -> Any:
         self.calls.append(await request.json())
@@ -40,20 +42,34 @@ class Upstream:
             return JSONResponse({"error": {"message": "bad"}}, status_code=400)
 
         def chunk(word: str) -> str:
-            return "data: " + json.dumps({"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
-                                          "choices": [{"index": 0, "delta": {"content": word},
-                                                       "finish_reason": None}]})
+            return "data: " + json.dumps(
+                {
+                    "id": "c",
+                    "object": "chat.completion.chunk",
+                    "created": 0,
+                    "model": "m",
+                    "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}],
+                }
+            )
 
         if action == "burst":  # every chunk in one write: one read brings them all
-            return StreamingResponse(iter(["".join(chunk(w) + "\n\n" for w in ("Hello ", "world"))
-                                           + "data: [DONE]\n\n"]), media_type="text/event-stream")
+            return StreamingResponse(
+                iter(
+                    ["".join(chunk(w) + "\n\n" for w in ("Hello ", "world")) + "data: [DONE]\n\n"]
+                ),
+                media_type="text/event-stream",
+            )
         if action == "no-newline":  # the last line ends the body without its newline
-            return StreamingResponse(iter([chunk("Hello ") + "\n\n", chunk("world")]),
-                                     media_type="text/event-stream")
+            return StreamingResponse(
+                iter([chunk("Hello ") + "\n\n", chunk("world")]), media_type="text/event-stream"
+            )
         if action == "one-long-line":  # 2 MiB without a newline after a first token
-            return StreamingResponse(iter([chunk("Hello ") + "\n\n", *["x" * 65536] * 32]),
-                                     media_type="text/event-stream")
+            return StreamingResponse(
+                iter([chunk("Hello ") + "\n\n", *["x" * 65536] * 32]),
+                media_type="text/event-stream",
+            )
         if action == "endless":  # a token every 20 ms for 10 s, unless the reader leaves
+
             async def endless():  # type: ignore[no-untyped-def]
                 completed = False
                 try:
@@ -72,18 +88,44 @@ class Upstream:
 
         async def body():  # type: ignore[no-untyped-def]
             for word in ("Hello ", "world"):
-                yield "data: " + json.dumps({"id": "c", "object": "chat.completion.chunk", "created": 0,
-                                             "model": "m", "choices": [{"index": 0, "delta": {"content": word},
-                                                                        "finish_reason": None}]}) + "\n\n"
+                yield (
+                    "data: "
+                    + json.dumps(
+                        {
+                            "id": "c",
+                            "object": "chat.completion.chunk",
+                            "created": 0,
+                            "model": "m",
+                            "choices": [
+                                {"index": 0, "delta": {"content": word}, "finish_reason": None}
+                            ],
+                        }
+                    )
+                    + "\n\n"
+                )
                 await asyncio.sleep(0.01)
                 if action == "garbage":
                     yield "data: {not json\n\n"
                     return
             if action == "ok":
-                yield "data: " + json.dumps({"id": "c", "object": "chat.completion.chunk", "created": 0,
-                                             "model": "m", "choices": [],
-                                             "usage": {"prompt_tokens": 7, "completion_tokens": 2,
-                                                       "total_tokens": 9}}) + "\n\n"
+                yield (
+                    "data: "
+                    + json.dumps(
+                        {
+                            "id": "c",
+                            "object": "chat.completion.chunk",
+                            "created": 0,
+                            "model": "m",
+                            "choices": [],
+                            "usage": {
+                                "prompt_tokens": 7,
+                                "completion_tokens": 2,
+                                "total_tokens": 9,
+                            },
+                        }
+                    )
+                    + "\n\n"
+                )
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(body(), media_type="text/event-stream")
@@ -97,7 +139,9 @@ def upstream(live_server) -> tuple[Upstream, str]:  # type: ignore[no-untyped-de
 
 
 def request() -> ModelRequest:
-    return ModelRequest(messages=[ModelMessage("user", "hi")], model="m", max_tokens=5, temperature=0.2)
+    return ModelRequest(
+        messages=[ModelMessage("user", "hi")], model="m", max_tokens=5, temperature=0.2
+    )
 
 
 async def run(model: OpenAICompatibleModel) -> list[Any]:
@@ -145,7 +189,9 @@ async def test_retries_429_and_5xx_before_the_first_token(upstream: tuple[Upstre
     assert len(fake.calls) == calls + 1  # a 400 is not retried
 
 
-async def test_malformed_chunk_after_first_token_is_an_error_not_a_retry(upstream: tuple[Upstream, str]) -> None:
+async def test_malformed_chunk_after_first_token_is_an_error_not_a_retry(
+    upstream: tuple[Upstream, str],
+) -> None:
     fake, base = upstream
     fake.script = ["garbage"]
     seen: list[str] = []
@@ -174,8 +220,9 @@ async def test_missing_usage_is_counted_locally(upstream: tuple[Upstream, str]) 
 
 
 async def test_unreachable_server_is_a_clear_error(caplog: pytest.LogCaptureFixture) -> None:
-    model = OpenAICompatibleModel(base_url="http://user:s3cret@127.0.0.1:9/v1?key=k3y", model="m",
-                                  max_retries=1, backoff=0.01)
+    model = OpenAICompatibleModel(
+        base_url="http://user:s3cret@127.0.0.1:9/v1?key=k3y", model="m", max_retries=1, backoff=0.01
+    )
     with caplog.at_level("WARNING", logger="chatwell.llm"), pytest.raises(ModelError) as failed:
         await run(model)
     assert failed.value.code == "upstream_unavailable"
@@ -200,7 +247,9 @@ async def test_a_last_line_without_its_newline_is_read(upstream: tuple[Upstream,
     assert "".join(e.text for e in events if isinstance(e, ModelDelta)) == "Hello world"
 
 
-async def test_closing_the_stream_disconnects_the_model_server(upstream: tuple[Upstream, str]) -> None:
+async def test_closing_the_stream_disconnects_the_model_server(
+    upstream: tuple[Upstream, str],
+) -> None:
     """A visitor who leaves closes the answer's iterator; the model server must see the
     connection go, or it generates (and bills) the rest of the answer for nobody."""
     fake, base = upstream
@@ -212,14 +261,25 @@ async def test_closing_the_stream_disconnects_the_model_server(upstream: tuple[U
         assert isinstance(first, ModelDelta) and first.text.startswith("w0")
         await stream.aclose()
         assert await asyncio.to_thread(fake.left.wait, 5)
-        events = [event async for event in model.stream(request())]  # the pool still serves the next answer
+        events = [
+            event async for event in model.stream(request())
+        ]  # the pool still serves the next answer
         assert isinstance(events[-1], ModelUsage)
     finally:
         await model.aclose()
 
 
 def test_the_proxy_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "all_proxy", "ALL_PROXY"):
+    for name in (
+        "http_proxy",
+        "https_proxy",
+        "no_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+    ):
         monkeypatch.delenv(name, raising=False)
     assert env_proxy("https://api.openai.com/v1/chat/completions") is None
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
@@ -228,7 +288,10 @@ def test_the_proxy_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -
     assert env_proxy("http://api.openai.com/v1/chat/completions") is None  # no HTTP_PROXY
     assert env_proxy("https://llm.lan/v1/chat/completions") is None
     assert env_proxy("http://localhost:8080/v1/chat/completions") is None
-    assert OpenAICompatibleModel(base_url="https://api.openai.com/v1", model="m").proxy == "http://proxy.internal:3128"
+    assert (
+        OpenAICompatibleModel(base_url="https://api.openai.com/v1", model="m").proxy
+        == "http://proxy.internal:3128"
+    )
     monkeypatch.setenv("ALL_PROXY", "http://all.internal:3128")
     assert env_proxy("http://api.openai.com/v1/chat/completions") == "http://all.internal:3128"
 

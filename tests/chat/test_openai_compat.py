@@ -26,12 +26,16 @@ TEXT = "Parcels to Norway take four days. Express delivery to Norway takes one d
 
 @pytest.fixture
 def served(live_server, tmp_path: Path) -> Iterator[dict[str, Any]]:  # type: ignore[no-untyped-def]
-    app = create_app(Settings(data_dir=tmp_path / "d", admin_key=ADMIN_KEY), announce=lambda _: None)
+    app = create_app(
+        Settings(data_dir=tmp_path / "d", admin_key=ADMIN_KEY), announce=lambda _: None
+    )
     base = live_server.start(app)
     headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
     with httpx.Client(base_url=base, headers=headers, timeout=30) as http:
         bot = http.post("/v1/bots", json={"name": "Shipping"}).json()
-        http.post(f"/v1/bots/{bot['id']}/sources", json={"type": "text", "title": "Norway", "text": TEXT})
+        http.post(
+            f"/v1/bots/{bot['id']}/sources", json={"type": "text", "title": "Norway", "text": TEXT}
+        )
         deadline = time.monotonic() + 60
         while http.get(f"/v1/bots/{bot['id']}/sources").json()["data"][0]["status"] != "ready":
             assert time.monotonic() < deadline, "ingestion did not finish"
@@ -40,42 +44,61 @@ def served(live_server, tmp_path: Path) -> Iterator[dict[str, Any]]:  # type: ig
 
 
 def sdk(base: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{base}/v1", api_key=ADMIN_KEY, _strict_response_validation=True, max_retries=0)
+    return openai.OpenAI(
+        base_url=f"{base}/v1", api_key=ADMIN_KEY, _strict_response_validation=True, max_retries=0
+    )
 
 
 def test_models_and_completions_with_the_official_sdk(served: dict[str, Any]) -> None:
     client = sdk(served["base"])
     assert [m.id for m in client.models.list().data] == ["shipping"]
-    reply = client.chat.completions.create(model="shipping", messages=[
-        {"role": "system", "content": "ignored by design: the bot has its own instructions"},
-        {"role": "user", "content": "How long do parcels to Norway take?"}])
-    assert "four days" in reply.choices[0].message.content and reply.choices[0].finish_reason == "stop"
+    reply = client.chat.completions.create(
+        model="shipping",
+        messages=[
+            {"role": "system", "content": "ignored by design: the bot has its own instructions"},
+            {"role": "user", "content": "How long do parcels to Norway take?"},
+        ],
+    )
+    assert (
+        "four days" in reply.choices[0].message.content and reply.choices[0].finish_reason == "stop"
+    )
     assert reply.usage is not None and reply.usage.completion_tokens > 0
     extra = reply.model_extra or {}
     assert extra["citations"][0]["title"] == "Norway"
-    stream = client.chat.completions.create(model=served["bot"]["id"], stream=True,
-                                            stream_options={"include_usage": True},
-                                            messages=[{"role": "user", "content": "Is there express delivery to Norway?"}])
+    stream = client.chat.completions.create(
+        model=served["bot"]["id"],
+        stream=True,
+        stream_options={"include_usage": True},
+        messages=[{"role": "user", "content": "Is there express delivery to Norway?"}],
+    )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert "one day" in text
     assert chunks[-1].usage is not None and chunks[-1].choices == []
     with pytest.raises(openai.NotFoundError) as missing:
-        client.chat.completions.create(model="no-such-bot", messages=[{"role": "user", "content": "hi"}])
+        client.chat.completions.create(
+            model="no-such-bot", messages=[{"role": "user", "content": "hi"}]
+        )
     assert missing.value.code == "model_not_found"
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=f"{served['base']}/v1", api_key="wrong", max_retries=0).models.list()
     with pytest.raises(openai.BadRequestError):
-        client.chat.completions.create(model="shipping", messages=[{"role": "assistant", "content": "hi"}])
+        client.chat.completions.create(
+            model="shipping", messages=[{"role": "assistant", "content": "hi"}]
+        )
 
 
 async def test_client_disconnect_cancels_the_upstream_generation(served: dict[str, Any]) -> None:
     slow = ScriptedModel(deltas=tuple(f"word{i} " for i in range(200)), delay=0.05)
     served["app"].state.chat.models = FixedRegistry(slow)
-    async with httpx.AsyncClient(base_url=served["base"], headers={"Authorization": f"Bearer {ADMIN_KEY}"},
-                                 timeout=30) as client:
-        async with client.stream("POST", f"/v1/bots/{served['bot']['id']}/chat",
-                                 json={"message": "How long do parcels to Norway take?"}) as response:
+    async with httpx.AsyncClient(
+        base_url=served["base"], headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30
+    ) as client:
+        async with client.stream(
+            "POST",
+            f"/v1/bots/{served['bot']['id']}/chat",
+            json={"message": "How long do parcels to Norway take?"},
+        ) as response:
             async for line in response.aiter_lines():
                 if line.startswith("event: delta"):
                     break  # leave after the first token
@@ -92,23 +115,39 @@ async def test_client_disconnect_cancels_the_upstream_generation(served: dict[st
 async def test_shutdown_waits_for_the_turn_of_a_client_that_left(tmp_path: Path) -> None:
     """A client that leaves mid-answer has its turn saved in the background; a shutdown right then
     waits for that save before it closes the database (it used to close it under the save)."""
-    app = create_app(Settings(data_dir=tmp_path / "d", admin_key=ADMIN_KEY), announce=lambda _: None)
+    app = create_app(
+        Settings(data_dir=tmp_path / "d", admin_key=ADMIN_KEY), announce=lambda _: None
+    )
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", log_config=None))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", log_config=None)
+    )
     serving = asyncio.ensure_future(server.serve())
     while not server.started:
         await asyncio.sleep(0.02)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {ADMIN_KEY}"},
-                                 timeout=30) as client:
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{port}",
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        timeout=30,
+    ) as client:
         bot = (await client.post("/v1/bots", json={"name": "Shipping"})).json()
-        await client.post(f"/v1/bots/{bot['id']}/sources", json={"type": "text", "title": "Norway", "text": TEXT})
+        await client.post(
+            f"/v1/bots/{bot['id']}/sources", json={"type": "text", "title": "Norway", "text": TEXT}
+        )
         deadline = time.monotonic() + 60
-        while (await client.get(f"/v1/bots/{bot['id']}/sources")).json()["data"][0]["status"] != "ready":
+        while (await client.get(f"/v1/bots/{bot['id']}/sources")).json()["data"][0][
+            "status"
+        ] != "ready":
             assert time.monotonic() < deadline, "ingestion did not finish"
             await asyncio.sleep(0.1)
-        app.state.chat.models = FixedRegistry(ScriptedModel(deltas=tuple(f"word{i} " for i in range(200)), delay=0.05))
-        async with client.stream("POST", f"/v1/bots/{bot['id']}/chat",
-                                 json={"message": "How long do parcels to Norway take?"}) as response:
+        app.state.chat.models = FixedRegistry(
+            ScriptedModel(deltas=tuple(f"word{i} " for i in range(200)), delay=0.05)
+        )
+        async with client.stream(
+            "POST",
+            f"/v1/bots/{bot['id']}/chat",
+            json={"message": "How long do parcels to Norway take?"},
+        ) as response:
             async for line in response.aiter_lines():
                 if line.startswith("event: delta"):
                     break

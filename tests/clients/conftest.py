@@ -18,8 +18,10 @@ from tests.conftest import ADMIN_KEY
 from tests.dialects.conftest import seed_bot
 from tests.upstream import scripted_upstream
 
-SHIPPING = ("Shipping to Norway: Parcels to Norway take four days. Express delivery to Norway takes one day. "
-            "Returns from Norway are free within thirty days.")
+SHIPPING = (
+    "Shipping to Norway: Parcels to Norway take four days. Express delivery to Norway takes one day. "
+    "Returns from Norway are free within thirty days."
+)
 
 
 @dataclass
@@ -37,27 +39,43 @@ class Served:
         return f"{self.base}/v1"
 
     def admin(self) -> httpx.Client:
-        return httpx.Client(base_url=self.base, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30)
+        return httpx.Client(
+            base_url=self.base, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30
+        )
 
 
 @pytest.fixture
 def serve(live_server: Any, tmp_path: Path) -> Callable[..., Served]:
-    def start(*, model: bool = False, structured: dict[str, Any] | None = None, **settings: Any) -> Served:
+    def start(
+        *, model: bool = False, structured: dict[str, Any] | None = None, **settings: Any
+    ) -> Served:
         upstream = None
         if model:
-            upstream = scripted_upstream("Parcels to Norway take four days [1].", structured=structured)
+            upstream = scripted_upstream(
+                "Parcels to Norway take four days [1].", structured=structured
+            )
             settings["llm_base_url"] = live_server.start(upstream) + "/v1"
             settings["llm_model"] = "scripted"
         data_dir = tmp_path / ("model" if model else "offline")
         database_url = f"sqlite+aiosqlite:///{data_dir / 'chatwell.db'}"
-        app = create_app(Settings(data_dir=data_dir, database_url=database_url, admin_key=ADMIN_KEY, **settings),
-                         announce=lambda _: None)
+        app = create_app(
+            Settings(data_dir=data_dir, database_url=database_url, admin_key=ADMIN_KEY, **settings),
+            announce=lambda _: None,
+        )
         base = live_server.start(app)
-        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30) as admin:
-            bot = seed_bot(admin, name="Support Bot", slug="support-bot", texts=(("Shipping", SHIPPING),))
+        with httpx.Client(
+            base_url=base, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30
+        ) as admin:
+            bot = seed_bot(
+                admin, name="Support Bot", slug="support-bot", texts=(("Shipping", SHIPPING),)
+            )
             other = seed_bot(admin, name="Other Bot", slug="other-bot", texts=())
-            bot_key = admin.post("/v1/keys", json={"label": "support", "bot_id": bot["id"]}).json()["key"]
-            other_key = admin.post("/v1/keys", json={"label": "other", "bot_id": other["id"]}).json()["key"]
+            bot_key = admin.post("/v1/keys", json={"label": "support", "bot_id": bot["id"]}).json()[
+                "key"
+            ]
+            other_key = admin.post(
+                "/v1/keys", json={"label": "other", "bot_id": other["id"]}
+            ).json()["key"]
         return Served(base, app, bot, bot_key, other_key, database_url, upstream)
 
     return start

@@ -46,12 +46,15 @@ def close_clients() -> Iterator[None]:
 def chat_model(served: Served, **options: object):  # type: ignore[no-untyped-def]
     from langchain_openai import ChatOpenAI
 
-    model = ChatOpenAI(model="support-bot", base_url=served.v1, api_key=ADMIN_KEY, max_retries=0, **options)
+    model = ChatOpenAI(
+        model="support-bot", base_url=served.v1, api_key=ADMIN_KEY, max_retries=0, **options
+    )
     OPENED.append(model.root_client)
     return model
 
 
 # -------------------------------------------------------------------------------------- LangChain
+
 
 @pytest.mark.parametrize("method", ["function_calling", "json_mode", "json_schema"])
 def test_langchain_structured_output_in_every_method(modelled: Served, method: str) -> None:
@@ -60,9 +63,15 @@ def test_langchain_structured_output_in_every_method(modelled: Served, method: s
     assert structured.invoke(prompt) == Delivery(country="Norway", days=4)
     sent = modelled.upstream.state.bodies[-1]
     if method == "function_calling":
-        assert sent["tools"][0]["function"]["name"] == "Delivery" and sent["tool_choice"]["function"]["name"] == "Delivery"
+        assert (
+            sent["tools"][0]["function"]["name"] == "Delivery"
+            and sent["tool_choice"]["function"]["name"] == "Delivery"
+        )
     else:
-        assert sent["response_format"]["type"] == {"json_mode": "json_object", "json_schema": "json_schema"}[method]
+        assert (
+            sent["response_format"]["type"]
+            == {"json_mode": "json_object", "json_schema": "json_schema"}[method]
+        )
 
 
 def test_langchain_structured_output_over_the_responses_api(modelled: Served) -> None:
@@ -70,7 +79,8 @@ def test_langchain_structured_output_over_the_responses_api(modelled: Served) ->
     assert "four days" in model.invoke(QUESTION).text
     for method in ("function_calling", "json_schema"):
         assert model.with_structured_output(Delivery, method=method).invoke(QUESTION) == Delivery(
-            country="Norway", days=4)
+            country="Norway", days=4
+        )
 
 
 def test_langchain_prose_streaming_and_refusals_with_the_offline_answerer(offline: Served) -> None:
@@ -98,6 +108,7 @@ def test_langchain_multi_turn_is_one_conversation(offline: Served) -> None:
 
 # -------------------------------------------------------------------------------------- LlamaIndex
 
+
 def test_llamaindex_openai_like_with_its_defaults(offline: Served) -> None:
     from llama_index.core.llms import ChatMessage
     from llama_index.llms.openai_like import OpenAILike
@@ -106,11 +117,14 @@ def test_llamaindex_openai_like_with_its_defaults(offline: Served) -> None:
     assert "four days" in llm.complete(QUESTION).text  # is_chat_model=False: /v1/completions
     assert "four days" in "".join(r.delta or "" for r in llm.stream_complete(QUESTION))
     assert "four days" in llm.chat([ChatMessage(role="user", content=QUESTION)]).message.content
-    chat = OpenAILike(model="support-bot", api_base=offline.v1, api_key=ADMIN_KEY, is_chat_model=True)
+    chat = OpenAILike(
+        model="support-bot", api_base=offline.v1, api_key=ADMIN_KEY, is_chat_model=True
+    )
     assert "four days" in chat.complete(QUESTION).text
 
 
 # ------------------------------------------------------------------------------------- pydantic-ai
+
 
 async def test_pydantic_ai_responses_model_with_an_output_type(modelled: Served) -> None:
     from pydantic_ai import Agent
@@ -118,8 +132,11 @@ async def test_pydantic_ai_responses_model_with_an_output_type(modelled: Served)
     from pydantic_ai.providers.openai import OpenAIProvider
 
     provider = OpenAIProvider(base_url=modelled.v1, api_key=ADMIN_KEY)
-    agent = Agent(OpenAIResponsesModel("support-bot", provider=provider), output_type=Delivery,
-                  instructions="Answer about deliveries.")
+    agent = Agent(
+        OpenAIResponsesModel("support-bot", provider=provider),
+        output_type=Delivery,
+        instructions="Answer about deliveries.",
+    )
     result = await agent.run(QUESTION)
     await provider.client.close()
     assert result.output == Delivery(country="Norway", days=4)
@@ -133,6 +150,9 @@ async def test_pydantic_ai_plain_answers_from_the_offline_answerer(offline: Serv
     from pydantic_ai.providers.openai import OpenAIProvider
 
     provider = OpenAIProvider(base_url=offline.v1, api_key=ADMIN_KEY)
-    for model in (OpenAIResponsesModel("support-bot", provider=provider), OpenAIChatModel("support-bot", provider=provider)):
+    for model in (
+        OpenAIResponsesModel("support-bot", provider=provider),
+        OpenAIChatModel("support-bot", provider=provider),
+    ):
         assert "four days" in (await Agent(model).run(QUESTION)).output
     await provider.client.close()

@@ -30,22 +30,35 @@ def node_clients() -> Path:
             pytest.fail("node and npm are needed for the Node client tests")
         pytest.skip("node and npm are not installed")
     lock = (HERE / "package-lock.json").read_bytes()
-    folder = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "chatwell-tests" / (
-        "node-clients-" + hashlib.sha256(lock).hexdigest()[:16])
+    folder = (
+        Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+        / "chatwell-tests"
+        / ("node-clients-" + hashlib.sha256(lock).hexdigest()[:16])
+    )
     if not (folder / "node_modules" / ".package-lock.json").exists():
         folder.mkdir(parents=True, exist_ok=True)
         for name in FILES[:2]:
             shutil.copy(HERE / name, folder / name)
-        subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=folder, check=True,
-                       timeout=600, capture_output=True)
+        subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=folder,
+            check=True,
+            timeout=600,
+            capture_output=True,
+        )
     shutil.copy(HERE / "clients.mjs", folder / "clients.mjs")
     return folder
 
 
 def test_vercel_ai_sdk_and_the_mcp_sdk(node_clients: Path, offline: Served) -> None:
     question = "How long do parcels to Norway take?"
-    run = subprocess.run(["node", "clients.mjs", offline.base, ADMIN_KEY, "support-bot", question],
-                         cwd=node_clients, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        ["node", "clients.mjs", offline.base, ADMIN_KEY, "support-bot", question],
+        cwd=node_clients,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     got = json.loads(run.stdout.strip().splitlines()[-1])
     for way in ("responses", "chat"):

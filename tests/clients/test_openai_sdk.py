@@ -18,10 +18,18 @@ from tests.conftest import ADMIN_KEY
 from tests.dialects.conftest import empty_wallet
 
 QUESTION = "How long do parcels to Norway take?"
-LOOKUP = {"type": "function", "function": {"name": "lookup_parcel", "description": "Find a parcel",
-                                           "parameters": {"type": "object", "properties": {
-                                               "country": {"type": "string"}, "days": {"type": "integer"}},
-                                               "required": ["country", "days"]}}}
+LOOKUP = {
+    "type": "function",
+    "function": {
+        "name": "lookup_parcel",
+        "description": "Find a parcel",
+        "parameters": {
+            "type": "object",
+            "properties": {"country": {"type": "string"}, "days": {"type": "integer"}},
+            "required": ["country", "days"],
+        },
+    },
+}
 
 
 class Delivery(BaseModel):
@@ -40,7 +48,9 @@ def close_clients() -> Iterator[None]:
 
 
 def sdk(served: Served, key: str = ADMIN_KEY, *, strict: bool = True) -> openai.OpenAI:
-    client = openai.OpenAI(base_url=served.v1, api_key=key, max_retries=0, _strict_response_validation=strict)
+    client = openai.OpenAI(
+        base_url=served.v1, api_key=key, max_retries=0, _strict_response_validation=strict
+    )
     OPENED.append(client)
     return client
 
@@ -52,6 +62,7 @@ def messages_of(served: Served, conversation_id: str) -> list[dict[str, Any]]:
 
 # ------------------------------------------------------------------------------ Responses API
 
+
 def test_responses_plain_stored_continued_retrieved_and_deleted(offline: Served) -> None:
     client = sdk(offline)
     first = client.responses.create(model="support-bot", input=QUESTION)
@@ -59,10 +70,13 @@ def test_responses_plain_stored_continued_retrieved_and_deleted(offline: Served)
     text = first.output[0].content[0]
     assert text.annotations and text.annotations[0].type == "file_citation"
     assert text.annotations[0].filename == "Shipping"
-    assert text.text[text.annotations[0].index:].startswith("[1]")
+    assert text.text[text.annotations[0].index :].startswith("[1]")
     assert first.usage is not None and first.usage.output_tokens > 0
-    second = client.responses.create(model="support-bot", input="Is there express delivery to Norway?",
-                                     previous_response_id=first.id)
+    second = client.responses.create(
+        model="support-bot",
+        input="Is there express delivery to Norway?",
+        previous_response_id=first.id,
+    )
     assert "one day" in second.output_text and second.previous_response_id == first.id
     stored = conversations(offline)
     assert len(stored) == 1  # the second response continued the first one's conversation
@@ -82,10 +96,19 @@ def test_responses_stream_event_sequence(offline: Served) -> None:
     client = sdk(offline)
     events = list(client.responses.create(model="support-bot", input=QUESTION, stream=True))
     kinds = [e.type for e in events]
-    assert kinds[:4] == ["response.created", "response.in_progress", "response.output_item.added",
-                         "response.content_part.added"]
-    assert kinds[-5:] == ["response.output_text.annotation.added", "response.output_text.done",
-                          "response.content_part.done", "response.output_item.done", "response.completed"]
+    assert kinds[:4] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+    ]
+    assert kinds[-5:] == [
+        "response.output_text.annotation.added",
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
     deltas = [e.delta for e in events if e.type == "response.output_text.delta"]
     assert len(deltas) > 1
     done = events[-1].response
@@ -104,26 +127,50 @@ def test_responses_store_false_keeps_nothing(offline: Served) -> None:
 
 def test_responses_with_a_configured_model_call_tools_and_write_json(modelled: Served) -> None:
     client = sdk(modelled)
-    tool = {"type": "function", "name": "lookup_parcel", "parameters": LOOKUP["function"]["parameters"]}
-    called = client.responses.create(model="support-bot", input=QUESTION, tools=[tool],
-                                     instructions="Use the tool when you can.", max_output_tokens=50,
-                                     temperature=0.2)
+    tool = {
+        "type": "function",
+        "name": "lookup_parcel",
+        "parameters": LOOKUP["function"]["parameters"],
+    }
+    called = client.responses.create(
+        model="support-bot",
+        input=QUESTION,
+        tools=[tool],
+        instructions="Use the tool when you can.",
+        max_output_tokens=50,
+        temperature=0.2,
+    )
     call = called.output[-1]
     assert call.type == "function_call" and call.name == "lookup_parcel"
     assert json.loads(call.arguments) == {"country": "Norway", "days": 4}
     sent = modelled.upstream.state.bodies[-1]
     assert sent["tools"][0]["function"]["name"] == "lookup_parcel" and sent["max_tokens"] == 50
-    assert sent["temperature"] == 0.2 and "Use the tool when you can." in sent["messages"][0]["content"]
+    assert (
+        sent["temperature"] == 0.2
+        and "Use the tool when you can." in sent["messages"][0]["content"]
+    )
     # The function's result goes back with the conversation so far; the model then answers.
-    answered = client.responses.create(model="support-bot", tools=[tool], input=[
-        {"role": "user", "content": QUESTION},
-        {"type": "function_call", "call_id": call.call_id, "name": call.name, "arguments": call.arguments},
-        {"type": "function_call_output", "call_id": call.call_id, "output": "4 days"}])
+    answered = client.responses.create(
+        model="support-bot",
+        tools=[tool],
+        input=[
+            {"role": "user", "content": QUESTION},
+            {
+                "type": "function_call",
+                "call_id": call.call_id,
+                "name": call.name,
+                "arguments": call.arguments,
+            },
+            {"type": "function_call_output", "call_id": call.call_id, "output": "4 days"},
+        ],
+    )
     assert "four days" in answered.output_text
     sent = modelled.upstream.state.bodies[-1]["messages"]
     assert [m["role"] for m in sent[-3:]] == ["user", "assistant", "tool"]
     assert sent[-1] == {"role": "tool", "tool_call_id": call.call_id, "content": "4 days"}
-    streamed = list(client.responses.create(model="support-bot", input=QUESTION, tools=[tool], stream=True))
+    streamed = list(
+        client.responses.create(model="support-bot", input=QUESTION, tools=[tool], stream=True)
+    )
     kinds = [e.type for e in streamed]
     assert "response.function_call_arguments.done" in kinds and kinds[-1] == "response.completed"
     assert streamed[-1].response.output[-1].type == "function_call"
@@ -134,17 +181,24 @@ def test_responses_with_a_configured_model_call_tools_and_write_json(modelled: S
 
 # -------------------------------------------------------------- parameters: honoured or refused
 
-@pytest.mark.parametrize(("extra", "param"), [
-    ({"tools": [LOOKUP]}, "tools"),
-    ({"response_format": {"type": "json_object"}}, "response_format"),
-    ({"n": 2}, "n"),
-    ({"logprobs": True}, "logprobs"),
-    ({"frequency_penalty": 0.5}, "frequency_penalty"),
-])
-def test_the_offline_answerer_refuses_what_it_cannot_do(offline: Served, extra: dict[str, Any], param: str) -> None:
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"tools": [LOOKUP]}, "tools"),
+        ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"n": 2}, "n"),
+        ({"logprobs": True}, "logprobs"),
+        ({"frequency_penalty": 0.5}, "frequency_penalty"),
+    ],
+)
+def test_the_offline_answerer_refuses_what_it_cannot_do(
+    offline: Served, extra: dict[str, Any], param: str
+) -> None:
     with pytest.raises(openai.BadRequestError) as refused:
-        sdk(offline).chat.completions.create(model="support-bot", messages=[{"role": "user", "content": QUESTION}],
-                                             **extra)
+        sdk(offline).chat.completions.create(
+            model="support-bot", messages=[{"role": "user", "content": QUESTION}], **extra
+        )
     assert refused.value.code == "unsupported_parameter" and refused.value.param == param
     assert conversations(offline) == []  # refused before anything was stored
 
@@ -152,12 +206,18 @@ def test_the_offline_answerer_refuses_what_it_cannot_do(offline: Served, extra: 
 def test_the_offline_answerer_refuses_structured_output_on_every_door(offline: Served) -> None:
     client = sdk(offline)
     with pytest.raises(openai.BadRequestError) as parse:
-        client.chat.completions.parse(model="support-bot", messages=[{"role": "user", "content": QUESTION}],
-                                      response_format=Delivery)
+        client.chat.completions.parse(
+            model="support-bot",
+            messages=[{"role": "user", "content": QUESTION}],
+            response_format=Delivery,
+        )
     assert parse.value.param == "response_format"
     with pytest.raises(openai.BadRequestError) as responses:
-        client.responses.create(model="support-bot", input=QUESTION,
-                                tools=[{"type": "function", "name": "f", "parameters": {"type": "object"}}])
+        client.responses.create(
+            model="support-bot",
+            input=QUESTION,
+            tools=[{"type": "function", "name": "f", "parameters": {"type": "object"}}],
+        )
     assert responses.value.code == "unsupported_parameter" and responses.value.param == "tools"
     with pytest.raises(openai.BadRequestError) as web:
         client.responses.create(model="support-bot", input=QUESTION, tools=[{"type": "web_search"}])
@@ -171,25 +231,46 @@ def test_the_offline_answerer_honours_max_tokens_and_stop(offline: Served) -> No
     assert short.choices[0].finish_reason == "length" and short.usage.completion_tokens <= 4
     stopped = client.chat.completions.create(model="support-bot", messages=ask, stop=["four"])
     assert stopped.choices[0].message.content.rstrip().endswith("take")
-    streamed = list(client.chat.completions.create(model="support-bot", messages=ask, max_completion_tokens=4,
-                                                   stream=True))
+    streamed = list(
+        client.chat.completions.create(
+            model="support-bot", messages=ask, max_completion_tokens=4, stream=True
+        )
+    )
     assert [c.choices[0].finish_reason for c in streamed if c.choices][-1] == "length"
 
 
 def test_parameters_reach_a_configured_model(modelled: Served) -> None:
     reply = sdk(modelled).chat.completions.create(
-        model="support-bot", temperature=0.3, top_p=0.9, seed=7, stop=["END"], max_tokens=40,
-        presence_penalty=0.1, messages=[{"role": "system", "content": "Answer like a pirate."},
-                                        {"role": "developer", "content": "Mention the country."},
-                                        {"role": "user", "content": QUESTION}])
+        model="support-bot",
+        temperature=0.3,
+        top_p=0.9,
+        seed=7,
+        stop=["END"],
+        max_tokens=40,
+        presence_penalty=0.1,
+        messages=[
+            {"role": "system", "content": "Answer like a pirate."},
+            {"role": "developer", "content": "Mention the country."},
+            {"role": "user", "content": QUESTION},
+        ],
+    )
     assert "four days" in reply.choices[0].message.content
     sent = modelled.upstream.state.bodies[-1]
     assert (sent["temperature"], sent["top_p"], sent["seed"], sent["stop"], sent["max_tokens"]) == (
-        0.3, 0.9, 7, ["END"], 40)
+        0.3,
+        0.9,
+        7,
+        ["END"],
+        40,
+    )
     assert sent["presence_penalty"] == 0.1
     system = sent["messages"][0]["content"]
     # The caller's instructions come under the bot's rules, which win.
-    assert system.index("using only the") < system.index("confidential") < system.index("Answer like a pirate.")
+    assert (
+        system.index("using only the")
+        < system.index("confidential")
+        < system.index("Answer like a pirate.")
+    )
     assert "Mention the country." in system
     assert [m["role"] for m in sent["messages"]] == ["system", "user"]
 
@@ -197,57 +278,94 @@ def test_parameters_reach_a_configured_model(modelled: Served) -> None:
 def test_tool_calls_and_json_through_a_configured_model(modelled: Served) -> None:
     client = sdk(modelled)
     ask = [{"role": "user", "content": QUESTION}]
-    parsed = client.chat.completions.parse(model="support-bot", messages=ask, response_format=Delivery)
+    parsed = client.chat.completions.parse(
+        model="support-bot", messages=ask, response_format=Delivery
+    )
     assert parsed.choices[0].message.parsed == Delivery(country="Norway", days=4)
-    assert modelled.upstream.state.bodies[-1]["response_format"]["json_schema"]["name"] == "Delivery"
-    called = client.chat.completions.create(model="support-bot", messages=ask, tools=[LOOKUP],
-                                            tool_choice={"type": "function", "function": {"name": "lookup_parcel"}})
+    assert (
+        modelled.upstream.state.bodies[-1]["response_format"]["json_schema"]["name"] == "Delivery"
+    )
+    called = client.chat.completions.create(
+        model="support-bot",
+        messages=ask,
+        tools=[LOOKUP],
+        tool_choice={"type": "function", "function": {"name": "lookup_parcel"}},
+    )
     assert called.choices[0].finish_reason == "tool_calls"
     call = called.choices[0].message.tool_calls[0]
-    assert call.function.name == "lookup_parcel" and json.loads(call.function.arguments)["days"] == 4
-    assert modelled.upstream.state.bodies[-1]["tool_choice"] == {"type": "function",
-                                                                 "function": {"name": "lookup_parcel"}}
-    chunks = list(client.chat.completions.create(model="support-bot", messages=ask, tools=[LOOKUP], stream=True))
+    assert (
+        call.function.name == "lookup_parcel" and json.loads(call.function.arguments)["days"] == 4
+    )
+    assert modelled.upstream.state.bodies[-1]["tool_choice"] == {
+        "type": "function",
+        "function": {"name": "lookup_parcel"},
+    }
+    chunks = list(
+        client.chat.completions.create(
+            model="support-bot", messages=ask, tools=[LOOKUP], stream=True
+        )
+    )
     streamed = [t for c in chunks if c.choices for t in c.choices[0].delta.tool_calls or ()]
     assert streamed[0].function.name == "lookup_parcel" and streamed[0].id == streamed[0].id
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
     # A final tool message: the model gets the call and its result after the question, and answers.
-    answered = client.chat.completions.create(model="support-bot", tools=[LOOKUP], messages=[
-        *ask, {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
-        {"role": "tool", "tool_call_id": call.id, "content": "4 days"}])
+    answered = client.chat.completions.create(
+        model="support-bot",
+        tools=[LOOKUP],
+        messages=[
+            *ask,
+            {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+            {"role": "tool", "tool_call_id": call.id, "content": "4 days"},
+        ],
+    )
     assert "four days" in answered.choices[0].message.content
     sent = modelled.upstream.state.bodies[-1]["messages"]
     assert sent[-2]["tool_calls"][0]["id"] == call.id and sent[-1]["role"] == "tool"
 
 
-def test_a_structured_request_reaches_the_model_even_when_no_source_matches(modelled: Served) -> None:
+def test_a_structured_request_reaches_the_model_even_when_no_source_matches(
+    modelled: Served,
+) -> None:
     reply = sdk(modelled).chat.completions.parse(
-        model="support-bot", messages=[{"role": "user", "content": "zebra quantum violin"}], response_format=Delivery)
+        model="support-bot",
+        messages=[{"role": "user", "content": "zebra quantum violin"}],
+        response_format=Delivery,
+    )
     assert reply.choices[0].message.parsed is not None
 
 
 # ------------------------------------------------------------------- conversations that continue
 
+
 def test_a_resent_history_continues_its_conversation(offline: Served) -> None:
     client = sdk(offline)
     history: list[dict[str, Any]] = []
-    for question in (QUESTION, "Is there express delivery to Norway?", "Are returns from Norway free?"):
+    for question in (
+        QUESTION,
+        "Is there express delivery to Norway?",
+        "Are returns from Norway free?",
+    ):
         history.append({"role": "user", "content": question})
-        reply = client.chat.completions.create(model="support-bot", messages=[
-            {"role": "system", "content": "Be brief."}, *history])
+        reply = client.chat.completions.create(
+            model="support-bot", messages=[{"role": "system", "content": "Be brief."}, *history]
+        )
         history.append({"role": "assistant", "content": reply.choices[0].message.content})
     stored = conversations(offline)
     assert len(stored) == 1 and len(messages_of(offline, stored[0]["id"])) == 6
     # The same history under another end user is another conversation; so is a streamed fresh start.
     client.chat.completions.create(model="support-bot", messages=history[:3], user="someone-else")
     assert len(conversations(offline)) == 2
-    extension = client.chat.completions.create(model="support-bot", messages=[{"role": "user", "content": QUESTION}],
-                                               extra_body={"conversation_id": stored[0]["id"]})
+    extension = client.chat.completions.create(
+        model="support-bot",
+        messages=[{"role": "user", "content": QUESTION}],
+        extra_body={"conversation_id": stored[0]["id"]},
+    )
     assert extension.model_extra["conversation_id"] == stored[0]["id"]
     assert len(conversations(offline)) == 2
 
 
 # ------------------------------------------------------- completions, models, errors and headers
+
 
 def test_legacy_completions_and_model_lookup(offline: Served) -> None:
     client = sdk(offline)
@@ -255,8 +373,11 @@ def test_legacy_completions_and_model_lookup(offline: Served) -> None:
     assert "four days" in reply.choices[0].text and reply.usage.total_tokens > 0
     # Streamed chunks carry finish_reason null, as OpenAI's do (which the SDK's strict mode refuses).
     lenient = sdk(offline, strict=False)
-    streamed = "".join(c.choices[0].text for c in lenient.completions.create(model="support-bot", prompt=QUESTION,
-                                                                             stream=True) if c.choices)
+    streamed = "".join(
+        c.choices[0].text
+        for c in lenient.completions.create(model="support-bot", prompt=QUESTION, stream=True)
+        if c.choices
+    )
     assert "four days" in streamed
     assert client.models.retrieve("support-bot").id == "support-bot"
     with pytest.raises(openai.NotFoundError) as hidden:
@@ -268,24 +389,37 @@ def test_legacy_completions_and_model_lookup(offline: Served) -> None:
 
 
 def test_rate_limit_headers_and_error_params(offline: Served) -> None:
-    with httpx.Client(base_url=offline.v1, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30) as http:
-        for path, body in (("/chat/completions", {"messages": [{"role": "user", "content": QUESTION}]}),
-                           ("/responses", {"input": QUESTION}), ("/completions", {"prompt": QUESTION})):
+    with httpx.Client(
+        base_url=offline.v1, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30
+    ) as http:
+        for path, body in (
+            ("/chat/completions", {"messages": [{"role": "user", "content": QUESTION}]}),
+            ("/responses", {"input": QUESTION}),
+            ("/completions", {"prompt": QUESTION}),
+        ):
             for stream in (False, True):
                 reply = http.post(path, json={"model": "support-bot", "stream": stream, **body})
                 assert reply.status_code == 200, reply.text
                 assert int(reply.headers["x-ratelimit-limit-requests"]) > 0
                 assert int(reply.headers["x-ratelimit-remaining-requests"]) >= 0
                 assert reply.headers["x-ratelimit-reset-requests"].endswith("s")
-        invalid = http.post("/chat/completions", json={"model": "support-bot", "temperature": 9,
-                                                       "messages": [{"role": "user", "content": "hi"}]})
+        invalid = http.post(
+            "/chat/completions",
+            json={
+                "model": "support-bot",
+                "temperature": 9,
+                "messages": [{"role": "user", "content": "hi"}],
+            },
+        )
         assert invalid.status_code == 400 and invalid.json()["error"]["param"] == "temperature"
 
 
 def test_an_empty_workspace_is_insufficient_quota(offline: Served) -> None:
     empty_wallet(offline.database_url)
     with pytest.raises(openai.RateLimitError) as quota:
-        sdk(offline).chat.completions.create(model="support-bot", messages=[{"role": "user", "content": QUESTION}])
+        sdk(offline).chat.completions.create(
+            model="support-bot", messages=[{"role": "user", "content": QUESTION}]
+        )
     assert quota.value.code == "insufficient_quota" and quota.value.type == "insufficient_quota"
     assert quota.value.response.headers["x-should-retry"] == "false"
     with pytest.raises(openai.RateLimitError):

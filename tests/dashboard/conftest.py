@@ -24,7 +24,9 @@ def csrf_of(html: str) -> str:
 
 @pytest.fixture
 async def browser(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as c:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+    ) as c:
         yield c
 
 
@@ -32,13 +34,17 @@ async def sign_up(client: httpx.AsyncClient, **account: str) -> str:
     """Create the first owner; returns the session's CSRF token."""
     page = await client.get("/dashboard/setup")
     assert page.status_code == 200, page.text
-    response = await client.post("/dashboard/setup", data={**OWNER, **account, "csrf_token": csrf_of(page.text),
-                                                           "setup_token": ADMIN_KEY})
+    response = await client.post(
+        "/dashboard/setup",
+        data={**OWNER, **account, "csrf_token": csrf_of(page.text), "setup_token": ADMIN_KEY},
+    )
     assert response.status_code == 303, response.text
     return csrf_of((await client.get("/dashboard")).text)
 
 
 async def sign_in(client: httpx.AsyncClient, email: str, password: str) -> httpx.Response:
     page = await client.get("/dashboard/login")
-    return await client.post("/dashboard/login", data={"email": email, "password": password,
-                                                       "csrf_token": csrf_of(page.text)})
+    return await client.post(
+        "/dashboard/login",
+        data={"email": email, "password": password, "csrf_token": csrf_of(page.text)},
+    )

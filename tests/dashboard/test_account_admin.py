@@ -26,7 +26,9 @@ def client_of(app: FastAPI) -> httpx.AsyncClient:
 
 
 async def add_agent(browser: httpx.AsyncClient, csrf: str) -> str:
-    added = await browser.post("/dashboard/members", data={**AGENT, "role": "agent", "csrf_token": csrf})
+    added = await browser.post(
+        "/dashboard/members", data={**AGENT, "role": "agent", "csrf_token": csrf}
+    )
     assert added.status_code == 303, added.text
     page = (await browser.get("/dashboard/members")).text
     row = page.split('data-member="dana@example.com"')[1]
@@ -40,26 +42,44 @@ async def test_roles_and_removal(app: FastAPI, browser: httpx.AsyncClient) -> No
         assert (await sign_in(dana, AGENT["email"], AGENT["password"])).status_code == 303
         assert (await dana.get("/dashboard/api-keys")).status_code == 403
         # Promoted: the open session has the new role on its next request.
-        changed = await browser.post(f"/dashboard/members/{agent_id}/role", data={"role": "admin", "csrf_token": csrf})
+        changed = await browser.post(
+            f"/dashboard/members/{agent_id}/role", data={"role": "admin", "csrf_token": csrf}
+        )
         assert changed.status_code == 303
         assert (await dana.get("/dashboard/api-keys")).status_code == 200
         dana_csrf = csrf_of((await dana.get("/dashboard")).text)
         # Only owners manage members.
-        refused = await dana.post(f"/dashboard/members/{agent_id}/role", data={"role": "owner", "csrf_token": dana_csrf})
+        refused = await dana.post(
+            f"/dashboard/members/{agent_id}/role", data={"role": "owner", "csrf_token": dana_csrf}
+        )
         assert refused.status_code == 403
         # Removed: signed out at once, sessions gone.
-        removed = await browser.post(f"/dashboard/members/{agent_id}/remove", data={"csrf_token": csrf})
+        removed = await browser.post(
+            f"/dashboard/members/{agent_id}/remove", data={"csrf_token": csrf}
+        )
         assert removed.status_code == 303
         assert (await dana.get("/dashboard")).headers["location"] == "/dashboard/login"
         assert "dana@example.com" not in (await browser.get("/dashboard/members")).text
     # The last owner can be neither demoted nor removed.
     members_page = (await browser.get("/dashboard/members")).text
-    owner_id = members_page.split('data-member="owner@example.com"')[1].split("/dashboard/members/")[1].split("/")[0]
-    last = await browser.post(f"/dashboard/members/{owner_id}/role", data={"role": "agent", "csrf_token": csrf})
+    owner_id = (
+        members_page.split('data-member="owner@example.com"')[1]
+        .split("/dashboard/members/")[1]
+        .split("/")[0]
+    )
+    last = await browser.post(
+        f"/dashboard/members/{owner_id}/role", data={"role": "agent", "csrf_token": csrf}
+    )
     assert last.status_code == 409 and "needs an owner" in last.text
-    assert (await browser.post(f"/dashboard/members/{owner_id}/remove", data={"csrf_token": csrf})).status_code == 409
-    assert (await browser.post("/dashboard/members/not-a-uuid/remove", data={"csrf_token": csrf})).status_code == 404
-    assert (await browser.post(f"/dashboard/members/{agent_id}/remove", data={})).status_code == 403  # no CSRF token
+    assert (
+        await browser.post(f"/dashboard/members/{owner_id}/remove", data={"csrf_token": csrf})
+    ).status_code == 409
+    assert (
+        await browser.post("/dashboard/members/not-a-uuid/remove", data={"csrf_token": csrf})
+    ).status_code == 404
+    assert (
+        await browser.post(f"/dashboard/members/{agent_id}/remove", data={})
+    ).status_code == 403  # no CSRF token
 
 
 async def test_password_change_and_sessions(app: FastAPI, browser: httpx.AsyncClient) -> None:
@@ -72,25 +92,47 @@ async def test_password_change_and_sessions(app: FastAPI, browser: httpx.AsyncCl
         # Sign out one other browser by its row.
         laptop_ref = [part.split('"')[0] for part in account.split('name="ref" value="')[1:]]
         assert len(laptop_ref) == 2
-        ended = await browser.post("/dashboard/account/sessions/revoke", data={"ref": laptop_ref[0], "csrf_token": csrf})
+        ended = await browser.post(
+            "/dashboard/account/sessions/revoke", data={"ref": laptop_ref[0], "csrf_token": csrf}
+        )
         assert ended.headers["location"] == "/dashboard/account?ended=1"
         still = [c for c in (laptop, phone) if (await c.get("/dashboard")).status_code == 200]
         assert len(still) == 1
-        unknown = await browser.post("/dashboard/account/sessions/revoke", data={"ref": "0" * 16, "csrf_token": csrf})
+        unknown = await browser.post(
+            "/dashboard/account/sessions/revoke", data={"ref": "0" * 16, "csrf_token": csrf}
+        )
         assert unknown.status_code == 404
 
         # A wrong current password keeps the form with its message; a good one ends other sessions.
-        wrong = await browser.post("/dashboard/account/password", data={
-            "current_password": "nope nope nope", "new_password": "a new passphrase", "confirm_password": "a new passphrase",
-            "csrf_token": csrf})
+        wrong = await browser.post(
+            "/dashboard/account/password",
+            data={
+                "current_password": "nope nope nope",
+                "new_password": "a new passphrase",
+                "confirm_password": "a new passphrase",
+                "csrf_token": csrf,
+            },
+        )
         assert wrong.status_code == 400 and "current password is not right" in wrong.text
-        differ = await browser.post("/dashboard/account/password", data={
-            "current_password": OWNER["password"], "new_password": "a new passphrase", "confirm_password": "another",
-            "csrf_token": csrf})
+        differ = await browser.post(
+            "/dashboard/account/password",
+            data={
+                "current_password": OWNER["password"],
+                "new_password": "a new passphrase",
+                "confirm_password": "another",
+                "csrf_token": csrf,
+            },
+        )
         assert differ.status_code == 400 and "differ" in differ.text
-        done = await browser.post("/dashboard/account/password", data={
-            "current_password": OWNER["password"], "new_password": "a new passphrase",
-            "confirm_password": "a new passphrase", "csrf_token": csrf})
+        done = await browser.post(
+            "/dashboard/account/password",
+            data={
+                "current_password": OWNER["password"],
+                "new_password": "a new passphrase",
+                "confirm_password": "a new passphrase",
+                "csrf_token": csrf,
+            },
+        )
         assert done.status_code == 303
         assert (await browser.get("/dashboard")).status_code == 200  # this session stays
         assert (await still[0].get("/dashboard")).status_code == 303  # the other one ended
@@ -105,16 +147,21 @@ async def test_delete_a_bot(app: FastAPI, browser: httpx.AsyncClient) -> None:
     created = await browser.post("/dashboard/bots", data={"name": "Doomed", "csrf_token": csrf})
     bot_id = created.headers["location"].split("/")[3]
     settings = (await browser.get(f"/dashboard/bots/{bot_id}/settings")).text
-    assert f'action="/dashboard/bots/{bot_id}/delete"' in settings and "can not be undone" in settings
+    assert (
+        f'action="/dashboard/bots/{bot_id}/delete"' in settings and "can not be undone" in settings
+    )
     assert (await browser.post(f"/dashboard/bots/{bot_id}/delete", data={})).status_code == 403
     deleted = await browser.post(f"/dashboard/bots/{bot_id}/delete", data={"csrf_token": csrf})
     assert deleted.headers["location"] == "/dashboard?deleted=1"
     assert await count_rows(app, Bot, name="Doomed") == 0
-    assert (await browser.post(f"/dashboard/bots/{bot_id}/delete", data={"csrf_token": csrf})).status_code == 404
+    assert (
+        await browser.post(f"/dashboard/bots/{bot_id}/delete", data={"csrf_token": csrf})
+    ).status_code == 404
 
 
-async def test_reset_password_from_the_command_line(app: FastAPI, browser: httpx.AsyncClient, settings: object,
-                                                    tmp_path: Path) -> None:
+async def test_reset_password_from_the_command_line(
+    app: FastAPI, browser: httpx.AsyncClient, settings: object, tmp_path: Path
+) -> None:
     await sign_up(browser)
     args = ["--data-dir", str(settings.data_dir), "--database-url", settings.resolved_database_url]  # type: ignore[attr-defined]
     runner = CliRunner()

@@ -19,8 +19,17 @@ import pytest
 from chatwell.app import create_app
 from chatwell.services import handoff
 from chatwell.settings import Settings
-from tests.dashboard.test_dashboard_browser import (AGENT, HOURS, VIEWPORT, Errors, create_bot, shot, sign_up,
-                                                    submit, wait_all_ready)
+from tests.dashboard.test_dashboard_browser import (
+    AGENT,
+    HOURS,
+    VIEWPORT,
+    Errors,
+    create_bot,
+    shot,
+    sign_up,
+    submit,
+    wait_all_ready,
+)
 from tests.widget.browser import host_site
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
@@ -44,8 +53,12 @@ def sign_in(page: Any, chatwell: str, email: str, password: str) -> None:
     submit(page, "form[action='/dashboard/login']")
 
 
-def test_an_agent_answers_live(chromium: Any, make_settings: Callable[..., Settings], live_server: Any,
-                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_agent_answers_live(
+    chromium: Any,
+    make_settings: Callable[..., Settings],
+    live_server: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from playwright.sync_api import expect
 
     monkeypatch.setattr(handoff, "PRESENCE_SECONDS", 8)
@@ -134,7 +147,9 @@ def test_an_agent_answers_live(chromium: Any, make_settings: Callable[..., Setti
     expect(status_line).to_contain_text("You are chatting with")
     expect(owner.locator("#transcript")).to_contain_text("One moment.", timeout=10_000)
     assert owner.evaluate("window.__sameDocument") == 7  # the owner's page never reloaded
-    expect(owner.locator("#conversation-head [data-field=status]")).to_have_text("With a person", timeout=10_000)
+    expect(owner.locator("#conversation-head [data-field=status]")).to_have_text(
+        "With a person", timeout=10_000
+    )
 
     # The agent takes the conversation; the owner's page shows who has it.
     submit(agent, "form[action$='/assign']:has(input[value=me])")
@@ -144,7 +159,9 @@ def test_an_agent_answers_live(chromium: Any, make_settings: Callable[..., Setti
     # After a reload the widget still says who holds the chat.
     visitor.reload()
     visitor.locator("chatwell-widget .cw-launcher").click()
-    expect(visitor.locator("chatwell-widget .cw-status")).to_contain_text("You are chatting with", timeout=10_000)
+    expect(visitor.locator("chatwell-widget .cw-status")).to_contain_text(
+        "You are chatting with", timeout=10_000
+    )
     shot(visitor, "widget-with-a-person")
     assert owner_errors.items == [] and agent_errors.items == [] and visitor_errors.items == []
     for context in (visitor_ctx, agent_ctx, owner_ctx):

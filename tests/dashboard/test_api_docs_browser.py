@@ -15,7 +15,9 @@ from tests.dashboard.test_dashboard_browser import shot
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
 
 
-def test_api_docs_render_offline(chromium: Any, make_settings: Callable[..., Settings], live_server: Any) -> None:
+def test_api_docs_render_offline(
+    chromium: Any, make_settings: Callable[..., Settings], live_server: Any
+) -> None:
     chatwell = live_server.start(create_app(make_settings(), announce=lambda _: None))
     context = chromium.new_context(viewport={"width": 1280, "height": 900})
     refused: list[str] = []
@@ -32,7 +34,9 @@ def test_api_docs_render_offline(chromium: Any, make_settings: Callable[..., Set
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(f"{chatwell}/")
-    assert page.url.rstrip("/").endswith("/dashboard/setup")  # a fresh install: / -> dashboard -> set-up
+    assert page.url.rstrip("/").endswith(
+        "/dashboard/setup"
+    )  # a fresh install: / -> dashboard -> set-up
     page.goto(f"{chatwell}/docs")
     page.locator(".opblock").first.wait_for(timeout=30_000)
     assert page.locator(".opblock").count() > 50

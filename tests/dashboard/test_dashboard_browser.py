@@ -29,7 +29,9 @@ from chatwell.settings import Settings
 from tests.conftest import ADMIN_KEY
 from tests.widget.browser import host_site
 
-pytestmark = pytest.mark.parametrize("backend", ["sqlite"])  # the browser does not depend on the engine
+pytestmark = pytest.mark.parametrize(
+    "backend", ["sqlite"]
+)  # the browser does not depend on the engine
 OWNER = {"name": "Olga Owner", "email": "owner@example.com", "password": "correct horse battery"}
 AGENT = {"name": "Dana Agent", "email": "dana@example.com", "password": "agent password 1"}
 HOURS = "Opening hours: the shop is open Monday through Friday, 9 AM to 5 PM. Closed on weekends."
@@ -40,12 +42,14 @@ def tiny_pdf(text: str) -> bytes:
     """A one-page PDF with one line of Helvetica text, written by hand (no PDF library)."""
     line = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)").encode("latin-1")
     content = b"BT /F1 11 Tf 40 740 Td (" + line + b") Tj ET"
-    objects = [b"<< /Type /Catalog /Pages 2 0 R >>",
-               b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-               b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
-               b"/Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>",
-               b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-               b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream"]
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
+        b"/Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
+    ]
     out = bytearray(b"%PDF-1.4\n")
     offsets = []
     for number, body in enumerate(objects, start=1):
@@ -54,7 +58,10 @@ def tiny_pdf(text: str) -> bytes:
     xref = len(out)
     out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
     out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        xref,
+    )
     return bytes(out)
 
 
@@ -62,6 +69,7 @@ def test_tiny_pdf_is_readable(backend: str) -> None:
     from io import BytesIO
 
     from pypdf import PdfReader
+
     assert "Monday through Friday" in PdfReader(BytesIO(tiny_pdf(HOURS))).pages[0].extract_text()
 
 
@@ -115,7 +123,10 @@ def configure(page: Any, chatwell: str, bot_id: str, origin: str, *, handoff: bo
 
 def wait_all_ready(page: Any, count: int) -> None:
     from playwright.sync_api import expect
-    expect(page.locator('#sources [data-field="status"]')).to_have_text(["ready"] * count, timeout=60_000)
+
+    expect(page.locator('#sources [data-field="status"]')).to_have_text(
+        ["ready"] * count, timeout=60_000
+    )
 
 
 def create_key(page: Any, chatwell: str, label: str) -> str:
@@ -138,18 +149,23 @@ def widget_ask(page: Any, question: str) -> Any:
     return answer
 
 
-def test_golden_path_on_a_fresh_install(chromium: Any, make_settings: Callable[..., Settings],
-                                        live_server: Any) -> None:
+def test_golden_path_on_a_fresh_install(
+    chromium: Any, make_settings: Callable[..., Settings], live_server: Any
+) -> None:
     chatwell = live_server.start(create_app(make_settings(), announce=lambda _: None))
     snippet: dict[str, str] = {}
 
     async def shop(request: Any) -> Any:
         from starlette.responses import HTMLResponse
-        return HTMLResponse("<!doctype html><html><head><title>Shop</title></head><body><h1>Our shop</h1>"
-                            f"{snippet.get('tag', '')}</body></html>")
+
+        return HTMLResponse(
+            "<!doctype html><html><head><title>Shop</title></head><body><h1>Our shop</h1>"
+            f"{snippet.get('tag', '')}</body></html>"
+        )
 
     from starlette.applications import Starlette
     from starlette.routing import Route
+
     host = live_server.start(Starlette(routes=[Route("/", shop)]))
 
     ctx = chromium.new_context(viewport=VIEWPORT)
@@ -163,7 +179,8 @@ def test_golden_path_on_a_fresh_install(chromium: Any, make_settings: Callable[.
     page.goto(f"{chatwell}/dashboard/bots/{bot_id}/sources")
     # A PDF through the file form; the Sources tab's script shows it becoming ready.
     page.locator("form[enctype='multipart/form-data'] input[type=file]").set_input_files(
-        {"name": "hours.pdf", "mimeType": "application/pdf", "buffer": tiny_pdf(HOURS)})
+        {"name": "hours.pdf", "mimeType": "application/pdf", "buffer": tiny_pdf(HOURS)}
+    )
     submit(page, "form[enctype='multipart/form-data']")
     wait_all_ready(page, 1)
     assert page.locator("#sources tr[data-source-id]").first.inner_text().startswith("hours.pdf")
@@ -177,9 +194,12 @@ def test_golden_path_on_a_fresh_install(chromium: Any, make_settings: Callable[.
     page.fill("#playground input[name=temperature]", "0.2")
     page.locator("#playground button[type=submit]").click()
     from playwright.sync_api import expect
+
     expect(page.locator("#playground-status")).to_have_text("done", timeout=30_000)
     assert "Monday through Friday" in page.locator("#playground-answer").inner_text()
-    assert page.locator("#playground-citations li").first.inner_text().startswith("[1] hours (page 1)")
+    assert (
+        page.locator("#playground-citations li").first.inner_text().startswith("[1] hours (page 1)")
+    )
     first_passage = page.locator("#playground-passages tr").first
     assert re.fullmatch(r"[01]\.\d{3}", first_passage.locator("td").first.inner_text())
     assert "Monday through Friday" in first_passage.inner_text()
@@ -223,8 +243,9 @@ def test_golden_path_on_a_fresh_install(chromium: Any, make_settings: Callable[.
     ctx.close()
 
 
-def test_agent_answers_a_visitor_from_the_inbox(chromium: Any, make_settings: Callable[..., Settings],
-                                                live_server: Any) -> None:
+def test_agent_answers_a_visitor_from_the_inbox(
+    chromium: Any, make_settings: Callable[..., Settings], live_server: Any
+) -> None:
     chatwell = live_server.start(create_app(make_settings(), announce=lambda _: None))
     owner_ctx = chromium.new_context(viewport=VIEWPORT)
     owner = owner_ctx.new_page()
@@ -249,8 +270,12 @@ def test_agent_answers_a_visitor_from_the_inbox(chromium: Any, make_settings: Ca
 
     # Presence is keyed by API keys: a workspace key from the Keys page marks the desk online.
     secret = create_key(owner, chatwell, "Front desk")
-    presence = httpx.post(f"{chatwell}/v1/agents/presence", json={"online": True},
-                          headers={"Authorization": f"Bearer {secret}"}, timeout=30)
+    presence = httpx.post(
+        f"{chatwell}/v1/agents/presence",
+        json={"online": True},
+        headers={"Authorization": f"Bearer {secret}"},
+        timeout=30,
+    )
     assert presence.status_code == 200 and presence.json()["handoff_available"], presence.text
 
     visitor_ctx = chromium.new_context(viewport=VIEWPORT)
@@ -259,7 +284,9 @@ def test_agent_answers_a_visitor_from_the_inbox(chromium: Any, make_settings: Ca
     visitor.locator("chatwell-widget .cw-launcher").click()
     widget_ask(visitor, "When are you open?")
     visitor.locator("chatwell-widget .cw-human").click()
-    visitor.locator("chatwell-widget .cw-system", has_text="will reply here").wait_for(timeout=10_000)
+    visitor.locator("chatwell-widget .cw-system", has_text="will reply here").wait_for(
+        timeout=10_000
+    )
 
     agent_ctx = chromium.new_context(viewport=VIEWPORT)
     agent = agent_ctx.new_page()
@@ -283,8 +310,12 @@ def test_agent_answers_a_visitor_from_the_inbox(chromium: Any, make_settings: Ca
     bubble.wait_for(timeout=15_000)
     assert "Dana here! We open at 9." in bubble.inner_text()
 
-    for path in (f"/dashboard/bots/{bot_id}/settings", "/dashboard/api-keys", "/dashboard/analytics",
-                 f"/dashboard/bots/{bot_id}/playground"):
+    for path in (
+        f"/dashboard/bots/{bot_id}/settings",
+        "/dashboard/api-keys",
+        "/dashboard/analytics",
+        f"/dashboard/bots/{bot_id}/playground",
+    ):
         assert agent.goto(f"{chatwell}{path}").status == 403, path
     assert errors.items == [] and agent_errors.items == []
     for context in (visitor_ctx, agent_ctx, owner_ctx):

@@ -16,8 +16,9 @@ from tests.dashboard.test_dashboard_browser import create_bot, sign_up, wait_all
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
 
 
-def test_drop_a_file_and_preview_the_widget(chromium: Any, make_settings: Callable[..., Settings],
-                                            live_server: Any) -> None:
+def test_drop_a_file_and_preview_the_widget(
+    chromium: Any, make_settings: Callable[..., Settings], live_server: Any
+) -> None:
     chatwell = live_server.start(create_app(make_settings(), announce=lambda _: None))
     page = chromium.new_page()
     errors: list[str] = []
@@ -39,7 +40,8 @@ def test_drop_a_file_and_preview_the_widget(chromium: Any, make_settings: Callab
     head = page.locator("[data-preview-head]")
     page.fill("input[name=widget_title]", "Parcel help")
     page.locator("input[name=primary_color]").evaluate(
-        "e => { e.value = '#0f766e'; e.dispatchEvent(new Event('input', {bubbles: true})); }")
+        "e => { e.value = '#0f766e'; e.dispatchEvent(new Event('input', {bubbles: true})); }"
+    )
     page.select_option("select[name=position]", "bottom-left")
     assert head.inner_text() == "Parcel help"
     assert head.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(15, 118, 110)"

@@ -15,8 +15,16 @@ from chatwell.app import create_app
 from chatwell.ingestion.loaders import pdf
 from chatwell.ingestion.loaders._text import pick_title
 from chatwell.settings import Settings
-from tests.dashboard.test_dashboard_browser import (HOURS, VIEWPORT, Errors, create_bot, shot, sign_up, submit,
-                                                    tiny_pdf, wait_all_ready)
+from tests.dashboard.test_dashboard_browser import (
+    HOURS,
+    VIEWPORT,
+    Errors,
+    create_bot,
+    shot,
+    sign_up,
+    tiny_pdf,
+    wait_all_ready,
+)
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
 
@@ -40,8 +48,9 @@ def test_placeholder_titles_fall_back(backend: str) -> None:
     assert pdf.load(untitled_pdf(HOURS), "opening-hours.pdf").title == "opening hours"
 
 
-def test_a_refused_setting_keeps_every_edit(chromium: Any, make_settings: Callable[..., Settings],
-                                            live_server: Any) -> None:
+def test_a_refused_setting_keeps_every_edit(
+    chromium: Any, make_settings: Callable[..., Settings], live_server: Any
+) -> None:
     from playwright.sync_api import expect
 
     chatwell = live_server.start(create_app(make_settings(), announce=lambda _: None))
@@ -53,21 +62,30 @@ def test_a_refused_setting_keeps_every_edit(chromium: Any, make_settings: Callab
 
     # An empty file: refused beside the upload form, on the Sources tab.
     page.locator("form[enctype='multipart/form-data'] input[type=file]").set_input_files(
-        {"name": "empty.txt", "mimeType": "text/plain", "buffer": b""})
+        {"name": "empty.txt", "mimeType": "text/plain", "buffer": b""}
+    )
     page.locator("form[enctype='multipart/form-data'] button[type=submit]").click()
     refusal = page.locator("[data-error=file]")
     expect(refusal).to_contain_text("empty.txt is empty", timeout=10_000)
-    assert page.locator("#sources").count() == 1 and page.locator("form:has(input[name=kind][value=text])").count() == 1
+    assert (
+        page.locator("#sources").count() == 1
+        and page.locator("form:has(input[name=kind][value=text])").count() == 1
+    )
 
     # A PDF titled "untitled" in its metadata is listed by its file name.
     page.goto(f"{chatwell}/dashboard/bots/{bot_id}/sources")
     page.locator("form[enctype='multipart/form-data'] input[type=file]").set_input_files(
-        {"name": "opening-hours.pdf", "mimeType": "application/pdf", "buffer": untitled_pdf(HOURS)})
+        {"name": "opening-hours.pdf", "mimeType": "application/pdf", "buffer": untitled_pdf(HOURS)}
+    )
     with page.expect_navigation():
         page.locator("form[enctype='multipart/form-data'] button[type=submit]").click()
     wait_all_ready(page, 1)
     page.reload()
-    assert page.locator("#sources tr[data-source-id] td").first.inner_text().startswith("opening hours")
+    assert (
+        page.locator("#sources tr[data-source-id] td")
+        .first.inner_text()
+        .startswith("opening hours")
+    )
     assert "untitled" not in page.locator("#sources").inner_text().lower()
 
     # Settings: several edits, then two contact fields with the same name.
@@ -97,16 +115,24 @@ def test_a_refused_setting_keeps_every_edit(chromium: Any, make_settings: Callab
     page.fill("input[name=cf_1_label]", "Phone")
     page.select_option("select[name=cf_1_type]", "phone")
     with page.expect_navigation():
-        page.locator(f"form[action='/dashboard/bots/{bot_id}/settings'] button[type=submit]").click()
+        page.locator(
+            f"form[action='/dashboard/bots/{bot_id}/settings'] button[type=submit]"
+        ).click()
     assert "saved=1" in page.url
     assert page.input_value("input[name=name]") == "Forgiving Bot"
-    assert page.input_value("input[name=cf_0_name]") == "email" and page.is_checked("input[name=cf_0_required]")
-    assert page.input_value("input[name=cf_1_name]") == "phone" and not page.is_checked("input[name=cf_1_required]")
+    assert page.input_value("input[name=cf_0_name]") == "email" and page.is_checked(
+        "input[name=cf_0_required]"
+    )
+    assert page.input_value("input[name=cf_1_name]") == "phone" and not page.is_checked(
+        "input[name=cf_1_required]"
+    )
     assert page.input_value("input[name=cf_2_name]") == ""  # one blank row to add another
     # Removing a row and saving drops that field.
     page.locator("tr[data-field-row]:has(input[name=cf_1_name]) [data-remove-field]").click()
     with page.expect_navigation():
-        page.locator(f"form[action='/dashboard/bots/{bot_id}/settings'] button[type=submit]").click()
+        page.locator(
+            f"form[action='/dashboard/bots/{bot_id}/settings'] button[type=submit]"
+        ).click()
     assert page.locator("input[name=cf_1_name]").input_value() == ""
     shot(page, "settings-contact-fields")
     assert errors.items == []

@@ -14,23 +14,37 @@ import pytest
 
 from chatwell.app import create_app
 from chatwell.settings import Settings
-from tests.dashboard.test_dashboard_browser import (HOURS, VIEWPORT, Errors, create_bot, shot, sign_up, submit,
-                                                    wait_all_ready)
+from tests.dashboard.test_dashboard_browser import (
+    HOURS,
+    VIEWPORT,
+    Errors,
+    create_bot,
+    shot,
+    sign_up,
+    submit,
+    wait_all_ready,
+)
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
 QUESTION = "Do you ship parcels to Canada?"
 
 
 def public_answer(chatwell: str, bot_id: str, question: str, session: str) -> str:
-    response = httpx.post(f"{chatwell}/v1/public/chat/stream", timeout=60,
-                          json={"bot_id": bot_id, "message": question, "session_id": session})
+    response = httpx.post(
+        f"{chatwell}/v1/public/chat/stream",
+        timeout=60,
+        json={"bot_id": bot_id, "message": question, "session_id": session},
+    )
     assert response.status_code == 200, response.text
-    events = [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: ")]
+    events = [
+        json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: ")
+    ]
     return "".join(e.get("content", "") for e in events if e.get("type") == "content")
 
 
-def test_add_the_answer_from_analytics(chromium: Any, make_settings: Callable[..., Settings],
-                                       live_server: Any) -> None:
+def test_add_the_answer_from_analytics(
+    chromium: Any, make_settings: Callable[..., Settings], live_server: Any
+) -> None:
     from playwright.sync_api import expect
 
     chatwell = live_server.start(create_app(make_settings(), announce=lambda _: None))
@@ -53,7 +67,9 @@ def test_add_the_answer_from_analytics(chromium: Any, make_settings: Callable[..
     row = page.locator("#unanswered tbody tr", has_text=QUESTION)
     expect(row).to_have_count(1)
     row.locator("summary", has_text="Add the answer").click()
-    row.locator("textarea[name=answer]").fill("Yes, we ship parcels to Canada; delivery takes 5 working days.")
+    row.locator("textarea[name=answer]").fill(
+        "Yes, we ship parcels to Canada; delivery takes 5 working days."
+    )
     shot(page, "analytics-add-answer")
     with page.expect_navigation():
         row.locator("button[type=submit]").click()
@@ -70,7 +86,10 @@ def test_add_the_answer_from_analytics(chromium: Any, make_settings: Callable[..
     with page.expect_navigation():
         qa_row.locator("a", has_text="Edit").click()
     assert page.input_value("input[name=question]") == QUESTION
-    page.fill("textarea[name=answer]", "Yes, we ship parcels to Canada; delivery takes 3 working days now.")
+    page.fill(
+        "textarea[name=answer]",
+        "Yes, we ship parcels to Canada; delivery takes 3 working days now.",
+    )
     submit(page, "#source-edit")
     wait_all_ready(page, 2)
     assert page.locator(f"#sources tr[data-source-id='{source_id}']").count() == 1

@@ -38,55 +38,103 @@ TOKEN = re.compile(r"cwsetup_[A-Za-z0-9_-]{24}")
 async def _setup(client: httpx.AsyncClient, **extra: str) -> httpx.Response:
     page = await client.get("/dashboard/setup")
     assert page.status_code == 200, page.text
-    return await client.post("/dashboard/setup", data={**OWNER, "csrf_token": csrf_of(page.text), **extra})
+    return await client.post(
+        "/dashboard/setup", data={**OWNER, "csrf_token": csrf_of(page.text), **extra}
+    )
 
 
 async def test_setup_without_proof_is_refused_even_to_the_first_visitor(
-        app: FastAPI, browser: httpx.AsyncClient, backend: str) -> None:
+    app: FastAPI, browser: httpx.AsyncClient, backend: str
+) -> None:
     page = await browser.get("/dashboard/setup")
-    assert "set-up token" in page.text and "chatwell setup-token" in page.text  # the page says what it needs
-    for proof in ({}, {"setup_token": ""}, {"setup_token": "cwsetup_" + "A" * 24}, {"setup_token": "wrong-admin-key"}):
+    assert (
+        "set-up token" in page.text and "chatwell setup-token" in page.text
+    )  # the page says what it needs
+    for proof in (
+        {},
+        {"setup_token": ""},
+        {"setup_token": "cwsetup_" + "A" * 24},
+        {"setup_token": "wrong-admin-key"},
+    ):
         refused = await _setup(browser, **proof)
-        assert refused.status_code == 403, (proof, refused.status_code)  # was 303: the first visitor owned it
+        assert refused.status_code == 403, (
+            proof,
+            refused.status_code,
+        )  # was 303: the first visitor owned it
         assert "set-up token" in refused.text
         assert "chatwell_session" not in "".join(refused.headers.get_list("set-cookie"))
     assert await count_rows(app, User) == 0
 
 
-async def test_the_admin_key_is_proof(app: FastAPI, browser: httpx.AsyncClient, backend: str) -> None:
+async def test_the_admin_key_is_proof(
+    app: FastAPI, browser: httpx.AsyncClient, backend: str
+) -> None:
     assert (await _setup(browser, setup_token=ADMIN_KEY)).status_code == 303
     assert await count_rows(app, User) == 1
 
 
 async def test_the_token_printed_at_start_and_by_the_cli_is_proof(
-        make_settings: Callable[..., Settings], tmp_path: Path, backend: str) -> None:
+    make_settings: Callable[..., Settings], tmp_path: Path, backend: str
+) -> None:
     settings = make_settings(admin_key=None)
     printed: list[str] = []
     app = create_app(settings, announce=printed.append)
     async with app.router.lifespan_context(app):
         [token] = {m.group(0) for text in printed for m in TOKEN.finditer(text)}
         assert any("/dashboard/setup" in text for text in printed)
-        result = await asyncio.to_thread(CliRunner().invoke, cli, ["setup-token", "--database-url",
-                                         settings.resolved_database_url, "--data-dir", str(settings.data_dir)])
+        result = await asyncio.to_thread(
+            CliRunner().invoke,
+            cli,
+            [
+                "setup-token",
+                "--database-url",
+                settings.resolved_database_url,
+                "--data-dir",
+                str(settings.data_dir),
+            ],
+        )
         assert result.exit_code == 0 and result.output.strip() == token
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as web:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+        ) as web:
             assert (await _setup(web, setup_token=token)).status_code == 303
         assert await count_rows(app, User) == 1
-        after = await asyncio.to_thread(CliRunner().invoke, cli, ["setup-token", "--database-url",
-                                        settings.resolved_database_url, "--data-dir", str(settings.data_dir)])
+        after = await asyncio.to_thread(
+            CliRunner().invoke,
+            cli,
+            [
+                "setup-token",
+                "--database-url",
+                settings.resolved_database_url,
+                "--data-dir",
+                str(settings.data_dir),
+            ],
+        )
         assert after.exit_code == 1 and token not in after.output  # single use: set-up is closed
 
 
 async def test_over_https_the_cookies_are_host_prefixed(app: FastAPI, backend: str) -> None:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://testserver") as web:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="https://testserver"
+    ) as web:
         page = await web.get("/dashboard/setup")
         pre = page.headers["set-cookie"]
-        assert pre.startswith("__Host-chatwell_presession=") and "Secure" in pre and "Path=/;" in pre + ";" \
-            and "Domain" not in pre, pre
-        done = await web.post("/dashboard/setup", data={**OWNER, "csrf_token": csrf_of(page.text),
-                                                        "setup_token": ADMIN_KEY})
+        assert (
+            pre.startswith("__Host-chatwell_presession=")
+            and "Secure" in pre
+            and "Path=/;" in pre + ";"
+            and "Domain" not in pre
+        ), pre
+        done = await web.post(
+            "/dashboard/setup",
+            data={**OWNER, "csrf_token": csrf_of(page.text), "setup_token": ADMIN_KEY},
+        )
         cookie = done.headers["set-cookie"]
-        assert done.status_code == 303 and cookie.startswith("__Host-chatwell_session=") and "Secure" in cookie
+        assert (
+            done.status_code == 303
+            and cookie.startswith("__Host-chatwell_session=")
+            and "Secure" in cookie
+        )
         assert "Path=/;" in cookie + ";" and "Domain" not in cookie
         assert (await web.get("/dashboard")).status_code == 200
         # A plain-named session cookie (what a tossing page could set) is not read over https.
@@ -96,21 +144,29 @@ async def test_over_https_the_cookies_are_host_prefixed(app: FastAPI, backend: s
         assert (await web.get("/dashboard")).headers["location"] == "/dashboard/login"
 
 
-async def test_a_tossed_pre_session_cookie_is_no_token(app: FastAPI, browser: httpx.AsyncClient, backend: str) -> None:
+async def test_a_tossed_pre_session_cookie_is_no_token(
+    app: FastAPI, browser: httpx.AsyncClient, backend: str
+) -> None:
     await _setup(browser, setup_token=ADMIN_KEY)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as victim:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+    ) as victim:
         # The attacker chose the cookie's value and posts the form with that same value (double submit).
         tossed = "attacker-chosen-presession-value-0123456789"
         for name in ("chatwell_presession", "chatwell_presession_csrf"):
             victim.cookies.set(name, tossed, domain="testserver.local", path="/dashboard")
-        forged = await victim.post("/dashboard/login", data={"email": OWNER["email"], "password": OWNER["password"],
-                                                             "csrf_token": tossed})
+        forged = await victim.post(
+            "/dashboard/login",
+            data={"email": OWNER["email"], "password": OWNER["password"], "csrf_token": tossed},
+        )
         assert forged.status_code == 403  # was 303: the victim signed in to the attacker's account
         assert "chatwell_session" not in "".join(forged.headers.get_list("set-cookie"))
         # The page's own token is an HMAC of the cookie, not the cookie.
         page = await victim.get("/dashboard/login")
         token = csrf_of(page.text)
         assert token != victim.cookies.get("chatwell_presession")
-        ok = await victim.post("/dashboard/login", data={"email": OWNER["email"], "password": OWNER["password"],
-                                                         "csrf_token": token})
+        ok = await victim.post(
+            "/dashboard/login",
+            data={"email": OWNER["email"], "password": OWNER["password"], "csrf_token": token},
+        )
         assert ok.status_code == 303

@@ -18,10 +18,14 @@ from chatwell.app import create_app
 from chatwell.settings import Settings
 from tests.conftest import ADMIN_KEY
 
-HOURS = ("Business hours: Our business hours are Monday through Friday, 9 AM to 5 PM EST. "
-         "On weekends the office is closed and questions wait for Monday.")
-GETTING_STARTED = ("Getting started: To get started, you need to create an account and add your first "
-                   "document in the dashboard.")
+HOURS = (
+    "Business hours: Our business hours are Monday through Friday, 9 AM to 5 PM EST. "
+    "On weekends the office is closed and questions wait for Monday."
+)
+GETTING_STARTED = (
+    "Getting started: To get started, you need to create an account and add your first "
+    "document in the dashboard."
+)
 
 
 @dataclass
@@ -54,13 +58,23 @@ def wait_ready(client: httpx.Client, bot: str, timeout: float = 60.0) -> None:
     raise AssertionError("sources did not finish ingesting")
 
 
-def seed_bot(client: httpx.Client, *, name: str = "Support Bot", slug: str = "support-bot",
-             texts: tuple[tuple[str, str], ...] = (("Business hours", HOURS), ("Getting Started", GETTING_STARTED)),
-             **fields: Any) -> dict[str, Any]:
+def seed_bot(
+    client: httpx.Client,
+    *,
+    name: str = "Support Bot",
+    slug: str = "support-bot",
+    texts: tuple[tuple[str, str], ...] = (
+        ("Business hours", HOURS),
+        ("Getting Started", GETTING_STARTED),
+    ),
+    **fields: Any,
+) -> dict[str, Any]:
     bot = client.post("/v1/bots", json={"name": name, "slug": slug, **fields})
     assert bot.status_code == 201, bot.text
     for title, text in texts:
-        added = client.post(f"/v1/bots/{slug}/sources", json={"type": "text", "title": title, "text": text})
+        added = client.post(
+            f"/v1/bots/{slug}/sources", json={"type": "text", "title": title, "text": text}
+        )
         assert added.status_code == 202, added.text
     if texts:
         wait_ready(client, slug)
@@ -72,13 +86,20 @@ def start_world(make_settings: Callable[..., Settings], live_server: Any) -> Cal
     def start(**settings: Any) -> World:
         app = create_app(make_settings(**settings), announce=lambda _: None)
         base = live_server.start(app)
-        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30) as admin:
+        with httpx.Client(
+            base_url=base, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30
+        ) as admin:
             bot = seed_bot(admin, public=True)
             # The documented flows read transcripts (the developer API's sessions report) and delete
             # them (Dify's conversations): granted explicitly, a bot key chats only by default.
-            bot_key = admin.post("/v1/keys", json={
-                "label": "support-bot key", "bot_id": bot["id"],
-                "scopes": ["chat", "conversations:read", "conversations:write"]}).json()["key"]
+            bot_key = admin.post(
+                "/v1/keys",
+                json={
+                    "label": "support-bot key",
+                    "bot_id": bot["id"],
+                    "scopes": ["chat", "conversations:read", "conversations:write"],
+                },
+            ).json()["key"]
             workspace_key = admin.post("/v1/keys", json={"label": "workspace key"}).json()["key"]
         return World(base, app, bot["id"], bot["slug"], bot_key, workspace_key)
 

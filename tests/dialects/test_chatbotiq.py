@@ -14,11 +14,28 @@ from httpx_sse import connect_sse
 from tests.dialects.conftest import World, empty_wallet, seed_bot
 
 CONFIG_FIELDS = {
-    "bot_id", "bot_name", "widget_settings", "suggested_questions", "show_suggested_questions",
-    "suggested_questions_count", "welcome_message", "warning_message", "recaptcha_site_key", "include_links",
-    "language", "mcp_url", "handoff_enabled", "handoff_trigger", "handoff_offline_message",
-    "handoff_agent_label", "handoff_available", "allow_user_images", "contact_form_enabled",
-    "contact_form_trigger", "contact_form_fields", "contact_form_success_message",
+    "bot_id",
+    "bot_name",
+    "widget_settings",
+    "suggested_questions",
+    "show_suggested_questions",
+    "suggested_questions_count",
+    "welcome_message",
+    "warning_message",
+    "recaptcha_site_key",
+    "include_links",
+    "language",
+    "mcp_url",
+    "handoff_enabled",
+    "handoff_trigger",
+    "handoff_offline_message",
+    "handoff_agent_label",
+    "handoff_available",
+    "allow_user_images",
+    "contact_form_enabled",
+    "contact_form_trigger",
+    "contact_form_fields",
+    "contact_form_success_message",
     "contact_form_button_display",
 }
 EXTRA_CONFIG_FIELDS = {"contact_form_after_messages"}
@@ -38,7 +55,12 @@ def events(client: httpx.Client, body: dict[str, Any], **kwargs: Any) -> list[di
 
 def example(world: World, **extra: Any) -> dict[str, Any]:
     """The document's curl body, with our bot's id."""
-    return {"bot_id": world.bot_id, "message": "How do I get started?", "session_id": "unique-session-id", **extra}
+    return {
+        "bot_id": world.bot_id,
+        "message": "How do I get started?",
+        "session_id": "unique-session-id",
+        **extra,
+    }
 
 
 def test_stream_example(world: World) -> None:
@@ -61,7 +83,9 @@ def test_stream_example(world: World) -> None:
     uuid.UUID(done["conversation_id"]), uuid.UUID(done["assistant_message_id"])
     citation = done["citations"][0]
     assert set(citation) == CITATION_FIELDS | EXTRA_CITATION_FIELDS
-    assert citation["page_title"] == "Getting Started" and citation["source_url"] == ""  # a text source
+    assert (
+        citation["page_title"] == "Getting Started" and citation["source_url"] == ""
+    )  # a text source
     assert 0 < citation["score"] <= 1 and citation["from_web_search"] is False
     uuid.UUID(citation["source_id"])
 
@@ -69,40 +93,74 @@ def test_stream_example(world: World) -> None:
 def test_conversation_continues_within_its_session(world: World) -> None:
     with world.client() as client:
         first = events(client, example(world))[-1]
-        second = events(client, example(world, message="What are your business hours?",
-                                        conversation_id=first["conversation_id"]))[-1]
+        second = events(
+            client,
+            example(
+                world,
+                message="What are your business hours?",
+                conversation_id=first["conversation_id"],
+            ),
+        )[-1]
         assert second["conversation_id"] == first["conversation_id"]
         # Another session can not continue it.
-        stolen = client.post("/v1/public/chat/stream", json=example(
-            world, session_id="someone-else", conversation_id=first["conversation_id"]))
+        stolen = client.post(
+            "/v1/public/chat/stream",
+            json=example(
+                world, session_id="someone-else", conversation_id=first["conversation_id"]
+            ),
+        )
     assert stolen.status_code == 404 and stolen.json()["error"] == "conversation_not_found"
 
 
 def test_citations_hidden_links_and_disabled_citations(world: World) -> None:
     with world.admin() as admin:
         bot = seed_bot(admin, name="Docs", slug="docs-bot", public=True, texts=())
-        added = admin.post("/v1/bots/docs-bot/sources", json={"type": "qa", "question": "How do I get started?",
-                                                              "answer": "Create an account, then add a document."})
+        added = admin.post(
+            "/v1/bots/docs-bot/sources",
+            json={
+                "type": "qa",
+                "question": "How do I get started?",
+                "answer": "Create an account, then add a document.",
+            },
+        )
         assert added.status_code == 202
         from tests.dialects.conftest import wait_ready
+
         wait_ready(admin, "docs-bot")
         body = {"bot_id": bot["id"], "message": "How do I get started?", "session_id": "s1"}
         with world.client() as client:
             done = events(client, body)[-1]
             assert done["citations"] and done["citations"][0]["source_url"] == ""
-            assert admin.patch("/v1/bots/docs-bot", json={"answer": {"citations_enabled": False}}).status_code == 200
+            assert (
+                admin.patch(
+                    "/v1/bots/docs-bot", json={"answer": {"citations_enabled": False}}
+                ).status_code
+                == 200
+            )
             done = events(client, body)[-1]
             assert "citations" not in done
 
 
 def test_config_has_every_documented_field(world: World) -> None:
     with world.admin() as admin:
-        patched = admin.patch(f"/v1/bots/{world.bot_id}", json={
-            "welcome_message": "Hi! Ask me anything.", "suggested_questions": ["How do I get started?"],
-            "answer": {"include_links": False, "warning_message": "Slow down, please.", "language": "de"},
-            "handoff": {"enabled": True, "trigger": "both", "agent_label": "Support team"},
-            "contact_form": {"enabled": True, "fields": [{"name": "email", "label": "Email", "type": "email"}]},
-            "widget": {"primary_color": "#112233"}})
+        patched = admin.patch(
+            f"/v1/bots/{world.bot_id}",
+            json={
+                "welcome_message": "Hi! Ask me anything.",
+                "suggested_questions": ["How do I get started?"],
+                "answer": {
+                    "include_links": False,
+                    "warning_message": "Slow down, please.",
+                    "language": "de",
+                },
+                "handoff": {"enabled": True, "trigger": "both", "agent_label": "Support team"},
+                "contact_form": {
+                    "enabled": True,
+                    "fields": [{"name": "email", "label": "Email", "type": "email"}],
+                },
+                "widget": {"primary_color": "#112233"},
+            },
+        )
         assert patched.status_code == 200, patched.text
     with world.client() as client:
         config = client.get(f"/v1/public/bots/{world.bot_id}/config")
@@ -110,44 +168,82 @@ def test_config_has_every_documented_field(world: World) -> None:
     data = config.json()
     assert set(data) == CONFIG_FIELDS | EXTRA_CONFIG_FIELDS
     assert data["bot_id"] == world.bot_id and data["bot_name"] == "Support Bot"
-    assert data["welcome_message"] == "Hi! Ask me anything." and data["suggested_questions"] == ["How do I get started?"]
-    assert data["include_links"] is False and data["language"] == "de" and data["warning_message"] == "Slow down, please."
+    assert data["welcome_message"] == "Hi! Ask me anything." and data["suggested_questions"] == [
+        "How do I get started?"
+    ]
+    assert (
+        data["include_links"] is False
+        and data["language"] == "de"
+        and data["warning_message"] == "Slow down, please."
+    )
     assert data["handoff_enabled"] is True and data["handoff_trigger"] == "both"
     assert data["handoff_agent_label"] == "Support team" and data["handoff_available"] is False
-    assert data["contact_form_enabled"] is True and data["contact_form_fields"][0]["name"] == "email"
+    assert (
+        data["contact_form_enabled"] is True and data["contact_form_fields"][0]["name"] == "email"
+    )
     assert data["contact_form_button_display"] == "after_response"
     assert data["widget_settings"]["primary_color"] == "#112233"
     assert data["recaptcha_site_key"] is None and data["mcp_url"] == f"{world.base}/mcp"
-    assert isinstance(data["suggested_questions_count"], int) and isinstance(data["show_suggested_questions"], bool)
+    assert isinstance(data["suggested_questions_count"], int) and isinstance(
+        data["show_suggested_questions"], bool
+    )
 
 
 def test_history_polling_with_ownership(world: World) -> None:
     with world.client() as client:
         done = events(client, example(world))[-1]
         cid = done["conversation_id"]
-        history = client.get(f"/v1/public/conversations/{cid}/messages", params={"session_id": "unique-session-id"})
+        history = client.get(
+            f"/v1/public/conversations/{cid}/messages", params={"session_id": "unique-session-id"}
+        )
         assert history.status_code == 200
         data = history.json()
-        assert set(data) == {"messages", "conversation_status"} and data["conversation_status"] == "open"
+        assert (
+            set(data) == {"messages", "conversation_status"}
+            and data["conversation_status"] == "open"
+        )
         user, assistant = data["messages"]
         for message in (user, assistant):
-            assert set(message) == {"id", "role", "content", "citations", "feedback", "image_preview", "created_at"}
-        assert user["role"] == "user" and user["content"] == "How do I get started?" and user["citations"] is None
+            assert set(message) == {
+                "id",
+                "role",
+                "content",
+                "citations",
+                "feedback",
+                "image_preview",
+                "created_at",
+            }
+        assert (
+            user["role"] == "user"
+            and user["content"] == "How do I get started?"
+            and user["citations"] is None
+        )
         assert assistant["role"] == "assistant" and assistant["id"] == done["assistant_message_id"]
         assert set(assistant["citations"][0]) == CITATION_FIELDS | EXTRA_CITATION_FIELDS
         assert assistant["created_at"].endswith("Z")
         # Polling: only what came after a message.
-        after = client.get(f"/v1/public/conversations/{cid}/messages",
-                           params={"session_id": "unique-session-id", "after": user["id"]}).json()
+        after = client.get(
+            f"/v1/public/conversations/{cid}/messages",
+            params={"session_id": "unique-session-id", "after": user["id"]},
+        ).json()
         assert [m["id"] for m in after["messages"]] == [assistant["id"]]
-        latest = client.get(f"/v1/public/conversations/{cid}/messages",
-                            params={"session_id": "unique-session-id", "after": assistant["id"]}).json()
+        latest = client.get(
+            f"/v1/public/conversations/{cid}/messages",
+            params={"session_id": "unique-session-id", "after": assistant["id"]},
+        ).json()
         assert latest["messages"] == []
         # Ownership: another session, an unknown id, a missing session id.
-        other = client.get(f"/v1/public/conversations/{cid}/messages", params={"session_id": "intruder"})
+        other = client.get(
+            f"/v1/public/conversations/{cid}/messages", params={"session_id": "intruder"}
+        )
         assert other.status_code == 404 and other.json()["error"] == "conversation_not_found"
-        assert client.get(f"/v1/public/conversations/{uuid.uuid4()}/messages",
-                          params={"session_id": "unique-session-id"}).status_code == 404
+        assert (
+            client.get(
+                f"/v1/public/conversations/{uuid.uuid4()}/messages",
+                params={"session_id": "unique-session-id"},
+            ).status_code
+            == 404
+        )
         missing = client.get(f"/v1/public/conversations/{cid}/messages")
         assert missing.status_code == 400 and missing.json()["error"] == "invalid_request"
 
@@ -156,7 +252,10 @@ def test_history_is_limited_to_30_per_minute_per_ip(world: World) -> None:
     with world.client() as client:
         cid = events(client, example(world))[-1]["conversation_id"]
         url = f"/v1/public/conversations/{cid}/messages"
-        statuses = [client.get(url, params={"session_id": "unique-session-id"}).status_code for _ in range(31)]
+        statuses = [
+            client.get(url, params={"session_id": "unique-session-id"}).status_code
+            for _ in range(31)
+        ]
     assert statuses[:30] == [200] * 30 and statuses[30] == 429
 
 
@@ -168,32 +267,74 @@ def _error(response: httpx.Response, status: int, code: str) -> None:
 
 def test_400_missing_or_invalid_fields(world: World) -> None:
     with world.client() as client:
-        for body in ({"message": "hi", "session_id": "s"}, {"bot_id": world.bot_id, "session_id": "s"},
-                     {"bot_id": world.bot_id, "message": "hi"}, {**example(world), "message": 5},
-                     {**example(world), "conversation_id": "nope"},
-                     {**example(world), "image_data": "aGk=", "image_media_type": "image/gif"},
-                     {**example(world), "image_data": "aGk="}):
+        for body in (
+            {"message": "hi", "session_id": "s"},
+            {"bot_id": world.bot_id, "session_id": "s"},
+            {"bot_id": world.bot_id, "message": "hi"},
+            {**example(world), "message": 5},
+            {**example(world), "conversation_id": "nope"},
+            {**example(world), "image_data": "aGk=", "image_media_type": "image/gif"},
+            {**example(world), "image_data": "aGk="},
+        ):
             _error(client.post("/v1/public/chat/stream", json=body), 400, "invalid_request")
-        _error(client.post("/v1/public/chat/stream", content=b"[", headers={"Content-Type": "application/json"}),
-               400, "malformed_json")
+        _error(
+            client.post(
+                "/v1/public/chat/stream", content=b"[", headers={"Content-Type": "application/json"}
+            ),
+            400,
+            "malformed_json",
+        )
         # Images on a bot whose model takes none.
-        _error(client.post("/v1/public/chat/stream", json={**example(world), "image_data": "aGk=",
-                                                           "image_media_type": "image/png"}),
-               400, "images_not_supported")
+        _error(
+            client.post(
+                "/v1/public/chat/stream",
+                json={**example(world), "image_data": "aGk=", "image_media_type": "image/png"},
+            ),
+            400,
+            "images_not_supported",
+        )
 
 
 def test_403_not_public_inactive_or_foreign_origin(world: World) -> None:
     with world.admin() as admin:
         private = admin.post("/v1/bots", json={"name": "Internal", "public": False}).json()
-        inactive = admin.post("/v1/bots", json={"name": "Old", "public": True, "active": False}).json()
-        assert admin.patch(f"/v1/bots/{world.bot_id}", json={"allowed_origins": ["https://shop.example.com"]}).status_code == 200
+        inactive = admin.post(
+            "/v1/bots", json={"name": "Old", "public": True, "active": False}
+        ).json()
+        assert (
+            admin.patch(
+                f"/v1/bots/{world.bot_id}", json={"allowed_origins": ["https://shop.example.com"]}
+            ).status_code
+            == 200
+        )
     with world.client() as client:
-        _error(client.post("/v1/public/chat/stream", json={**example(world), "bot_id": private["id"]}), 403, "bot_not_public")
+        _error(
+            client.post("/v1/public/chat/stream", json={**example(world), "bot_id": private["id"]}),
+            403,
+            "bot_not_public",
+        )
         _error(client.get(f"/v1/public/bots/{private['id']}/config"), 403, "bot_not_public")
-        _error(client.post("/v1/public/chat/stream", json={**example(world), "bot_id": inactive["id"]}), 403, "bot_inactive")
-        _error(client.post("/v1/public/chat/stream", json=example(world), headers={"Origin": "https://evil.example.net"}),
-               403, "origin_not_allowed")
-        allowed = client.post("/v1/public/chat/stream", json=example(world), headers={"Origin": "https://shop.example.com"})
+        _error(
+            client.post(
+                "/v1/public/chat/stream", json={**example(world), "bot_id": inactive["id"]}
+            ),
+            403,
+            "bot_inactive",
+        )
+        _error(
+            client.post(
+                "/v1/public/chat/stream",
+                json=example(world),
+                headers={"Origin": "https://evil.example.net"},
+            ),
+            403,
+            "origin_not_allowed",
+        )
+        allowed = client.post(
+            "/v1/public/chat/stream",
+            json=example(world),
+            headers={"Origin": "https://shop.example.com"},
+        )
         assert allowed.status_code == 200
         assert allowed.headers["access-control-allow-origin"] == "https://shop.example.com"
         # No Origin (a server, curl): the document's example works as is.
@@ -202,22 +343,42 @@ def test_403_not_public_inactive_or_foreign_origin(world: World) -> None:
 
 def test_404_unknown_bot(world: World) -> None:
     with world.client() as client:
-        _error(client.post("/v1/public/chat/stream", json={**example(world), "bot_id": str(uuid.uuid4())}), 404, "bot_not_found")
-        _error(client.post("/v1/public/chat/stream", json={**example(world), "bot_id": "your-bot-id"}), 404, "bot_not_found")
+        _error(
+            client.post(
+                "/v1/public/chat/stream", json={**example(world), "bot_id": str(uuid.uuid4())}
+            ),
+            404,
+            "bot_not_found",
+        )
+        _error(
+            client.post("/v1/public/chat/stream", json={**example(world), "bot_id": "your-bot-id"}),
+            404,
+            "bot_not_found",
+        )
         _error(client.get(f"/v1/public/bots/{uuid.uuid4()}/config"), 404, "bot_not_found")
 
 
 def test_429_per_ip_baseline_and_stricter_bot_limit(world: World) -> None:
     with world.client() as client:
-        statuses = [client.post("/v1/public/chat/stream", json=example(world, session_id=f"s{i}")).status_code
-                    for i in range(16)]
+        statuses = [
+            client.post(
+                "/v1/public/chat/stream", json=example(world, session_id=f"s{i}")
+            ).status_code
+            for i in range(16)
+        ]
         assert statuses == [200] * 15 + [429]
         limited = client.post("/v1/public/chat/stream", json=example(world))
         _error(limited, 429, "rate_limited")
         assert 0 < int(limited.headers["Retry-After"]) <= 60
     with world.admin() as admin:
-        strict = seed_bot(admin, name="Strict", slug="strict-bot", public=True, texts=(),
-                          rate_limits={"per_minute": 2, "message": "Easy there!"})
+        strict = seed_bot(
+            admin,
+            name="Strict",
+            slug="strict-bot",
+            public=True,
+            texts=(),
+            rate_limits={"per_minute": 2, "message": "Easy there!"},
+        )
     with world.client() as client:
         body = {"bot_id": strict["id"], "message": "hi", "session_id": "s"}
         statuses = [client.post("/v1/public/chat/stream", json=body).status_code for _ in range(3)]
@@ -227,10 +388,16 @@ def test_429_per_ip_baseline_and_stricter_bot_limit(world: World) -> None:
 
 
 def test_in_stream_errors(start_world: Any, database_url: str) -> None:
-    world = start_world(blocked_input_patterns=["(?i)password"], blocked_output_patterns=["(?i)EST"])
+    world = start_world(
+        blocked_input_patterns=["(?i)password"], blocked_output_patterns=["(?i)EST"]
+    )
     with world.client() as client:
         blocked = events(client, example(world, message="Tell me the admin password"))
-        assert blocked[-1]["type"] == "error" and blocked[-1]["error"] == "content_filtered" and blocked[-1]["message"]
+        assert (
+            blocked[-1]["type"] == "error"
+            and blocked[-1]["error"] == "content_filtered"
+            and blocked[-1]["message"]
+        )
         replaced = events(client, example(world, message="What are your business hours?"))
         kinds = [e["type"] for e in replaced]
         assert "replace" in kinds and kinds[-1] == "done"
@@ -239,7 +406,7 @@ def test_in_stream_errors(start_world: Any, database_url: str) -> None:
         empty_wallet(database_url)
         broke = client.post("/v1/public/chat/stream", json=example(world))
         assert broke.status_code == 200  # credits surface mid-stream, never as a 402
-        last = json.loads(broke.text.strip().split("\n\n")[-1][len("data: "):])
+        last = json.loads(broke.text.strip().split("\n\n")[-1][len("data: ") :])
         assert last == {"type": "error", "error": "service_unavailable", "message": last["message"]}
 
 
@@ -258,15 +425,37 @@ def recaptcha(live_server: Any) -> str:
 
 
 def test_recaptcha_required_and_verified(start_world: Any, recaptcha: str) -> None:
-    world = start_world(recaptcha_secret_key="test-secret", recaptcha_site_key="site-key-1",
-                        recaptcha_verify_url=recaptcha)
+    world = start_world(
+        recaptcha_secret_key="test-secret",
+        recaptcha_site_key="site-key-1",
+        recaptcha_verify_url=recaptcha,
+    )
     with world.admin() as admin:
-        assert admin.patch(f"/v1/bots/{world.bot_id}", json={"widget": {"recaptcha_enabled": True}}).status_code == 200
+        assert (
+            admin.patch(
+                f"/v1/bots/{world.bot_id}", json={"widget": {"recaptcha_enabled": True}}
+            ).status_code
+            == 200
+        )
     with world.client() as client:
-        assert client.get(f"/v1/public/bots/{world.bot_id}/config").json()["recaptcha_site_key"] == "site-key-1"
-        _error(client.post("/v1/public/chat/stream", json=example(world)), 400, "recaptcha_required")
-        _error(client.post("/v1/public/chat/stream", json=example(world, recaptcha_token="bad")), 403, "recaptcha_failed")
-        assert client.post("/v1/public/chat/stream", json=example(world, recaptcha_token="good")).status_code == 200
+        assert (
+            client.get(f"/v1/public/bots/{world.bot_id}/config").json()["recaptcha_site_key"]
+            == "site-key-1"
+        )
+        _error(
+            client.post("/v1/public/chat/stream", json=example(world)), 400, "recaptcha_required"
+        )
+        _error(
+            client.post("/v1/public/chat/stream", json=example(world, recaptcha_token="bad")),
+            403,
+            "recaptcha_failed",
+        )
+        assert (
+            client.post(
+                "/v1/public/chat/stream", json=example(world, recaptcha_token="good")
+            ).status_code
+            == 200
+        )
 
 
 def test_a_model_failure_after_the_stream_opened_is_an_error_event(start_world: Any) -> None:
@@ -276,5 +465,9 @@ def test_a_model_failure_after_the_stream_opened_is_an_error_event(start_world: 
     with world.client() as client:
         found = events(client, example(world))
     assert found[0] == {"type": "status", "stage": "retrieving"}
-    assert found[-1]["type"] == "error" and found[-1]["error"] == "upstream_unavailable" and found[-1]["message"]
+    assert (
+        found[-1]["type"] == "error"
+        and found[-1]["error"] == "upstream_unavailable"
+        and found[-1]["message"]
+    )
     assert all(e["type"] != "done" for e in found)

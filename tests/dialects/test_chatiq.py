@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 from httpx_sse import connect_sse
+
 from tests.dialects.conftest import World
 
 ASK = {"message": "What are your business hours?", "bot_slug": "support-bot"}
@@ -28,8 +29,14 @@ def stored_conversations(world: World) -> list[dict[str, Any]]:
 
 
 def test_request_body_example_json_mode(world: World) -> None:
-    body = {"message": "What are your business hours?", "bot_slug": "support-bot", "stream": False,
-            "history": [], "conversation_id": None, "private_mode": False}
+    body = {
+        "message": "What are your business hours?",
+        "bot_slug": "support-bot",
+        "stream": False,
+        "history": [],
+        "conversation_id": None,
+        "private_mode": False,
+    }
     with world.client(world.bot_key, headers={"Content-Type": "application/json"}) as client:
         reply = client.post("/api/chat", json=body)
     assert reply.status_code == 200 and reply.headers["content-type"].startswith("application/json")
@@ -43,8 +50,11 @@ def test_curl_fetch_and_python_examples(world: World) -> None:
     # cURL, JavaScript fetch and Python requests all send this body and read `response`.
     with world.client(world.bot_key) as client:
         for _ in range(2):
-            reply = client.post("/api/chat", content=json.dumps({**ASK, "stream": False}),
-                                headers={"Content-Type": "application/json"})
+            reply = client.post(
+                "/api/chat",
+                content=json.dumps({**ASK, "stream": False}),
+                headers={"Content-Type": "application/json"},
+            )
             assert reply.status_code == 200
             assert "9 AM to 5 PM" in reply.json()["response"]
 
@@ -94,10 +104,13 @@ def test_continuing_conversation_example_returns_the_same_id(world: World) -> No
     with world.client(world.bot_key) as client:
         first = client.post("/api/chat", json={**ASK, "stream": False}).json()
         follow_up = {
-            "message": "What about weekends?", "bot_slug": "support-bot",
+            "message": "What about weekends?",
+            "bot_slug": "support-bot",
             "conversation_id": first["conversationId"],
-            "history": [{"role": "user", "content": "What are your business hours?"},
-                        {"role": "assistant", "content": first["response"]}],
+            "history": [
+                {"role": "user", "content": "What are your business hours?"},
+                {"role": "assistant", "content": first["response"]},
+            ],
             "stream": False,
         }
         second = client.post("/api/chat", json=follow_up)
@@ -126,12 +139,25 @@ def _error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
 def test_400_bad_request(world: World) -> None:
     with world.client(world.bot_key) as client:
         _error(client.post("/api/chat", json={"bot_slug": "support-bot"}), 400, "INVALID_REQUEST")
-        _error(client.post("/api/chat", json={**ASK, "stream": "sometimes"}), 400, "INVALID_REQUEST")
+        _error(
+            client.post("/api/chat", json={**ASK, "stream": "sometimes"}), 400, "INVALID_REQUEST"
+        )
         _error(client.post("/api/chat", json={**ASK, "message": ""}), 400, "INVALID_REQUEST")
-        _error(client.post("/api/chat", content=b"{not json", headers={"Content-Type": "application/json"}),
-               400, "INVALID_REQUEST")
-        _error(client.post("/api/chat", json={**ASK, "conversation_id": "not-a-uuid"}), 400, "INVALID_REQUEST")
-        _error(client.post("/api/chat", json={**ASK, "message": "x" * 9000}), 400, "INVALID_REQUEST")
+        _error(
+            client.post(
+                "/api/chat", content=b"{not json", headers={"Content-Type": "application/json"}
+            ),
+            400,
+            "INVALID_REQUEST",
+        )
+        _error(
+            client.post("/api/chat", json={**ASK, "conversation_id": "not-a-uuid"}),
+            400,
+            "INVALID_REQUEST",
+        )
+        _error(
+            client.post("/api/chat", json={**ASK, "message": "x" * 9000}), 400, "INVALID_REQUEST"
+        )
 
 
 def test_401_invalid_or_missing_key(world: World) -> None:
@@ -149,18 +175,32 @@ def test_401_invalid_or_missing_key(world: World) -> None:
 
 def test_a_bot_key_reaches_only_its_bot(world: World) -> None:
     with world.admin() as admin:
-        assert admin.post("/v1/bots", json={"name": "Other", "slug": "other-bot"}).status_code == 201
+        assert (
+            admin.post("/v1/bots", json={"name": "Other", "slug": "other-bot"}).status_code == 201
+        )
     with world.client(world.bot_key) as client:
-        _error(client.post("/api/chat", json={**ASK, "bot_slug": "other-bot"}), 403, "BOT_ACCESS_DENIED")
-        _error(client.post("/api/chat", json={**ASK, "bot_slug": "no-such-bot"}), 403, "BOT_ACCESS_DENIED")
+        _error(
+            client.post("/api/chat", json={**ASK, "bot_slug": "other-bot"}),
+            403,
+            "BOT_ACCESS_DENIED",
+        )
+        _error(
+            client.post("/api/chat", json={**ASK, "bot_slug": "no-such-bot"}),
+            403,
+            "BOT_ACCESS_DENIED",
+        )
     with world.client(world.workspace_key) as client:
-        _error(client.post("/api/chat", json={**ASK, "bot_slug": "no-such-bot"}), 404, "BOT_NOT_FOUND")
+        _error(
+            client.post("/api/chat", json={**ASK, "bot_slug": "no-such-bot"}), 404, "BOT_NOT_FOUND"
+        )
 
 
 def test_429_daily_message_limit_per_key(world: World) -> None:
     with world.admin() as admin:
-        key = admin.post("/v1/keys", json={"label": "free plan", "bot_id": world.bot_id,
-                                           "daily_message_limit": 3}).json()["key"]
+        key = admin.post(
+            "/v1/keys",
+            json={"label": "free plan", "bot_id": world.bot_id, "daily_message_limit": 3},
+        ).json()["key"]
     with world.client(key) as client:
         for _ in range(3):
             assert client.post("/api/chat", json={**ASK, "stream": False}).status_code == 200

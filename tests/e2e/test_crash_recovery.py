@@ -21,14 +21,17 @@ ANSWER = "Our business hours are Monday through Friday, from nine in the morning
 LONG_TEXT = "\n\n".join(
     f"Section {i}. The warehouse in district {i} ships parcel type {i % 17} on weekday {i % 5}; "
     f"its manager {i} answers questions about invoices numbered {i * 7} to {i * 7 + 6}. " * 6
-    for i in range(200))
+    for i in range(200)
+)
 
 
 def _serve(live_server: Any, data: Path, env: dict[str, str]) -> str:
     chatwell = str(Path(sys.executable).parent / "chatwell")
     return live_server.start_process(
         [chatwell, "serve", "--host", "127.0.0.1", "--port", "{port}", "--data-dir", str(data)],
-        env={"CHATWELL_ADMIN_KEY": ADMIN_KEY, **env}, timeout=120)
+        env={"CHATWELL_ADMIN_KEY": ADMIN_KEY, **env},
+        timeout=120,
+    )
 
 
 def _kill9(live_server: Any, base: str) -> None:
@@ -42,20 +45,26 @@ def _admin(base: str) -> httpx.Client:
 
 
 def test_kill_9_mid_answer_leaves_every_conversation_readable_and_every_turn_whole(
-        live_server: Any, tmp_path: Path) -> None:
+    live_server: Any, tmp_path: Path
+) -> None:
     upstream = live_server.start(scripted_upstream(ANSWER, tokens_per_second=8))
     env = {"CHATWELL_LLM_BASE_URL": upstream + "/v1", "CHATWELL_LLM_MODEL": "scripted"}
     data = tmp_path / "d"
     base = _serve(live_server, data, env)
     with _admin(base) as client:
         seed_bot(client)
-        finished = client.post("/v1/bots/support-bot/chat", json={"message": "What are your business hours?",
-                                                                   "stream": False})
+        finished = client.post(
+            "/v1/bots/support-bot/chat",
+            json={"message": "What are your business hours?", "stream": False},
+        )
         assert finished.status_code == 200
         deltas = 0
         try:
-            with client.stream("POST", "/v1/bots/support-bot/chat",
-                               json={"message": "What are the business hours on weekdays?"}) as stream:
+            with client.stream(
+                "POST",
+                "/v1/bots/support-bot/chat",
+                json={"message": "What are the business hours on weekdays?"},
+            ) as stream:
                 for line in stream.iter_lines():
                     deltas += line == "event: delta"
                     if deltas == 3:
@@ -76,22 +85,30 @@ def test_kill_9_mid_answer_leaves_every_conversation_readable_and_every_turn_who
             assert messages[0]["role"] == "user" and messages[0]["content"].startswith("What are")
             for message in messages[1:]:  # an answer is stored whole or not at all
                 assert message["role"] == "assistant" and message["content"] == ANSWER, message
-        lengths = sorted(len(client.get(f"/v1/conversations/{c['id']}").json()["messages"]) for c in conversations)
+        lengths = sorted(
+            len(client.get(f"/v1/conversations/{c['id']}").json()["messages"])
+            for c in conversations
+        )
         assert lengths == [1, 2]  # the killed turn kept its question; the finished one both turns
-        again = client.post("/v1/bots/support-bot/chat", json={"message": "What are your business hours?",
-                                                               "stream": False})
+        again = client.post(
+            "/v1/bots/support-bot/chat",
+            json={"message": "What are your business hours?", "stream": False},
+        )
         assert again.status_code == 200 and again.json()["answer"] == ANSWER
 
 
 def test_kill_9_mid_ingestion_resumes_after_restart_with_each_chunk_once(
-        live_server: Any, tmp_path: Path) -> None:
+    live_server: Any, tmp_path: Path
+) -> None:
     data = tmp_path / "d"
     env = {"CHATWELL_INGESTION_LEASE_SECONDS": "5"}
     base = _serve(live_server, data, env)
     with _admin(base) as client:
         seed_bot(client, texts=())
-        added = client.post("/v1/bots/support-bot/sources", json={"type": "text", "title": "Warehouses",
-                                                                  "text": LONG_TEXT})
+        added = client.post(
+            "/v1/bots/support-bot/sources",
+            json={"type": "text", "title": "Warehouses", "text": LONG_TEXT},
+        )
         source = added.json()["id"]
         deadline = time.monotonic() + 120
         while client.get(f"/v1/bots/support-bot/sources/{source}").json()["progress"] <= 0.1:
@@ -102,12 +119,16 @@ def test_kill_9_mid_ingestion_resumes_after_restart_with_each_chunk_once(
     base = _serve(live_server, data, env)
     with _admin(base) as client:
         deadline = time.monotonic() + 180
-        while (found := client.get(f"/v1/bots/support-bot/sources/{source}").json())["status"] != "ready":
+        while (found := client.get(f"/v1/bots/support-bot/sources/{source}").json())[
+            "status"
+        ] != "ready":
             assert found["status"] in ("processing", "pending"), found
             assert time.monotonic() < deadline, found
             time.sleep(0.1)
         chunk_count = found["chunk_count"]
-        hits = client.post("/v1/bots/support-bot/search", json={"query": "warehouse district 7 manager", "k": 20})
+        hits = client.post(
+            "/v1/bots/support-bot/search", json={"query": "warehouse district 7 manager", "k": 20}
+        )
         assert hits.status_code == 200 and hits.json()["data"], hits.text
 
     import asyncio
@@ -121,7 +142,9 @@ def test_kill_9_mid_ingestion_resumes_after_restart_with_each_chunk_once(
         db = Database(f"sqlite+aiosqlite:///{data / 'chatwell.db'}")
         try:
             async with db.read() as session:
-                positions = list((await session.scalars(select(Chunk.position).order_by(Chunk.position))).all())
+                positions = list(
+                    (await session.scalars(select(Chunk.position).order_by(Chunk.position))).all()
+                )
                 statuses = list((await session.scalars(select(Source.status))).all())
                 return positions, statuses
         finally:

@@ -18,19 +18,43 @@ from tests.upstream import scripted_upstream
 
 
 def test_sigterm_lets_open_streams_finish(live_server: Any, tmp_path: Path) -> None:
-    upstream = live_server.start(scripted_upstream("One two three four five six seven eight nine ten [1].",
-                                                   tokens_per_second=5))
+    upstream = live_server.start(
+        scripted_upstream(
+            "One two three four five six seven eight nine ten [1].", tokens_per_second=5
+        )
+    )
     chatwell = str(Path(sys.executable).parent / "chatwell")
     base = live_server.start_process(
-        [chatwell, "serve", "--host", "127.0.0.1", "--port", "{port}", "--data-dir", str(tmp_path / "d")],
-        env={"CHATWELL_ADMIN_KEY": ADMIN_KEY, "CHATWELL_LLM_BASE_URL": upstream + "/v1", "CHATWELL_LLM_MODEL": "scripted"},
-        timeout=120)
+        [
+            chatwell,
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "{port}",
+            "--data-dir",
+            str(tmp_path / "d"),
+        ],
+        env={
+            "CHATWELL_ADMIN_KEY": ADMIN_KEY,
+            "CHATWELL_LLM_BASE_URL": upstream + "/v1",
+            "CHATWELL_LLM_MODEL": "scripted",
+        },
+        timeout=120,
+    )
     process = live_server.processes[base]
-    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=60) as client:
-        seed_bot(client, texts=(("Hours", "Our support team answers Monday to Friday, from nine to five."),))
+    with httpx.Client(
+        base_url=base, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=60
+    ) as client:
+        seed_bot(
+            client,
+            texts=(("Hours", "Our support team answers Monday to Friday, from nine to five."),),
+        )
         events: list[tuple[str, float]] = []
         text: list[str] = []
-        with client.stream("POST", "/v1/bots/support-bot/chat", json={"message": "When is support available?"}) as stream:
+        with client.stream(
+            "POST", "/v1/bots/support-bot/chat", json={"message": "When is support available?"}
+        ) as stream:
             for line in stream.iter_lines():
                 if line.startswith("data: ") and events and events[-1][0] == "delta":
                     text.append(json.loads(line[6:])["text"])
@@ -43,7 +67,10 @@ def test_sigterm_lets_open_streams_finish(live_server: Any, tmp_path: Path) -> N
         names = [name for name, _ in events]
     # Every word arrived, in pieces that kept coming after the signal (how the engine groups the
     # model's tokens into deltas is not this test's business).
-    assert names[-1] == "done" and "".join(text) == "One two three four five six seven eight nine ten [1]."
+    assert (
+        names[-1] == "done"
+        and "".join(text) == "One two three four five six seven eight nine ten [1]."
+    )
     assert sum(1 for name, at in events if name == "delta" and at > stopped_at) >= 5
     assert events[-1][1] - stopped_at > 1.0  # the answer kept streaming for seconds after SIGTERM
     # then the server exits by itself (uvicorn re-raises the SIGTERM it handled, hence -15)
@@ -66,7 +93,9 @@ def test_sigterm_lets_open_streams_finish(live_server: Any, tmp_path: Path) -> N
         db = Database(f"sqlite+aiosqlite:///{tmp_path / 'd' / 'chatwell.db'}")
         try:
             async with db.read() as session:
-                return list((await session.scalars(select(Message).order_by(Message.created_at))).all())
+                return list(
+                    (await session.scalars(select(Message).order_by(Message.created_at))).all()
+                )
         finally:
             await db.dispose()
 

@@ -30,14 +30,36 @@ def cleanup() -> Iterator[contextlib.ExitStack]:
 
 
 def test_redis_carries_a_reply_to_a_visitor_on_another_process(
-        live_server: Any, postgres_url: str, redis_url: str, tmp_path: Path, cleanup: contextlib.ExitStack) -> None:
+    live_server: Any,
+    postgres_url: str,
+    redis_url: str,
+    tmp_path: Path,
+    cleanup: contextlib.ExitStack,
+) -> None:
     chatwell = str(Path(sys.executable).parent / "chatwell")
-    env = {"CHATWELL_ADMIN_KEY": ADMIN_KEY, "CHATWELL_DATABASE_URL": postgres_url, "CHATWELL_REDIS_URL": redis_url,
-           "CHATWELL_HISTORY_RATE_LIMITS": GENEROUS}
+    env = {
+        "CHATWELL_ADMIN_KEY": ADMIN_KEY,
+        "CHATWELL_DATABASE_URL": postgres_url,
+        "CHATWELL_REDIS_URL": redis_url,
+        "CHATWELL_HISTORY_RATE_LIMITS": GENEROUS,
+    }
     visitor_side, agent_side = (
-        live_server.start_process([chatwell, "serve", "--host", "127.0.0.1", "--port", "{port}",
-                                   "--data-dir", str(tmp_path / name)], env=env, timeout=120)
-        for name in ("a", "b"))
+        live_server.start_process(
+            [
+                chatwell,
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "{port}",
+                "--data-dir",
+                str(tmp_path / name),
+            ],
+            env=env,
+            timeout=120,
+        )
+        for name in ("a", "b")
+    )
     chat = start_handoff(visitor_side, agent_side, cleanup)
     with listen(visitor_side, chat.conversation_id, chat.session_id, after=chat.last_id) as frames:
         assert_reply_is_pushed(chat, frames)
@@ -45,11 +67,19 @@ def test_redis_carries_a_reply_to_a_visitor_on_another_process(
 
 @pytest.mark.parametrize("backend", ["postgres"])
 def test_listen_notify_carries_a_reply_without_redis(
-        make_settings: Callable[..., Settings], live_server: Any, cleanup: contextlib.ExitStack) -> None:
+    make_settings: Callable[..., Settings], live_server: Any, cleanup: contextlib.ExitStack
+) -> None:
     visitor_side, agent_side = (
-        live_server.start(create_app(make_settings(data_dir=make_settings().data_dir / name,
-                                                   history_rate_limits=GENEROUS), announce=lambda _: None))
-        for name in ("a", "b"))
+        live_server.start(
+            create_app(
+                make_settings(
+                    data_dir=make_settings().data_dir / name, history_rate_limits=GENEROUS
+                ),
+                announce=lambda _: None,
+            )
+        )
+        for name in ("a", "b")
+    )
     chat = start_handoff(visitor_side, agent_side, cleanup)
     with listen(visitor_side, chat.conversation_id, chat.session_id, after=chat.last_id) as frames:
         assert_reply_is_pushed(chat, frames)

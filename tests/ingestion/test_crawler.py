@@ -247,15 +247,28 @@ def test_parse_sitemap_never_expands_entities() -> None:
 def test_links_are_read_the_way_a_browser_tokenises_the_page() -> None:
     from chatwell.ingestion.crawler import _read_links
 
-    body = (b'<html><head><meta name="ROBOTS" content="NoFollow"><base href="/docs/"></head><body>'
-            b'<a href="a.html" rel="ugc nofollow">skipped</a><a href="b.html">b</a>'
-            b'<a title="x > y" href="c.html?x=1&amp;y=2#part">c</a><A HREF="D.html">d</A>'
-            b'<!-- <a href="commented.html"> --><script>var s = "<a href=\'script.html\'>";</script>'
-            b'<a href="b.html">again</a><a name="no-href">anchor</a>'
-            b'<base href="/ignored/"><meta name="robots" content="noarchive"></body></html>')
-    page = FetchedPage(url="https://example.com/x", final_url="https://example.com/x", status=200,
-                       content_type="text/html", body=body)
+    body = (
+        b'<html><head><meta name="ROBOTS" content="NoFollow"><base href="/docs/"></head><body>'
+        b'<a href="a.html" rel="ugc nofollow">skipped</a><a href="b.html">b</a>'
+        b'<a title="x > y" href="c.html?x=1&amp;y=2#part">c</a><A HREF="D.html">d</A>'
+        b'<!-- <a href="commented.html"> --><script>var s = "<a href=\'script.html\'>";</script>'
+        b'<a href="b.html">again</a><a name="no-href">anchor</a>'
+        b'<base href="/ignored/"><meta name="robots" content="noarchive"></body></html>'
+    )
+    page = FetchedPage(
+        url="https://example.com/x",
+        final_url="https://example.com/x",
+        status=200,
+        content_type="text/html",
+        body=body,
+    )
     index, follow, links = _read_links(page)
-    assert (index, follow) == (True, False)  # "NoFollow" read case-blind; the second meta adds to it
-    assert links == ["https://example.com/docs/b.html", "https://example.com/docs/c.html?x=1&y=2",
-                     "https://example.com/docs/D.html"]
+    assert (index, follow) == (
+        True,
+        False,
+    )  # "NoFollow" read case-blind; the second meta adds to it
+    assert links == [
+        "https://example.com/docs/b.html",
+        "https://example.com/docs/c.html?x=1&y=2",
+        "https://example.com/docs/D.html",
+    ]

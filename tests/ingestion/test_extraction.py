@@ -30,9 +30,21 @@ DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 
 
 def job(data: bytes, filename: str = "report.docx", **fields: object) -> ExtractionJob:
-    return replace(ExtractionJob(source_type="file", source_title=filename, source_url=None, url=None,
-                                 filename=filename, declared_type=None, max_bytes=50_000_000, chunk_tokens=256,
-                                 overlap_tokens=32, data=data), **fields)
+    return replace(
+        ExtractionJob(
+            source_type="file",
+            source_title=filename,
+            source_url=None,
+            url=None,
+            filename=filename,
+            declared_type=None,
+            max_bytes=50_000_000,
+            chunk_tokens=256,
+            overlap_tokens=32,
+            data=data,
+        ),
+        **fields,
+    )
 
 
 async def wanted() -> bool:
@@ -79,7 +91,9 @@ async def test_too_much_text_or_too_many_chunks_fail_as_source_too_large() -> No
     text = "\n\n".join(paragraphs(50_000)).encode()
     with pytest.raises(LoaderError) as too_long:
         extract(job(text, "notes.txt"), ExtractionLimits(max_text_chars=10_000))
-    assert too_long.value.code == "source_too_large" and "10,000 characters" in too_long.value.message
+    assert (
+        too_long.value.code == "source_too_large" and "10,000 characters" in too_long.value.message
+    )
     with pytest.raises(LoaderError) as too_many:
         extract(job(text, "notes.txt"), ExtractionLimits(max_chunks=3))
     assert too_many.value.code == "source_too_large" and "chunks" in too_many.value.message
@@ -91,7 +105,9 @@ async def test_a_heavy_docx_is_refused_while_streaming_before_it_is_parsed_whole
     started = time.process_time()
     with pytest.raises(LoaderError) as refused:
         extract(job(heavy), ExtractionLimits(max_text_chars=500_000))
-    assert refused.value.code == "source_too_large" and "so far" in refused.value.message  # ... cut short
+    assert (
+        refused.value.code == "source_too_large" and "so far" in refused.value.message
+    )  # ... cut short
     # Counting half a megabyte of text is quick; python-docx reading all six takes minutes.
     assert time.process_time() - started < 20
 

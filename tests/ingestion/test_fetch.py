@@ -132,7 +132,9 @@ async def test_one_bad_answer_refuses_the_host() -> None:
     assert caught.value.message == "address not allowed" and "10.0.0.1" not in str(caught.value)
 
 
-@pytest.mark.parametrize("answers", [["10.1.2.3"], ["127.0.0.1"], ["169.254.169.254"], ["100.64.0.7"], ["::1"]])
+@pytest.mark.parametrize(
+    "answers", [["10.1.2.3"], ["127.0.0.1"], ["169.254.169.254"], ["100.64.0.7"], ["::1"]]
+)
 async def test_a_refusal_says_address_not_allowed_only(answers: list[str]) -> None:
     resolve = resolver_for({"db.corp.internal": answers})
     with pytest.raises(FetchError) as caught:

@@ -414,11 +414,24 @@ def test_html_drops_documentation_chrome_and_keeps_the_content() -> None:
     document = load_document(DOCBOOK_PAGE.encode(), filename="mc-manual.html")
     text = "\n".join(s.text for s in document.sections)
     assert "--leak-check=full" in text and document.title == "4. Memcheck: a memory error detector"
-    for chrome in ("Valgrind User Manual", "Previous", "Home", "Next", "Table of Contents", "Using the Valgrind core"):
+    for chrome in (
+        "Valgrind User Manual",
+        "Previous",
+        "Home",
+        "Next",
+        "Table of Contents",
+        "Using the Valgrind core",
+    ):
         assert chrome not in text
-    assert any(s.heading_path[-1] == "4.3. Memcheck Command-Line Options" for s in document.sections)
-    shop = "\n".join(s.text for s in load_document(SHOP_PAGE.encode(), filename="pastries.html").sections)
-    assert "croissants are baked fresh" in shop and "Pain au chocolat, 2.40" in shop  # a food menu is content
+    assert any(
+        s.heading_path[-1] == "4.3. Memcheck Command-Line Options" for s in document.sections
+    )
+    shop = "\n".join(
+        s.text for s in load_document(SHOP_PAGE.encode(), filename="pastries.html").sections
+    )
+    assert (
+        "croissants are baked fresh" in shop and "Pain au chocolat, 2.40" in shop
+    )  # a food menu is content
     for chrome in ("Contact", "Home", "Imprint"):
         assert chrome not in shop
 

@@ -24,16 +24,27 @@ from chatwell.storage.database import Database
 from chatwell.storage.tables import Source, utcnow
 from tests.conftest import ADMIN_KEY
 
-TEXTS = [f"Topic {i}: the answer to question {i} is {i * 7} apples, stored on shelf {i}." for i in range(6)]
+TEXTS = [
+    f"Topic {i}: the answer to question {i} is {i * 7} apples, stored on shelf {i}."
+    for i in range(6)
+]
 on_postgres = pytest.mark.parametrize("backend", ["postgres"])
 
 
 def worker_process(database_url: str, data_dir: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "CHATWELL_QUEUE": "procrastinate", "CHATWELL_DATABASE_URL": database_url,
-           "CHATWELL_DATA_DIR": str(data_dir)}
+    env = {
+        **os.environ,
+        "CHATWELL_QUEUE": "procrastinate",
+        "CHATWELL_DATABASE_URL": database_url,
+        "CHATWELL_DATA_DIR": str(data_dir),
+    }
     chatwell = str(Path(sys.executable).parent / "chatwell")
-    return subprocess.Popen([chatwell, "worker", "--burst", "--concurrency", "2"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [chatwell, "worker", "--burst", "--concurrency", "2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
 
 
 async def sources_of(database_url: str) -> list[Source]:
@@ -50,12 +61,17 @@ async def add_sources(settings: Settings, texts: list[str]) -> str:
     app = create_app(settings, announce=lambda _: None)
     async with app.router.lifespan_context(app):
         assert isinstance(app.state.ingestion, ProcrastinateQueue)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t",
-                                     headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as client:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://t",
+            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        ) as client:
             bot = (await client.post("/v1/bots", json={"name": "Queue"})).json()
             for i, text in enumerate(texts):
-                added = await client.post(f"/v1/bots/{bot['id']}/sources",
-                                          json={"type": "text", "title": f"T{i}", "text": text})
+                added = await client.post(
+                    f"/v1/bots/{bot['id']}/sources",
+                    json={"type": "text", "title": f"T{i}", "text": text},
+                )
                 assert added.status_code == 202
             await asyncio.sleep(0.2)  # let the deferred sweeps reach the queue
             listed = (await client.get(f"/v1/bots/{bot['id']}/sources")).json()["data"]
@@ -65,7 +81,8 @@ async def add_sources(settings: Settings, texts: list[str]) -> str:
 
 @on_postgres
 async def test_the_api_queues_and_two_worker_processes_ingest_each_source_once(
-        make_settings: Callable[..., Settings], postgres_url: str, tmp_path: Path) -> None:
+    make_settings: Callable[..., Settings], postgres_url: str, tmp_path: Path
+) -> None:
     settings = make_settings(queue="procrastinate")
     bot_id = await add_sources(settings, TEXTS)
     workers = [worker_process(postgres_url, tmp_path / f"w{i}") for i in range(2)]
@@ -78,36 +95,55 @@ async def test_the_api_queues_and_two_worker_processes_ingest_each_source_once(
     # The knowledge is searchable through a server again.
     app = create_app(settings, announce=lambda _: None)
     async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t",
-                                     headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as client:
-            hits = (await client.post(f"/v1/bots/{bot_id}/search", json={"query": "question 4 apples"})).json()
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://t",
+            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        ) as client:
+            hits = (
+                await client.post(f"/v1/bots/{bot_id}/search", json={"query": "question 4 apples"})
+            ).json()
     assert "28 apples" in hits["data"][0]["text"]
 
 
 @on_postgres
-async def test_a_dead_workers_source_is_taken_over(make_settings: Callable[..., Settings], postgres_url: str,
-                                                   tmp_path: Path) -> None:
+async def test_a_dead_workers_source_is_taken_over(
+    make_settings: Callable[..., Settings], postgres_url: str, tmp_path: Path
+) -> None:
     settings = make_settings(queue="procrastinate")
     await add_sources(settings, TEXTS[:2])
     db = Database(postgres_url)
     try:
         async with db.write() as session:  # a worker claimed it, then died (its lease ran out)
             first = await session.scalar(select(Source.id).order_by(Source.id).limit(1))
-            await session.execute(update(Source).where(Source.id == first).values(
-                status="processing", locked_by="worker-dead", locked_at=utcnow() - timedelta(hours=1), attempts=1))
+            await session.execute(
+                update(Source)
+                .where(Source.id == first)
+                .values(
+                    status="processing",
+                    locked_by="worker-dead",
+                    locked_at=utcnow() - timedelta(hours=1),
+                    attempts=1,
+                )
+            )
     finally:
         await db.dispose()
     worker = worker_process(postgres_url, tmp_path / "w")
     output = worker.communicate(timeout=240)[0].decode()
     assert worker.returncode == 0, output
     found = {s.id: s for s in await sources_of(postgres_url)}
-    assert found[first].status == "ready" and found[first].attempts == 2 and found[first].locked_by != "worker-dead"
+    assert (
+        found[first].status == "ready"
+        and found[first].attempts == 2
+        and found[first].locked_by != "worker-dead"
+    )
     assert {s.status for s in found.values()} == {"ready"}
 
 
 @on_postgres
-async def test_in_process_worker_runs_the_same_task_function(make_settings: Callable[..., Settings],
-                                                             postgres_url: str) -> None:
+async def test_in_process_worker_runs_the_same_task_function(
+    make_settings: Callable[..., Settings], postgres_url: str
+) -> None:
     """A worker inside the test process (procrastinate's own run loop, wait=False)."""
     settings = make_settings(queue="procrastinate")
     await add_sources(settings, TEXTS[:3])
@@ -134,5 +170,7 @@ def test_the_queue_needs_postgresql(tmp_path: Path) -> None:
 def test_worker_refuses_without_the_queue(tmp_path: Path) -> None:
     chatwell = str(Path(sys.executable).parent / "chatwell")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHATWELL_")}
-    done = subprocess.run([chatwell, "worker", "--data-dir", str(tmp_path)], env=env, capture_output=True, timeout=60)
+    done = subprocess.run(
+        [chatwell, "worker", "--data-dir", str(tmp_path)], env=env, capture_output=True, timeout=60
+    )
     assert done.returncode == 2 and b"CHATWELL_QUEUE=procrastinate" in done.stderr

@@ -263,10 +263,21 @@ def test_estimated_packing_matches_exact_counting_with_the_real_tokenizer() -> N
     for path in files:
         doc = load_document(path.read_bytes(), filename=path.name, declared_type="text/markdown")
         for chunk_tokens, overlap in ((256, 32), (64, 16)):
-            estimated = split_document(doc, count_tokens=count_tokens, chunk_tokens=chunk_tokens,
-                                       overlap_tokens=overlap, heading_prefix=path.name)
-            exact = split_document(doc, count_tokens=count_tokens, chunk_tokens=chunk_tokens,
-                                   overlap_tokens=overlap, heading_prefix=path.name, estimate_margin=None)
+            estimated = split_document(
+                doc,
+                count_tokens=count_tokens,
+                chunk_tokens=chunk_tokens,
+                overlap_tokens=overlap,
+                heading_prefix=path.name,
+            )
+            exact = split_document(
+                doc,
+                count_tokens=count_tokens,
+                chunk_tokens=chunk_tokens,
+                overlap_tokens=overlap,
+                heading_prefix=path.name,
+                estimate_margin=None,
+            )
             assert estimated == exact, path
             compared += len(exact)
     assert compared > 200
@@ -279,5 +290,6 @@ def test_a_counter_the_estimate_misjudges_still_gets_chunks_within_the_limit() -
     doc = LoadedDocument("t", [Section(text)])
     estimated = split_document(doc, count_tokens=len, chunk_tokens=100, overlap_tokens=0)
     assert all(c.token_count <= 100 for c in estimated)
-    assert estimated == split_document(doc, count_tokens=len, chunk_tokens=100, overlap_tokens=0,
-                                       estimate_margin=None)
+    assert estimated == split_document(
+        doc, count_tokens=len, chunk_tokens=100, overlap_tokens=0, estimate_margin=None
+    )

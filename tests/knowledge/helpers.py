@@ -29,9 +29,12 @@ async def running(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.Asyn
     """Start an app for ``settings`` (migrations, bootstrap, worker) and a client with the admin key."""
     app = create_app(settings, announce=lambda _: None)
     transport = httpx.ASGITransport(app=app)
-    async with (app.router.lifespan_context(app),
-                httpx.AsyncClient(transport=transport, base_url="http://testserver",
-                                  headers=bearer(ADMIN_KEY)) as client):
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", headers=bearer(ADMIN_KEY)
+        ) as client,
+    ):
         yield app, client
 
 
@@ -42,10 +45,16 @@ async def idle(app: FastAPI) -> None:
         await asyncio.wait_for(app.state.ingestion.idle(), IDLE_TIMEOUT)
     except TimeoutError:
         async with app.state.db.read() as session:
-            stuck = (await session.execute(
-                select(Source.title, Source.status, Source.attempts, Source.locked_at)
-                .where(Source.status.in_(["pending", "processing"])))).all()
-        raise AssertionError(f"ingestion not idle after {IDLE_TIMEOUT:.0f}s; still queued: {stuck}") from None
+            stuck = (
+                await session.execute(
+                    select(Source.title, Source.status, Source.attempts, Source.locked_at).where(
+                        Source.status.in_(["pending", "processing"])
+                    )
+                )
+            ).all()
+        raise AssertionError(
+            f"ingestion not idle after {IDLE_TIMEOUT:.0f}s; still queued: {stuck}"
+        ) from None
 
 
 def sources_url(bot: dict[str, Any]) -> str:
@@ -58,8 +67,13 @@ async def add(client: httpx.AsyncClient, bot: dict[str, Any], **body: Any) -> di
     return response.json()
 
 
-async def upload(client: httpx.AsyncClient, bot: dict[str, Any], filename: str, data: bytes,
-                 content_type: str = "application/octet-stream") -> dict[str, Any]:
+async def upload(
+    client: httpx.AsyncClient,
+    bot: dict[str, Any],
+    filename: str,
+    data: bytes,
+    content_type: str = "application/octet-stream",
+) -> dict[str, Any]:
     response = await client.post(sources_url(bot), files={"file": (filename, data, content_type)})
     assert response.status_code == 202, response.text
     return response.json()
@@ -77,9 +91,12 @@ async def all_sources(client: httpx.AsyncClient, bot: dict[str, Any]) -> list[di
     return response.json()["data"]
 
 
-async def search(client: httpx.AsyncClient, bot: dict[str, Any], query: str, k: int = 5,
-                 **kwargs: Any) -> dict[str, Any]:
-    response = await client.post(f"/v1/bots/{bot['id']}/search", json={"query": query, "k": k}, **kwargs)
+async def search(
+    client: httpx.AsyncClient, bot: dict[str, Any], query: str, k: int = 5, **kwargs: Any
+) -> dict[str, Any]:
+    response = await client.post(
+        f"/v1/bots/{bot['id']}/search", json={"query": query, "k": k}, **kwargs
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -87,16 +104,23 @@ async def search(client: httpx.AsyncClient, bot: dict[str, Any], query: str, k: 
 async def chunks_of(app: FastAPI, source_id: str | uuid.UUID) -> list[Chunk]:
     """The chunk rows of one source, in order."""
     async with app.state.db.read() as session:
-        rows = await session.scalars(select(Chunk).where(Chunk.source_id == uuid.UUID(str(source_id)))
-                                     .order_by(Chunk.position, Chunk.id))
+        rows = await session.scalars(
+            select(Chunk)
+            .where(Chunk.source_id == uuid.UUID(str(source_id)))
+            .order_by(Chunk.position, Chunk.id)
+        )
         return list(rows.all())
 
 
 async def fts_matches(app: FastAPI, word: str) -> int:
     """SQLite only: how many rows of the FTS5 keyword index match ``word``."""
     async with app.state.db.read() as session:
-        return int(await session.scalar(
-            text("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH :w"), {"w": word}) or 0)
+        return int(
+            await session.scalar(
+                text("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH :w"), {"w": word}
+            )
+            or 0
+        )
 
 
 async def keyword_hits(app: FastAPI, bot_id: str | uuid.UUID, query: str) -> dict[int, float]:

@@ -28,30 +28,58 @@ from .helpers import (
 
 
 def _serve_site(site: SiteServer) -> None:
-    site.routes["/robots.txt"] = Route(body=b"User-agent: *\nDisallow: /private/\n",
-                                       content_type="text/plain")
-    site.page("/", html_page("Harbour Cafe", "Welcome to the Harbour Cafe on the old pier.",
-                             links=("/menu", "/contact", "/private/accounts")))
-    site.page("/menu", html_page("Menu", "Our signature dish is grilled sardines with lemon potatoes.",
-                                 links=("/", "/events")))
-    site.page("/contact", html_page("Contact", "Book a table by calling the harbour office after noon."))
-    site.page("/events", html_page("Events", "Live fado music plays every Thursday evening on the terrace."))
+    site.routes["/robots.txt"] = Route(
+        body=b"User-agent: *\nDisallow: /private/\n", content_type="text/plain"
+    )
+    site.page(
+        "/",
+        html_page(
+            "Harbour Cafe",
+            "Welcome to the Harbour Cafe on the old pier.",
+            links=("/menu", "/contact", "/private/accounts"),
+        ),
+    )
+    site.page(
+        "/menu",
+        html_page(
+            "Menu",
+            "Our signature dish is grilled sardines with lemon potatoes.",
+            links=("/", "/events"),
+        ),
+    )
+    site.page(
+        "/contact", html_page("Contact", "Book a table by calling the harbour office after noon.")
+    )
+    site.page(
+        "/events",
+        html_page("Events", "Live fado music plays every Thursday evening on the terrace."),
+    )
     site.page("/private/accounts", html_page("Accounts", "Quarterly revenue ledger zebrafinch."))
 
 
-async def test_crawl_makes_one_ready_source_per_allowed_page(client: httpx.AsyncClient, app: FastAPI,
-                                                             site: SiteServer) -> None:
+async def test_crawl_makes_one_ready_source_per_allowed_page(
+    client: httpx.AsyncClient, app: FastAPI, site: SiteServer
+) -> None:
     _serve_site(site)
     bot = await make_bot(client)
-    root = await add(client, bot, type="url", url=site.url("/"), crawl=True, max_pages=10, max_depth=3)
+    root = await add(
+        client, bot, type="url", url=site.url("/"), crawl=True, max_pages=10, max_depth=3
+    )
     await idle(app)
 
     root_state = await source(client, bot, root["id"])
     assert root_state["status"] == "ready" and root_state["error_code"] is None, root_state
     assert root_state["chunk_count"] == 0 and await chunks_of(app, root["id"]) == []
     children = [s for s in await all_sources(client, bot) if s["parent_id"] == root["id"]]
-    expected = {site.url(p): t for p, t in
-                (("/", "Harbour Cafe"), ("/menu", "Menu"), ("/contact", "Contact"), ("/events", "Events"))}
+    expected = {
+        site.url(p): t
+        for p, t in (
+            ("/", "Harbour Cafe"),
+            ("/menu", "Menu"),
+            ("/contact", "Contact"),
+            ("/events", "Events"),
+        )
+    }
     assert {c["url"]: c["title"] for c in children} == expected
     for child in children:
         assert child["type"] == "url" and child["status"] == "ready", child
@@ -66,7 +94,9 @@ async def test_crawl_makes_one_ready_source_per_allowed_page(client: httpx.Async
     by_url = {c["url"]: c for c in children}
     hit = top(await search(client, bot, "What is the signature dish?", k=3))
     assert hit["source_id"] == by_url[site.url("/menu")]["id"]
-    assert hit["url"] == site.url("/menu") and hit["title"] == "Menu" and hit["source_type"] == "url"
+    assert (
+        hit["url"] == site.url("/menu") and hit["title"] == "Menu" and hit["source_type"] == "url"
+    )
     hit = top(await search(client, bot, "When is there live music?", k=3))
     assert hit["source_id"] == by_url[site.url("/events")]["id"] and hit["title"] == "Events"
 
@@ -77,10 +107,16 @@ async def test_crawl_makes_one_ready_source_per_allowed_page(client: httpx.Async
     assert (await search(client, bot, "What is the signature dish?"))["data"] == []
 
 
-async def test_resync_replaces_the_old_version(client: httpx.AsyncClient, app: FastAPI,
-                                               site: SiteServer) -> None:
-    version = {"body": html_page("Museum", "The museum opens at eight. Visitors are greeted by the "
-                                           "flamingo statue in the entrance hall.")}
+async def test_resync_replaces_the_old_version(
+    client: httpx.AsyncClient, app: FastAPI, site: SiteServer
+) -> None:
+    version = {
+        "body": html_page(
+            "Museum",
+            "The museum opens at eight. Visitors are greeted by the "
+            "flamingo statue in the entrance hall.",
+        )
+    }
     delay = {"seconds": 0.0}
     site.routes["/museum"] = lambda: Route(body=version["body"].encode(), delay=delay["seconds"])
     bot = await make_bot(client)
@@ -91,8 +127,11 @@ async def test_resync_replaces_the_old_version(client: httpx.AsyncClient, app: F
     old_rows = await chunks_of(app, added["id"])
     assert old_rows and "flamingo" in top(await search(client, bot, "flamingo statue"))["text"]
 
-    version["body"] = html_page("Museum", "Since the renovation the museum opens at ten, and a bronze "
-                                          "pelican sculpture now welcomes visitors in the courtyard.")
+    version["body"] = html_page(
+        "Museum",
+        "Since the renovation the museum opens at ten, and a bronze "
+        "pelican sculpture now welcomes visitors in the courtyard.",
+    )
     delay["seconds"] = 0.5  # the new fetch is slow, so the swap happens visibly later
     synced = await client.post(f"{sources_url(bot)}/{added['id']}/sync")
     assert synced.status_code == 202 and synced.json()["status"] == "pending"
@@ -106,7 +145,9 @@ async def test_resync_replaces_the_old_version(client: httpx.AsyncClient, app: F
     assert after["chunk_count"] == len(rows) > 0
     # Every row was written by the re-sync (SQLite may reuse a deleted rowid, so ids prove nothing).
     resynced_at = max(c.created_at for c in old_rows)
-    assert all(c.created_at > resynced_at for c in rows), "a chunk of the old version survived the re-sync"
+    assert all(c.created_at > resynced_at for c in rows), (
+        "a chunk of the old version survived the re-sync"
+    )
     assert all("flamingo" not in c.text for c in rows) and any("pelican" in c.text for c in rows)
     assert await count_rows(app, Chunk, bot_id=uuid.UUID(bot["id"])) == len(rows)
     assert site.paths().count("/museum") == 2
@@ -121,11 +162,15 @@ async def test_resync_replaces_the_old_version(client: httpx.AsyncClient, app: F
         assert await fts_matches(app, "pelican") == len([c for c in rows if "pelican" in c.text])
 
 
-async def test_failed_resync_keeps_serving_the_last_good_version(client: httpx.AsyncClient, app: FastAPI,
-                                                                 site: SiteServer) -> None:
+async def test_failed_resync_keeps_serving_the_last_good_version(
+    client: httpx.AsyncClient, app: FastAPI, site: SiteServer
+) -> None:
     up = {"ok": True}
-    site.routes["/faq"] = lambda: (Route(body=html_page("FAQ", "Gift cards never expire.").encode())
-                                   if up["ok"] else Route(503, b"down", "text/plain"))
+    site.routes["/faq"] = lambda: (
+        Route(body=html_page("FAQ", "Gift cards never expire.").encode())
+        if up["ok"]
+        else Route(503, b"down", "text/plain")
+    )
     bot = await make_bot(client)
     added = await add(client, bot, type="url", url=site.url("/faq"))
     await idle(app)

@@ -45,6 +45,8 @@ async def test_a_call_arriving_during_a_flush_is_embedded_too() -> None:
     done, _ = await asyncio.wait({second}, timeout=2)
     if not done:
         second.cancel()
-    assert done, ("BatchingEmbedder stranded a call that arrived while a batch was being embedded; "
-                  f"batches sent to the model: {inner.batches}")
+    assert done, (
+        "BatchingEmbedder stranded a call that arrived while a batch was being embedded; "
+        f"batches sent to the model: {inner.batches}"
+    )
     assert second.result().shape == (1, 3)

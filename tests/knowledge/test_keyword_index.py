@@ -17,7 +17,13 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select, update
 
-from chatwell.retrieval.keyword_index import HEADING_WEIGHT, KeywordIndex, analyze, encode_terms, term_keys
+from chatwell.retrieval.keyword_index import (
+    HEADING_WEIGHT,
+    KeywordIndex,
+    analyze,
+    encode_terms,
+    term_keys,
+)
 from chatwell.retrieval.text_search import porter_stems, query_terms
 from chatwell.storage import search_index
 from chatwell.storage.tables import Chunk
@@ -35,7 +41,15 @@ def _top(index: KeywordIndex, question: str, k: int = 10) -> dict[int, float]:
 
 
 def test_words_are_split_folded_stemmed_and_stopwords_left_out() -> None:
-    assert analyze("The Cafés are RUNNING; naïve_users' e-mail 42x") == ["cafe", "run", "naiv", "user", "e", "mail", "42x"]
+    assert analyze("The Cafés are RUNNING; naïve_users' e-mail 42x") == [
+        "cafe",
+        "run",
+        "naiv",
+        "user",
+        "e",
+        "mail",
+        "42x",
+    ]
     assert analyze("who are you") == []
 
 
@@ -43,8 +57,11 @@ def test_threads_stem_and_analyse_at_once_without_mixing_words_up() -> None:
     # The event loop stems questions while worker threads analyse chunks being stored or loaded.
     # One shared Snowball stemmer keeps the word it works on in itself: with threads switching
     # every microsecond it returned other words' stems or raised IndexError.
-    words = [w + s for w in ("connect", "relate", "general", "operate", "national", "happy")
-             for s in ("", "ing", "ed", "ions", "ational", "ness", "ly")]
+    words = [
+        w + s
+        for w in ("connect", "relate", "general", "operate", "national", "happy")
+        for s in ("", "ing", "ed", "ions", "ational", "ness", "ly")
+    ]
     texts = [" ".join(words[i:] + words[:i]) for i in range(len(words))]
     expected = ([porter_stems(words)], [encode_terms("Heading", t) for t in texts])
     failures: list[BaseException] = []
@@ -72,8 +89,12 @@ def test_threads_stem_and_analyse_at_once_without_mixing_words_up() -> None:
 
 
 def test_scores_are_bm25_with_the_heading_counted_twice() -> None:
-    docs = [("", "refund policy refund window"), ("", "shipping policy and delivery"),
-            ("Refund", "how to ask for money back"), ("", "opening hours of the shop")]
+    docs = [
+        ("", "refund policy refund window"),
+        ("", "shipping policy and delivery"),
+        ("Refund", "how to ask for money back"),
+        ("", "opening hours of the shop"),
+    ]
     index = _index(docs)
     scores = _top(index, "refund")
     assert set(scores) == {0, 2}
@@ -82,7 +103,12 @@ def test_scores_are_bm25_with_the_heading_counted_twice() -> None:
         idf = math.log1p((n - df + 0.5) / (df + 0.5))
         return idf * tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * length / average))
 
-    lengths = [4, 4, HEADING_WEIGHT * 1 + 6, 5]  # every word counts towards the length, stopwords too
+    lengths = [
+        4,
+        4,
+        HEADING_WEIGHT * 1 + 6,
+        5,
+    ]  # every word counts towards the length, stopwords too
     average = sum(lengths) / 4
     assert scores[0] == pytest.approx(bm25(2, lengths[0], average, 2, 4), rel=1e-5)
     assert scores[2] == pytest.approx(bm25(HEADING_WEIGHT, lengths[2], average, 2, 4), rel=1e-5)
@@ -105,16 +131,26 @@ def test_top_k_keeps_the_best_and_handles_nothing() -> None:
 
 @pytest.mark.parametrize("backend", ["sqlite"])  # the in-memory indexes are the SQLite engine's
 async def test_stored_chunks_carry_their_terms_and_old_rows_are_analysed_on_load(
-        client: httpx.AsyncClient, app: FastAPI, backend: str) -> None:
+    client: httpx.AsyncClient, app: FastAPI, backend: str
+) -> None:
     bot = await make_bot(client, name="Terms")
-    await add(client, bot, type="text", title="Returns", text="Parcels can be returned within thirty days.")
+    await add(
+        client,
+        bot,
+        type="text",
+        title="Returns",
+        text="Parcels can be returned within thirty days.",
+    )
     await add(client, bot, type="text", title="Hours", text="The shop opens at nine on weekdays.")
     await idle(app)
     index = app.state.knowledge.index
     bot_id = uuid.UUID(bot["id"])
     async with app.state.db.read() as session:
-        stored = (await session.execute(select(Chunk.heading, Chunk.text, Chunk.terms)
-                                        .where(Chunk.bot_id == bot_id))).all()
+        stored = (
+            await session.execute(
+                select(Chunk.heading, Chunk.text, Chunk.terms).where(Chunk.bot_id == bot_id)
+            )
+        ).all()
         assert stored and all(row.terms == encode_terms(row.heading, row.text) for row in stored)
         before = await index.keyword_search(session, bot_id, "when are parcels returned?", 10)
     assert len(before) == 1
@@ -131,7 +167,8 @@ async def test_stored_chunks_carry_their_terms_and_old_rows_are_analysed_on_load
 
 @pytest.mark.parametrize("backend", ["sqlite"])  # the in-memory indexes are the SQLite engine's
 async def test_a_large_bot_prescans_int8_vectors_and_finds_the_exact_top(
-        client: httpx.AsyncClient, app: FastAPI, backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    client: httpx.AsyncClient, app: FastAPI, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     bot = await make_bot(client, name="Vectors")
     bot_id = uuid.UUID(bot["id"])
     source = await add(client, bot, type="text", title="Seed", text="Seed text.")
@@ -141,9 +178,22 @@ async def test_a_large_bot_prescans_int8_vectors_and_finds_the_exact_top(
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     async with app.state.db.write() as session:
         template = (await session.scalars(select(Chunk).where(Chunk.bot_id == bot_id))).first()
-        session.add_all([Chunk(workspace_id=template.workspace_id, bot_id=bot_id, source_id=uuid.UUID(source["id"]),
-                               position=i + 1, text=f"row {i}", heading="", content_hash=f"{i}",
-                               embedding=v.tobytes(), embedding_dim=384) for i, v in enumerate(vectors)])
+        session.add_all(
+            [
+                Chunk(
+                    workspace_id=template.workspace_id,
+                    bot_id=bot_id,
+                    source_id=uuid.UUID(source["id"]),
+                    position=i + 1,
+                    text=f"row {i}",
+                    heading="",
+                    content_hash=f"{i}",
+                    embedding=v.tobytes(),
+                    embedding_dim=384,
+                )
+                for i, v in enumerate(vectors)
+            ]
+        )
         await search_index.bump_index_version(session, bot_id)
     index = app.state.knowledge.index
     queries = vectors[:20] + 0.3 * rng.standard_normal((20, 384)).astype(np.float32)
@@ -165,9 +215,16 @@ async def test_a_large_bot_prescans_int8_vectors_and_finds_the_exact_top(
 
 @pytest.mark.parametrize("backend", ["sqlite"])  # the in-memory indexes are the SQLite engine's
 async def test_many_cold_queries_load_a_bot_once(
-        client: httpx.AsyncClient, app: FastAPI, backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    client: httpx.AsyncClient, app: FastAPI, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     bot = await make_bot(client, name="Cold")
-    await add(client, bot, type="text", title="Returns", text="Parcels can be returned within thirty days.")
+    await add(
+        client,
+        bot,
+        type="text",
+        title="Returns",
+        text="Parcels can be returned within thirty days.",
+    )
     await idle(app)
     index = app.state.knowledge.index
     index._cache.clear()

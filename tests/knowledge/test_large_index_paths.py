@@ -21,7 +21,9 @@ from tests.knowledge.helpers import add, idle, search
 
 # Every text says "support"; only one says "escalation". A question with both must still find
 # the rare word's chunk first once "support" is dropped as too common.
-COMMON = [f"Support note {i}: support answers tickets about topic {i} on weekdays." for i in range(24)]
+COMMON = [
+    f"Support note {i}: support answers tickets about topic {i} on weekdays." for i in range(24)
+]
 RARE = "Escalation matrix: support hands a ticket to the duty engineer after two hours."
 
 
@@ -33,18 +35,32 @@ def test_rare_terms_drop_common_terms_only_in_large_indexes() -> None:
     assert text_search.rare_terms(terms, df, 100_000, keep=2) == ["escalation", "engineer"]
     # A small index keeps everything; so does a short question.
     assert text_search.rare_terms(terms, df, 5_000) == terms
-    assert text_search.rare_terms(["support", "escalation"], df, 100_000) == ["support", "escalation"]
+    assert text_search.rare_terms(["support", "escalation"], df, 100_000) == [
+        "support",
+        "escalation",
+    ]
     # A term the statistics do not know counts as rare.
-    assert text_search.rare_terms(["support", "zebra", "ticket", "x"], {"support": 99_000, "ticket": 99_000},
-                                  100_000, keep=2) == ["zebra", "x"]
+    assert text_search.rare_terms(
+        ["support", "zebra", "ticket", "x"], {"support": 99_000, "ticket": 99_000}, 100_000, keep=2
+    ) == ["zebra", "x"]
 
 
 def test_stems_match_the_engines_lexemes() -> None:
-    assert text_search.porter_stems(["properties", "escalation", "running"]) == ["properti", "escal", "run"]
-    assert text_search.english_stems(["properties", "escalation", "running"]) == ["properti", "escal", "run"]
+    assert text_search.porter_stems(["properties", "escalation", "running"]) == [
+        "properti",
+        "escal",
+        "run",
+    ]
+    assert text_search.english_stems(["properties", "escalation", "running"]) == [
+        "properti",
+        "escal",
+        "run",
+    ]
 
 
-async def _bot_with_common_words(client: httpx.AsyncClient, app: FastAPI) -> tuple[dict[str, Any], dict[str, Any]]:
+async def _bot_with_common_words(
+    client: httpx.AsyncClient, app: FastAPI
+) -> tuple[dict[str, Any], dict[str, Any]]:
     bot = await make_bot(client, name="Helpdesk")
     for i, note in enumerate(COMMON):
         await add(client, bot, type="text", title=f"Note {i}", text=note)
@@ -53,9 +69,12 @@ async def _bot_with_common_words(client: httpx.AsyncClient, app: FastAPI) -> tup
     return bot, rare
 
 
-@pytest.mark.parametrize("backend", ["postgres"])  # SQLite ranks in memory, every term at a few microseconds
+@pytest.mark.parametrize(
+    "backend", ["postgres"]
+)  # SQLite ranks in memory, every term at a few microseconds
 async def test_keyword_search_without_common_terms_still_finds_the_rare_ones(
-        client: httpx.AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> None:
+    client: httpx.AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
     bot, rare = await _bot_with_common_words(client, app)
     db = app.state.db
     index = app.state.knowledge.retriever.index
@@ -67,8 +86,11 @@ async def test_keyword_search_without_common_terms_still_finds_the_rare_ones(
     assert len(before) == 25  # every chunk says "support"
     monkeypatch.setattr(search_index, "PRUNE_MIN_CHUNKS", 0)
     monkeypatch.setattr(text_search, "PRUNE_MIN_CHUNKS", 0)
-    monkeypatch.setattr(search_index, "rare_terms", lambda terms, df, total: text_search.rare_terms(
-        terms, df, total, max_df=0.5, keep=2))
+    monkeypatch.setattr(
+        search_index,
+        "rare_terms",
+        lambda terms, df, total: text_search.rare_terms(terms, df, total, max_df=0.5, keep=2),
+    )
     index._common = (0.0, 0, {})  # read the statistics now
     async with db.read() as session:
         after = await index.keyword_search(session, _uuid(bot), question, 100)
@@ -77,16 +99,21 @@ async def test_keyword_search_without_common_terms_still_finds_the_rare_ones(
     assert found["data"][0]["source_id"] == rare["id"]
 
 
-async def _big_bot_index_and_question(client: httpx.AsyncClient, app: FastAPI) -> tuple[dict, Any, np.ndarray]:
+async def _big_bot_index_and_question(
+    client: httpx.AsyncClient, app: FastAPI
+) -> tuple[dict, Any, np.ndarray]:
     """The bot of common words, the app's search index, and the vector of a question about it."""
     bot, _ = await _bot_with_common_words(client, app)
-    vector = (await app.state.knowledge.retriever.embedder.embed(["who takes an escalated ticket?"]))[0]
+    vector = (
+        await app.state.knowledge.retriever.embedder.embed(["who takes an escalated ticket?"])
+    )[0]
     return bot, app.state.knowledge.retriever.index, vector
 
 
 @pytest.mark.parametrize("backend", ["postgres"])
 async def test_a_big_bot_walks_hnsw_and_finds_what_the_exact_scan_finds(
-        client: httpx.AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> None:
+    client: httpx.AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
     bot, index, vector = await _big_bot_index_and_question(client, app)
     async with app.state.db.read() as session:
         exact = await index.vector_search(session, _uuid(bot), vector, 5)
@@ -99,7 +126,8 @@ async def test_a_big_bot_walks_hnsw_and_finds_what_the_exact_scan_finds(
 
 @pytest.mark.parametrize("backend", ["sqlite"])
 async def test_a_big_sqlite_bot_is_scanned_in_worker_threads_and_finds_the_same(
-        client: httpx.AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> None:
+    client: httpx.AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
     bot, index, vector = await _big_bot_index_and_question(client, app)
     question = "who takes an escalated support ticket?"
     async with app.state.db.read() as session:

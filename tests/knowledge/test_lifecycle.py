@@ -34,7 +34,9 @@ from .helpers import (
 
 LONG_TEXT = "\n\n".join(
     f"Section {n}. The lighthouse keeper logs the weather at dawn on day {n}, checks the lamp, "
-    f"polishes the brass fittings and records passing ships in the harbour ledger." for n in range(1, 25))
+    f"polishes the brass fittings and records passing ships in the harbour ledger."
+    for n in range(1, 25)
+)
 
 
 async def test_the_same_text_twice_is_one_source(client: httpx.AsyncClient, app: FastAPI) -> None:
@@ -63,13 +65,27 @@ async def test_the_same_text_twice_is_one_source(client: httpx.AsyncClient, app:
     assert await count_rows(app, Source) == 3
 
 
-async def test_delete_removes_chunks_keywords_and_vectors(client: httpx.AsyncClient, app: FastAPI) -> None:
+async def test_delete_removes_chunks_keywords_and_vectors(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
     bot = await make_bot(client)
-    doomed = await add(client, bot, type="text", title="Quokka care", text="\n\n".join(
-        f"Recipe {n}: the quokkaberry smoothie number {n} is blended with {fruit} and served on Tuesdays."
-        for n, fruit in enumerate(["mango", "banana", "kiwi", "apple", "lime", "pear"] * 6)))
-    kept = await add(client, bot, type="text", title="Garden cafe",
-                     text="The garden cafe serves coffee, cakes and fresh juice every day.")
+    doomed = await add(
+        client,
+        bot,
+        type="text",
+        title="Quokka care",
+        text="\n\n".join(
+            f"Recipe {n}: the quokkaberry smoothie number {n} is blended with {fruit} and served on Tuesdays."
+            for n, fruit in enumerate(["mango", "banana", "kiwi", "apple", "lime", "pear"] * 6)
+        ),
+    )
+    kept = await add(
+        client,
+        bot,
+        type="text",
+        title="Garden cafe",
+        text="The garden cafe serves coffee, cakes and fresh juice every day.",
+    )
     await idle(app)
     doomed_rows = await chunks_of(app, doomed["id"])
     doomed_ids = {c.id for c in doomed_rows}
@@ -87,7 +103,9 @@ async def test_delete_removes_chunks_keywords_and_vectors(client: httpx.AsyncCli
     only = await search(client, bot, "smoothie with mango", k=1)
     assert [p["source_id"] for p in only["data"]] == [kept["id"]], only
     result = await search(client, bot, "quokkaberry smoothie", k=10)
-    assert all(p["source_id"] != doomed["id"] and "quokkaberry" not in p["text"] for p in result["data"])
+    assert all(
+        p["source_id"] != doomed["id"] and "quokkaberry" not in p["text"] for p in result["data"]
+    )
     assert [p["source_id"] for p in result["data"]] == [kept["id"]]
     assert await chunks_of(app, doomed["id"]) == []
     assert await keyword_hits(app, bot["id"], "quokkaberry") == {}
@@ -97,11 +115,15 @@ async def test_delete_removes_chunks_keywords_and_vectors(client: httpx.AsyncCli
         if app.state.db.is_sqlite:
             assert await fts_matches(app, "quokkaberry") == 0
             # The FTS index holds exactly the rows of the remaining chunks.
-            fts_rows = await session.scalar(text("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH 'cafe'"))
+            fts_rows = await session.scalar(
+                text("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH 'cafe'")
+            )
             assert fts_rows == len(await chunks_of(app, kept["id"]))
         else:
-            left = await session.scalar(text("SELECT count(*) FROM chunks WHERE source_id = :s"),
-                                        {"s": uuid.UUID(doomed["id"])})
+            left = await session.scalar(
+                text("SELECT count(*) FROM chunks WHERE source_id = :s"),
+                {"s": uuid.UUID(doomed["id"])},
+            )
             assert left == 0
     assert (await source(client, bot, kept["id"]))["status"] == "ready"
 
@@ -109,10 +131,20 @@ async def test_delete_removes_chunks_keywords_and_vectors(client: httpx.AsyncCli
 async def test_deleting_a_bot_removes_its_chunks(client: httpx.AsyncClient, app: FastAPI) -> None:
     doomed_bot = await make_bot(client, name="Doomed Bot")
     kept_bot = await make_bot(client, name="Kept Bot")
-    await add(client, doomed_bot, type="text", title="Axolotl",
-              text="The axolotlium exhibit is closed for cleaning on Mondays.")
-    kept = await add(client, kept_bot, type="text", title="Aquarium",
-                     text="The aquarium opens at nine and the axolotlium tank is on the first floor.")
+    await add(
+        client,
+        doomed_bot,
+        type="text",
+        title="Axolotl",
+        text="The axolotlium exhibit is closed for cleaning on Mondays.",
+    )
+    kept = await add(
+        client,
+        kept_bot,
+        type="text",
+        title="Aquarium",
+        text="The aquarium opens at nine and the axolotlium tank is on the first floor.",
+    )
     await idle(app)
     assert await count_rows(app, Chunk, bot_id=uuid.UUID(doomed_bot["id"])) >= 1
     if app.state.db.is_sqlite:
@@ -128,11 +160,14 @@ async def test_deleting_a_bot_removes_its_chunks(client: httpx.AsyncClient, app:
         assert await fts_matches(app, "axolotlium") == 1
     hit = top(await search(client, kept_bot, "axolotlium"))
     assert hit["source_id"] == kept["id"]
-    assert (await client.post(f"/v1/bots/{doomed_bot['id']}/search", json={"query": "axolotlium"})).status_code == 404
+    assert (
+        await client.post(f"/v1/bots/{doomed_bot['id']}/search", json={"query": "axolotlium"})
+    ).status_code == 404
 
 
 async def test_restart_resumes_an_interrupted_source_exactly_once(
-        make_settings: Callable[..., Settings]) -> None:
+    make_settings: Callable[..., Settings],
+) -> None:
     settings = make_settings(ingestion_lease_seconds=5)
     async with running(settings) as (app, client):
         await app.state.ingestion.stop()  # this process will "crash" before finishing the work
@@ -147,8 +182,11 @@ async def test_restart_resumes_an_interrupted_source_exactly_once(
         assert await ingestor.claim_next() is None
         # The worker dies here. Pretend it was a while ago, longer than the lease.
         async with app.state.db.write() as session:
-            await session.execute(update(Source).where(Source.id == claimed).values(
-                locked_at=utcnow() - timedelta(seconds=30)))
+            await session.execute(
+                update(Source)
+                .where(Source.id == claimed)
+                .values(locked_at=utcnow() - timedelta(seconds=30))
+            )
     async with running(settings) as (app, client):
         await idle(app)
         state = await source(client, bot, added["id"])
@@ -157,10 +195,16 @@ async def test_restart_resumes_an_interrupted_source_exactly_once(
         assert state["chunk_count"] == len(rows) > 1
         assert [c.position for c in rows] == list(range(len(rows)))  # no duplicates, no gaps
         async with app.state.db.read() as session:
-            attempts, locked_by = (await session.execute(
-                select(Source.attempts, Source.locked_by).where(Source.id == claimed))).one()
-            distinct = await session.scalar(select(func.count(func.distinct(Chunk.content_hash)))
-                                            .where(Chunk.source_id == claimed))
+            attempts, locked_by = (
+                await session.execute(
+                    select(Source.attempts, Source.locked_by).where(Source.id == claimed)
+                )
+            ).one()
+            distinct = await session.scalar(
+                select(func.count(func.distinct(Chunk.content_hash))).where(
+                    Chunk.source_id == claimed
+                )
+            )
         assert attempts == 2 and locked_by is None
         assert distinct == len(rows)
         assert await count_rows(app, Chunk) == len(rows)
@@ -169,20 +213,31 @@ async def test_restart_resumes_an_interrupted_source_exactly_once(
         assert len(await all_sources(client, bot)) == 1
 
 
-async def test_a_live_worker_keeps_its_lease_on_a_slow_source(make_settings: Callable[..., Settings],
-                                                              site: SiteServer) -> None:
+async def test_a_live_worker_keeps_its_lease_on_a_slow_source(
+    make_settings: Callable[..., Settings], site: SiteServer
+) -> None:
     # The page takes longer to arrive than the lease: the worker is alive and busy with it the whole
     # time, so nobody may take the source over (it would be fetched, embedded and written twice).
-    site.page("/slow", "<html><head><title>Slow page</title></head><body><p>The ferry to the island "
-                       "leaves at noon.</p></body></html>", delay=7.5)
-    async with running(make_settings(ingestion_lease_seconds=5, crawl_allow_private=True)) as (app, client):
+    site.page(
+        "/slow",
+        "<html><head><title>Slow page</title></head><body><p>The ferry to the island "
+        "leaves at noon.</p></body></html>",
+        delay=7.5,
+    )
+    async with running(make_settings(ingestion_lease_seconds=5, crawl_allow_private=True)) as (
+        app,
+        client,
+    ):
         bot = await make_bot(client)
         added = await add(client, bot, type="url", url=site.url("/slow"))
         await idle(app)
         state = await source(client, bot, added["id"])
         assert state["status"] == "ready" and state["title"] == "Slow page", state
         async with app.state.db.read() as session:
-            attempts = await session.scalar(select(Source.attempts).where(Source.id == uuid.UUID(added["id"])))
+            attempts = await session.scalar(
+                select(Source.attempts).where(Source.id == uuid.UUID(added["id"]))
+            )
         fetches = site.paths().count("/slow")
         assert (attempts, fetches) == (1, 1), (
-            f"a source still being worked on was claimed {attempts} times and fetched {fetches} times")
+            f"a source still being worked on was claimed {attempts} times and fetched {fetches} times"
+        )

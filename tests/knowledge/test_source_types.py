@@ -63,23 +63,51 @@ URL_PAGE = """<!doctype html><html><head><title>Company history</title></head><b
 </body></html>"""
 
 
-async def test_every_source_type_is_ingested_and_found(client: httpx.AsyncClient, app: FastAPI,
-                                                       site: SiteServer) -> None:
+async def test_every_source_type_is_ingested_and_found(
+    client: httpx.AsyncClient, app: FastAPI, site: SiteServer
+) -> None:
     bot = await make_bot(client)
     site.page("/history", URL_PAGE)
     ids = {
-        "text": (await add(client, bot, type="text", title="Lisbon office hours",
-                           text="Our Lisbon office is open Monday to Friday from nine to five. "
-                                "On Saturdays the Lisbon office opens from ten until one."))["id"],
-        "qa": (await add(client, bot, type="qa", question="Do you ship to Canada?",
-                         answer="Yes. Parcels to Canada arrive in five to seven business days."))["id"],
+        "text": (
+            await add(
+                client,
+                bot,
+                type="text",
+                title="Lisbon office hours",
+                text="Our Lisbon office is open Monday to Friday from nine to five. "
+                "On Saturdays the Lisbon office opens from ten until one.",
+            )
+        )["id"],
+        "qa": (
+            await add(
+                client,
+                bot,
+                type="qa",
+                question="Do you ship to Canada?",
+                answer="Yes. Parcels to Canada arrive in five to seven business days.",
+            )
+        )["id"],
         "markdown": (await upload(client, bot, "returns.md", MARKDOWN, "text/markdown"))["id"],
         "html": (await upload(client, bot, "warranty.html", HTML, "text/html"))["id"],
         "csv": (await upload(client, bot, "plans.csv", CSV, "text/csv"))["id"],
-        "docx": (await upload(client, bot, "security.docx", docx_bytes("Security", [
-            "Passwords are hashed with Argon2 before they are stored.",
-            "Two-factor authentication is available for every account."])))["id"],
-        "pdf": (await upload(client, bot, "router.pdf", make_pdf(PDF_PAGES), "application/pdf"))["id"],
+        "docx": (
+            await upload(
+                client,
+                bot,
+                "security.docx",
+                docx_bytes(
+                    "Security",
+                    [
+                        "Passwords are hashed with Argon2 before they are stored.",
+                        "Two-factor authentication is available for every account.",
+                    ],
+                ),
+            )
+        )["id"],
+        "pdf": (await upload(client, bot, "router.pdf", make_pdf(PDF_PAGES), "application/pdf"))[
+            "id"
+        ],
         "url": (await add(client, bot, type="url", url=site.url("/history")))["id"],
     }
     await idle(app)
@@ -119,7 +147,11 @@ async def test_every_source_type_is_ingested_and_found(client: httpx.AsyncClient
     first_page = top(await search(client, bot, "plug the power cable into the wall socket", k=3))
     assert first_page["source_id"] == ids["pdf"] and first_page["page"] == 1, first_page
     text_hit = top(await search(client, bot, "Lisbon office Saturday", k=3))
-    assert text_hit["title"] == "Lisbon office hours" and text_hit["page"] is None and text_hit["url"] is None
+    assert (
+        text_hit["title"] == "Lisbon office hours"
+        and text_hit["page"] is None
+        and text_hit["url"] is None
+    )
     qa_hit = top(await search(client, bot, "Do you ship to Canada?", k=3))
     assert qa_hit["source_type"] == "qa" and qa_hit["title"] == "Do you ship to Canada?"
 
@@ -140,28 +172,48 @@ async def test_every_source_type_is_ingested_and_found(client: httpx.AsyncClient
 
 
 async def test_failures_are_reported_and_do_not_stop_other_sources(
-        client: httpx.AsyncClient, app: FastAPI, site: SiteServer) -> None:
+    client: httpx.AsyncClient, app: FastAPI, site: SiteServer
+) -> None:
     bot = await make_bot(client)
-    site.page("/empty", "<!doctype html><html><head><title>Nothing</title></head><body>"
-                        "<nav>Menu</nav><script>var x = 1;</script></body></html>")
+    site.page(
+        "/empty",
+        "<!doctype html><html><head><title>Nothing</title></head><body>"
+        "<nav>Menu</nav><script>var x = 1;</script></body></html>",
+    )
     site.routes["/gone"] = Route(404, b"<html><body>Not here</body></html>")
-    good_before = await add(client, bot, type="text", title="Parking",
-                            text="Free parking for visitors is available behind the main building.")
+    good_before = await add(
+        client,
+        bot,
+        type="text",
+        title="Parking",
+        text="Free parking for visitors is available behind the main building.",
+    )
     failing = {
-        "encrypted_pdf": await upload(client, bot, "secret.pdf",
-                                      encrypted_pdf(make_pdf(["Top secret launch plans."]), "s3cret"),
-                                      "application/pdf"),
+        "encrypted_pdf": await upload(
+            client,
+            bot,
+            "secret.pdf",
+            encrypted_pdf(make_pdf(["Top secret launch plans."]), "s3cret"),
+            "application/pdf",
+        ),
         # Named and declared as a PDF, but the bytes are binary junk: the content decides.
-        "unsupported_type": await upload(client, bot, "invoice.pdf", bytes(range(256)) * 16,
-                                         "application/pdf"),
+        "unsupported_type": await upload(
+            client, bot, "invoice.pdf", bytes(range(256)) * 16, "application/pdf"
+        ),
         # Starts like a PDF but is not one.
-        "malformed_file": await upload(client, bot, "broken.pdf", b"%PDF-1.7\nthis is not really a pdf",
-                                       "application/pdf"),
+        "malformed_file": await upload(
+            client, bot, "broken.pdf", b"%PDF-1.7\nthis is not really a pdf", "application/pdf"
+        ),
         "empty_document": await add(client, bot, type="url", url=site.url("/empty")),
         "http_error": await add(client, bot, type="url", url=site.url("/gone")),
     }
-    good_after = await add(client, bot, type="text", title="Pets",
-                           text="Dogs on a leash are welcome in the garden but not in the restaurant.")
+    good_after = await add(
+        client,
+        bot,
+        type="text",
+        title="Pets",
+        text="Dogs on a leash are welcome in the garden but not in the restaurant.",
+    )
     await idle(app)
 
     for code, added in failing.items():
@@ -174,8 +226,10 @@ async def test_failures_are_reported_and_do_not_stop_other_sources(
         assert state["chunk_count"] == 0 and await chunks_of(app, added["id"]) == []
     assert "404" in (await source(client, bot, failing["http_error"]["id"]))["error"]
 
-    for good, question in ((good_before, "Where can visitors park?"),
-                           (good_after, "Can I bring my dog to the restaurant?")):
+    for good, question in (
+        (good_before, "Where can visitors park?"),
+        (good_after, "Can I bring my dog to the restaurant?"),
+    ):
         state = await source(client, bot, good["id"])
         assert state["status"] == "ready" and state["chunk_count"] >= 1, state
         assert top(await search(client, bot, question, k=1))["source_id"] == good["id"]
@@ -188,13 +242,19 @@ async def test_failures_are_reported_and_do_not_stop_other_sources(
     await idle(app)
 
 
-async def test_private_addresses_are_refused_by_default(make_settings: Callable[..., Settings],
-                                                        site: SiteServer) -> None:
-    site.page("/internal", "<html><head><title>Intranet</title></head><body><p>Salaries.</p></body></html>")
+async def test_private_addresses_are_refused_by_default(
+    make_settings: Callable[..., Settings], site: SiteServer
+) -> None:
+    site.page(
+        "/internal",
+        "<html><head><title>Intranet</title></head><body><p>Salaries.</p></body></html>",
+    )
     async with running(make_settings()) as (app, client):  # crawl_allow_private left off
         bot = await make_bot(client)
         blocked = await add(client, bot, type="url", url=site.url("/internal"))
-        fine = await add(client, bot, type="text", title="Hours", text="We open at nine every morning.")
+        fine = await add(
+            client, bot, type="text", title="Hours", text="We open at nine every morning."
+        )
         await idle(app)
         state = await source(client, bot, blocked["id"])
         assert state["status"] == "failed" and state["error_code"] == "blocked_address", state
@@ -204,25 +264,37 @@ async def test_private_addresses_are_refused_by_default(make_settings: Callable[
 
 
 async def test_upload_over_the_limit_is_refused_and_stores_nothing(
-        make_settings: Callable[..., Settings]) -> None:
+    make_settings: Callable[..., Settings],
+) -> None:
     async with running(make_settings(max_upload_bytes=4_000)) as (app, client):
         bot = await make_bot(client)
         big = ("word " * 2_000).encode()
-        response = await client.post(sources_url(bot), files={"file": ("big.txt", big, "text/plain")})
+        response = await client.post(
+            sources_url(bot), files={"file": ("big.txt", big, "text/plain")}
+        )
         assert response.status_code == 413, response.text
         assert response.json()["error"]["code"] == "payload_too_large"
 
         # Without a Content-Length (chunked), the body is counted as it streams in.
         boundary = "chatwellboundary"
-        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.txt\"\r\n"
-                f"Content-Type: text/plain\r\n\r\n").encode() + big + f"\r\n--{boundary}--\r\n".encode()
+        body = (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.txt"\r\n'
+                f"Content-Type: text/plain\r\n\r\n"
+            ).encode()
+            + big
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
 
         async def stream():  # type: ignore[no-untyped-def]
             for start in range(0, len(body), 1_000):
-                yield body[start:start + 1_000]
+                yield body[start : start + 1_000]
 
-        streamed = await client.post(sources_url(bot), content=stream(),
-                                     headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+        streamed = await client.post(
+            sources_url(bot),
+            content=stream(),
+            headers={"content-type": f"multipart/form-data; boundary={boundary}"},
+        )
         assert streamed.status_code == 413, streamed.text
         assert streamed.json()["error"]["code"] == "payload_too_large"
 

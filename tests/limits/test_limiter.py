@@ -7,10 +7,17 @@ import asyncio
 import time
 
 import pytest
-from limits import RateLimitItemPerHour, RateLimitItemPerMinute, parse_many
 
 from chatwell.errors import RateLimited, ServiceUnavailable
-from chatwell.limits.service import RateLimiter, Rule, daily_quota, parse_limits, rules_of, strictest
+from chatwell.limits.service import (
+    RateLimiter,
+    Rule,
+    daily_quota,
+    parse_limits,
+    rules_of,
+    strictest,
+)
+from limits import RateLimitItemPerHour, RateLimitItemPerMinute, parse_many
 
 
 async def admitted(limiter: RateLimiter, rules: list[Rule], n: int) -> int:
@@ -29,10 +36,15 @@ async def test_memory_admits_exactly_the_limit_under_concurrency() -> None:
     rules = rules_of(parse_limits("15/minute;120/hour"), "public", "bot", "1.2.3.4")
     assert await admitted(limiter, rules, 100) == 15
     # Another identity has its own budget.
-    assert await admitted(limiter, rules_of(parse_limits("15/minute"), "public", "bot", "5.6.7.8"), 20) == 15
+    assert (
+        await admitted(limiter, rules_of(parse_limits("15/minute"), "public", "bot", "5.6.7.8"), 20)
+        == 15
+    )
 
 
-async def test_memory_expires_old_events_without_worker_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_memory_expires_old_events_without_worker_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """``limits``' own in-memory storage bisected every key's events in a thread after each hit."""
     threads: list[object] = []
     real_to_thread = asyncio.to_thread
@@ -86,7 +98,9 @@ async def test_a_refused_short_window_does_not_use_up_the_long_one() -> None:
 
 
 def test_strictest_limit_per_window_wins() -> None:
-    items = strictest([*parse_many("15/minute;120/hour"), RateLimitItemPerMinute(5), RateLimitItemPerHour(500)])
+    items = strictest(
+        [*parse_many("15/minute;120/hour"), RateLimitItemPerMinute(5), RateLimitItemPerHour(500)]
+    )
     assert [(i.amount, i.get_expiry()) for i in items] == [(5, 60), (120, 3600)]
 
 

@@ -87,8 +87,9 @@ async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
         await asyncio.sleep(0.001)
 
 
-async def hold_first_batch(batcher: BatchingEmbedder, inner: HashEmbedder,
-                           texts: list[str]) -> asyncio.Task[np.ndarray]:
+async def hold_first_batch(
+    batcher: BatchingEmbedder, inner: HashEmbedder, texts: list[str]
+) -> asyncio.Task[np.ndarray]:
     """Start a call and wait until its batch is being embedded (the model is now busy)."""
     task = asyncio.create_task(batcher.embed(texts))
     await until(lambda: len(inner.batches) == 1)
@@ -171,9 +172,15 @@ async def test_a_model_that_runs_batches_side_by_side_gets_that_many_in_flight()
     assert len(inner.batches) == 2  # both slots busy: the later calls wait
     inner.allow(1)
     await until(lambda: len(inner.batches) == 3)
-    assert sorted(inner.batches[2]) == ["later 0", "later 1", "later 2"]  # together, in the freed slot
+    assert sorted(inner.batches[2]) == [
+        "later 0",
+        "later 1",
+        "later 2",
+    ]  # together, in the freed slot
     inner.open()
-    for task, texts in zip([first, second, *later], [["first"], ["second"], *[[f"later {i}"] for i in range(3)]]):
+    for task, texts in zip(
+        [first, second, *later], [["first"], ["second"], *[[f"later {i}"] for i in range(3)]]
+    ):
         assert_rows(await task, texts)
     assert inner.max_in_flight == 2
 
@@ -191,7 +198,11 @@ async def test_batches_take_whole_calls_up_to_max_batch_in_arrival_order() -> No
         assert_rows(result, texts)
     # 3 + 3 > 5: the second call is not split, it waits for the next batch with the ones after it.
     assert [sorted(b) for b in inner.batches] == [
-        ["t0"], sorted(calls[0]), sorted(calls[1] + calls[2]), ["d0"]]
+        ["t0"],
+        sorted(calls[0]),
+        sorted(calls[1] + calls[2]),
+        ["d0"],
+    ]
     assert all(len(b) <= 5 for b in inner.batches)
 
 
@@ -322,11 +333,11 @@ def minilm() -> MiniLMOnnxEmbedder:
 
 
 async def test_real_model_rows_match_the_bare_model_and_the_loop_keeps_ticking(
-        minilm: MiniLMOnnxEmbedder) -> None:
+    minilm: MiniLMOnnxEmbedder,
+) -> None:
     batcher = BatchingEmbedder(minilm, max_batch=16)
     calls = [
-        [f"Paragraph {i} about returns, shipping and invoices. " * (1 + 3 * (i % 4)),
-         f"Short {i}."]
+        [f"Paragraph {i} about returns, shipping and invoices. " * (1 + 3 * (i % 4)), f"Short {i}."]
         for i in range(10)
     ] + [["", "Ünïcödé and emoji 🚀 survive tokenisation."], ["opening hours"] * 3]
     ticks: list[float] = []

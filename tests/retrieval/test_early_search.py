@@ -10,10 +10,10 @@ from collections.abc import Sequence
 import httpx
 import numpy as np
 from fastapi import FastAPI
+from tests.helpers import make_bot
 
 from chatwell.chat.service import ChatRequest
 from chatwell.services import bots as bot_service
-from tests.helpers import make_bot
 
 
 class Recording:
@@ -32,15 +32,22 @@ class Recording:
 
 async def _bot_with_hours(client: httpx.AsyncClient, app: FastAPI) -> object:
     bot = await make_bot(client)
-    await client.post(f"/v1/bots/{bot['id']}/sources", json={"type": "text", "title": "Hours",
-                                                             "text": "Support answers Monday to Friday, nine to five."})
+    await client.post(
+        f"/v1/bots/{bot['id']}/sources",
+        json={
+            "type": "text",
+            "title": "Hours",
+            "text": "Support answers Monday to Friday, nine to five.",
+        },
+    )
     await app.state.ingestion.idle()
     async with app.state.db.read() as session:
         return await bot_service.find_bot(session, bot["id"])
 
 
 async def test_start_searches_while_the_turn_is_stored_and_the_answer_uses_it(
-        client: httpx.AsyncClient, app: FastAPI) -> None:
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
     stored = await _bot_with_hours(client, app)
     log: list[str] = []
     retriever = app.state.chat.retriever
@@ -54,22 +61,30 @@ async def test_start_searches_while_the_turn_is_stored_and_the_answer_uses_it(
     assert [c.title for c in events[-3].citations] == ["Hours"]  # Citations, Usage, Done
 
 
-async def test_a_short_follow_up_waits_for_the_stored_history(client: httpx.AsyncClient, app: FastAPI) -> None:
+async def test_a_short_follow_up_waits_for_the_stored_history(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
     stored = await _bot_with_hours(client, app)
-    first = await app.state.chat.start(ChatRequest(bot=stored, question="When does support answer?"))
+    first = await app.state.chat.start(
+        ChatRequest(bot=stored, question="When does support answer?")
+    )
     [event async for event in first.events()]
     log: list[str] = []
     retriever = app.state.chat.retriever
     retriever.embedder = Recording(retriever.embedder, log)
-    turn = await app.state.chat.start(ChatRequest(bot=stored, question="and Saturdays?",
-                                                  conversation_id=first.conversation_id))
+    turn = await app.state.chat.start(
+        ChatRequest(bot=stored, question="and Saturdays?", conversation_id=first.conversation_id)
+    )
     assert turn.search is None and log == []
     [event async for event in turn.events()]
-    assert log == ["embed:When does support answer? and Saturdays?"]  # searched with the previous question
+    assert log == [
+        "embed:When does support answer? and Saturdays?"
+    ]  # searched with the previous question
 
 
 async def test_a_failed_early_search_is_a_notice_and_a_turn_that_stops_early_cancels_it(
-        client: httpx.AsyncClient, app: FastAPI) -> None:
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
     stored = await _bot_with_hours(client, app)
     retriever = app.state.chat.retriever
     release = asyncio.Event()

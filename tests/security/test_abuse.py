@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -42,29 +41,47 @@ def settings(make_settings: Any) -> Settings:
 
 
 def turns(n: int, content: str = "hi") -> list[dict[str, str]]:
-    return [{"role": "user" if i % 2 == 0 else "assistant", "content": f"{content} {i}"} for i in range(n)]
+    return [
+        {"role": "user" if i % 2 == 0 else "assistant", "content": f"{content} {i}"}
+        for i in range(n)
+    ]
 
 
 async def test_ten_thousand_history_turns_are_refused_and_the_server_stays_responsive(
-        client: httpx.AsyncClient, app: FastAPI) -> None:
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
     bot = await make_bot(client)
     history = turns(10_000)
     started = time.monotonic()
-    chatiq = await client.post("/api/chat", json={"bot_slug": bot["slug"], "message": "hello", "stream": False,
-                                                  "history": history})
+    chatiq = await client.post(
+        "/api/chat",
+        json={"bot_slug": bot["slug"], "message": "hello", "stream": False, "history": history},
+    )
     assert chatiq.status_code == 400, chatiq.text
     assert "history" in chatiq.text
-    openai = await client.post("/v1/chat/completions", json={
-        "model": bot["slug"], "messages": [*history, {"role": "user", "content": "hello"}]})
+    openai = await client.post(
+        "/v1/chat/completions",
+        json={"model": bot["slug"], "messages": [*history, {"role": "user", "content": "hello"}]},
+    )
     assert openai.status_code == 400, openai.text
     assert openai.json()["error"]["type"] == "invalid_request_error" and "messages" in openai.text
     assert time.monotonic() - started < 10
     # Within the bounds: answered, the history trimmed by the engine, nothing stored from it.
-    fits = await client.post("/v1/chat/completions", json={
-        "model": bot["slug"], "messages": [*turns(MAX_MESSAGES - 1, "x" * 2000), {"role": "user", "content": "hello"}]})
+    fits = await client.post(
+        "/v1/chat/completions",
+        json={
+            "model": bot["slug"],
+            "messages": [
+                *turns(MAX_MESSAGES - 1, "x" * 2000),
+                {"role": "user", "content": "hello"},
+            ],
+        },
+    )
     assert fits.status_code == 200, fits.text
-    normal = await client.post("/api/chat", json={"bot_slug": bot["slug"], "message": "hello", "stream": False,
-                                                  "history": turns(100)})
+    normal = await client.post(
+        "/api/chat",
+        json={"bot_slug": bot["slug"], "message": "hello", "stream": False, "history": turns(100)},
+    )
     assert normal.status_code == 200, normal.text
 
 
@@ -86,8 +103,11 @@ class Counting:
 
 def _live(live_server: Any, tmp_path: Path, app: Any = None, **extra: Any) -> tuple[str, int]:
     settings = Settings(data_dir=tmp_path / "d", admin_key=ADMIN_KEY, **extra)
-    base = live_server.start(app or create_app(settings, announce=lambda _: None),
-                             proxy_headers=True, forwarded_allow_ips="*")
+    base = live_server.start(
+        app or create_app(settings, announce=lambda _: None),
+        proxy_headers=True,
+        forwarded_allow_ips="*",
+    )
     return base, int(base.rsplit(":", 1)[1])
 
 
@@ -107,12 +127,21 @@ def _read_status(sock: socket.socket) -> int:
     return int(data.split(b" ", 2)[1])
 
 
-def test_a_ten_megabyte_body_gets_413_before_it_is_sent_or_buffered(live_server: Any, tmp_path: Path) -> None:
-    counting = Counting(create_app(Settings(data_dir=tmp_path / "d", admin_key=ADMIN_KEY), announce=lambda _: None))
+def test_a_ten_megabyte_body_gets_413_before_it_is_sent_or_buffered(
+    live_server: Any, tmp_path: Path
+) -> None:
+    counting = Counting(
+        create_app(Settings(data_dir=tmp_path / "d", admin_key=ADMIN_KEY), announce=lambda _: None)
+    )
     base, port = _live(live_server, tmp_path, counting)
     # Declared: refused from the headers alone; not one byte of the body was sent.
-    sock = _raw(port, (f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN_KEY}\r\n"
-                       f"Content-Type: application/json\r\nContent-Length: {TEN_MB}\r\n\r\n").encode())
+    sock = _raw(
+        port,
+        (
+            f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN_KEY}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {TEN_MB}\r\n\r\n"
+        ).encode(),
+    )
     try:
         assert _read_status(sock) == 413
     finally:
@@ -129,9 +158,13 @@ def test_a_ten_megabyte_body_gets_413_before_it_is_sent_or_buffered(live_server:
             sent += len(piece)
             yield piece
 
-    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=10) as http:
+    with httpx.Client(
+        base_url=base, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=10
+    ) as http:
         try:
-            response = http.post("/v1/chat/completions", content=body(), headers={"Content-Type": "application/json"})
+            response = http.post(
+                "/v1/chat/completions", content=body(), headers={"Content-Type": "application/json"}
+            )
             assert response.status_code == 413, response.text
         except (httpx.RemoteProtocolError, httpx.WriteError):
             pass  # the server answered 413 and closed while we were still writing
@@ -141,16 +174,23 @@ def test_a_ten_megabyte_body_gets_413_before_it_is_sent_or_buffered(live_server:
 
 def test_a_slow_body_does_not_block_other_clients(live_server: Any, tmp_path: Path) -> None:
     base, port = _live(live_server, tmp_path)
-    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=5) as http:
+    with httpx.Client(
+        base_url=base, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=5
+    ) as http:
         bot = http.post("/v1/bots", json={"name": "Slow"}).json()
         body = ('{"message": "hello there, slowly"' + " " * 40 + "}").encode()
-        slow = _raw(port, (f"POST /v1/bots/{bot['id']}/chat HTTP/1.1\r\nHost: x\r\n"
-                           f"Authorization: Bearer {ADMIN_KEY}\r\nContent-Type: application/json\r\n"
-                           f"Content-Length: {len(body)}\r\n\r\n").encode())
+        slow = _raw(
+            port,
+            (
+                f"POST /v1/bots/{bot['id']}/chat HTTP/1.1\r\nHost: x\r\n"
+                f"Authorization: Bearer {ADMIN_KEY}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            ).encode(),
+        )
         try:
             answered = []
             for i in range(8):  # 4 seconds of trickling, 3 bytes at a time
-                slow.sendall(body[i * 3:(i + 1) * 3])
+                slow.sendall(body[i * 3 : (i + 1) * 3])
                 started = time.monotonic()
                 assert http.get("/healthz").status_code == 200
                 assert http.get(f"/v1/bots/{bot['id']}").status_code == 200
@@ -165,17 +205,24 @@ def test_a_slow_body_does_not_block_other_clients(live_server: Any, tmp_path: Pa
 
 
 def test_a_flood_from_one_ip_admits_exactly_the_limit_and_spares_other_ips(
-        live_server: Any, tmp_path: Path) -> None:
+    live_server: Any, tmp_path: Path
+) -> None:
     base, _ = _live(live_server, tmp_path, public_rate_limits="15/minute")
-    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=10) as http:
+    with httpx.Client(
+        base_url=base, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=10
+    ) as http:
         bot = http.post("/v1/bots", json={"name": "Public", "public": True}).json()
 
     async def flood() -> tuple[list[int], list[int]]:
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=0)
         async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as visitor:
+
             async def chat(ip: str, n: int) -> int:
-                response = await visitor.post("/v1/public/chat/stream", headers={"X-Forwarded-For": ip}, json={
-                    "bot_id": bot["id"], "message": "hello", "session_id": f"s-{ip}-{n}"})
+                response = await visitor.post(
+                    "/v1/public/chat/stream",
+                    headers={"X-Forwarded-For": ip},
+                    json={"bot_id": bot["id"], "message": "hello", "session_id": f"s-{ip}-{n}"},
+                )
                 return response.status_code
 
             attacker = await asyncio.gather(*(chat("203.0.113.7", n) for n in range(200)))

@@ -46,12 +46,15 @@ class Writer(threading.Thread):
         self.errors: list[str] = []
 
     def run(self) -> None:
-        with httpx.Client(base_url=self.base, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30) as c:
+        with httpx.Client(
+            base_url=self.base, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30
+        ) as c:
             for i in range(2000):  # bounded
                 if self.stop.is_set():
                     return
-                response = c.post("/v1/bots", json={"name": f"w{i}", "slug": f"w{i}",
-                                                    "instructions": "x" * 2000})
+                response = c.post(
+                    "/v1/bots", json={"name": f"w{i}", "slug": f"w{i}", "instructions": "x" * 2000}
+                )
                 if response.status_code != 201:
                     self.errors.append(response.text)
                     return
@@ -70,13 +73,23 @@ def wait_ready(client: httpx.Client, bot: str) -> None:
 
 @pytest.mark.slow
 def test_backup_while_writing_then_restore_elsewhere(live_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    live_dir, fresh_dir, copy = tmp_path / "live", tmp_path / "fresh", tmp_path / "backups" / "chatwell.bak"
+    live_dir, fresh_dir, copy = (
+        tmp_path / "live",
+        tmp_path / "fresh",
+        tmp_path / "backups" / "chatwell.bak",
+    )
     binary = str(Path(sys.executable).parent / "chatwell")
-    base = live_server.start_process([binary, "serve", "--host", "127.0.0.1", "--port", "{port}",
-                                      "--data-dir", str(live_dir)], env={"CHATWELL_ADMIN_KEY": ADMIN_KEY})
-    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30) as admin:
+    base = live_server.start_process(
+        [binary, "serve", "--host", "127.0.0.1", "--port", "{port}", "--data-dir", str(live_dir)],
+        env={"CHATWELL_ADMIN_KEY": ADMIN_KEY},
+    )
+    with httpx.Client(
+        base_url=base, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30
+    ) as admin:
         assert admin.post("/v1/bots", json={"name": "Museum", "slug": "museum"}).status_code == 201
-        added = admin.post("/v1/bots/museum/sources", json={"type": "text", "title": "Hours", "text": HOURS})
+        added = admin.post(
+            "/v1/bots/museum/sources", json={"type": "text", "title": "Hours", "text": HOURS}
+        )
         assert added.status_code == 202
         wait_ready(admin, "museum")
 
@@ -93,7 +106,9 @@ def test_backup_while_writing_then_restore_elsewhere(live_server, tmp_path: Path
         assert not writer.errors, writer.errors
         info = json.loads(output)
         assert info["bytes"] > 0 and Path(info["path"]) == copy
-        assert len(writer.created) > written_at_backup, "the server stopped writing during the backup"
+        assert len(writer.created) > written_at_backup, (
+            "the server stopped writing during the backup"
+        )
 
         # Writing over an existing backup needs --force.
         again, message = chatwell("backup", str(copy), "--data-dir", str(live_dir))
@@ -104,7 +119,9 @@ def test_backup_while_writing_then_restore_elsewhere(live_server, tmp_path: Path
         assert code == 0, output
         restored_slugs = read_back(fresh_dir)
         written = [s for s in restored_slugs if s.startswith("w")]
-        assert written == writer.created[:len(written)], "the backup is not one instant of the database"
+        assert written == writer.created[: len(written)], (
+            "the backup is not one instant of the database"
+        )
         assert len(written) >= 5 and len(written) < len(writer.created)
 
         # The running server's database is not replaced under it without --force.
@@ -126,23 +143,41 @@ def read_back(data_dir: Path) -> list[str]:
         app = create_app(Settings(data_dir=data_dir, admin_key=ADMIN_KEY), announce=lambda _: None)
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://testserver",
-                                         headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as client:
+            async with httpx.AsyncClient(
+                transport=transport,
+                base_url="http://testserver",
+                headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+            ) as client:
                 sources = (await client.get("/v1/bots/museum/sources")).json()["data"]
                 assert [(s["title"], s["status"]) for s in sources] == [("Hours", "ready")]
-                found = (await client.post("/v1/bots/museum/search", json={"query": "When does the museum open?"})).json()
+                found = (
+                    await client.post(
+                        "/v1/bots/museum/search", json={"query": "When does the museum open?"}
+                    )
+                ).json()
                 assert found["data"] and "opens at ten" in found["data"][0]["text"]
-                answer = (await client.post("/v1/bots/museum/chat", json={"message": "When does it open?",
-                                                                          "stream": False})).json()
+                answer = (
+                    await client.post(
+                        "/v1/bots/museum/chat",
+                        json={"message": "When does it open?", "stream": False},
+                    )
+                ).json()
                 assert "ten" in answer["answer"], answer
                 slugs, cursor = [], None
                 while True:
-                    page = (await client.get("/v1/bots", params={"limit": 100, **({"cursor": cursor} if cursor else {})})).json()
+                    page = (
+                        await client.get(
+                            "/v1/bots",
+                            params={"limit": 100, **({"cursor": cursor} if cursor else {})},
+                        )
+                    ).json()
                     slugs += [b["slug"] for b in page["data"]]
                     if not page["has_more"]:
                         break
                     cursor = page["next_cursor"]
-        return sorted(slugs, key=lambda s: (not s.startswith("w"), int(s[1:]) if s[1:].isdigit() else 0))
+        return sorted(
+            slugs, key=lambda s: (not s.startswith("w"), int(s[1:]) if s[1:].isdigit() else 0)
+        )
 
     return asyncio.run(read())
 

@@ -46,16 +46,25 @@ async def physical_rows(app: FastAPI) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     async with db.read() as session:
         if db.is_sqlite:
-            names = (await session.execute(text("SELECT name FROM sqlite_master WHERE type = 'table'"))).scalars()
+            names = (
+                await session.execute(text("SELECT name FROM sqlite_master WHERE type = 'table'"))
+            ).scalars()
             for name in list(names):
                 rows = (await session.execute(text(f'SELECT * FROM "{name}"'))).all()
                 found[name] = [" | ".join(_text(v) for v in row) for row in rows]
         else:
-            names = (await session.execute(text(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
-                " AND table_type = 'BASE TABLE'"))).scalars()
+            names = (
+                await session.execute(
+                    text(
+                        "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+                        " AND table_type = 'BASE TABLE'"
+                    )
+                )
+            ).scalars()
             for name in list(names):
-                found[name] = list((await session.execute(text(f'SELECT t::text FROM "{name}" AS t'))).scalars())
+                found[name] = list(
+                    (await session.execute(text(f'SELECT t::text FROM "{name}" AS t'))).scalars()
+                )
     return found
 
 
@@ -90,7 +99,9 @@ async def fts_matches(app: FastAPI, word: str) -> int:
         if db.is_sqlite:
             query = text("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH :q")
             return int(await session.scalar(query, {"q": f'"{word}"'}) or 0)
-        query = text("SELECT count(*) FROM chunks WHERE search_vector @@ plainto_tsquery('english', :q)")
+        query = text(
+            "SELECT count(*) FROM chunks WHERE search_vector @@ plainto_tsquery('english', :q)"
+        )
         return int(await session.scalar(query, {"q": word}) or 0)
 
 
@@ -98,12 +109,20 @@ async def index_is_intact(app: FastAPI) -> None:
     db = app.state.db
     if db.is_sqlite:
         async with db.write() as session:  # raises if the FTS index disagrees with its content
-            await session.execute(text("INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 1)"))
+            await session.execute(
+                text("INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 1)")
+            )
 
 
 async def add_source(owner: httpx.AsyncClient, tenant: Tenant, marker: str) -> dict[str, Any]:
-    response = await owner.post(f"/v1/bots/{tenant.bot_id}/sources", json={
-        "type": "text", "title": f"{marker} manual", "text": f"The {marker} valve must be closed before cleaning."})
+    response = await owner.post(
+        f"/v1/bots/{tenant.bot_id}/sources",
+        json={
+            "type": "text",
+            "title": f"{marker} manual",
+            "text": f"The {marker} valve must be closed before cleaning.",
+        },
+    )
     assert response.status_code == 202, response.text
     await wait_sources_ready(owner, tenant.bot_id)
     return response.json()
@@ -112,18 +131,30 @@ async def add_source(owner: httpx.AsyncClient, tenant: Tenant, marker: str) -> d
 async def test_deleted_sources_conversations_and_bots_leave_nothing(app: FastAPI) -> None:
     tenant = await seed_tenant(app, "Doomed")
     neighbour = await seed_tenant(app, "Neighbour")
-    source_marker, question_marker = f"valve{uuid.uuid4().hex[:10]}", f"asked{uuid.uuid4().hex[:10]}"
+    source_marker, question_marker = (
+        f"valve{uuid.uuid4().hex[:10]}",
+        f"asked{uuid.uuid4().hex[:10]}",
+    )
     async with client_for(app, tenant.owner_key) as owner:
         source = await add_source(owner, tenant, source_marker)
         assert await fts_matches(app, source_marker) == 1
         # An answer that cites the source (and quotes it), in a conversation of its own.
-        chat = (await owner.post(f"/v1/bots/{tenant.bot_id}/chat", json={
-            "message": f"What must be closed before cleaning? ({question_marker})", "stream": False})).json()
+        chat = (
+            await owner.post(
+                f"/v1/bots/{tenant.bot_id}/chat",
+                json={
+                    "message": f"What must be closed before cleaning? ({question_marker})",
+                    "stream": False,
+                },
+            )
+        ).json()
         cited = {c["source_id"] for c in chat["citations"]}
         assert source["id"] in cited, chat
 
         # 1. The source: its row, content, chunks, keyword and vector entries, and citations of it.
-        assert (await owner.delete(f"/v1/bots/{tenant.bot_id}/sources/{source['id']}")).status_code == 204
+        assert (
+            await owner.delete(f"/v1/bots/{tenant.bot_id}/sources/{source['id']}")
+        ).status_code == 204
         rows = await physical_rows(app)
         found = remnants(rows, [source["id"], source_marker])
         # The answer's text quoted the source: a transcript keeps what the bot said, nothing else does.
@@ -131,18 +162,39 @@ async def test_deleted_sources_conversations_and_bots_leave_nothing(app: FastAPI
         assert source["id"] not in "\n".join(rows["messages"])
         assert await fts_matches(app, source_marker) == 0
         await index_is_intact(app)
-        search = (await owner.post(f"/v1/bots/{tenant.bot_id}/search", json={"query": f"{source_marker} valve"})).json()
+        search = (
+            await owner.post(
+                f"/v1/bots/{tenant.bot_id}/search", json={"query": f"{source_marker} valve"}
+            )
+        ).json()
         assert source["id"] not in str(search) and source_marker not in str(search)
 
         # 2. The conversation: messages, feedback, agent replies, usage links, webhook payloads.
-        conversation = (await owner.get(f"/v1/conversations/{tenant.session_conversation_id}")).json()
+        conversation = (
+            await owner.get(f"/v1/conversations/{tenant.session_conversation_id}")
+        ).json()
         message_ids = [m["id"] for m in conversation["messages"]]
-        for conversation_id in (chat["conversation_id"], tenant.session_conversation_id, tenant.conversation_id):
+        for conversation_id in (
+            chat["conversation_id"],
+            tenant.session_conversation_id,
+            tenant.conversation_id,
+        ):
             assert (await owner.delete(f"/v1/conversations/{conversation_id}")).status_code == 204
-        gone = [chat["conversation_id"], chat["message_id"], tenant.session_conversation_id,
-                tenant.conversation_id, tenant.message_id, tenant.user_message_id, tenant.agent_message_id,
-                *message_ids, question_marker, f"{tenant.marker} agent here", f"{tenant.marker} liked it",
-                f"When does the {tenant.marker} office open?", tenant.session_id]
+        gone = [
+            chat["conversation_id"],
+            chat["message_id"],
+            tenant.session_conversation_id,
+            tenant.conversation_id,
+            tenant.message_id,
+            tenant.user_message_id,
+            tenant.agent_message_id,
+            *message_ids,
+            question_marker,
+            f"{tenant.marker} agent here",
+            f"{tenant.marker} liked it",
+            f"When does the {tenant.marker} office open?",
+            tenant.session_id,
+        ]
         found = remnants(await physical_rows(app), gone)
         assert found == {}, found
         # The lead stays (contact details outlive the conversation) with its link nulled.
@@ -152,31 +204,54 @@ async def test_deleted_sources_conversations_and_bots_leave_nothing(app: FastAPI
         # 3. The bot: everything of it, keys, leads and delivery log included.
         assert (await owner.delete(f"/v1/bots/{tenant.bot_id}")).status_code == 204
     rows = await physical_rows(app)
-    workspace_level = (tenant.workspace_id, tenant.owner_key_id, tenant.owner_key, tenant.spare_key_id)
+    workspace_level = (
+        tenant.workspace_id,
+        tenant.owner_key_id,
+        tenant.owner_key,
+        tenant.spare_key_id,
+    )
     found = remnants(rows, [n for n in tenant.ids() + tenant.texts() if n not in workspace_level])
     assert found == {}, found
     # Usage rows stay for billing: content-free, with the bot, keys, conversations and messages nulled.
     async with app.state.db.read() as session:
-        usage = (await session.execute(
-            select(UsageEvent.bot_id, UsageEvent.api_key_id, UsageEvent.conversation_id, UsageEvent.message_id)
-            .where(UsageEvent.workspace_id == uuid.UUID(tenant.workspace_id)))).all()
+        usage = (
+            await session.execute(
+                select(
+                    UsageEvent.bot_id,
+                    UsageEvent.api_key_id,
+                    UsageEvent.conversation_id,
+                    UsageEvent.message_id,
+                ).where(UsageEvent.workspace_id == uuid.UUID(tenant.workspace_id))
+            )
+        ).all()
     assert usage, "answered requests are metered"
     for bot_id, key_id, conversation_id, message_id in usage:
         assert (bot_id, conversation_id, message_id) == (None, None, None)
         assert key_id in (None, uuid.UUID(tenant.owner_key_id))  # the bot's own key went with it
     # The neighbour lost nothing.
-    assert remnants(rows, neighbour.ids()).keys() >= {"bots", "sources", "conversations", "messages", "leads"}
+    assert remnants(rows, neighbour.ids()).keys() >= {
+        "bots",
+        "sources",
+        "conversations",
+        "messages",
+        "leads",
+    }
     async with client_for(app, neighbour.owner_key) as other:
         assert len((await other.get(f"/v1/bots/{neighbour.bot_id}/sources")).json()["data"]) == 2
-        assert (await other.get(f"/v1/conversations/{neighbour.conversation_id}")).status_code == 200
+        assert (
+            await other.get(f"/v1/conversations/{neighbour.conversation_id}")
+        ).status_code == 200
 
 
 # ----------------------------------------------------------------------------- GDPR export
 
+
 async def test_a_visitors_data_can_be_exported_by_session_and_email(app: FastAPI) -> None:
     tenant, other = await seed_tenant(app, "Visited"), await seed_tenant(app, "Other")
     async with client_for(app, tenant.owner_key) as owner:
-        by_session = await owner.get("/v1/conversations/export", params={"session_id": tenant.session_id})
+        by_session = await owner.get(
+            "/v1/conversations/export", params={"session_id": tenant.session_id}
+        )
         assert by_session.status_code == 200, by_session.text
         export = by_session.json()
         assert [c["id"] for c in export["conversations"]] == [tenant.session_conversation_id]
@@ -185,20 +260,38 @@ async def test_a_visitors_data_can_be_exported_by_session_and_email(app: FastAPI
         assert messages[0]["content"] == f"Who runs {tenant.marker}?"
         # The lead left from that conversation comes with it.
         assert [lead["id"] for lead in export["leads"]] == [tenant.lead_id]
-        by_email = (await owner.get("/v1/conversations/export", params={"email": tenant.lead_email.upper()})).json()
-        assert by_email["conversations"] == [] and [lead["email"] for lead in by_email["leads"]] == [tenant.lead_email]
-        both = (await owner.get("/v1/conversations/export",
-                                params={"session_id": tenant.session_id, "email": tenant.lead_email})).json()
+        by_email = (
+            await owner.get("/v1/conversations/export", params={"email": tenant.lead_email.upper()})
+        ).json()
+        assert by_email["conversations"] == [] and [
+            lead["email"] for lead in by_email["leads"]
+        ] == [tenant.lead_email]
+        both = (
+            await owner.get(
+                "/v1/conversations/export",
+                params={"session_id": tenant.session_id, "email": tenant.lead_email},
+            )
+        ).json()
         assert len(both["conversations"]) == 1 and len(both["leads"]) == 1
         nothing = await owner.get("/v1/conversations/export")
         assert nothing.status_code == 400 and nothing.json()["error"]["code"] == "missing_parameter"
-        unknown = (await owner.get("/v1/conversations/export", params={"session_id": "sess-nobody"})).json()
+        unknown = (
+            await owner.get("/v1/conversations/export", params={"session_id": "sess-nobody"})
+        ).json()
         assert unknown["conversations"] == [] and unknown["leads"] == []
     # Another workspace sees nothing of it (exactly what an unknown visitor gives), a bot key nothing at all.
     async with client_for(app, other.owner_key) as stranger:
-        foreign = (await stranger.get("/v1/conversations/export",
-                                      params={"session_id": tenant.session_id, "email": tenant.lead_email})).json()
+        foreign = (
+            await stranger.get(
+                "/v1/conversations/export",
+                params={"session_id": tenant.session_id, "email": tenant.lead_email},
+            )
+        ).json()
         assert foreign["conversations"] == [] and foreign["leads"] == []
     async with client_for(app, tenant.bot_key) as scoped:
-        refused = await scoped.get("/v1/conversations/export", params={"session_id": tenant.session_id})
-        assert refused.status_code == 403 and refused.json()["error"]["code"] == "insufficient_scope"
+        refused = await scoped.get(
+            "/v1/conversations/export", params={"session_id": tenant.session_id}
+        )
+        assert (
+            refused.status_code == 403 and refused.json()["error"]["code"] == "insufficient_scope"
+        )

@@ -43,7 +43,8 @@ from typing import Any
 import hypothesis
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, strategies as st
+from hypothesis import HealthCheck
+from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import Failure, FailureGroup
@@ -76,7 +77,12 @@ GROUPS = {
     "platforms": {"chatiq", "chatbots_v1", "devapi", "chatbase"},
     "builders": {"dify", "flowise"},
 }
-CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance, content_type_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    response_schema_conformance,
+    content_type_conformance,
+]
 BOT_FIELDS = {"bot_id", "bot_slug", "chatbot_id", "chatbotId", "chatId"}
 
 
@@ -99,8 +105,13 @@ class Findings:
 def fuzz_settings(make_settings: Callable[..., Settings]) -> Settings:
     # Limits high enough that the fuzzer reaches the code behind them (429s are tested elsewhere);
     # a visitor's event stream (read to its end) lives a moment instead of ten minutes.
-    return make_settings(api_rate_limits=GENEROUS, public_rate_limits=GENEROUS, history_rate_limits=GENEROUS,
-                         auth_failure_rate_limits="", public_event_stream_seconds=0.2)
+    return make_settings(
+        api_rate_limits=GENEROUS,
+        public_rate_limits=GENEROUS,
+        history_rate_limits=GENEROUS,
+        auth_failure_rate_limits="",
+        public_event_stream_seconds=0.2,
+    )
 
 
 @pytest.fixture
@@ -165,8 +176,12 @@ def _substitute(values: dict[str, Any], known: dict[str, str], key: str | None) 
 
 def _no_network(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: LOOPBACK_URL if isinstance(k, str) and k.lower().endswith("url") and isinstance(v, str)
-                else _no_network(v) for k, v in value.items()}
+        return {
+            k: LOOPBACK_URL
+            if isinstance(k, str) and k.lower().endswith("url") and isinstance(v, str)
+            else _no_network(v)
+            for k, v in value.items()
+        }
     if isinstance(value, list):
         return [_no_network(v) for v in value]
     return value
@@ -190,31 +205,53 @@ def prepare(case: Any, tenant: Tenant, key: str, substitute: bool, by_slug: bool
         _substitute(case.body, known, key)
 
 
-def fuzz(world: World, operations: list[Any], key: str, examples: tuple[int, int],
-         checks: list[Any]) -> Findings:
+def fuzz(
+    world: World, operations: list[Any], key: str, examples: tuple[int, int], checks: list[Any]
+) -> Findings:
     findings = Findings()
     for operation in ordered(operations):
-        for mode, count in ((GenerationMode.POSITIVE, examples[0]), (GenerationMode.NEGATIVE, examples[1])):
+        for mode, count in (
+            (GenerationMode.POSITIVE, examples[0]),
+            (GenerationMode.NEGATIVE, examples[1]),
+        ):
 
-            @hypothesis.settings(max_examples=count, deadline=None, derandomize=True, database=None,
-                                 suppress_health_check=list(HealthCheck),
-                                 phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate])
-            @hypothesis.given(case=operation.as_strategy(generation_mode=mode), substitute=st.booleans(),
-                              by_slug=st.booleans())
+            @hypothesis.settings(
+                max_examples=count,
+                deadline=None,
+                derandomize=True,
+                database=None,
+                suppress_health_check=list(HealthCheck),
+                phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate],
+            )
+            @hypothesis.given(
+                case=operation.as_strategy(generation_mode=mode),
+                substitute=st.booleans(),
+                by_slug=st.booleans(),
+            )
             def run(case: Any, substitute: bool, by_slug: bool) -> None:
                 prepare(case, world.tenant, key, substitute, by_slug)
                 response = case.call()
                 findings.requests += 1
-                findings.statuses[response.status_code] = findings.statuses.get(response.status_code, 0) + 1
+                findings.statuses[response.status_code] = (
+                    findings.statuses.get(response.status_code, 0) + 1
+                )
                 for check in checks:
                     try:
                         case.validate_response(response, checks=[check])
-                    except (Failure, FailureGroup) as exc:  # collect it, with a curl line that reproduces it
-                        problems = [str(e) for e in exc.exceptions] if isinstance(exc, FailureGroup) else [str(exc)]
+                    except (
+                        Failure,
+                        FailureGroup,
+                    ) as exc:  # collect it, with a curl line that reproduces it
+                        problems = (
+                            [str(e) for e in exc.exceptions]
+                            if isinstance(exc, FailureGroup)
+                            else [str(exc)]
+                        )
                         findings.failures.append(
-                            f"{operation.label} [{mode.value}] {check.__name__}: {response.status_code} "
+                            f"{operation.label} [{mode.value}] {check.__name__}: {response.status_code} "  # noqa: B023 (run() is called inside this iteration)
                             f"{response.text[:300]!r}\n  {' / '.join(p.strip()[:300] for p in problems)}\n"
-                            f"  {case.as_curl_command()[:600]}")
+                            f"  {case.as_curl_command()[:600]}"
+                        )
 
             try:
                 run()
@@ -227,48 +264,60 @@ def fuzz(world: World, operations: list[Any], key: str, examples: tuple[int, int
 
 def report(name: str, findings: Findings) -> str:
     statuses = ", ".join(f"{status}: {n}" for status, n in sorted(findings.statuses.items()))
-    return (f"{name}: {findings.requests} requests ({statuses}); not negatable: "
-            f"{len(findings.not_negatable)}; failures: {len(findings.failures)}")
+    return (
+        f"{name}: {findings.requests} requests ({statuses}); not negatable: "
+        f"{len(findings.not_negatable)}; failures: {len(findings.failures)}"
+    )
 
 
 def test_the_groups_cover_every_operation(world: World) -> None:
     """No operation is left out silently: each belongs to exactly one fuzzed group."""
     for operation in world.operations:
         tags = set(operation.definition.raw.get("tags") or ())
-        assert sum(bool(tags & members) for members in GROUPS.values()) <= 1, (operation.label, tags)
+        assert sum(bool(tags & members) for members in GROUPS.values()) <= 1, (
+            operation.label,
+            tags,
+        )
     assert len(world.operations) >= 50
-    assert sum(1 for group in [*GROUPS, "other"] for op in world.operations if group_of(op) == group) == \
-        len(world.operations)
+    assert sum(
+        1 for group in [*GROUPS, "other"] for op in world.operations if group_of(op) == group
+    ) == len(world.operations)
 
 
 @pytest.mark.parametrize("group", [*GROUPS, "other"])
 def test_fuzz_with_a_valid_key(world: World, group: str) -> None:
     operations = [op for op in world.operations if group_of(op) == group]
-    findings = fuzz(world, operations, ADMIN_KEY, VALID_EXAMPLES,
-                    CHECKS)
+    findings = fuzz(world, operations, ADMIN_KEY, VALID_EXAMPLES, CHECKS)
     print(report(f"{group}, valid key", findings))
     assert findings.requests >= len(operations) * VALID_EXAMPLES[0] // 2
     assert not findings.failures, "\n".join(findings.failures)
 
 
 def test_fuzz_with_an_invalid_key(world: World) -> None:
-    findings = fuzz(world, world.operations, INVALID_KEY, INVALID_EXAMPLES,
-                    CHECKS)
+    findings = fuzz(world, world.operations, INVALID_KEY, INVALID_EXAMPLES, CHECKS)
     print(report("all operations, invalid key", findings))
     assert findings.requests >= len(world.operations) * INVALID_EXAMPLES[0] // 2
     assert not findings.failures, "\n".join(findings.failures)
 
 
-def test_the_openapi_documents_each_doors_real_errors(make_settings: Callable[..., Settings]) -> None:
+def test_the_openapi_documents_each_doors_real_errors(
+    make_settings: Callable[..., Settings],
+) -> None:
     """Regression (found by the fuzzer): FastAPI's default 422 was documented and never sent."""
     document = create_app(make_settings(), announce=lambda _: None).openapi()
     schemas = document["components"]["schemas"]
     assert "HTTPValidationError" not in schemas
-    expected = {"/v1/bots": "Error", "/v1/chat/completions": "OpenAIError", "/api/chat": "ChatIQError",
-                "/v1/public/chat/stream": "ChatbotIQError",
-                "/v1/public/conversations/{conversation_id}/events": "ChatbotIQError",
-                "/api/v1/chatbots/{chatbot_id}/chat": "ChatbotsError",
-                "/api/v1/usage": "DevApiError", "/api/v1/get-leads": "ChatbaseError", "/api/v1/chat": "ChatError"}
+    expected = {
+        "/v1/bots": "Error",
+        "/v1/chat/completions": "OpenAIError",
+        "/api/chat": "ChatIQError",
+        "/v1/public/chat/stream": "ChatbotIQError",
+        "/v1/public/conversations/{conversation_id}/events": "ChatbotIQError",
+        "/api/v1/chatbots/{chatbot_id}/chat": "ChatbotsError",
+        "/api/v1/usage": "DevApiError",
+        "/api/v1/get-leads": "ChatbaseError",
+        "/api/v1/chat": "ChatError",
+    }
     for path, operations in document["paths"].items():
         for operation in operations.values():
             responses = operation["responses"]

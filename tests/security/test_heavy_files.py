@@ -36,7 +36,9 @@ def serve(live_server: Any, data: Path, env: dict[str, str]) -> tuple[str, int]:
     chatwell = str(Path(sys.executable).parent / "chatwell")
     base = live_server.start_process(
         [chatwell, "serve", "--host", "127.0.0.1", "--port", "{port}", "--data-dir", str(data)],
-        env={"CHATWELL_ADMIN_KEY": ADMIN_KEY, **env}, timeout=120)
+        env={"CHATWELL_ADMIN_KEY": ADMIN_KEY, **env},
+        timeout=120,
+    )
     return base, live_server.processes[base].pid
 
 
@@ -64,15 +66,22 @@ def chunks_in(data: Path) -> int:
 
 
 def test_a_docx_that_expands_hugely_fails_clearly_and_the_server_memory_stays_flat(
-        live_server: Any, tmp_path: Path) -> None:
+    live_server: Any, tmp_path: Path
+) -> None:
     heavy = heavy_docx(24 * MIB)  # ~2 MB on disk, 24 MiB of paragraphs
     data = tmp_path / "d"
     base, pid = serve(live_server, data, {"CHATWELL_INGESTION_MAX_TEXT_CHARS": "2000000"})
     with admin(base) as client:
         bot = client.post("/v1/bots", json={"name": "Heavy"}).json()
         small = upload(client, bot["id"], "small.docx", heavy_docx(40_000, seed=3))
-        wait_for(lambda: client.get(f"/v1/bots/{bot['id']}/sources/{small['id']}").json()["status"] == "ready",
-                 120, "ready small file")  # the extraction path is warm (its forkserver started)
+        wait_for(
+            lambda: (
+                client.get(f"/v1/bots/{bot['id']}/sources/{small['id']}").json()["status"]
+                == "ready"
+            ),
+            120,
+            "ready small file",
+        )  # the extraction path is warm (its forkserver started)
         idle = rss_bytes(pid)
         peak = [idle]
         stop = threading.Event()
@@ -86,14 +95,26 @@ def test_a_docx_that_expands_hugely_fails_clearly_and_the_server_memory_stays_fl
         sampler.start()
         try:
             source = upload(client, bot["id"], "report.docx", heavy)
-            final = wait_for(lambda: (s := client.get(f"/v1/bots/{bot['id']}/sources/{source['id']}").json())
-                             ["status"] in ("ready", "failed") and s, 90, "final status")
+            final = wait_for(
+                lambda: (
+                    (s := client.get(f"/v1/bots/{bot['id']}/sources/{source['id']}").json())[
+                        "status"
+                    ]
+                    in ("ready", "failed")
+                    and s
+                ),
+                90,
+                "final status",
+            )
             assert client.get("/healthz").status_code == 200
         finally:
             stop.set()
             sampler.join()
         assert final["status"] == "failed" and final["error_code"] == "source_too_large", final
-        assert "2,000,000 characters" in final["error"] and "CHATWELL_INGESTION_MAX_TEXT_CHARS" in final["error"]
+        assert (
+            "2,000,000 characters" in final["error"]
+            and "CHATWELL_INGESTION_MAX_TEXT_CHARS" in final["error"]
+        )
         assert final["chunk_count"] in (0, None)
         # The upload itself is held a few times over (~2 MB); reading 24 MiB of text is not.
         assert max(peak) - idle < 48 * MIB, (idle / MIB, max(peak) / MIB)
@@ -101,20 +122,34 @@ def test_a_docx_that_expands_hugely_fails_clearly_and_the_server_memory_stays_fl
 
 
 def test_deleting_or_resyncing_a_source_kills_its_extraction_and_writes_nothing(
-        live_server: Any, tmp_path: Path) -> None:
+    live_server: Any, tmp_path: Path
+) -> None:
     heavy = heavy_docx(6 * MIB)  # python-docx needs minutes of CPU for it: ample time to interrupt
     data = tmp_path / "d"
-    base, pid = serve(live_server, data, {"CHATWELL_INGESTION_MAX_TEXT_CHARS": "100000000",
-                                          "CHATWELL_INGESTION_MAX_CHUNKS": "10000000"})
+    base, pid = serve(
+        live_server,
+        data,
+        {
+            "CHATWELL_INGESTION_MAX_TEXT_CHARS": "100000000",
+            "CHATWELL_INGESTION_MAX_CHUNKS": "10000000",
+        },
+    )
     with admin(base) as client:
         bot = client.post("/v1/bots", json={"name": "Heavy"}).json()
         # Re-sync: the running extraction is killed, and the source is read again from the start.
         source = upload(client, bot["id"], "report.docx", heavy)
         first = wait_for(lambda: extraction_processes(pid), 120, "extraction process")
         assert client.post(f"/v1/bots/{bot['id']}/sources/{source['id']}/sync").status_code == 202
-        second = wait_for(lambda: [p for p in extraction_processes(pid) if p not in first], 30,
-                          "second extraction process")
-        wait_for(lambda: not set(first) & set(extraction_processes(pid)), 5, "end of the first extraction")
+        second = wait_for(
+            lambda: [p for p in extraction_processes(pid) if p not in first],
+            30,
+            "second extraction process",
+        )
+        wait_for(
+            lambda: not set(first) & set(extraction_processes(pid)),
+            5,
+            "end of the first extraction",
+        )
         # Delete: the extraction stops within a moment, and nothing of it is ever written.
         assert client.delete(f"/v1/bots/{bot['id']}/sources/{source['id']}").status_code == 204
         wait_for(lambda: not extraction_processes(pid), 5, "end of the extraction after the delete")

@@ -33,7 +33,9 @@ READ, WRITE, LEADS = "conversations:read", "conversations:write", "leads:read"
 
 @pytest.fixture
 def settings(make_settings: Any) -> Settings:
-    return make_settings(api_rate_limits=GENEROUS, public_rate_limits=GENEROUS, history_rate_limits=GENEROUS)
+    return make_settings(
+        api_rate_limits=GENEROUS, public_rate_limits=GENEROUS, history_rate_limits=GENEROUS
+    )
 
 
 @dataclass
@@ -57,7 +59,9 @@ async def new_key(owner: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
 
 
 async def keyed_conversation(owner: httpx.AsyncClient, bot_id: str) -> tuple[str, str]:
-    chat = await owner.post(f"/v1/bots/{bot_id}/chat", json={"message": f"Where is {MARKER}?", "stream": False})
+    chat = await owner.post(
+        f"/v1/bots/{bot_id}/chat", json={"message": f"Where is {MARKER}?", "stream": False}
+    )
     assert chat.status_code == 200, chat.text
     return chat.json()["conversation_id"], chat.json()["message_id"]
 
@@ -65,18 +69,43 @@ async def keyed_conversation(owner: httpx.AsyncClient, bot_id: str) -> tuple[str
 @pytest.fixture
 async def base(app: FastAPI, owner: httpx.AsyncClient) -> Bed:
     """The bot, a lead, a keyed conversation; the owner, a workspace and a default bot key."""
-    bot = (await owner.post("/v1/bots", json={"name": "Scopes", "slug": "scopes", "public": True,
-                                              "contact_form": {"enabled": True}})).json()
-    added = await owner.post("/v1/bots/scopes/sources", json={
-        "type": "text", "title": "Where", "text": f"{MARKER} lives by the sea and answers letters on Fridays."})
+    bot = (
+        await owner.post(
+            "/v1/bots",
+            json={
+                "name": "Scopes",
+                "slug": "scopes",
+                "public": True,
+                "contact_form": {"enabled": True},
+            },
+        )
+    ).json()
+    added = await owner.post(
+        "/v1/bots/scopes/sources",
+        json={
+            "type": "text",
+            "title": "Where",
+            "text": f"{MARKER} lives by the sea and answers letters on Fridays.",
+        },
+    )
     assert added.status_code == 202, added.text
     await wait_sources_ready(owner, "scopes")
     async with client_for(app) as visitor:
-        lead = await visitor.post("/v1/public/leads", json={"bot_id": bot["id"], "session_id": "v1",
-                                                            "name": f"{MARKER} Visitor", "email": EMAIL})
+        lead = await visitor.post(
+            "/v1/public/leads",
+            json={
+                "bot_id": bot["id"],
+                "session_id": "v1",
+                "name": f"{MARKER} Visitor",
+                "email": EMAIL,
+            },
+        )
         assert lead.status_code == 201, lead.text
-    keys = {"owner": ADMIN_KEY, "workspace": (await new_key(owner))["key"],
-            "bot:chat": (await new_key(owner, bot_id=bot["id"]))["key"]}
+    keys = {
+        "owner": ADMIN_KEY,
+        "workspace": (await new_key(owner))["key"],
+        "bot:chat": (await new_key(owner, bot_id=bot["id"]))["key"],
+    }
     conversation_id, message_id = await keyed_conversation(owner, bot["id"])
     return Bed(bot["id"], keys, conversation_id, message_id)
 
@@ -85,7 +114,9 @@ async def base(app: FastAPI, owner: httpx.AsyncClient) -> Bed:
 async def bed(owner: httpx.AsyncClient, base: Bed) -> Bed:
     """``base`` and a bot key granted each scope (with chat)."""
     for scope in (READ, WRITE, LEADS):
-        base.keys[f"bot:{scope}"] = (await new_key(owner, bot_id=base.bot_id, scopes=["chat", scope]))["key"]
+        base.keys[f"bot:{scope}"] = (
+            await new_key(owner, bot_id=base.bot_id, scopes=["chat", scope])
+        )["key"]
     return base
 
 
@@ -109,14 +140,34 @@ ROUTES = [
     Route("GET", "/v1/conversations/{conversation}", READ),
     Route("GET", "/api/v1/get-conversations", READ, params={"chatbotId": "{bot}"}),
     Route("GET", "/api/v1/sessions", READ, params={"include_all": "true"}),
-    Route("GET", "/api/v1/sessions", READ, shows=None),  # the key's own sessions: every visitor's of its site
-    Route("DELETE", "/v1/conversations/{conversation}", WRITE, ok=204, shows=None, fresh_conversation=True),
-    Route("POST", "/v1/messages/{message}/feedback", WRITE, json={"rating": "negative", "comment": "no"},
-          shows=None),
+    Route(
+        "GET", "/api/v1/sessions", READ, shows=None
+    ),  # the key's own sessions: every visitor's of its site
+    Route(
+        "DELETE",
+        "/v1/conversations/{conversation}",
+        WRITE,
+        ok=204,
+        shows=None,
+        fresh_conversation=True,
+    ),
+    Route(
+        "POST",
+        "/v1/messages/{message}/feedback",
+        WRITE,
+        json={"rating": "negative", "comment": "no"},
+        shows=None,
+    ),
     Route("GET", "/v1/bots/{bot}/leads", LEADS, shows=EMAIL),
     Route("GET", "/v1/bots/{bot}/leads.csv", LEADS, shows=EMAIL),
     Route("GET", "/api/v1/get-leads", LEADS, params={"chatbotId": "{bot}"}, shows=EMAIL),
-    Route("GET", "/v1/conversations/export", None, params={"session_id": "v1", "email": EMAIL}, shows=EMAIL),
+    Route(
+        "GET",
+        "/v1/conversations/export",
+        None,
+        params={"session_id": "v1", "email": EMAIL},
+        shows=EMAIL,
+    ),
 ]
 KINDS = ["owner", "workspace", "bot:chat", f"bot:{READ}", f"bot:{WRITE}", f"bot:{LEADS}"]
 
@@ -135,24 +186,39 @@ def allowed(route: Route, kind: str) -> bool:
     return route.scope is not None and kind == f"bot:{route.scope}"
 
 
-async def test_every_transcript_feedback_and_lead_route_needs_its_scope(app: FastAPI, owner: httpx.AsyncClient,
-                                                                        bed: Bed) -> None:
+async def test_every_transcript_feedback_and_lead_route_needs_its_scope(
+    app: FastAPI, owner: httpx.AsyncClient, bed: Bed
+) -> None:
     failures = []
     for route in ROUTES:
         for kind in KINDS:
-            names = {"bot": bed.bot_id, "conversation": bed.conversation_id, "message": bed.message_id}
+            names = {
+                "bot": bed.bot_id,
+                "conversation": bed.conversation_id,
+                "message": bed.message_id,
+            }
             if route.fresh_conversation:
-                names["conversation"], names["message"] = await keyed_conversation(owner, bed.bot_id)
+                names["conversation"], names["message"] = await keyed_conversation(
+                    owner, bed.bot_id
+                )
             async with client_for(app, bed.keys[kind]) as client:
-                response = await client.request(route.method, fill(route.path, names), params=fill(route.params, names),
-                                                json=route.json)
+                response = await client.request(
+                    route.method,
+                    fill(route.path, names),
+                    params=fill(route.params, names),
+                    json=route.json,
+                )
             label = f"{route.method} {route.path} {route.params or ''} with {kind}"
             if allowed(route, kind):
-                if response.status_code != route.ok or (route.shows and route.shows not in response.text):
+                if response.status_code != route.ok or (
+                    route.shows and route.shows not in response.text
+                ):
                     failures.append(f"{label}: {response.status_code} {response.text[:150]}")
                 continue
             if response.status_code != 403 or "insufficient_scope" not in response.text:
-                failures.append(f"{label}: not refused: {response.status_code} {response.text[:150]}")
+                failures.append(
+                    f"{label}: not refused: {response.status_code} {response.text[:150]}"
+                )
             if MARKER in response.text or EMAIL in response.text:
                 failures.append(f"{label}: the refusal shows data")
             if route.fresh_conversation:  # refused means untouched
@@ -162,19 +228,24 @@ async def test_every_transcript_feedback_and_lead_route_needs_its_scope(app: Fas
     assert not failures, "\n".join(failures)
 
 
-async def test_a_refused_feedback_leaves_the_visitors_rating(app: FastAPI, owner: httpx.AsyncClient,
-                                                             base: Bed) -> None:
+async def test_a_refused_feedback_leaves_the_visitors_rating(
+    app: FastAPI, owner: httpx.AsyncClient, base: Bed
+) -> None:
     bed = base
     rated = await owner.post(f"/v1/messages/{bed.message_id}/feedback", json={"rating": "positive"})
     assert rated.status_code == 200
     async with client_for(app, bed.keys["bot:chat"]) as site:
-        refused = await site.post(f"/v1/messages/{bed.message_id}/feedback", json={"rating": "negative"})
+        refused = await site.post(
+            f"/v1/messages/{bed.message_id}/feedback", json={"rating": "negative"}
+        )
     assert refused.status_code == 403
     messages = (await owner.get(f"/v1/conversations/{bed.conversation_id}")).json()["messages"]
     assert [m["feedback"] for m in messages if m["id"] == bed.message_id] == ["positive"]
 
 
-async def test_chatbase_get_leads_refuses_a_bot_key_in_its_own_shape(app: FastAPI, base: Bed) -> None:
+async def test_chatbase_get_leads_refuses_a_bot_key_in_its_own_shape(
+    app: FastAPI, base: Bed
+) -> None:
     """Item 2 exactly: the document's call, with the key a website holds."""
     bed = base
     async with client_for(app, bed.keys["bot:chat"]) as site:
@@ -185,26 +256,41 @@ async def test_chatbase_get_leads_refuses_a_bot_key_in_its_own_shape(app: FastAP
     assert body["details"] == {"required_scope": LEADS}
 
 
-async def test_scopes_are_granted_at_creation_and_listed(owner: httpx.AsyncClient, bed: Bed) -> None:
+async def test_scopes_are_granted_at_creation_and_listed(
+    owner: httpx.AsyncClient, bed: Bed
+) -> None:
     listed = {k["label"]: k for k in (await owner.get("/v1/keys")).json()["data"]}
     scopes = sorted(tuple(k["scopes"]) for k in (await owner.get("/v1/keys")).json()["data"])
     assert ("chat",) in scopes and ("chat", READ) in scopes and ("chat", LEADS) in scopes
-    assert all(k["scopes"] == ["chat", READ, WRITE, LEADS] for k in listed.values() if k["scope"] == "workspace")
-    made = await new_key(owner, bot_id=bed.bot_id, scopes=[LEADS])  # no chat: it may read leads only
+    assert all(
+        k["scopes"] == ["chat", READ, WRITE, LEADS]
+        for k in listed.values()
+        if k["scope"] == "workspace"
+    )
+    made = await new_key(
+        owner, bot_id=bed.bot_id, scopes=[LEADS]
+    )  # no chat: it may read leads only
     assert made["scopes"] == [LEADS]
-    for body, code in (({"bot_id": bed.bot_id, "scopes": ["admin"]}, "invalid_scope"),
-                       ({"scopes": [READ]}, "invalid_scope"),
-                       ({"bot_id": bed.bot_id, "scopes": "chat"}, "invalid_request")):
+    for body, code in (
+        ({"bot_id": bed.bot_id, "scopes": ["admin"]}, "invalid_scope"),
+        ({"scopes": [READ]}, "invalid_scope"),
+        ({"bot_id": bed.bot_id, "scopes": "chat"}, "invalid_request"),
+    ):
         refused = await owner.post("/v1/keys", json={"label": "bad", **body})
         assert refused.status_code == 400 and refused.json()["error"]["code"] == code, refused.text
 
 
-async def test_a_key_without_chat_cannot_chat_on_any_door(app: FastAPI, owner: httpx.AsyncClient, bed: Bed) -> None:
+async def test_a_key_without_chat_cannot_chat_on_any_door(
+    app: FastAPI, owner: httpx.AsyncClient, bed: Bed
+) -> None:
     key = (await new_key(owner, bot_id=bed.bot_id, scopes=[LEADS]))["key"]
     calls = [
         ("/v1/bots/scopes/chat", {"message": "hi", "stream": False}),
         ("/v1/bots/scopes/search", {"query": "sea"}),
-        ("/v1/chat/completions", {"model": "scopes", "messages": [{"role": "user", "content": "hi"}]}),
+        (
+            "/v1/chat/completions",
+            {"model": "scopes", "messages": [{"role": "user", "content": "hi"}]},
+        ),
         ("/api/chat", {"message": "hi", "bot_slug": "scopes", "stream": False}),
         ("/api/v1/chat", {"message": "hi"}),
         ("/api/v1/chat", {"messages": [{"role": "user", "content": "hi"}], "chatbotId": "scopes"}),

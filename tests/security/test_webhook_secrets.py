@@ -23,31 +23,58 @@ pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
 DOC = Path(__file__).parents[2] / "docs" / "webhooks.md"
 
 
-async def test_the_secret_comes_with_the_webhook_and_is_shown_once(client: httpx.AsyncClient, backend: str) -> None:
-    created = (await client.post("/v1/bots", json={"name": "Hooked", "webhook_url": "https://hooks.example/a"})).json()
+async def test_the_secret_comes_with_the_webhook_and_is_shown_once(
+    client: httpx.AsyncClient, backend: str
+) -> None:
+    created = (
+        await client.post(
+            "/v1/bots", json={"name": "Hooked", "webhook_url": "https://hooks.example/a"}
+        )
+    ).json()
     secret = created["webhook_secret"]
     assert secret and secret.startswith("whsec_")  # was None: unsigned until rotated
     again = (await client.get(f"/v1/bots/{created['id']}")).json()
     assert again["webhook_secret"] is None  # never shown again
-    changed = (await client.patch(f"/v1/bots/{created['id']}", json={"webhook_url": "https://hooks.example/b"})).json()
+    changed = (
+        await client.patch(
+            f"/v1/bots/{created['id']}", json={"webhook_url": "https://hooks.example/b"}
+        )
+    ).json()
     assert changed["webhook_secret"] is None  # it has one: moving the URL keeps it
     plain = (await client.post("/v1/bots", json={"name": "Plain"})).json()
     assert plain["webhook_secret"] is None
-    later = (await client.patch(f"/v1/bots/{plain['id']}", json={"webhook_url": "https://hooks.example/c"})).json()
+    later = (
+        await client.patch(
+            f"/v1/bots/{plain['id']}", json={"webhook_url": "https://hooks.example/c"}
+        )
+    ).json()
     assert later["webhook_secret"].startswith("whsec_") and later["webhook_secret"] != secret
 
 
 async def test_a_bot_stored_without_a_secret_is_signed_at_its_next_delivery(
-        app: FastAPI, client: httpx.AsyncClient, backend: str) -> None:
-    bot = (await client.post("/v1/bots", json={"name": "Legacy", "webhook_url": "https://hooks.example/x"})).json()
+    app: FastAPI, client: httpx.AsyncClient, backend: str
+) -> None:
+    bot = (
+        await client.post(
+            "/v1/bots", json={"name": "Legacy", "webhook_url": "https://hooks.example/x"}
+        )
+    ).json()
     db = app.state.db
     async with db.write() as session:  # as stored before secrets came with webhooks
-        await session.execute(update(Bot).where(Bot.id == uuid.UUID(bot["id"])).values(webhook_secret=None))
+        await session.execute(
+            update(Bot).where(Bot.id == uuid.UUID(bot["id"])).values(webhook_secret=None)
+        )
         stored = await session.get(Bot, uuid.UUID(bot["id"]))
         assert stored is not None
-        delivery = WebhookDelivery(workspace_id=stored.workspace_id, bot_id=stored.id, event="lead.created",
-                                   payload={"event": "lead.created"},
-                                   status="pending", attempts=0, next_attempt_at=utcnow())
+        delivery = WebhookDelivery(
+            workspace_id=stored.workspace_id,
+            bot_id=stored.id,
+            event="lead.created",
+            payload={"event": "lead.created"},
+            status="pending",
+            attempts=0,
+            next_attempt_at=utcnow(),
+        )
         session.add(delivery)
         await session.flush()
         delivery_id = delivery.id
@@ -65,13 +92,17 @@ def _doc_receiver() -> dict[str, Any]:
     return namespace
 
 
-def test_the_documented_receiver_accepts_a_real_delivery_once_and_refuses_replays(backend: str) -> None:
+def test_the_documented_receiver_accepts_a_real_delivery_once_and_refuses_replays(
+    backend: str,
+) -> None:
     receiver = _doc_receiver()
     verify = receiver["verify_chatwell_webhook"]
     secret, now = "whsec_test-secret", int(time.time())
     body = encode_body({"event": "lead.created", "lead": {"email": "ada@example.com"}})
     delivery = uuid.uuid4()
-    headers = delivery_headers(delivery_id=delivery, event="lead.created", body=body, secret=secret, timestamp=now)
+    headers = delivery_headers(
+        delivery_id=delivery, event="lead.created", body=body, secret=secret, timestamp=now
+    )
     assert verify(secret, headers, body, now=now) == str(delivery)
     with pytest.raises(ValueError, match="replayed"):  # the same request again, within the window
         verify(secret, headers, body, now=now + 10)
@@ -79,9 +110,19 @@ def test_the_documented_receiver_accepts_a_real_delivery_once_and_refuses_replay
         verify(secret, headers, body.replace(b"ada", b"eve"), now=now)
     with pytest.raises(ValueError, match="bad signature"):
         verify("whsec_other", headers, body, now=now)
-    old = delivery_headers(delivery_id=uuid.uuid4(), event="lead.created", body=body, secret=secret, timestamp=now - 3600)
+    old = delivery_headers(
+        delivery_id=uuid.uuid4(),
+        event="lead.created",
+        body=body,
+        secret=secret,
+        timestamp=now - 3600,
+    )
     with pytest.raises(ValueError, match="stale"):  # a captured request replayed an hour later
         verify(secret, old, body, now=now)
-    retry = delivery_headers(delivery_id=delivery, event="lead.created", body=body, secret=secret, timestamp=now + 60)
-    with pytest.raises(ValueError, match="replayed"):  # a retry of a handled event: acknowledge, do not redo
+    retry = delivery_headers(
+        delivery_id=delivery, event="lead.created", body=body, secret=secret, timestamp=now + 60
+    )
+    with pytest.raises(
+        ValueError, match="replayed"
+    ):  # a retry of a handled event: acknowledge, do not redo
         verify(secret, retry, body, now=now + 60)

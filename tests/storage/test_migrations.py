@@ -14,8 +14,21 @@ from chatwell.storage import migrate
 from chatwell.storage.database import Database
 from chatwell.storage.tables import Base
 
-EXPECTED_TABLES = {"workspaces", "users", "memberships", "bots", "sources", "source_contents", "chunks",
-                   "api_keys", "conversations", "messages", "leads", "usage_events", "webhook_deliveries"}
+EXPECTED_TABLES = {
+    "workspaces",
+    "users",
+    "memberships",
+    "bots",
+    "sources",
+    "source_contents",
+    "chunks",
+    "api_keys",
+    "conversations",
+    "messages",
+    "leads",
+    "usage_events",
+    "webhook_deliveries",
+}
 
 
 def _revisions() -> list[str]:
@@ -67,13 +80,17 @@ async def test_migrations_match_the_orm_tables(database_url: str) -> None:
         await migrate.upgrade(db)
 
         def diff(sync: Any) -> list[Any]:
-            context = MigrationContext.configure(sync, opts={
-                "compare_type": False,
-                # Search-index objects that migrations add by hand (FTS tables, tsvector and
-                # pgvector columns and their indexes) have no ORM counterpart.
-                "include_object": lambda obj, name, kind, reflected, other: not (
-                    reflected and other is None),
-            })
+            context = MigrationContext.configure(
+                sync,
+                opts={
+                    "compare_type": False,
+                    # Search-index objects that migrations add by hand (FTS tables, tsvector and
+                    # pgvector columns and their indexes) have no ORM counterpart.
+                    "include_object": lambda obj, name, kind, reflected, other: (
+                        not (reflected and other is None)
+                    ),
+                },
+            )
             return compare_metadata(context, Base.metadata)
 
         async with db.engine.connect() as conn:

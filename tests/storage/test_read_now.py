@@ -29,11 +29,19 @@ async def db(database_url: str) -> Database:
 async def test_reads_what_was_committed_and_detaches_rows(db: Database) -> None:
     workspace, _ = await create_workspace(db, name="Acme")
     async with db.write() as session:
-        await session.execute(update(Workspace).where(Workspace.id == workspace.id).values(name="Renamed"))
+        await session.execute(
+            update(Workspace).where(Workspace.id == workspace.id).values(name="Renamed")
+        )
     row = await db.read_now(lambda session: session.get(Workspace, workspace.id))
     assert row is not None and row.name == "Renamed"  # loaded attributes stay usable afterwards
-    assert await db.read_now(lambda session: session.scalar(select(Workspace.name).where(
-        Workspace.id == workspace.id))) == "Renamed"
+    assert (
+        await db.read_now(
+            lambda session: session.scalar(
+                select(Workspace.name).where(Workspace.id == workspace.id)
+            )
+        )
+        == "Renamed"
+    )
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
@@ -48,8 +56,11 @@ async def test_sqlite_reads_on_the_calling_thread_and_can_not_write(db: Database
     assert await db.read_now(read) == workspace.name
     assert threads == [threading.get_ident()]  # no trip to a driver thread
     with pytest.raises(Exception, match="readonly|read-only|attempt to write"):
-        await db.read_now(lambda session: session.execute(
-            update(Workspace).where(Workspace.id == workspace.id).values(name="Written")))
+        await db.read_now(
+            lambda session: session.execute(
+                update(Workspace).where(Workspace.id == workspace.id).values(name="Written")
+            )
+        )
     assert await db.read_now(read) == workspace.name
 
 
@@ -65,8 +76,14 @@ async def test_sqlite_read_locked_out_is_done_again_without_blocking_the_loop(db
     holder.execute("BEGIN EXCLUSIVE")
     holder.execute("UPDATE workspaces SET name = 'Locked' WHERE 1 = 0")
     holder.execute("COMMIT")  # in EXCLUSIVE locking mode the lock stays after the commit
-    release = threading.Timer(0.6, lambda: (holder.execute("PRAGMA locking_mode=NORMAL"),
-                                            holder.execute("SELECT 1").fetchall(), holder.close()))
+    release = threading.Timer(
+        0.6,
+        lambda: (
+            holder.execute("PRAGMA locking_mode=NORMAL"),
+            holder.execute("SELECT 1").fetchall(),
+            holder.close(),
+        ),
+    )
     ticks: list[float] = []
 
     async def tick() -> None:
@@ -78,8 +95,11 @@ async def test_sqlite_read_locked_out_is_done_again_without_blocking_the_loop(db
     release.start()
     try:
         started = time.monotonic()
-        name = await db.read_now(lambda session: session.scalar(
-            select(Workspace.name).where(Workspace.id == workspace.id)))
+        name = await db.read_now(
+            lambda session: session.scalar(
+                select(Workspace.name).where(Workspace.id == workspace.id)
+            )
+        )
         waited = time.monotonic() - started
     finally:
         ticker.cancel()
@@ -87,7 +107,9 @@ async def test_sqlite_read_locked_out_is_done_again_without_blocking_the_loop(db
     assert name == workspace.name
     assert waited >= 0.5  # it did wait for the lock ...
     gaps = [b - a for a, b in zip(ticks, ticks[1:])]
-    assert max(gaps) < INLINE_BUSY_TIMEOUT_MS / 1000 + 0.25  # ... but the loop was never held for long
+    assert (
+        max(gaps) < INLINE_BUSY_TIMEOUT_MS / 1000 + 0.25
+    )  # ... but the loop was never held for long
 
 
 async def test_write_now_commits_whole_or_not_at_all(db: Database) -> None:
@@ -101,6 +123,7 @@ async def test_write_now_commits_whole_or_not_at_all(db: Database) -> None:
             if fail:
                 raise ValueError("changed my mind")
             return name
+
         return write
 
     assert await db.write_now(rename("Renamed")) == "Renamed"
@@ -112,7 +135,9 @@ async def test_write_now_commits_whole_or_not_at_all(db: Database) -> None:
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
-async def test_sqlite_write_now_runs_in_one_worker_thread_behind_the_writer_lock(db: Database) -> None:
+async def test_sqlite_write_now_runs_in_one_worker_thread_behind_the_writer_lock(
+    db: Database,
+) -> None:
     workspace, _ = await create_workspace(db, name="Acme")
     threads: set[int] = set()
 
@@ -120,18 +145,30 @@ async def test_sqlite_write_now_runs_in_one_worker_thread_behind_the_writer_lock
         threads.add(threading.get_ident())
         name = session.scalar(select(Workspace.name).where(Workspace.id == workspace.id))
         time.sleep(0.01)  # a read-modify-write that interleaving writers would break
-        session.execute(update(Workspace).where(Workspace.id == workspace.id).values(name=name + "+"))
+        session.execute(
+            update(Workspace).where(Workspace.id == workspace.id).values(name=name + "+")
+        )
 
     async def bump_async() -> None:  # the async write path shares the lock
         async with db.write() as session:
             name = await session.scalar(select(Workspace.name).where(Workspace.id == workspace.id))
             await asyncio.sleep(0.01)
-            await session.execute(update(Workspace).where(Workspace.id == workspace.id).values(name=name + "+"))
+            await session.execute(
+                update(Workspace).where(Workspace.id == workspace.id).values(name=name + "+")
+            )
 
-    await asyncio.gather(*(db.write_now(bump) for _ in range(10)), *(bump_async() for _ in range(5)))
+    await asyncio.gather(
+        *(db.write_now(bump) for _ in range(10)), *(bump_async() for _ in range(5))
+    )
     assert threading.get_ident() not in threads
-    assert await db.read_now(lambda session: session.scalar(
-        select(Workspace.name).where(Workspace.id == workspace.id))) == "Acme" + "+" * 15
+    assert (
+        await db.read_now(
+            lambda session: session.scalar(
+                select(Workspace.name).where(Workspace.id == workspace.id)
+            )
+        )
+        == "Acme" + "+" * 15
+    )
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
@@ -153,11 +190,14 @@ async def test_sqlite_write_now_calls_that_queue_up_share_a_transaction(db: Data
             if fail:
                 raise ValueError(name)
             return name
+
         return write
 
     try:
-        results = await asyncio.gather(*(db.write_now(add(f"w{i}", fail=i % 10 == 7)) for i in range(50)),
-                                       return_exceptions=True)
+        results = await asyncio.gather(
+            *(db.write_now(add(f"w{i}", fail=i % 10 == 7)) for i in range(50)),
+            return_exceptions=True,
+        )
     finally:
         event.remove(writer, "begin", count)
     failed = [r for r in results if isinstance(r, Exception)]
@@ -178,17 +218,23 @@ async def test_sqlite_a_database_error_in_a_group_runs_each_call_alone(db: Datab
         def write(session):  # type: ignore[no-untyped-def]
             session.add(Workspace(name=name, is_default=False, settings={}))
             return name
+
         return write
 
     def duplicate(session):  # type: ignore[no-untyped-def]
         session.add(Workspace(id=workspace.id, name="Clash", is_default=False, settings={}))
         session.flush()
 
-    calls = [db.write_now(add(f"w{i}")) for i in range(5)] + [db.write_now(duplicate)] + \
-        [db.write_now(add(f"v{i}")) for i in range(5)]
+    calls = (
+        [db.write_now(add(f"w{i}")) for i in range(5)]
+        + [db.write_now(duplicate)]
+        + [db.write_now(add(f"v{i}")) for i in range(5)]
+    )
     results = await asyncio.gather(*calls, return_exceptions=True)
     assert isinstance(results[5], IntegrityError)
-    assert [r for i, r in enumerate(results) if i != 5] == [f"w{i}" for i in range(5)] + [f"v{i}" for i in range(5)]
+    assert [r for i, r in enumerate(results) if i != 5] == [f"w{i}" for i in range(5)] + [
+        f"v{i}" for i in range(5)
+    ]
     names = set(await db.read_now(lambda session: list(session.scalars(select(Workspace.name)))))
     assert names == {"Acme", *(f"w{i}" for i in range(5)), *(f"v{i}" for i in range(5))}
 
@@ -221,6 +267,7 @@ async def test_sqlite_a_locked_database_fails_a_group_once(db: Database, tmp_pat
     fast = Database(str(db.url), busy_timeout_ms=200)
     locker = sqlite3.connect(db.url.database, isolation_level=None)
     try:
+
         def hold(session):  # type: ignore[no-untyped-def]
             session.execute(update(Workspace).values(name="held"))
             time.sleep(0.1)  # the lock's next holder waits for this one meanwhile
@@ -232,7 +279,9 @@ async def test_sqlite_a_locked_database_fails_a_group_once(db: Database, tmp_pat
         await asyncio.sleep(0.02)
         locker.execute("BEGIN IMMEDIATE")  # another process takes the lock before the group begins
         started = time.monotonic()
-        results = await asyncio.gather(*(fast.write_now(rename) for _ in range(10)), return_exceptions=True)
+        results = await asyncio.gather(
+            *(fast.write_now(rename) for _ in range(10)), return_exceptions=True
+        )
         elapsed = time.monotonic() - started
         await first
     finally:

@@ -34,8 +34,11 @@ def chromium() -> Iterator[Any]:
     if path is None:
         service_unavailable("chromium not found (apt-get install chromium)")
     manager = sync_playwright().start()
-    browser = manager.chromium.launch(executable_path=path, headless=True,
-                                      args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"])
+    browser = manager.chromium.launch(
+        executable_path=path,
+        headless=True,
+        args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
+    )
     try:
         yield browser
     finally:
@@ -49,17 +52,21 @@ def host_site(chatwell: str, bot_id: str, *, poll_ms: int = 300) -> Any:
     from starlette.responses import HTMLResponse
     from starlette.routing import Route
 
-    tag = (f'<script src="{chatwell}/widget.js" data-bot-id="{bot_id}" data-poll-ms="{poll_ms}" async></script>')
+    tag = f'<script src="{chatwell}/widget.js" data-bot-id="{bot_id}" data-poll-ms="{poll_ms}" async></script>'
     hostile_css = "<style>*{color:#f0f !important;font-size:31px !important} button{display:none !important}</style>"
 
     async def home(request: Any) -> HTMLResponse:
-        return HTMLResponse(f"<!doctype html><html><head><title>Shop</title>"
-                            f'<meta name="viewport" content="width=device-width, initial-scale=1">{hostile_css}</head>'
-                            f"<body><h1>Our shop</h1><p>Welcome.</p>{tag}</body></html>")
+        return HTMLResponse(
+            f"<!doctype html><html><head><title>Shop</title>"
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">{hostile_css}</head>'
+            f"<body><h1>Our shop</h1><p>Welcome.</p>{tag}</body></html>"
+        )
 
     async def inline(request: Any) -> HTMLResponse:
         inline_tag = tag.replace("async>", 'data-mode="inline" data-target="#help" async>')
-        return HTMLResponse(f"<!doctype html><html><body><h1>Help</h1><div id='help' style='height:500px'></div>"
-                            f"{inline_tag}</body></html>")
+        return HTMLResponse(
+            f"<!doctype html><html><body><h1>Help</h1><div id='help' style='height:500px'></div>"
+            f"{inline_tag}</body></html>"
+        )
 
     return Starlette(routes=[Route("/", home), Route("/inline", inline)])

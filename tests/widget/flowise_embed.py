@@ -18,7 +18,9 @@ from pathlib import Path
 from tests.services import service_unavailable
 
 VERSION = "3.1.6"
-TARBALL_SHA1 = "d132c9a9a4e16bbc7280d33c3a329025bfe3d157"  # `npm view flowise-embed@3.1.6 dist.shasum`
+TARBALL_SHA1 = (
+    "d132c9a9a4e16bbc7280d33c3a329025bfe3d157"  # `npm view flowise-embed@3.1.6 dist.shasum`
+)
 
 
 def cache_dir() -> Path:
@@ -33,17 +35,28 @@ def flowise_embed_web_js() -> Path:
         return web_js
     npm = shutil.which("npm")
     if npm is None:
-        service_unavailable("npm not found (apt-get install npm): the flowise-embed widget comes from npm")
+        service_unavailable(
+            "npm not found (apt-get install npm): the flowise-embed widget comes from npm"
+        )
     download = cache_dir() / f"download-{os.getpid()}"
     download.mkdir(parents=True, exist_ok=True)
     try:
-        done = subprocess.run([npm, "pack", f"flowise-embed@{VERSION}", "--silent"], cwd=download,
-                              capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [npm, "pack", f"flowise-embed@{VERSION}", "--silent"],
+            cwd=download,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         if done.returncode != 0:
-            service_unavailable(f"npm pack flowise-embed@{VERSION} failed: {done.stderr.strip()[-300:]}")
+            service_unavailable(
+                f"npm pack flowise-embed@{VERSION} failed: {done.stderr.strip()[-300:]}"
+            )
         tarball = download / done.stdout.strip().splitlines()[-1]
         digest = hashlib.sha1(tarball.read_bytes()).hexdigest()
-        assert digest == TARBALL_SHA1, f"flowise-embed-{VERSION}.tgz has sha1 {digest}, expected {TARBALL_SHA1}"
+        assert digest == TARBALL_SHA1, (
+            f"flowise-embed-{VERSION}.tgz has sha1 {digest}, expected {TARBALL_SHA1}"
+        )
         unpacked = download / "unpacked"
         with tarfile.open(tarball) as archive:
             archive.extractall(unpacked, filter="data")

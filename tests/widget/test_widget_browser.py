@@ -29,8 +29,11 @@ from tests.dialects.conftest import wait_ready
 from tests.widget.browser import host_site
 
 DOCS = (
-    ("Opening hours", "Opening hours: the shop is open **Monday through Friday**, 9 AM to 5 PM. "
-                      "On weekends the shop is closed."),
+    (
+        "Opening hours",
+        "Opening hours: the shop is open **Monday through Friday**, 9 AM to 5 PM. "
+        "On weekends the shop is closed.",
+    ),
     ("Returns", "Returns: items can be returned within 30 days of delivery for a full refund."),
 )
 XSS = [
@@ -43,7 +46,9 @@ XSS = [
     "[data](data:text/html,<script>alert('data')</script>)",
     "`<img src=x onerror=alert('code')>`",
 ]
-pytestmark = pytest.mark.parametrize("backend", ["sqlite"])  # the browser does not depend on the engine
+pytestmark = pytest.mark.parametrize(
+    "backend", ["sqlite"]
+)  # the browser does not depend on the engine
 
 
 @dataclass
@@ -58,16 +63,35 @@ class Site:
 def site(make_settings: Callable[..., Settings], live_server: Any) -> Iterator[Site]:
     app = create_app(make_settings(), announce=lambda _: None)
     chatwell = live_server.start(app)
-    admin = httpx.Client(base_url=chatwell, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30)
-    bot = admin.post("/v1/bots", json={"name": "Shop Assistant", "slug": "shop", "public": True,
-                                       "welcome_message": "Hi! Ask me about opening hours or returns.",
-                                       "suggested_questions": ["When are you open?"],
-                                       "handoff": {"enabled": True, "trigger": "both", "agent_label": "Dana"},
-                                       "widget": {"primary_color": "#0f766e", "title": "Shop help"}}).json()
+    admin = httpx.Client(
+        base_url=chatwell, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30
+    )
+    bot = admin.post(
+        "/v1/bots",
+        json={
+            "name": "Shop Assistant",
+            "slug": "shop",
+            "public": True,
+            "welcome_message": "Hi! Ask me about opening hours or returns.",
+            "suggested_questions": ["When are you open?"],
+            "handoff": {"enabled": True, "trigger": "both", "agent_label": "Dana"},
+            "widget": {"primary_color": "#0f766e", "title": "Shop help"},
+        },
+    ).json()
     for title, text in DOCS:
         admin.post("/v1/bots/shop/sources", json={"type": "text", "title": title, "text": text})
-    admin.post("/v1/bots/shop/sources", json={"type": "text", "title": "Security notes", "text": (
-        "Security notes: attackers try payloads like " + " and ".join(XSS) + " in chat widgets.")})
+    admin.post(
+        "/v1/bots/shop/sources",
+        json={
+            "type": "text",
+            "title": "Security notes",
+            "text": (
+                "Security notes: attackers try payloads like "
+                + " and ".join(XSS)
+                + " in chat widgets."
+            ),
+        },
+    )
     wait_ready(admin, "shop")
     host = live_server.start(host_site(chatwell, bot["id"]))
     assert admin.patch("/v1/bots/shop", json={"allowed_origins": [host]}).status_code == 200
@@ -125,14 +149,18 @@ def test_bubble_streams_a_cited_answer_and_records_feedback(chromium: Any, site:
     assert "Monday through Friday" in text
     style = answer.evaluate("e => [getComputedStyle(e).fontSize, getComputedStyle(e).color]")
     assert style == ["14px", "rgb(17, 24, 39)"]  # not the host page's 31px pink
-    assert answer.locator("sup.cw-cite").first.inner_text() == "[1]"  # the marker, tied to its source
+    assert (
+        answer.locator("sup.cw-cite").first.inner_text() == "[1]"
+    )  # the marker, tied to its source
     sources = answer.locator(".cw-sources li")
     assert sources.count() >= 1 and "Opening hours" in sources.first.inner_text()
     # Feedback goes to the server.
     answer.locator("button[aria-label=Helpful]").click()
-    page.wait_for_function("() => document.querySelector('chatwell-widget').shadowRoot"
-                           ".querySelector('.cw-assistant[data-id] button[aria-label=Helpful]')"
-                           ".getAttribute('aria-pressed') === 'true'")
+    page.wait_for_function(
+        "() => document.querySelector('chatwell-widget').shadowRoot"
+        ".querySelector('.cw-assistant[data-id] button[aria-label=Helpful]')"
+        ".getAttribute('aria-pressed') === 'true'"
+    )
     conversation = site.admin.get("/v1/conversations").json()["data"][0]
     stored = site.admin.get(f"/v1/conversations/{conversation['id']}").json()["messages"]
     assert stored[-1]["feedback"] == "positive" and conversation["channel"] == "chatbotiq"
@@ -162,7 +190,9 @@ def test_reload_restores_the_conversation(chromium: Any, site: Site) -> None:
 def online_agent(site: Site) -> httpx.Client:
     """An agent's API client (a workspace key labelled Dana), said to be online."""
     key = site.admin.post("/v1/keys", json={"label": "Dana"}).json()["key"]
-    agent_api = httpx.Client(base_url=site.chatwell, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    agent_api = httpx.Client(
+        base_url=site.chatwell, headers={"Authorization": f"Bearer {key}"}, timeout=30
+    )
     assert agent_api.post("/v1/agents/presence", json={"online": True}).json()["handoff_available"]
     return agent_api
 
@@ -185,7 +215,9 @@ def test_handoff_round_trip_into_the_widget(chromium: Any, site: Site, stream: s
     page.on("request", lambda request: requested.append(request.url))
     if stream == "blocked":
         page.route("**/events?*", lambda route: route.abort())
-    page.evaluate("window.__events = []; window.chatwell.on('handoff', e => window.__events.push(e))")
+    page.evaluate(
+        "window.__events = []; window.chatwell.on('handoff', e => window.__events.push(e))"
+    )
     page.locator("chatwell-widget .cw-launcher").click()
     ask(page, "When are you open?")
     page.locator("chatwell-widget .cw-human").click()
@@ -193,21 +225,28 @@ def test_handoff_round_trip_into_the_widget(chromium: Any, site: Site, stream: s
     conversation_id = reply_to_the_only_waiting(agent_api, "Hi, **Dana** here!")
     agent_bubble = page.locator("chatwell-widget .cw-agent")
     agent_bubble.wait_for(timeout=10_000)
-    assert "Dana here!" in agent_bubble.inner_text() and "Dana" in agent_bubble.locator(".cw-who").inner_text()
+    assert (
+        "Dana here!" in agent_bubble.inner_text()
+        and "Dana" in agent_bubble.locator(".cw-who").inner_text()
+    )
     assert agent_bubble.locator("strong").inner_text() == "Dana"  # Markdown, built as DOM nodes
     assert page.evaluate("window.__events")[0]["conversation_status"] == "pending_human"
     assert any("/events?session_id=" in url for url in requested)
     polled = any("/messages?session_id=" in url for url in requested)
     assert polled is (stream == "blocked")  # pushed: the widget never had to poll the history
     assert agent_api.post(f"/v1/conversations/{conversation_id}/resolve").status_code == 200
-    page.locator("chatwell-widget .cw-system", has_text="conversation with the team has ended").wait_for(timeout=10_000)
+    page.locator(
+        "chatwell-widget .cw-system", has_text="conversation with the team has ended"
+    ).wait_for(timeout=10_000)
     assert agent_bubble.count() == 1  # pushed or polled, shown once
     agent_api.close()
     assert watch.dialogs == []
     ctx.close()
 
 
-def test_a_first_message_asking_for_a_person_gets_the_reply_pushed(chromium: Any, site: Site) -> None:
+def test_a_first_message_asking_for_a_person_gets_the_reply_pushed(
+    chromium: Any, site: Site
+) -> None:
     """The bot hands off on the very first message, before the widget knows the conversation's id."""
     agent_api = online_agent(site)
     ctx, page, watch = open_page(chromium, site.host)
@@ -222,7 +261,9 @@ def test_a_first_message_asking_for_a_person_gets_the_reply_pushed(chromium: Any
     ctx.close()
 
 
-def test_xss_payloads_in_documents_questions_and_answers_execute_nothing(chromium: Any, site: Site) -> None:
+def test_xss_payloads_in_documents_questions_and_answers_execute_nothing(
+    chromium: Any, site: Site
+) -> None:
     ctx, page, watch = open_page(chromium, site.host)
     page.locator("chatwell-widget .cw-launcher").click()
     answer = ask(page, "What payloads do attackers try in security notes?")
@@ -266,11 +307,14 @@ def test_a_domain_the_bot_does_not_allow_gets_no_widget(chromium: Any, site: Sit
     page.wait_for_timeout(300)
     assert page.locator("chatwell-widget .cw-launcher").count() == 0
     # Even a hand-made request from that origin is refused by the server.
-    refused = page.evaluate("""async ([api, bot]) => {
+    refused = page.evaluate(
+        """async ([api, bot]) => {
         const r = await fetch(api + '/v1/public/chat/stream', {method: 'POST', headers: {'Content-Type': 'application/json'},
             body: JSON.stringify({bot_id: bot, message: 'hi', session_id: 's'})}).catch(e => null);
         return r ? r.status : 'blocked';
-    }""", [site.chatwell, site.bot_id])
+    }""",
+        [site.chatwell, site.bot_id],
+    )
     assert refused in (403, "blocked")
     assert watch.dialogs == []
     ctx.close()
@@ -281,9 +325,18 @@ def _screenshots(chromium: Any, site: Site) -> None:
     if not target:
         return
     Path(target).mkdir(parents=True, exist_ok=True)
-    for name, options in (("desktop", {"viewport": {"width": 1280, "height": 800}}),
-                          ("mobile", {"viewport": {"width": 390, "height": 844}, "is_mobile": True,
-                                      "device_scale_factor": 2, "has_touch": True})):
+    for name, options in (
+        ("desktop", {"viewport": {"width": 1280, "height": 800}}),
+        (
+            "mobile",
+            {
+                "viewport": {"width": 390, "height": 844},
+                "is_mobile": True,
+                "device_scale_factor": 2,
+                "has_touch": True,
+            },
+        ),
+    ):
         ctx, page, _ = open_page(chromium, site.host, **options)
         page.locator("chatwell-widget .cw-launcher").click()
         ask(page, "When is the shop open?")
@@ -293,7 +346,8 @@ def _screenshots(chromium: Any, site: Site) -> None:
 
 
 def test_lead_form_submits_and_the_webhook_receiver_gets_a_valid_signature(
-        chromium: Any, make_settings: Callable[..., Settings], live_server: Any) -> None:
+    chromium: Any, make_settings: Callable[..., Settings], live_server: Any
+) -> None:
     received: list[tuple[dict[str, str], bytes]] = []
     receiver = FastAPI()
 
@@ -305,28 +359,49 @@ def test_lead_form_submits_and_the_webhook_receiver_gets_a_valid_signature(
     hook_url = live_server.start(receiver) + "/hook"
     app = create_app(make_settings(webhook_allow_private=True), announce=lambda _: None)
     chatwell = live_server.start(app)
-    with httpx.Client(base_url=chatwell, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30) as admin:
-        bot = admin.post("/v1/bots", json={
-            "name": "Leads", "slug": "leads", "public": True, "webhook_url": hook_url,
-            "contact_form": {"enabled": True, "trigger": "on_request", "success_message": "Thanks, talk soon!",
-                             "fields": [{"name": "name", "label": "Name", "type": "text"},
-                                        {"name": "email", "label": "Email", "type": "email", "required": True},
-                                        {"name": "company", "label": "Company", "type": "text"}]}}).json()
+    with httpx.Client(
+        base_url=chatwell, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30
+    ) as admin:
+        bot = admin.post(
+            "/v1/bots",
+            json={
+                "name": "Leads",
+                "slug": "leads",
+                "public": True,
+                "webhook_url": hook_url,
+                "contact_form": {
+                    "enabled": True,
+                    "trigger": "on_request",
+                    "success_message": "Thanks, talk soon!",
+                    "fields": [
+                        {"name": "name", "label": "Name", "type": "text"},
+                        {"name": "email", "label": "Email", "type": "email", "required": True},
+                        {"name": "company", "label": "Company", "type": "text"},
+                    ],
+                },
+            },
+        ).json()
         secret = admin.post(f"/v1/bots/{bot['id']}/webhook-secret").json()["secret"]
         host = live_server.start(host_site(chatwell, bot["id"]))
         ctx, page, watch = open_page(chromium, host)
-        page.evaluate("window.__leads = []; window.chatwell.on('lead', e => window.__leads.push(e))")
+        page.evaluate(
+            "window.__leads = []; window.chatwell.on('lead', e => window.__leads.push(e))"
+        )
         page.locator("chatwell-widget .cw-launcher").click()
         page.locator("chatwell-widget .cw-contact").click()
         form = page.locator("chatwell-widget .cw-lead")
         form.locator("input[name=name]").fill("Ada <b>Lovelace</b>")
         form.locator("input[name=email]").fill("ada@example.com")
-        form.locator("input[name=company]").fill("=HYPERLINK(\"http://evil\")")
+        form.locator("input[name=company]").fill('=HYPERLINK("http://evil")')
         form.locator("button[type=submit]").click()
-        page.locator("chatwell-widget .cw-system", has_text="Thanks, talk soon!").wait_for(timeout=10_000)
+        page.locator("chatwell-widget .cw-system", has_text="Thanks, talk soon!").wait_for(
+            timeout=10_000
+        )
         assert len(page.evaluate("window.__leads")) == 1
         leads = admin.get(f"/v1/bots/{bot['id']}/leads").json()["data"]
-        assert [(lead["name"], lead["email"]) for lead in leads] == [("Ada <b>Lovelace</b>", "ada@example.com")]
+        assert [(lead["name"], lead["email"]) for lead in leads] == [
+            ("Ada <b>Lovelace</b>", "ada@example.com")
+        ]
         deadline = time.monotonic() + 15
         while not received and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -334,7 +409,9 @@ def test_lead_form_submits_and_the_webhook_receiver_gets_a_valid_signature(
     assert received, "the webhook receiver got nothing"
     headers, body = received[0]
     timestamp = headers["x-chatwell-timestamp"]
-    expected = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    expected = hmac.new(
+        secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256
+    ).hexdigest()
     assert hmac.compare_digest(headers["x-chatwell-signature"], "sha256=" + expected)
     payload = json.loads(body)
     assert payload["event"] == "lead.created" and payload["lead"]["email"] == "ada@example.com"

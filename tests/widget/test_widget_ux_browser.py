@@ -14,13 +14,21 @@ import pytest
 
 from chatwell.app import create_app
 from chatwell.settings import Settings
-from tests.dashboard.test_dashboard_browser import (HOURS, VIEWPORT, Errors, create_bot, shot, sign_up, submit,
-                                                    wait_all_ready)
+from tests.dashboard.test_dashboard_browser import (
+    HOURS,
+    VIEWPORT,
+    Errors,
+    create_bot,
+    shot,
+    sign_up,
+    submit,
+    wait_all_ready,
+)
 from tests.widget.browser import host_site
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
 YELLOW = "#fde047"
-YELLOW_RGB = (0xfd, 0xe0, 0x47)
+YELLOW_RGB = (0xFD, 0xE0, 0x47)
 
 
 def rgb(css: str) -> tuple[int, ...]:
@@ -32,11 +40,14 @@ def contrast(a: tuple[int, ...], b: tuple[int, ...]) -> float:
         parts = [v / 255 for v in c]
         lin = [v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4 for v in parts]
         return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
     x, y = lum(a), lum(b)
     return (max(x, y) + 0.05) / (min(x, y) + 0.05)
 
 
-def test_what_visitors_see(chromium: Any, make_settings: Callable[..., Settings], live_server: Any) -> None:
+def test_what_visitors_see(
+    chromium: Any, make_settings: Callable[..., Settings], live_server: Any
+) -> None:
     from playwright.sync_api import expect
 
     chatwell = live_server.start(create_app(make_settings(), announce=lambda _: None))
@@ -53,7 +64,8 @@ def test_what_visitors_see(chromium: Any, make_settings: Callable[..., Settings]
     page.check("input[name=public]")
     page.fill("textarea[name=allowed_origins]", host)
     page.locator("input[name=primary_color]").evaluate(
-        f"e => {{ e.value = '{YELLOW}'; e.dispatchEvent(new Event('input', {{bubbles: true}})); }}")
+        f"e => {{ e.value = '{YELLOW}'; e.dispatchEvent(new Event('input', {{bubbles: true}})); }}"
+    )
     warning = page.locator("[data-contrast-warning]")
     expect(warning).to_be_visible()
     assert "dark text" in warning.inner_text()
@@ -76,7 +88,8 @@ def test_what_visitors_see(chromium: Any, make_settings: Callable[..., Settings]
     # Readable on yellow: header, Send and the visitor's bubble use dark text (AA, 4.5:1).
     for part in (".cw-head", ".cw-form button[type=submit]"):
         colours = visitor.locator(f"{widget} {part}").evaluate(
-            "e => [getComputedStyle(e).color, getComputedStyle(e).backgroundColor]")
+            "e => [getComputedStyle(e).color, getComputedStyle(e).backgroundColor]"
+        )
         assert contrast(rgb(colours[0]), rgb(colours[1])) >= 4.5, (part, colours)
     textarea = visitor.locator(f"{widget} .cw-form textarea")
     assert textarea.evaluate("e => getComputedStyle(e).fontSize") == "16px"  # no zoom on iOS
@@ -89,11 +102,14 @@ def test_what_visitors_see(chromium: Any, make_settings: Callable[..., Settings]
     answer = visitor.locator(f"{widget} .cw-assistant[data-id]").last
     answer.wait_for(timeout=20_000)
     bubble = visitor.locator(f"{widget} .cw-user").last.evaluate(
-        "e => [getComputedStyle(e).color, getComputedStyle(e).backgroundColor]")
+        "e => [getComputedStyle(e).color, getComputedStyle(e).backgroundColor]"
+    )
     assert contrast(rgb(bubble[0]), rgb(bubble[1])) >= 4.5
     # Citation numbers: the [n] in the text is item n of the list.
     markers = [m.strip("[]") for m in answer.locator("sup.cw-cite").all_inner_texts()]
-    numbers = answer.locator(".cw-sources li").evaluate_all("items => items.map(li => String(li.value))")
+    numbers = answer.locator(".cw-sources li").evaluate_all(
+        "items => items.map(li => String(li.value))"
+    )
     assert markers and set(markers) <= set(numbers), (markers, numbers)
     # The contact form after 1 message: below the answer, not over it, no focus taken, dismissible.
     lead = visitor.locator(f"{widget} .cw-log .cw-lead")
@@ -113,10 +129,14 @@ def test_what_visitors_see(chromium: Any, make_settings: Callable[..., Settings]
     for i in range(6):
         textarea.fill(f"Question number {i}: when are you open?")
         visitor.locator(f"{widget} .cw-form button[type=submit]").click()
-        expect(visitor.locator(f"{widget} .cw-assistant[data-id]")).to_have_count(i + 2, timeout=20_000)
+        expect(visitor.locator(f"{widget} .cw-assistant[data-id]")).to_have_count(
+            i + 2, timeout=20_000
+        )
     visitor.locator(f"{widget} .cw-close").click()
     visitor.locator(f"{widget} .cw-launcher").click()
-    at_bottom = visitor.locator(f"{widget} .cw-log").evaluate("e => e.scrollTop + e.clientHeight >= e.scrollHeight - 4")
+    at_bottom = visitor.locator(f"{widget} .cw-log").evaluate(
+        "e => e.scrollTop + e.clientHeight >= e.scrollHeight - 4"
+    )
     assert at_bottom
 
     # Stop: an answer held up on the way (the request is held, as on a slow network) is stopped.
@@ -127,7 +147,9 @@ def test_what_visitors_see(chromium: Any, make_settings: Callable[..., Settings]
     send.click()
     expect(send).to_have_text("Stop")
     send.click()
-    expect(visitor.locator(f"{widget} .cw-system", has_text="Stopped.")).to_be_visible(timeout=10_000)
+    expect(visitor.locator(f"{widget} .cw-system", has_text="Stopped.")).to_be_visible(
+        timeout=10_000
+    )
     expect(send).to_have_text("Send")
     assert len(held) == 1
     for route in held:

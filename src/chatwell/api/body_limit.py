@@ -19,7 +19,9 @@ NUL_ESCAPE = b"\\u0000"
 
 
 def _nul_error() -> InvalidRequest:
-    return InvalidRequest("the request contains a NUL character, which is not accepted", code="invalid_characters")
+    return InvalidRequest(
+        "the request contains a NUL character, which is not accepted", code="invalid_characters"
+    )
 
 
 class BodyLimitMiddleware:
@@ -68,7 +70,7 @@ class BodyLimitMiddleware:
                     if NUL_ESCAPE in window.lower():
                         refusal = _nul_error()
                         raise refusal
-                    tail = window[-(len(NUL_ESCAPE) - 1):]
+                    tail = window[-(len(NUL_ESCAPE) - 1) :]
             return message
 
         async def guarded_send(message: Message) -> None:
@@ -90,9 +92,13 @@ class BodyLimitMiddleware:
             await self._render(scope, receive, send, refusal)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
-        await self._render(scope, receive, send, PayloadTooLarge(_message(limit), details={"limit_bytes": limit}))
+        await self._render(
+            scope, receive, send, PayloadTooLarge(_message(limit), details={"limit_bytes": limit})
+        )
 
-    async def _render(self, scope: Scope, receive: Receive, send: Send, error: ChatwellError) -> None:
+    async def _render(
+        self, scope: Scope, receive: Receive, send: Send, error: ChatwellError
+    ) -> None:
         response = self.formats.render(Request(scope), error)
         response.headers["Connection"] = "close"
         await response(scope, receive, send)

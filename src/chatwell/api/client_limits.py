@@ -40,9 +40,13 @@ class ClientConcurrencyMiddleware:
         if count >= self.limit:
             if self.metrics is not None:
                 self.metrics.rate_limited.labels("concurrency").inc()
-            error = RateLimited(f"Too many requests in flight from this client (at most {self.limit} at once); "
-                                "wait for one to finish.", retry_after=1, limit=self.limit,
-                                code="too_many_requests")
+            error = RateLimited(
+                f"Too many requests in flight from this client (at most {self.limit} at once); "
+                "wait for one to finish.",
+                retry_after=1,
+                limit=self.limit,
+                code="too_many_requests",
+            )
             await self.formats.render(Request(scope), error)(scope, receive, send)
             return
         self._in_flight[ip] = count + 1

@@ -24,12 +24,25 @@ from chatwell.settings import Settings
 
 # The keyless endpoints of public bots, which check the bot's domains on the request itself:
 # chatwell's widget API and the Flowise widget's (chatwell.api.flowise.routes.PUBLIC_PREFIXES).
-PUBLIC_PREFIXES = ("/v1/public/", "/api/v1/prediction/", "/api/v1/chatflows-streaming/",
-                   "/api/v1/public-chatbotConfig/", "/api/v1/feedback", "/api/v1/leads",
-                   "/api/v1/chatmessage/abort/")
+PUBLIC_PREFIXES = (
+    "/v1/public/",
+    "/api/v1/prediction/",
+    "/api/v1/chatflows-streaming/",
+    "/api/v1/public-chatbotConfig/",
+    "/api/v1/feedback",
+    "/api/v1/leads",
+    "/api/v1/chatmessage/abort/",
+)
 ALLOWED_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
-ALLOWED_HEADERS = {"authorization", "content-type", "accept", "x-requested-with", "cache-control",
-                   "last-event-id", "x-api-key"}
+ALLOWED_HEADERS = {
+    "authorization",
+    "content-type",
+    "accept",
+    "x-requested-with",
+    "cache-control",
+    "last-event-id",
+    "x-api-key",
+}
 EXPOSED_HEADERS = "Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset"
 MAX_AGE = "600"
 CACHE_SECONDS = 10.0
@@ -48,7 +61,9 @@ class CORSMiddleware:
         self._cache: tuple[float, set[str]] = (0.0, set())
 
     def _server_allows(self, origin: str) -> bool:
-        return self.settings.environment == "development" or origin_matches(origin, self.settings.cors_allowed_origins)
+        return self.settings.environment == "development" or origin_matches(
+            origin, self.settings.cors_allowed_origins
+        )
 
     async def _named_anywhere(self, scope: Scope, origin: str) -> bool:
         stamp, origins = self._cache
@@ -79,30 +94,48 @@ class CORSMiddleware:
             if message["type"] == "http.response.start":
                 state = scope.get("state") or {}
                 if server_allows or state.get("cors_allowed"):
-                    extra = [(b"access-control-allow-origin", origin_raw),
-                             (b"access-control-expose-headers", EXPOSED_HEADERS.encode()),
-                             (b"vary", b"Origin")]
+                    extra = [
+                        (b"access-control-allow-origin", origin_raw),
+                        (b"access-control-expose-headers", EXPOSED_HEADERS.encode()),
+                        (b"vary", b"Origin"),
+                    ]
                     message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 
         await self.app(scope, receive, send_with_cors)
 
-    async def _preflight(self, scope: Scope, receive: Receive, send: Send, origin: str, path: str,
-                         headers: dict[bytes, bytes]) -> None:
-        allowed = (self._server_allows(origin) or path.startswith(PUBLIC_PREFIXES)
-                   or await self._named_anywhere(scope, origin))
+    async def _preflight(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        origin: str,
+        path: str,
+        headers: dict[bytes, bytes],
+    ) -> None:
+        allowed = (
+            self._server_allows(origin)
+            or path.startswith(PUBLIC_PREFIXES)
+            or await self._named_anywhere(scope, origin)
+        )
         if not allowed:
-            response = self.formats.render(Request(scope), Forbidden(
-                "this origin may not call this server", code="cors_origin_not_allowed"))
+            response = self.formats.render(
+                Request(scope),
+                Forbidden("this origin may not call this server", code="cors_origin_not_allowed"),
+            )
             await response(scope, receive, send)
             return
         requested = headers.get(b"access-control-request-headers", b"").decode("latin-1")
         asked = [h.strip().lower() for h in requested.split(",") if h.strip()]
-        response = Response(status_code=204, headers={
-            "Access-Control-Allow-Origin": origin,
-            "Access-Control-Allow-Methods": ALLOWED_METHODS,
-            "Access-Control-Allow-Headers": ", ".join(h for h in asked if h in ALLOWED_HEADERS) or "content-type",
-            "Access-Control-Max-Age": MAX_AGE,
-            "Vary": "Origin",
-        })
+        response = Response(
+            status_code=204,
+            headers={
+                "Access-Control-Allow-Origin": origin,
+                "Access-Control-Allow-Methods": ALLOWED_METHODS,
+                "Access-Control-Allow-Headers": ", ".join(h for h in asked if h in ALLOWED_HEADERS)
+                or "content-type",
+                "Access-Control-Max-Age": MAX_AGE,
+                "Vary": "Origin",
+            },
+        )
         await response(scope, receive, send)

@@ -71,11 +71,15 @@ async def get_principal(
     return await authenticate_request(request, db, credentials.credentials if credentials else None)
 
 
-async def get_workspace_principal(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+async def get_workspace_principal(
+    principal: Annotated[Principal, Depends(get_principal)],
+) -> Principal:
     """A key that may manage the workspace (not one scoped to a single bot)."""
     if principal.bot_id is not None:
-        raise Forbidden("this key is scoped to one bot and cannot manage the workspace",
-                        code="insufficient_scope")
+        raise Forbidden(
+            "this key is scoped to one bot and cannot manage the workspace",
+            code="insufficient_scope",
+        )
     return principal
 
 

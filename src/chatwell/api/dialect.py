@@ -19,9 +19,9 @@ from chatwell.api.deps import authenticate_request
 from chatwell.api.errors import validation_error
 from chatwell.chat.service import ChatService
 from chatwell.domain.auth import Principal
+from chatwell.domain.models import Permission
 from chatwell.errors import ChatwellError, Forbidden, InvalidRequest, database_unavailable
 from chatwell.limits.policies import ChatLimits
-from chatwell.domain.models import Permission
 from chatwell.limits.service import Decision
 from chatwell.services import keys
 from chatwell.services.origins import origin_allowed, origin_matches
@@ -77,13 +77,18 @@ def check_bot_origin(request: Request, bot: Bot, principal: Principal | None = N
     own = f"{request.url.scheme}://{request.headers.get('host', '')}"
     if origin.rstrip("/").lower() == own.lower():  # chatwell's own pages (the full-page chat)
         return
-    if not origin_matches(origin, settings.cors_allowed_origins) and not origin_allowed(origin, bot.allowed_origins):
-        raise Forbidden("this origin is not one of the bot's allowed domains", code="origin_not_allowed")
+    if not origin_matches(origin, settings.cors_allowed_origins) and not origin_allowed(
+        origin, bot.allowed_origins
+    ):
+        raise Forbidden(
+            "this origin is not one of the bot's allowed domains", code="origin_not_allowed"
+        )
     allow_cors(request)
 
 
-def check_key_for_bot(request: Request, bot: Bot, principal: Principal,
-                      permission: Permission = Permission.CHAT) -> None:
+def check_key_for_bot(
+    request: Request, bot: Bot, principal: Principal, permission: Permission = Permission.CHAT
+) -> None:
     """Every keyed request about one bot (a chat turn on any door, a search): the key holds
     ``permission`` (403 ``insufficient_scope``) and a browser's origin is one the key or the bot
     allows (403 ``origin_not_allowed``)."""
@@ -119,7 +124,9 @@ def validate(payload: Any, model: type[Model]) -> Model:
         raise validation_error(RequestValidationError(exc.errors(include_url=False))) from None
 
 
-def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> JSONResponse:
+def json_response(
+    body: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=dict(headers or {}))
 
 
@@ -127,7 +134,9 @@ def limit_headers(decision: Decision | None) -> dict[str, str]:
     return decision.headers() if decision is not None else {}
 
 
-def error_renderer(fmt: Callable[[ChatwellError, int], JSONResponse]) -> Callable[[ChatwellError, int], JSONResponse]:
+def error_renderer(
+    fmt: Callable[[ChatwellError, int], JSONResponse],
+) -> Callable[[ChatwellError, int], JSONResponse]:
     """An error format that always adds Retry-After and X-RateLimit-* to a 429."""
     from chatwell.api.errors import rate_limit_headers
 
@@ -141,14 +150,23 @@ def error_renderer(fmt: Callable[[ChatwellError, int], JSONResponse]) -> Callabl
 
 
 # Statuses for a turn that failed after it started, when a dialect answers with one JSON reply.
-TURN_ERROR_STATUS = {"content_filtered": 400, "service_unavailable": 503, "database_busy": 503,
-                     "database_unavailable": 503}
+TURN_ERROR_STATUS = {
+    "content_filtered": 400,
+    "service_unavailable": 503,
+    "database_busy": 503,
+    "database_unavailable": 503,
+}
 UPSTREAM_FAILURE_STATUS = 502
 
 
-def turn_error(summary: dict[str, Any], fmt: Callable[[ChatwellError, int], JSONResponse], *,
-               headers: Mapping[str, str] | None = None, statuses: Mapping[str, int] | None = None,
-               default: int = UPSTREAM_FAILURE_STATUS) -> JSONResponse | None:
+def turn_error(
+    summary: dict[str, Any],
+    fmt: Callable[[ChatwellError, int], JSONResponse],
+    *,
+    headers: Mapping[str, str] | None = None,
+    statuses: Mapping[str, int] | None = None,
+    default: int = UPSTREAM_FAILURE_STATUS,
+) -> JSONResponse | None:
     """The dialect's error reply for a collected turn that ended in an error event, or None."""
     error = summary["error"]
     if error is None:

@@ -78,9 +78,19 @@ def native_error(error: ChatwellError, status: int) -> JSONResponse:
 
 
 NATIVE_ERROR_SCHEMA: dict[str, Any] = {
-    "type": "object", "required": ["error"],
-    "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
-        "code": {"type": "string"}, "message": {"type": "string"}, "details": {"type": "object"}}}},
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "details": {"type": "object"},
+            },
+        }
+    },
 }
 
 
@@ -140,9 +150,17 @@ class ErrorFormats:
                 responses = operation.setdefault("responses", {})
                 responses.pop("422", None)
                 for status in sorted({*ERROR_RESPONSES, *doc.extra_statuses}):
-                    responses.setdefault(str(status), {
-                        "description": ERROR_RESPONSES.get(status, "Error"),
-                        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{doc.name}"}}}})
+                    responses.setdefault(
+                        str(status),
+                        {
+                            "description": ERROR_RESPONSES.get(status, "Error"),
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": f"#/components/schemas/{doc.name}"}
+                                }
+                            },
+                        },
+                    )
         for unused in ("HTTPValidationError", "ValidationError"):
             components.pop(unused, None)
 
@@ -155,7 +173,10 @@ def validation_error(exc: RequestValidationError) -> InvalidRequest:
     if any(e.get("type") == "json_invalid" for e in errors):
         return InvalidRequest("request body is not valid JSON", code="malformed_json")
     fields = [
-        {"field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"), "problem": e.get("msg", "")}
+        {
+            "field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"),
+            "problem": e.get("msg", ""),
+        }
         for e in errors[:MAX_DETAIL_ERRORS]
     ]
     summary = "; ".join(f"{f['field'] or 'body'}: {f['problem']}" for f in fields[:3])
@@ -190,11 +211,14 @@ def install_error_handlers(app: FastAPI, formats: ErrorFormats) -> None:
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         reason = unavailable_reason(exc)
         if reason is not None:  # a database fault that passes: 503 + Retry-After, not a 500
-            log.warning("%s on %s %s: %s", reason, request.method, request.url.path, type(exc).__name__)
+            log.warning(
+                "%s on %s %s: %s", reason, request.method, request.url.path, type(exc).__name__
+            )
             return formats.render(request, database_unavailable(reason))
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return formats.for_path(request.url.path)(
-            ChatwellError("internal error; the server log has the details", code="internal_error"), 500
+            ChatwellError("internal error; the server log has the details", code="internal_error"),
+            500,
         )
 
     app.add_exception_handler(ChatwellError, on_chatwell_error)
@@ -205,4 +229,3 @@ def install_error_handlers(app: FastAPI, formats: ErrorFormats) -> None:
     app.add_exception_handler(SQLAlchemyError, on_unexpected)
     app.add_exception_handler(OSError, on_unexpected)
     app.add_exception_handler(Exception, on_unexpected)
-

@@ -17,9 +17,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from chatwell.errors import NotFound
 
 router = APIRouter(include_in_schema=False)
-DOCS_ASSETS = {"swagger-ui-bundle.js": "application/javascript; charset=utf-8",
-               "swagger-ui.css": "text/css; charset=utf-8",
-               "favicon-32x32.png": "image/png"}
+DOCS_ASSETS = {
+    "swagger-ui-bundle.js": "application/javascript; charset=utf-8",
+    "swagger-ui.css": "text/css; charset=utf-8",
+    "favicon-32x32.png": "image/png",
+}
 FAVICON = resources.files("chatwell.web").joinpath("dashboard/static/favicon.svg")
 
 
@@ -30,18 +32,24 @@ async def home() -> RedirectResponse:
 
 @router.get("/favicon.ico")
 async def favicon() -> Response:
-    return Response(FAVICON.read_bytes(), media_type="image/svg+xml",
-                    headers={"Cache-Control": "public, max-age=86400"})
+    return Response(
+        FAVICON.read_bytes(),
+        media_type="image/svg+xml",
+        headers={"Cache-Control": "public, max-age=86400"},
+    )
 
 
 @router.get("/docs")
 async def api_docs(request: Request) -> HTMLResponse:
     root = request.scope.get("root_path", "")
-    return get_swagger_ui_html(openapi_url=f"{root}/openapi.json", title="chatwell API",
-                               swagger_js_url=f"{root}/docs/assets/swagger-ui-bundle.js",
-                               swagger_css_url=f"{root}/docs/assets/swagger-ui.css",
-                               swagger_favicon_url=f"{root}/docs/assets/favicon-32x32.png",
-                               oauth2_redirect_url=f"{root}/docs/oauth2-redirect")
+    return get_swagger_ui_html(
+        openapi_url=f"{root}/openapi.json",
+        title="chatwell API",
+        swagger_js_url=f"{root}/docs/assets/swagger-ui-bundle.js",
+        swagger_css_url=f"{root}/docs/assets/swagger-ui.css",
+        swagger_favicon_url=f"{root}/docs/assets/favicon-32x32.png",
+        oauth2_redirect_url=f"{root}/docs/oauth2-redirect",
+    )
 
 
 @router.get("/docs/oauth2-redirect")
@@ -55,8 +63,11 @@ async def api_docs_asset(name: str) -> Response:
     if media_type is None:
         raise NotFound("no such file")
     data = resources.files("swagger_ui").joinpath(f"static/{name}").read_bytes()
-    return Response(data, media_type=media_type, headers={"Cache-Control": "public, max-age=86400",
-                                                          "X-Content-Type-Options": "nosniff"})
+    return Response(
+        data,
+        media_type=media_type,
+        headers={"Cache-Control": "public, max-age=86400", "X-Content-Type-Options": "nosniff"},
+    )
 
 
 @router.get("/redoc")

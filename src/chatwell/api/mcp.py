@@ -35,10 +35,10 @@ from chatwell.api.dialect import check_key_for_bot
 from chatwell.chat.service import ChatRequest, ChatService
 from chatwell.domain import events as ev
 from chatwell.domain.auth import Principal
+from chatwell.domain.models import Permission
 from chatwell.errors import ChatwellError, InvalidRequest
 from chatwell.limits.policies import ChatLimits
 from chatwell.retrieval.service import Retriever
-from chatwell.domain.models import Permission
 from chatwell.services import bots, keys, sessions
 from chatwell.storage.database import Database
 from chatwell.storage.tables import Bot
@@ -47,8 +47,10 @@ PATH = "/mcp"
 DOOR = "mcp"  # the conversations' channel and session namespace
 MAX_QUERY_CHARS = 2_000
 PRINCIPAL_KEY = "chatwell.principal"
-INSTRUCTIONS = ("chatwell's chatbots, each grounded in its own sources. list_bots names them; search_knowledge "
-                "returns a bot's passages for a query; ask returns the bot's cited answer to a question.")
+INSTRUCTIONS = (
+    "chatwell's chatbots, each grounded in its own sources. list_bots names them; search_knowledge "
+    "returns a bot's passages for a query; ask returns the bot's cited answer to a question."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +82,14 @@ def caller_of_request(ctx: Context) -> Caller:
     if not isinstance(request, Request) or PRINCIPAL_KEY not in request.scope:
         raise ToolError("invalid_api_key: this MCP server needs a chatwell key")
     state = request.app.state
-    return Caller(request.scope[PRINCIPAL_KEY], state.db, state.chat, state.knowledge.retriever, state.limits,
-                  request)
+    return Caller(
+        request.scope[PRINCIPAL_KEY],
+        state.db,
+        state.chat,
+        state.knowledge.retriever,
+        state.limits,
+        request,
+    )
 
 
 def _failed(error: ChatwellError) -> ToolError:
@@ -89,22 +97,30 @@ def _failed(error: ChatwellError) -> ToolError:
 
 
 def build_server(resolve: Resolve) -> MCPServer:
-    server = MCPServer(name="chatwell", title="chatwell", version=__version__, instructions=INSTRUCTIONS)
+    server = MCPServer(
+        name="chatwell", title="chatwell", version=__version__, instructions=INSTRUCTIONS
+    )
 
-    @server.tool(description="The bots this key can reach: id, slug (use either as `bot`) and name.")
+    @server.tool(
+        description="The bots this key can reach: id, slug (use either as `bot`) and name."
+    )
     async def list_bots(ctx: Context) -> dict[str, Any]:
         caller = resolve(ctx)
         found, cursor = [], None
         while True:
-            page = await bots.list_bots(caller.db, principal=caller.principal, limit=100, cursor=cursor)
+            page = await bots.list_bots(
+                caller.db, principal=caller.principal, limit=100, cursor=cursor
+            )
             found.extend(page.items)
             if not page.has_more:
                 break
             cursor = page.next_cursor
         return {"bots": [{"id": str(b.id), "slug": b.slug, "name": b.name} for b in found]}
 
-    @server.tool(description="Search a bot's knowledge: the passages of its sources that best match `query`, "
-                             "with their titles, URLs and relevance scores.")
+    @server.tool(
+        description="Search a bot's knowledge: the passages of its sources that best match `query`, "
+        "with their titles, URLs and relevance scores."
+    )
     async def search_knowledge(bot: str, query: str, ctx: Context, k: int = 5) -> dict[str, Any]:
         caller = resolve(ctx)
         if not query.strip() or len(query) > MAX_QUERY_CHARS:
@@ -115,13 +131,28 @@ def build_server(resolve: Resolve) -> MCPServer:
         except ChatwellError as exc:
             raise _failed(exc) from None
         result = await caller.retriever.search(bot_id=found.id, query=query, k=max(1, min(k, 50)))
-        return {"relevant": result.relevant, "passages": [
-            {"title": p.title, "url": p.url, "score": round(p.score, 4), "text": p.text, "page": p.page,
-             "source_id": str(p.source_id)} for p in result.passages]}
+        return {
+            "relevant": result.relevant,
+            "passages": [
+                {
+                    "title": p.title,
+                    "url": p.url,
+                    "score": round(p.score, 4),
+                    "text": p.text,
+                    "page": p.page,
+                    "source_id": str(p.source_id),
+                }
+                for p in result.passages
+            ],
+        }
 
-    @server.tool(description="Ask a bot a question: its answer, grounded in its sources, with citations. Pass the "
-                             "returned conversation_id to ask a follow-up in the same conversation.")
-    async def ask(bot: str, question: str, ctx: Context, conversation_id: str | None = None) -> dict[str, Any]:
+    @server.tool(
+        description="Ask a bot a question: its answer, grounded in its sources, with citations. Pass the "
+        "returned conversation_id to ask a follow-up in the same conversation."
+    )
+    async def ask(
+        bot: str, question: str, ctx: Context, conversation_id: str | None = None
+    ) -> dict[str, Any]:
         caller = resolve(ctx)
         try:
             found = await bots.get_bot(caller.db, principal=caller.principal, ref=bot)
@@ -129,12 +160,24 @@ def build_server(resolve: Resolve) -> MCPServer:
             if caller.limits is not None:
                 await caller.limits.keyed_chat(found, caller.principal)
             await caller.chat.ensure_credit(found)
-            ref = await sessions.resolve_session(caller.db, bot=found, door=DOOR, principal=caller.principal,
-                                                 conversation_id=conversation_id)
-            turn = await caller.chat.start(ChatRequest(
-                bot=found, question=question, channel=DOOR, conversation_id=ref.conversation_id,
-                session_id=ref.session_id, session_scope=ref.scope,
-                api_key_id=caller.principal.key_id if caller.principal.key_id.int else None))
+            ref = await sessions.resolve_session(
+                caller.db,
+                bot=found,
+                door=DOOR,
+                principal=caller.principal,
+                conversation_id=conversation_id,
+            )
+            turn = await caller.chat.start(
+                ChatRequest(
+                    bot=found,
+                    question=question,
+                    channel=DOOR,
+                    conversation_id=ref.conversation_id,
+                    session_id=ref.session_id,
+                    session_scope=ref.scope,
+                    api_key_id=caller.principal.key_id if caller.principal.key_id.int else None,
+                )
+            )
         except ChatwellError as exc:
             raise _failed(exc) from None
         text: list[str] = []
@@ -154,9 +197,20 @@ def build_server(resolve: Resolve) -> MCPServer:
                 citations = event.citations
             elif isinstance(event, ev.Error):
                 raise ToolError(f"{event.code}: {event.message}")
-        return {"answer": "".join(text), "conversation_id": str(turn.conversation_id) if turn.conversation_id else None,
-                "citations": [{"index": c.index, "title": c.title, "url": c.url, "page": c.page,
-                               "score": round(c.score, 4)} for c in citations]}
+        return {
+            "answer": "".join(text),
+            "conversation_id": str(turn.conversation_id) if turn.conversation_id else None,
+            "citations": [
+                {
+                    "index": c.index,
+                    "title": c.title,
+                    "url": c.url,
+                    "page": c.page,
+                    "score": round(c.score, 4),
+                }
+                for c in citations
+            ],
+        }
 
     return server
 
@@ -177,8 +231,10 @@ class McpEndpoint:
         # A session manager runs once: a new server for each start of the app.
         server = build_server(caller_of_request)
         # No DNS-rebinding guard: every request carries a key, and the server is not only on loopback.
-        server.streamable_http_app(stateless_http=True, transport_security=TransportSecuritySettings(
-            enable_dns_rebinding_protection=False))
+        server.streamable_http_app(
+            stateless_http=True,
+            transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+        )
         manager = server.session_manager
         running, stop = asyncio.Event(), asyncio.Event()
 
@@ -213,5 +269,12 @@ class McpEndpoint:
 
 def local_principal(bot: Any) -> Principal:
     """Over stdio, the local user acts with the scope of one bot (they hold its data already)."""
-    return Principal(key_id=uuid.UUID(int=0), workspace_id=bot.workspace_id, bot_id=bot.id, is_owner=False,
-                     label="chatwell mcp (stdio)", prefix="", scopes=frozenset({Permission.CHAT.value}))
+    return Principal(
+        key_id=uuid.UUID(int=0),
+        workspace_id=bot.workspace_id,
+        bot_id=bot.id,
+        is_owner=False,
+        label="chatwell mcp (stdio)",
+        prefix="",
+        scopes=frozenset({Permission.CHAT.value}),
+    )

@@ -36,10 +36,13 @@ def date_param(value: str | None, name: str, *, times: bool = False) -> datetime
         else:
             raise ValueError(text)
     except (ValueError, OverflowError):
-        raise InvalidRequest(f"{name} must be a date like 2024-01-31", code="invalid_date") from None
+        raise InvalidRequest(
+            f"{name} must be a date like 2024-01-31", code="invalid_date"
+        ) from None
     if parsed.year not in YEARS:
-        raise InvalidRequest(f"{name} must be a date between {YEARS.start} and {YEARS.stop - 1}",
-                             code="invalid_date")
+        raise InvalidRequest(
+            f"{name} must be a date between {YEARS.start} and {YEARS.stop - 1}", code="invalid_date"
+        )
     return parsed
 
 

@@ -24,8 +24,11 @@ PATH = "/api/v1/chat"
 
 
 def either_error(error: ChatwellError, status: int) -> JSONResponse:
-    return JSONResponse({"success": False, "error": error.message, "code": error.code, "message": error.message},
-                        status_code=status, headers=rate_limit_headers(error))
+    return JSONResponse(
+        {"success": False, "error": error.message, "code": error.code, "message": error.message},
+        status_code=status,
+        headers=rate_limit_headers(error),
+    )
 
 
 def _render(fmt: Any, error: ChatwellError) -> JSONResponse:
@@ -40,28 +43,41 @@ def _render(fmt: Any, error: ChatwellError) -> JSONResponse:
 ERROR_DOC = ErrorDoc("ChatError", {"anyOf": [chatbase.ERROR_DOC.schema, devapi.ERROR_DOC.schema]})
 
 
-BODY_SCHEMA = {"oneOf": [
-    {"$ref": "#/components/schemas/ChatbaseChatIn"},
-    {"$ref": "#/components/schemas/DevChatIn"},
-]}
+BODY_SCHEMA = {
+    "oneOf": [
+        {"$ref": "#/components/schemas/ChatbaseChatIn"},
+        {"$ref": "#/components/schemas/DevChatIn"},
+    ]
+}
 
 
-@router.post(PATH, openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-    "schema": BODY_SCHEMA}}}}, responses={200: {"content": {"text/event-stream": {}, "text/plain": {}}}})
+@router.post(
+    PATH,
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": BODY_SCHEMA}}}
+    },
+    responses={200: {"content": {"text/event-stream": {}, "text/plain": {}}}},
+)
 async def chat(request: Request) -> Any:
     raw = await request.body()
     try:
         payload = json.loads(raw) if raw else None
     except ValueError:
-        return _render(either_error, InvalidRequest("request body is not valid JSON", code="malformed_json"))
+        return _render(
+            either_error, InvalidRequest("request body is not valid JSON", code="malformed_json")
+        )
     if isinstance(payload, dict) and "messages" in payload:
         handler, fmt = chatbase.chat, chatbase.chatbase_error
     elif isinstance(payload, dict) and "message" in payload:
         handler, fmt = devapi.chat, devapi.devapi_error
     else:
-        return _render(either_error, InvalidRequest(
-            "expected a JSON object with `messages` (Chatbase) or `message` (developer API)",
-            code="invalid_request"))
+        return _render(
+            either_error,
+            InvalidRequest(
+                "expected a JSON object with `messages` (Chatbase) or `message` (developer API)",
+                code="invalid_request",
+            ),
+        )
     try:
         return await handler(payload, request)
     except ChatwellError as error:

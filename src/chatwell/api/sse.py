@@ -29,7 +29,11 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connecti
 
 def frame(data: Any, *, event: str | None = None) -> str:
     """One SSE frame; multi-line data is split over several ``data:`` lines."""
-    text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    text = (
+        data
+        if isinstance(data, str)
+        else json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    )
     lines = [f"event: {event}"] if event else []
     lines += [f"data: {line}" for line in text.split("\n")]
     return "\n".join(lines) + "\n\n"
@@ -48,10 +52,15 @@ class SSEResponse(StreamingResponse):
     answer's ``finally`` runs now and not when the generator is collected; then ``on_close``.
     """
 
-    def __init__(self, frames: AsyncIterator[str], *, interval: float | None = KEEP_ALIVE_SECONDS,
-                 media_type: str = "text/event-stream",
-                 on_close: Callable[[], Awaitable[Any]] | None = None,
-                 keep_alive_frame: bytes = KEEP_ALIVE_BYTES) -> None:
+    def __init__(
+        self,
+        frames: AsyncIterator[str],
+        *,
+        interval: float | None = KEEP_ALIVE_SECONDS,
+        media_type: str = "text/event-stream",
+        on_close: Callable[[], Awaitable[Any]] | None = None,
+        keep_alive_frame: bytes = KEEP_ALIVE_BYTES,
+    ) -> None:
         super().__init__(frames, media_type=media_type, headers=dict(SSE_HEADERS))
         self.interval = interval
         self.on_close = on_close
@@ -74,7 +83,9 @@ class SSEResponse(StreamingResponse):
                     last = loop.time()
                     await body(self.keep_alive_frame)
 
-        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
         ticker = asyncio.ensure_future(beat(self.interval)) if self.interval else None
         try:
             async for chunk in self.body_iterator:
@@ -83,7 +94,9 @@ class SSEResponse(StreamingResponse):
         finally:
             if ticker is not None:
                 ticker.cancel()
-                with contextlib.suppress(BaseException):  # cancelled, or its send failed as ours will
+                with contextlib.suppress(
+                    BaseException
+                ):  # cancelled, or its send failed as ours will
                     await ticker
             aclose = getattr(self.body_iterator, "aclose", None)
             if aclose is not None:
@@ -99,14 +112,24 @@ class SSEResponse(StreamingResponse):
                 await self.on_close()
 
 
-def sse_response(frames: AsyncIterator[str], *, media_type: str = "text/event-stream",
-                 keep_alive: bool = True, on_close: Callable[[], Awaitable[Any]] | None = None,
-                 keep_alive_frame: str = KEEP_ALIVE_FRAME,
-                 keep_alive_seconds: float = KEEP_ALIVE_SECONDS) -> StreamingResponse:
+def sse_response(
+    frames: AsyncIterator[str],
+    *,
+    media_type: str = "text/event-stream",
+    keep_alive: bool = True,
+    on_close: Callable[[], Awaitable[Any]] | None = None,
+    keep_alive_frame: str = KEEP_ALIVE_FRAME,
+    keep_alive_seconds: float = KEEP_ALIVE_SECONDS,
+) -> StreamingResponse:
     """``keep_alive_frame``: what a quiet stream sends (a comment by default; a dialect may
     have its own, e.g. Dify's ``event: ping``)."""
-    return SSEResponse(frames, interval=keep_alive_seconds if keep_alive else None, media_type=media_type,
-                       on_close=on_close, keep_alive_frame=keep_alive_frame.encode())
+    return SSEResponse(
+        frames,
+        interval=keep_alive_seconds if keep_alive else None,
+        media_type=media_type,
+        on_close=on_close,
+        keep_alive_frame=keep_alive_frame.encode(),
+    )
 
 
 class StreamSlots:
@@ -127,8 +150,12 @@ class StreamSlots:
         """A slot for one stream, until the block (or the exit stack holding it) ends; a full key
         is a 429 ``too_many_streams``."""
         if self._open[key] >= self.limit:
-            raise RateLimited(f"at most {self.limit} open event streams per conversation; close one first",
-                              retry_after=self.RETRY_AFTER_SECONDS, limit=self.limit, code="too_many_streams")
+            raise RateLimited(
+                f"at most {self.limit} open event streams per conversation; close one first",
+                retry_after=self.RETRY_AFTER_SECONDS,
+                limit=self.limit,
+                code="too_many_streams",
+            )
         self._open[key] += 1
         try:
             yield

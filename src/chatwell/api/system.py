@@ -48,12 +48,18 @@ def _check_metrics_access(request: Request) -> None:
     if token is not None:
         scheme, _, presented = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(
-                presented.strip().encode(), token.get_secret_value().encode()):
-            raise Unauthenticated("the metrics token is missing or wrong", code="invalid_metrics_token")
+            presented.strip().encode(), token.get_secret_value().encode()
+        ):
+            raise Unauthenticated(
+                "the metrics token is missing or wrong", code="invalid_metrics_token"
+            )
         return
     if not _is_loopback(request.client.host if request.client else ""):
-        raise Forbidden("metrics are served to loopback clients only; set CHATWELL_METRICS_TOKEN to scrape "
-                        "them from elsewhere", code="metrics_forbidden")
+        raise Forbidden(
+            "metrics are served to loopback clients only; set CHATWELL_METRICS_TOKEN to scrape "
+            "them from elsewhere",
+            code="metrics_forbidden",
+        )
 
 
 def _is_loopback(host: str) -> bool:

@@ -21,8 +21,10 @@ from chatwell.services import bots
 
 router = APIRouter(tags=["widget"])
 CACHE_SECONDS = 300
-PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; "
-            "img-src 'self' https: data:; base-uri 'none'; form-action 'none'; frame-ancestors *")
+PAGE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; "
+    "img-src 'self' https: data:; base-uri 'none'; form-action 'none'; frame-ancestors *"
+)
 
 
 @lru_cache(maxsize=1)
@@ -31,12 +33,20 @@ def widget_source() -> tuple[bytes, str]:
     return data, '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
 
 
-@router.get("/widget.js", include_in_schema=True, response_class=Response,
-            responses={200: {"content": {"application/javascript": {}}}})
+@router.get(
+    "/widget.js",
+    include_in_schema=True,
+    response_class=Response,
+    responses={200: {"content": {"application/javascript": {}}}},
+)
 async def widget_js(request: Request) -> Response:
     data, etag = widget_source()
-    headers = {"ETag": etag, "Cache-Control": f"public, max-age={CACHE_SECONDS}",
-               "X-Content-Type-Options": "nosniff", "Cross-Origin-Resource-Policy": "cross-origin"}
+    headers = {
+        "ETag": etag,
+        "Cache-Control": f"public, max-age={CACHE_SECONDS}",
+        "X-Content-Type-Options": "nosniff",
+        "Cross-Origin-Resource-Policy": "cross-origin",
+    }
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
     return Response(data, media_type="application/javascript; charset=utf-8", headers=headers)
@@ -60,5 +70,11 @@ async def chat_page(bot_slug: str, request: Request) -> HTMLResponse:
 </body>
 </html>
 """
-    return HTMLResponse(page, headers={"Content-Security-Policy": PAGE_CSP, "X-Content-Type-Options": "nosniff",
-                                       "Referrer-Policy": "no-referrer"})
+    return HTMLResponse(
+        page,
+        headers={
+            "Content-Security-Policy": PAGE_CSP,
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+        },
+    )

@@ -14,8 +14,13 @@ SNIPPET_CHARS = 240
 FALLBACK_CITATIONS = 3
 
 
-def citations_for(answer: str, passages: Sequence[Passage], *, include_links: bool = True,
-                  allowed_links: frozenset[str] | None = None) -> tuple[Citation, ...]:
+def citations_for(
+    answer: str,
+    passages: Sequence[Passage],
+    *,
+    include_links: bool = True,
+    allowed_links: frozenset[str] | None = None,
+) -> tuple[Citation, ...]:
     """Citations for the markers used in ``answer``, in order of first use. When the model used
     none, the best passages it was given are cited, since the answer was grounded in them.
     With ``allowed_links``, other URLs quoted in a snippet become ``[link removed]``."""
@@ -34,10 +39,18 @@ def strip_unknown_markers(answer: str, count: int) -> str:
     return MARKER.sub(lambda m: m.group(0) if 1 <= int(m.group(1)) <= count else "", answer)
 
 
-def _citation(n: int, passage: Passage, include_links: bool, allowed_links: frozenset[str] | None) -> Citation:
+def _citation(
+    n: int, passage: Passage, include_links: bool, allowed_links: frozenset[str] | None
+) -> Citation:
     snippet = " ".join(passage.text.split())[:SNIPPET_CHARS]
     if allowed_links is not None:
         snippet = remove_foreign_links(snippet, allowed_links)
-    return Citation(index=n, source_id=passage.source_id, title=passage.title,
-                    url=passage.url if include_links else None, page=passage.page,
-                    score=round(passage.score, 4), snippet=snippet)
+    return Citation(
+        index=n,
+        source_id=passage.source_id,
+        title=passage.title,
+        url=passage.url if include_links else None,
+        page=passage.page,
+        score=round(passage.score, 4),
+        snippet=snippet,
+    )

@@ -59,7 +59,7 @@ def normalise(url: str) -> str:
         return url
     if not parts.scheme or not parts.netloc:
         return url
-    rest = url[len(parts.scheme) + 3 + len(parts.netloc):]
+    rest = url[len(parts.scheme) + 3 + len(parts.netloc) :]
     return f"{parts.scheme.lower()}://{parts.netloc.lower()}{rest}"
 
 
@@ -76,13 +76,17 @@ def remove_foreign_links(text: str, allowed: frozenset[str]) -> str:
 
 def _checked(run: str, allowed: frozenset[str]) -> str:
     core = run.rstrip(_TRAILING)
-    head = core[:len(core) - len(core.lstrip(_EMPHASIS))]
-    core = core[len(head):]
-    tail = run[len(head) + len(core):]
-    decoded = _IGNORED_BY_BROWSERS.sub("", html.unescape(core)) if "&" in core or "\t" in core else core
+    head = core[: len(core) - len(core.lstrip(_EMPHASIS))]
+    core = core[len(head) :]
+    tail = run[len(head) + len(core) :]
+    decoded = (
+        _IGNORED_BY_BROWSERS.sub("", html.unescape(core)) if "&" in core or "\t" in core else core
+    )
     if not LINK_LIKE.search(decoded):
         return run
-    if URL.fullmatch(core) and (normalise(core) in allowed or normalise(html.unescape(core)) in allowed):
+    if URL.fullmatch(core) and (
+        normalise(core) in allowed or normalise(html.unescape(core)) in allowed
+    ):
         return run
     return head + LINK_REMOVED + tail
 

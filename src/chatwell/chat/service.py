@@ -36,8 +36,8 @@ from chatwell.domain.events import (
     ToolCall,
     Usage,
 )
-from chatwell.domain.models import AnswerSettings, HandoffSettings, ModelSettings
 from chatwell.domain.ids import new_id
+from chatwell.domain.models import AnswerSettings, HandoffSettings, ModelSettings
 from chatwell.errors import InvalidRequest, ServiceUnavailable, database_unavailable
 from chatwell.llm.base import (
     NOT_IN_SOURCES,
@@ -67,15 +67,26 @@ MAX_QUESTION_CHARS = 8_000
 MAX_CLIENT_HISTORY = 50
 DEFAULT_MAX_TOKENS = 512
 RETRIEVAL_K = 6
-FINISH_RETRY_PAUSES = (0.2, 1.0, 3.0)  # seconds between attempts to save an answer (database faults)
-FOLLOW_UP_MAX_WORDS = 12  # a longer question with "it" or "that" in it is taken to say what it means
+FINISH_RETRY_PAUSES = (
+    0.2,
+    1.0,
+    3.0,
+)  # seconds between attempts to save an answer (database faults)
+FOLLOW_UP_MAX_WORDS = (
+    12  # a longer question with "it" or "that" in it is taken to say what it means
+)
 # "and on weekends?", "what about Sundays?": a question that continues the previous one ...
-_CONTINUES = re.compile(r"^\W*(and|or|but|also|so|then|what about|how about|what if|same|ok|okay)\b", re.IGNORECASE)
+_CONTINUES = re.compile(
+    r"^\W*(and|or|but|also|so|then|what about|how about|what if|same|ok|okay)\b", re.IGNORECASE
+)
 # ... or points back at it ("is it free?", "how do I cancel that?").
-_POINTS_BACK = re.compile(r"\b(it|its|that|this|those|these|they|them|their|he|she|him|her|one|ones)\b",
-                          re.IGNORECASE)
-OFFLINE_NOTICE = ("Answered by chatwell's offline answerer: sentences quoted from this bot's sources, "
-                  "no language model. Configure a model for written answers.")
+_POINTS_BACK = re.compile(
+    r"\b(it|its|that|this|those|these|they|them|their|he|she|him|her|one|ones)\b", re.IGNORECASE
+)
+OFFLINE_NOTICE = (
+    "Answered by chatwell's offline answerer: sentences quoted from this bot's sources, "
+    "no language model. Configure a model for written answers."
+)
 
 
 @dataclass(slots=True)
@@ -115,7 +126,9 @@ class Turn:
     held_by_human: bool = False  # a person holds the conversation: the bot stays silent
     has_credit: bool | None = None  # read with the user's turn; None: not read yet
     started: float = field(default_factory=time.perf_counter)
-    search: asyncio.Task[SearchResult] | None = None  # started with the turn when its query was known
+    search: asyncio.Task[SearchResult] | None = (
+        None  # started with the turn when its query was known
+    )
     # The answer's message id, known before it streams (doors that name it in every chunk, e.g.
     # Dify); stored under this id whether the turn completes, fails or is cancelled.
     answer_id: uuid.UUID = field(default_factory=new_id)
@@ -134,8 +147,16 @@ class Turn:
 
 
 class ChatService:
-    def __init__(self, db: Database, retriever: Retriever, models: ModelRegistry, prices: PriceTable,
-                 content_filter: ContentFilter, *, context_tokens: int = 8192):
+    def __init__(
+        self,
+        db: Database,
+        retriever: Retriever,
+        models: ModelRegistry,
+        prices: PriceTable,
+        content_filter: ContentFilter,
+        *,
+        context_tokens: int = 8192,
+    ):
         self.db = db
         self.retriever = retriever
         self.models = models
@@ -157,7 +178,9 @@ class ChatService:
         """For dialects that report an empty workspace before streaming (others get an ``Error``
         event ``service_unavailable`` from the stream itself)."""
         if not await conversations.has_credit(self.db, bot.workspace_id):
-            raise ServiceUnavailable("The workspace has run out of credits.", code="insufficient_credits")
+            raise ServiceUnavailable(
+                "The workspace has run out of credits.", code="insufficient_credits"
+            )
 
     async def start(self, request: ChatRequest) -> Turn:
         # NUL can not be stored (PostgreSQL text and JSON refuse it); nothing legitimate needs it.
@@ -170,41 +193,72 @@ class ChatService:
         if not question:
             raise InvalidRequest("message must not be empty", code="invalid_request")
         if len(question) > MAX_QUESTION_CHARS:
-            raise InvalidRequest(f"message is longer than {MAX_QUESTION_CHARS} characters", code="message_too_long")
+            raise InvalidRequest(
+                f"message is longer than {MAX_QUESTION_CHARS} characters", code="message_too_long"
+            )
         request.question = question
         if request.image is not None:
-            resolved = self.models.resolve(ModelSettings.model_validate(request.bot.model_settings or {}))
+            resolved = self.models.resolve(
+                ModelSettings.model_validate(request.bot.model_settings or {})
+            )
             if not resolved.model.supports_images:
-                raise InvalidRequest("this bot's model does not accept images", code="images_not_supported")
+                raise InvalidRequest(
+                    "this bot's model does not accept images", code="images_not_supported"
+                )
         self.check_options(request.bot, request.options)
         client_history = _clean_history(request.history)
-        if (request.conversation_id is None and request.thread_key and client_history and not request.private):
+        if (
+            request.conversation_id is None
+            and request.thread_key
+            and client_history
+            and not request.private
+        ):
             request.conversation_id = await conversations.conversation_by_digest(
-                self.db, bot_id=request.bot.id, digest=conversations.digest(request.thread_key, client_history))
+                self.db,
+                bot_id=request.bot.id,
+                digest=conversations.digest(request.thread_key, client_history),
+            )
         if self.filter.blocks_input(question):
             return Turn(self, request, None, None, [], True, blocked=True)
         search = None
         if request.private or request.conversation_id is None or not is_follow_up(question):
             # The retrieval query does not depend on stored history: search while the user's turn
             # is being stored (the search runs here, the write in the database's thread).
-            search = asyncio.ensure_future(self._search(request.bot, _retrieval_query(question, client_history)))
+            search = asyncio.ensure_future(
+                self._search(request.bot, _retrieval_query(question, client_history))
+            )
         if request.private:
             return Turn(self, request, None, None, client_history, True, search=search)
         try:
             started = await conversations.start_turn(
-                self.db, bot=request.bot, conversation_id=request.conversation_id, question=question,
-                session_id=request.session_id, session_scope=request.session_scope, channel=request.channel,
+                self.db,
+                bot=request.bot,
+                conversation_id=request.conversation_id,
+                question=question,
+                session_id=request.session_id,
+                session_scope=request.session_scope,
+                channel=request.channel,
                 api_key_id=request.api_key_id,
-                client_ip=request.client_ip, metadata=request.metadata,
-                image={"media_type": request.image.media_type} if request.image else None)
+                client_ip=request.client_ip,
+                metadata=request.metadata,
+                image={"media_type": request.image.media_type} if request.image else None,
+            )
         except BaseException:
             await _cancel(search)
             raise
         # Stored turns are the truth; a client's own history only fills a conversation we lack.
         history = started.history or client_history
-        return Turn(self, request, started.conversation_id, started.user_message_id, history, started.is_new,
-                    has_credit=started.has_credit,
-                    held_by_human=handoff.is_held(started.status), search=search)
+        return Turn(
+            self,
+            request,
+            started.conversation_id,
+            started.user_message_id,
+            history,
+            started.is_new,
+            has_credit=started.has_credit,
+            held_by_human=handoff.is_held(started.status),
+            search=search,
+        )
 
     def check_options(self, bot: Bot, options: GenerationOptions) -> None:
         """Refuse what the bot's model can not do (tools, JSON formats on the offline answerer):
@@ -214,11 +268,18 @@ class ChatService:
             return
         resolved = self.models.resolve(ModelSettings.model_validate(bot.model_settings or {}))
         if not getattr(resolved.model, "supports_tools", False):
-            what = "the offline answerer" if resolved.is_offline else f"the model {resolved.model.name!r}"
-            raise InvalidRequest(f"'{param}' is not supported by this bot: it answers with {what}, which "
-                                 "takes no tools, JSON formats or sampling penalties. Configure an "
-                                 "OpenAI-compatible model for it.", code="unsupported_parameter",
-                                 details={"param": param})
+            what = (
+                "the offline answerer"
+                if resolved.is_offline
+                else f"the model {resolved.model.name!r}"
+            )
+            raise InvalidRequest(
+                f"'{param}' is not supported by this bot: it answers with {what}, which "
+                "takes no tools, JSON formats or sampling penalties. Configure an "
+                "OpenAI-compatible model for it.",
+                code="unsupported_parameter",
+                details={"param": param},
+            )
 
     async def _search(self, bot: Bot, query: str) -> SearchResult:
         return await self.retriever.search(bot_id=bot.id, query=query, k=RETRIEVAL_K)
@@ -238,18 +299,27 @@ class ChatService:
         if turn.held_by_human:
             if turn.conversation_id is not None and turn.user_message_id is not None:
                 await handoff.visitor_wrote(self.bus, turn.conversation_id, turn.user_message_id)
-            yield Notice("human_agent", "A person from the team has this conversation and will reply here.",
-                         level="info")
+            yield Notice(
+                "human_agent",
+                "A person from the team has this conversation and will reply here.",
+                level="info",
+            )
             yield Done(turn.conversation_id, None, turn.user_message_id)
             return
         answer_settings = AnswerSettings.model_validate(bot.answer_settings or {})
         model_settings = ModelSettings.model_validate(bot.model_settings or {})
         handoff_settings = HandoffSettings.model_validate(bot.handoff_settings or {})
         explicit = handoff.asks_explicitly(request.question)
-        insists = explicit or (handoff_settings.trigger in ("auto", "both") and handoff.asks_for_human(request.question))
+        insists = explicit or (
+            handoff_settings.trigger in ("auto", "both")
+            and handoff.asks_for_human(request.question)
+        )
         if await self._auto_handoff(turn, handoff_settings, insists=insists):
-            yield Notice("handoff_requested", "Connecting you with a person from the team; they will reply here.",
-                         level="info")
+            yield Notice(
+                "handoff_requested",
+                "Connecting you with a person from the team; they will reply here.",
+                level="info",
+            )
             yield Done(turn.conversation_id, None, turn.user_message_id)
             return
         if explicit and handoff_settings.enabled and turn.conversation_id is not None:
@@ -264,7 +334,9 @@ class ChatService:
             if credit is None:  # a private turn stored nothing, so nothing read the balance yet
                 credit = await conversations.has_credit(self.db, bot.workspace_id)
             if not credit:
-                outcome.error = Error("service_unavailable", "The workspace has run out of credits.")
+                outcome.error = Error(
+                    "service_unavailable", "The workspace has run out of credits."
+                )
                 yield outcome.error
                 return
             yield Status("retrieving")
@@ -273,17 +345,24 @@ class ChatService:
             relevant = False
             try:
                 search, turn.search = turn.search, None
-                result = await (search or self._search(bot, _retrieval_query(request.question, turn.history)))
+                result = await (
+                    search or self._search(bot, _retrieval_query(request.question, turn.history))
+                )
                 # Related by meaning or sharing a word: whether it *answers* is the answerer's
                 # judgement (the offline one sentence by sentence, a model by its prompt).
                 passages = result.passages
                 relevant = result.relevant or any(p.keyword > 0 for p in passages)
             except Exception:
                 log.exception("retrieval failed for bot %s", bot.id)
-                yield Notice("rag_unavailable", "Knowledge retrieval is unavailable; answering without sources.")
+                yield Notice(
+                    "rag_unavailable",
+                    "Knowledge retrieval is unavailable; answering without sources.",
+                )
             resolved = self.models.resolve(model_settings)
             if resolved.fallback_reason:
-                yield Notice("model_unavailable", f"Using the offline answerer: {resolved.fallback_reason}.")
+                yield Notice(
+                    "model_unavailable", f"Using the offline answerer: {resolved.fallback_reason}."
+                )
             elif resolved.is_offline and turn.is_new_conversation:
                 yield Notice("offline_answerer", OFFLINE_NOTICE, level="info")
             yield Status("generating")
@@ -292,46 +371,77 @@ class ChatService:
                 # Nothing relevant: say so instead of letting a model guess.
                 outcome.model = resolved.model.name
                 passages = []
-                async for event in self._abstain(turn, answer_settings, handoff_settings, text_parts):
+                async for event in self._abstain(
+                    turn, answer_settings, handoff_settings, text_parts
+                ):
                     yield event
             else:
                 if not relevant:
                     passages = []  # a structured request is answered by the model, with no sources
                 grounding = grounding_of(passages)
                 # The caller may ask for fewer tokens than the bot allows, never for more.
-                max_tokens = min([t for t in (options.max_tokens, model_settings.max_tokens) if t]
-                                 or [DEFAULT_MAX_TOKENS])
+                max_tokens = min(
+                    [t for t in (options.max_tokens, model_settings.max_tokens) if t]
+                    or [DEFAULT_MAX_TOKENS]
+                )
                 caller = _caller_instructions(options.instructions)
-                messages = build_messages(instructions=bot.instructions or "", grounding=grounding,
-                                          history=turn.history, question=request.question,
-                                          context_tokens=self.context_tokens,
-                                          reserve_tokens=max_tokens + count_tokens(caller),
-                                          language=answer_settings.language)
+                messages = build_messages(
+                    instructions=bot.instructions or "",
+                    grounding=grounding,
+                    history=turn.history,
+                    question=request.question,
+                    context_tokens=self.context_tokens,
+                    reserve_tokens=max_tokens + count_tokens(caller),
+                    language=answer_settings.language,
+                )
                 if caller:  # under the bot's own instructions and rules, which win
                     messages[0] = ModelMessage("system", f"{messages[0].content}\n\n{caller}")
                 if request.image is not None:
                     messages[-1] = ModelMessage("user", messages[-1].content, image=request.image)
                 messages.extend(options.tool_turns)
-                temperature = next((t for t in (options.temperature, request.temperature, model_settings.temperature)
-                                    if t is not None), None)
+                temperature = next(
+                    (
+                        t
+                        for t in (
+                            options.temperature,
+                            request.temperature,
+                            model_settings.temperature,
+                        )
+                        if t is not None
+                    ),
+                    None,
+                )
                 model_request = ModelRequest(
                     messages=messages,
                     model=request.model or model_settings.model or resolved.model.name,
-                    temperature=temperature, max_tokens=max_tokens, question=request.question,
-                    grounding=grounding, min_support=SUPPORT_BARS[answer_settings.strictness],
-                    top_p=options.top_p, seed=options.seed, stop=options.stop,
-                    response_format=options.response_format, tools=options.tools,
-                    tool_choice=options.tool_choice, extra=options.extra)
+                    temperature=temperature,
+                    max_tokens=max_tokens,
+                    question=request.question,
+                    grounding=grounding,
+                    min_support=SUPPORT_BARS[answer_settings.strictness],
+                    top_p=options.top_p,
+                    seed=options.seed,
+                    stop=options.stop,
+                    response_format=options.response_format,
+                    tools=options.tools,
+                    tool_choice=options.tool_choice,
+                    extra=options.extra,
+                )
                 outcome.model = model_request.model
                 # Links other than the bot's own sources' URLs never leave (chatwell.chat.links);
                 # the guard holds back only a tail that may still be a URL, so streaming stays live.
-                allowed = allowed_links([*(p.url for p in passages),
-                                         *await conversations.source_urls(self.db, bot.id)])
+                allowed = allowed_links(
+                    [*(p.url for p in passages), *await conversations.source_urls(self.db, bot.id)]
+                )
                 links = LinkGuard(allowed)
                 # The answer's first characters are held until they can not be NOT_IN_SOURCES.
                 verdict = _Verdict()
-                with span("chatwell.generation", model=model_request.model, channel=request.channel,
-                          offline=resolved.is_offline) as traced:
+                with span(
+                    "chatwell.generation",
+                    model=model_request.model,
+                    channel=request.channel,
+                    offline=resolved.is_offline,
+                ) as traced:
                     stream = resolved.model.stream(model_request)
                     try:
                         async for event in stream:
@@ -342,8 +452,14 @@ class ChatService:
                                     yield Delta(safe)
                             elif isinstance(event, ModelToolCall):
                                 # Arguments go to the caller's program; links in them obey the same rule.
-                                outcome.tool_calls.append(ToolCall(event.index, event.id, event.name,
-                                                                   remove_foreign_links(event.arguments, allowed)))
+                                outcome.tool_calls.append(
+                                    ToolCall(
+                                        event.index,
+                                        event.id,
+                                        event.name,
+                                        remove_foreign_links(event.arguments, allowed),
+                                    )
+                                )
                             elif isinstance(event, ModelFinish):
                                 outcome.finish_reason = event.reason
                             elif isinstance(event, ModelUsage):
@@ -351,11 +467,15 @@ class ChatService:
                                 outcome.completion_tokens = event.completion_tokens
                     finally:
                         await stream.aclose()  # type: ignore[attr-defined]
-                        traced.set(prompt_tokens=outcome.prompt_tokens,
-                                   completion_tokens=outcome.completion_tokens)
+                        traced.set(
+                            prompt_tokens=outcome.prompt_tokens,
+                            completion_tokens=outcome.completion_tokens,
+                        )
                 if verdict.abstained() and not outcome.tool_calls:
                     passages = []
-                    async for event in self._abstain(turn, answer_settings, handoff_settings, text_parts):
+                    async for event in self._abstain(
+                        turn, answer_settings, handoff_settings, text_parts
+                    ):
                         yield event
                 else:
                     outcome.answered = True
@@ -374,8 +494,12 @@ class ChatService:
                 yield Replace(answer)
             outcome.text = answer
             if passages and answer_settings.citations_enabled:
-                outcome.citations = citations_for(answer, passages, include_links=answer_settings.include_links,
-                                                  allowed_links=allowed)
+                outcome.citations = citations_for(
+                    answer,
+                    passages,
+                    include_links=answer_settings.include_links,
+                    allowed_links=allowed,
+                )
                 yield Citations(outcome.citations)
             cost = self.prices.cost(outcome.model, outcome.prompt_tokens, outcome.completion_tokens)
             yield Usage(outcome.prompt_tokens, outcome.completion_tokens, outcome.model, cost)
@@ -383,8 +507,13 @@ class ChatService:
             outcome.saved = True
             self._observe_turn(turn, outcome)
             finish = "tool_calls" if outcome.tool_calls else outcome.finish_reason
-            yield Done(turn.conversation_id, message_id, turn.user_message_id, answered=outcome.answered,
-                       finish_reason=finish)
+            yield Done(
+                turn.conversation_id,
+                message_id,
+                turn.user_message_id,
+                answered=outcome.answered,
+                finish_reason=finish,
+            )
         except ModelError as exc:
             outcome.text = "".join(text_parts)
             outcome.error = Error(exc.code, exc.message)
@@ -393,7 +522,9 @@ class ChatService:
             outcome.text = "".join(text_parts)
             reason = unavailable_reason(exc)
             if reason is not None:
-                log.warning("chat turn of bot %s stopped: %s (%s)", bot.id, reason, type(exc).__name__)
+                log.warning(
+                    "chat turn of bot %s stopped: %s (%s)", bot.id, reason, type(exc).__name__
+                )
                 outcome.error = Error(reason, database_unavailable(reason).message)
             else:
                 log.exception("chat turn failed for bot %s", bot.id)
@@ -403,15 +534,22 @@ class ChatService:
             if not outcome.saved:
                 if outcome.error is None:  # the client went away mid-stream
                     outcome.text = "".join(text_parts)
-                    outcome.error = Error("cancelled", "The client disconnected before the answer was complete.")
+                    outcome.error = Error(
+                        "cancelled", "The client disconnected before the answer was complete."
+                    )
                 # Shielded: a cancelled request must still record its turn.
                 saving = asyncio.ensure_future(self._finish(turn, outcome))
                 self._saving.add(saving)
                 saving.add_done_callback(self._saving.discard)
                 await asyncio.shield(saving)
 
-    async def _abstain(self, turn: Turn, answer_settings: AnswerSettings, handoff_settings: HandoffSettings,
-                       text_parts: list[str]) -> AsyncIterator[ChatEvent]:
+    async def _abstain(
+        self,
+        turn: Turn,
+        answer_settings: AnswerSettings,
+        handoff_settings: HandoffSettings,
+        text_parts: list[str],
+    ) -> AsyncIterator[ChatEvent]:
         """Say that the sources do not answer (and offer a person, when the bot hands off)."""
         text_parts.append(answer_settings.not_found_message)
         yield Delta(answer_settings.not_found_message)
@@ -421,16 +559,22 @@ class ChatService:
 
     def _observe_first_token(self, turn: Turn) -> None:
         if self.metrics is not None:
-            self.metrics.ttft.labels(turn.request.channel).observe(time.perf_counter() - turn.started)
+            self.metrics.ttft.labels(turn.request.channel).observe(
+                time.perf_counter() - turn.started
+            )
 
     def _observe_turn(self, turn: Turn, outcome: _Outcome) -> None:
         if self.metrics is None:
             return
         channel = turn.request.channel
-        label = outcome.error.code if outcome.error else "answered" if outcome.answered else "abstained"
+        label = (
+            outcome.error.code if outcome.error else "answered" if outcome.answered else "abstained"
+        )
         self.metrics.turns.labels(channel, label).inc()
         self.metrics.tokens.labels(channel, outcome.model, "prompt").inc(outcome.prompt_tokens)
-        self.metrics.tokens.labels(channel, outcome.model, "completion").inc(outcome.completion_tokens)
+        self.metrics.tokens.labels(channel, outcome.model, "completion").inc(
+            outcome.completion_tokens
+        )
 
     async def _auto_handoff(self, turn: Turn, settings: HandoffSettings, *, insists: bool) -> bool:
         """A visitor insisting on a person is handed off at once when an agent is online: an explicit
@@ -438,25 +582,42 @@ class ChatService:
         mention of a person when the bot hands off by itself (trigger ``auto``/``both``)."""
         if not (insists and settings.enabled and turn.conversation_id is not None):
             return False
-        status, available = await handoff.request_handoff(self.db, bot=turn.request.bot,
-                                                          conversation_id=turn.conversation_id, session_id=None,
-                                                          bus=self.bus)
+        status, available = await handoff.request_handoff(
+            self.db,
+            bot=turn.request.bot,
+            conversation_id=turn.conversation_id,
+            session_id=None,
+            bus=self.bus,
+        )
         return available and handoff.is_held(status)
 
     async def _offer_handoff(self, turn: Turn, settings: HandoffSettings) -> Notice | None:
         """When the bot could not answer: hand off (auto/both, an agent online), or say that nobody
         is online (the widget then offers the contact form)."""
-        if not settings.enabled or settings.trigger not in ("auto", "both") or turn.conversation_id is None:
+        if (
+            not settings.enabled
+            or settings.trigger not in ("auto", "both")
+            or turn.conversation_id is None
+        ):
             return None
-        status, available = await handoff.request_handoff(self.db, bot=turn.request.bot,
-                                                          conversation_id=turn.conversation_id, session_id=None,
-                                                          bus=self.bus)
+        status, available = await handoff.request_handoff(
+            self.db,
+            bot=turn.request.bot,
+            conversation_id=turn.conversation_id,
+            session_id=None,
+            bus=self.bus,
+        )
         if available and handoff.is_held(status):
-            return Notice("handoff_requested", "Connecting you with a person from the team; they will reply here.",
-                          level="info")
+            return Notice(
+                "handoff_requested",
+                "Connecting you with a person from the team; they will reply here.",
+                level="info",
+            )
         return _offline_notice(settings)
 
-    async def _finish(self, turn: Turn, outcome: _Outcome, *, strict: bool = False) -> uuid.UUID | None:
+    async def _finish(
+        self, turn: Turn, outcome: _Outcome, *, strict: bool = False
+    ) -> uuid.UUID | None:
         """Store the answer (whole, in one transaction), retrying a database that is briefly locked
         or reconnecting. ``strict``: raise when it still fails, so the client hears that the answer
         was not saved instead of a ``done``; otherwise (recording an error turn) log and go on."""
@@ -465,28 +626,47 @@ class ChatService:
         for attempt, pause in enumerate((*FINISH_RETRY_PAUSES, None)):
             try:
                 return await conversations.finish_turn(
-                    self.db, bot=turn.request.bot, conversation_id=turn.conversation_id, content=outcome.text,
-                    tool_calls=[{"id": c.id, "name": c.name, "arguments": c.arguments}
-                                for c in outcome.tool_calls] or None,
+                    self.db,
+                    bot=turn.request.bot,
+                    conversation_id=turn.conversation_id,
+                    content=outcome.text,
+                    tool_calls=[
+                        {"id": c.id, "name": c.name, "arguments": c.arguments}
+                        for c in outcome.tool_calls
+                    ]
+                    or None,
                     digest=self._digest_after(turn, outcome),
-                    citations=[_citation_json(c) for c in outcome.citations] if outcome.citations else None,
+                    citations=[_citation_json(c) for c in outcome.citations]
+                    if outcome.citations
+                    else None,
                     error_code=outcome.error.code if outcome.error else None,
-                    error=outcome.error.message if outcome.error else None, model=outcome.model,
-                    prompt_tokens=outcome.prompt_tokens, completion_tokens=outcome.completion_tokens, cost=cost,
-                    api_key_id=turn.request.api_key_id, channel=turn.request.channel, message_id=message_id,
-                    answered=None if outcome.error else outcome.answered)
+                    error=outcome.error.message if outcome.error else None,
+                    model=outcome.model,
+                    prompt_tokens=outcome.prompt_tokens,
+                    completion_tokens=outcome.completion_tokens,
+                    cost=cost,
+                    api_key_id=turn.request.api_key_id,
+                    channel=turn.request.channel,
+                    message_id=message_id,
+                    answered=None if outcome.error else outcome.answered,
+                )
             except Exception as exc:
                 if pause is not None and unavailable_reason(exc) is not None:
-                    log.warning("saving the answer of conversation %s: %s, attempt %d; retrying",
-                                turn.conversation_id, type(exc).__name__, attempt + 1)
+                    log.warning(
+                        "saving the answer of conversation %s: %s, attempt %d; retrying",
+                        turn.conversation_id,
+                        type(exc).__name__,
+                        attempt + 1,
+                    )
                     await asyncio.sleep(pause)
                     continue
                 if strict:
                     raise
-                log.exception("could not save the assistant turn of conversation %s", turn.conversation_id)
+                log.exception(
+                    "could not save the assistant turn of conversation %s", turn.conversation_id
+                )
                 return None
         return None
-
 
     @staticmethod
     def _digest_after(turn: Turn, outcome: _Outcome) -> str | None:
@@ -494,8 +674,11 @@ class ChatService:
         request = turn.request
         if not request.thread_key or outcome.error is not None or not outcome.text:
             return None
-        exchange = [*_clean_history(request.history), HistoryTurn("user", request.question),
-                    HistoryTurn("assistant", outcome.text)]
+        exchange = [
+            *_clean_history(request.history),
+            HistoryTurn("user", request.question),
+            HistoryTurn("assistant", outcome.text),
+        ]
         return conversations.digest(request.thread_key, exchange)
 
 
@@ -534,8 +717,13 @@ def _without_nul(value: Any) -> Any:
 
 
 def _clean_history(history: Sequence[HistoryTurn]) -> list[HistoryTurn]:
-    kept = [HistoryTurn("assistant" if t.role == "assistant" else "user", t.content[:MAX_QUESTION_CHARS])
-            for t in history if t.content and t.role in ("user", "assistant")]
+    kept = [
+        HistoryTurn(
+            "assistant" if t.role == "assistant" else "user", t.content[:MAX_QUESTION_CHARS]
+        )
+        for t in history
+        if t.content and t.role in ("user", "assistant")
+    ]
     return kept[-MAX_CLIENT_HISTORY:]
 
 
@@ -552,8 +740,10 @@ def _caller_instructions(text: str) -> str:
     text = text.strip()
     if not text:
         return ""
-    return ("The caller adds these instructions. Follow them where they do not conflict with your "
-            f"instructions and rules above, which always win:\n<caller_instructions>\n{text}\n</caller_instructions>")
+    return (
+        "The caller adds these instructions. Follow them where they do not conflict with your "
+        f"instructions and rules above, which always win:\n<caller_instructions>\n{text}\n</caller_instructions>"
+    )
 
 
 def _retrieval_query(question: str, history: Sequence[HistoryTurn]) -> str:
@@ -562,8 +752,14 @@ def _retrieval_query(question: str, history: Sequence[HistoryTurn]) -> str:
     if not is_follow_up(question):
         return question
     asked = _same_question(question)
-    previous = next((t.content for t in reversed(history)
-                     if t.role == "user" and _same_question(t.content) != asked), "")
+    previous = next(
+        (
+            t.content
+            for t in reversed(history)
+            if t.role == "user" and _same_question(t.content) != asked
+        ),
+        "",
+    )
     return f"{previous} {question}".strip()
 
 
@@ -604,11 +800,21 @@ class _Verdict:
 
 
 def _citation_json(c: Citation) -> dict[str, Any]:
-    return {"index": c.index, "source_id": str(c.source_id), "title": c.title, "url": c.url,
-            "page": c.page, "score": c.score, "snippet": c.snippet}
+    return {
+        "index": c.index,
+        "source_id": str(c.source_id),
+        "title": c.title,
+        "url": c.url,
+        "page": c.page,
+        "score": c.score,
+        "snippet": c.snippet,
+    }
 
 
 def _offline_notice(settings: HandoffSettings) -> Notice:
-    return Notice("handoff_offline", settings.offline_message
-                  or "Nobody from the team is online right now. Leave your details and we will get back to you.",
-                  level="info")
+    return Notice(
+        "handoff_offline",
+        settings.offline_message
+        or "Nobody from the team is online right now. Leave your details and we will get back to you.",
+        level="info",
+    )

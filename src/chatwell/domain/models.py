@@ -37,7 +37,9 @@ class Permission(StrEnum):
     (and the owner key) holds every permission."""
 
     CHAT = "chat"  # talk to the bot and search its knowledge, on every door
-    CONVERSATIONS_READ = "conversations:read"  # list and read its transcripts (and sessions reports)
+    CONVERSATIONS_READ = (
+        "conversations:read"  # list and read its transcripts (and sessions reports)
+    )
     CONVERSATIONS_WRITE = "conversations:write"  # delete transcripts, rate answers
     LEADS_READ = "leads:read"  # read and export the contact details visitors left
 
@@ -92,7 +94,8 @@ class HandoffSettings(_Group):
     offline_message: str | None = Field(None, max_length=1000)
     agent_label: str | None = Field(None, max_length=100)
     canned_replies: list[Annotated[str, Field(min_length=1, max_length=2000)]] = Field(
-        default_factory=list, max_length=30)  # ready answers an agent inserts with one click
+        default_factory=list, max_length=30
+    )  # ready answers an agent inserts with one click
 
 
 class ContactFormField(_Group):
@@ -118,7 +121,8 @@ class WidgetSettings(_Group):
     avatar_url: str | None = Field(None, max_length=500)
     launcher_text: str | None = Field(None, max_length=50)
     recaptcha_enabled: bool = Field(
-        False, description="Public chat needs a reCAPTCHA token (when the server has a reCAPTCHA secret)."
+        False,
+        description="Public chat needs a reCAPTCHA token (when the server has a reCAPTCHA secret).",
     )
 
 
@@ -132,8 +136,10 @@ class AnswerSettings(_Group):
         "I'm sorry, I couldn't find anything about that in my knowledge base.", max_length=1000
     )
     strictness: Literal["lenient", "balanced", "strict"] = Field(
-        "balanced", description="How sure the offline answerer must be that its sources answer before it "
-                                "answers instead of saying it found nothing.")
+        "balanced",
+        description="How sure the offline answerer must be that its sources answer before it "
+        "answers instead of saying it found nothing.",
+    )
     allow_user_images: bool = False
     show_suggested_questions: bool = True
     suggested_questions_count: int = Field(3, ge=0, le=10)

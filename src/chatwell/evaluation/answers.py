@@ -38,8 +38,8 @@ from sqlalchemy import func, select
 from chatwell.chat.prompts import grounding_of
 from chatwell.chat.service import RETRIEVAL_K, ChatRequest
 from chatwell.domain.bots import BotCreate
-from chatwell.domain.models import ModelSettings
 from chatwell.domain.events import Citations, Delta, Done, HistoryTurn, Replace
+from chatwell.domain.models import ModelSettings
 from chatwell.domain.sources import TextSourceIn
 from chatwell.evaluation.datasets import AnswerSet, Doc, Question
 from chatwell.evaluation.metrics import percentile
@@ -67,16 +67,30 @@ class Outcome:
 
     def detail(self) -> dict[str, Any]:
         q = self.question
-        return {"id": q.id, "answerable": q.answerable, "gold": sorted(q.gold), "answered": self.answered,
-                "cited": self.cited, "retrieved": self.retrieved, "support": self.support, "quoted": self.quoted,
-                "seconds": round(self.seconds, 4), "answer": self.text}
+        return {
+            "id": q.id,
+            "answerable": q.answerable,
+            "gold": sorted(q.gold),
+            "answered": self.answered,
+            "cited": self.cited,
+            "retrieved": self.retrieved,
+            "support": self.support,
+            "quoted": self.quoted,
+            "seconds": round(self.seconds, 4),
+            "answer": self.text,
+        }
 
 
-async def evaluate_answers(sets: Sequence[AnswerSet], *, settings: Settings | None = None,
-                           cache_dir: Path | None = None, limit: int | None = None,
-                           answer_settings: dict[str, Any] | None = None,
-                           progress: Callable[[str], None] | None = None,
-                           details: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+async def evaluate_answers(
+    sets: Sequence[AnswerSet],
+    *,
+    settings: Settings | None = None,
+    cache_dir: Path | None = None,
+    limit: int | None = None,
+    answer_settings: dict[str, Any] | None = None,
+    progress: Callable[[str], None] | None = None,
+    details: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
     """Ask every question of every set; the metrics over all of them, and per set when several.
     ``details`` receives one record per question (for calibration and for reading answers)."""
     say = progress or (lambda _msg: None)
@@ -85,7 +99,13 @@ async def evaluate_answers(sets: Sequence[AnswerSet], *, settings: Settings | No
     for answer_set in sets:
         questions = answer_set.questions[:limit] if limit else answer_set.questions
         outcomes[answer_set.name], info[answer_set.name] = await _run_set(
-            answer_set, questions, settings=settings, cache_dir=cache_dir, answer_settings=answer_settings, say=say)
+            answer_set,
+            questions,
+            settings=settings,
+            cache_dir=cache_dir,
+            answer_settings=answer_settings,
+            say=say,
+        )
     everything = [o for group in outcomes.values() for o in group]
     if details is not None:
         for name, group in outcomes.items():
@@ -101,21 +121,36 @@ async def evaluate_answers(sets: Sequence[AnswerSet], *, settings: Settings | No
     return result
 
 
-async def _run_set(answer_set: AnswerSet, questions: Sequence[Question], *, settings: Settings | None,
-                   cache_dir: Path | None, answer_settings: dict[str, Any] | None,
-                   say: Callable[[str], None]) -> tuple[list[Outcome], dict[str, Any]]:
+async def _run_set(
+    answer_set: AnswerSet,
+    questions: Sequence[Question],
+    *,
+    settings: Settings | None,
+    cache_dir: Path | None,
+    answer_settings: dict[str, Any] | None,
+    say: Callable[[str], None],
+) -> tuple[list[Outcome], dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="chatwell-eval-") as tmp:
-        run_settings = (settings or Settings()).model_copy(update={"data_dir": Path(tmp), "database_url": None})
+        run_settings = (settings or Settings()).model_copy(
+            update={"data_dir": Path(tmp), "database_url": None}
+        )
         db = Database(run_settings.resolved_database_url)
         try:
             await migrate.upgrade(db)
-            embedder = build_embedder(run_settings.model_copy(update={"data_dir": cache_dir})) if cache_dir else None
+            embedder = (
+                build_embedder(run_settings.model_copy(update={"data_dir": cache_dir}))
+                if cache_dir
+                else None
+            )
             knowledge = build_knowledge(db, run_settings, embedder=embedder)
             chat = build_chat_service(db, run_settings, knowledge)
             judge = OfflineAnswerer(knowledge.embedder)
             workspace, _ = await workspaces.create_workspace(db, name="eval")
-            bot = await bots.create_bot(db, workspace_id=workspace.id, data=BotCreate(
-                name="eval", slug=f"eval-{uuid.uuid4().hex[:8]}"))
+            bot = await bots.create_bot(
+                db,
+                workspace_id=workspace.id,
+                data=BotCreate(name="eval", slug=f"eval-{uuid.uuid4().hex[:8]}"),
+            )
             if answer_settings:
                 bot.answer_settings = dict(answer_settings)
             started = time.perf_counter()
@@ -124,52 +159,80 @@ async def _run_set(answer_set: AnswerSet, questions: Sequence[Question], *, sett
             await ingest_pending(knowledge.ingestor, concurrency=run_settings.ingestion_concurrency)
             index_seconds = time.perf_counter() - started
             chunks = await _chunk_count(db, bot.id)
-            say(f"{answer_set.name}: {chunks} chunks in {index_seconds:.1f}s; asking {len(questions)} questions")
+            say(
+                f"{answer_set.name}: {chunks} chunks in {index_seconds:.1f}s; asking {len(questions)} questions"
+            )
             outcomes = []
             for n, question in enumerate(questions):
-                outcomes.append(await _ask(chat, knowledge.retriever, judge, bot, question, source_doc))
+                outcomes.append(
+                    await _ask(chat, knowledge.retriever, judge, bot, question, source_doc)
+                )
                 if (n + 1) % 50 == 0:
                     say(f"{answer_set.name}: {n + 1}/{len(questions)}")
             model = chat.models.resolve(_model_settings(bot)).model.name
         finally:
             await db.dispose()
-    return outcomes, {"docs": len(source_doc), "chunks": chunks, "index_seconds": round(index_seconds, 2),
-                      "model": model}
+    return outcomes, {
+        "docs": len(source_doc),
+        "chunks": chunks,
+        "index_seconds": round(index_seconds, 2),
+        "model": model,
+    }
 
 
 def _model_settings(bot: Any) -> ModelSettings:
     return ModelSettings.model_validate(bot.model_settings or {})
 
 
-async def _add_documents(db: Database, bot_id: uuid.UUID, workspace_id: uuid.UUID,
-                         docs: Sequence[Doc]) -> dict[uuid.UUID, str]:
+async def _add_documents(
+    db: Database, bot_id: uuid.UUID, workspace_id: uuid.UUID, docs: Sequence[Doc]
+) -> dict[uuid.UUID, str]:
     principal = owner_principal(workspace_id)
     source_doc: dict[uuid.UUID, str] = {}
     for doc in docs:
         if doc.content is not None:
-            source = await sources.add_file_source(db, principal=principal, bot_ref=str(bot_id),
-                                                   filename=doc.filename or doc.id, content=doc.content,
-                                                   declared_type=None)
+            source = await sources.add_file_source(
+                db,
+                principal=principal,
+                bot_ref=str(bot_id),
+                filename=doc.filename or doc.id,
+                content=doc.content,
+                declared_type=None,
+            )
         else:
             body = doc.text if doc.text.strip() else doc.title
             if not body.strip():
                 continue
-            source = await sources.add_text_source(db, principal=principal, bot_ref=str(bot_id), data=TextSourceIn(
-                type="text", title=doc.title or doc.id, text=body))
+            source = await sources.add_text_source(
+                db,
+                principal=principal,
+                bot_ref=str(bot_id),
+                data=TextSourceIn(type="text", title=doc.title or doc.id, text=body),
+            )
         source_doc[source.id] = doc.id
     return source_doc
 
 
 async def _chunk_count(db: Database, bot_id: uuid.UUID) -> int:
-    return int(await db.read_now(lambda s: s.scalar(select(func.count()).where(Chunk.bot_id == bot_id))) or 0)
+    return int(
+        await db.read_now(lambda s: s.scalar(select(func.count()).where(Chunk.bot_id == bot_id)))
+        or 0
+    )
 
 
-async def _ask(chat: Any, retriever: Any, judge: OfflineAnswerer, bot: Any, question: Question,
-               source_doc: dict[uuid.UUID, str]) -> Outcome:
+async def _ask(
+    chat: Any,
+    retriever: Any,
+    judge: OfflineAnswerer,
+    bot: Any,
+    question: Question,
+    source_doc: dict[uuid.UUID, str],
+) -> Outcome:
     history = [HistoryTurn("user", turn) for turn in question.history]
     started = time.perf_counter()
-    turn = await chat.start(ChatRequest(bot=bot, question=question.text, channel="eval", private=True,
-                                        history=history))
+    turn = await chat.start(
+        ChatRequest(bot=bot, question=question.text, channel="eval", private=True, history=history)
+    )
     parts: list[str] = []
     cited: list[str] = []
     answered = False
@@ -187,43 +250,71 @@ async def _ask(chat: Any, retriever: Any, judge: OfflineAnswerer, bot: Any, ques
             answered = bool(event.answered)
     seconds = time.perf_counter() - started
     # What the answerer was given: the same search the engine ran (its embedding is cached now).
-    query = question.text if not question.history else " ".join([question.history[-1], question.text])
+    query = (
+        question.text if not question.history else " ".join([question.history[-1], question.text])
+    )
     result = await retriever.search(bot_id=bot.id, query=query, k=RETRIEVAL_K)
-    retrieved = list(dict.fromkeys(source_doc[p.source_id] for p in result.passages if p.source_id in source_doc))
+    retrieved = list(
+        dict.fromkeys(source_doc[p.source_id] for p in result.passages if p.source_id in source_doc)
+    )
     related = result.relevant or any(p.keyword > 0 for p in result.passages)
     judgement = await judge.judge(question.text, grounding_of(result.passages))
-    quoted = list(dict.fromkeys(source_doc.get(result.passages[c.index - 1].source_id, "")
-                                for c in judgement.chosen))
-    return Outcome(question, "".join(parts), answered, cited, retrieved, seconds,
-                   judgement.support if related else 0.0, quoted)
+    quoted = list(
+        dict.fromkeys(
+            source_doc.get(result.passages[c.index - 1].source_id, "") for c in judgement.chosen
+        )
+    )
+    return Outcome(
+        question,
+        "".join(parts),
+        answered,
+        cited,
+        retrieved,
+        seconds,
+        judgement.support if related else 0.0,
+        quoted,
+    )
 
 
 def score(outcomes: Sequence[Outcome]) -> dict[str, Any]:
     answerable = [o for o in outcomes if o.question.answerable and o.question.gold]
     unanswerable = [o for o in outcomes if not o.question.answerable]
     answered = [o for o in answerable if o.answered]
-    result: dict[str, Any] = {"questions": len(outcomes), "answerable": len(answerable),
-                              "unanswerable": len(unanswerable)}
+    result: dict[str, Any] = {
+        "questions": len(outcomes),
+        "answerable": len(answerable),
+        "unanswerable": len(unanswerable),
+    }
 
     def mean(values: list[float]) -> float | None:
         return round(statistics.fmean(values), 4) if values else None
 
-    result["grounded_answer_rate"] = mean([float(o.answered and bool(o.question.gold & set(o.cited)))
-                                           for o in answerable])
+    result["grounded_answer_rate"] = mean(
+        [float(o.answered and bool(o.question.gold & set(o.cited))) for o in answerable]
+    )
     result["abstention_rate"] = mean([float(not o.answered) for o in unanswerable])
     if result["grounded_answer_rate"] is not None and result["abstention_rate"] is not None:
-        result["answer_score"] = round((result["grounded_answer_rate"] + result["abstention_rate"]) / 2, 4)
+        result["answer_score"] = round(
+            (result["grounded_answer_rate"] + result["abstention_rate"]) / 2, 4
+        )
     result["false_abstention_rate"] = mean([float(not o.answered) for o in answerable])
-    result["citation_precision"] = mean([sum(d in o.question.gold for d in o.cited) / len(o.cited)
-                                         for o in answered if o.cited])
+    result["citation_precision"] = mean(
+        [sum(d in o.question.gold for d in o.cited) / len(o.cited) for o in answered if o.cited]
+    )
     result["recall@5"] = mean([float(bool(o.question.gold & set(o.cited[:5]))) for o in answerable])
-    result["retrieval_recall@5"] = mean([float(bool(o.question.gold & set(o.retrieved[:5]))) for o in answerable])
-    with_reference = [o for o in outcomes if o.question.answerable and o.question.reference and o.answered]
+    result["retrieval_recall@5"] = mean(
+        [float(bool(o.question.gold & set(o.retrieved[:5]))) for o in answerable]
+    )
+    with_reference = [
+        o for o in outcomes if o.question.answerable and o.question.reference and o.answered
+    ]
     pairs = [token_f1(o.text, o.question.reference or "") for o in with_reference]
     result["token_f1"] = mean([f1 for f1, _ in pairs])
     result["token_recall"] = mean([recall for _, recall in pairs])
     with_terms = [o for o in outcomes if o.question.key_terms]
-    result["key_term_rate"] = mean([float(contains_key_term(o.text, o.question.key_terms)) for o in with_terms])
+    result["key_term_rate"] = mean(
+        [float(contains_key_term(o.text, o.question.key_terms)) for o in with_terms]
+    )
     latencies = [o.seconds * 1000 for o in outcomes]
     result["latency_p50_ms"] = round(percentile(latencies, 50), 1)
     result["latency_p95_ms"] = round(percentile(latencies, 95), 1)

@@ -67,8 +67,14 @@ def load_beir(folder: Path, split: str) -> Dataset:
     return Dataset(corpus, {qid: queries[qid] for qid in qrels if qid in queries}, qrels)
 
 
-async def evaluate(dataset: Dataset, *, settings: Settings | None = None, cache_dir: Path | None = None,
-                   alpha: float | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+async def evaluate(
+    dataset: Dataset,
+    *,
+    settings: Settings | None = None,
+    cache_dir: Path | None = None,
+    alpha: float | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Index ``dataset`` and score its queries; returns the metrics (hybrid, bm25, dense)."""
     say = progress or (lambda _msg: None)
     with tempfile.TemporaryDirectory(prefix="chatwell-eval-") as tmp:
@@ -76,12 +82,21 @@ async def evaluate(dataset: Dataset, *, settings: Settings | None = None, cache_
         db = Database(settings.resolved_database_url)
         try:
             await migrate.upgrade(db)
-            embedder = build_embedder(settings.model_copy(update={"data_dir": cache_dir})) if cache_dir else None
-            retrieval = RetrievalConfig() if alpha is None else replace(RetrievalConfig(), alpha=alpha)
+            embedder = (
+                build_embedder(settings.model_copy(update={"data_dir": cache_dir}))
+                if cache_dir
+                else None
+            )
+            retrieval = (
+                RetrievalConfig() if alpha is None else replace(RetrievalConfig(), alpha=alpha)
+            )
             knowledge = build_knowledge(db, settings, embedder=embedder, retrieval=retrieval)
             workspace, _ = await workspaces.create_workspace(db, name="eval")
-            bot = await bots.create_bot(db, workspace_id=workspace.id, data=BotCreate(
-                name="eval", slug=f"eval-{uuid.uuid4().hex[:8]}"))
+            bot = await bots.create_bot(
+                db,
+                workspace_id=workspace.id,
+                data=BotCreate(name="eval", slug=f"eval-{uuid.uuid4().hex[:8]}"),
+            )
             principal = owner_principal(workspace.id)
             started = time.perf_counter()
             source_doc: dict[uuid.UUID, str] = {}
@@ -89,25 +104,41 @@ async def evaluate(dataset: Dataset, *, settings: Settings | None = None, cache_
                 body = text if text.strip() else title
                 if not body.strip():
                     continue
-                source = await sources.add_text_source(db, principal=principal, bot_ref=str(bot.id),
-                                                       data=TextSourceIn(type="text", title=title or doc_id,
-                                                                         text=body))
+                source = await sources.add_text_source(
+                    db,
+                    principal=principal,
+                    bot_ref=str(bot.id),
+                    data=TextSourceIn(type="text", title=title or doc_id, text=body),
+                )
                 source_doc[source.id] = doc_id
             say(f"added {len(source_doc)} documents; ingesting")
             await ingest_pending(knowledge.ingestor, concurrency=settings.ingestion_concurrency)
             index_seconds = time.perf_counter() - started
             async with db.read() as session:
-                chunk_doc = {cid: source_doc[sid] for cid, sid in (await session.execute(
-                    select(Chunk.id, Chunk.source_id).where(Chunk.bot_id == bot.id))).all()}
-            say(f"indexed {len(chunk_doc)} chunks in {index_seconds:.1f}s; running {len(dataset.queries)} queries")
+                chunk_doc = {
+                    cid: source_doc[sid]
+                    for cid, sid in (
+                        await session.execute(
+                            select(Chunk.id, Chunk.source_id).where(Chunk.bot_id == bot.id)
+                        )
+                    ).all()
+                }
+            say(
+                f"indexed {len(chunk_doc)} chunks in {index_seconds:.1f}s; running {len(dataset.queries)} queries"
+            )
             runs: dict[str, list[tuple[str, list[str]]]] = {"hybrid": [], "bm25": [], "dense": []}
             latencies: list[float] = []
             for qid, text in dataset.queries.items():
                 t0 = time.perf_counter()
-                ranking = await knowledge.retriever.rank(bot_id=bot.id, query=text, depth=EVAL_DEPTH)
+                ranking = await knowledge.retriever.rank(
+                    bot_id=bot.id, query=text, depth=EVAL_DEPTH
+                )
                 latencies.append((time.perf_counter() - t0) * 1000)
-                for name, scores in (("hybrid", ranking.fused), ("bm25", ranking.lexical),
-                                     ("dense", ranking.dense)):
+                for name, scores in (
+                    ("hybrid", ranking.fused),
+                    ("bm25", ranking.lexical),
+                    ("dense", ranking.dense),
+                ):
                     docs = max_per_group(scores, chunk_doc.__getitem__)
                     runs[name].append((qid, [doc for doc, _ in ranked(docs)[:100]]))
         finally:
@@ -115,10 +146,18 @@ async def evaluate(dataset: Dataset, *, settings: Settings | None = None, cache_
 
     def score(run: list[tuple[str, list[str]]]) -> dict[str, float]:
         return {
-            "ndcg@10": round(statistics.fmean(ndcg_at_k(r, dataset.qrels[q], 10) for q, r in run), 4),
-            "recall@5": round(statistics.fmean(recall_at_k(r, dataset.qrels[q], 5) for q, r in run), 4),
-            "recall@10": round(statistics.fmean(recall_at_k(r, dataset.qrels[q], 10) for q, r in run), 4),
-            "recall@100": round(statistics.fmean(recall_at_k(r, dataset.qrels[q], 100) for q, r in run), 4),
+            "ndcg@10": round(
+                statistics.fmean(ndcg_at_k(r, dataset.qrels[q], 10) for q, r in run), 4
+            ),
+            "recall@5": round(
+                statistics.fmean(recall_at_k(r, dataset.qrels[q], 5) for q, r in run), 4
+            ),
+            "recall@10": round(
+                statistics.fmean(recall_at_k(r, dataset.qrels[q], 10) for q, r in run), 4
+            ),
+            "recall@100": round(
+                statistics.fmean(recall_at_k(r, dataset.qrels[q], 100) for q, r in run), 4
+            ),
         }
 
     result: dict[str, Any] = score(runs["hybrid"]) if runs["hybrid"] else {}

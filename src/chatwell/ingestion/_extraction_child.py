@@ -28,8 +28,11 @@ def main(sender: Connection, job: ExtractionJob, limits: ExtractionLimits) -> No
     except MemoryError:
         reply = _too_large(limits)
     except Exception as exc:  # a parser crash is the file's problem, told the loaders' way
-        reply = _too_large(limits) if _out_of_memory(exc) else (
-            "error", "malformed_file", "The file could not be read.")
+        reply = (
+            _too_large(limits)
+            if _out_of_memory(exc)
+            else ("error", "malformed_file", "The file could not be read.")
+        )
     try:
         sender.send(reply)
     except MemoryError:
@@ -50,8 +53,12 @@ def _limit(limits: ExtractionLimits) -> None:
 
 
 def _too_large(limits: ExtractionLimits) -> tuple[str, str, str]:
-    return ("error", "source_too_large", f"Reading the document needs more than "
-            f"{limits.memory_bytes // (1024 * 1024)} MiB of memory (CHATWELL_INGESTION_MEMORY_MB).")
+    return (
+        "error",
+        "source_too_large",
+        f"Reading the document needs more than "
+        f"{limits.memory_bytes // (1024 * 1024)} MiB of memory (CHATWELL_INGESTION_MEMORY_MB).",
+    )
 
 
 def _out_of_memory(exc: BaseException | None) -> bool:

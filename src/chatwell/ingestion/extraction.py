@@ -89,19 +89,32 @@ def extract(job: ExtractionJob, limits: ExtractionLimits) -> Extracted:
     if document is None:
         budget = text_budget.set(limits.max_text_chars)
         try:
-            document = load_document(job.data, filename=job.filename, declared_type=job.declared_type,
-                                     max_bytes=job.max_bytes, url=job.url)
+            document = load_document(
+                job.data,
+                filename=job.filename,
+                declared_type=job.declared_type,
+                max_bytes=job.max_bytes,
+                url=job.url,
+            )
         finally:
             text_budget.reset(budget)
     chars = sum(len(section.text) for section in document.sections)
     if chars > limits.max_text_chars:
         raise too_much_text(chars, limits.max_text_chars)
     title = display_title(job, document)
-    drafts = split_document(document, count_tokens=count_tokens, heading_prefix=title,
-                            chunk_tokens=job.chunk_tokens, overlap_tokens=job.overlap_tokens)
+    drafts = split_document(
+        document,
+        count_tokens=count_tokens,
+        heading_prefix=title,
+        chunk_tokens=job.chunk_tokens,
+        overlap_tokens=job.overlap_tokens,
+    )
     if len(drafts) > limits.max_chunks:
-        raise LoaderError("source_too_large", f"The document makes {len(drafts):,} chunks; the limit is "
-                          f"{limits.max_chunks:,} (CHATWELL_INGESTION_MAX_CHUNKS).")
+        raise LoaderError(
+            "source_too_large",
+            f"The document makes {len(drafts):,} chunks; the limit is "
+            f"{limits.max_chunks:,} (CHATWELL_INGESTION_MAX_CHUNKS).",
+        )
     return Extracted(title, drafts)
 
 
@@ -110,7 +123,9 @@ def display_title(job: ExtractionJob, document: LoadedDocument) -> str:
     generic = {None, "", job.source_url, job.filename}
     if job.source_type in ("text", "qa") or job.source_title not in generic:
         return job.source_title or ""
-    return (document.title or job.source_title or job.source_url or job.filename or "Untitled")[:500]
+    return (document.title or job.source_title or job.source_url or job.filename or "Untitled")[
+        :500
+    ]
 
 
 def runs_inline(job: ExtractionJob) -> bool:
@@ -132,9 +147,14 @@ class Extractor:
         self.limits = limits
         self._slots = asyncio.Semaphore(limits.concurrency)
 
-    async def run(self, job: ExtractionJob, still_wanted: Callable[[], Awaitable[bool]]) -> Extracted:
+    async def run(
+        self, job: ExtractionJob, still_wanted: Callable[[], Awaitable[bool]]
+    ) -> Extracted:
         if len(job.data) > job.max_bytes:  # refused before any process starts
-            raise LoaderError("file_too_large", f"The file is {len(job.data)} bytes; the limit is {job.max_bytes} bytes.")
+            raise LoaderError(
+                "file_too_large",
+                f"The file is {len(job.data)} bytes; the limit is {job.max_bytes} bytes.",
+            )
         inline = await asyncio.to_thread(self._inline, job)
         if inline is not None:
             return inline
@@ -146,11 +166,14 @@ class Extractor:
     def _inline(self, job: ExtractionJob) -> Extracted | None:
         return extract(job, self.limits) if runs_inline(job) else None  # one thread hop for both
 
-    async def _in_process(self, job: ExtractionJob, still_wanted: Callable[[], Awaitable[bool]]) -> Extracted:
+    async def _in_process(
+        self, job: ExtractionJob, still_wanted: Callable[[], Awaitable[bool]]
+    ) -> Extracted:
         context = _context()
         receiver, sender = context.Pipe(duplex=False)
-        process = context.Process(target=_child, args=(sender, job, self.limits),
-                                  name="chatwell-extraction", daemon=True)
+        process = context.Process(
+            target=_child, args=(sender, job, self.limits), name="chatwell-extraction", daemon=True
+        )
         loop = asyncio.get_running_loop()
         reply: asyncio.Future[Any] | None = None
         exitcode: int | None = None
@@ -160,12 +183,17 @@ class Extractor:
             sender.close()
             reply = asyncio.ensure_future(asyncio.to_thread(_receive, receiver))
             while True:
-                done, _ = await asyncio.wait({reply}, timeout=max(0.0, min(WATCH_SECONDS, deadline - loop.time())))
+                done, _ = await asyncio.wait(
+                    {reply}, timeout=max(0.0, min(WATCH_SECONDS, deadline - loop.time()))
+                )
                 if done:
                     break
                 if loop.time() >= deadline:
-                    raise LoaderError("extraction_timeout", f"Reading the document took longer than "
-                                      f"{self.limits.timeout_seconds:g} s (CHATWELL_INGESTION_TIMEOUT_SECONDS).")
+                    raise LoaderError(
+                        "extraction_timeout",
+                        f"Reading the document took longer than "
+                        f"{self.limits.timeout_seconds:g} s (CHATWELL_INGESTION_TIMEOUT_SECONDS).",
+                    )
                 if not await still_wanted():
                     raise ExtractionCancelled()
             outcome = reply.result()
@@ -191,11 +219,17 @@ class Extractor:
     def _died(self, exitcode: int | None) -> LoaderError:
         cpu_limit = getattr(signal, "SIGXCPU", None)  # none on Windows
         if cpu_limit is not None and exitcode == -cpu_limit:
-            return LoaderError("extraction_timeout", f"Reading the document used more than {self.limits.cpu_seconds} s "
-                               "of CPU time (CHATWELL_INGESTION_CPU_SECONDS).")
+            return LoaderError(
+                "extraction_timeout",
+                f"Reading the document used more than {self.limits.cpu_seconds} s "
+                "of CPU time (CHATWELL_INGESTION_CPU_SECONDS).",
+            )
         log.warning("an extraction process ended with code %s", exitcode)
-        return LoaderError("extraction_failed", "Reading the document stopped unexpectedly (it may need more "
-                           "memory than CHATWELL_INGESTION_MEMORY_MB allows).")
+        return LoaderError(
+            "extraction_failed",
+            "Reading the document stopped unexpectedly (it may need more "
+            "memory than CHATWELL_INGESTION_MEMORY_MB allows).",
+        )
 
 
 def _receive(receiver: Connection) -> Any:

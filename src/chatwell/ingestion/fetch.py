@@ -92,7 +92,12 @@ class FetchError(Exception):
     """A fetch refused or failed; ``code`` is one of FETCH_ERROR_CODES."""
 
     def __init__(
-        self, code: str, message: str, *, status: int | None = None, url: str | None = None,
+        self,
+        code: str,
+        message: str,
+        *,
+        status: int | None = None,
+        url: str | None = None,
         reason: str | None = None,
     ):
         if code not in FETCH_ERROR_CODES:
@@ -102,7 +107,9 @@ class FetchError(Exception):
         self.message = message
         self.status = status
         self.url = url
-        self.reason = reason  # why an address was refused: for the server's own decisions, never shown
+        self.reason = (
+            reason  # why an address was refused: for the server's own decisions, never shown
+        )
 
 
 def _not_allowed(url: httpx.URL, reason: str) -> FetchError:

@@ -46,10 +46,19 @@ async def ingest_one(ingestor: Ingestor, source_id: uuid.UUID) -> bool:
 async def waiting_sources(ingestor: Ingestor, limit: int = SWEEP_LIMIT) -> list[uuid.UUID]:
     stale = utcnow() - ingestor.config.lease
     async with ingestor.db.read() as session:
-        return list(await session.scalars(select(Source.id).where(or_(
-            Source.status == SourceStatus.PENDING,
-            (Source.status == SourceStatus.PROCESSING) & (Source.locked_at < stale),
-        )).order_by(Source.id).limit(limit)))
+        return list(
+            await session.scalars(
+                select(Source.id)
+                .where(
+                    or_(
+                        Source.status == SourceStatus.PENDING,
+                        (Source.status == SourceStatus.PROCESSING) & (Source.locked_at < stale),
+                    )
+                )
+                .order_by(Source.id)
+                .limit(limit)
+            )
+        )
 
 
 def libpq_url(database_url: str) -> str:
@@ -68,20 +77,32 @@ class ProcrastinateQueue:
         import procrastinate
 
         self.ingestor = ingestor
-        self.app = procrastinate.App(connector=procrastinate.PsycopgConnector(
-            conninfo=libpq_url(database_url), min_size=1, max_size=4))
+        self.app = procrastinate.App(
+            connector=procrastinate.PsycopgConnector(
+                conninfo=libpq_url(database_url), min_size=1, max_size=4
+            )
+        )
         self._pending: set[asyncio.Task[None]] = set()
 
-        @self.app.task(name="chatwell.ingest_source", queue=QUEUE,
-                       retry=procrastinate.RetryStrategy(max_attempts=5, exponential_wait=2))
+        @self.app.task(
+            name="chatwell.ingest_source",
+            queue=QUEUE,
+            retry=procrastinate.RetryStrategy(max_attempts=5, exponential_wait=2),
+        )
         async def ingest_source(source_id: str) -> None:
             ingestor = self._require_ingestor()
             processed = await ingest_one(ingestor, uuid.UUID(source_id))
             if processed:
                 # A crawl root leaves its pages pending: queue them now rather than at the next sweep.
                 async with ingestor.db.read() as session:
-                    children = await session.scalar(select(Source.id).where(
-                        Source.parent_id == uuid.UUID(source_id), Source.status == SourceStatus.PENDING).limit(1))
+                    children = await session.scalar(
+                        select(Source.id)
+                        .where(
+                            Source.parent_id == uuid.UUID(source_id),
+                            Source.status == SourceStatus.PENDING,
+                        )
+                        .limit(1)
+                    )
                 if children is not None:
                     await self.request_sweep()
 
@@ -99,7 +120,9 @@ class ProcrastinateQueue:
 
     def _require_ingestor(self) -> Ingestor:
         if self.ingestor is None:
-            raise RuntimeError("this process only defers jobs; run `chatwell worker` to process them")
+            raise RuntimeError(
+                "this process only defers jobs; run `chatwell worker` to process them"
+            )
         return self.ingestor
 
     async def _sweep(self) -> int:
@@ -109,7 +132,8 @@ class ProcrastinateQueue:
         for source_id in await waiting_sources(self._require_ingestor()):
             with contextlib.suppress(procrastinate.exceptions.AlreadyEnqueued):
                 await self.ingest_source.configure(queueing_lock=f"source-{source_id}").defer_async(
-                    source_id=str(source_id))
+                    source_id=str(source_id)
+                )
                 queued += 1
         return queued
 
@@ -125,7 +149,8 @@ class ProcrastinateQueue:
     async def ensure_schema(self) -> None:
         """Create procrastinate's tables once (it has no migrations of its own to re-run)."""
         rows = await self.app.connector.execute_query_all_async(
-            "SELECT to_regclass('procrastinate_jobs') IS NOT NULL AS present")
+            "SELECT to_regclass('procrastinate_jobs') IS NOT NULL AS present"
+        )
         if not rows[0]["present"]:
             await self.app.schema_manager.apply_schema_async()
 
@@ -152,8 +177,11 @@ class ProcrastinateQueue:
         ingestor = self._require_ingestor()
         while True:
             async with ingestor.db.read() as session:
-                busy = await session.scalar(select(Source.id).where(
-                    Source.status.in_([SourceStatus.PENDING, SourceStatus.PROCESSING])).limit(1))
+                busy = await session.scalar(
+                    select(Source.id)
+                    .where(Source.status.in_([SourceStatus.PENDING, SourceStatus.PROCESSING]))
+                    .limit(1)
+                )
             if busy is None:
                 return
             await asyncio.sleep(poll_seconds)
@@ -172,5 +200,10 @@ class ProcrastinateQueue:
                 return
 
     async def run_worker(self, *, concurrency: int, wait: bool = True, **options: Any) -> None:
-        await self.app.run_worker_async(queues=[QUEUE], concurrency=concurrency, wait=wait,
-                                        install_signal_handlers=wait, **options)
+        await self.app.run_worker_async(
+            queues=[QUEUE],
+            concurrency=concurrency,
+            wait=wait,
+            install_signal_handlers=wait,
+            **options,
+        )

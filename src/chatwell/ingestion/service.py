@@ -69,8 +69,15 @@ class IngestionFailed(Exception):
 class Ingestor:
     """Turns pending sources into chunks. One per process; safe to run many processes at once."""
 
-    def __init__(self, db: Database, embedder: Embedder, index: SearchIndex, config: IngestionConfig,
-                 *, worker_id: str | None = None):
+    def __init__(
+        self,
+        db: Database,
+        embedder: Embedder,
+        index: SearchIndex,
+        config: IngestionConfig,
+        *,
+        worker_id: str | None = None,
+    ):
         self.db = db
         self.embedder = embedder
         self.index = index
@@ -83,30 +90,57 @@ class Ingestor:
         now = utcnow()
         stale = now - self.config.lease
         async with self.db.write() as session:
-            candidate = select(Source.id).where(or_(
-                Source.status == SourceStatus.PENDING,
-                (Source.status == SourceStatus.PROCESSING) & (Source.locked_at < stale),
-            )).order_by(Source.id).limit(1)
+            candidate = (
+                select(Source.id)
+                .where(
+                    or_(
+                        Source.status == SourceStatus.PENDING,
+                        (Source.status == SourceStatus.PROCESSING) & (Source.locked_at < stale),
+                    )
+                )
+                .order_by(Source.id)
+                .limit(1)
+            )
             if self.db.is_postgres:
                 candidate = candidate.with_for_update(skip_locked=True)
             source_id = await session.scalar(candidate)
             if source_id is None:
                 return None
-            await session.execute(update(Source).where(Source.id == source_id).values(
-                status=SourceStatus.PROCESSING, locked_by=self.worker_id, locked_at=now,
-                attempts=Source.attempts + 1, progress=0.0))
+            await session.execute(
+                update(Source)
+                .where(Source.id == source_id)
+                .values(
+                    status=SourceStatus.PROCESSING,
+                    locked_by=self.worker_id,
+                    locked_at=now,
+                    attempts=Source.attempts + 1,
+                    progress=0.0,
+                )
+            )
             return source_id
 
     async def claim_source(self, source_id: uuid.UUID) -> bool:
         """Take this one source if it is waiting (the CLI ingests what it just added)."""
         now = utcnow()
         async with self.db.write() as session:
-            result = await session.execute(update(Source).where(
-                Source.id == source_id,
-                or_(Source.status == SourceStatus.PENDING,
-                    (Source.status == SourceStatus.PROCESSING) & (Source.locked_at < now - self.config.lease)),
-            ).values(status=SourceStatus.PROCESSING, locked_by=self.worker_id, locked_at=now,
-                     attempts=Source.attempts + 1, progress=0.0))
+            result = await session.execute(
+                update(Source)
+                .where(
+                    Source.id == source_id,
+                    or_(
+                        Source.status == SourceStatus.PENDING,
+                        (Source.status == SourceStatus.PROCESSING)
+                        & (Source.locked_at < now - self.config.lease),
+                    ),
+                )
+                .values(
+                    status=SourceStatus.PROCESSING,
+                    locked_by=self.worker_id,
+                    locked_at=now,
+                    attempts=Source.attempts + 1,
+                    progress=0.0,
+                )
+            )
             return bool(result.rowcount)
 
     async def process_source(self, source_id: uuid.UUID) -> None:
@@ -127,24 +161,36 @@ class Ingestor:
     async def _process(self, source: Source, content: SourceContent | None) -> None:
         source_id = source.id
         try:
-            if source.type == SourceType.URL and source.options.get("crawl") and source.parent_id is None:
+            if (
+                source.type == SourceType.URL
+                and source.options.get("crawl")
+                and source.parent_id is None
+            ):
                 await self._crawl_site(source)
                 return
             extracted = await self._extract(source, content.data if content else None)
             await self._index(source, extracted)
         except ExtractionCancelled:
-            log.info("ingestion of source %s stopped: the source was deleted or queued again", source_id)
+            log.info(
+                "ingestion of source %s stopped: the source was deleted or queued again", source_id
+            )
         except (LoaderError, FetchError, IngestionFailed) as exc:
             await self._fail(source, exc.code, exc.message)
         except Exception as exc:
             if unavailable_reason(exc) is not None:
                 # The database was locked or went away: not the source's fault. Put it back in
                 # the queue (chunks are replaced whole, so a second run duplicates nothing).
-                log.warning("ingestion of source %s interrupted: %s; queued again", source_id, type(exc).__name__)
+                log.warning(
+                    "ingestion of source %s interrupted: %s; queued again",
+                    source_id,
+                    type(exc).__name__,
+                )
                 await self._release(source_id)
                 return
             log.exception("ingestion of source %s failed", source_id)
-            await self._fail(source, "internal_error", "Ingestion failed unexpectedly; see the server log.")
+            await self._fail(
+                source, "internal_error", "Ingestion failed unexpectedly; see the server log."
+            )
 
     async def _keep_lease(self, source_id: uuid.UUID) -> None:
         """Renew this worker's lease while it works, so no other worker takes the source over."""
@@ -153,10 +199,15 @@ class Ingestor:
             await asyncio.sleep(interval)
             try:
                 async with self.db.write() as session:
-                    await session.execute(update(Source).where(
-                        Source.id == source_id, Source.locked_by == self.worker_id).values(locked_at=utcnow()))
+                    await session.execute(
+                        update(Source)
+                        .where(Source.id == source_id, Source.locked_by == self.worker_id)
+                        .values(locked_at=utcnow())
+                    )
             except Exception as exc:  # a missed renewal is retried; the lease outlasts two of them
-                log.warning("could not renew the lease of source %s (%s)", source_id, type(exc).__name__)
+                log.warning(
+                    "could not renew the lease of source %s (%s)", source_id, type(exc).__name__
+                )
 
     async def run_until_idle(self) -> int:
         """Process every pending source, one at a time; returns how many were processed."""
@@ -170,39 +221,67 @@ class Ingestor:
         """Whether this worker's claim on ``source`` still stands: not deleted, not re-synced (which
         releases it), not taken over by another worker, not claimed again since."""
         async with self.db.read() as session:
-            row = (await session.execute(select(Source.locked_by, Source.attempts).where(
-                Source.id == source.id))).first()
-        return row is not None and row.locked_by == self.worker_id and row.attempts == source.attempts
+            row = (
+                await session.execute(
+                    select(Source.locked_by, Source.attempts).where(Source.id == source.id)
+                )
+            ).first()
+        return (
+            row is not None and row.locked_by == self.worker_id and row.attempts == source.attempts
+        )
 
     # ------------------------------------------------------------------------------- stages
 
     async def _extract(self, source: Source, data: bytes | None) -> Extracted:
         """The source's title and chunk drafts, within the extraction limits."""
         job = functools.partial(
-            ExtractionJob, source_type=str(source.type), source_title=source.title, source_url=source.url,
+            ExtractionJob,
+            source_type=str(source.type),
+            source_title=source.title,
+            source_url=source.url,
             url=source.url,
-            filename=source.filename, max_bytes=self.config.max_file_bytes,
-            chunk_tokens=self.config.chunk_tokens, overlap_tokens=self.config.overlap_tokens)
+            filename=source.filename,
+            max_bytes=self.config.max_file_bytes,
+            chunk_tokens=self.config.chunk_tokens,
+            overlap_tokens=self.config.overlap_tokens,
+        )
         if source.type == SourceType.QA:
             assert data is not None
             pair = json.loads(data)
-            document = LoadedDocument(title=pair["question"], mime_type="application/x-qa", sections=[
-                Section(text=pair["answer"], heading_path=(pair["question"],))])
-            return await self.extractor.run(job(declared_type=None, document=document),
-                                            lambda: self.still_claimed(source))
-        if source.type == SourceType.URL and data is None:
-            page = await fetch_url(source.url or "", allow_private=self.config.allow_private,
-                                   max_bytes=self.config.max_fetch_bytes, timeout=self.config.fetch_timeout)
+            document = LoadedDocument(
+                title=pair["question"],
+                mime_type="application/x-qa",
+                sections=[Section(text=pair["answer"], heading_path=(pair["question"],))],
+            )
             return await self.extractor.run(
-                job(data=page.body, declared_type=page.content_type, max_bytes=self.config.max_fetch_bytes,
-                    url=page.final_url, filename=None), lambda: self.still_claimed(source))
+                job(declared_type=None, document=document), lambda: self.still_claimed(source)
+            )
+        if source.type == SourceType.URL and data is None:
+            page = await fetch_url(
+                source.url or "",
+                allow_private=self.config.allow_private,
+                max_bytes=self.config.max_fetch_bytes,
+                timeout=self.config.fetch_timeout,
+            )
+            return await self.extractor.run(
+                job(
+                    data=page.body,
+                    declared_type=page.content_type,
+                    max_bytes=self.config.max_fetch_bytes,
+                    url=page.final_url,
+                    filename=None,
+                ),
+                lambda: self.still_claimed(source),
+            )
         if data is None:
             raise IngestionFailed("malformed_file", "The source has no stored content.")
         declared = source.mime_type
         if source.type == SourceType.TEXT:
             # Pasted text is often Markdown; the Markdown loader reads plain prose the same way.
             declared = "text/markdown"
-        return await self.extractor.run(job(data=data, declared_type=declared), lambda: self.still_claimed(source))
+        return await self.extractor.run(
+            job(data=data, declared_type=declared), lambda: self.still_claimed(source)
+        )
 
     async def _index(self, source: Source, extracted: Extracted) -> None:
         drafts = extracted.drafts
@@ -211,14 +290,26 @@ class Ingestor:
         vectors = await self._embed(source, [embedding_text(d.heading, d.text) for d in drafts])
         async with self.db.write() as session:
             current = await session.get(Source, source.id)
-            if current is None or current.locked_by != self.worker_id or current.attempts != source.attempts:
+            if (
+                current is None
+                or current.locked_by != self.worker_id
+                or current.attempts != source.attempts
+            ):
                 return  # deleted or re-synced while we worked, or our lease passed to another worker
             await session.execute(delete(Chunk).where(Chunk.source_id == source.id))
             chunks = [
-                Chunk(workspace_id=source.workspace_id, bot_id=source.bot_id, source_id=source.id,
-                      position=d.position, text=d.text, heading=d.heading, page=d.page,
-                      token_count=d.token_count, content_hash=d.content_hash,
-                      embedding_model=self.embedder.model_id)
+                Chunk(
+                    workspace_id=source.workspace_id,
+                    bot_id=source.bot_id,
+                    source_id=source.id,
+                    position=d.position,
+                    text=d.text,
+                    heading=d.heading,
+                    page=d.page,
+                    token_count=d.token_count,
+                    content_hash=d.content_hash,
+                    embedding_model=self.embedder.model_id,
+                )
                 for d in drafts
             ]
             session.add_all(chunks)
@@ -239,8 +330,10 @@ class Ingestor:
             return await self.embedder.embed(texts)
         parts = []
         for start in range(0, len(texts), PROGRESS_SLICE):
-            parts.append(await self.embedder.embed(texts[start:start + PROGRESS_SLICE]))
-            if not await self._progress(source, 0.1 + 0.85 * min(1.0, (start + PROGRESS_SLICE) / len(texts))):
+            parts.append(await self.embedder.embed(texts[start : start + PROGRESS_SLICE]))
+            if not await self._progress(
+                source, 0.1 + 0.85 * min(1.0, (start + PROGRESS_SLICE) / len(texts))
+            ):
                 raise ExtractionCancelled()
         return np.concatenate(parts)
 
@@ -248,21 +341,33 @@ class Ingestor:
         """Fetch the site's pages; each becomes its own pending source under ``root``."""
         options = root.options or {}
         found = 0
-        async for page in crawl(root.url or "", max_pages=int(options.get("max_pages", 50)),
-                                max_depth=int(options.get("max_depth", 2)),
-                                concurrency=self.config.crawl_concurrency,
-                                allow_private=self.config.allow_private):
+        async for page in crawl(
+            root.url or "",
+            max_pages=int(options.get("max_pages", 50)),
+            max_depth=int(options.get("max_depth", 2)),
+            concurrency=self.config.crawl_concurrency,
+            allow_private=self.config.allow_private,
+        ):
             async with self.db.write() as session:
-                existing = await session.scalar(select(Source).where(
-                    Source.parent_id == root.id, Source.url == page.final_url))
+                existing = await session.scalar(
+                    select(Source).where(Source.parent_id == root.id, Source.url == page.final_url)
+                )
                 if existing is None:
-                    existing = Source(workspace_id=root.workspace_id, bot_id=root.bot_id, parent_id=root.id,
-                                      type=SourceType.URL, title=page.final_url, url=page.final_url,
-                                      options={"fetched": True})
+                    existing = Source(
+                        workspace_id=root.workspace_id,
+                        bot_id=root.bot_id,
+                        parent_id=root.id,
+                        type=SourceType.URL,
+                        title=page.final_url,
+                        url=page.final_url,
+                        options={"fetched": True},
+                    )
                     session.add(existing)
                     await session.flush()
                 else:
-                    await session.execute(delete(SourceContent).where(SourceContent.source_id == existing.id))
+                    await session.execute(
+                        delete(SourceContent).where(SourceContent.source_id == existing.id)
+                    )
                 existing.mime_type = page.content_type
                 existing.size_bytes = len(page.body)
                 existing.status = SourceStatus.PENDING
@@ -271,18 +376,34 @@ class Ingestor:
         if found == 0:
             raise IngestionFailed("fetch_failed", "No page of the site could be fetched.")
         async with self.db.write() as session:
-            await session.execute(update(Source).where(
-                Source.id == root.id, Source.locked_by == self.worker_id).values(
-                status=SourceStatus.READY, progress=1.0, chunk_count=0, error=None, error_code=None,
-                locked_by=None, locked_at=None, synced_at=utcnow(),
-                options={**options, "pages": found}))
+            await session.execute(
+                update(Source)
+                .where(Source.id == root.id, Source.locked_by == self.worker_id)
+                .values(
+                    status=SourceStatus.READY,
+                    progress=1.0,
+                    chunk_count=0,
+                    error=None,
+                    error_code=None,
+                    locked_by=None,
+                    locked_at=None,
+                    synced_at=utcnow(),
+                    options={**options, "pages": found},
+                )
+            )
 
     async def _progress(self, source: Source, value: float) -> bool:
         """Record progress under this worker's claim; False when the claim is gone."""
         async with self.db.write() as session:
-            result = await session.execute(update(Source).where(
-                Source.id == source.id, Source.locked_by == self.worker_id,
-                Source.attempts == source.attempts).values(progress=value, locked_at=utcnow()))
+            result = await session.execute(
+                update(Source)
+                .where(
+                    Source.id == source.id,
+                    Source.locked_by == self.worker_id,
+                    Source.attempts == source.attempts,
+                )
+                .values(progress=value, locked_at=utcnow())
+            )
             return bool(result.rowcount)
 
     async def _release(self, source_id: uuid.UUID) -> None:
@@ -290,16 +411,35 @@ class Ingestor:
         runs out and any worker takes it up again."""
         try:
             async with self.db.write() as session:
-                await session.execute(update(Source).where(
-                    Source.id == source_id, Source.locked_by == self.worker_id).values(
-                    status=SourceStatus.PENDING, progress=0.0, locked_by=None, locked_at=None))
+                await session.execute(
+                    update(Source)
+                    .where(Source.id == source_id, Source.locked_by == self.worker_id)
+                    .values(
+                        status=SourceStatus.PENDING, progress=0.0, locked_by=None, locked_at=None
+                    )
+                )
         except Exception as exc:
-            log.warning("could not requeue source %s (%s); its lease will run out", source_id, type(exc).__name__)
+            log.warning(
+                "could not requeue source %s (%s); its lease will run out",
+                source_id,
+                type(exc).__name__,
+            )
 
     async def _fail(self, source: Source, code: str, message: str) -> None:
         async with self.db.write() as session:
-            await session.execute(update(Source).where(
-                Source.id == source.id, Source.locked_by == self.worker_id,
-                Source.attempts == source.attempts).values(
-                status=SourceStatus.FAILED, error_code=code, error=message, progress=1.0,
-                locked_by=None, locked_at=None))
+            await session.execute(
+                update(Source)
+                .where(
+                    Source.id == source.id,
+                    Source.locked_by == self.worker_id,
+                    Source.attempts == source.attempts,
+                )
+                .values(
+                    status=SourceStatus.FAILED,
+                    error_code=code,
+                    error=message,
+                    progress=1.0,
+                    locked_by=None,
+                    locked_at=None,
+                )
+            )

@@ -106,12 +106,16 @@ def split_document(
         if prefix and (not path or path[0] != prefix):
             path.insert(0, prefix)
         heading = _fit_heading(HEADING_SEPARATOR.join(path), count_tokens, chunk_tokens)
-        bodies = _Packer(heading, count_tokens, chunk_tokens, overlap_tokens, estimate_margin).pack(section.text)
+        bodies = _Packer(heading, count_tokens, chunk_tokens, overlap_tokens, estimate_margin).pack(
+            section.text
+        )
         counts = [count_tokens(embedding_text(heading, body)) for body in bodies]
         if estimate_margin is not None and max(counts, default=0) > chunk_tokens:
             # The estimate misjudged this section (a counter far from additive), or one unit is too
             # big for any chunk: pack it again counting exactly, as the estimate never may overfill.
-            bodies = _Packer(heading, count_tokens, chunk_tokens, overlap_tokens, None).pack(section.text)
+            bodies = _Packer(heading, count_tokens, chunk_tokens, overlap_tokens, None).pack(
+                section.text
+            )
             counts = [count_tokens(embedding_text(heading, body)) for body in bodies]
         for body, tokens in zip(bodies, counts, strict=True):
             full = embedding_text(heading, body)
@@ -238,8 +242,14 @@ def _fit_heading(heading: str, count_tokens: CountTokens, chunk_tokens: int) -> 
 class _Packer:
     """Greedy packing of one section's pieces into chunks that fit the token budget."""
 
-    def __init__(self, heading: str, count_tokens: CountTokens, limit: int, overlap: int,
-                 margin: int | None = ESTIMATE_MARGIN):
+    def __init__(
+        self,
+        heading: str,
+        count_tokens: CountTokens,
+        limit: int,
+        overlap: int,
+        margin: int | None = ESTIMATE_MARGIN,
+    ):
         self.heading = heading
         self.count = count_tokens
         self.limit = limit
@@ -249,7 +259,9 @@ class _Packer:
         self._piece_tokens: dict[str, int] = {}
 
     def fits(self, pieces: list[_Piece]) -> bool:
-        if self.margin is not None and all(p.sep for p in pieces[1:]):  # "" joins cut parts of one word
+        if self.margin is not None and all(
+            p.sep for p in pieces[1:]
+        ):  # "" joins cut parts of one word
             estimate = self._heading_tokens + sum(self._tokens(p.text) for p in pieces)
             if estimate <= self.limit - self.margin:
                 return True

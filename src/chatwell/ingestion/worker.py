@@ -28,8 +28,11 @@ class IngestionWorker(PollingWorker):
 
     async def nothing_pending(self) -> bool:
         async with self.ingestor.db.read() as session:
-            found = await session.scalar(select(Source.id).where(
-                Source.status.in_([SourceStatus.PENDING, SourceStatus.PROCESSING])).limit(1))
+            found = await session.scalar(
+                select(Source.id)
+                .where(Source.status.in_([SourceStatus.PENDING, SourceStatus.PROCESSING]))
+                .limit(1)
+            )
         return found is None
 
 

@@ -18,14 +18,21 @@ from __future__ import annotations
 
 import hashlib
 
-from limits import RateLimitItem, RateLimitItemPerDay, RateLimitItemPerHour, RateLimitItemPerMinute
-
 from chatwell.domain.auth import Principal
 from chatwell.domain.models import RateLimits
 from chatwell.errors import RateLimited, ServiceUnavailable
-from chatwell.limits.service import Decision, RateLimiter, Rule, daily_quota, parse_limits, rules_of, strictest
+from chatwell.limits.service import (
+    Decision,
+    RateLimiter,
+    Rule,
+    daily_quota,
+    parse_limits,
+    rules_of,
+    strictest,
+)
 from chatwell.settings import Settings
 from chatwell.storage.tables import Bot
+from limits import RateLimitItem, RateLimitItemPerDay, RateLimitItemPerHour, RateLimitItemPerMinute
 
 
 def bot_limit_items(bot: Bot) -> list[RateLimitItem]:
@@ -63,9 +70,13 @@ class ChatLimits:
 
     async def keyed_chat(self, bot: Bot, principal: Principal) -> Decision | None:
         items = strictest([*self.api, *bot_limit_items(bot)])
-        rules = rules_of(items, "key", str(principal.key_id), str(bot.id)) + self._workspace_rules(bot)
+        rules = rules_of(items, "key", str(principal.key_id), str(bot.id)) + self._workspace_rules(
+            bot
+        )
         if principal.daily_message_limit is not None:
-            rules.append(daily_quota(principal.daily_message_limit, "key-daily", str(principal.key_id)))
+            rules.append(
+                daily_quota(principal.daily_message_limit, "key-daily", str(principal.key_id))
+            )
         return await self.limiter.admit(rules, message=_bot_message(bot))
 
     async def history(self, client_ip: str) -> Decision | None:
@@ -73,20 +84,27 @@ class ChatLimits:
 
     async def refuse_throttled_key(self, client_ip: str, secret: str) -> None:
         """Refuse a key that itself failed too often from this address (before it is looked up)."""
-        await self.limiter.refuse_if_full(rules_of(self.auth_failures, "auth-fail-key", client_ip,
-                                                   key_fingerprint(secret)), message=AUTH_FAILURES_MESSAGE)
+        await self.limiter.refuse_if_full(
+            rules_of(self.auth_failures, "auth-fail-key", client_ip, key_fingerprint(secret)),
+            message=AUTH_FAILURES_MESSAGE,
+        )
 
     async def count_auth_failure(self, client_ip: str, secret: str) -> None:
         """Count a refused key against itself and its address. Raises ``RateLimited`` when the
         address is past its failures: the refusal then is a 429 instead of a 401."""
         try:
             try:
-                await self.limiter.admit(rules_of(self.auth_failures, "auth-fail-key", client_ip,
-                                                  key_fingerprint(secret)), message=AUTH_FAILURES_MESSAGE)
+                await self.limiter.admit(
+                    rules_of(
+                        self.auth_failures, "auth-fail-key", client_ip, key_fingerprint(secret)
+                    ),
+                    message=AUTH_FAILURES_MESSAGE,
+                )
             except RateLimited:
                 pass  # this failure filled the key's window: its next attempt is refused
-            await self.limiter.admit(rules_of(self.auth_failures, "auth-fail", client_ip),
-                                     message=AUTH_FAILURES_MESSAGE)
+            await self.limiter.admit(
+                rules_of(self.auth_failures, "auth-fail", client_ip), message=AUTH_FAILURES_MESSAGE
+            )
         except ServiceUnavailable:  # the storage is down: the caller still gets its 401
             pass
 
@@ -97,4 +115,6 @@ def key_fingerprint(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
-AUTH_FAILURES_MESSAGE = "Too many failed authentications from this address. Wait before trying again."
+AUTH_FAILURES_MESSAGE = (
+    "Too many failed authentications from this address. Wait before trying again."
+)

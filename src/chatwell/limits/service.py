@@ -18,14 +18,14 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from limits import RateLimitItem, RateLimitItemPerDay, parse_many
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 
 from chatwell.errors import InvalidRequest, RateLimited, ServiceUnavailable
+from limits import RateLimitItem, RateLimitItemPerDay, parse_many
 
 log = logging.getLogger("chatwell.limits")
 
@@ -59,8 +59,11 @@ class Decision:
     reset_at: int  # unix seconds
 
     def headers(self) -> dict[str, str]:
-        return {"X-RateLimit-Limit": str(self.limit), "X-RateLimit-Remaining": str(self.remaining),
-                "X-RateLimit-Reset": str(self.reset_at)}
+        return {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(self.remaining),
+            "X-RateLimit-Reset": str(self.reset_at),
+        }
 
 
 def strictest(items: Sequence[RateLimitItem]) -> list[RateLimitItem]:
@@ -84,13 +87,17 @@ class InlineExpiryMemoryStorage(MemoryStorage):
     key's events in a worker thread: a thread hop, and a wait for the GIL, on every request of
     the embedded default. The same pass without the thread (a bisect takes microseconds)."""
 
-    async def _MemoryStorage__expire_events(self) -> None:  # overrides the name-mangled private pass
+    async def _MemoryStorage__expire_events(
+        self,
+    ) -> None:  # overrides the name-mangled private pass
         now = time.time()
         for key in list(self.events):
             async with self.locks[key]:
                 events = self.events.get(key)
                 if events:
-                    self.events[key] = events[:bisect.bisect_left(events, -now, key=lambda e: -e.expiry)]
+                    self.events[key] = events[
+                        : bisect.bisect_left(events, -now, key=lambda e: -e.expiry)
+                    ]
                 if not self.events.get(key):
                     self.events.pop(key, None)
                     self.locks.pop(key, None)
@@ -110,15 +117,23 @@ class RateLimiter:
 
             plain = redis_url.removeprefix("async+")
             # Our own pool, so shutdown can close its connections.
-            self._pool = aioredis.ConnectionPool.from_url(plain, socket_connect_timeout=2, socket_timeout=5)
-            self.storage = RedisStorage("async+" + plain, implementation="redispy", wrap_exceptions=True,
-                                        connection_pool=self._pool)
+            self._pool = aioredis.ConnectionPool.from_url(
+                plain, socket_connect_timeout=2, socket_timeout=5
+            )
+            self.storage = RedisStorage(
+                "async+" + plain,
+                implementation="redispy",
+                wrap_exceptions=True,
+                connection_pool=self._pool,
+            )
         else:
             self.storage = InlineExpiryMemoryStorage()
         self.moving = MovingWindowRateLimiter(self.storage)
         self.fixed = FixedWindowRateLimiter(self.storage)
         self.shared = bool(redis_url)
-        self.fail_open = fail_open  # when the storage is down: admit unlimited (True) or refuse (False)
+        self.fail_open = (
+            fail_open  # when the storage is down: admit unlimited (True) or refuse (False)
+        )
         self.metrics: Any = None  # chatwell.observability.metrics.Metrics, when the app has one
 
     async def admit(self, rules: Sequence[Rule], *, message: str | None = None) -> Decision | None:
@@ -136,16 +151,24 @@ class RateLimiter:
                 if not await limiter.hit(rule.item, *identity):
                     raise await self._refusal(rule, message)
                 stats = await limiter.get_window_stats(rule.item, *identity)
-                decisions.append(Decision(rule.item.amount, max(0, stats.remaining),
-                                          reset_hint or math.ceil(stats.reset_time)))
+                decisions.append(
+                    Decision(
+                        rule.item.amount,
+                        max(0, stats.remaining),
+                        reset_hint or math.ceil(stats.reset_time),
+                    )
+                )
         except RateLimited:
             raise
-        except Exception as exc:  # the limits storage (Redis) is down: refuse, or admit when so configured
+        except (
+            Exception
+        ) as exc:  # the limits storage (Redis) is down: refuse, or admit when so configured
             log.error("rate-limit storage failed: %s", type(exc).__name__)
             if self.fail_open:
                 return None
-            raise ServiceUnavailable("rate limiting is unavailable; try again shortly",
-                                     code="rate_limiter_unavailable") from None
+            raise ServiceUnavailable(
+                "rate limiting is unavailable; try again shortly", code="rate_limiter_unavailable"
+            ) from None
         return min(decisions, key=lambda d: (d.remaining, -d.reset_at))
 
     async def refuse_if_full(self, rules: Sequence[Rule], *, message: str | None = None) -> None:
@@ -182,12 +205,17 @@ class RateLimiter:
         stats = await limiter.get_window_stats(rule.item, *identity)
         reset_time = reset_hint or stats.reset_time
         return RateLimited(
-            message or f"Rate limit exceeded ({rule.item.amount} per "
-                       f"{_window_name(rule.item)}). Please wait before sending another message.",
-            retry_after=max(1, math.ceil(reset_time - time.time())), limit=rule.item.amount,
-            reset_at=math.ceil(reset_time))
+            message
+            or f"Rate limit exceeded ({rule.item.amount} per "
+            f"{_window_name(rule.item)}). Please wait before sending another message.",
+            retry_after=max(1, math.ceil(reset_time - time.time())),
+            limit=rule.item.amount,
+            reset_at=math.ceil(reset_time),
+        )
 
-    def _resolve(self, rule: Rule) -> tuple[MovingWindowRateLimiter | FixedWindowRateLimiter, tuple[str, ...], int]:
+    def _resolve(
+        self, rule: Rule
+    ) -> tuple[MovingWindowRateLimiter | FixedWindowRateLimiter, tuple[str, ...], int]:
         if rule.daily:
             day, reset_at = _day_key(datetime.now(UTC))
             return self.fixed, (*rule.identity, day), reset_at

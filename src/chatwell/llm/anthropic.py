@@ -15,10 +15,20 @@ DEFAULT_MAX_TOKENS = 1024
 
 class AnthropicModel:
     supports_images = True
-    supports_tools = False  # tools and JSON formats are refused for Anthropic bots (not translated yet)
+    supports_tools = (
+        False  # tools and JSON formats are refused for Anthropic bots (not translated yet)
+    )
 
-    def __init__(self, *, model: str, api_key: str | None = None, base_url: str | None = None,
-                 timeout: float = 60.0, max_retries: int = 2, backoff: float = 0.5):
+    def __init__(
+        self,
+        *,
+        model: str,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float = 60.0,
+        max_retries: int = 2,
+        backoff: float = 0.5,
+    ):
         self.name = model
         self.api_key = api_key
         self.base_url = base_url
@@ -32,10 +42,13 @@ class AnthropicModel:
             try:
                 from anthropic import AsyncAnthropic
             except ImportError:
-                raise ModelError("provider_unavailable",
-                                 "the anthropic package is not installed (pip install 'chatwell[anthropic]')") from None
-            self._client = AsyncAnthropic(api_key=self.api_key, base_url=self.base_url,
-                                          timeout=self.timeout, max_retries=0)
+                raise ModelError(
+                    "provider_unavailable",
+                    "the anthropic package is not installed (pip install 'chatwell[anthropic]')",
+                ) from None
+            self._client = AsyncAnthropic(
+                api_key=self.api_key, base_url=self.base_url, timeout=self.timeout, max_retries=0
+            )
         return self._client
 
     async def aclose(self) -> None:
@@ -49,8 +62,11 @@ class AnthropicModel:
 
         system = "\n\n".join(m.content for m in request.messages if m.role == "system")
         messages = [_message(m) for m in request.messages if m.role != "system"]
-        payload: dict[str, Any] = {"model": request.model or self.name, "messages": messages,
-                                   "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS}
+        payload: dict[str, Any] = {
+            "model": request.model or self.name,
+            "messages": messages,
+            "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
+        }
         if system:
             payload["system"] = system
         if request.temperature is not None:
@@ -58,19 +74,28 @@ class AnthropicModel:
             payload["extra_body"] = {"temperature": min(request.temperature, 1.0)}
         sampling = {"top_p": request.top_p, "stop_sequences": list(request.stop) or None}
         if any(value is not None for value in sampling.values()):
-            payload.setdefault("extra_body", {}).update({k: v for k, v in sampling.items() if v is not None})
+            payload.setdefault("extra_body", {}).update(
+                {k: v for k, v in sampling.items() if v is not None}
+            )
+
         def retryable(exc: Exception) -> bool:
             if isinstance(exc, anthropic.APIStatusError):
                 return exc.status_code in RETRY_STATUS
             return isinstance(exc, anthropic.APIConnectionError)
 
         try:
-            stream = await open_with_retries(lambda: self._sdk().messages.create(stream=True, **payload),
-                                             retryable=retryable, max_retries=self.max_retries,
-                                             backoff=self.backoff)
+            stream = await open_with_retries(
+                lambda: self._sdk().messages.create(stream=True, **payload),
+                retryable=retryable,
+                max_retries=self.max_retries,
+                backoff=self.backoff,
+            )
         except anthropic.APIStatusError as exc:
-            raise ModelError("upstream_error", f"the model server answered {exc.status_code}",
-                             status=exc.status_code) from None
+            raise ModelError(
+                "upstream_error",
+                f"the model server answered {exc.status_code}",
+                status=exc.status_code,
+            ) from None
         except anthropic.APIConnectionError:
             raise ModelError("upstream_unavailable", "the model server cannot be reached") from None
         prompt_tokens = completion_tokens = 0
@@ -79,12 +104,17 @@ class AnthropicModel:
                 kind = getattr(event, "type", "")
                 if kind == "message_start":
                     prompt_tokens = event.message.usage.input_tokens or 0
-                elif kind == "content_block_delta" and getattr(event.delta, "type", "") == "text_delta":
+                elif (
+                    kind == "content_block_delta"
+                    and getattr(event.delta, "type", "") == "text_delta"
+                ):
                     yield ModelDelta(event.delta.text)
                 elif kind == "message_delta" and getattr(event, "usage", None):
                     completion_tokens = event.usage.output_tokens or 0
         except anthropic.APIError as exc:
-            raise ModelError("upstream_error", f"the model stream broke off: {type(exc).__name__}") from None
+            raise ModelError(
+                "upstream_error", f"the model stream broke off: {type(exc).__name__}"
+            ) from None
         finally:
             await stream.close()
         yield ModelUsage(prompt_tokens, completion_tokens)
@@ -93,8 +123,17 @@ class AnthropicModel:
 def _message(message: Any) -> dict[str, Any]:
     if message.image is None:
         return {"role": message.role, "content": message.content}
-    return {"role": message.role, "content": [
-        {"type": "image", "source": {"type": "base64", "media_type": message.image.media_type,
-                                     "data": message.image.data_base64}},
-        {"type": "text", "text": message.content},
-    ]}
+    return {
+        "role": message.role,
+        "content": [
+            {
+                "type": "image",
+                "source": {
+                    "type": "base64",
+                    "media_type": message.image.media_type,
+                    "data": message.image.data_base64,
+                },
+            },
+            {"type": "text", "text": message.content},
+        ],
+    }

@@ -64,7 +64,8 @@ class GenerationOptions:
     def structured(self) -> bool:
         """The caller asked for JSON or tool calls: the answer is data, not prose for a person."""
         return bool(self.response_format and self.response_format.get("type") != "text") or bool(
-            self.tools or self.tool_turns)
+            self.tools or self.tool_turns
+        )
 
     def needs_tools(self) -> str | None:
         """The first parameter here a model without tool/JSON support can not honour, or None."""
@@ -134,7 +135,9 @@ ModelEvent = ModelDelta | ModelToolCall | ModelFinish | ModelUsage
 class ModelError(Exception):
     """A provider failure: ``code`` is stable (upstream_error, upstream_timeout, ...)."""
 
-    def __init__(self, code: str, message: str, *, retryable: bool = False, status: int | None = None):
+    def __init__(
+        self, code: str, message: str, *, retryable: bool = False, status: int | None = None
+    ):
         super().__init__(message)
         self.code = code
         self.message = message

@@ -23,7 +23,15 @@ import numpy as np
 import snowballstemmer
 
 from chatwell.ingestion.splitter import split_sentences
-from chatwell.llm.base import NOT_IN_SOURCES, Grounding, ModelDelta, ModelEvent, ModelFinish, ModelRequest, ModelUsage
+from chatwell.llm.base import (
+    NOT_IN_SOURCES,
+    Grounding,
+    ModelDelta,
+    ModelEvent,
+    ModelFinish,
+    ModelRequest,
+    ModelUsage,
+)
 from chatwell.retrieval.embeddings import Embedder, count_tokens
 
 OFFLINE_MODEL_NAME = "chatwell-offline"
@@ -38,13 +46,103 @@ SUPPORT_BARS = {"lenient": 0.30, "balanced": 0.40, "strict": 0.51}
 DEFAULT_SUPPORT_BAR = SUPPORT_BARS["balanced"]
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _STOP = frozenset(
-    ["a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from", "has", "have", "how",
-     "i", "in", "is", "it", "me", "my", "of", "on", "or", "our", "so", "that", "the", "their", "there", "these",
-     "this", "to", "was", "we", "what", "when", "where", "which", "who", "why", "will", "with", "you", "your",
-     "about", "any", "could", "would", "should", "get", "got", "am", "if", "please", "tell", "know", "want",
-     "need", "way", "hi", "hello", "thanks", "thank", "there", "then", "than", "just", "also", "some", "us",
-     "been", "being", "were", "did", "doing", "into", "after", "before", "while", "them", "they", "its",
-     "im", "ive", "dont", "cant", "one", "use", "using", "used", "way", "possible", "able"]
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "can",
+        "do",
+        "does",
+        "for",
+        "from",
+        "has",
+        "have",
+        "how",
+        "i",
+        "in",
+        "is",
+        "it",
+        "me",
+        "my",
+        "of",
+        "on",
+        "or",
+        "our",
+        "so",
+        "that",
+        "the",
+        "their",
+        "there",
+        "these",
+        "this",
+        "to",
+        "was",
+        "we",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "why",
+        "will",
+        "with",
+        "you",
+        "your",
+        "about",
+        "any",
+        "could",
+        "would",
+        "should",
+        "get",
+        "got",
+        "am",
+        "if",
+        "please",
+        "tell",
+        "know",
+        "want",
+        "need",
+        "way",
+        "hi",
+        "hello",
+        "thanks",
+        "thank",
+        "there",
+        "then",
+        "than",
+        "just",
+        "also",
+        "some",
+        "us",
+        "been",
+        "being",
+        "were",
+        "did",
+        "doing",
+        "into",
+        "after",
+        "before",
+        "while",
+        "them",
+        "they",
+        "its",
+        "im",
+        "ive",
+        "dont",
+        "cant",
+        "one",
+        "use",
+        "using",
+        "used",
+        "way",
+        "possible",
+        "able",
+    ]
 )
 # A line of site chrome: links run together with separators ("Home | Menu | Contact").
 _MENU_SEPARATORS = re.compile(r"\s[|•·»›]\s")
@@ -57,8 +155,11 @@ _STEMMER = snowballstemmer.stemmer("english")
 def _terms(text: str) -> frozenset[str]:
     # Snowball's stem, cut to 5 letters: "opens" meets "open", "shipping" and "ships" meet at "ship"
     # (a bare 5-letter prefix kept "opens" apart from "open").
-    return frozenset(_STEMMER.stemWord(w)[:5] for w in (m.group().lower() for m in _WORD.finditer(text))
-                     if w not in _STOP)
+    return frozenset(
+        _STEMMER.stemWord(w)[:5]
+        for w in (m.group().lower() for m in _WORD.finditer(text))
+        if w not in _STOP
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +196,11 @@ class OfflineAnswerer:
         # Its own sampling has nothing to vary (temperature, top_p, seed), but the answer stops
         # where a stop sequence starts and after max_tokens, as a model's would.
         abstains = answer == NOT_IN_SOURCES  # a signal to the chat engine, not text: never cut
-        cut = -1 if abstains else min((i for i in (answer.find(s) for s in request.stop if s) if i >= 0), default=-1)
+        cut = (
+            -1
+            if abstains
+            else min((i for i in (answer.find(s) for s in request.stop if s) if i >= 0), default=-1)
+        )
         finish = "stop"
         if cut >= 0:
             answer = answer[:cut]
@@ -111,7 +216,9 @@ class OfflineAnswerer:
             yield ModelDelta(piece)
         answer = "".join(sent)
         yield ModelFinish(finish)
-        prompt = sum(count_tokens(g.text) for g in request.grounding) + count_tokens(request.question)
+        prompt = sum(count_tokens(g.text) for g in request.grounding) + count_tokens(
+            request.question
+        )
         yield ModelUsage(prompt_tokens=prompt, completion_tokens=count_tokens(answer))
 
     async def compose(self, question: str, grounding: Sequence[Grounding]) -> str:
@@ -130,8 +237,13 @@ class OfflineAnswerer:
         title_terms = {g.index: _terms(f"{g.title} {g.heading}") for g in grounding}
         weights = dict.fromkeys(q_terms, 1.0)
         total = float(len(q_terms))
-        coverage = np.array([_covered(q_terms & terms, q_terms & title_terms[c.index], weights, total)
-                             for c, terms in zip(candidates, sentence_terms)], dtype=np.float32)
+        coverage = np.array(
+            [
+                _covered(q_terms & terms, q_terms & title_terms[c.index], weights, total)
+                for c, terms in zip(candidates, sentence_terms)
+            ],
+            dtype=np.float32,
+        )
         similarity = await self._similarity(question, candidates)
         if not q_terms:  # "hi", "and then?": nothing to cover, meaning alone decides
             coverage = similarity.copy()
@@ -145,15 +257,28 @@ class OfflineAnswerer:
                 # (so never an unrelated one), never a near-duplicate of a chosen one.
                 if scores[i] < best * 0.6 or coverage[i] <= 0.0:
                     break
-                if any(len(sentence_terms[i] & sentence_terms[j]) >= 0.8 * max(1, len(sentence_terms[i]))
-                       for j in chosen):
+                if any(
+                    len(sentence_terms[i] & sentence_terms[j])
+                    >= 0.8 * max(1, len(sentence_terms[i]))
+                    for j in chosen
+                ):
                     continue
             chosen.append(i)
             if len(chosen) == self.max_sentences:
                 break
-        quoted_terms = set().union(*(sentence_terms[i] | title_terms[candidates[i].index] for i in chosen))
-        union = _covered(q_terms & set().union(*(sentence_terms[i] for i in chosen)),
-                         q_terms & quoted_terms, weights, total) if q_terms else float(similarity[chosen[0]])
+        quoted_terms = set().union(
+            *(sentence_terms[i] | title_terms[candidates[i].index] for i in chosen)
+        )
+        union = (
+            _covered(
+                q_terms & set().union(*(sentence_terms[i] for i in chosen)),
+                q_terms & quoted_terms,
+                weights,
+                total,
+            )
+            if q_terms
+            else float(similarity[chosen[0]])
+        )
         support = 0.5 * union + 0.5 * float(similarity[chosen].max())
         return Judgement(tuple(candidates[i] for i in chosen), round(support, 4))
 
@@ -176,17 +301,25 @@ def render(judgement: Judgement) -> str:
     return " ".join(parts)
 
 
-def _covered(in_sentence: AbstractSet[str], in_title: AbstractSet[str], weights: dict[str, float],
-             total: float) -> float:
+def _covered(
+    in_sentence: AbstractSet[str],
+    in_title: AbstractSet[str],
+    weights: dict[str, float],
+    total: float,
+) -> float:
     if total <= 0:
         return 0.0
-    return (sum(weights[t] for t in in_sentence) + 0.5 * sum(weights[t] for t in in_title - in_sentence)) / total
+    return (
+        sum(weights[t] for t in in_sentence) + 0.5 * sum(weights[t] for t in in_title - in_sentence)
+    ) / total
 
 
 def _candidates(grounding: Sequence[Grounding], min_chars: int) -> list[_Candidate]:
-    return [_Candidate(rank, order, g.index, sentence)
-            for rank, g in enumerate(grounding)
-            for order, sentence in enumerate(_sentences(g.text, min_chars))]
+    return [
+        _Candidate(rank, order, g.index, sentence)
+        for rank, g in enumerate(grounding)
+        for order, sentence in enumerate(_sentences(g.text, min_chars))
+    ]
 
 
 # A bot's popular chunks come back question after question: split and analyse each once.
@@ -196,7 +329,11 @@ def _sentences(text: str, min_chars: int = MIN_SENTENCE_CHARS) -> tuple[str, ...
     for paragraph in re.split(r"\n\s*\n", text):
         for sentence in split_sentences(_unwrapped(paragraph)):
             sentence = " ".join(sentence.split())
-            if len(sentence) >= min_chars and not sentence.startswith("#") and not is_menu_line(sentence):
+            if (
+                len(sentence) >= min_chars
+                and not sentence.startswith("#")
+                and not is_menu_line(sentence)
+            ):
                 found.append(sentence[:MAX_SENTENCE_CHARS])
     return tuple(found)
 
@@ -214,9 +351,15 @@ def _unwrapped(paragraph: str) -> str:
         if not line:
             continue
         previous = lines[-1] if lines else ""
-        if (previous and not _ENDS_SENTENCE.search(previous) and not _LIST_ITEM.match(line)
-                and " | " not in line and " | " not in previous
-                and not is_menu_line(line) and not is_menu_line(previous)):
+        if (
+            previous
+            and not _ENDS_SENTENCE.search(previous)
+            and not _LIST_ITEM.match(line)
+            and " | " not in line
+            and " | " not in previous
+            and not is_menu_line(line)
+            and not is_menu_line(previous)
+        ):
             lines[-1] = f"{previous} {line}"
         else:
             lines.append(line)

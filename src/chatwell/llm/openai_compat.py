@@ -57,8 +57,16 @@ class OpenAICompatibleModel:
     supports_images = True
     supports_tools = True  # passed through; a server without them answers 400 (upstream_error)
 
-    def __init__(self, *, base_url: str, model: str, api_key: str | None = None, timeout: float = 60.0,
-                 max_retries: int = 2, backoff: float = 0.5):
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        max_retries: int = 2,
+        backoff: float = 0.5,
+    ):
         self.name = model
         self.base_url = base_url
         parts = urllib.parse.urlsplit(base_url.rstrip("/") + "/chat/completions")
@@ -87,8 +95,11 @@ class OpenAICompatibleModel:
         if self._http is None:
             self._http = aiohttp.ClientSession(
                 headers={"Authorization": self.authorization},
-                timeout=aiohttp.ClientTimeout(total=None, connect=self.timeout, sock_read=self.timeout),
-                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_SECONDS))
+                timeout=aiohttp.ClientTimeout(
+                    total=None, connect=self.timeout, sock_read=self.timeout
+                ),
+                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_SECONDS),
+            )
         return self._http
 
     async def aclose(self) -> None:
@@ -115,9 +126,15 @@ class OpenAICompatibleModel:
             payload["temperature"] = request.temperature
         if request.max_tokens is not None:
             payload["max_tokens"] = request.max_tokens
-        optional = {"top_p": request.top_p, "seed": request.seed, "stop": list(request.stop) or None,
-                    "response_format": request.response_format, "tools": list(request.tools) or None,
-                    "tool_choice": request.tool_choice, **request.extra}
+        optional = {
+            "top_p": request.top_p,
+            "seed": request.seed,
+            "stop": list(request.stop) or None,
+            "response_format": request.response_format,
+            "tools": list(request.tools) or None,
+            "tool_choice": request.tool_choice,
+            **request.extra,
+        }
         payload.update({name: value for name, value in optional.items() if value is not None})
 
         def retryable(exc: Exception) -> bool:
@@ -127,23 +144,35 @@ class OpenAICompatibleModel:
             return isinstance(exc, (aiohttp.ClientConnectionError, TimeoutError))
 
         try:
-            response = await open_with_retries(lambda: self._open(payload), retryable=retryable,
-                                               max_retries=self.max_retries, backoff=self.backoff)
+            response = await open_with_retries(
+                lambda: self._open(payload),
+                retryable=retryable,
+                max_retries=self.max_retries,
+                backoff=self.backoff,
+            )
         except _UpstreamStatus as exc:
             code = "upstream_rate_limited" if exc.status == 429 else "upstream_error"
-            raise ModelError(code, f"the model server answered {exc.status}", status=exc.status) from None
+            raise ModelError(
+                code, f"the model server answered {exc.status}", status=exc.status
+            ) from None
         except TimeoutError:
             log.warning("the model server at %s did not answer in time", self.host)
-            raise ModelError("upstream_timeout", "the model server did not answer in time") from None
+            raise ModelError(
+                "upstream_timeout", "the model server did not answer in time"
+            ) from None
         except aiohttp.ClientError as exc:
             # The kind of failure, not aiohttp's message: some messages hold the whole URL, and
             # a URL may carry credentials or a key in its query.
-            log.warning("the model server at %s cannot be reached (%s)", self.host, type(exc).__name__)
+            log.warning(
+                "the model server at %s cannot be reached (%s)", self.host, type(exc).__name__
+            )
             raise ModelError("upstream_unavailable", "the model server cannot be reached") from None
         text_parts: list[str] = []
         usage: ModelUsage | None = None
         finish: str | None = None
-        calls: dict[int, dict[str, str]] = {}  # tool calls arrive in pieces: index -> id, name, arguments
+        calls: dict[
+            int, dict[str, str]
+        ] = {}  # tool calls arrive in pieces: index -> id, name, arguments
         done = read_to_end = False
 
         def read(lines: list[bytes]) -> str:
@@ -159,16 +188,22 @@ class OpenAICompatibleModel:
                     break
                 chunk = json.loads(data)
                 if chunk.get("error"):
-                    raise ModelError("upstream_error", "the model server reported an error mid-stream")
+                    raise ModelError(
+                        "upstream_error", "the model server reported an error mid-stream"
+                    )
                 if chunk.get("usage"):
-                    usage = ModelUsage(int(chunk["usage"].get("prompt_tokens") or 0),
-                                       int(chunk["usage"].get("completion_tokens") or 0))
+                    usage = ModelUsage(
+                        int(chunk["usage"].get("prompt_tokens") or 0),
+                        int(chunk["usage"].get("completion_tokens") or 0),
+                    )
                 for choice in chunk.get("choices") or ():
                     delta = choice.get("delta") or {}
                     if delta.get("content"):
                         texts.append(delta["content"])
                     for piece in delta.get("tool_calls") or ():
-                        call = calls.setdefault(int(piece.get("index") or 0), {"id": "", "name": "", "arguments": ""})
+                        call = calls.setdefault(
+                            int(piece.get("index") or 0), {"id": "", "name": "", "arguments": ""}
+                        )
                         function = piece.get("function") or {}
                         call["id"] = piece.get("id") or call["id"]
                         call["name"] += function.get("name") or ""
@@ -184,7 +219,9 @@ class OpenAICompatibleModel:
                 if done:
                     continue
                 *lines, buffer = (buffer + piece).split(b"\n")
-                if len(buffer) > MAX_LINE_BYTES:  # no chunk is this long: don't hold an endless line
+                if (
+                    len(buffer) > MAX_LINE_BYTES
+                ):  # no chunk is this long: don't hold an endless line
                     raise ValueError("line too long")
                 if text := read(lines):
                     text_parts.append(text)
@@ -194,7 +231,9 @@ class OpenAICompatibleModel:
                 text_parts.append(text)
                 yield ModelDelta(text)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ModelError("upstream_error", f"the model stream broke off: {type(exc).__name__}") from None
+            raise ModelError(
+                "upstream_error", f"the model stream broke off: {type(exc).__name__}"
+            ) from None
         except (ValueError, KeyError, TypeError, AttributeError):
             raise ModelError("upstream_error", "the model server sent a malformed chunk") from None
         finally:
@@ -206,7 +245,9 @@ class OpenAICompatibleModel:
                 response.close()
         for index in sorted(calls):
             call = calls[index]
-            yield ModelToolCall(index, call["id"] or f"call_{index}", call["name"], call["arguments"] or "{}")
+            yield ModelToolCall(
+                index, call["id"] or f"call_{index}", call["name"], call["arguments"] or "{}"
+            )
         if finish:
             yield ModelFinish(finish)
         if usage is None:  # servers that ignore include_usage: count ourselves
@@ -231,13 +272,29 @@ def _message(message: Any) -> dict[str, Any]:
     if message.role == "tool":
         return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
     if message.tool_calls:
-        return {"role": "assistant", "content": message.content or None, "tool_calls": [
-            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-            for c in message.tool_calls]}
+        return {
+            "role": "assistant",
+            "content": message.content or None,
+            "tool_calls": [
+                {
+                    "id": c.id,
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": c.arguments},
+                }
+                for c in message.tool_calls
+            ],
+        }
     if message.image is None:
         return {"role": message.role, "content": message.content}
-    return {"role": message.role, "content": [
-        {"type": "text", "text": message.content},
-        {"type": "image_url",
-         "image_url": {"url": f"data:{message.image.media_type};base64,{message.image.data_base64}"}},
-    ]}
+    return {
+        "role": message.role,
+        "content": [
+            {"type": "text", "text": message.content},
+            {
+                "type": "image_url",
+                "image_url": {
+                    "url": f"data:{message.image.media_type};base64,{message.image.data_base64}"
+                },
+            },
+        ],
+    }

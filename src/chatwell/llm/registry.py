@@ -31,17 +31,21 @@ def _openai(settings: Settings, model: str | None) -> ChatModel | None:
     if not settings.llm_base_url:
         return None
     return OpenAICompatibleModel(
-        base_url=settings.llm_base_url, model=model or settings.llm_model or "default",
+        base_url=settings.llm_base_url,
+        model=model or settings.llm_model or "default",
         api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
-        timeout=settings.llm_timeout_seconds)
+        timeout=settings.llm_timeout_seconds,
+    )
 
 
 def _anthropic(settings: Settings, model: str | None) -> ChatModel | None:
     if settings.anthropic_api_key is None:
         return None
-    return AnthropicModel(model=model or "claude-3-5-haiku-latest",
-                          api_key=settings.anthropic_api_key.get_secret_value(),
-                          timeout=settings.llm_timeout_seconds)
+    return AnthropicModel(
+        model=model or "claude-3-5-haiku-latest",
+        api_key=settings.anthropic_api_key.get_secret_value(),
+        timeout=settings.llm_timeout_seconds,
+    )
 
 
 register_provider("openai", _openai)
@@ -78,7 +82,8 @@ class ModelRegistry:
             factory = _providers.get(provider)
             model = factory(self.settings, bot_model.model) if factory else None
             if model is None:
-                return ResolvedModel(self.offline, True,
-                                     f"provider {provider!r} is not configured on this server")
+                return ResolvedModel(
+                    self.offline, True, f"provider {provider!r} is not configured on this server"
+                )
             self._cache[key] = model
         return ResolvedModel(model, False)

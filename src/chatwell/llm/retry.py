@@ -13,8 +13,13 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-async def open_with_retries(open_stream: Callable[[], Awaitable[T]], *, retryable: Callable[[Exception], bool],
-                            max_retries: int, backoff: float) -> T:
+async def open_with_retries(
+    open_stream: Callable[[], Awaitable[T]],
+    *,
+    retryable: Callable[[Exception], bool],
+    max_retries: int,
+    backoff: float,
+) -> T:
     """``await open_stream()``, again after a retryable failure, up to ``max_retries`` times."""
     attempt = 0
     while True:

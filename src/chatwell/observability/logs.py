@@ -18,20 +18,30 @@ import time
 import uuid
 from typing import Any
 
-request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("chatwell_request_id", default=None)
+request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "chatwell_request_id", default=None
+)
 SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 STANDARD_FIELDS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
 REDACTED = "[redacted]"
-_SECRET_NAME = r"[A-Za-z0-9_.~%\-]*(?:key|token|secret|password|passwd|pwd|signature|credentials?|auth)"
+_SECRET_NAME = (
+    r"[A-Za-z0-9_.~%\-]*(?:key|token|secret|password|passwd|pwd|signature|credentials?|auth)"
+)
 SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # ?api_key=…, &access_token=…, client_secret=… (a query, a form, a key=value log line)
-    (re.compile(rf"(?<![A-Za-z0-9_.~%\-])({_SECRET_NAME})=[^&\s\"'#,;]*", re.IGNORECASE), rf"\1={REDACTED}"),
+    (
+        re.compile(rf"(?<![A-Za-z0-9_.~%\-])({_SECRET_NAME})=[^&\s\"'#,;]*", re.IGNORECASE),
+        rf"\1={REDACTED}",
+    ),
     # "api_key": "…" in a JSON text
     (re.compile(rf'("{_SECRET_NAME}"\s*:\s*)"[^"]*"', re.IGNORECASE), rf'\1"{REDACTED}"'),
     (re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=\-]+", re.IGNORECASE), rf"\1 {REDACTED}"),
-    (re.compile(r"\bcw_[A-Za-z0-9_\-]{16,}"), f"cw_{REDACTED}"),  # a whole key; display prefixes are shorter
+    (
+        re.compile(r"\bcw_[A-Za-z0-9_\-]{16,}"),
+        f"cw_{REDACTED}",
+    ),  # a whole key; display prefixes are shorter
     (re.compile(r"(://[^/\s:@]+):[^/\s@]+@"), rf"\1:{REDACTED}@"),  # https://user:password@host
 )
 
@@ -102,7 +112,8 @@ class RequestIdFilter(logging.Filter):
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -111,7 +122,9 @@ class JsonFormatter(logging.Formatter):
             entry["request_id"] = record.request_id
         for key, value in vars(record).items():
             if key not in STANDARD_FIELDS and key != "request_id" and not key.startswith("_"):
-                entry[key] = value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
+                entry[key] = (
+                    value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
+                )
         if record.exc_info or record.exc_text:
             entry["exception"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
@@ -125,7 +138,9 @@ def configure_logging(level: str, fmt: str) -> None:
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
+        )
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level.upper())

@@ -15,8 +15,14 @@ import glob
 import os
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client import multiprocess
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import Metric
 
@@ -49,23 +55,52 @@ class Metrics:
     def __init__(self) -> None:
         self.multiprocess_dir = os.environ.get(MULTIPROC_ENV) or None
         self.registry = CollectorRegistry()
-        self.requests = Counter("chatwell_http_requests", "HTTP requests answered.",
-                                ["method", "route", "status"], registry=self.registry)
-        self.latency = Histogram("chatwell_http_request_duration_seconds",
-                                 "Time to the response's first byte.", ["method", "route"],
-                                 buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.ttft = Histogram("chatwell_chat_time_to_first_token_seconds",
-                              "From the start of a chat turn to its first answer text.", ["channel"],
-                              buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.tokens = Counter("chatwell_chat_tokens", "Model tokens of chat turns.",
-                              ["channel", "model", "kind"], registry=self.registry)
-        self.turns = Counter("chatwell_chat_turns", "Chat turns by outcome.", ["channel", "outcome"],
-                             registry=self.registry)
-        self.rate_limited = Counter("chatwell_rate_limit_rejections", "Requests refused by a rate limit or quota.",
-                                    ["scope"], registry=self.registry)
+        self.requests = Counter(
+            "chatwell_http_requests",
+            "HTTP requests answered.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "chatwell_http_request_duration_seconds",
+            "Time to the response's first byte.",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.ttft = Histogram(
+            "chatwell_chat_time_to_first_token_seconds",
+            "From the start of a chat turn to its first answer text.",
+            ["channel"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.tokens = Counter(
+            "chatwell_chat_tokens",
+            "Model tokens of chat turns.",
+            ["channel", "model", "kind"],
+            registry=self.registry,
+        )
+        self.turns = Counter(
+            "chatwell_chat_turns",
+            "Chat turns by outcome.",
+            ["channel", "outcome"],
+            registry=self.registry,
+        )
+        self.rate_limited = Counter(
+            "chatwell_rate_limit_rejections",
+            "Requests refused by a rate limit or quota.",
+            ["scope"],
+            registry=self.registry,
+        )
         # Whichever worker answers a scrape sets it just before rendering: its value is the newest.
-        self.queue_depth = Gauge("chatwell_ingestion_sources", "Sources by ingestion status (at scrape time).",
-                                 ["status"], registry=self.registry, multiprocess_mode="mostrecent")
+        self.queue_depth = Gauge(
+            "chatwell_ingestion_sources",
+            "Sources by ingestion status (at scrape time).",
+            ["status"],
+            registry=self.registry,
+            multiprocess_mode="mostrecent",
+        )
 
     def render(self) -> bytes:
         if self.multiprocess_dir is None:

@@ -30,9 +30,14 @@ class ObservabilityMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", rid.encode())]}
+                message = {
+                    **message,
+                    "headers": [*message.get("headers", []), (b"x-request-id", rid.encode())],
+                }
                 route = route_template(scope)
-                self.metrics.latency.labels(scope["method"], route).observe(time.perf_counter() - started)
+                self.metrics.latency.labels(scope["method"], route).observe(
+                    time.perf_counter() - started
+                )
                 self.metrics.requests.labels(scope["method"], route, str(status)).inc()
             await send(message)
 

@@ -32,8 +32,9 @@ if TYPE_CHECKING:
 
 # The tracer of the app serving the current request: each app has its own provider (two apps in
 # one process never mix their spans), and work outside a traced request records nothing.
-active_tracer: contextvars.ContextVar[Tracer | None] = contextvars.ContextVar("chatwell_tracer",
-                                                                           default=None)
+active_tracer: contextvars.ContextVar[Tracer | None] = contextvars.ContextVar(
+    "chatwell_tracer", default=None
+)
 PROPAGATED_HEADERS = (b"traceparent", b"tracestate")
 
 
@@ -55,12 +56,15 @@ class Tracing:
             from opentelemetry.sdk.trace.export import BatchSpanProcessor
             from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
         except ImportError:
-            raise RuntimeError("CHATWELL_OTEL_ENDPOINT is set but the OpenTelemetry SDK is not installed: "
-                               "pip install 'chatwell[otel]'") from None
+            raise RuntimeError(
+                "CHATWELL_OTEL_ENDPOINT is set but the OpenTelemetry SDK is not installed: "
+                "pip install 'chatwell[otel]'"
+            ) from None
 
         # Not the global provider: the lifespan owns this one, so no exit hook is needed.
-        provider = TracerProvider(resource=Resource.create({"service.name": self.service_name}),
-                                  shutdown_on_exit=False)
+        provider = TracerProvider(
+            resource=Resource.create({"service.name": self.service_name}), shutdown_on_exit=False
+        )
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=self.endpoint)))
         self._provider = provider
         self.propagator = TraceContextTextMapPropagator()
@@ -89,12 +93,16 @@ class TracingMiddleware:
         from opentelemetry import context, trace
         from opentelemetry.trace import SpanKind
 
-        carrier = {name.decode("latin-1"): value.decode("latin-1")
-                   for name, value in scope["headers"] if name in PROPAGATED_HEADERS}
+        carrier = {
+            name.decode("latin-1"): value.decode("latin-1")
+            for name, value in scope["headers"]
+            if name in PROPAGATED_HEADERS
+        }
         parent = propagator.extract(carrier)
         method = scope["method"]
-        server = tracer.start_span(method, context=parent, kind=SpanKind.SERVER,
-                                   attributes={"http.method": method})
+        server = tracer.start_span(
+            method, context=parent, kind=SpanKind.SERVER, attributes={"http.method": method}
+        )
         context_token = context.attach(trace.set_span_in_context(server, parent))
         tracer_token = active_tracer.set(tracer)
         status: int | None = None
@@ -175,8 +183,11 @@ def _recorded_span(tracer: Tracer, name: str, attributes: dict[str, Any]) -> Ite
 
 
 def _attributes(values: dict[str, Any]) -> dict[str, str | int | float | bool]:
-    return {f"chatwell.{key}": value if isinstance(value, (str, int, float, bool)) else str(value)
-            for key, value in values.items() if value is not None}
+    return {
+        f"chatwell.{key}": value if isinstance(value, (str, int, float, bool)) else str(value)
+        for key, value in values.items()
+        if value is not None
+    }
 
 
 def _mark_failed(target: Span, description: str) -> None:
@@ -184,4 +195,3 @@ def _mark_failed(target: Span, description: str) -> None:
 
     target.set_status(Status(StatusCode.ERROR, description))
     target.set_attribute("error.type", description)
-

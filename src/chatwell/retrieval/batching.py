@@ -68,7 +68,9 @@ class _Queue:
 
     pending: deque[_Request] = field(default_factory=deque)
     drainer: asyncio.Task[None] | None = None
-    arrived: asyncio.Event = field(default_factory=asyncio.Event)  # a call queued: a free slot may take it
+    arrived: asyncio.Event = field(
+        default_factory=asyncio.Event
+    )  # a call queued: a free slot may take it
 
 
 class BatchingEmbedder:
@@ -109,8 +111,10 @@ class BatchingEmbedder:
         if len(texts) <= self.max_batch:
             return await self._submit(texts)
         # One slice at a time: each goes to the back of the queue, so others are not starved.
-        parts = [await self._submit(texts[start:start + self.max_batch])
-                 for start in range(0, len(texts), self.max_batch)]
+        parts = [
+            await self._submit(texts[start : start + self.max_batch])
+            for start in range(0, len(texts), self.max_batch)
+        ]
         return np.concatenate(parts)
 
     async def _submit(self, texts: list[str]) -> np.ndarray:
@@ -145,8 +149,10 @@ class BatchingEmbedder:
                     queue.arrived.clear()
                     arrival = asyncio.ensure_future(queue.arrived.wait())
                 try:
-                    done, _ = await asyncio.wait({*running, *([arrival] if arrival else [])},
-                                                 return_when=asyncio.FIRST_COMPLETED)
+                    done, _ = await asyncio.wait(
+                        {*running, *([arrival] if arrival else [])},
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
                 finally:
                     if arrival is not None:
                         arrival.cancel()
@@ -190,8 +196,10 @@ class BatchingEmbedder:
         try:
             vectors = np.asarray(await self.inner.embed([texts[i] for i in order]))
             if vectors.shape != (len(texts), self.dimension):
-                raise EmbeddingError(f"embedder returned shape {vectors.shape}, "
-                                     f"expected ({len(texts)}, {self.dimension})")
+                raise EmbeddingError(
+                    f"embedder returned shape {vectors.shape}, "
+                    f"expected ({len(texts)}, {self.dimension})"
+                )
         except Exception as exc:  # every caller of this batch gets the failure, not a hang
             for request in batch:
                 if not request.future.done():

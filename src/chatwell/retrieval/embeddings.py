@@ -209,8 +209,10 @@ class MiniLMOnnxEmbedder:
         self._run_lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return (f"MiniLMOnnxEmbedder(max_length={self.max_length}, batch_size={self.batch_size}, "
-                f"batch_tokens={self.batch_tokens})")
+        return (
+            f"MiniLMOnnxEmbedder(max_length={self.max_length}, batch_size={self.batch_size}, "
+            f"batch_tokens={self.batch_tokens})"
+        )
 
     def _load(self) -> tuple[onnxruntime.InferenceSession, Tokenizer]:
         if self._session is not None and self._tokenizer is not None:
@@ -224,7 +226,9 @@ class MiniLMOnnxEmbedder:
         assert self._session is not None and self._tokenizer is not None
         return self._session, self._tokenizer
 
-    def _new_session(self, threads: int, *, memory_patterns: bool = True) -> onnxruntime.InferenceSession:
+    def _new_session(
+        self, threads: int, *, memory_patterns: bool = True
+    ) -> onnxruntime.InferenceSession:
         import onnxruntime
 
         path = self._model_path
@@ -245,7 +249,9 @@ class MiniLMOnnxEmbedder:
         options.enable_mem_pattern = memory_patterns
         # The default log level prints optimizer warnings to stderr on every start.
         options.log_severity_level = 3
-        return onnxruntime.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        return onnxruntime.InferenceSession(
+            str(path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
 
     def _bulk_sessions(self) -> queue.SimpleQueue[onnxruntime.InferenceSession]:
         """The free sessions of the calls of several batches (one call holds one)."""
@@ -254,7 +260,11 @@ class MiniLMOnnxEmbedder:
                 if self._bulk is None:
                     free: queue.SimpleQueue[onnxruntime.InferenceSession] = queue.SimpleQueue()
                     for _ in range(self.parallel):
-                        free.put(self._new_session(max(1, self.threads // self.parallel), memory_patterns=False))
+                        free.put(
+                            self._new_session(
+                                max(1, self.threads // self.parallel), memory_patterns=False
+                            )
+                        )
                     self._bulk = free
         return self._bulk
 
@@ -264,7 +274,8 @@ class MiniLMOnnxEmbedder:
             with self._init_lock:
                 if self._lane_pool is None:
                     self._lane_pool = concurrent.futures.ThreadPoolExecutor(
-                        max_workers=max(1, self.parallel - 1), thread_name_prefix="minilm-lane")
+                        max_workers=max(1, self.parallel - 1), thread_name_prefix="minilm-lane"
+                    )
         return self._lane_pool
 
     def warm_up(self) -> None:
@@ -382,7 +393,7 @@ class MiniLMOnnxEmbedder:
         start = 0
         while start < len(order):
             size = max(1, min(self.batch_size, self.batch_tokens // max(1, widths[start])))
-            batches.append(order[start:start + size])
+            batches.append(order[start : start + size])
             start += size
         return batches
 

@@ -21,12 +21,21 @@ from chatwell.retrieval.embeddings import EmbeddingError, normalize_rows
 
 
 class FastEmbedEmbedder:
-    def __init__(self, model: str, *, cache_dir: Path | None = None, model_path: Path | None = None,
-                 threads: int | None = None, batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        model: str,
+        *,
+        cache_dir: Path | None = None,
+        model_path: Path | None = None,
+        threads: int | None = None,
+        batch_size: int = 32,
+    ) -> None:
         try:
             from fastembed import TextEmbedding
         except ImportError:
-            raise EmbeddingError("fastembed is not installed: pip install 'chatwell[fastembed]'") from None
+            raise EmbeddingError(
+                "fastembed is not installed: pip install 'chatwell[fastembed]'"
+            ) from None
         options: dict[str, Any] = {"threads": threads, "lazy_load": True}
         if cache_dir is not None:
             options["cache_dir"] = str(cache_dir)

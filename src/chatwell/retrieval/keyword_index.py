@@ -45,7 +45,9 @@ _STEM_CACHE_LIMIT = 500_000
 def _words(text: str) -> list[str]:
     text = text.lower()
     if not text.isascii():
-        text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+        text = "".join(
+            c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c)
+        )
     return TOKEN.findall(text)
 
 
@@ -56,7 +58,9 @@ def _stems(words: list[str]) -> list[str]:
     cleared, so a caller still holding the old one finds every word it looked up there."""
     global _STEMS
     stems = _STEMS
-    missing = [w for w in set(words) if w not in stems and w not in STOPWORDS and len(w) <= MAX_TERM_CHARS]
+    missing = [
+        w for w in set(words) if w not in stems and w not in STOPWORDS and len(w) <= MAX_TERM_CHARS
+    ]
     if missing:
         if len(stems) > _STEM_CACHE_LIMIT:
             stems = _STEMS = {}
@@ -87,8 +91,9 @@ def encode_terms(heading: str, text: str) -> bytes:
         counts[_key(stem)] += HEADING_WEIGHT
     for stem in _stems(text_words):
         counts[_key(stem)] += 1
-    records = np.fromiter(((key, min(tf, 0xFFFF)) for key, tf in counts.items()), dtype=_RECORD,
-                          count=len(counts))
+    records = np.fromiter(
+        ((key, min(tf, 0xFFFF)) for key, tf in counts.items()), dtype=_RECORD, count=len(counts)
+    )
     length = HEADING_WEIGHT * len(heading_words) + len(text_words)
     return np.asarray([length], dtype=_HEADER).tobytes() + records.tobytes()
 
@@ -124,8 +129,13 @@ class KeywordIndex:
         order = np.argsort(records["key"], kind="stable")
         sorted_keys = records["key"][order]
         keys, starts = np.unique(sorted_keys, return_index=True)
-        return cls(size=size, keys=keys, starts=np.append(starts, sorted_keys.size).astype(np.int64),
-                   docs=docs[order], weights=weights[order])
+        return cls(
+            size=size,
+            keys=keys,
+            starts=np.append(starts, sorted_keys.size).astype(np.int64),
+            docs=docs[order],
+            weights=weights[order],
+        )
 
     @property
     def nbytes(self) -> int:

@@ -35,7 +35,9 @@ class RetrievalConfig:
     qa_boost: float = 0.5  # times the question's similarity, added to a matching Q&A pair's score
     qa_min_similarity: float = 0.7  # a Q&A pair matches when its *question* is this close (cosine)
     min_similarity: float = 0.25  # below this best cosine similarity, nothing is relevant
-    max_per_source: int = 3  # passages of one page (source) among a search's k, so other pages get seen
+    max_per_source: int = (
+        3  # passages of one page (source) among a search's k, so other pages get seen
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +80,15 @@ class Reranker(Protocol):
 
 
 class Retriever:
-    def __init__(self, db: Database, index: SearchIndex, embedder: Embedder,
-                 config: RetrievalConfig | None = None, *, reranker: Reranker | None = None):
+    def __init__(
+        self,
+        db: Database,
+        index: SearchIndex,
+        embedder: Embedder,
+        config: RetrievalConfig | None = None,
+        *,
+        reranker: Reranker | None = None,
+    ):
         self.db = db
         self.index = index
         self.embedder = embedder
@@ -89,8 +98,14 @@ class Retriever:
     async def _query_vector(self, query: str) -> np.ndarray:
         return (await self.embedder.embed([query]))[0]
 
-    async def rank(self, *, bot_id: uuid.UUID, query: str, depth: int | None = None,
-                   session: AsyncSession | None = None) -> Ranking:
+    async def rank(
+        self,
+        *,
+        bot_id: uuid.UUID,
+        query: str,
+        depth: int | None = None,
+        session: AsyncSession | None = None,
+    ) -> Ranking:
         """Score the bot's best chunks for ``query``: ``depth`` candidates from each index, every
         candidate scored on both sides, then fused."""
         query = query.strip()[:MAX_QUERY_CHARS]
@@ -103,32 +118,49 @@ class Retriever:
                 return await self._rank(own, bot_id, query, vector, depth)
         return await self._rank(session, bot_id, query, vector, depth)
 
-    async def _rank(self, session: AsyncSession, bot_id: uuid.UUID, query: str, vector: np.ndarray,
-                    depth: int) -> Ranking:
+    async def _rank(
+        self, session: AsyncSession, bot_id: uuid.UUID, query: str, vector: np.ndarray, depth: int
+    ) -> Ranking:
         lexical, dense = await self.index.candidates(session, bot_id, query, vector, depth)
-        return Ranking(hybrid_scores(lexical, dense, alpha=self.config.alpha), lexical, dense, vector)
+        return Ranking(
+            hybrid_scores(lexical, dense, alpha=self.config.alpha), lexical, dense, vector
+        )
 
-    async def search(self, *, bot_id: uuid.UUID, query: str, k: int = 8,
-                     candidates: int | None = None) -> SearchResult:
+    async def search(
+        self, *, bot_id: uuid.UUID, query: str, k: int = 8, candidates: int | None = None
+    ) -> SearchResult:
         """The ``k`` best passages for ``query``, hydrated for citations, Q&A pairs lifted."""
         with span("chatwell.retrieval", bot_id=bot_id, top_k=k) as traced:
             result = await self._search(bot_id=bot_id, query=query, k=k, candidates=candidates)
             traced.set(passages=len(result.passages), relevant=result.relevant)
             return result
 
-    async def _search(self, *, bot_id: uuid.UUID, query: str, k: int,
-                      candidates: int | None) -> SearchResult:
-        ranking = await self.rank(bot_id=bot_id, query=query, depth=max(candidates or self.config.candidates, k))
+    async def _search(
+        self, *, bot_id: uuid.UUID, query: str, k: int, candidates: int | None
+    ) -> SearchResult:
+        ranking = await self.rank(
+            bot_id=bot_id, query=query, depth=max(candidates or self.config.candidates, k)
+        )
         if not ranking.fused:
             return SearchResult([], False)
         # Fetch a few more than k: the Q&A boost may reorder the head of the list.
         head = [cid for cid, _ in ranked(ranking.fused)[: k * 3]]
-        rows = await self.db.read_now(lambda session: session.execute(
-            select(Chunk.id, Chunk.source_id, Chunk.heading, Chunk.text, Chunk.page,
-                   Source.type, Source.title, Source.url)
-            .join(Source, Source.id == Chunk.source_id)
-            .where(Chunk.id.in_(head))
-        ).all())
+        rows = await self.db.read_now(
+            lambda session: session.execute(
+                select(
+                    Chunk.id,
+                    Chunk.source_id,
+                    Chunk.heading,
+                    Chunk.text,
+                    Chunk.page,
+                    Source.type,
+                    Source.title,
+                    Source.url,
+                )
+                .join(Source, Source.id == Chunk.source_id)
+                .where(Chunk.id.in_(head))
+            ).all()
+        )
         question_similarity = await self._qa_question_similarity(ranking, rows)
         passages = []
         for row in rows:
@@ -137,10 +169,21 @@ class Retriever:
             if matched >= self.config.qa_min_similarity:
                 # A Q&A pair whose question matches is the curated answer: lift it to the top.
                 score += self.config.qa_boost * matched
-            passages.append(Passage(
-                chunk_id=row.id, source_id=row.source_id, source_type=row.type, title=row.title,
-                url=row.url, page=row.page, heading=row.heading, text=row.text,
-                score=score, similarity=ranking.dense.get(row.id, 0.0), keyword=ranking.lexical.get(row.id, 0.0)))
+            passages.append(
+                Passage(
+                    chunk_id=row.id,
+                    source_id=row.source_id,
+                    source_type=row.type,
+                    title=row.title,
+                    url=row.url,
+                    page=row.page,
+                    heading=row.heading,
+                    text=row.text,
+                    score=score,
+                    similarity=ranking.dense.get(row.id, 0.0),
+                    keyword=ranking.lexical.get(row.id, 0.0),
+                )
+            )
         passages.sort(key=lambda p: p.score, reverse=True)
         if self.reranker is not None:
             passages = await self.reranker.rerank(query, passages)
@@ -151,8 +194,9 @@ class Retriever:
         relevant = any(p.similarity >= self.config.min_similarity for p in passages)
         return SearchResult(passages, relevant)
 
-
-    async def _qa_question_similarity(self, ranking: Ranking, rows: Sequence[Any]) -> dict[int, float]:
+    async def _qa_question_similarity(
+        self, ranking: Ranking, rows: Sequence[Any]
+    ) -> dict[int, float]:
         """Cosine similarity of the query to each Q&A passage's question (its heading); the
         questions' vectors come from the embedding cache after the first time."""
         qa_rows = [row for row in rows if row.type == SourceType.QA and row.heading]
@@ -189,7 +233,7 @@ def distinct_passages(passages: Sequence[Passage], k: int, *, max_per_source: in
 
 def _shingles(text: str) -> frozenset[str]:
     words = text.lower().split()
-    return frozenset(" ".join(words[i:i + 3]) for i in range(max(1, len(words) - 2)))
+    return frozenset(" ".join(words[i : i + 3]) for i in range(max(1, len(words) - 2)))
 
 
 def _near_duplicate(a: frozenset[str], b: frozenset[str]) -> bool:

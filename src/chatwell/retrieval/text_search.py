@@ -128,8 +128,14 @@ def _stemmer(algorithm: str) -> Any:
     return stemmer
 
 
-def rare_terms(terms: list[str], document_frequency: dict[str, int], total: int, *,
-               max_df: float = PRUNE_MAX_DF, keep: int = PRUNE_KEEP) -> list[str]:
+def rare_terms(
+    terms: list[str],
+    document_frequency: dict[str, int],
+    total: int,
+    *,
+    max_df: float = PRUNE_MAX_DF,
+    keep: int = PRUNE_KEEP,
+) -> list[str]:
     """``terms`` without those in more than ``max_df`` of ``total`` chunks, keeping at least the
     ``keep`` rarest (a term whose frequency is unknown counts as rare).
 
@@ -179,7 +185,9 @@ def postgres_tsquery(
     Each term is a quoted lexeme, so ``& | ! ( ) : * <->`` typed by the user cannot appear as
     operators; ``to_tsquery('english', ...)`` still stems each term and drops its own stopwords.
     """
-    return postgres_or_query(query_terms(question, drop_stopwords=drop_stopwords, max_terms=max_terms))
+    return postgres_or_query(
+        query_terms(question, drop_stopwords=drop_stopwords, max_terms=max_terms)
+    )
 
 
 def postgres_or_query(terms: list[str]) -> str | None:

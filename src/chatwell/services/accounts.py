@@ -21,8 +21,8 @@ import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass
-from functools import lru_cache
 from datetime import timedelta
+from functools import lru_cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -76,8 +76,14 @@ class SignedIn:
     def principal(self) -> Principal:
         """The principal services see. Every role reaches the whole workspace's data it may read;
         what an agent may not change is refused by the door before any service is called."""
-        return Principal(key_id=self.user_id, workspace_id=self.workspace_id, bot_id=None,
-                         is_owner=self.role == "owner", label=self.name or self.email, prefix="user")
+        return Principal(
+            key_id=self.user_id,
+            workspace_id=self.workspace_id,
+            bot_id=None,
+            is_owner=self.role == "owner",
+            label=self.name or self.email,
+            prefix="user",
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,9 +106,13 @@ def normalise_email(email: str) -> str:
 
 def check_password(password: str) -> str:
     if len(password) < MIN_PASSWORD:
-        raise InvalidRequest(f"the password needs at least {MIN_PASSWORD} characters", code="weak_password")
+        raise InvalidRequest(
+            f"the password needs at least {MIN_PASSWORD} characters", code="weak_password"
+        )
     if len(password) > MAX_PASSWORD:
-        raise InvalidRequest(f"the password may have at most {MAX_PASSWORD} characters", code="invalid_password")
+        raise InvalidRequest(
+            f"the password may have at most {MAX_PASSWORD} characters", code="invalid_password"
+        )
     return password
 
 
@@ -126,7 +136,9 @@ async def needs_setup(db: Database) -> bool:
         return not await session.scalar(select(func.count()).select_from(User))
 
 
-async def sign_up_first_owner(db: Database, *, email: str, password: str, name: str | None = None) -> NewSession:
+async def sign_up_first_owner(
+    db: Database, *, email: str, password: str, name: str | None = None
+) -> NewSession:
     """Create the first user as owner of the default workspace and sign them in.
 
     Refused (``setup_done``) once any user exists, also when two browsers race for it."""
@@ -138,8 +150,13 @@ async def sign_up_first_owner(db: Database, *, email: str, password: str, name: 
     async with db.write() as session:
         if await session.scalar(select(func.count()).select_from(User)):
             raise Forbidden("this server already has an owner; sign in instead", code="setup_done")
-        user = User(email=email, name=(name or "").strip() or None, password_hash=password_hash,
-                    is_active=True, last_login_at=utcnow())
+        user = User(
+            email=email,
+            name=(name or "").strip() or None,
+            password_hash=password_hash,
+            is_active=True,
+            last_login_at=utcnow(),
+        )
         session.add(user)
         await session.flush()
         session.add(Membership(workspace_id=workspace.id, user_id=user.id, role="owner"))
@@ -150,9 +167,17 @@ def _backoff_rules(backoff: str, client_ip: str, email: str) -> list[Rule]:
     return rules_of(parse_limits(backoff), "login", email, client_ip)
 
 
-async def sign_in(db: Database, limiter: RateLimiter, *, email: str, password: str, client_ip: str,
-                  replacing: str | None = None, backoff: str = LOGIN_BACKOFF,
-                  client_limits: str = LOGIN_CLIENT_LIMITS) -> NewSession:
+async def sign_in(
+    db: Database,
+    limiter: RateLimiter,
+    *,
+    email: str,
+    password: str,
+    client_ip: str,
+    replacing: str | None = None,
+    backoff: str = LOGIN_BACKOFF,
+    client_limits: str = LOGIN_CLIENT_LIMITS,
+) -> NewSession:
     """A new session for a correct email and password, else ``Unauthenticated``
     (``invalid_credentials``, the same for an unknown email and a wrong password) or ``RateLimited``.
 
@@ -163,7 +188,9 @@ async def sign_in(db: Database, limiter: RateLimiter, *, email: str, password: s
     await limiter.refuse_if_full(rules, message=LOGIN_THROTTLED)
     async with db.read() as session:
         user = await session.scalar(select(User).where(User.email == address))
-    ok = await _verify(user.password_hash if user is not None else _dummy_hash(), password[:MAX_PASSWORD])
+    ok = await _verify(
+        user.password_hash if user is not None else _dummy_hash(), password[:MAX_PASSWORD]
+    )
     membership = await _first_membership(db, user.id) if ok and user is not None else None
     if user is None or not ok or not user.is_active or membership is None:
         try:
@@ -172,7 +199,9 @@ async def sign_in(db: Database, limiter: RateLimiter, *, email: str, password: s
             pass  # this failure filled the window: the next attempt is refused
         raise Unauthenticated("wrong email or password", code="invalid_credentials")
     await limiter.clear(backoff_rules)  # the right password: this client's backoff for it ends
-    rehashed = await hash_password(password) if _hasher.check_needs_rehash(user.password_hash) else None
+    rehashed = (
+        await hash_password(password) if _hasher.check_needs_rehash(user.password_hash) else None
+    )
     async with db.write() as session:
         stored = await session.get(User, user.id)
         if stored is not None:
@@ -185,20 +214,33 @@ async def sign_in(db: Database, limiter: RateLimiter, *, email: str, password: s
 async def _first_membership(db: Database, user_id: uuid.UUID) -> Membership | None:
     async with db.read() as session:
         return await session.scalar(
-            select(Membership).join(Workspace, Workspace.id == Membership.workspace_id)
+            select(Membership)
+            .join(Workspace, Workspace.id == Membership.workspace_id)
             .where(Membership.user_id == user_id)
-            .order_by(Workspace.is_default.desc(), Membership.created_at).limit(1))
+            .order_by(Workspace.is_default.desc(), Membership.created_at)
+            .limit(1)
+        )
 
 
-async def _open_session(db: Database, user: User, workspace_id: uuid.UUID, *, replacing: str | None) -> NewSession:
+async def _open_session(
+    db: Database, user: User, workspace_id: uuid.UUID, *, replacing: str | None
+) -> NewSession:
     cookie = secrets.token_urlsafe(32)
     now = utcnow()
-    row = DashboardSession(id=session_key(cookie), user_id=user.id, workspace_id=workspace_id,
-                           csrf_token=secrets.token_urlsafe(32), created_at=now, last_seen_at=now,
-                           expires_at=now + SESSION_LIFETIME)
+    row = DashboardSession(
+        id=session_key(cookie),
+        user_id=user.id,
+        workspace_id=workspace_id,
+        csrf_token=secrets.token_urlsafe(32),
+        created_at=now,
+        last_seen_at=now,
+        expires_at=now + SESSION_LIFETIME,
+    )
     async with db.write() as session:
         if replacing:
-            await session.execute(delete(DashboardSession).where(DashboardSession.id == session_key(replacing)))
+            await session.execute(
+                delete(DashboardSession).where(DashboardSession.id == session_key(replacing))
+            )
         session.add(row)
     signed_in = await resolve_session(db, cookie)
     assert signed_in is not None
@@ -209,7 +251,9 @@ async def sign_out(db: Database, *, cookie: str | None) -> None:
     if not cookie:
         return
     async with db.write() as session:
-        await session.execute(delete(DashboardSession).where(DashboardSession.id == session_key(cookie)))
+        await session.execute(
+            delete(DashboardSession).where(DashboardSession.id == session_key(cookie))
+        )
 
 
 async def resolve_session(db: Database, cookie: str | None) -> SignedIn | None:
@@ -222,11 +266,14 @@ async def resolve_session(db: Database, cookie: str | None) -> SignedIn | None:
         row = await session.get(DashboardSession, key)
         if row is None:
             return None
-        found = (await session.execute(
-            select(User, Membership, Workspace)
-            .join(Membership, Membership.user_id == User.id)
-            .join(Workspace, Workspace.id == Membership.workspace_id)
-            .where(User.id == row.user_id, Membership.workspace_id == row.workspace_id))).first()
+        found = (
+            await session.execute(
+                select(User, Membership, Workspace)
+                .join(Membership, Membership.user_id == User.id)
+                .join(Workspace, Workspace.id == Membership.workspace_id)
+                .where(User.id == row.user_id, Membership.workspace_id == row.workspace_id)
+            )
+        ).first()
     now = utcnow()
     if row.expires_at <= now or found is None or not found[0].is_active:
         return None
@@ -236,13 +283,21 @@ async def resolve_session(db: Database, cookie: str | None) -> SignedIn | None:
             stored = await session.get(DashboardSession, key)
             if stored is not None:
                 stored.last_seen_at = now
-    return SignedIn(session_id=key, user_id=user.id, email=user.email, name=user.name,
-                    workspace_id=workspace.id, workspace_name=workspace.name, role=membership.role,
-                    csrf_token=row.csrf_token)
+    return SignedIn(
+        session_id=key,
+        user_id=user.id,
+        email=user.email,
+        name=user.name,
+        workspace_id=workspace.id,
+        workspace_name=workspace.name,
+        role=membership.role,
+        csrf_token=row.csrf_token,
+    )
 
 
-async def add_member(db: Database, *, by: SignedIn, email: str, role: str, password: str,
-                     name: str | None = None) -> User:
+async def add_member(
+    db: Database, *, by: SignedIn, email: str, role: str, password: str, name: str | None = None
+) -> User:
     """Add a user to the inviter's workspace with ``role`` (owners only). A new address gets an
     account with the initial password the owner hands over; an existing account just joins."""
     if by.role != "owner":
@@ -255,8 +310,12 @@ async def add_member(db: Database, *, by: SignedIn, email: str, role: str, passw
     password_hash = None if user is not None else await hash_password(check_password(password))
     async with db.write() as session:
         if user is None:
-            user = User(email=email, name=(name or "").strip() or None, password_hash=password_hash,
-                        is_active=True)
+            user = User(
+                email=email,
+                name=(name or "").strip() or None,
+                password_hash=password_hash,
+                is_active=True,
+            )
             session.add(user)
             await session.flush()
         elif await session.get(Membership, (by.workspace_id, user.id)) is not None:
@@ -268,8 +327,11 @@ async def add_member(db: Database, *, by: SignedIn, email: str, role: str, passw
 async def list_members(db: Database, *, workspace_id: uuid.UUID) -> list[tuple[User, str]]:
     async with db.read() as session:
         rows = await session.execute(
-            select(User, Membership.role).join(Membership, Membership.user_id == User.id)
-            .where(Membership.workspace_id == workspace_id).order_by(Membership.created_at))
+            select(User, Membership.role)
+            .join(Membership, Membership.user_id == User.id)
+            .where(Membership.workspace_id == workspace_id)
+            .order_by(Membership.created_at)
+        )
         return [(user, role) for user, role in rows.all()]
 
 

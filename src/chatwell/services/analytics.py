@@ -40,7 +40,9 @@ class Report:
     conversations_per_day: list[int]
     unanswered: list[tuple[str, int]] = field(default_factory=list)  # question, times
     top_questions: list[tuple[str, int]] = field(default_factory=list)
-    unanswered_bot: dict[str, uuid.UUID] = field(default_factory=dict)  # question -> a bot that could not answer
+    unanswered_bot: dict[str, uuid.UUID] = field(
+        default_factory=dict
+    )  # question -> a bot that could not answer
     positive: int = 0
     negative: int = 0
     usage: list[ModelUsage] = field(default_factory=list)
@@ -64,11 +66,19 @@ def _question_key(text: str) -> str:
 
 
 def _ranked(counter: Counter[str], shown: dict[str, str]) -> list[tuple[str, int]]:
-    return [(shown[key], n) for key, n in sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP]]
+    return [
+        (shown[key], n) for key, n in sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP]
+    ]
 
 
-async def report(db: Database, *, workspace_id: uuid.UUID, bot_id: uuid.UUID | None = None, days: int = 30,
-                 now: datetime | None = None) -> Report:
+async def report(
+    db: Database,
+    *,
+    workspace_id: uuid.UUID,
+    bot_id: uuid.UUID | None = None,
+    days: int = 30,
+    now: datetime | None = None,
+) -> Report:
     now = now or utcnow()
     first = now.date() - timedelta(days=days - 1)
     since = datetime(first.year, first.month, first.day, tzinfo=now.tzinfo)
@@ -79,33 +89,71 @@ async def report(db: Database, *, workspace_id: uuid.UUID, bot_id: uuid.UUID | N
     if bot_id is not None:
         scope.append(Conversation.bot_id == bot_id)
     async with db.read() as session:
-        not_found = {b.id: AnswerSettings.model_validate(b.answer_settings or {}).not_found_message.strip()
-                     for b in (await session.execute(select(Bot).where(Bot.workspace_id == workspace_id))).scalars()}
-        for (created,) in (await session.execute(
-                select(Conversation.created_at).where(*scope, Conversation.created_at >= since))).all():
+        not_found = {
+            b.id: AnswerSettings.model_validate(b.answer_settings or {}).not_found_message.strip()
+            for b in (
+                await session.execute(select(Bot).where(Bot.workspace_id == workspace_id))
+            ).scalars()
+        }
+        for (created,) in (
+            await session.execute(
+                select(Conversation.created_at).where(*scope, Conversation.created_at >= since)
+            )
+        ).all():
             if created.date() in index:
                 result.conversations_per_day[index[created.date()]] += 1
-        rows = (await session.execute(
-            select(Message.conversation_id, Message.role, Message.content, Message.feedback, Message.created_at,
-                   Conversation.bot_id, Message.metadata_)
-            .join(Conversation, Conversation.id == Message.conversation_id)
-            .where(*scope, Message.created_at >= since)
-            .order_by(Message.created_at.desc()).limit(MAX_MESSAGES))).all()
-        usage_scope: list[Any] = [UsageEvent.workspace_id == workspace_id, UsageEvent.created_at >= since]
+        rows = (
+            await session.execute(
+                select(
+                    Message.conversation_id,
+                    Message.role,
+                    Message.content,
+                    Message.feedback,
+                    Message.created_at,
+                    Conversation.bot_id,
+                    Message.metadata_,
+                )
+                .join(Conversation, Conversation.id == Message.conversation_id)
+                .where(*scope, Message.created_at >= since)
+                .order_by(Message.created_at.desc())
+                .limit(MAX_MESSAGES)
+            )
+        ).all()
+        usage_scope: list[Any] = [
+            UsageEvent.workspace_id == workspace_id,
+            UsageEvent.created_at >= since,
+        ]
         if bot_id is not None:
             usage_scope.append(UsageEvent.bot_id == bot_id)
-        usage = (await session.execute(
-            select(UsageEvent.model, func.count(), func.sum(UsageEvent.prompt_tokens),
-                   func.sum(UsageEvent.completion_tokens), func.sum(UsageEvent.cost))
-            .where(*usage_scope).group_by(UsageEvent.model))).all()
-    result.usage = sorted((ModelUsage(model or "(unknown)", int(n), int(p or 0), int(c or 0),
-                                      Decimal(str(cost or 0))) for model, n, p, c, cost in usage),
-                          key=lambda u: (-u.cost, -u.prompt_tokens - u.completion_tokens, u.model))
+        usage = (
+            await session.execute(
+                select(
+                    UsageEvent.model,
+                    func.count(),
+                    func.sum(UsageEvent.prompt_tokens),
+                    func.sum(UsageEvent.completion_tokens),
+                    func.sum(UsageEvent.cost),
+                )
+                .where(*usage_scope)
+                .group_by(UsageEvent.model)
+            )
+        ).all()
+    result.usage = sorted(
+        (
+            ModelUsage(
+                model or "(unknown)", int(n), int(p or 0), int(c or 0), Decimal(str(cost or 0))
+            )
+            for model, n, p, c, cost in usage
+        ),
+        key=lambda u: (-u.cost, -u.prompt_tokens - u.completion_tokens, u.model),
+    )
     top: Counter[str] = Counter()
     unanswered: Counter[str] = Counter()
     shown: dict[str, str] = {}
     last_question: dict[uuid.UUID, str] = {}
-    for conversation_id, role, content, feedback, created, bot, meta in reversed(rows):  # oldest first
+    for conversation_id, role, content, feedback, created, bot, meta in reversed(
+        rows
+    ):  # oldest first
         if created.date() in index:
             result.messages_per_day[index[created.date()]] += 1
         if role == "user":
@@ -126,7 +174,9 @@ async def report(db: Database, *, workspace_id: uuid.UUID, bot_id: uuid.UUID | N
                 continue
             top[asked] += 1
             abstained = isinstance(meta, dict) and meta.get("answered") is False
-            if abstained or ((content or "").strip() and (content or "").strip() == not_found.get(bot)):
+            if abstained or (
+                (content or "").strip() and (content or "").strip() == not_found.get(bot)
+            ):
                 unanswered[asked] += 1
                 result.unanswered_bot.setdefault(shown[asked], bot)
         else:  # an agent's reply: the question before it went to a person

@@ -42,8 +42,10 @@ async def on_start(db: Database, settings: Settings, *, announce: Callable[[str]
         )
     if await accounts.needs_setup(db):
         token = server_keys.setup_token(await server_keys.server_key(db))
-        announce(f"\n  No dashboard account yet. Create the owner at /dashboard/setup with this set-up token\n"
-                 f"  (or the admin key): {token}\n  (`chatwell setup-token` prints it again.)\n")
+        announce(
+            f"\n  No dashboard account yet. Create the owner at /dashboard/setup with this set-up token\n"
+            f"  (or the admin key): {token}\n  (`chatwell setup-token` prints it again.)\n"
+        )
     if settings.demo:
         await ensure_demo_bot(db, workspace_id=workspace.id, announce=announce)
 
@@ -54,11 +56,21 @@ async def ensure_demo_bot(db: Database, *, workspace_id, announce: Callable[[str
     if exists is not None:
         return
     principal = owner_principal(workspace_id)
-    bot = await bots.create_bot(db, workspace_id=workspace_id, data=BotCreate(
-        name="Demo bot", slug=DEMO_SLUG, public=True,
-        welcome_message="Hi! Ask me about chatwell.",
-        suggested_questions=["What is chatwell?", "When is support available?"],
-    ))
-    await sources.add_text_source(db, principal=principal, bot_ref=str(bot.id), data=TextSourceIn(
-        type="text", title="About chatwell", text=DEMO_TEXT))
+    bot = await bots.create_bot(
+        db,
+        workspace_id=workspace_id,
+        data=BotCreate(
+            name="Demo bot",
+            slug=DEMO_SLUG,
+            public=True,
+            welcome_message="Hi! Ask me about chatwell.",
+            suggested_questions=["What is chatwell?", "When is support available?"],
+        ),
+    )
+    await sources.add_text_source(
+        db,
+        principal=principal,
+        bot_ref=str(bot.id),
+        data=TextSourceIn(type="text", title="About chatwell", text=DEMO_TEXT),
+    )
     announce(f"  Demo bot ready: id {bot.id}, slug {bot.slug!r}.")

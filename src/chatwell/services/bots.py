@@ -40,8 +40,16 @@ SETTINGS_GROUPS: dict[str, tuple[str, type[Any]]] = {
     "contact_form": ("contact_form", ContactFormSettings),
     "widget": ("widget_settings", WidgetSettings),
 }
-PLAIN_FIELDS = ("name", "public", "instructions", "welcome_message", "suggested_questions",
-                "allowed_origins", "webhook_url", "active")
+PLAIN_FIELDS = (
+    "name",
+    "public",
+    "instructions",
+    "welcome_message",
+    "suggested_questions",
+    "allowed_origins",
+    "webhook_url",
+    "active",
+)
 
 
 def bot_not_found() -> NotFound:
@@ -90,7 +98,9 @@ def _apply(bot: Bot, data: BotCreate | BotUpdate) -> None:
         if field in given and (value := getattr(data, field)) is not None:
             # PATCH merges into the stored group instead of replacing it wholesale.
             merged = {**(getattr(bot, column) or {}), **value.model_dump(exclude_unset=True)}
-            setattr(bot, column, model.model_validate(merged).model_dump(mode="json", exclude_none=True))
+            setattr(
+                bot, column, model.model_validate(merged).model_dump(mode="json", exclude_none=True)
+            )
 
 
 async def create_bot(db: Database, *, workspace_id: uuid.UUID, data: BotCreate) -> Bot:
@@ -101,10 +111,21 @@ async def create_bot(db: Database, *, workspace_id: uuid.UUID, data: BotCreate) 
                 slug = await _unique_slug(session, slugify(data.name))
             elif await session.scalar(select(Bot.id).where(Bot.slug == slug)) is not None:
                 raise Conflict(f"slug {slug!r} is already taken", code="slug_taken")
-            bot = Bot(workspace_id=workspace_id, slug=slug, name=data.name, public=False,
-                      instructions="", suggested_questions=[], allowed_origins=[],
-                      model_settings={}, rate_limits={}, answer_settings={}, handoff_settings={},
-                      contact_form={}, widget_settings={})
+            bot = Bot(
+                workspace_id=workspace_id,
+                slug=slug,
+                name=data.name,
+                public=False,
+                instructions="",
+                suggested_questions=[],
+                allowed_origins=[],
+                model_settings={},
+                rate_limits={},
+                answer_settings={},
+                handoff_settings={},
+                contact_form={},
+                widget_settings={},
+            )
             _apply(bot, data)
             issued = webhooks.issue_secret(bot)
             session.add(bot)
@@ -118,7 +139,11 @@ async def create_bot(db: Database, *, workspace_id: uuid.UUID, data: BotCreate) 
 async def get_bot(db: Database, *, principal: Principal, ref: str | uuid.UUID) -> Bot:
     """The bot ``ref`` if ``principal`` may reach it, else ``bot_not_found``."""
     bot = await db.read_now(lambda session: find_bot_now(session, ref))
-    if bot is None or bot.workspace_id != principal.workspace_id or not principal.can_reach_bot(bot.id):
+    if (
+        bot is None
+        or bot.workspace_id != principal.workspace_id
+        or not principal.can_reach_bot(bot.id)
+    ):
         raise bot_not_found()
     return bot
 
@@ -135,13 +160,16 @@ async def get_public_bot(db: Database, *, ref: str | uuid.UUID) -> Bot:
     return bot
 
 
-async def list_bots(db: Database, *, principal: Principal, limit: int = 50,
-                    cursor: str | None = None) -> Page[Bot]:
+async def list_bots(
+    db: Database, *, principal: Principal, limit: int = 50, cursor: str | None = None
+) -> Page[Bot]:
     query = select(Bot).where(Bot.workspace_id == principal.workspace_id)
     if principal.bot_id is not None:
         query = query.where(Bot.id == principal.bot_id)
     async with db.read() as session:
-        rows = list((await session.scalars(paginate(query, Bot.id, limit=limit, cursor=cursor))).all())
+        rows = list(
+            (await session.scalars(paginate(query, Bot.id, limit=limit, cursor=cursor))).all()
+        )
     return page_of(rows, limit, lambda b: b.id)
 
 

@@ -46,8 +46,8 @@ RECONNECT_SECONDS = 1.0
 class Subscription:
     """One listener's hints about one conversation. Listening starts on entering it::
 
-        async with bus.subscribe(conversation_id) as hints:
-            async for payload in hints: ...      # or: await hints.wait(timeout)
+    async with bus.subscribe(conversation_id) as hints:
+        async for payload in hints: ...      # or: await hints.wait(timeout)
     """
 
     def __init__(self, bus: ConversationBus, conversation_id: str) -> None:
@@ -109,7 +109,11 @@ class ConversationBus:
             async with asyncio.timeout(PUBLISH_TIMEOUT_SECONDS):
                 await self._send(str(conversation_id), payload)
         except Exception:  # the listeners catch up by re-reading; the publisher's request goes on
-            log.warning("could not publish a notification for conversation %s", conversation_id, exc_info=True)
+            log.warning(
+                "could not publish a notification for conversation %s",
+                conversation_id,
+                exc_info=True,
+            )
 
     async def aclose(self) -> None:
         self._listeners.clear()
@@ -157,8 +161,11 @@ class ConversationBus:
 
 
 def _unavailable(transport: str) -> ServiceUnavailable:
-    return ServiceUnavailable(f"live updates are unavailable ({transport} cannot be reached); poll instead",
-                              code="live_updates_unavailable", retry_after=30)
+    return ServiceUnavailable(
+        f"live updates are unavailable ({transport} cannot be reached); poll instead",
+        code="live_updates_unavailable",
+        retry_after=30,
+    )
 
 
 class RedisConversationBus(ConversationBus):
@@ -168,7 +175,9 @@ class RedisConversationBus(ConversationBus):
         super().__init__()
         from redis.asyncio import Redis
 
-        self._redis = Redis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT_SECONDS, health_check_interval=30)
+        self._redis = Redis.from_url(
+            url, socket_connect_timeout=CONNECT_TIMEOUT_SECONDS, health_check_interval=30
+        )
         self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
         self._reader: asyncio.Task[None] | None = None
         self._chores: set[asyncio.Task[None]] = set()
@@ -201,7 +210,9 @@ class RedisConversationBus(ConversationBus):
         lost = False
         while True:
             try:
-                message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                message = await self._pubsub.get_message(
+                    ignore_subscribe_messages=True, timeout=1.0
+                )
             except asyncio.CancelledError:
                 raise
             except Exception:  # redis-py reconnects and subscribes again on the next read
@@ -219,7 +230,9 @@ class RedisConversationBus(ConversationBus):
             channel = channel.decode() if isinstance(channel, bytes) else str(channel)
             with contextlib.suppress(ValueError):
                 payload = json.loads(message["data"])
-                self._deliver(channel.removeprefix(REDIS_PREFIX), payload if isinstance(payload, dict) else {})
+                self._deliver(
+                    channel.removeprefix(REDIS_PREFIX), payload if isinstance(payload, dict) else {}
+                )
 
     async def aclose(self) -> None:
         await super().aclose()
@@ -248,8 +261,11 @@ class PostgresConversationBus(ConversationBus):
     async def _send(self, key: str, payload: Payload) -> None:
         async with self._lock:
             connection = await self._connected()
-            await connection.execute("SELECT pg_notify($1, $2)", POSTGRES_CHANNEL,
-                                     json.dumps({**payload, "conversation_id": key}))
+            await connection.execute(
+                "SELECT pg_notify($1, $2)",
+                POSTGRES_CHANNEL,
+                json.dumps({**payload, "conversation_id": key}),
+            )
 
     async def _listen(self, key: str) -> None:
         try:
@@ -313,5 +329,7 @@ def build_conversation_bus(settings: Settings, db: Database) -> ConversationBus:
     if settings.redis_url:
         return RedisConversationBus(settings.redis_url)
     if db.is_postgres:
-        return PostgresConversationBus(db.url.set(drivername="postgresql").render_as_string(hide_password=False))
+        return PostgresConversationBus(
+            db.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        )
     return ConversationBus()

@@ -74,9 +74,12 @@ def scopes_of(key: ApiKey) -> list[str]:
 def require(principal: Principal, permission: Permission) -> None:
     """Refuse (403 ``insufficient_scope``) a bot key that was not granted ``permission``."""
     if not principal.allows(permission):
-        raise Forbidden(f"this key lacks the {permission.value!r} scope (grant it to a bot key when "
-                        "creating the key, or use a workspace key)", code="insufficient_scope",
-                        details={"required_scope": permission.value})
+        raise Forbidden(
+            f"this key lacks the {permission.value!r} scope (grant it to a bot key when "
+            "creating the key, or use a workspace key)",
+            code="insufficient_scope",
+            details={"required_scope": permission.value},
+        )
 
 
 def checked_scopes(bot_id: uuid.UUID | None, scopes: list[str] | None) -> list[str]:
@@ -84,14 +87,17 @@ def checked_scopes(bot_id: uuid.UUID | None, scopes: list[str] | None) -> list[s
     key's none (it holds every permission; asking for fewer is refused, not silently ignored)."""
     if bot_id is None:
         if scopes is not None and set(scopes) != {p.value for p in Permission}:
-            raise InvalidRequest("scopes apply to bot keys; a workspace key holds every scope",
-                                 code="invalid_scope")
+            raise InvalidRequest(
+                "scopes apply to bot keys; a workspace key holds every scope", code="invalid_scope"
+            )
         return []
     chosen = list(DEFAULT_BOT_KEY_SCOPES) if scopes is None else scopes
     unknown = sorted(set(chosen) - {p.value for p in Permission})
     if unknown:
-        raise InvalidRequest(f"unknown scope {unknown[0]!r}; known: {', '.join(p.value for p in Permission)}",
-                             code="invalid_scope")
+        raise InvalidRequest(
+            f"unknown scope {unknown[0]!r}; known: {', '.join(p.value for p in Permission)}",
+            code="invalid_scope",
+        )
     return [p.value for p in Permission if p.value in chosen]
 
 
@@ -134,14 +140,20 @@ async def create_key(
 
 
 async def list_keys(
-    db: Database, *, workspace_id: uuid.UUID, limit: int = 50, cursor: str | None = None,
+    db: Database,
+    *,
+    workspace_id: uuid.UUID,
+    limit: int = 50,
+    cursor: str | None = None,
     include_revoked: bool = False,
 ) -> Page[ApiKey]:
     query = select(ApiKey).where(ApiKey.workspace_id == workspace_id)
     if not include_revoked:
         query = query.where(ApiKey.revoked_at.is_(None))
     async with db.read() as session:
-        rows = list((await session.scalars(paginate(query, ApiKey.id, limit=limit, cursor=cursor))).all())
+        rows = list(
+            (await session.scalars(paginate(query, ApiKey.id, limit=limit, cursor=cursor))).all()
+        )
     return page_of(rows, limit, lambda k: k.id)
 
 
@@ -160,8 +172,14 @@ async def authenticate(db: Database, secret: str | None) -> Principal:
     if len(secret) > MAX_KEY_LENGTH:
         raise Unauthenticated("invalid API key")
     digest = hash_secret(secret)
-    key = await db.read_now(lambda session: session.scalar(select(ApiKey).where(ApiKey.secret_hash == digest)))
-    if key is None or not hmac.compare_digest(key.secret_hash, digest) or key.revoked_at is not None:
+    key = await db.read_now(
+        lambda session: session.scalar(select(ApiKey).where(ApiKey.secret_hash == digest))
+    )
+    if (
+        key is None
+        or not hmac.compare_digest(key.secret_hash, digest)
+        or key.revoked_at is not None
+    ):
         raise Unauthenticated("invalid API key")
     await _touch(db, key)
     return principal_of(key)
@@ -182,7 +200,9 @@ async def _touch(db: Database, key: ApiKey) -> None:
     _TOUCHED[key.id] = now
     try:
         async with db.write() as session:
-            await session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
+            await session.execute(
+                update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now)
+            )
     except BaseException:
         if _TOUCHED.get(key.id) == now:  # not written: the next request tries again
             del _TOUCHED[key.id]
@@ -198,8 +218,12 @@ async def ensure_env_key(db: Database, *, workspace_id: uuid.UUID, secret: str) 
         existing = await session.scalar(select(ApiKey).where(ApiKey.secret_hash == digest))
         await session.execute(
             update(ApiKey)
-            .where(ApiKey.workspace_id == workspace_id, ApiKey.origin == "env",
-                   ApiKey.secret_hash != digest, ApiKey.revoked_at.is_(None))
+            .where(
+                ApiKey.workspace_id == workspace_id,
+                ApiKey.origin == "env",
+                ApiKey.secret_hash != digest,
+                ApiKey.revoked_at.is_(None),
+            )
             .values(revoked_at=utcnow())
         )
         if existing is not None:
@@ -211,8 +235,14 @@ async def ensure_env_key(db: Database, *, workspace_id: uuid.UUID, secret: str) 
             existing.scopes = []
             return existing
         key = ApiKey(
-            workspace_id=workspace_id, label="admin (CHATWELL_ADMIN_KEY)", prefix=display_prefix(secret),
-            secret_hash=digest, is_owner=True, origin="env", allowed_origins=[], scopes=[],
+            workspace_id=workspace_id,
+            label="admin (CHATWELL_ADMIN_KEY)",
+            prefix=display_prefix(secret),
+            secret_hash=digest,
+            is_owner=True,
+            origin="env",
+            allowed_origins=[],
+            scopes=[],
         )
         session.add(key)
         return key

@@ -16,7 +16,12 @@ from chatwell.ingestion.service import IngestionConfig, Ingestor
 from chatwell.llm.pricing import PriceTable
 from chatwell.llm.registry import ModelRegistry
 from chatwell.retrieval.batching import BatchingEmbedder
-from chatwell.retrieval.embeddings import CachedEmbedder, Embedder, MiniLMOnnxEmbedder, OpenAICompatibleEmbedder
+from chatwell.retrieval.embeddings import (
+    CachedEmbedder,
+    Embedder,
+    MiniLMOnnxEmbedder,
+    OpenAICompatibleEmbedder,
+)
 from chatwell.retrieval.service import RetrievalConfig, Retriever
 from chatwell.settings import Settings
 from chatwell.storage.database import Database
@@ -36,36 +41,63 @@ def build_embedder(settings: Settings) -> Embedder:
     if settings.fastembed_model:
         from chatwell.retrieval.fastembed import FastEmbedEmbedder
 
-        inner = FastEmbedEmbedder(settings.fastembed_model, cache_dir=settings.data_dir / "cache" / "fastembed",
-                                  model_path=settings.fastembed_model_path)
+        inner = FastEmbedEmbedder(
+            settings.fastembed_model,
+            cache_dir=settings.data_dir / "cache" / "fastembed",
+            model_path=settings.fastembed_model_path,
+        )
     elif settings.embedding_base_url:
         inner = OpenAICompatibleEmbedder(
-            base_url=settings.embedding_base_url, model=settings.embedding_model or "text-embedding-3-small",
-            api_key=settings.embedding_api_key.get_secret_value() if settings.embedding_api_key else None)
+            base_url=settings.embedding_base_url,
+            model=settings.embedding_model or "text-embedding-3-small",
+            api_key=settings.embedding_api_key.get_secret_value()
+            if settings.embedding_api_key
+            else None,
+        )
     else:
         inner = MiniLMOnnxEmbedder()
     # Cache first (identical text costs nothing), then coalesce the misses into larger batches.
     return CachedEmbedder(BatchingEmbedder(inner), settings.data_dir / "cache")
 
 
-def build_knowledge(db: Database, settings: Settings, *, embedder: Embedder | None = None,
-                    retrieval: RetrievalConfig | None = None) -> Knowledge:
+def build_knowledge(
+    db: Database,
+    settings: Settings,
+    *,
+    embedder: Embedder | None = None,
+    retrieval: RetrievalConfig | None = None,
+) -> Knowledge:
     embedder = embedder or build_embedder(settings)
     index = search_index_for(db)
-    ingestor = Ingestor(db, embedder, index, IngestionConfig(
-        chunk_tokens=settings.chunk_tokens, overlap_tokens=settings.chunk_overlap_tokens,
-        max_file_bytes=settings.max_upload_bytes, allow_private=settings.crawl_allow_private,
-        lease=timedelta(seconds=settings.ingestion_lease_seconds),
-        limits=ExtractionLimits(
-            max_text_chars=settings.ingestion_max_text_chars, max_chunks=settings.ingestion_max_chunks,
-            memory_bytes=settings.ingestion_memory_mb * 1024 * 1024, cpu_seconds=settings.ingestion_cpu_seconds,
-            timeout_seconds=settings.ingestion_timeout_seconds,
-            concurrency=settings.ingestion_extract_concurrency)))
+    ingestor = Ingestor(
+        db,
+        embedder,
+        index,
+        IngestionConfig(
+            chunk_tokens=settings.chunk_tokens,
+            overlap_tokens=settings.chunk_overlap_tokens,
+            max_file_bytes=settings.max_upload_bytes,
+            allow_private=settings.crawl_allow_private,
+            lease=timedelta(seconds=settings.ingestion_lease_seconds),
+            limits=ExtractionLimits(
+                max_text_chars=settings.ingestion_max_text_chars,
+                max_chunks=settings.ingestion_max_chunks,
+                memory_bytes=settings.ingestion_memory_mb * 1024 * 1024,
+                cpu_seconds=settings.ingestion_cpu_seconds,
+                timeout_seconds=settings.ingestion_timeout_seconds,
+                concurrency=settings.ingestion_extract_concurrency,
+            ),
+        ),
+    )
     return Knowledge(embedder, index, ingestor, Retriever(db, index, embedder, retrieval))
 
 
 def build_chat_service(db: Database, settings: Settings, knowledge: Knowledge) -> ChatService:
     return ChatService(
-        db, knowledge.retriever, ModelRegistry(settings, knowledge.embedder), PriceTable(settings.model_prices),
+        db,
+        knowledge.retriever,
+        ModelRegistry(settings, knowledge.embedder),
+        PriceTable(settings.model_prices),
         ContentFilter(settings.blocked_input_patterns, settings.blocked_output_patterns),
-        context_tokens=settings.llm_context_tokens)
+        context_tokens=settings.llm_context_tokens,
+    )

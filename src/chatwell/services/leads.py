@@ -32,8 +32,8 @@ from chatwell.domain.auth import Principal
 from chatwell.domain.models import ContactFormSettings, Permission
 from chatwell.errors import Forbidden, InvalidRequest
 from chatwell.services import webhooks
-from chatwell.services.keys import require
 from chatwell.services.conversations import conversation_not_found, iso, parse_uuid
+from chatwell.services.keys import require
 from chatwell.services.pagination import Page, page_of, paginate
 from chatwell.services.sessions import visitor_owns
 from chatwell.storage.database import Database
@@ -70,12 +70,22 @@ class LeadFields:
 
 # ----------------------------------------------------------------------------- creating
 
-async def create_lead(db: Database, *, bot: Bot, conversation_id: uuid.UUID | None = None, name: str | None = None,
-                      email: str | None = None, phone: str | None = None,
-                      fields: dict[str, Any] | None = None) -> Lead:
+
+async def create_lead(
+    db: Database,
+    *,
+    bot: Bot,
+    conversation_id: uuid.UUID | None = None,
+    name: str | None = None,
+    email: str | None = None,
+    phone: str | None = None,
+    fields: dict[str, Any] | None = None,
+) -> Lead:
     """Store a lead as given (trusted callers) and queue its ``lead.created`` webhook."""
     async with db.write() as session:
-        return await _add_lead(session, bot, conversation_id, LeadFields(name, email, phone, fields or {}))
+        return await _add_lead(
+            session, bot, conversation_id, LeadFields(name, email, phone, fields or {})
+        )
 
 
 async def submit_lead(db: Database, *, bot: Bot, submission: LeadSubmission) -> Lead:
@@ -92,8 +102,11 @@ async def submit_lead(db: Database, *, bot: Bot, submission: LeadSubmission) -> 
 def check_submission(form: ContactFormSettings, submission: LeadSubmission) -> LeadFields:
     """The submission's values, trimmed and mapped to columns; raises ``missing_field`` or
     ``invalid_email`` (the rules of the module docstring)."""
-    given = {key.strip(): value.strip() for key, value in submission.fields.items()
-             if key.strip() and value.strip()}
+    given = {
+        key.strip(): value.strip()
+        for key, value in submission.fields.items()
+        if key.strip() and value.strip()
+    }
     standard: dict[str, str | None] = {}
     for name in STANDARD_FIELDS:
         inside = given.pop(name, None)
@@ -104,63 +117,102 @@ def check_submission(form: ContactFormSettings, submission: LeadSubmission) -> L
     for spec in form.fields:
         value = standard.get(spec.name) if spec.name in STANDARD_FIELDS else given.get(spec.name)
         if spec.required and not value:
-            raise InvalidRequest(f"{spec.label} is required", code="missing_field",
-                                 details={"field": spec.name})
+            raise InvalidRequest(
+                f"{spec.label} is required", code="missing_field", details={"field": spec.name}
+            )
         if value and spec.type == "email":
             _check_email(value, spec.name)
     if standard["email"]:
         _check_email(standard["email"], "email")
     if not any(standard.values()) and not given:
-        raise InvalidRequest("a lead needs at least a name, an email, a phone or a field", code="missing_field")
+        raise InvalidRequest(
+            "a lead needs at least a name, an email, a phone or a field", code="missing_field"
+        )
     return LeadFields(standard["name"], standard["email"], standard["phone"], given)
 
 
 def _check_email(value: str, name: str) -> None:
     if not EMAIL.match(value):
-        raise InvalidRequest(f"{name} is not a valid email address", code="invalid_email",
-                             details={"field": name})
+        raise InvalidRequest(
+            f"{name} is not a valid email address", code="invalid_email", details={"field": name}
+        )
 
 
-async def _session_conversation(session: AsyncSession, bot: Bot, submission: LeadSubmission) -> uuid.UUID | None:
+async def _session_conversation(
+    session: AsyncSession, bot: Bot, submission: LeadSubmission
+) -> uuid.UUID | None:
     if submission.conversation_id is None:
         return None
     cid = parse_uuid(submission.conversation_id, conversation_not_found())
     conversation = await session.get(Conversation, cid)
-    if conversation is None or conversation.bot_id != bot.id \
-            or not visitor_owns(conversation, session_id=submission.session_id):
+    if (
+        conversation is None
+        or conversation.bot_id != bot.id
+        or not visitor_owns(conversation, session_id=submission.session_id)
+    ):
         raise conversation_not_found()
     return conversation.id
 
 
-async def _add_lead(session: AsyncSession, bot: Bot, conversation_id: uuid.UUID | None, clean: LeadFields) -> Lead:
-    lead = Lead(workspace_id=bot.workspace_id, bot_id=bot.id, conversation_id=conversation_id, name=clean.name,
-                email=clean.email, phone=clean.phone, fields=clean.fields)
+async def _add_lead(
+    session: AsyncSession, bot: Bot, conversation_id: uuid.UUID | None, clean: LeadFields
+) -> Lead:
+    lead = Lead(
+        workspace_id=bot.workspace_id,
+        bot_id=bot.id,
+        conversation_id=conversation_id,
+        name=clean.name,
+        email=clean.email,
+        phone=clean.phone,
+        fields=clean.fields,
+    )
     session.add(lead)
     await session.flush()
     current = await session.get(Bot, bot.id)  # this transaction's view of the webhook settings
     if current is not None:
-        webhooks.enqueue(session, bot=current, event=LEAD_CREATED, payload=lead_event(current, lead))
+        webhooks.enqueue(
+            session, bot=current, event=LEAD_CREATED, payload=lead_event(current, lead)
+        )
     return lead
 
 
 def lead_json(lead: Lead) -> dict[str, Any]:
-    return {"id": str(lead.id), "bot_id": str(lead.bot_id),
-            "conversation_id": str(lead.conversation_id) if lead.conversation_id else None,
-            "name": lead.name, "email": lead.email, "phone": lead.phone, "fields": dict(lead.fields or {}),
-            "created_at": iso(lead.created_at)}
+    return {
+        "id": str(lead.id),
+        "bot_id": str(lead.bot_id),
+        "conversation_id": str(lead.conversation_id) if lead.conversation_id else None,
+        "name": lead.name,
+        "email": lead.email,
+        "phone": lead.phone,
+        "fields": dict(lead.fields or {}),
+        "created_at": iso(lead.created_at),
+    }
 
 
 def lead_event(bot: Bot, lead: Lead) -> dict[str, Any]:
     """The ``lead.created`` webhook body."""
-    return {"event": LEAD_CREATED, "created_at": iso(utcnow()),
-            "bot": {"id": str(bot.id), "slug": bot.slug, "name": bot.name}, "lead": lead_json(lead),
-            "conversation_id": str(lead.conversation_id) if lead.conversation_id else None}
+    return {
+        "event": LEAD_CREATED,
+        "created_at": iso(utcnow()),
+        "bot": {"id": str(bot.id), "slug": bot.slug, "name": bot.name},
+        "lead": lead_json(lead),
+        "conversation_id": str(lead.conversation_id) if lead.conversation_id else None,
+    }
 
 
 # ----------------------------------------------------------------------------- reading
 
-async def list_leads(db: Database, *, principal: Principal, bot_id: uuid.UUID, start: datetime | None,
-                     end: datetime | None, page: int, size: int) -> list[Lead]:
+
+async def list_leads(
+    db: Database,
+    *,
+    principal: Principal,
+    bot_id: uuid.UUID,
+    start: datetime | None,
+    end: datetime | None,
+    page: int,
+    size: int,
+) -> list[Lead]:
     """A page of a bot's leads, newest first (the caller has checked it may reach the bot)."""
     require(principal, Permission.LEADS_READ)
     query = select(Lead).where(Lead.workspace_id == principal.workspace_id, Lead.bot_id == bot_id)
@@ -168,18 +220,28 @@ async def list_leads(db: Database, *, principal: Principal, bot_id: uuid.UUID, s
         query = query.where(Lead.created_at >= start)
     if end is not None:
         query = query.where(Lead.created_at < end)
-    query = query.order_by(Lead.created_at.desc(), Lead.id.desc()).offset((page - 1) * size).limit(size)
+    query = (
+        query.order_by(Lead.created_at.desc(), Lead.id.desc()).offset((page - 1) * size).limit(size)
+    )
     async with db.read() as session:
         return list((await session.scalars(query)).all())
 
 
-async def leads_page(db: Database, *, principal: Principal, bot_id: uuid.UUID, limit: int = 50,
-                     cursor: str | None = None) -> Page[Lead]:
+async def leads_page(
+    db: Database,
+    *,
+    principal: Principal,
+    bot_id: uuid.UUID,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> Page[Lead]:
     """A cursor page of a bot's leads, newest first (the caller has checked it may reach the bot)."""
     require(principal, Permission.LEADS_READ)
     query = select(Lead).where(Lead.workspace_id == principal.workspace_id, Lead.bot_id == bot_id)
     async with db.read() as session:
-        rows = list((await session.scalars(paginate(query, Lead.id, limit=limit, cursor=cursor))).all())
+        rows = list(
+            (await session.scalars(paginate(query, Lead.id, limit=limit, cursor=cursor))).all()
+        )
     return page_of(rows, limit, lambda lead: lead.id)
 
 
@@ -203,7 +265,10 @@ async def export_leads(db: Database, *, principal: Principal, bot: Bot) -> LeadE
         for _, fields in batch:
             custom.extend(key for key in (fields or {}) if key not in custom)
         last = batch[-1][0]
-    columns = [*EXPORT_COLUMNS, *(f"fields.{key}" if key in EXPORT_COLUMNS else key for key in custom)]
+    columns = [
+        *EXPORT_COLUMNS,
+        *(f"fields.{key}" if key in EXPORT_COLUMNS else key for key in custom),
+    ]
 
     async def rows() -> AsyncIterator[list[list[str]]]:
         if last is None:
@@ -231,8 +296,14 @@ async def _batches(db: Database, query: Any) -> AsyncIterator[list[Any]]:
 
 def _export_row(lead: Lead, custom: list[str]) -> list[str]:
     fields = lead.fields or {}
-    standard = [str(lead.id), iso(lead.created_at) or "", lead.name or "", lead.email or "", lead.phone or "",
-                str(lead.conversation_id) if lead.conversation_id else ""]
+    standard = [
+        str(lead.id),
+        iso(lead.created_at) or "",
+        lead.name or "",
+        lead.email or "",
+        lead.phone or "",
+        str(lead.conversation_id) if lead.conversation_id else "",
+    ]
     return standard + [_text(fields.get(key)) for key in custom]
 
 

@@ -16,7 +16,14 @@ from datetime import datetime
 from sqlalchemy import delete, func, select
 
 from chatwell.errors import Conflict, Forbidden, InvalidRequest, NotFound
-from chatwell.services.accounts import ROLES, SignedIn, check_password, hash_password, normalise_email, verify_password
+from chatwell.services.accounts import (
+    ROLES,
+    SignedIn,
+    check_password,
+    hash_password,
+    normalise_email,
+    verify_password,
+)
 from chatwell.storage.database import Database
 from chatwell.storage.tables import DashboardSession, Membership, User, UserPresence, utcnow
 
@@ -34,8 +41,16 @@ def _member_id(value: str) -> uuid.UUID:
 
 
 async def _owners(session: object, workspace_id: uuid.UUID) -> int:
-    return int(await session.scalar(select(func.count()).select_from(Membership).where(  # type: ignore[attr-defined]
-        Membership.workspace_id == workspace_id, Membership.role == "owner")) or 0)
+    return int(
+        await session.scalar(
+            select(func.count())
+            .select_from(Membership)
+            .where(  # type: ignore[attr-defined]
+                Membership.workspace_id == workspace_id, Membership.role == "owner"
+            )
+        )
+        or 0
+    )
 
 
 async def change_role(db: Database, *, by: SignedIn, user_id: str, role: str) -> None:
@@ -46,8 +61,14 @@ async def change_role(db: Database, *, by: SignedIn, user_id: str, role: str) ->
         member = await session.get(Membership, (by.workspace_id, _member_id(user_id)))
         if member is None:
             raise NotFound("member not found", code="member_not_found")
-        if member.role == "owner" and role != "owner" and await _owners(session, by.workspace_id) <= 1:
-            raise Conflict("a workspace needs an owner: make someone else owner first", code="last_owner")
+        if (
+            member.role == "owner"
+            and role != "owner"
+            and await _owners(session, by.workspace_id) <= 1
+        ):
+            raise Conflict(
+                "a workspace needs an owner: make someone else owner first", code="last_owner"
+            )
         member.role = role
 
 
@@ -61,12 +82,20 @@ async def remove_member(db: Database, *, by: SignedIn, user_id: str) -> None:
         if member is None:
             raise NotFound("member not found", code="member_not_found")
         if member.role == "owner" and await _owners(session, by.workspace_id) <= 1:
-            raise Conflict("a workspace needs an owner: make someone else owner first", code="last_owner")
+            raise Conflict(
+                "a workspace needs an owner: make someone else owner first", code="last_owner"
+            )
         await session.delete(member)
-        await session.execute(delete(DashboardSession).where(DashboardSession.user_id == target,
-                                                             DashboardSession.workspace_id == by.workspace_id))
-        await session.execute(delete(UserPresence).where(UserPresence.user_id == target,
-                                                         UserPresence.workspace_id == by.workspace_id))
+        await session.execute(
+            delete(DashboardSession).where(
+                DashboardSession.user_id == target, DashboardSession.workspace_id == by.workspace_id
+            )
+        )
+        await session.execute(
+            delete(UserPresence).where(
+                UserPresence.user_id == target, UserPresence.workspace_id == by.workspace_id
+            )
+        )
 
 
 async def change_password(db: Database, *, user: SignedIn, current: str, new: str) -> None:
@@ -81,8 +110,11 @@ async def change_password(db: Database, *, user: SignedIn, current: str, new: st
         if stored is None:
             raise NotFound("account not found", code="user_not_found")
         stored.password_hash = password_hash
-        await session.execute(delete(DashboardSession).where(DashboardSession.user_id == user.user_id,
-                                                             DashboardSession.id != user.session_id))
+        await session.execute(
+            delete(DashboardSession).where(
+                DashboardSession.user_id == user.user_id, DashboardSession.id != user.session_id
+            )
+        )
 
 
 async def reset_password(db: Database, *, email: str, password: str) -> User:
@@ -116,19 +148,37 @@ def _ref(session_id: str) -> str:
 
 async def list_sessions(db: Database, *, user: SignedIn) -> list[SessionView]:
     async with db.read() as session:
-        rows = (await session.scalars(
-            select(DashboardSession).where(DashboardSession.user_id == user.user_id,
-                                           DashboardSession.expires_at > utcnow())
-            .order_by(DashboardSession.last_seen_at.desc()))).all()
-    return [SessionView(ref=_ref(r.id), created_at=r.created_at, last_seen_at=r.last_seen_at,
-                        expires_at=r.expires_at, current=r.id == user.session_id) for r in rows]
+        rows = (
+            await session.scalars(
+                select(DashboardSession)
+                .where(
+                    DashboardSession.user_id == user.user_id, DashboardSession.expires_at > utcnow()
+                )
+                .order_by(DashboardSession.last_seen_at.desc())
+            )
+        ).all()
+    return [
+        SessionView(
+            ref=_ref(r.id),
+            created_at=r.created_at,
+            last_seen_at=r.last_seen_at,
+            expires_at=r.expires_at,
+            current=r.id == user.session_id,
+        )
+        for r in rows
+    ]
 
 
 async def revoke_sessions(db: Database, *, user: SignedIn, ref: str | None) -> int:
     """End one of the user's other sessions (``ref``), or all the others (``None``)."""
     async with db.write() as session:
-        rows = (await session.scalars(select(DashboardSession.id).where(
-            DashboardSession.user_id == user.user_id, DashboardSession.id != user.session_id))).all()
+        rows = (
+            await session.scalars(
+                select(DashboardSession.id).where(
+                    DashboardSession.user_id == user.user_id, DashboardSession.id != user.session_id
+                )
+            )
+        ).all()
         doomed = [sid for sid in rows if ref is None or _ref(sid) == ref]
         if ref is not None and not doomed:
             raise NotFound("session not found", code="session_not_found")

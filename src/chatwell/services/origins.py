@@ -43,6 +43,8 @@ async def known_origins(db: Database) -> set[str]:
         found: set[str] = set()
         for origins in await session.scalars(select(Bot.allowed_origins)):
             found.update(origins or ())
-        for origins in await session.scalars(select(ApiKey.allowed_origins).where(ApiKey.revoked_at.is_(None))):
+        for origins in await session.scalars(
+            select(ApiKey.allowed_origins).where(ApiKey.revoked_at.is_(None))
+        ):
             found.update(origins or ())
     return found

@@ -30,8 +30,9 @@ def parse_cursor(cursor: str | None) -> uuid.UUID | None:
     try:
         return uuid.UUID(cursor)
     except ValueError:
-        raise InvalidRequest("cursor is not valid; pass next_cursor from the previous page",
-                             code="invalid_cursor") from None
+        raise InvalidRequest(
+            "cursor is not valid; pass next_cursor from the previous page", code="invalid_cursor"
+        ) from None
 
 
 def paginate(query: Select[Any], id_column: Any, *, limit: int, cursor: str | None) -> Select[Any]:

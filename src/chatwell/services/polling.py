@@ -59,7 +59,7 @@ class PollingWorker:
         if self._runner is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._runner), STOP_GRACE_SECONDS)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self._runner.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._runner

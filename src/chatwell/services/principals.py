@@ -10,5 +10,11 @@ LOCAL_KEY_ID = uuid.UUID(int=0)
 
 
 def owner_principal(workspace_id: uuid.UUID) -> Principal:
-    return Principal(key_id=LOCAL_KEY_ID, workspace_id=workspace_id, bot_id=None, is_owner=True,
-                     label="local", prefix="local")
+    return Principal(
+        key_id=LOCAL_KEY_ID,
+        workspace_id=workspace_id,
+        bot_id=None,
+        is_owner=True,
+        label="local",
+        prefix="local",
+    )

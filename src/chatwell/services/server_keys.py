@@ -43,7 +43,9 @@ async def server_key(db: Database) -> bytes:
         except IntegrityError:
             pass  # another process made it first: use theirs
         async with db.read() as session:
-            row = await session.scalar(select(ServerSecret).where(ServerSecret.name == DASHBOARD_KEY))
+            row = await session.scalar(
+                select(ServerSecret).where(ServerSecret.name == DASHBOARD_KEY)
+            )
     assert row is not None
     return row.value.encode()
 
@@ -70,8 +72,12 @@ async def is_setup_proof(db: Database, key: bytes, proof: str) -> bool:
     except Unauthenticated:
         return False
     workspace = await workspaces.get_default_workspace(db)
-    return workspace is not None and principal.workspace_id == workspace.id and principal.is_owner \
+    return (
+        workspace is not None
+        and principal.workspace_id == workspace.id
+        and principal.is_owner
         and principal.bot_id is None
+    )
 
 
 def pre_session_token(key: bytes, nonce: str) -> str:

@@ -72,17 +72,25 @@ def is_public(scope: str | None) -> bool:
     return scope is not None and scope.endswith(f":{PUBLIC}")
 
 
-def visitor_owns(conversation: Conversation | None, *, session_id: str, door: str = WIDGET_DOOR) -> bool:
+def visitor_owns(
+    conversation: Conversation | None, *, session_id: str, door: str = WIDGET_DOOR
+) -> bool:
     """Whether an anonymous visitor of ``door`` presenting ``session_id`` owns ``conversation``
     (the public history, feedback, handoff and lead routes ask this)."""
-    return (conversation is not None and conversation.session_scope == session_scope(door, None)
-            and conversation.session_id is not None and conversation.session_id == session_id)
+    return (
+        conversation is not None
+        and conversation.session_scope == session_scope(door, None)
+        and conversation.session_id is not None
+        and conversation.session_id == session_id
+    )
 
 
 def key_owns(conversation: Conversation, principal: Principal) -> bool:
     """Whether a key may continue ``conversation`` by its id: a keyed conversation of its
     workspace, and for a bot key one that this very key opened (visitors' never)."""
-    if conversation.workspace_id != principal.workspace_id or not principal.can_reach_bot(conversation.bot_id):
+    if conversation.workspace_id != principal.workspace_id or not principal.can_reach_bot(
+        conversation.bot_id
+    ):
         return False
     if is_public(conversation.session_scope):
         return False
@@ -91,10 +99,16 @@ def key_owns(conversation: Conversation, principal: Principal) -> bool:
     return (conversation.session_scope or "").endswith(f":key:{principal.key_id}")
 
 
-async def resolve_session(db: Database, *, bot: Bot, door: str, principal: Principal | None,
-                          client_session_id: str | None = None,
-                          conversation_id: str | uuid.UUID | None = None,
-                          continue_latest: bool = True) -> SessionRef:
+async def resolve_session(
+    db: Database,
+    *,
+    bot: Bot,
+    door: str,
+    principal: Principal | None,
+    client_session_id: str | None = None,
+    conversation_id: str | uuid.UUID | None = None,
+    continue_latest: bool = True,
+) -> SessionRef:
     """The conversation a turn on ``door`` joins, for every door that keeps conversations.
 
     - ``bot``: the bot the turn is for (already authorised for ``principal``).
@@ -112,7 +126,9 @@ async def resolve_session(db: Database, *, bot: Bot, door: str, principal: Princ
     Returns a :class:`SessionRef`; raises only ``conversation_not_found``.
     """
     scope = session_scope(door, principal)
-    if client_session_id is not None:  # stored without NUL (see ChatService.start); PostgreSQL refuses it
+    if (
+        client_session_id is not None
+    ):  # stored without NUL (see ChatService.start); PostgreSQL refuses it
         client_session_id = client_session_id.replace("\x00", "")
     if conversation_id is not None:
         cid = conversation_id if isinstance(conversation_id, uuid.UUID) else _uuid(conversation_id)
@@ -121,7 +137,9 @@ async def resolve_session(db: Database, *, bot: Bot, door: str, principal: Princ
         if conversation is None or conversation.bot_id != bot.id:
             raise conversation_not_found()
         if principal is None:
-            if client_session_id is None or not visitor_owns(conversation, session_id=client_session_id, door=door):
+            if client_session_id is None or not visitor_owns(
+                conversation, session_id=client_session_id, door=door
+            ):
                 raise conversation_not_found()
         elif not key_owns(conversation, principal):
             raise conversation_not_found()
@@ -130,9 +148,15 @@ async def resolve_session(db: Database, *, bot: Bot, door: str, principal: Princ
         return SessionRef(scope, client_session_id)
     async with db.read() as session:
         latest = await session.scalar(
-            select(Conversation.id).where(Conversation.bot_id == bot.id, Conversation.session_scope == scope,
-                                          Conversation.session_id == client_session_id)
-            .order_by(Conversation.created_at.desc(), Conversation.id.desc()).limit(1))
+            select(Conversation.id)
+            .where(
+                Conversation.bot_id == bot.id,
+                Conversation.session_scope == scope,
+                Conversation.session_id == client_session_id,
+            )
+            .order_by(Conversation.created_at.desc(), Conversation.id.desc())
+            .limit(1)
+        )
     return SessionRef(scope, client_session_id, latest)
 
 

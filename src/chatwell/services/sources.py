@@ -17,9 +17,9 @@ from chatwell.domain.models import SourceStatus, SourceType
 from chatwell.domain.sources import QASourceIn, TextSourceIn, UrlSourceIn
 from chatwell.errors import InvalidRequest, NotFound
 from chatwell.services.bots import get_bot
+from chatwell.services.conversations import forget_source_urls
 from chatwell.services.pagination import Page, page_of, paginate
 from chatwell.storage.database import Database
-from chatwell.services.conversations import forget_source_urls
 from chatwell.storage.search_index import bump_index_version, purge_deleted_text
 from chatwell.storage.tables import Chunk, Conversation, Message, Source, SourceContent
 
@@ -32,15 +32,21 @@ def _hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-async def _add(db: Database, *, bot_ref: str, principal: Principal, source: Source,
-               content: bytes | None) -> Source:
+async def _add(
+    db: Database, *, bot_ref: str, principal: Principal, source: Source, content: bytes | None
+) -> Source:
     bot = await get_bot(db, principal=principal, ref=bot_ref)
     if source.content_hash is not None:
         # The same content added again does no new work: hand back the source that has it.
         async with db.read() as session:
-            existing = await session.scalar(select(Source).where(
-                Source.bot_id == bot.id, Source.type == source.type,
-                Source.content_hash == source.content_hash, Source.status != SourceStatus.FAILED))
+            existing = await session.scalar(
+                select(Source).where(
+                    Source.bot_id == bot.id,
+                    Source.type == source.type,
+                    Source.content_hash == source.content_hash,
+                    Source.status != SourceStatus.FAILED,
+                )
+            )
         if existing is not None:
             return existing
     source.workspace_id = bot.workspace_id
@@ -55,41 +61,99 @@ async def _add(db: Database, *, bot_ref: str, principal: Principal, source: Sour
     return source
 
 
-async def add_text_source(db: Database, *, principal: Principal, bot_ref: str,
-                          data: TextSourceIn) -> Source:
+async def add_text_source(
+    db: Database, *, principal: Principal, bot_ref: str, data: TextSourceIn
+) -> Source:
     content = data.text.encode()
     title = data.title.strip() or data.text.strip().splitlines()[0][:80]
-    return await _add(db, bot_ref=bot_ref, principal=principal, content=content, source=Source(
-        type=SourceType.TEXT, title=title, mime_type="text/plain", size_bytes=len(content),
-        content_hash=_hash(content), options={}))
+    return await _add(
+        db,
+        bot_ref=bot_ref,
+        principal=principal,
+        content=content,
+        source=Source(
+            type=SourceType.TEXT,
+            title=title,
+            mime_type="text/plain",
+            size_bytes=len(content),
+            content_hash=_hash(content),
+            options={},
+        ),
+    )
 
 
-async def add_qa_source(db: Database, *, principal: Principal, bot_ref: str, data: QASourceIn) -> Source:
+async def add_qa_source(
+    db: Database, *, principal: Principal, bot_ref: str, data: QASourceIn
+) -> Source:
     content = json.dumps({"question": data.question, "answer": data.answer}).encode()
-    return await _add(db, bot_ref=bot_ref, principal=principal, content=content, source=Source(
-        type=SourceType.QA, title=data.question[:500], mime_type="application/json",
-        size_bytes=len(content), content_hash=_hash(content), options={}))
+    return await _add(
+        db,
+        bot_ref=bot_ref,
+        principal=principal,
+        content=content,
+        source=Source(
+            type=SourceType.QA,
+            title=data.question[:500],
+            mime_type="application/json",
+            size_bytes=len(content),
+            content_hash=_hash(content),
+            options={},
+        ),
+    )
 
 
-async def add_url_source(db: Database, *, principal: Principal, bot_ref: str, data: UrlSourceIn) -> Source:
-    return await _add(db, bot_ref=bot_ref, principal=principal, content=None, source=Source(
-        type=SourceType.URL, title=data.title or data.url, url=data.url,
-        options={"crawl": data.crawl, "max_pages": data.max_pages, "max_depth": data.max_depth}))
+async def add_url_source(
+    db: Database, *, principal: Principal, bot_ref: str, data: UrlSourceIn
+) -> Source:
+    return await _add(
+        db,
+        bot_ref=bot_ref,
+        principal=principal,
+        content=None,
+        source=Source(
+            type=SourceType.URL,
+            title=data.title or data.url,
+            url=data.url,
+            options={"crawl": data.crawl, "max_pages": data.max_pages, "max_depth": data.max_depth},
+        ),
+    )
 
 
-async def add_file_source(db: Database, *, principal: Principal, bot_ref: str, filename: str,
-                          content: bytes, declared_type: str | None) -> Source:
-    return await _add(db, bot_ref=bot_ref, principal=principal, content=content, source=Source(
-        type=SourceType.FILE, title=filename, filename=filename, mime_type=declared_type,
-        size_bytes=len(content), content_hash=_hash(content), options={}))
+async def add_file_source(
+    db: Database,
+    *,
+    principal: Principal,
+    bot_ref: str,
+    filename: str,
+    content: bytes,
+    declared_type: str | None,
+) -> Source:
+    return await _add(
+        db,
+        bot_ref=bot_ref,
+        principal=principal,
+        content=content,
+        source=Source(
+            type=SourceType.FILE,
+            title=filename,
+            filename=filename,
+            mime_type=declared_type,
+            size_bytes=len(content),
+            content_hash=_hash(content),
+            options={},
+        ),
+    )
 
 
-async def list_sources(db: Database, *, principal: Principal, bot_ref: str, limit: int = 50,
-                       cursor: str | None = None) -> Page[Source]:
+async def list_sources(
+    db: Database, *, principal: Principal, bot_ref: str, limit: int = 50, cursor: str | None = None
+) -> Page[Source]:
     bot = await get_bot(db, principal=principal, ref=bot_ref)
     query = select(Source).where(Source.bot_id == bot.id)
     async with db.read() as session:
-        rows = list((await session.scalars(paginate(query, Source.id, limit=limit, cursor=cursor))).all())
+        rows = list(
+            (await session.scalars(paginate(query, Source.id, limit=limit, cursor=cursor))).all()
+        )
     return page_of(rows, limit, lambda s: s.id)
 
 
@@ -109,7 +173,9 @@ async def get_source(db: Database, *, principal: Principal, bot_ref: str, source
     return source
 
 
-async def resync_source(db: Database, *, principal: Principal, bot_ref: str, source_id: str) -> Source:
+async def resync_source(
+    db: Database, *, principal: Principal, bot_ref: str, source_id: str
+) -> Source:
     """Queue a source to be processed again; its current chunks keep serving until then.
 
     URL sources are fetched again (and crawls re-crawled); other sources re-read their stored
@@ -121,7 +187,9 @@ async def resync_source(db: Database, *, principal: Principal, bot_ref: str, sou
         if current is None:
             raise source_not_found()
         if current.type == SourceType.URL:
-            await session.execute(delete(SourceContent).where(SourceContent.source_id == current.id))
+            await session.execute(
+                delete(SourceContent).where(SourceContent.source_id == current.id)
+            )
         current.status = SourceStatus.PENDING
         current.progress = 0.0
         current.error = current.error_code = None
@@ -129,14 +197,22 @@ async def resync_source(db: Database, *, principal: Principal, bot_ref: str, sou
     return current
 
 
-async def edit_content(db: Database, *, principal: Principal, bot_ref: str, source_id: str,
-                       data: TextSourceIn | QASourceIn) -> Source:
+async def edit_content(
+    db: Database,
+    *,
+    principal: Principal,
+    bot_ref: str,
+    source_id: str,
+    data: TextSourceIn | QASourceIn,
+) -> Source:
     """New content for a text or Q&A source, in place (same id): it is processed again and its
     current chunks keep serving until then."""
     source = await get_source(db, principal=principal, bot_ref=bot_ref, source_id=source_id)
     if isinstance(data, QASourceIn):
         if source.type != SourceType.QA:
-            raise InvalidRequest("only a Q&A source takes a question and an answer", code="wrong_source_type")
+            raise InvalidRequest(
+                "only a Q&A source takes a question and an answer", code="wrong_source_type"
+            )
         content = json.dumps({"question": data.question, "answer": data.answer}).encode()
         title = data.question[:500]
     else:
@@ -150,7 +226,11 @@ async def edit_content(db: Database, *, principal: Principal, bot_ref: str, sour
             raise source_not_found()
         await session.execute(delete(SourceContent).where(SourceContent.source_id == current.id))
         session.add(SourceContent(source_id=current.id, data=content))
-        current.title, current.size_bytes, current.content_hash = title, len(content), _hash(content)
+        current.title, current.size_bytes, current.content_hash = (
+            title,
+            len(content),
+            _hash(content),
+        )
         current.status = SourceStatus.PENDING
         current.progress = 0.0
         current.error = current.error_code = None
@@ -164,7 +244,9 @@ async def source_content(db: Database, *, source: Source) -> bytes:
     return stored.data if stored is not None else b""
 
 
-async def delete_source(db: Database, *, principal: Principal, bot_ref: str, source_id: str) -> None:
+async def delete_source(
+    db: Database, *, principal: Principal, bot_ref: str, source_id: str
+) -> None:
     source = await get_source(db, principal=principal, bot_ref=bot_ref, source_id=source_id)
     async with db.write() as session:
         # Pages found by a crawl go with their root.
@@ -180,25 +262,42 @@ async def delete_source(db: Database, *, principal: Principal, bot_ref: str, sou
     forget_source_urls(source.bot_id)
 
 
-async def _forget_citations(session: AsyncSession, bot_id: uuid.UUID, source_ids: list[uuid.UUID]) -> None:
+async def _forget_citations(
+    session: AsyncSession, bot_id: uuid.UUID, source_ids: list[uuid.UUID]
+) -> None:
     """Past answers keep their text (the transcript), but their citations stop naming and quoting
     the deleted sources: nothing of a deleted source's content stays in the database."""
     names = {str(sid) for sid in source_ids}
     mentions = or_(*(cast(Message.citations, String).like(f"%{sid}%") for sid in names))
-    query = (select(Message).join(Conversation, Conversation.id == Message.conversation_id)
-             .where(Conversation.bot_id == bot_id, Message.citations.is_not(None), mentions))
+    query = (
+        select(Message)
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .where(Conversation.bot_id == bot_id, Message.citations.is_not(None), mentions)
+    )
     for message in (await session.scalars(query)).all():
         message.citations = [
-            {"index": c.get("index"), "source_id": None, "title": None, "url": None, "page": None,
-             "score": None, "snippet": None, "source_deleted": True}
-            if isinstance(c, dict) and c.get("source_id") in names else c
-            for c in message.citations or []]
+            {
+                "index": c.get("index"),
+                "source_id": None,
+                "title": None,
+                "url": None,
+                "page": None,
+                "score": None,
+                "snippet": None,
+                "source_deleted": True,
+            }
+            if isinstance(c, dict) and c.get("source_id") in names
+            else c
+            for c in message.citations or []
+        ]
 
 
 async def count_by_status(db: Database) -> dict[str, int]:
     """Sources per ingestion status, every status present (zeros included)."""
     async with db.read() as session:
-        rows = (await session.execute(select(Source.status, func.count()).group_by(Source.status))).all()
+        rows = (
+            await session.execute(select(Source.status, func.count()).group_by(Source.status))
+        ).all()
     counts = {status.value: 0 for status in SourceStatus}
     counts.update({status: int(count) for status, count in rows})
     return counts

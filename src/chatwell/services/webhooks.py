@@ -78,12 +78,22 @@ SECRET_PREFIX: Final = "whsec_"
 
 # ----------------------------------------------------------------------------- queue & secret
 
-def enqueue(session: AsyncSession, *, bot: Bot, event: str, payload: dict[str, Any]) -> WebhookDelivery | None:
+
+def enqueue(
+    session: AsyncSession, *, bot: Bot, event: str, payload: dict[str, Any]
+) -> WebhookDelivery | None:
     """Queue ``event`` for ``bot``'s webhook in the caller's transaction (None: the bot has none)."""
     if not bot.webhook_url:
         return None
-    delivery = WebhookDelivery(workspace_id=bot.workspace_id, bot_id=bot.id, event=event, payload=payload,
-                               status=PENDING, attempts=0, next_attempt_at=utcnow())
+    delivery = WebhookDelivery(
+        workspace_id=bot.workspace_id,
+        bot_id=bot.id,
+        event=event,
+        payload=payload,
+        status=PENDING,
+        attempts=0,
+        next_attempt_at=utcnow(),
+    )
     session.add(delivery)
     return delivery
 
@@ -110,18 +120,31 @@ async def rotate_secret(db: Database, *, bot_id: uuid.UUID) -> str:
     return secret
 
 
-async def list_deliveries(db: Database, *, principal: Principal, bot_id: uuid.UUID, limit: int = 50,
-                          cursor: str | None = None) -> Page[WebhookDelivery]:
+async def list_deliveries(
+    db: Database,
+    *,
+    principal: Principal,
+    bot_id: uuid.UUID,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> Page[WebhookDelivery]:
     """A page of a bot's delivery log, newest first."""
-    query = select(WebhookDelivery).where(WebhookDelivery.workspace_id == principal.workspace_id,
-                                          WebhookDelivery.bot_id == bot_id)
+    query = select(WebhookDelivery).where(
+        WebhookDelivery.workspace_id == principal.workspace_id, WebhookDelivery.bot_id == bot_id
+    )
     async with db.read() as session:
-        rows = list((await session.scalars(paginate(query, WebhookDelivery.id, limit=limit,
-                                                    cursor=cursor))).all())
+        rows = list(
+            (
+                await session.scalars(
+                    paginate(query, WebhookDelivery.id, limit=limit, cursor=cursor)
+                )
+            ).all()
+        )
     return page_of(rows, limit, lambda d: d.id)
 
 
 # ----------------------------------------------------------------------------- the wire format
+
 
 def encode_body(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
@@ -133,10 +156,16 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
     return f"sha256={digest}"
 
 
-def delivery_headers(*, delivery_id: uuid.UUID, event: str, body: bytes, secret: str | None,
-                     timestamp: int) -> dict[str, str]:
-    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, EVENT_HEADER: event,
-               DELIVERY_HEADER: str(delivery_id), TIMESTAMP_HEADER: str(timestamp)}
+def delivery_headers(
+    *, delivery_id: uuid.UUID, event: str, body: bytes, secret: str | None, timestamp: int
+) -> dict[str, str]:
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        EVENT_HEADER: event,
+        DELIVERY_HEADER: str(delivery_id),
+        TIMESTAMP_HEADER: str(timestamp),
+    }
     if secret:
         headers[SIGNATURE_HEADER] = signature(secret, timestamp, body)
     return headers
@@ -155,8 +184,13 @@ class Outcome:
 class WebhookSender:
     """One SSRF-safe POST per call, to an address checked just before connecting."""
 
-    def __init__(self, *, allow_private: bool = False, timeout: float = DELIVERY_TIMEOUT_SECONDS,
-                 resolver: Resolver | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        allow_private: bool = False,
+        timeout: float = DELIVERY_TIMEOUT_SECONDS,
+        resolver: Resolver | None = None,
+    ) -> None:
         self.allow_private = allow_private
         self.timeout = timeout
         self.resolver = resolver
@@ -164,7 +198,9 @@ class WebhookSender:
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:  # built on first use: loading the CA bundle costs ~50 ms
-            self._client = httpx.AsyncClient(trust_env=False, follow_redirects=False, timeout=self.timeout)
+            self._client = httpx.AsyncClient(
+                trust_env=False, follow_redirects=False, timeout=self.timeout
+            )
         return self._client
 
     async def aclose(self) -> None:
@@ -181,7 +217,9 @@ class WebhookSender:
 
     async def _send(self, url: str, body: bytes, headers: dict[str, str]) -> Outcome:
         try:
-            addresses = await check_url(url, allow_private=self.allow_private, resolver=self.resolver)
+            addresses = await check_url(
+                url, allow_private=self.allow_private, resolver=self.resolver
+            )
         except FetchError as exc:
             return self._refused(exc)
         target = httpx.URL(url)
@@ -193,8 +231,9 @@ class WebhookSender:
             pinned = target.copy_with(host=address, fragment=None)
             try:
                 # The body is never read: a receiver's reply can not fill our memory.
-                async with self._http().stream("POST", pinned, content=body, headers=headers,
-                                               extensions=extensions) as response:
+                async with self._http().stream(
+                    "POST", pinned, content=body, headers=headers, extensions=extensions
+                ) as response:
                     status = response.status_code
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 last_error = exc  # try the host's next checked address
@@ -205,19 +244,26 @@ class WebhookSender:
                 return Outcome(False, error=f"the request failed: {type(exc).__name__}")
             if 200 <= status < 300:
                 return Outcome(True, response_status=status)
-            return Outcome(False, response_status=status, error=f"the receiver answered HTTP {status}")
+            return Outcome(
+                False, response_status=status, error=f"the receiver answered HTTP {status}"
+            )
         return Outcome(False, error=f"could not connect to {host}: {type(last_error).__name__}")
 
     def _refused(self, exc: FetchError) -> Outcome:
         if exc.code == "fetch_failed":  # the name did not resolve: perhaps later
             return Outcome(False, error=f"{exc.code}: {exc.message}")
         hint = ""
-        if exc.code == "blocked_address" and not self.allow_private:  # the same for every refused kind
+        if (
+            exc.code == "blocked_address" and not self.allow_private
+        ):  # the same for every refused kind
             hint = " (private addresses need CHATWELL_WEBHOOK_ALLOW_PRIVATE=true on the server)"
-        return Outcome(False, error=f"refused, not sent ({exc.code}): {exc.message}{hint}", retry=False)
+        return Outcome(
+            False, error=f"refused, not sent ({exc.code}): {exc.message}{hint}", retry=False
+        )
 
 
 # ----------------------------------------------------------------------------- the worker
+
 
 @dataclass(frozen=True, slots=True)
 class _Job:
@@ -235,9 +281,16 @@ class WebhookWorker(PollingWorker):
     injectable so tests retry in milliseconds; ``sender`` decides what may be reached.
     """
 
-    def __init__(self, db: Database, *, sender: WebhookSender | None = None, allow_private: bool = False,
-                 retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS, concurrency: int = 4,
-                 poll_seconds: float = 5.0) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        sender: WebhookSender | None = None,
+        allow_private: bool = False,
+        retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
+        concurrency: int = 4,
+        poll_seconds: float = 5.0,
+    ) -> None:
         self.db = db
         self.sender = sender or WebhookSender(allow_private=allow_private)
         self.retry_delays = tuple(retry_delays)
@@ -259,24 +312,31 @@ class WebhookWorker(PollingWorker):
         """No delivery pending, scheduled retries included (with the default delays ``idle()``
         can wait hours: tests inject short ones)."""
         async with self.db.read() as session:
-            found = await session.scalar(select(WebhookDelivery.id).where(
-                WebhookDelivery.status == PENDING).limit(1))
+            found = await session.scalar(
+                select(WebhookDelivery.id).where(WebhookDelivery.status == PENDING).limit(1)
+            )
         return found is None
 
     async def claim_next(self) -> uuid.UUID | None:
         """Atomically take the delivery due longest ago, leasing it and counting the attempt."""
         now = utcnow()
         async with self.db.write() as session:
-            candidate = (select(WebhookDelivery.id)
-                         .where(WebhookDelivery.status == PENDING, WebhookDelivery.next_attempt_at <= now)
-                         .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id).limit(1))
+            candidate = (
+                select(WebhookDelivery.id)
+                .where(WebhookDelivery.status == PENDING, WebhookDelivery.next_attempt_at <= now)
+                .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+                .limit(1)
+            )
             if self.db.is_postgres:
                 candidate = candidate.with_for_update(skip_locked=True)
             delivery_id = await session.scalar(candidate)
             if delivery_id is None:
                 return None
-            await session.execute(update(WebhookDelivery).where(WebhookDelivery.id == delivery_id).values(
-                next_attempt_at=now + LEASE, attempts=WebhookDelivery.attempts + 1))
+            await session.execute(
+                update(WebhookDelivery)
+                .where(WebhookDelivery.id == delivery_id)
+                .values(next_attempt_at=now + LEASE, attempts=WebhookDelivery.attempts + 1)
+            )
             return delivery_id
 
     async def deliver(self, delivery_id: uuid.UUID) -> None:
@@ -288,8 +348,13 @@ class WebhookWorker(PollingWorker):
             outcome = Outcome(False, error="the bot has no webhook_url any more", retry=False)
         else:
             body = encode_body(job.payload)
-            headers = delivery_headers(delivery_id=job.id, event=job.event, body=body, secret=job.secret,
-                                       timestamp=int(time.time()))
+            headers = delivery_headers(
+                delivery_id=job.id,
+                event=job.event,
+                body=body,
+                secret=job.secret,
+                timestamp=int(time.time()),
+            )
             outcome = await self.sender.send(job.url, body, headers)
         await self._record(delivery_id, outcome)
 
@@ -300,7 +365,9 @@ class WebhookWorker(PollingWorker):
         if delivery is None or bot is None or delivery.status != PENDING:
             return None
         secret = bot.webhook_secret
-        if bot.webhook_url and not secret:  # a bot from before secrets came with webhooks: sign anyway
+        if (
+            bot.webhook_url and not secret
+        ):  # a bot from before secrets came with webhooks: sign anyway
             async with self.db.write() as session:
                 stored = await session.get(Bot, bot.id)
                 if stored is not None:
@@ -319,21 +386,32 @@ class WebhookWorker(PollingWorker):
             if outcome.delivered:
                 delivery.status, delivery.next_attempt_at = DELIVERED, None
             elif outcome.retry and delivery.attempts <= len(self.retry_delays):
-                delivery.next_attempt_at = now + timedelta(seconds=self.retry_delays[delivery.attempts - 1])
+                delivery.next_attempt_at = now + timedelta(
+                    seconds=self.retry_delays[delivery.attempts - 1]
+                )
             else:
                 delivery.status, delivery.next_attempt_at = FAILED, None
             attempts, status = delivery.attempts, delivery.status
         if outcome.delivered:
-            log.info("webhook delivery %s delivered (HTTP %s)", delivery_id, outcome.response_status)
+            log.info(
+                "webhook delivery %s delivered (HTTP %s)", delivery_id, outcome.response_status
+            )
         else:
-            log.warning("webhook delivery %s attempt %d failed (%s): %s", delivery_id, attempts, status,
-                        outcome.error)
+            log.warning(
+                "webhook delivery %s attempt %d failed (%s): %s",
+                delivery_id,
+                attempts,
+                status,
+                outcome.error,
+            )
 
     async def _seconds_until_due(self) -> float:
         async with self.db.read() as session:
-            due = await session.scalar(select(func.min(WebhookDelivery.next_attempt_at)).where(
-                WebhookDelivery.status == PENDING))
+            due = await session.scalar(
+                select(func.min(WebhookDelivery.next_attempt_at)).where(
+                    WebhookDelivery.status == PENDING
+                )
+            )
         if due is None:
             return self.poll_seconds
         return min(self.poll_seconds, max(0.01, (due - utcnow()).total_seconds()))
-

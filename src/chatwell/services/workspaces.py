@@ -20,14 +20,20 @@ class WorkspaceSummary:
     bot_count: int
 
 
-async def create_workspace(db: Database, *, name: str, is_default: bool = False,
-                           owner_secret: str | None = None) -> tuple[Workspace, str]:
+async def create_workspace(
+    db: Database, *, name: str, is_default: bool = False, owner_secret: str | None = None
+) -> tuple[Workspace, str]:
     """A new workspace and its owner key's secret (the only time the secret is available)."""
     async with db.write() as session:
         workspace = Workspace(name=name, is_default=is_default, settings={})
         session.add(workspace)
     _, secret = await keys.create_key(
-        db, workspace_id=workspace.id, label="owner", is_owner=True, origin="setup", secret=owner_secret
+        db,
+        workspace_id=workspace.id,
+        label="owner",
+        is_owner=True,
+        origin="setup",
+        secret=owner_secret,
     )
     return workspace, secret
 
@@ -62,7 +68,9 @@ async def get_default_workspace(db: Database) -> Workspace | None:
         return await session.scalar(select(Workspace).where(Workspace.is_default.is_(True)))
 
 
-async def ensure_default_workspace(db: Database, *, admin_secret: str | None) -> tuple[Workspace, str | None]:
+async def ensure_default_workspace(
+    db: Database, *, admin_secret: str | None
+) -> tuple[Workspace, str | None]:
     """The default workspace, created on first start.
 
     Returns the generated owner secret when one was created now (to print once), else None.
@@ -76,7 +84,9 @@ async def ensure_default_workspace(db: Database, *, admin_secret: str | None) ->
                 workspace = Workspace(name=DEFAULT_WORKSPACE_NAME, is_default=True, settings={})
                 session.add(workspace)
         else:
-            workspace, generated = await create_workspace(db, name=DEFAULT_WORKSPACE_NAME, is_default=True)
+            workspace, generated = await create_workspace(
+                db, name=DEFAULT_WORKSPACE_NAME, is_default=True
+            )
     if admin_secret:
         await keys.ensure_env_key(db, workspace_id=workspace.id, secret=admin_secret)
     return workspace, generated

@@ -45,15 +45,20 @@ def sqlite_path(database_url: str) -> Path:
     """The file of a SQLite database URL; anything else is refused."""
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
-        raise InvalidRequest("backup and restore cover the embedded SQLite database; for PostgreSQL use "
-                             "pg_dump and pg_restore", code="not_sqlite")
+        raise InvalidRequest(
+            "backup and restore cover the embedded SQLite database; for PostgreSQL use "
+            "pg_dump and pg_restore",
+            code="not_sqlite",
+        )
     return Path(url.database)
 
 
 @contextlib.contextmanager
 def _connect(path: Path, *, read_only: bool = False) -> Iterator[sqlite3.Connection]:
     target = f"file:{path}?mode=ro" if read_only else str(path)
-    connection = sqlite3.connect(target, uri=read_only, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+    connection = sqlite3.connect(
+        target, uri=read_only, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None
+    )
     try:
         yield connection
     finally:
@@ -73,8 +78,13 @@ def check_database(path: Path) -> str:
     try:
         with _connect(path, read_only=True) as connection:
             if connection.execute("PRAGMA integrity_check").fetchone() != ("ok",):
-                raise InvalidRequest(f"{path} is damaged (integrity check failed)", code="not_a_chatwell_backup")
-            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                raise InvalidRequest(
+                    f"{path} is damaged (integrity check failed)", code="not_a_chatwell_backup"
+                )
+            tables = {
+                row[0]
+                for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            }
             if not {"alembic_version", *CORE_TABLES} <= tables:
                 raise not_ours
             revision = connection.execute("SELECT version_num FROM alembic_version").fetchone()
@@ -83,9 +93,11 @@ def check_database(path: Path) -> str:
     expected = head_revision()
     if revision is None or revision[0] != expected:
         found = revision[0] if revision else "none"
-        raise InvalidRequest(f"{path} is at migration {found}, this chatwell at {expected}: restore it with the "
-                             "chatwell version that wrote it (then upgrade and migrate)",
-                             code="backup_revision_mismatch")
+        raise InvalidRequest(
+            f"{path} is at migration {found}, this chatwell at {expected}: restore it with the "
+            "chatwell version that wrote it (then upgrade and migrate)",
+            code="backup_revision_mismatch",
+        )
     return expected or ""
 
 
@@ -96,7 +108,9 @@ def backup_sqlite(database_url: str, destination: Path, *, overwrite: bool = Fal
     if destination.exists() and not overwrite:
         raise Conflict(f"{destination} exists; use --force to replace it", code="file_exists")
     if destination.resolve() == source.resolve():
-        raise InvalidRequest("the backup can not replace the database itself", code="invalid_request")
+        raise InvalidRequest(
+            "the backup can not replace the database itself", code="invalid_request"
+        )
     destination.parent.mkdir(parents=True, exist_ok=True)
     partial = destination.with_name(f".{destination.name}.partial")
     partial.unlink(missing_ok=True)
@@ -135,14 +149,21 @@ def restore_sqlite(database_url: str, backup: Path, *, force: bool = False) -> B
     revision = check_database(backup)
     if target.is_file() and target.stat().st_size > 0 and not force:
         if database_in_use(target):
-            raise Conflict(f"a running server holds {target}; stop it first, or use --force to restore under it "
-                           "(then restart it)", code="database_in_use")
-        raise Conflict(f"{target} already has a database; use --force to replace it", code="database_exists")
+            raise Conflict(
+                f"a running server holds {target}; stop it first, or use --force to restore under it "
+                "(then restart it)",
+                code="database_in_use",
+            )
+        raise Conflict(
+            f"{target} already has a database; use --force to replace it", code="database_exists"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     with _connect(backup, read_only=True) as source, _connect(target) as live:
         source.backup(live)
         live.execute("PRAGMA journal_mode=WAL")
         if live.execute("PRAGMA integrity_check").fetchone() != ("ok",):
-            raise InvalidRequest(f"the restored database at {target} failed its integrity check",
-                                 code="restore_failed")
+            raise InvalidRequest(
+                f"the restored database at {target} failed its integrity check",
+                code="restore_failed",
+            )
     return BackupInfo(target, target.stat().st_size, revision)

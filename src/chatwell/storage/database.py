@@ -26,7 +26,12 @@ from typing import Any, TypeVar
 from sqlalchemy import create_engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 T = TypeVar("T")
@@ -51,14 +56,21 @@ def create_private_file(path: str | os.PathLike[str]) -> None:
 class Database:
     """An async engine plus the session discipline the services rely on."""
 
-    def __init__(self, url: str, *, echo: bool = False, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS):
+    def __init__(
+        self, url: str, *, echo: bool = False, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS
+    ):
         self.url = make_url(url)
         self.dialect = self.url.get_backend_name()
         kwargs: dict[str, Any] = {"echo": echo}
         if self.is_postgres:
             # A server that does not answer fails the request in seconds (503), not after minutes.
-            kwargs |= {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20, "pool_timeout": 10,
-                       "connect_args": {"timeout": POSTGRES_CONNECT_TIMEOUT_SECONDS}}
+            kwargs |= {
+                "pool_pre_ping": True,
+                "pool_size": 10,
+                "max_overflow": 20,
+                "pool_timeout": 10,
+                "connect_args": {"timeout": POSTGRES_CONNECT_TIMEOUT_SECONDS},
+            }
         if self.is_sqlite:
             # Sessions end their own transactions (commit, or rollback on close); the pool's extra
             # rollback on every check-in would be one more trip to the driver's thread per session.
@@ -76,20 +88,33 @@ class Database:
         self._sync_engines: list[Engine] = []
         self._inline_sessions: sessionmaker[Session] | None = None
         self._thread_write_sessions: sessionmaker[Session] | None = None
-        if self.is_sqlite and self.url.database and self.url.database != ":memory:" \
-                and not self.url.database.startswith("file:"):
+        if (
+            self.is_sqlite
+            and self.url.database
+            and self.url.database != ":memory:"
+            and not self.url.database.startswith("file:")
+        ):
             create_private_file(self.url.database)
             sync_url = self.url.set(drivername="sqlite+pysqlite")
-            inline = create_engine(sync_url, echo=echo, pool_reset_on_return=None,
-                                   connect_args={"check_same_thread": False})
+            inline = create_engine(
+                sync_url,
+                echo=echo,
+                pool_reset_on_return=None,
+                connect_args={"check_same_thread": False},
+            )
             _configure_inline_sqlite(inline)
-            writer = create_engine(sync_url, echo=echo, pool_reset_on_return=None,
-                                   connect_args={"check_same_thread": False})
+            writer = create_engine(
+                sync_url,
+                echo=echo,
+                pool_reset_on_return=None,
+                connect_args={"check_same_thread": False},
+            )
             _configure_sqlite(writer, busy_timeout_ms)
             self._sync_engines = [inline, writer]
             self._inline_sessions = sessionmaker(inline, expire_on_commit=False)
-            self._thread_write_sessions = sessionmaker(writer.execution_options(chatwell_write=True),
-                                                       expire_on_commit=False)
+            self._thread_write_sessions = sessionmaker(
+                writer.execution_options(chatwell_write=True), expire_on_commit=False
+            )
 
     @property
     def is_sqlite(self) -> bool:
@@ -154,7 +179,9 @@ class Database:
         self._group.append((fn, future))
         if self._group_drainer is None:
             self._group_drainer = loop.create_task(self._drain_group())
-        return await future  # a caller cancelled while it waits is skipped; once taken, it runs whole
+        return (
+            await future
+        )  # a caller cancelled while it waits is skipped; once taken, it runs whole
 
     async def _drain_group(self) -> None:
         """Group commit: the ``write_now`` calls that queued up while the previous transaction ran
@@ -172,8 +199,9 @@ class Database:
                 if not batch:
                     continue
                 async with self._writer():
-                    outcomes = await asyncio.to_thread(_write_group, self._thread_write_sessions,
-                                                       [fn for fn, _ in batch])
+                    outcomes = await asyncio.to_thread(
+                        _write_group, self._thread_write_sessions, [fn for fn, _ in batch]
+                    )
                 for (_, future), (ok, value) in zip(batch, outcomes):
                     if future.done():
                         continue
@@ -224,11 +252,14 @@ def _write_one(sessions: sessionmaker[Session], fn: Callable[[Session], T]) -> T
         return result
 
 
-def _write_group(sessions: sessionmaker[Session], fns: list[Callable[[Session], Any]]) -> list[tuple[bool, Any]]:
+def _write_group(
+    sessions: sessionmaker[Session], fns: list[Callable[[Session], Any]]
+) -> list[tuple[bool, Any]]:
     """``fns`` in one transaction, each in a savepoint: one that raises leaves nothing behind and
     gets its exception; the others are committed together. A database error (the transaction
     itself may be gone) or a failed commit: everything is rolled back and each runs alone; but a
     locked or unreachable database fails them all at once (alone, each would wait it out again)."""
+
     def alone(fn: Callable[[Session], Any]) -> tuple[bool, Any]:
         try:
             return True, _write_one(sessions, fn)
@@ -271,37 +302,58 @@ def unavailable_reason(exc: BaseException) -> str | None:
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         text = str(current).lower()
-        if "database is locked" in text or "database is busy" in text or "database table is locked" in text:
+        if (
+            "database is locked" in text
+            or "database is busy" in text
+            or "database table is locked" in text
+        ):
             return "database_busy"
         if isinstance(current, sa_exc.DBAPIError) and current.connection_invalidated:
             return "database_unavailable"
         # asyncpg raises a refused connect as a bare ConnectionRefusedError; other OS errors count
         # only inside a database error (a file error elsewhere is not the database's).
         if isinstance(current, (sa_exc.TimeoutError, ConnectionError)) or (
-                from_driver and isinstance(current, (TimeoutError, OSError))):
+            from_driver and isinstance(current, (TimeoutError, OSError))
+        ):
             return "database_unavailable"
         if type(current).__module__.startswith("asyncpg") and any(
-                base.__name__ in _ASYNCPG_CONNECTION_ERRORS for base in type(current).__mro__):
+            base.__name__ in _ASYNCPG_CONNECTION_ERRORS for base in type(current).__mro__
+        ):
             return "database_unavailable"
         if isinstance(current, sa_exc.InterfaceError) or (
-                isinstance(current, sa_exc.OperationalError) and _CONNECTION_WORDS.search(text)):
+            isinstance(current, sa_exc.OperationalError) and _CONNECTION_WORDS.search(text)
+        ):
             return "database_unavailable"
         current = getattr(current, "orig", None) or current.__cause__ or current.__context__
     return None
 
 
 # asyncpg's classes for a connection that failed, was lost, or whose server is going away.
-_ASYNCPG_CONNECTION_ERRORS = frozenset({
-    "PostgresConnectionError", "ConnectionDoesNotExistError", "ConnectionFailureError",
-    "InterfaceError", "CannotConnectNowError", "AdminShutdownError", "CrashShutdownError",
-    "TooManyConnectionsError", "ClientCannotConnectError", "InternalClientError"})
-_CONNECTION_WORDS = re.compile(r"connection|connect|server closed|terminat|shutting down|starting up")
+_ASYNCPG_CONNECTION_ERRORS = frozenset(
+    {
+        "PostgresConnectionError",
+        "ConnectionDoesNotExistError",
+        "ConnectionFailureError",
+        "InterfaceError",
+        "CannotConnectNowError",
+        "AdminShutdownError",
+        "CrashShutdownError",
+        "TooManyConnectionsError",
+        "ClientCannotConnectError",
+        "InternalClientError",
+    }
+)
+_CONNECTION_WORDS = re.compile(
+    r"connection|connect|server closed|terminat|shutting down|starting up"
+)
 
 
 def _configure_inline_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # no implicit BEGIN: each statement its own snapshot
+        dbapi_connection.isolation_level = (
+            None  # no implicit BEGIN: each statement its own snapshot
+        )
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA query_only=ON")  # this connection never writes, whatever runs on it
         cursor.execute(f"PRAGMA busy_timeout={INLINE_BUSY_TIMEOUT_MS}")

@@ -38,7 +38,9 @@ async def downgrade(db: Database, revision: str) -> None:
 
 async def current_revision(db: Database) -> str | None:
     async with db.engine.connect() as conn:
-        return await conn.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
+        return await conn.run_sync(
+            lambda sync: MigrationContext.configure(sync).get_current_revision()
+        )
 
 
 def head_revision() -> str | None:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import pgvector.sqlalchemy  # noqa: F401  (registers the `vector` type for PostgreSQL reflection)
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -27,7 +28,6 @@ from sqlalchemy import (
     TypeDecorator,
     Uuid,
 )
-import pgvector.sqlalchemy  # noqa: F401  (registers the `vector` type for PostgreSQL reflection)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -124,7 +124,9 @@ class DashboardSession(Base):
     __tablename__ = "dashboard_sessions"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
     workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = _created()
@@ -273,7 +275,9 @@ class AgentPresence(Base):
     __tablename__ = "agent_presence"
     __table_args__ = (Index("ix_agent_presence_workspace", "workspace_id", "last_seen_at"),)
 
-    key_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True)
+    key_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True
+    )
     workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
     label: Mapped[str] = mapped_column(String(200))
     online: Mapped[bool] = mapped_column(Boolean)
@@ -286,7 +290,9 @@ class UserPresence(Base):
     __tablename__ = "user_presence"
     __table_args__ = (Index("ix_user_presence_workspace", "workspace_id", "last_seen_at"),)
 
-    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
     workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
     online: Mapped[bool] = mapped_column(Boolean)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -294,8 +300,10 @@ class UserPresence(Base):
 
 class Conversation(Base):
     __tablename__ = "conversations"
-    __table_args__ = (Index("ix_conversations_bot_created", "bot_id", "created_at"),
-                      Index("ix_conversations_bot_scope_session", "bot_id", "session_scope", "session_id"))
+    __table_args__ = (
+        Index("ix_conversations_bot_created", "bot_id", "created_at"),
+        Index("ix_conversations_bot_scope_session", "bot_id", "session_scope", "session_id"),
+    )
 
     id: Mapped[uuid.UUID] = _id()
     workspace_id: Mapped[uuid.UUID] = mapped_column(

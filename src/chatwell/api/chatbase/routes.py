@@ -34,8 +34,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from chatwell.api.dialect import (
     admit_keyed_chat,
-    wake_ingestion,
-    turn_error,
     authenticate,
     bearer,
     chat_service,
@@ -43,11 +41,13 @@ from chatwell.api.dialect import (
     db_of,
     key_principal,
     limit_headers,
+    turn_error,
     validate,
+    wake_ingestion,
 )
 from chatwell.api.errors import ErrorDoc
-from chatwell.api.params import date_param
 from chatwell.api.native.chat import collect
+from chatwell.api.params import date_param
 from chatwell.api.sse import SSE_HEADERS
 from chatwell.chat.service import ChatRequest
 from chatwell.domain import events as ev
@@ -62,9 +62,15 @@ from chatwell.services.conversations import iso
 from chatwell.storage.tables import Bot
 
 router = APIRouter(prefix="/api/v1", tags=["chatbase"])
-PREFIXES = ("/api/v1/create-chatbot", "/api/v1/get-chatbots", "/api/v1/update-chatbot-data",
-            "/api/v1/update-chatbot-settings", "/api/v1/delete-chatbot", "/api/v1/get-conversations",
-            "/api/v1/get-leads")
+PREFIXES = (
+    "/api/v1/create-chatbot",
+    "/api/v1/get-chatbots",
+    "/api/v1/update-chatbot-data",
+    "/api/v1/update-chatbot-settings",
+    "/api/v1/delete-chatbot",
+    "/api/v1/get-conversations",
+    "/api/v1/get-leads",
+)
 MAX_MESSAGES = 200
 
 
@@ -75,9 +81,18 @@ def chatbase_error(error: ChatwellError, status: int) -> JSONResponse:
     return JSONResponse(body, status_code=status)
 
 
-ERROR_DOC = ErrorDoc("ChatbaseError", {
-    "type": "object", "required": ["message", "code"],
-    "properties": {"message": {"type": "string"}, "code": {"type": "string"}, "details": {"type": "object"}}})
+ERROR_DOC = ErrorDoc(
+    "ChatbaseError",
+    {
+        "type": "object",
+        "required": ["message", "code"],
+        "properties": {
+            "message": {"type": "string"},
+            "code": {"type": "string"},
+            "details": {"type": "object"},
+        },
+    },
+)
 
 
 class ChatMessage(BaseModel):
@@ -91,14 +106,16 @@ class ChatbaseChatIn(BaseModel):
 
     messages: list[ChatMessage] = Field(..., min_length=1, max_length=MAX_MESSAGES)
     chatbotId: str | None = Field(None, min_length=1, max_length=100)
-    chatId: str | None = Field(None, min_length=1, max_length=100, description="Alias of chatbotId.")
+    chatId: str | None = Field(
+        None, min_length=1, max_length=100, description="Alias of chatbotId."
+    )
     stream: bool = False
     temperature: float | None = Field(None, ge=0, le=2)
     model: str | None = Field(None, min_length=1, max_length=200)
     conversationId: str | None = Field(None, min_length=1, max_length=200)
 
     @model_validator(mode="after")
-    def _bot(self) -> "ChatbaseChatIn":
+    def _bot(self) -> ChatbaseChatIn:
         if not (self.chatbotId or self.chatId):
             raise ValueError("chatbotId is required")
         if self.messages[-1].role != "user" or not self.messages[-1].content.strip():
@@ -110,17 +127,38 @@ async def chat(payload: dict[str, Any], request: Request) -> Any:
     """``POST /api/v1/chat`` with ``messages`` (routed here by ``api.shared_chat``)."""
     principal = await authenticate(request, bearer(request))
     data = validate(payload, ChatbaseChatIn)
-    bot = await bots.get_bot(db_of(request), principal=principal, ref=data.chatbotId or data.chatId or "")
+    bot = await bots.get_bot(
+        db_of(request), principal=principal, ref=data.chatbotId or data.chatId or ""
+    )
     headers = limit_headers(await admit_keyed_chat(request, bot, principal))
-    ref = await sessions.resolve_session(db_of(request), bot=bot, door="chatbase", principal=principal,
-                                         client_session_id=data.conversationId)
-    history = [HistoryTurn("assistant" if m.role == "assistant" else "user", m.content)
-               for m in data.messages[:-1] if m.role != "system" and m.content]
-    turn = await chat_service(request).start(ChatRequest(
-        bot=bot, question=data.messages[-1].content, channel="chatbase", conversation_id=ref.conversation_id,
-        session_id=ref.session_id, session_scope=ref.scope, history=history, api_key_id=principal.key_id,
-        client_ip=client_ip(request), temperature=data.temperature, model=data.model,
-        private=False))
+    ref = await sessions.resolve_session(
+        db_of(request),
+        bot=bot,
+        door="chatbase",
+        principal=principal,
+        client_session_id=data.conversationId,
+    )
+    history = [
+        HistoryTurn("assistant" if m.role == "assistant" else "user", m.content)
+        for m in data.messages[:-1]
+        if m.role != "system" and m.content
+    ]
+    turn = await chat_service(request).start(
+        ChatRequest(
+            bot=bot,
+            question=data.messages[-1].content,
+            channel="chatbase",
+            conversation_id=ref.conversation_id,
+            session_id=ref.session_id,
+            session_scope=ref.scope,
+            history=history,
+            api_key_id=principal.key_id,
+            client_ip=client_ip(request),
+            temperature=data.temperature,
+            model=data.model,
+            private=False,
+        )
+    )
 
     if not data.stream:
         summary = await collect(turn)
@@ -140,11 +178,13 @@ async def chat(payload: dict[str, Any], request: Request) -> Any:
             elif isinstance(event, ev.Error):
                 return
 
-    return StreamingResponse(chunks(), media_type="text/plain; charset=utf-8",
-                             headers={**SSE_HEADERS, **headers})
+    return StreamingResponse(
+        chunks(), media_type="text/plain; charset=utf-8", headers={**SSE_HEADERS, **headers}
+    )
 
 
 # ----------------------------------------------------------------------------- management
+
 
 async def workspace_principal(principal: Principal = Depends(key_principal)) -> Principal:
     if principal.bot_id is not None:
@@ -152,20 +192,33 @@ async def workspace_principal(principal: Principal = Depends(key_principal)) -> 
     return principal
 
 
-
 def chatbot_out(bot: Bot) -> dict[str, Any]:
     model = ModelSettings.model_validate(bot.model_settings or {})
     limits = RateLimits.model_validate(bot.rate_limits or {})
-    ip_limit, timeframe = next(((n, s) for n, s in ((limits.per_minute, 60), (limits.per_hour, 3600),
-                                                    (limits.per_day, 86400)) if n), (None, None))
+    ip_limit, timeframe = next(
+        (
+            (n, s)
+            for n, s in ((limits.per_minute, 60), (limits.per_hour, 3600), (limits.per_day, 86400))
+            if n
+        ),
+        (None, None),
+    )
     return {
-        "id": str(bot.id), "name": bot.name, "slug": bot.slug, "instructions": bot.instructions,
+        "id": str(bot.id),
+        "name": bot.name,
+        "slug": bot.slug,
+        "instructions": bot.instructions,
         "initial_messages": [bot.welcome_message] if bot.welcome_message else [],
         "suggested_messages": list(bot.suggested_questions or []),
         "visibility": "public" if bot.public else "private",
-        "only_allow_on_added_domains": bool(bot.allowed_origins), "domains": list(bot.allowed_origins or []),
-        "ip_limit": ip_limit, "ip_limit_timeframe": timeframe, "ip_limit_message": limits.message,
-        "model": model.model, "temp": model.temperature, "created_at": iso(bot.created_at),
+        "only_allow_on_added_domains": bool(bot.allowed_origins),
+        "domains": list(bot.allowed_origins or []),
+        "ip_limit": ip_limit,
+        "ip_limit_timeframe": timeframe,
+        "ip_limit_message": limits.message,
+        "model": model.model,
+        "temp": model.temperature,
+        "created_at": iso(bot.created_at),
     }
 
 
@@ -175,25 +228,35 @@ class CreateChatbotIn(BaseModel):
     sourceText: str | None = Field(None, max_length=500_000)
 
 
-async def _add_text(request: Request, principal: Principal, bot: Bot, title: str, text: str) -> uuid.UUID:
-    source = await sources.add_text_source(db_of(request), principal=principal, bot_ref=str(bot.id),
-                                           data=TextSourceIn(type="text", title=title, text=text))
+async def _add_text(
+    request: Request, principal: Principal, bot: Bot, title: str, text: str
+) -> uuid.UUID:
+    source = await sources.add_text_source(
+        db_of(request),
+        principal=principal,
+        bot_ref=str(bot.id),
+        data=TextSourceIn(type="text", title=title, text=text),
+    )
     wake_ingestion(request)
     return source.id
 
 
 @router.post("/create-chatbot")
-async def create_chatbot(data: CreateChatbotIn, request: Request,
-                         principal: Principal = Depends(workspace_principal)) -> dict[str, Any]:
-    bot = await bots.create_bot(db_of(request), workspace_id=principal.workspace_id,
-                                data=BotCreate(name=data.chatbotName))
+async def create_chatbot(
+    data: CreateChatbotIn, request: Request, principal: Principal = Depends(workspace_principal)
+) -> dict[str, Any]:
+    bot = await bots.create_bot(
+        db_of(request), workspace_id=principal.workspace_id, data=BotCreate(name=data.chatbotName)
+    )
     if data.sourceText and data.sourceText.strip():
         await _add_text(request, principal, bot, data.chatbotName, data.sourceText)
     return {"chatbotId": str(bot.id)}
 
 
 @router.get("/get-chatbots")
-async def get_chatbots(request: Request, principal: Principal = Depends(key_principal)) -> dict[str, Any]:
+async def get_chatbots(
+    request: Request, principal: Principal = Depends(key_principal)
+) -> dict[str, Any]:
     found: list[Bot] = []
     cursor = None
     while True:
@@ -213,25 +276,31 @@ class UpdateDataIn(BaseModel):
 
 
 @router.post("/update-chatbot-data")
-async def update_chatbot_data(data: UpdateDataIn, request: Request,
-                              principal: Principal = Depends(workspace_principal)) -> dict[str, Any]:
+async def update_chatbot_data(
+    data: UpdateDataIn, request: Request, principal: Principal = Depends(workspace_principal)
+) -> dict[str, Any]:
     db = db_of(request)
     bot = await bots.get_bot(db, principal=principal, ref=data.chatbotId)
     if data.chatbotName:
-        bot = await bots.update_bot(db, principal=principal, ref=str(bot.id), data=BotUpdate(name=data.chatbotName))
+        bot = await bots.update_bot(
+            db, principal=principal, ref=str(bot.id), data=BotUpdate(name=data.chatbotName)
+        )
     old = [s.id for s in await _all_sources(request, principal, bot) if s.type == "text"]
     kept = await _add_text(request, principal, bot, data.chatbotName or bot.name, data.sourceText)
     for source_id in old:
         if source_id != kept:  # the same text again keeps its source (and its chunks)
-            await sources.delete_source(db, principal=principal, bot_ref=str(bot.id), source_id=str(source_id))
+            await sources.delete_source(
+                db, principal=principal, bot_ref=str(bot.id), source_id=str(source_id)
+            )
     return {"chatbotId": str(bot.id)}
 
 
 async def _all_sources(request: Request, principal: Principal, bot: Bot) -> list[Any]:
     found, cursor = [], None
     while True:
-        page = await sources.list_sources(db_of(request), principal=principal, bot_ref=str(bot.id),
-                                          limit=100, cursor=cursor)
+        page = await sources.list_sources(
+            db_of(request), principal=principal, bot_ref=str(bot.id), limit=100, cursor=cursor
+        )
         found.extend(page.items)
         if not page.has_more:
             return found
@@ -262,19 +331,27 @@ def _settings_update(data: UpdateSettingsIn, bot: Bot) -> BotUpdate:
     if data.instructions is not None:
         fields["instructions"] = data.instructions
     if data.initialMessages is not None:
-        fields["welcome_message"] = "\n\n".join(m for m in data.initialMessages if m.strip()) or None
+        fields["welcome_message"] = (
+            "\n\n".join(m for m in data.initialMessages if m.strip()) or None
+        )
     if data.suggestedMessages is not None:
         fields["suggested_questions"] = [m for m in data.suggestedMessages if m.strip()]
     if data.visibility is not None:
         fields["public"] = data.visibility == "public"
     if data.onlyAllowOnAddedDomains is not None or data.domains is not None:
-        only = data.onlyAllowOnAddedDomains if data.onlyAllowOnAddedDomains is not None else bool(bot.allowed_origins)
+        only = (
+            data.onlyAllowOnAddedDomains
+            if data.onlyAllowOnAddedDomains is not None
+            else bool(bot.allowed_origins)
+        )
         fields["allowed_origins"] = list(data.domains or bot.allowed_origins or []) if only else []
     if data.ipLimit is not None or data.ipLimitMessage is not None:
         limits: dict[str, Any] = {}
         if data.ipLimit is not None:
             timeframe = data.ipLimitTimeframe or 3600
-            window = "per_minute" if timeframe <= 60 else "per_hour" if timeframe <= 3600 else "per_day"
+            window = (
+                "per_minute" if timeframe <= 60 else "per_hour" if timeframe <= 3600 else "per_day"
+            )
             limits = {"per_minute": None, "per_hour": None, "per_day": None, window: data.ipLimit}
         if data.ipLimitMessage is not None:
             limits["message"] = data.ipLimitMessage
@@ -293,60 +370,117 @@ def _settings_update(data: UpdateSettingsIn, bot: Bot) -> BotUpdate:
 
 
 @router.post("/update-chatbot-settings")
-async def update_chatbot_settings(data: UpdateSettingsIn, request: Request,
-                                  principal: Principal = Depends(workspace_principal)) -> dict[str, Any]:
+async def update_chatbot_settings(
+    data: UpdateSettingsIn, request: Request, principal: Principal = Depends(workspace_principal)
+) -> dict[str, Any]:
     db = db_of(request)
     bot = await bots.get_bot(db, principal=principal, ref=data.chatbotId)
-    await bots.update_bot(db, principal=principal, ref=str(bot.id), data=_settings_update(data, bot))
+    await bots.update_bot(
+        db, principal=principal, ref=str(bot.id), data=_settings_update(data, bot)
+    )
     return {"message": "success"}
 
 
 @router.delete("/delete-chatbot")
-async def delete_chatbot(request: Request, chatbotId: str = Query(..., min_length=1, max_length=100),
-                         principal: Principal = Depends(workspace_principal)) -> dict[str, Any]:
+async def delete_chatbot(
+    request: Request,
+    chatbotId: str = Query(..., min_length=1, max_length=100),
+    principal: Principal = Depends(workspace_principal),
+) -> dict[str, Any]:
     await bots.delete_bot(db_of(request), principal=principal, ref=chatbotId)
     return {"message": "success"}
 
 
 def _range(start_date: str | None, end_date: str | None) -> tuple[datetime | None, datetime | None]:
-    start, end = date_param(start_date, "startDate", times=True), date_param(end_date, "endDate", times=True)
+    start, end = (
+        date_param(start_date, "startDate", times=True),
+        date_param(end_date, "endDate", times=True),
+    )
     if end is not None and end_date is not None and "T" not in end_date:
         end += timedelta(days=1)  # a plain end date includes that whole day
     return start, end
 
 
 @router.get("/get-conversations")
-async def get_conversations(request: Request, chatbotId: str = Query(..., min_length=1, max_length=100),
-                            startDate: str | None = Query(None, max_length=40),
-                            endDate: str | None = Query(None, max_length=40),
-                            page: int = Query(1, ge=1, le=100_000), size: int = Query(10, ge=1, le=100),
-                            principal: Principal = Depends(key_principal)) -> dict[str, Any]:
+async def get_conversations(
+    request: Request,
+    chatbotId: str = Query(..., min_length=1, max_length=100),
+    startDate: str | None = Query(None, max_length=40),
+    endDate: str | None = Query(None, max_length=40),
+    page: int = Query(1, ge=1, le=100_000),
+    size: int = Query(10, ge=1, le=100),
+    principal: Principal = Depends(key_principal),
+) -> dict[str, Any]:
     bot = await bots.get_bot(db_of(request), principal=principal, ref=chatbotId)
     start, end = _range(startDate, endDate)
-    found = await conversations.conversations_between(db_of(request), principal=principal, bot_id=bot.id,
-                                                      start=start, end=end, page=page, size=size)
-    return {"data": [{
-        "id": str(c.id), "chatbot_id": str(c.bot_id), "created_at": iso(c.created_at),
-        "updated_at": iso(c.updated_at), "source": c.channel, "status": c.status,
-        "conversation_id": c.session_id, "metadata": c.metadata_ or {},
-        "messages": [{"id": str(m.id), "role": m.role, "content": m.content, "created_at": iso(m.created_at)}
-                     for m in messages],
-    } for c, messages in found]}
+    found = await conversations.conversations_between(
+        db_of(request),
+        principal=principal,
+        bot_id=bot.id,
+        start=start,
+        end=end,
+        page=page,
+        size=size,
+    )
+    return {
+        "data": [
+            {
+                "id": str(c.id),
+                "chatbot_id": str(c.bot_id),
+                "created_at": iso(c.created_at),
+                "updated_at": iso(c.updated_at),
+                "source": c.channel,
+                "status": c.status,
+                "conversation_id": c.session_id,
+                "metadata": c.metadata_ or {},
+                "messages": [
+                    {
+                        "id": str(m.id),
+                        "role": m.role,
+                        "content": m.content,
+                        "created_at": iso(m.created_at),
+                    }
+                    for m in messages
+                ],
+            }
+            for c, messages in found
+        ]
+    }
 
 
 @router.get("/get-leads")
-async def get_leads(request: Request, chatbotId: str = Query(..., min_length=1, max_length=100),
-                    startDate: str | None = Query(None, max_length=40), endDate: str | None = Query(None, max_length=40),
-                    page: int = Query(1, ge=1, le=100_000), size: int = Query(10, ge=1, le=100),
-                    principal: Principal = Depends(key_principal)) -> dict[str, Any]:
+async def get_leads(
+    request: Request,
+    chatbotId: str = Query(..., min_length=1, max_length=100),
+    startDate: str | None = Query(None, max_length=40),
+    endDate: str | None = Query(None, max_length=40),
+    page: int = Query(1, ge=1, le=100_000),
+    size: int = Query(10, ge=1, le=100),
+    principal: Principal = Depends(key_principal),
+) -> dict[str, Any]:
     bot = await bots.get_bot(db_of(request), principal=principal, ref=chatbotId)
     start, end = _range(startDate, endDate)
-    found = await leads.list_leads(db_of(request), principal=principal, bot_id=bot.id, start=start, end=end,
-                                   page=page, size=size)
-    return {"collectedCustomers": [{
-        "id": str(lead.id), "chatbot_id": str(lead.bot_id), "name": lead.name, "email": lead.email,
-        "phone": lead.phone, "created_at": iso(lead.created_at),
-        "conversation_id": str(lead.conversation_id) if lead.conversation_id else None, **(
-            {"fields": lead.fields} if lead.fields else {}),
-    } for lead in found]}
-
+    found = await leads.list_leads(
+        db_of(request),
+        principal=principal,
+        bot_id=bot.id,
+        start=start,
+        end=end,
+        page=page,
+        size=size,
+    )
+    return {
+        "collectedCustomers": [
+            {
+                "id": str(lead.id),
+                "chatbot_id": str(lead.bot_id),
+                "name": lead.name,
+                "email": lead.email,
+                "phone": lead.phone,
+                "created_at": iso(lead.created_at),
+                "conversation_id": str(lead.conversation_id) if lead.conversation_id else None,
+                **({"fields": lead.fields} if lead.fields else {}),
+            }
+            for lead in found
+        ]
+    }

@@ -35,13 +35,18 @@ class LeadIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     bot_id: str = Field(..., min_length=1, max_length=100, description="The bot's id (or slug).")
-    session_id: str = Field(..., min_length=1, max_length=200, description="The widget's anonymous session id.")
-    conversation_id: str | None = Field(None, max_length=100, description="The conversation the form came from.")
+    session_id: str = Field(
+        ..., min_length=1, max_length=200, description="The widget's anonymous session id."
+    )
+    conversation_id: str | None = Field(
+        None, max_length=100, description="The conversation the form came from."
+    )
     name: str | None = Field(None, max_length=200)
     email: str | None = Field(None, max_length=320)
     phone: str | None = Field(None, max_length=50)
     fields: dict[FieldName, FieldValue] | None = Field(
-        None, max_length=MAX_CUSTOM_FIELDS, description="The form's other fields, by field name.")
+        None, max_length=MAX_CUSTOM_FIELDS, description="The form's other fields, by field name."
+    )
 
 
 class LeadCreatedOut(BaseModel):
@@ -54,8 +59,17 @@ async def submit_lead(data: LeadIn, request: Request) -> LeadCreatedOut:
     db = db_of(request)
     bot = await bots.get_public_bot(db, ref=data.bot_id)
     check_bot_origin(request, bot)
-    lead = await leads.submit_lead(db, bot=bot, submission=LeadSubmission(
-        session_id=data.session_id, conversation_id=data.conversation_id, name=data.name, email=data.email,
-        phone=data.phone, fields=dict(data.fields or {})))
+    lead = await leads.submit_lead(
+        db,
+        bot=bot,
+        submission=LeadSubmission(
+            session_id=data.session_id,
+            conversation_id=data.conversation_id,
+            name=data.name,
+            email=data.email,
+            phone=data.phone,
+            fields=dict(data.fields or {}),
+        ),
+    )
     request.app.state.webhooks.wake()
     return LeadCreatedOut(id=str(lead.id))

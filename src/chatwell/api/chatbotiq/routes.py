@@ -47,11 +47,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from chatwell.api.mcp import PATH as MCP_PATH
-from chatwell.api.errors import ErrorDoc
-from chatwell.api.dialect import chat_limits, chat_service, check_bot_origin, client_ip, db_of
-from chatwell.api.native.chat import check_image
 from chatwell.api.deps import get_conversation_bus
+from chatwell.api.dialect import chat_limits, chat_service, check_bot_origin, client_ip, db_of
+from chatwell.api.errors import ErrorDoc
+from chatwell.api.mcp import PATH as MCP_PATH
+from chatwell.api.native.chat import check_image
 from chatwell.api.sse import frame, sse_response
 from chatwell.chat.service import ChatRequest
 from chatwell.domain import events as ev
@@ -64,8 +64,8 @@ from chatwell.domain.models import (
 from chatwell.errors import ChatwellError, Forbidden, InvalidRequest
 from chatwell.services import bots, conversations, sessions
 from chatwell.services import handoff as handoff_service
-from chatwell.services.conversations import iso
 from chatwell.services.conversation_bus import Subscription
+from chatwell.services.conversations import iso
 from chatwell.storage.database import Database
 from chatwell.storage.tables import Bot, Conversation, Message
 
@@ -82,10 +82,19 @@ def chatbotiq_error(error: ChatwellError, status: int) -> JSONResponse:
     return JSONResponse(body, status_code=status)
 
 
-ERROR_DOC = ErrorDoc("ChatbotIQError", {
-    "type": "object", "required": ["error", "message", "detail"],
-    "properties": {"error": {"type": "string", "description": "The error code."}, "message": {"type": "string"},
-                   "detail": {"type": "string"}, "details": {"type": "object"}}})
+ERROR_DOC = ErrorDoc(
+    "ChatbotIQError",
+    {
+        "type": "object",
+        "required": ["error", "message", "detail"],
+        "properties": {
+            "error": {"type": "string", "description": "The error code."},
+            "message": {"type": "string"},
+            "detail": {"type": "string"},
+            "details": {"type": "object"},
+        },
+    },
+)
 
 
 class ChatStreamIn(BaseModel):
@@ -93,16 +102,22 @@ class ChatStreamIn(BaseModel):
 
     bot_id: str = Field(..., min_length=1, max_length=100, description="The bot's id (or slug).")
     message: str = Field(..., min_length=1, max_length=8_000)
-    session_id: str = Field(..., min_length=1, max_length=200, description="An anonymous session id.")
+    session_id: str = Field(
+        ..., min_length=1, max_length=200, description="An anonymous session id."
+    )
     conversation_id: uuid.UUID | None = None
     recaptcha_token: str | None = Field(None, max_length=10_000)
     image_data: str | None = Field(None, max_length=15_000_000)
     image_media_type: Literal["image/jpeg", "image/png", "image/webp"] | None = None
-    page_url: str | None = Field(None, max_length=2000, pattern=r"^https?://\S+$",
-                                 description="chatwell addition: the page the visitor chats from (shown to agents).")
+    page_url: str | None = Field(
+        None,
+        max_length=2000,
+        pattern=r"^https?://\S+$",
+        description="chatwell addition: the page the visitor chats from (shown to agents).",
+    )
 
     @model_validator(mode="after")
-    def _image(self) -> "ChatStreamIn":
+    def _image(self) -> ChatStreamIn:
         check_image(self.image_data, self.image_media_type)
         return self
 
@@ -110,9 +125,20 @@ class ChatStreamIn(BaseModel):
 def citation_out(c: dict[str, Any] | ev.Citation) -> dict[str, Any]:
     """The document's citation object, from an event or a stored message's citation."""
     if isinstance(c, ev.Citation):
-        c = {"title": c.title, "url": c.url, "source_id": str(c.source_id), "score": c.score, "index": c.index}
-    out = {"page_title": c.get("title") or "", "source_url": c.get("url") or "",
-           "source_id": c.get("source_id") or "", "score": c.get("score") or 0.0, "from_web_search": False}
+        c = {
+            "title": c.title,
+            "url": c.url,
+            "source_id": str(c.source_id),
+            "score": c.score,
+            "index": c.index,
+        }
+    out = {
+        "page_title": c.get("title") or "",
+        "source_url": c.get("url") or "",
+        "source_id": c.get("source_id") or "",
+        "score": c.get("score") or 0.0,
+        "from_web_search": False,
+    }
     if c.get("index"):
         out["index"] = c["index"]  # chatwell addition: the [n] marker in the answer that cites it
     return out
@@ -120,7 +146,10 @@ def citation_out(c: dict[str, Any] | ev.Citation) -> dict[str, Any]:
 
 async def _check_recaptcha(request: Request, bot: Bot, token: str | None) -> None:
     verifier = getattr(request.app.state, "recaptcha", None)
-    if verifier is None or not WidgetSettings.model_validate(bot.widget_settings or {}).recaptcha_enabled:
+    if (
+        verifier is None
+        or not WidgetSettings.model_validate(bot.widget_settings or {}).recaptcha_enabled
+    ):
         return
     if not token:
         raise InvalidRequest("a reCAPTCHA token is required", code="recaptcha_required")
@@ -135,14 +164,28 @@ async def chat_stream(data: ChatStreamIn, request: Request) -> Any:
     await _check_recaptcha(request, bot, data.recaptcha_token)
     await chat_limits(request).public_chat(bot, client_ip(request))
     answer = AnswerSettings.model_validate(bot.answer_settings or {})
-    ref = await sessions.resolve_session(db_of(request), bot=bot, door=sessions.WIDGET_DOOR, principal=None,
-                                         client_session_id=data.session_id, conversation_id=data.conversation_id,
-                                         continue_latest=False)
-    turn = await chat_service(request).start(ChatRequest(
-        bot=bot, question=data.message, channel="chatbotiq", conversation_id=ref.conversation_id,
-        session_id=ref.session_id, session_scope=ref.scope, client_ip=client_ip(request),
-        metadata={"page_url": data.page_url} if data.page_url else {},
-        image=check_image(data.image_data, data.image_media_type)))
+    ref = await sessions.resolve_session(
+        db_of(request),
+        bot=bot,
+        door=sessions.WIDGET_DOOR,
+        principal=None,
+        client_session_id=data.session_id,
+        conversation_id=data.conversation_id,
+        continue_latest=False,
+    )
+    turn = await chat_service(request).start(
+        ChatRequest(
+            bot=bot,
+            question=data.message,
+            channel="chatbotiq",
+            conversation_id=ref.conversation_id,
+            session_id=ref.session_id,
+            session_scope=ref.scope,
+            client_ip=client_ip(request),
+            metadata={"page_url": data.page_url} if data.page_url else {},
+            image=check_image(data.image_data, data.image_media_type),
+        )
+    )
 
     async def frames() -> AsyncIterator[str]:
         citations: list[dict[str, Any]] = []
@@ -154,15 +197,25 @@ async def chat_stream(data: ChatStreamIn, request: Request) -> Any:
             elif isinstance(event, ev.Replace):
                 yield frame({"type": "replace", "content": event.text})
             elif isinstance(event, ev.Notice):
-                yield frame({"type": "notice", "code": event.code, "level": event.level,
-                             "message_key": event.code, "message": event.message})
+                yield frame(
+                    {
+                        "type": "notice",
+                        "code": event.code,
+                        "level": event.level,
+                        "message_key": event.code,
+                        "message": event.message,
+                    }
+                )
             elif isinstance(event, ev.Citations):
                 citations = [citation_out(c) for c in event.citations]
             elif isinstance(event, ev.Error):
                 yield frame({"type": "error", "error": event.code, "message": event.message})
             elif isinstance(event, ev.Done):
-                done: dict[str, Any] = {"type": "done", "conversation_id": _str(event.conversation_id),
-                                        "assistant_message_id": _str(event.message_id)}
+                done: dict[str, Any] = {
+                    "type": "done",
+                    "conversation_id": _str(event.conversation_id),
+                    "assistant_message_id": _str(event.message_id),
+                }
                 if answer.citations_enabled:
                     done["citations"] = citations
                 yield frame(done)
@@ -183,7 +236,9 @@ async def bot_config(bot_id: str, request: Request) -> dict[str, Any]:
     widget = WidgetSettings.model_validate(bot.widget_settings or {})
     handoff = HandoffSettings.model_validate(bot.handoff_settings or {})
     form = ContactFormSettings.model_validate(bot.contact_form or {})
-    recaptcha_on = widget.recaptcha_enabled and getattr(request.app.state, "recaptcha", None) is not None
+    recaptcha_on = (
+        widget.recaptcha_enabled and getattr(request.app.state, "recaptcha", None) is not None
+    )
     return {
         "bot_id": str(bot.id),
         "bot_name": bot.name,
@@ -196,16 +251,21 @@ async def bot_config(bot_id: str, request: Request) -> dict[str, Any]:
         "recaptcha_site_key": settings.recaptcha_site_key if recaptcha_on else None,
         "include_links": answer.include_links,
         "language": answer.language,
-        "mcp_url": f"{str(request.base_url).rstrip('/')}{MCP_PATH}" if settings.mcp_enabled else None,
+        "mcp_url": f"{str(request.base_url).rstrip('/')}{MCP_PATH}"
+        if settings.mcp_enabled
+        else None,
         "handoff_enabled": handoff.enabled,
         "handoff_trigger": handoff.trigger,
         "handoff_offline_message": handoff.offline_message,
         "handoff_agent_label": handoff.agent_label,
-        "handoff_available": handoff.enabled and await handoff_service.agents_online(db_of(request), bot.workspace_id),
+        "handoff_available": handoff.enabled
+        and await handoff_service.agents_online(db_of(request), bot.workspace_id),
         "allow_user_images": answer.allow_user_images,
         "contact_form_enabled": form.enabled,
         "contact_form_trigger": form.trigger,
-        "contact_form_fields": [f.model_dump(mode="json") for f in form.fields] if form.fields else None,
+        "contact_form_fields": [f.model_dump(mode="json") for f in form.fields]
+        if form.fields
+        else None,
         "contact_form_success_message": form.success_message,
         "contact_form_button_display": form.button_display,
         "contact_form_after_messages": form.after_messages,  # chatwell addition, for the "after_messages" trigger
@@ -214,18 +274,26 @@ async def bot_config(bot_id: str, request: Request) -> dict[str, Any]:
 
 def message_out(m: Message) -> dict[str, Any]:
     """A stored message as the history endpoint and the event stream show it."""
-    return {"id": str(m.id), "role": m.role, "content": m.content,
-            "citations": [citation_out(c) for c in m.citations] if m.citations else None,
-            "feedback": m.feedback, "image_preview": None, "created_at": iso(m.created_at)}
+    return {
+        "id": str(m.id),
+        "role": m.role,
+        "content": m.content,
+        "citations": [citation_out(c) for c in m.citations] if m.citations else None,
+        "feedback": m.feedback,
+        "image_preview": None,
+        "created_at": iso(m.created_at),
+    }
 
 
-async def _visitor_history(request: Request, conversation_id: str, session_id: str,
-                           after: str | None) -> tuple[Conversation, list[Message]]:
+async def _visitor_history(
+    request: Request, conversation_id: str, session_id: str, after: str | None
+) -> tuple[Conversation, list[Message]]:
     """The visitor's conversation (404 for any other session) and its messages after ``after``,
     counted against the history limit, from one of the bot's domains."""
     await chat_limits(request).history(client_ip(request))
     conversation, messages = await conversations.session_messages(
-        db_of(request), conversation_id=conversation_id, session_id=session_id, after=after)
+        db_of(request), conversation_id=conversation_id, session_id=session_id, after=after
+    )
     async with db_of(request).read() as session:
         bot = await bots.find_bot(session, conversation.bot_id)
     if bot is not None:
@@ -235,17 +303,25 @@ async def _visitor_history(request: Request, conversation_id: str, session_id: s
 
 @router.get("/conversations/{conversation_id}/messages")
 async def conversation_messages(
-    conversation_id: str, request: Request,
+    conversation_id: str,
+    request: Request,
     session_id: str = Query(..., min_length=1, max_length=200),
     after: str | None = Query(None, max_length=100),
 ) -> dict[str, Any]:
     conversation, messages = await _visitor_history(request, conversation_id, session_id, after)
-    return {"messages": [message_out(m) for m in messages], "conversation_status": conversation.status}
+    return {
+        "messages": [message_out(m) for m in messages],
+        "conversation_status": conversation.status,
+    }
 
 
-@router.get("/conversations/{conversation_id}/events", responses={200: {"content": {"text/event-stream": {}}}})
+@router.get(
+    "/conversations/{conversation_id}/events",
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
 async def conversation_events(
-    conversation_id: str, request: Request,
+    conversation_id: str,
+    request: Request,
     session_id: str = Query(..., min_length=1, max_length=200),
     after: str | None = Query(None, max_length=100),
 ) -> Any:
@@ -260,13 +336,28 @@ async def conversation_events(
         await held.aclose()
         raise
     lifetime = request.app.state.settings.public_event_stream_seconds
-    frames = _history_frames(db_of(request), hints, conversation, messages, session_id=session_id,
-                             after=after, deadline=time.monotonic() + lifetime)
+    frames = _history_frames(
+        db_of(request),
+        hints,
+        conversation,
+        messages,
+        session_id=session_id,
+        after=after,
+        deadline=time.monotonic() + lifetime,
+    )
     return sse_response(frames, on_close=held.aclose)
 
 
-async def _history_frames(db: Database, hints: Subscription, conversation: Conversation, messages: list[Message], *,
-                          session_id: str, after: str | None, deadline: float) -> AsyncIterator[str]:
+async def _history_frames(
+    db: Database,
+    hints: Subscription,
+    conversation: Conversation,
+    messages: list[Message],
+    *,
+    session_id: str,
+    after: str | None,
+    deadline: float,
+) -> AsyncIterator[str]:
     """Frames of what is new since ``after``: read, then read again on each hint (and when quiet
     for ``RESYNC_SECONDS``); the first read again comes at once, for what was stored between the
     first read and the subscription."""
@@ -291,8 +382,11 @@ async def _history_frames(db: Database, hints: Subscription, conversation: Conve
         waiting = True
         try:
             conversation, messages = await conversations.session_messages(
-                db, conversation_id=hints.conversation_id, session_id=session_id, after=cursor)
-        except ChatwellError:  # deleted meanwhile, or the database is unavailable: the client reconnects or polls
+                db, conversation_id=hints.conversation_id, session_id=session_id, after=cursor
+            )
+        except (
+            ChatwellError
+        ):  # deleted meanwhile, or the database is unavailable: the client reconnects or polls
             return
 
 
@@ -308,12 +402,15 @@ class FeedbackIn(SessionIn):
 @router.post("/messages/{message_id}/feedback")
 async def message_feedback(message_id: str, data: FeedbackIn, request: Request) -> dict[str, Any]:
     await chat_limits(request).history(client_ip(request))
-    message = await conversations.set_session_feedback(db_of(request), session_id=data.session_id,
-                                                       message_id=message_id, rating=data.rating)
+    message = await conversations.set_session_feedback(
+        db_of(request), session_id=data.session_id, message_id=message_id, rating=data.rating
+    )
     return {"id": str(message.id), "feedback": message.feedback}
 
 
-async def _visitor_conversation(request: Request, conversation_id: str, session_id: str) -> tuple[Conversation, Any]:
+async def _visitor_conversation(
+    request: Request, conversation_id: str, session_id: str
+) -> tuple[Conversation, Any]:
     """The visitor's own conversation and its bot (another session's is reported missing)."""
     await chat_limits(request).history(client_ip(request))
     cid = conversations.parse_uuid(conversation_id, conversations.conversation_not_found())
@@ -338,13 +435,26 @@ async def visitor_typing(conversation_id: str, data: SessionIn, request: Request
 
 
 @router.post("/conversations/{conversation_id}/handoff")
-async def ask_for_a_human(conversation_id: str, data: SessionIn, request: Request) -> dict[str, Any]:
+async def ask_for_a_human(
+    conversation_id: str, data: SessionIn, request: Request
+) -> dict[str, Any]:
     conversation, bot = await _visitor_conversation(request, conversation_id, data.session_id)
-    status, available = await handoff_service.request_handoff(db_of(request), bot=bot, conversation_id=conversation.id,
-                                                              session_id=data.session_id,
-                                                              bus=get_conversation_bus(request))
+    status, available = await handoff_service.request_handoff(
+        db_of(request),
+        bot=bot,
+        conversation_id=conversation.id,
+        session_id=data.session_id,
+        bus=get_conversation_bus(request),
+    )
     settings = HandoffSettings.model_validate(bot.handoff_settings or {})
-    return {"conversation_status": status, "handoff_available": available,
-            "message": None if available else (settings.offline_message or
-                                               "Nobody from the team is online right now. Leave your details "
-                                               "and we will get back to you.")}
+    return {
+        "conversation_status": status,
+        "handoff_available": available,
+        "message": None
+        if available
+        else (
+            settings.offline_message
+            or "Nobody from the team is online right now. Leave your details "
+            "and we will get back to you."
+        ),
+    }

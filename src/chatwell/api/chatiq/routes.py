@@ -26,7 +26,6 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from chatwell.api.errors import NATIVE_ERROR_SCHEMA, ErrorDoc
 from chatwell.api.dialect import (
     admit_keyed_chat,
     chat_service,
@@ -35,6 +34,7 @@ from chatwell.api.dialect import (
     key_principal,
     turn_error,
 )
+from chatwell.api.errors import NATIVE_ERROR_SCHEMA, ErrorDoc
 from chatwell.api.native.chat import citation_json, collect
 from chatwell.api.sse import frame, sse_response
 from chatwell.chat.service import ChatRequest
@@ -48,9 +48,13 @@ from chatwell.services.sessions import SessionRef
 router = APIRouter(tags=["chatiq"])
 PREFIXES = ("/api/chat",)
 
-CODES = {"invalid_api_key": "INVALID_API_KEY", "missing_api_key": "INVALID_API_KEY",
-         "rate_limited": "RATE_LIMIT_EXCEEDED", "malformed_json": "INVALID_REQUEST",
-         "invalid_request": "INVALID_REQUEST"}
+CODES = {
+    "invalid_api_key": "INVALID_API_KEY",
+    "missing_api_key": "INVALID_API_KEY",
+    "rate_limited": "RATE_LIMIT_EXCEEDED",
+    "malformed_json": "INVALID_REQUEST",
+    "invalid_request": "INVALID_REQUEST",
+}
 
 
 def chatiq_code(code: str) -> str:
@@ -61,13 +65,25 @@ def chatiq_error(error: ChatwellError, status: int) -> JSONResponse:
     details: dict[str, Any] = dict(error.details or {})
     if isinstance(error, RateLimited):
         details.setdefault("retry_after", error.retry_after)
-    return JSONResponse({"error": {"code": chatiq_code(error.code), "message": error.message, "details": details}},
-                        status_code=status)
+    return JSONResponse(
+        {"error": {"code": chatiq_code(error.code), "message": error.message, "details": details}},
+        status_code=status,
+    )
 
 
 # The native shape, with ``details`` always present.
-ERROR_DOC = ErrorDoc("ChatIQError", {**NATIVE_ERROR_SCHEMA, "properties": {"error": {
-    **NATIVE_ERROR_SCHEMA["properties"]["error"], "required": ["code", "message", "details"]}}})
+ERROR_DOC = ErrorDoc(
+    "ChatIQError",
+    {
+        **NATIVE_ERROR_SCHEMA,
+        "properties": {
+            "error": {
+                **NATIVE_ERROR_SCHEMA["properties"]["error"],
+                "required": ["code", "message", "details"],
+            }
+        },
+    },
+)
 
 
 class HistoryItem(BaseModel):
@@ -81,31 +97,58 @@ class ChatIQIn(BaseModel):
 
     message: str = Field(..., min_length=1, max_length=8_000, description="The user's message.")
     bot_slug: str = Field(..., min_length=1, max_length=100, description="The bot's slug (or id).")
-    stream: bool = Field(True, description="false: one JSON reply; true (default): server-sent events.")
+    stream: bool = Field(
+        True, description="false: one JSON reply; true (default): server-sent events."
+    )
     history: list[HistoryItem] = Field(default_factory=list, max_length=100)
     conversation_id: uuid.UUID | None = None
     private_mode: bool = Field(False, description="Store nothing; no conversationId is returned.")
 
 
 @router.post("/api/chat", responses={200: {"content": {"text/event-stream": {}}}})
-async def chat(data: ChatIQIn, request: Request, principal: Principal = Depends(key_principal)) -> Any:
+async def chat(
+    data: ChatIQIn, request: Request, principal: Principal = Depends(key_principal)
+) -> Any:
     try:
         bot = await bots.get_bot(db_of(request), principal=principal, ref=data.bot_slug)
     except NotFound:
         if principal.bot_id is None:
             raise
         # ChatIQ answers a bot key asking for any other bot (or none) with 403, not 404.
-        raise Forbidden(f"this API key does not have access to the bot {data.bot_slug!r}",
-                        code="bot_access_denied") from None
+        raise Forbidden(
+            f"this API key does not have access to the bot {data.bot_slug!r}",
+            code="bot_access_denied",
+        ) from None
     await admit_keyed_chat(request, bot, principal)
-    ref = SessionRef(None, None) if data.private_mode else await sessions.resolve_session(
-        db_of(request), bot=bot, door="chatiq", principal=principal, conversation_id=data.conversation_id)
-    turn = await chat_service(request).start(ChatRequest(
-        bot=bot, question=data.message, channel="chatiq", conversation_id=ref.conversation_id,
-        session_id=ref.session_id, session_scope=ref.scope,
-        history=[HistoryTurn("assistant" if h.role == "assistant" else "user", h.content)
-                 for h in data.history if h.role != "system"],
-        private=data.private_mode, api_key_id=principal.key_id, client_ip=client_ip(request)))
+    ref = (
+        SessionRef(None, None)
+        if data.private_mode
+        else await sessions.resolve_session(
+            db_of(request),
+            bot=bot,
+            door="chatiq",
+            principal=principal,
+            conversation_id=data.conversation_id,
+        )
+    )
+    turn = await chat_service(request).start(
+        ChatRequest(
+            bot=bot,
+            question=data.message,
+            channel="chatiq",
+            conversation_id=ref.conversation_id,
+            session_id=ref.session_id,
+            session_scope=ref.scope,
+            history=[
+                HistoryTurn("assistant" if h.role == "assistant" else "user", h.content)
+                for h in data.history
+                if h.role != "system"
+            ],
+            private=data.private_mode,
+            api_key_id=principal.key_id,
+            client_ip=client_ip(request),
+        )
+    )
 
     if not data.stream:
         summary = await collect(turn)
@@ -128,7 +171,15 @@ async def chat(data: ChatIQIn, request: Request, principal: Principal = Depends(
             elif isinstance(event, ev.Citations):
                 citations = [citation_json(c) for c in event.citations]
             elif isinstance(event, ev.Error):
-                yield frame({"error": {"code": chatiq_code(event.code), "message": event.message, "details": {}}})
+                yield frame(
+                    {
+                        "error": {
+                            "code": chatiq_code(event.code),
+                            "message": event.message,
+                            "details": {},
+                        }
+                    }
+                )
                 break
             elif isinstance(event, ev.Done) and not data.private_mode:
                 yield frame({"conversationId": str(event.conversation_id), "citations": citations})

@@ -18,9 +18,9 @@ from chatwell.api.dashboard.web import (
     db_of,
     form_of,
     pre_session_form,
-    session_cookie,
     render,
     see_other,
+    session_cookie,
     set_session_cookie,
 )
 from chatwell.api.dialect import client_ip
@@ -30,9 +30,11 @@ from chatwell.services import accounts, members, server_keys
 from chatwell.services.accounts import SignedIn
 
 router = APIRouter(prefix="/dashboard", route_class=DashboardRoute, include_in_schema=False)
-STATIC_TYPES = {"dashboard.css": "text/css; charset=utf-8",
-                "dashboard.js": "application/javascript; charset=utf-8",
-                "favicon.svg": "image/svg+xml"}
+STATIC_TYPES = {
+    "dashboard.css": "text/css; charset=utf-8",
+    "dashboard.js": "application/javascript; charset=utf-8",
+    "favicon.svg": "image/svg+xml",
+}
 
 
 @router.get("/static/{name}")
@@ -41,14 +43,19 @@ async def static_file(name: str) -> Response:
     if media_type is None:
         raise NotFound("no such file")
     data = resources.files("chatwell.web").joinpath(f"dashboard/static/{name}").read_bytes()
-    return Response(data, media_type=media_type, headers={"Cache-Control": "public, max-age=300",
-                                                          "X-Content-Type-Options": "nosniff"})
+    return Response(
+        data,
+        media_type=media_type,
+        headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"},
+    )
 
 
-async def _pre_session_page(request: Request, template: str, /, *, status: int = 200,
-                            **context: object) -> Response:
-    return await pre_session_form(request, lambda token: render(request, template, status=status,
-                                                                form_token=token, **context))
+async def _pre_session_page(
+    request: Request, template: str, /, *, status: int = 200, **context: object
+) -> Response:
+    return await pre_session_form(
+        request, lambda token: render(request, template, status=status, form_token=token, **context)
+    )
 
 
 @router.get("/setup")
@@ -69,17 +76,32 @@ async def setup(request: Request) -> Response:
     try:
         await _check_setup_proof(request, str(form.get("setup_token", "")))
     except Forbidden as exc:
-        return await _pre_session_page(request, "setup.html", status=403, error=exc.message,
-                                       email=form.get("email", ""), name=form.get("name", ""))
+        return await _pre_session_page(
+            request,
+            "setup.html",
+            status=403,
+            error=exc.message,
+            email=form.get("email", ""),
+            name=form.get("name", ""),
+        )
     try:
-        new = await accounts.sign_up_first_owner(db_of(request), email=str(form.get("email", "")),
-                                                 password=str(form.get("password", "")),
-                                                 name=str(form.get("name", "")))
+        new = await accounts.sign_up_first_owner(
+            db_of(request),
+            email=str(form.get("email", "")),
+            password=str(form.get("password", "")),
+            name=str(form.get("name", "")),
+        )
     except Forbidden:
         raise
     except ChatwellError as exc:
-        return await _pre_session_page(request, "setup.html", status=400, error=exc.message,
-                                       email=form.get("email", ""), name=form.get("name", ""))
+        return await _pre_session_page(
+            request,
+            "setup.html",
+            status=400,
+            error=exc.message,
+            email=form.get("email", ""),
+            name=form.get("name", ""),
+        )
     response = see_other("/dashboard")
     set_session_cookie(response, request, new.cookie)
     return response
@@ -90,15 +112,20 @@ async def _check_setup_proof(request: Request, proof: str) -> None:
     the default workspace: reaching the page first is not enough (failures throttled per IP)."""
     limiter = request.app.state.limits.limiter
     rules = rules_of(parse_limits(SETUP_PROOF_FAILURES), "setup-proof", client_ip(request))
-    await limiter.refuse_if_full(rules, message="Too many wrong set-up tokens. Wait before trying again.")
+    await limiter.refuse_if_full(
+        rules, message="Too many wrong set-up tokens. Wait before trying again."
+    )
     if await server_keys.is_setup_proof(db_of(request), await dashboard_key(request), proof[:512]):
         return
     try:
         await limiter.admit(rules)
     except RateLimited:
         pass
-    raise Forbidden("enter the set-up token the server printed at start (or run `chatwell setup-token`), "
-                    "or the admin key", code="setup_proof_required")
+    raise Forbidden(
+        "enter the set-up token the server printed at start (or run `chatwell setup-token`), "
+        "or the admin key",
+        code="setup_proof_required",
+    )
 
 
 @router.get("/login")
@@ -114,13 +141,20 @@ async def login(request: Request) -> Response:
     ip = request.client.host if request.client else "unknown"
     email = str(form.get("email", ""))
     try:
-        new = await accounts.sign_in(db_of(request), request.app.state.limits.limiter, email=email,
-                                     password=str(form.get("password", "")), client_ip=ip,
-                                     replacing=session_cookie(request))
+        new = await accounts.sign_in(
+            db_of(request),
+            request.app.state.limits.limiter,
+            email=email,
+            password=str(form.get("password", "")),
+            client_ip=ip,
+            replacing=session_cookie(request),
+        )
     except ChatwellError as exc:
         if exc.code != "invalid_credentials":
             raise
-        return await _pre_session_page(request, "login.html", status=401, error=exc.message, email=email)
+        return await _pre_session_page(
+            request, "login.html", status=401, error=exc.message, email=email
+        )
     response = see_other("/dashboard")
     set_session_cookie(response, request, new.cookie)
     return response
@@ -145,16 +179,23 @@ async def members_page(request: Request, user: UserDep) -> Response:
 @router.post("/members")
 async def add_member(request: Request, user: CheckedUserDep) -> Response:
     form = await form_of(request)
-    await accounts.add_member(db_of(request), by=user, email=str(form.get("email", "")),
-                              role=str(form.get("role", "")), password=str(form.get("password", "")),
-                              name=str(form.get("name", "")))
+    await accounts.add_member(
+        db_of(request),
+        by=user,
+        email=str(form.get("email", "")),
+        role=str(form.get("role", "")),
+        password=str(form.get("password", "")),
+        name=str(form.get("name", "")),
+    )
     return see_other("/dashboard/members")
 
 
 @router.post("/members/{user_id}/role")
 async def change_member_role(request: Request, user_id: str, user: CheckedUserDep) -> Response:
     form = await form_of(request)
-    await members.change_role(db_of(request), by=user, user_id=user_id, role=str(form.get("role", "")))
+    await members.change_role(
+        db_of(request), by=user, user_id=user_id, role=str(form.get("role", ""))
+    )
     return see_other("/dashboard/members")
 
 
@@ -164,10 +205,19 @@ async def remove_member(request: Request, user_id: str, user: CheckedUserDep) ->
     return see_other("/dashboard/members")
 
 
-async def _account_page(request: Request, user: SignedIn, *, status: int = 200, error: str | None = None) -> Response:
-    return render(request, "account.html", user=user, status=status, error=error,
-                  sessions=await members.list_sessions(db_of(request), user=user),
-                  changed=request.query_params.get("changed"), ended=request.query_params.get("ended"))
+async def _account_page(
+    request: Request, user: SignedIn, *, status: int = 200, error: str | None = None
+) -> Response:
+    return render(
+        request,
+        "account.html",
+        user=user,
+        status=status,
+        error=error,
+        sessions=await members.list_sessions(db_of(request), user=user),
+        changed=request.query_params.get("changed"),
+        ended=request.query_params.get("ended"),
+    )
 
 
 @router.get("/account")
@@ -182,8 +232,9 @@ async def change_password(request: Request, user: CheckedUserDep) -> Response:
     if new != str(form.get("confirm_password", "")):
         return await _account_page(request, user, status=400, error="The two new passwords differ.")
     try:
-        await members.change_password(db_of(request), user=user, current=str(form.get("current_password", "")),
-                                      new=new)
+        await members.change_password(
+            db_of(request), user=user, current=str(form.get("current_password", "")), new=new
+        )
     except InvalidRequest as exc:
         return await _account_page(request, user, status=400, error=exc.message)
     return see_other("/dashboard/account?changed=1")

@@ -19,7 +19,14 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from chatwell.api.dashboard.web import CheckedUserDep, DashboardRoute, UserDep, db_of, form_of, see_other
+from chatwell.api.dashboard.web import (
+    CheckedUserDep,
+    DashboardRoute,
+    UserDep,
+    db_of,
+    form_of,
+    see_other,
+)
 from chatwell.api.deps import get_conversation_bus
 from chatwell.api.sse import frame, sse_response
 from chatwell.errors import InvalidRequest
@@ -35,24 +42,35 @@ async def pulse(request: Request, user: UserDep) -> JSONResponse:
     db = db_of(request)
     me_online = await handoff.user_online(db, user.user_id, user.workspace_id)
     if me_online:  # an open page is a heartbeat for a member who said they are online
-        await handoff.set_user_presence(db, user_id=user.user_id, workspace_id=user.workspace_id, online=True)
+        await handoff.set_user_presence(
+            db, user_id=user.user_id, workspace_id=user.workspace_id, online=True
+        )
     state = await handoff.pulse(db, user.workspace_id)
-    return JSONResponse({"me_online": me_online, "agents_online": await handoff.agents_online(db, user.workspace_id),
-                         "waiting": state.waiting, "held": state.held,
-                         "latest_visitor_message": state.latest_visitor_message,
-                         "refresh_within_seconds": handoff.PRESENCE_SECONDS},
-                        headers={"Cache-Control": "no-store"})
+    return JSONResponse(
+        {
+            "me_online": me_online,
+            "agents_online": await handoff.agents_online(db, user.workspace_id),
+            "waiting": state.waiting,
+            "held": state.held,
+            "latest_visitor_message": state.latest_visitor_message,
+            "refresh_within_seconds": handoff.PRESENCE_SECONDS,
+        },
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 @router.get("/conversations/{conversation_id}/events")
 async def conversation_feed(request: Request, conversation_id: str, user: UserDep) -> Response:
     """``event: changed`` when a message or the state was stored, ``event: typing`` {"who"} when the
     visitor types; the page re-reads itself on ``changed``."""
-    conversation, _ = await conversations.get_conversation(db_of(request), principal=user.principal,
-                                                          conversation_id=conversation_id)
+    conversation, _ = await conversations.get_conversation(
+        db_of(request), principal=user.principal, conversation_id=conversation_id
+    )
     held = contextlib.AsyncExitStack()
     try:
-        hints = await held.enter_async_context(get_conversation_bus(request).subscribe(str(conversation.id)))
+        hints = await held.enter_async_context(
+            get_conversation_bus(request).subscribe(str(conversation.id))
+        )
     except BaseException:
         await held.aclose()
         raise
@@ -76,8 +94,9 @@ async def conversation_feed(request: Request, conversation_id: str, user: UserDe
 
 @router.post("/conversations/{conversation_id}/typing", status_code=204)
 async def agent_typing(request: Request, conversation_id: str, user: CheckedUserDep) -> Response:
-    conversation, _ = await conversations.get_conversation(db_of(request), principal=user.principal,
-                                                          conversation_id=conversation_id)
+    conversation, _ = await conversations.get_conversation(
+        db_of(request), principal=user.principal, conversation_id=conversation_id
+    )
     if handoff.is_held(conversation.status):
         await handoff.typing(get_conversation_bus(request), conversation.id, who="agent")
     return Response(status_code=204)
@@ -98,6 +117,11 @@ async def assign(request: Request, conversation_id: str, user: CheckedUserDep) -
             target = uuid.UUID(wanted)
         except ValueError:
             raise InvalidRequest("choose a member of this workspace", code="not_a_member") from None
-    await handoff.assign(db_of(request), principal=user.principal, conversation_id=conversation_id, user_id=target,
-                         bus=get_conversation_bus(request))
+    await handoff.assign(
+        db_of(request),
+        principal=user.principal,
+        conversation_id=conversation_id,
+        user_id=target,
+        bus=get_conversation_bus(request),
+    )
     return see_other(f"/dashboard/conversations/{conversation_id}")

@@ -26,16 +26,22 @@ from chatwell.api.dashboard.web import (
     see_other,
     valid_input,
 )
-from chatwell.domain.bots import BotCreate, BotUpdate
-from chatwell.domain.models import AnswerSettings, HandoffSettings, ContactFormSettings, ModelSettings, RateLimits, WidgetSettings
-from chatwell.domain.sources import QASourceIn, TextSourceIn, UrlSourceIn
 from chatwell.api.dialect import wake_ingestion
+from chatwell.domain.bots import BotCreate, BotUpdate
+from chatwell.domain.models import (
+    AnswerSettings,
+    ContactFormSettings,
+    HandoffSettings,
+    ModelSettings,
+    RateLimits,
+    WidgetSettings,
+)
+from chatwell.domain.sources import QASourceIn, TextSourceIn, UrlSourceIn
 from chatwell.errors import InvalidRequest
 from chatwell.services import bots, sources, webhooks
 
 router = APIRouter(prefix="/dashboard", route_class=DashboardRoute, include_in_schema=False)
 MAX_FILENAME = 255
-
 
 
 @router.get("")
@@ -53,16 +59,35 @@ async def create_bot(request: Request, user: CheckedManagerDep) -> Response:
 
 
 async def _sources_of(request: Request, user: Any, bot_id: str) -> list[Any]:
-    page = await sources.list_sources(db_of(request), principal=user.principal, bot_ref=bot_id, limit=100)
+    page = await sources.list_sources(
+        db_of(request), principal=user.principal, bot_ref=bot_id, limit=100
+    )
     return list(page.items)
 
 
-async def _sources_page(request: Request, user: Any, bot_id: str, *, status: int = 200,
-                        refused: InvalidRequest | None = None, kind: str = "", draft: Any = None) -> Response:
+async def _sources_page(
+    request: Request,
+    user: Any,
+    bot_id: str,
+    *,
+    status: int = 200,
+    refused: InvalidRequest | None = None,
+    kind: str = "",
+    draft: Any = None,
+) -> Response:
     bot = await bots.get_bot(db_of(request), principal=user.principal, ref=bot_id)
-    return render(request, "bot_sources.html", user=user, bot=bot, tab="sources", status=status,
-                  sources=await _sources_of(request, user, bot_id), error=refused.message if refused else None,
-                  error_kind=kind, draft={k: str(v) for k, v in (draft or {}).items() if isinstance(v, str)})
+    return render(
+        request,
+        "bot_sources.html",
+        user=user,
+        bot=bot,
+        tab="sources",
+        status=status,
+        sources=await _sources_of(request, user, bot_id),
+        error=refused.message if refused else None,
+        error_kind=kind,
+        draft={k: str(v) for k, v in (draft or {}).items() if isinstance(v, str)},
+    )
 
 
 @router.get("/bots/{bot_id}/sources")
@@ -74,9 +99,21 @@ async def sources_page(request: Request, bot_id: str, user: ManagerDep) -> Respo
 async def sources_status(request: Request, bot_id: str, user: ManagerDep) -> JSONResponse:
     """What the Sources tab's script polls: each source's status, progress and chunk count."""
     found = await _sources_of(request, user, bot_id)
-    return JSONResponse({"sources": [
-        {"id": str(s.id), "status": s.status, "chunk_count": s.chunk_count, "progress": s.progress,
-         "error": s.error} for s in found]}, headers={"Cache-Control": "no-store"})
+    return JSONResponse(
+        {
+            "sources": [
+                {
+                    "id": str(s.id),
+                    "status": s.status,
+                    "chunk_count": s.chunk_count,
+                    "progress": s.progress,
+                    "error": s.error,
+                }
+                for s in found
+            ]
+        },
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 @router.post("/bots/{bot_id}/sources")
@@ -87,8 +124,15 @@ async def add_source(request: Request, bot_id: str, user: CheckedManagerDep) -> 
     try:
         await _add_source(request, bot_id, user, form)
     except InvalidRequest as exc:
-        return await _sources_page(request, user, bot_id, status=400, refused=exc, kind=str(form.get("kind", "")),
-                                   draft={k: form.get(k) for k in ("title", "text", "question", "answer", "url")})
+        return await _sources_page(
+            request,
+            user,
+            bot_id,
+            status=400,
+            refused=exc,
+            kind=str(form.get("kind", "")),
+            draft={k: form.get(k) for k in ("title", "text", "question", "answer", "url")},
+        )
     wake_ingestion(request)
     return see_other(f"/dashboard/bots/{bot_id}/sources")
 
@@ -97,15 +141,29 @@ async def _add_source(request: Request, bot_id: str, user: Any, form: Any) -> No
     kind = form.get("kind")
     db, principal = db_of(request), user.principal
     if kind == "text":
-        data = valid_input(TextSourceIn, type="text", title=str(form.get("title", "")), text=str(form.get("text", "")))
+        data = valid_input(
+            TextSourceIn,
+            type="text",
+            title=str(form.get("title", "")),
+            text=str(form.get("text", "")),
+        )
         await sources.add_text_source(db, principal=principal, bot_ref=bot_id, data=data)
     elif kind == "qa":
-        data = valid_input(QASourceIn, type="qa", question=str(form.get("question", "")),
-                      answer=str(form.get("answer", "")))
+        data = valid_input(
+            QASourceIn,
+            type="qa",
+            question=str(form.get("question", "")),
+            answer=str(form.get("answer", "")),
+        )
         await sources.add_qa_source(db, principal=principal, bot_ref=bot_id, data=data)
     elif kind == "url":
-        data = valid_input(UrlSourceIn, type="url", url=str(form.get("url", "")).strip(),
-                      crawl=form.get("crawl") == "on", max_pages=form.get("max_pages") or 50)
+        data = valid_input(
+            UrlSourceIn,
+            type="url",
+            url=str(form.get("url", "")).strip(),
+            crawl=form.get("crawl") == "on",
+            max_pages=form.get("max_pages") or 50,
+        )
         await sources.add_url_source(db, principal=principal, bot_ref=bot_id, data=data)
     elif kind == "file":
         upload = form.get("file")
@@ -113,35 +171,53 @@ async def _add_source(request: Request, bot_id: str, user: Any, form: Any) -> No
             raise InvalidRequest("choose a file to upload", code="missing_file")
         content = await upload.read()
         if not content:
-            raise InvalidRequest(f"{upload.filename or 'The file'} is empty (0 bytes): choose a file with content",
-                                 code="empty_file")
+            raise InvalidRequest(
+                f"{upload.filename or 'The file'} is empty (0 bytes): choose a file with content",
+                code="empty_file",
+            )
         filename = (upload.filename or "upload").replace("\x00", "")[-MAX_FILENAME:] or "upload"
-        await sources.add_file_source(db, principal=principal, bot_ref=bot_id, filename=filename,
-                                      content=content, declared_type=upload.content_type)
+        await sources.add_file_source(
+            db,
+            principal=principal,
+            bot_ref=bot_id,
+            filename=filename,
+            content=content,
+            declared_type=upload.content_type,
+        )
     else:
         raise InvalidRequest("kind must be text, qa, url or file")
 
 
 @router.post("/bots/{bot_id}/sources/{source_id}/sync")
-async def resync_source(request: Request, bot_id: str, source_id: str, user: CheckedManagerDep) -> Response:
-    await sources.resync_source(db_of(request), principal=user.principal, bot_ref=bot_id, source_id=source_id)
+async def resync_source(
+    request: Request, bot_id: str, source_id: str, user: CheckedManagerDep
+) -> Response:
+    await sources.resync_source(
+        db_of(request), principal=user.principal, bot_ref=bot_id, source_id=source_id
+    )
     wake_ingestion(request)
     return see_other(f"/dashboard/bots/{bot_id}/sources")
 
 
 @router.post("/bots/{bot_id}/sources/{source_id}/delete")
-async def delete_source(request: Request, bot_id: str, source_id: str, user: CheckedManagerDep) -> Response:
-    await sources.delete_source(db_of(request), principal=user.principal, bot_ref=bot_id, source_id=source_id)
+async def delete_source(
+    request: Request, bot_id: str, source_id: str, user: CheckedManagerDep
+) -> Response:
+    await sources.delete_source(
+        db_of(request), principal=user.principal, bot_ref=bot_id, source_id=source_id
+    )
     return see_other(f"/dashboard/bots/{bot_id}/sources")
 
 
 def _settings_view(bot: Any) -> dict[str, Any]:
-    return {"model": ModelSettings.model_validate(bot.model_settings or {}),
-            "answer": AnswerSettings.model_validate(bot.answer_settings or {}),
-            "limits": RateLimits.model_validate(bot.rate_limits or {}),
-            "widget": WidgetSettings.model_validate(bot.widget_settings or {}),
-            "handoff": HandoffSettings.model_validate(bot.handoff_settings or {}),
-            "contact": ContactFormSettings.model_validate(bot.contact_form or {})}
+    return {
+        "model": ModelSettings.model_validate(bot.model_settings or {}),
+        "answer": AnswerSettings.model_validate(bot.answer_settings or {}),
+        "limits": RateLimits.model_validate(bot.rate_limits or {}),
+        "widget": WidgetSettings.model_validate(bot.widget_settings or {}),
+        "handoff": HandoffSettings.model_validate(bot.handoff_settings or {}),
+        "contact": ContactFormSettings.model_validate(bot.contact_form or {}),
+    }
 
 
 FIELD_TYPES = ("text", "email", "phone", "textarea")
@@ -153,10 +229,15 @@ NO = ("", "optional", "no", "false", "0", "n")
 MAX_CONTACT_FIELDS = 20
 
 
-def _contact_field(where: str, field: str, name: str, label: str, kind: str, flag: str) -> dict[str, Any]:
+def _contact_field(
+    where: str, field: str, name: str, label: str, kind: str, flag: str
+) -> dict[str, Any]:
     """One contact-form field, checked; a refusal names ``where`` and the form ``field`` at fault."""
+
     def refuse(message: str) -> InvalidRequest:
-        return InvalidRequest(f"{where}: {message}", code="invalid_contact_field", details={"field": field})
+        return InvalidRequest(
+            f"{where}: {message}", code="invalid_contact_field", details={"field": field}
+        )
 
     if not name or not label:
         raise refuse("give the field a name and a label")
@@ -174,8 +255,11 @@ def _contact_field(where: str, field: str, name: str, label: str, kind: str, fla
 
 def _unique(fields: list[dict[str, Any]], field: str) -> list[dict[str, Any]]:
     if len({f["name"] for f in fields}) != len(fields):
-        raise InvalidRequest("contact field names must be unique", code="invalid_contact_field",
-                             details={"field": field})
+        raise InvalidRequest(
+            "contact field names must be unique",
+            code="invalid_contact_field",
+            details={"field": field},
+        )
     return fields
 
 
@@ -186,8 +270,11 @@ def contact_fields_of(text: Any) -> list[dict[str, Any]]:
     for number, line in enumerate(lines_of(text), start=1):
         parts = [part.strip() for part in line.split("|")]
         if not 2 <= len(parts) <= 4:
-            raise InvalidRequest(f"contact field line {number}: write name | label | type | required",
-                                 code="invalid_contact_field", details={"field": "contact_fields"})
+            raise InvalidRequest(
+                f"contact field line {number}: write name | label | type | required",
+                code="invalid_contact_field",
+                details={"field": "contact_fields"},
+            )
         parts += [""] * (4 - len(parts))
         fields.append(_contact_field(f"contact field line {number}", "contact_fields", *parts))
     return _unique(fields, "contact_fields")
@@ -204,8 +291,16 @@ def contact_fields_of_rows(form: Any) -> list[dict[str, Any]]:
             continue
         flag = "required" if form.get(f"cf_{i}_required") == "on" else "optional"
         bad = f"cf_{i}_name" if not name or not FIELD_NAME.fullmatch(name) else f"cf_{i}_label"
-        fields.append(_contact_field(f"contact field {len(fields) + 1}", bad, name, label,
-                                     str(form.get(f"cf_{i}_type", "")).strip(), flag))
+        fields.append(
+            _contact_field(
+                f"contact field {len(fields) + 1}",
+                bad,
+                name,
+                label,
+                str(form.get(f"cf_{i}_type", "")).strip(),
+                flag,
+            )
+        )
     return _unique(fields, "contact-fields")
 
 
@@ -213,7 +308,10 @@ def _handoff_of(form: Any) -> dict[str, Any]:
     group: dict[str, Any] = {"enabled": form.get("handoff_enabled") == "on"}
     if "handoff_trigger" in form:
         group["trigger"] = str(form.get("handoff_trigger", "")).strip()
-    for name, field in (("offline_message", "handoff_offline_message"), ("agent_label", "handoff_agent_label")):
+    for name, field in (
+        ("offline_message", "handoff_offline_message"),
+        ("agent_label", "handoff_agent_label"),
+    ):
         if field in form:
             group[name] = str(form.get(field, "")).strip() or None
     if "handoff_canned_replies" in form:
@@ -236,11 +334,21 @@ def _contact_of(form: Any) -> dict[str, Any]:
     return group
 
 
-async def _settings_page(request: Request, user: Any, bot: Any, *, secret: str | None = None) -> Response:
+async def _settings_page(
+    request: Request, user: Any, bot: Any, *, secret: str | None = None
+) -> Response:
     view = _settings_view(bot)
-    return render(request, "bot_settings.html", user=user, bot=bot, tab="settings",
-                  saved=request.query_params.get("saved"), webhook_secret=secret,
-                  max_contact_fields=MAX_CONTACT_FIELDS, **view)
+    return render(
+        request,
+        "bot_settings.html",
+        user=user,
+        bot=bot,
+        tab="settings",
+        saved=request.query_params.get("saved"),
+        webhook_secret=secret,
+        max_contact_fields=MAX_CONTACT_FIELDS,
+        **view,
+    )
 
 
 @router.get("/bots/{bot_id}/settings")
@@ -259,21 +367,33 @@ async def rotate_webhook_secret(request: Request, bot_id: str, user: CheckedMana
 
 
 # Where a refused value was typed: a settings group's field (pydantic's location) -> the form's field.
-FORM_FIELDS = {"model.model": "model", "answer.not_found_message": "not_found_message",
-               "widget.title": "widget_title", "widget.primary_color": "primary_color", "widget.position": "position",
-               "handoff.trigger": "handoff_trigger", "handoff.offline_message": "handoff_offline_message",
-               "handoff.agent_label": "handoff_agent_label", "handoff.canned_replies": "handoff_canned_replies",
-               "contact_form.trigger": "contact_trigger", "contact_form.after_messages": "contact_after_messages",
-               "contact_form.success_message": "contact_success_message", "contact_form.fields": "contact-fields",
-               "rate_limits.per_minute": "per_minute", "rate_limits.per_hour": "per_hour",
-               "rate_limits.per_day": "per_day"}
+FORM_FIELDS = {
+    "model.model": "model",
+    "answer.not_found_message": "not_found_message",
+    "widget.title": "widget_title",
+    "widget.primary_color": "primary_color",
+    "widget.position": "position",
+    "handoff.trigger": "handoff_trigger",
+    "handoff.offline_message": "handoff_offline_message",
+    "handoff.agent_label": "handoff_agent_label",
+    "handoff.canned_replies": "handoff_canned_replies",
+    "contact_form.trigger": "contact_trigger",
+    "contact_form.after_messages": "contact_after_messages",
+    "contact_form.success_message": "contact_success_message",
+    "contact_form.fields": "contact-fields",
+    "rate_limits.per_minute": "per_minute",
+    "rate_limits.per_hour": "per_hour",
+    "rate_limits.per_day": "per_day",
+}
 
 
 def _number(form: Any, name: str) -> int | None:
     try:
         return int_or_none(form.get(name))
     except InvalidRequest as exc:
-        raise InvalidRequest(f"{name.replace('_', ' ')}: {exc.message}", details={"field": name}) from None
+        raise InvalidRequest(
+            f"{name.replace('_', ' ')}: {exc.message}", details={"field": name}
+        ) from None
 
 
 def _settings_input(form: Any) -> BotUpdate:
@@ -287,11 +407,19 @@ def _settings_input(form: Any) -> BotUpdate:
         public=form.get("public") == "on",
         webhook_url=text("webhook_url") or None,
         model={"model": text("model") or None},
-        answer={"not_found_message": text("not_found_message")} if text("not_found_message") else {},
-        rate_limits={"per_minute": _number(form, "per_minute"), "per_hour": _number(form, "per_hour"),
-                     "per_day": _number(form, "per_day")},
-        widget={"title": text("widget_title") or None, "primary_color": text("primary_color") or "#2563eb",
-                "position": text("position") or "bottom-right"},
+        answer={"not_found_message": text("not_found_message")}
+        if text("not_found_message")
+        else {},
+        rate_limits={
+            "per_minute": _number(form, "per_minute"),
+            "per_hour": _number(form, "per_hour"),
+            "per_day": _number(form, "per_day"),
+        },
+        widget={
+            "title": text("widget_title") or None,
+            "primary_color": text("primary_color") or "#2563eb",
+            "position": text("position") or "bottom-right",
+        },
         handoff=_handoff_of(form),
         contact_form=_contact_of(form),
     )
@@ -301,7 +429,9 @@ def _settings_input(form: Any) -> BotUpdate:
         where = exc.message.split(":", 1)[0]
         top = where.split(".")[0]
         field = FORM_FIELDS.get(".".join(where.split(".")[:2])) or (top if top in form else None)
-        raise InvalidRequest(exc.message, code=exc.code, details={"field": field} if field else None) from None
+        raise InvalidRequest(
+            exc.message, code=exc.code, details={"field": field} if field else None
+        ) from None
 
 
 @router.post("/bots/{bot_id}/settings")
@@ -316,14 +446,24 @@ async def save_settings(request: Request, bot_id: str, user: CheckedManagerDep) 
     except InvalidRequest as exc:
         if not as_json:
             raise
-        return JSONResponse({"error": exc.code, "message": exc.message, "field": exc.details.get("field")},
-                            status_code=400, headers={"Cache-Control": "no-store"})
+        return JSONResponse(
+            {"error": exc.code, "message": exc.message, "field": exc.details.get("field")},
+            status_code=400,
+            headers={"Cache-Control": "no-store"},
+        )
     issued = getattr(bot, "issued_webhook_secret", None)
     if issued:  # the webhook's new signing secret exists only in this one response
-        page = await _settings_page(request, user, await bots.get_bot(db_of(request), principal=user.principal,
-                                                                      ref=bot_id), secret=issued)
+        page = await _settings_page(
+            request,
+            user,
+            await bots.get_bot(db_of(request), principal=user.principal, ref=bot_id),
+            secret=issued,
+        )
         if as_json:  # the page's script shows this page in place
-            return JSONResponse({"saved": True, "page": bytes(page.body).decode()}, headers={"Cache-Control": "no-store"})
+            return JSONResponse(
+                {"saved": True, "page": bytes(page.body).decode()},
+                headers={"Cache-Control": "no-store"},
+            )
         return page
     if as_json:
         return JSONResponse({"saved": True}, headers={"Cache-Control": "no-store"})
@@ -343,8 +483,10 @@ async def embed_page(request: Request, bot_id: str, user: ManagerDep) -> Respons
     base = str(request.base_url).rstrip("/")
     snippets = {
         "Floating launcher": f'<script src="{base}/widget.js" data-bot-id="{bot.id}" async></script>',
-        "Inline in an element": (f'<div id="help" style="height:600px"></div>\n<script src="{base}/widget.js" '
-                                 f'data-bot-id="{bot.id}" data-mode="inline" data-target="#help" async></script>'),
-        "Full page (link or iframe)": f'{base}/chat/{bot.slug}',
+        "Inline in an element": (
+            f'<div id="help" style="height:600px"></div>\n<script src="{base}/widget.js" '
+            f'data-bot-id="{bot.id}" data-mode="inline" data-target="#help" async></script>'
+        ),
+        "Full page (link or iframe)": f"{base}/chat/{bot.slug}",
     }
     return render(request, "bot_embed.html", user=user, bot=bot, tab="embed", snippets=snippets)

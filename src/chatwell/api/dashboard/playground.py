@@ -14,7 +14,14 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from chatwell.api.dashboard.web import CheckedManagerDep, DashboardRoute, ManagerDep, db_of, form_of, render
+from chatwell.api.dashboard.web import (
+    CheckedManagerDep,
+    DashboardRoute,
+    ManagerDep,
+    db_of,
+    form_of,
+    render,
+)
 from chatwell.api.native.chat import event_payload
 from chatwell.api.sse import frame, sse_response
 from chatwell.chat.service import ChatRequest
@@ -51,8 +58,18 @@ async def _passages(request: Request, bot_id: Any, question: str) -> list[dict[s
     if knowledge is None:
         return []
     found = await knowledge.retriever.search(bot_id=bot_id, query=question, k=PASSAGES)
-    return [{"title": p.title, "url": p.url, "page": p.page, "heading": p.heading, "text": p.text[:1200],
-             "score": round(p.score, 4), "similarity": round(p.similarity, 4)} for p in found.passages]
+    return [
+        {
+            "title": p.title,
+            "url": p.url,
+            "page": p.page,
+            "heading": p.heading,
+            "text": p.text[:1200],
+            "score": round(p.score, 4),
+            "similarity": round(p.similarity, 4),
+        }
+        for p in found.passages
+    ]
 
 
 @router.post("/bots/{bot_id}/playground/chat")
@@ -69,9 +86,17 @@ async def playground_chat(request: Request, bot_id: str, user: CheckedManagerDep
     temperature = _temperature(form.get("temperature"))
     bot = await bots.get_bot(db_of(request), principal=user.principal, ref=bot_id)
     passages = await _passages(request, bot.id, question)
-    turn = await request.app.state.chat.start(ChatRequest(
-        bot=bot, question=question, channel="playground", private=True, model=model, temperature=temperature,
-        client_ip=request.client.host if request.client else None))
+    turn = await request.app.state.chat.start(
+        ChatRequest(
+            bot=bot,
+            question=question,
+            channel="playground",
+            private=True,
+            model=model,
+            temperature=temperature,
+            client_ip=request.client.host if request.client else None,
+        )
+    )
 
     async def frames() -> AsyncIterator[str]:
         yield frame({"passages": passages}, event="passages")

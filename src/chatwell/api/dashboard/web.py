@@ -44,10 +44,17 @@ PRE_SESSION_COOKIE = "chatwell_presession"
 HOST_PREFIX = "__Host-"  # https: Secure, Path=/, no Domain; no other origin can set it
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-       "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
-SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
-                    "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin", "Cache-Control": "no-store"}
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
 MAX_FORM_FIELDS = 150  # the bot settings form with 20 contact-form fields has ~110
 
 
@@ -58,17 +65,29 @@ class SignInRequired(Exception):
 @lru_cache(maxsize=1)
 def templates() -> Environment:
     folder = resources.files("chatwell.web").joinpath("dashboard/templates")
-    env = Environment(loader=FileSystemLoader(str(folder)), autoescape=select_autoescape(default=True),
-                      trim_blocks=True, lstrip_blocks=True)
+    env = Environment(
+        loader=FileSystemLoader(str(folder)),
+        autoescape=select_autoescape(default=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.filters["status_label"] = handoff.status_label
     env.filters["channel_label"] = channel_label
     env.filters["markdown"] = render_markdown
     return env
 
 
-CHANNEL_LABELS = {"chatbotiq": "Website widget", "native": "API", "openai": "OpenAI-compatible API",
-                  "chatiq": "ChatIQ API", "chatbots_v1": "Chatbots v1 API", "devapi": "Developer API",
-                  "chatbase": "Chatbase API", "playground": "Playground", "mcp": "MCP"}
+CHANNEL_LABELS = {
+    "chatbotiq": "Website widget",
+    "native": "API",
+    "openai": "OpenAI-compatible API",
+    "chatiq": "ChatIQ API",
+    "chatbots_v1": "Chatbots v1 API",
+    "devapi": "Developer API",
+    "chatbase": "Chatbase API",
+    "playground": "Playground",
+    "mcp": "MCP",
+}
 
 
 def channel_label(channel: str | None) -> str:
@@ -76,8 +95,16 @@ def channel_label(channel: str | None) -> str:
     return CHANNEL_LABELS.get(channel or "", channel or "")
 
 
-def render(request: Request, name: str, /, *, user: SignedIn | None = None, status: int = 200,
-           headers: dict[str, str] | None = None, **context: Any) -> HTMLResponse:
+def render(
+    request: Request,
+    name: str,
+    /,
+    *,
+    user: SignedIn | None = None,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    **context: Any,
+) -> HTMLResponse:
     token = user.csrf_token if user is not None else ""
 
     def csrf() -> Markup:
@@ -107,8 +134,15 @@ def session_cookie(request: Request) -> str | None:
 
 def set_session_cookie(response: Response, request: Request, cookie: str) -> None:
     name, path = _cookie(request, SESSION_COOKIE)
-    response.set_cookie(name, cookie, max_age=int(accounts.SESSION_LIFETIME.total_seconds()),
-                        path=path, httponly=True, samesite="lax", secure=is_https(request))
+    response.set_cookie(
+        name,
+        cookie,
+        max_age=int(accounts.SESSION_LIFETIME.total_seconds()),
+        path=path,
+        httponly=True,
+        samesite="lax",
+        secure=is_https(request),
+    )
 
 
 def clear_session_cookie(response: Response, request: Request) -> None:
@@ -129,14 +163,23 @@ def _pre_session_nonce(request: Request) -> str:
     return current if 20 <= len(current) <= 100 else secrets.token_urlsafe(32)
 
 
-async def pre_session_form(request: Request, response_factory: Callable[[str], Response]) -> Response:
+async def pre_session_form(
+    request: Request, response_factory: Callable[[str], Response]
+) -> Response:
     """A sign-in or set-up page: ``response_factory(form_token)`` with the pre-session cookie
     (kept if the browser has one) whose HMAC the form token is."""
     nonce = _pre_session_nonce(request)
     response = response_factory(server_keys.pre_session_token(await dashboard_key(request), nonce))
     name, path = _cookie(request, PRE_SESSION_COOKIE)
-    response.set_cookie(name, nonce, max_age=3600, path=path, httponly=True, samesite="strict",
-                        secure=is_https(request))
+    response.set_cookie(
+        name,
+        nonce,
+        max_age=3600,
+        path=path,
+        httponly=True,
+        samesite="strict",
+        secure=is_https(request),
+    )
     return response
 
 
@@ -156,9 +199,13 @@ async def form_of(request: Request) -> Any:
 async def check_pre_session_csrf(request: Request) -> Any:
     form = await form_of(request)
     nonce = request.cookies.get(_cookie(request, PRE_SESSION_COOKIE)[0])
-    if not server_keys.is_pre_session_token(await dashboard_key(request), nonce, form.get(CSRF_FIELD)):
-        raise Forbidden("the form expired or did not come from this site; reload and try again",
-                        code="csrf_failed")
+    if not server_keys.is_pre_session_token(
+        await dashboard_key(request), nonce, form.get(CSRF_FIELD)
+    ):
+        raise Forbidden(
+            "the form expired or did not come from this site; reload and try again",
+            code="csrf_failed",
+        )
     return form
 
 
@@ -169,14 +216,18 @@ async def current_user(request: Request) -> SignedIn:
     return user
 
 
-async def checked_user(request: Request, user: Annotated[SignedIn, Depends(current_user)]) -> SignedIn:
+async def checked_user(
+    request: Request, user: Annotated[SignedIn, Depends(current_user)]
+) -> SignedIn:
     """The signed-in user of a state-changing request that carries their CSRF token."""
     token = request.headers.get(CSRF_HEADER)
     if token is None:
         token = (await form_of(request)).get(CSRF_FIELD)
     if not _same(token, user.csrf_token):
-        raise Forbidden("the form expired or did not come from this site; reload and try again",
-                        code="csrf_failed")
+        raise Forbidden(
+            "the form expired or did not come from this site; reload and try again",
+            code="csrf_failed",
+        )
     return user
 
 
@@ -218,12 +269,24 @@ class DashboardRoute(APIRoute):
                     return see_other("/dashboard/setup")
                 if request.method == "GET":
                     return see_other("/dashboard/login")
-                return render(request, "error.html", status=401, code="not_signed_in",
-                              message="Your session ended. Sign in again.")
+                return render(
+                    request,
+                    "error.html",
+                    status=401,
+                    code="not_signed_in",
+                    message="Your session ended. Sign in again.",
+                )
             except ChatwellError as exc:
                 user = await accounts.resolve_session(db_of(request), session_cookie(request))
-                return render(request, "error.html", user=user, status=status_of(exc), code=exc.code,
-                              message=exc.message, headers=rate_limit_headers(exc))
+                return render(
+                    request,
+                    "error.html",
+                    user=user,
+                    status=status_of(exc),
+                    code=exc.code,
+                    message=exc.message,
+                    headers=rate_limit_headers(exc),
+                )
             finally:
                 form = getattr(request.state, "dashboard_form", None)
                 if form is not None:
@@ -239,7 +302,9 @@ def valid_input(schema: type[BaseModel], /, **values: Any) -> Any:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
-        raise InvalidRequest(f"{where}: {first.get('msg')}" if where else str(first.get("msg"))) from None
+        raise InvalidRequest(
+            f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
+        ) from None
 
 
 def lines_of(text: Any) -> list[str]:
@@ -255,7 +320,11 @@ def _markdown() -> Any:
     from markdown_it import MarkdownIt
 
     # Raw HTML off: a message's "<script>" stays text; links are checked in render_markdown.
-    md = MarkdownIt("commonmark", {"html": False}).enable(["table", "strikethrough"]).disable("image")
+    md = (
+        MarkdownIt("commonmark", {"html": False})
+        .enable(["table", "strikethrough"])
+        .disable("image")
+    )
     md.validateLink = lambda url: url.strip().lower().startswith(("http://", "https://", "mailto:"))
     return md
 

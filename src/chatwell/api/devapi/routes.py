@@ -35,26 +35,26 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chatwell.api.dialect import (
     admit_keyed_chat,
-    turn_error,
     authenticate,
     bearer,
     chat_service,
     client_ip,
     db_of,
     limit_headers,
+    turn_error,
     validate,
 )
 from chatwell.api.errors import ErrorDoc
-from chatwell.api.params import date_param
 from chatwell.api.native.chat import citation_json, collect
+from chatwell.api.params import date_param
 from chatwell.api.sse import frame, sse_response
 from chatwell.chat.service import ChatRequest
 from chatwell.domain import events as ev
 from chatwell.domain.auth import Principal
 from chatwell.errors import ChatwellError, InvalidRequest, RateLimited
 from chatwell.services import bots, reports
-from chatwell.services.sessions import resolve_session
 from chatwell.services.conversations import iso
+from chatwell.services.sessions import resolve_session
 from chatwell.storage.tables import Bot
 
 router = APIRouter(prefix="/api/v1", tags=["devapi"])
@@ -70,20 +70,36 @@ def devapi_error(error: ChatwellError, status: int) -> JSONResponse:
     return JSONResponse(body, status_code=status)
 
 
-ERROR_DOC = ErrorDoc("DevApiError", {
-    "type": "object", "required": ["success", "error", "code"],
-    "properties": {"success": {"const": False}, "error": {"type": "string"}, "code": {"type": "string"},
-                   "retry_after": {"type": "integer"}, "details": {"type": "object"}}})
+ERROR_DOC = ErrorDoc(
+    "DevApiError",
+    {
+        "type": "object",
+        "required": ["success", "error", "code"],
+        "properties": {
+            "success": {"const": False},
+            "error": {"type": "string"},
+            "code": {"type": "string"},
+            "retry_after": {"type": "integer"},
+            "details": {"type": "object"},
+        },
+    },
+)
 
 
 class DevChatIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     message: str = Field(..., min_length=1, max_length=8_000)
-    api_key: str | None = Field(None, max_length=512, description="The key, when not sent as a Bearer token.")
-    session_id: str | None = Field(None, min_length=1, max_length=200, description="Keeps context across turns.")
+    api_key: str | None = Field(
+        None, max_length=512, description="The key, when not sent as a Bearer token."
+    )
+    session_id: str | None = Field(
+        None, min_length=1, max_length=200, description="Keeps context across turns."
+    )
     stream: bool = False
-    bot_id: str | None = Field(None, max_length=100, description="chatwell addition: the bot, for workspace keys.")
+    bot_id: str | None = Field(
+        None, max_length=100, description="chatwell addition: the bot, for workspace keys."
+    )
 
 
 async def _principal(request: Request, api_key: str | None) -> Principal:
@@ -93,7 +109,9 @@ async def _principal(request: Request, api_key: str | None) -> Principal:
 async def _bot_of(request: Request, principal: Principal, bot_ref: str | None) -> Bot:
     ref = bot_ref or (str(principal.bot_id) if principal.bot_id else None)
     if ref is None:
-        raise InvalidRequest("a workspace key needs bot_id (or use a key scoped to one bot)", code="bot_required")
+        raise InvalidRequest(
+            "a workspace key needs bot_id (or use a key scoped to one bot)", code="bot_required"
+        )
     return await bots.get_bot(db_of(request), principal=principal, ref=ref)
 
 
@@ -105,20 +123,37 @@ async def chat(payload: dict[str, Any], request: Request) -> Any:
     bot = await _bot_of(request, principal, data.bot_id)
     headers = limit_headers(await admit_keyed_chat(request, bot, principal))
     session_id = data.session_id or "sess_" + secrets.token_urlsafe(9)
-    ref = await resolve_session(db_of(request), bot=bot, door="devapi", principal=principal,
-                                client_session_id=session_id)
-    turn = await chat_service(request).start(ChatRequest(
-        bot=bot, question=data.message, channel="devapi", conversation_id=ref.conversation_id,
-        session_id=ref.session_id, session_scope=ref.scope,
-        api_key_id=principal.key_id, client_ip=client_ip(request)))
+    ref = await resolve_session(
+        db_of(request), bot=bot, door="devapi", principal=principal, client_session_id=session_id
+    )
+    turn = await chat_service(request).start(
+        ChatRequest(
+            bot=bot,
+            question=data.message,
+            channel="devapi",
+            conversation_id=ref.conversation_id,
+            session_id=ref.session_id,
+            session_scope=ref.scope,
+            api_key_id=principal.key_id,
+            client_ip=client_ip(request),
+        )
+    )
 
     if not data.stream:
         summary = await collect(turn)
         if (failed := turn_error(summary, devapi_error, headers=headers)) is not None:
             return failed
-        return JSONResponse({"success": True, "response": summary["answer"], "session_id": session_id,
-                             "conversation_id": summary["conversation_id"], "message_id": summary["message_id"],
-                             "citations": summary["citations"]}, headers=headers)
+        return JSONResponse(
+            {
+                "success": True,
+                "response": summary["answer"],
+                "session_id": session_id,
+                "conversation_id": summary["conversation_id"],
+                "message_id": summary["message_id"],
+                "citations": summary["citations"],
+            },
+            headers=headers,
+        )
 
     async def frames() -> AsyncIterator[str]:
         citations: list[dict[str, Any]] = []
@@ -133,8 +168,15 @@ async def chat(payload: dict[str, Any], request: Request) -> Any:
                 yield frame({"error": event.message, "code": event.code}, event="error")
                 return
             elif isinstance(event, ev.Done):
-                yield frame({"session_id": session_id, "conversation_id": _str(event.conversation_id),
-                             "message_id": _str(event.message_id), "citations": citations}, event="end")
+                yield frame(
+                    {
+                        "session_id": session_id,
+                        "conversation_id": _str(event.conversation_id),
+                        "message_id": _str(event.message_id),
+                        "citations": citations,
+                    },
+                    event="end",
+                )
 
     response = sse_response(frames())
     response.headers.update(headers)
@@ -146,41 +188,73 @@ def _str(value: uuid.UUID | None) -> str | None:
 
 
 @router.get("/usage")
-async def usage(request: Request, api_key: str | None = Query(None, max_length=512),
-                start_date: str | None = Query(None, max_length=10),
-                end_date: str | None = Query(None, max_length=10)) -> dict[str, Any]:
+async def usage(
+    request: Request,
+    api_key: str | None = Query(None, max_length=512),
+    start_date: str | None = Query(None, max_length=10),
+    end_date: str | None = Query(None, max_length=10),
+) -> dict[str, Any]:
     principal = await _principal(request, api_key)
     start = date_param(start_date, "start_date")
     end = date_param(end_date, "end_date")
     if start and end and end < start:
         raise InvalidRequest("end_date is before start_date", code="invalid_date")
-    report = await reports.usage(db_of(request), api_key_id=principal.key_id, start=start,
-                                 end=end + timedelta(days=1) if end else None)
+    report = await reports.usage(
+        db_of(request),
+        api_key_id=principal.key_id,
+        start=start,
+        end=end + timedelta(days=1) if end else None,
+    )
     return {
         "success": True,
-        "usage": {"total_requests": report.requests, "total_input_tokens": report.input_tokens,
-                  "total_output_tokens": report.output_tokens,
-                  "total_tokens": report.input_tokens + report.output_tokens, "total_cost": report.cost},
-        "by_model": [{"model": r.model, "requests": r.requests, "input_tokens": r.input_tokens,
-                      "output_tokens": r.output_tokens, "total_tokens": r.input_tokens + r.output_tokens,
-                      "cost": round(r.cost, 6)} for r in report.by_model],
+        "usage": {
+            "total_requests": report.requests,
+            "total_input_tokens": report.input_tokens,
+            "total_output_tokens": report.output_tokens,
+            "total_tokens": report.input_tokens + report.output_tokens,
+            "total_cost": report.cost,
+        },
+        "by_model": [
+            {
+                "model": r.model,
+                "requests": r.requests,
+                "input_tokens": r.input_tokens,
+                "output_tokens": r.output_tokens,
+                "total_tokens": r.input_tokens + r.output_tokens,
+                "cost": round(r.cost, 6),
+            }
+            for r in report.by_model
+        ],
     }
 
 
 @router.get("/sessions")
-async def sessions(request: Request, api_key: str | None = Query(None, max_length=512),
-                   include_all: bool = False, page: int = Query(1, ge=1, le=100_000),
-                   per_page: int = Query(20, ge=1, le=100)) -> dict[str, Any]:
+async def sessions(
+    request: Request,
+    api_key: str | None = Query(None, max_length=512),
+    include_all: bool = False,
+    page: int = Query(1, ge=1, le=100_000),
+    per_page: int = Query(20, ge=1, le=100),
+) -> dict[str, Any]:
     principal = await _principal(request, api_key)
-    found, has_more = await reports.sessions(db_of(request), principal=principal, include_all=include_all,
-                                             page=page, per_page=per_page)
+    found, has_more = await reports.sessions(
+        db_of(request), principal=principal, include_all=include_all, page=page, per_page=per_page
+    )
     return {
         "success": True,
-        "sessions": [{
-            "session_id": s.session_id, "conversation_id": str(s.conversation_id), "bot_id": str(s.bot_id),
-            "channel": s.channel, "created_at": iso(s.created_at), "last_at": iso(s.last_at),
-            "total_tokens": s.total_tokens, "preview": s.preview,
-            "messages": [{**m, "created_at": iso(m["created_at"])} for m in s.messages],
-        } for s in found],
+        "sessions": [
+            {
+                "session_id": s.session_id,
+                "conversation_id": str(s.conversation_id),
+                "bot_id": str(s.bot_id),
+                "channel": s.channel,
+                "created_at": iso(s.created_at),
+                "last_at": iso(s.last_at),
+                "total_tokens": s.total_tokens,
+                "preview": s.preview,
+                "messages": [{**m, "created_at": iso(m["created_at"])} for m in s.messages],
+            }
+            for s in found
+        ],
         "meta": {"current_page": page, "per_page": per_page, "has_more": has_more},
     }

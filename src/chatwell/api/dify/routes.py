@@ -53,9 +53,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from chatwell.api.dialect import (
-    admit_keyed_chat,
     TURN_ERROR_STATUS,
     UPSTREAM_FAILURE_STATUS,
+    admit_keyed_chat,
     chat_service,
     check_bot_origin,
     client_ip,
@@ -108,13 +108,28 @@ DIFY_CODES = {
     "no_file_uploaded": ("no_file_uploaded", None),
     "payload_too_large": ("request_entity_too_large", None),
 }
-STATUS_CODES = {400: "invalid_param", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-                405: "method_not_allowed", 409: "conflict", 413: "request_entity_too_large",
-                415: "unsupported_file_type", 429: "too_many_requests", 500: "internal_server_error",
-                502: "completion_request_error", 503: "service_unavailable"}
+STATUS_CODES = {
+    400: "invalid_param",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "request_entity_too_large",
+    415: "unsupported_file_type",
+    429: "too_many_requests",
+    500: "internal_server_error",
+    502: "completion_request_error",
+    503: "service_unavailable",
+}
 # Dify answers app and model failures with 400 (its provider_* and completion_request_error).
-STATUS_OF_CODE = {"app_unavailable": 400, "provider_quota_exceeded": 400, "completion_request_error": 400,
-                  "unsupported_file_type": 415, "file_too_large": 413}
+STATUS_OF_CODE = {
+    "app_unavailable": 400,
+    "provider_quota_exceeded": 400,
+    "completion_request_error": 400,
+    "unsupported_file_type": 415,
+    "file_too_large": 413,
+}
 
 
 def dify_code(error: ChatwellError, status: int) -> tuple[str, str, int]:
@@ -128,17 +143,29 @@ def dify_error(error: ChatwellError, status: int) -> JSONResponse:
     return JSONResponse({"code": code, "message": message, "status": status}, status_code=status)
 
 
-ERROR_DOC = ErrorDoc("DifyError", {
-    "type": "object", "required": ["code", "message", "status"],
-    "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "status": {"type": "integer"}}})
+ERROR_DOC = ErrorDoc(
+    "DifyError",
+    {
+        "type": "object",
+        "required": ["code", "message", "status"],
+        "properties": {
+            "code": {"type": "string"},
+            "message": {"type": "string"},
+            "status": {"type": "integer"},
+        },
+    },
+)
 
 
 # ----------------------------------------------------------------------------- the app and its user
 
+
 async def app_principal(principal: Principal = Depends(key_principal)) -> Principal:
     if principal.bot_id is None:
-        raise Forbidden("a Dify app key is a key scoped to one bot; this is a workspace key",
-                        code="app_key_required")
+        raise Forbidden(
+            "a Dify app key is a key scoped to one bot; this is a workspace key",
+            code="app_key_required",
+        )
     return principal
 
 
@@ -165,6 +192,7 @@ def stamp(value: datetime | None) -> int:
 
 
 # ----------------------------------------------------------------------------- uploads
+
 
 class Uploads:
     """Images a user uploaded for their next messages, held in this process (Dify keeps them in
@@ -198,6 +226,7 @@ def uploads_of(request: Request) -> Uploads:
 
 
 # ----------------------------------------------------------------------------- chat
+
 
 class DifyFile(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -239,8 +268,11 @@ def _image(request: Request, user: EndUser, files: list[DifyFile] | None) -> Mod
     if file.type != "image":
         raise InvalidRequest("only image files are accepted", code="unsupported_file_type")
     if file.transfer_method == "remote_url":
-        raise InvalidRequest("remote_url files are not fetched; upload the image with /files/upload and "
-                             "send transfer_method local_file", code="invalid_param")
+        raise InvalidRequest(
+            "remote_url files are not fetched; upload the image with /files/upload and "
+            "send transfer_method local_file",
+            code="invalid_param",
+        )
     if not file.upload_file_id:
         raise InvalidRequest("upload_file_id is required for local_file")
     return uploads_of(request).take(user, file.upload_file_id)
@@ -253,20 +285,39 @@ def usage_json(request: Request, usage: dict[str, Any] | None, started: float) -
     completion_price = prices.cost(usage["model"], 0, usage["completion_tokens"])
     per_million = prices.prices.get(usage["model"], (0.0, 0.0))
     return {
-        "prompt_tokens": usage["prompt_tokens"], "prompt_unit_price": str(per_million[0]),
-        "prompt_price_unit": "0.000001", "prompt_price": f"{prompt_price:.7f}",
-        "completion_tokens": usage["completion_tokens"], "completion_unit_price": str(per_million[1]),
-        "completion_price_unit": "0.000001", "completion_price": f"{completion_price:.7f}",
+        "prompt_tokens": usage["prompt_tokens"],
+        "prompt_unit_price": str(per_million[0]),
+        "prompt_price_unit": "0.000001",
+        "prompt_price": f"{prompt_price:.7f}",
+        "completion_tokens": usage["completion_tokens"],
+        "completion_unit_price": str(per_million[1]),
+        "completion_price_unit": "0.000001",
+        "completion_price": f"{completion_price:.7f}",
         "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"],
-        "total_price": f"{usage['cost']:.7f}", "currency": "USD", "latency": round(time.perf_counter() - started, 6),
+        "total_price": f"{usage['cost']:.7f}",
+        "currency": "USD",
+        "latency": round(time.perf_counter() - started, 6),
     }
 
 
 def retriever_resources(bot: Bot, citations: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{"position": c["index"], "dataset_id": str(bot.id), "dataset_name": bot.name,
-             "document_id": c["source_id"], "document_name": c["title"], "data_source_type": "upload_file",
-             "segment_id": c["source_id"], "retriever_from": "api", "score": c["score"], "content": c["snippet"],
-             "url": c["url"], "page": c["page"]} for c in citations]
+    return [
+        {
+            "position": c["index"],
+            "dataset_id": str(bot.id),
+            "dataset_name": bot.name,
+            "document_id": c["source_id"],
+            "document_name": c["title"],
+            "data_source_type": "upload_file",
+            "segment_id": c["source_id"],
+            "retriever_from": "api",
+            "score": c["score"],
+            "content": c["snippet"],
+            "url": c["url"],
+            "page": c["page"],
+        }
+        for c in citations
+    ]
 
 
 @router.post("/chat-messages", responses={200: {"content": {"text/event-stream": {}}}})
@@ -276,17 +327,37 @@ async def chat_messages(request: Request, principal: Principal = Depends(app_pri
     user = end_user(bot, principal, data.user)
     image = _image(request, user, data.files)
     headers = limit_headers(await admit_keyed_chat(request, bot, principal))
-    ref = await resolve_session(db_of(request), bot=bot, door=DOOR, principal=principal,
-                                client_session_id=data.user, conversation_id=data.conversation_id,
-                                continue_latest=False)
-    if data.conversation_id is not None and (ref.scope != user.scope or ref.session_id != user.session_id):
-        raise NotFound("Conversation Not Exists.", code="conversation_not_found")  # another user's or door's
+    ref = await resolve_session(
+        db_of(request),
+        bot=bot,
+        door=DOOR,
+        principal=principal,
+        client_session_id=data.user,
+        conversation_id=data.conversation_id,
+        continue_latest=False,
+    )
+    if data.conversation_id is not None and (
+        ref.scope != user.scope or ref.session_id != user.session_id
+    ):
+        raise NotFound(
+            "Conversation Not Exists.", code="conversation_not_found"
+        )  # another user's or door's
     started = time.perf_counter()
     metadata = {"inputs": data.inputs} if data.inputs else {}
-    turn = await chat_service(request).start(ChatRequest(
-        bot=bot, question=data.query, channel=DOOR, conversation_id=ref.conversation_id, session_id=ref.session_id,
-        session_scope=ref.scope, api_key_id=principal.key_id, client_ip=client_ip(request), metadata=metadata,
-        image=image))
+    turn = await chat_service(request).start(
+        ChatRequest(
+            bot=bot,
+            question=data.query,
+            channel=DOOR,
+            conversation_id=ref.conversation_id,
+            session_id=ref.session_id,
+            session_scope=ref.scope,
+            api_key_id=principal.key_id,
+            client_ip=client_ip(request),
+            metadata=metadata,
+            image=image,
+        )
+    )
     task_id = str(uuid.uuid4())
     message_id = str(turn.answer_id)
     conversation_id = str(turn.conversation_id) if turn.conversation_id else ""
@@ -296,12 +367,23 @@ async def chat_messages(request: Request, principal: Principal = Depends(app_pri
         summary = await collect(turn)
         if (failed := turn_error(summary, dify_error, headers=headers)) is not None:
             return failed
-        return JSONResponse({
-            "event": "message", "task_id": task_id, "id": message_id, "message_id": message_id,
-            "conversation_id": conversation_id, "mode": "chat", "answer": summary["answer"],
-            "metadata": {"usage": usage_json(request, summary["usage"], started),
-                         "retriever_resources": retriever_resources(bot, summary["citations"])},
-            "created_at": created_at}, headers=headers)
+        return JSONResponse(
+            {
+                "event": "message",
+                "task_id": task_id,
+                "id": message_id,
+                "message_id": message_id,
+                "conversation_id": conversation_id,
+                "mode": "chat",
+                "answer": summary["answer"],
+                "metadata": {
+                    "usage": usage_json(request, summary["usage"], started),
+                    "retriever_resources": retriever_resources(bot, summary["citations"]),
+                },
+                "created_at": created_at,
+            },
+            headers=headers,
+        )
 
     ids = {"task_id": task_id, "message_id": message_id, "conversation_id": conversation_id}
 
@@ -313,21 +395,48 @@ async def chat_messages(request: Request, principal: Principal = Depends(app_pri
             with turn_stops(request).running((bot.id, user, task_id)) as stopped:
                 async for event in events:
                     if isinstance(event, ev.Delta):
-                        yield frame({"event": "message", **ids, "id": message_id, "answer": event.text,
-                                     "created_at": created_at})
+                        yield frame(
+                            {
+                                "event": "message",
+                                **ids,
+                                "id": message_id,
+                                "answer": event.text,
+                                "created_at": created_at,
+                            }
+                        )
                     elif isinstance(event, ev.Replace):
-                        yield frame({"event": "message_replace", **ids, "answer": event.text,
-                                     "created_at": created_at})
+                        yield frame(
+                            {
+                                "event": "message_replace",
+                                **ids,
+                                "answer": event.text,
+                                "created_at": created_at,
+                            }
+                        )
                     elif isinstance(event, ev.Citations):
                         citations = [citation_json(c) for c in event.citations]
                     elif isinstance(event, ev.Usage):
-                        usage = {"prompt_tokens": event.prompt_tokens, "completion_tokens": event.completion_tokens,
-                                 "model": event.model, "cost": event.cost}
+                        usage = {
+                            "prompt_tokens": event.prompt_tokens,
+                            "completion_tokens": event.completion_tokens,
+                            "model": event.model,
+                            "cost": event.cost,
+                        }
                     elif isinstance(event, ev.Error):
                         status = TURN_ERROR_STATUS.get(event.code, UPSTREAM_FAILURE_STATUS)
-                        code, message, status = dify_code(ChatwellError(event.message, code=event.code), status)
-                        yield frame({"event": "error", "task_id": task_id, "message_id": message_id,
-                                     "status": status, "code": code, "message": message})
+                        code, message, status = dify_code(
+                            ChatwellError(event.message, code=event.code), status
+                        )
+                        yield frame(
+                            {
+                                "event": "error",
+                                "task_id": task_id,
+                                "message_id": message_id,
+                                "status": status,
+                                "code": code,
+                                "message": message,
+                            }
+                        )
                         return
                     elif isinstance(event, ev.Done):
                         break
@@ -335,9 +444,18 @@ async def chat_messages(request: Request, principal: Principal = Depends(app_pri
                         break  # closing the turn below stores it as cancelled, with what was said
         finally:
             await events.aclose()
-        yield frame({"event": "message_end", **ids, "id": message_id, "created_at": created_at,
-                     "metadata": {"usage": usage_json(request, usage, started),
-                                  "retriever_resources": retriever_resources(bot, citations)}})
+        yield frame(
+            {
+                "event": "message_end",
+                **ids,
+                "id": message_id,
+                "created_at": created_at,
+                "metadata": {
+                    "usage": usage_json(request, usage, started),
+                    "retriever_resources": retriever_resources(bot, citations),
+                },
+            }
+        )
 
     response = sse_response(frames(), keep_alive_frame=PING_FRAME, keep_alive_seconds=PING_SECONDS)
     response.headers.update(headers)
@@ -350,8 +468,9 @@ class UserIn(BaseModel):
 
 
 @router.post("/chat-messages/{task_id}/stop")
-async def stop_chat_message(task_id: str, request: Request,
-                            principal: Principal = Depends(app_principal)) -> dict[str, Any]:
+async def stop_chat_message(
+    task_id: str, request: Request, principal: Principal = Depends(app_principal)
+) -> dict[str, Any]:
     data = await parse_body(request, UserIn)
     bot = await app_bot(request, principal)
     turn_stops(request).stop((bot.id, end_user(bot, principal, data.user), task_id))
@@ -360,14 +479,23 @@ async def stop_chat_message(task_id: str, request: Request,
 
 # ----------------------------------------------------------------------------- files
 
+
 @router.post("/files/upload", status_code=201)
-async def upload_file(request: Request, principal: Principal = Depends(app_principal)) -> dict[str, Any]:
+async def upload_file(
+    request: Request, principal: Principal = Depends(app_principal)
+) -> dict[str, Any]:
     bot = await app_bot(request, principal)
-    model = chat_service(request).models.resolve(ModelSettings.model_validate(bot.model_settings or {})).model
+    model = (
+        chat_service(request)
+        .models.resolve(ModelSettings.model_validate(bot.model_settings or {}))
+        .model
+    )
     try:
         form = await request.form(max_files=2, max_fields=10)
     except Exception:
-        raise InvalidRequest("expected a multipart/form-data body with a file", code="no_file_uploaded") from None
+        raise InvalidRequest(
+            "expected a multipart/form-data body with a file", code="no_file_uploaded"
+        ) from None
     try:
         files = [v for v in form.getlist("file") if not isinstance(v, str)]
         if not files:
@@ -375,63 +503,98 @@ async def upload_file(request: Request, principal: Principal = Depends(app_princ
         if len(files) > 1:
             raise InvalidRequest("Only one file is allowed.", code="too_many_files")
         user_value = form.get("user")
-        user = end_user(bot, principal, check_user(user_value if isinstance(user_value, str) else None))
+        user = end_user(
+            bot, principal, check_user(user_value if isinstance(user_value, str) else None)
+        )
         upload = files[0]
         name = upload.filename or "file"
         extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
         if extension not in IMAGE_TYPES:
             raise InvalidRequest("File type not allowed.", code="unsupported_file_type")
         if not model.supports_images:
-            raise InvalidRequest("this bot's model does not accept images", code="unsupported_file_type")
+            raise InvalidRequest(
+                "this bot's model does not accept images", code="unsupported_file_type"
+            )
         content = await upload.read(MAX_IMAGE_BYTES + 1)
     finally:
         await form.close()  # the uploaded files' spools, however this ends
     if len(content) > MAX_IMAGE_BYTES:
-        raise PayloadTooLarge(f"File size exceeded. {MAX_IMAGE_BYTES // (1024 * 1024)} MB at most.",
-                              code="file_too_large")
+        raise PayloadTooLarge(
+            f"File size exceeded. {MAX_IMAGE_BYTES // (1024 * 1024)} MB at most.",
+            code="file_too_large",
+        )
     media_type = IMAGE_TYPES[extension]
-    info = {"id": str(uuid.uuid4()), "name": name[:200], "size": len(content), "extension": extension,
-            "mime_type": media_type, "created_by": user.session_id, "created_at": int(time.time())}
+    info = {
+        "id": str(uuid.uuid4()),
+        "name": name[:200],
+        "size": len(content),
+        "extension": extension,
+        "mime_type": media_type,
+        "created_by": user.session_id,
+        "created_at": int(time.time()),
+    }
     uploads_of(request).add(user, ModelImage(base64.b64encode(content).decode(), media_type), info)
     return info
 
 
 # ----------------------------------------------------------------------------- history
 
+
 def exchange_json(bot: Bot, conversation_id: str, exchange: Exchange) -> dict[str, Any]:
     question, answer = exchange.question, exchange.answer
-    feedback = {"positive": "like", "negative": "dislike"}.get(answer.feedback or "") if answer else None
+    feedback = (
+        {"positive": "like", "negative": "dislike"}.get(answer.feedback or "") if answer else None
+    )
     return {
-        "id": str(exchange.id), "conversation_id": conversation_id, "parent_message_id": None,
+        "id": str(exchange.id),
+        "conversation_id": conversation_id,
+        "parent_message_id": None,
         "inputs": ((question.metadata_ or {}).get("inputs") or {}) if question else {},
-        "query": question.content if question else "", "answer": answer.content if answer else "",
-        "message_files": [], "feedback": {"rating": feedback} if feedback else None,
+        "query": question.content if question else "",
+        "answer": answer.content if answer else "",
+        "message_files": [],
+        "feedback": {"rating": feedback} if feedback else None,
         "retriever_resources": retriever_resources(bot, answer.citations or []) if answer else [],
-        "agent_thoughts": [], "created_at": stamp(exchange.created_at),
+        "agent_thoughts": [],
+        "created_at": stamp(exchange.created_at),
         "status": "error" if answer is not None and answer.error_code else "normal",
         "error": answer.error if answer is not None and answer.error_code else None,
     }
 
 
 def conversation_json(bot: Bot, conversation: Conversation) -> dict[str, Any]:
-    return {"id": str(conversation.id), "name": conversation.title or "New conversation",
-            "inputs": (conversation.metadata_ or {}).get("inputs") or {}, "status": "normal",
-            "introduction": bot.welcome_message or "", "created_at": stamp(conversation.created_at),
-            "updated_at": stamp(conversation.updated_at)}
+    return {
+        "id": str(conversation.id),
+        "name": conversation.title or "New conversation",
+        "inputs": (conversation.metadata_ or {}).get("inputs") or {},
+        "status": "normal",
+        "introduction": bot.welcome_message or "",
+        "created_at": stamp(conversation.created_at),
+        "updated_at": stamp(conversation.updated_at),
+    }
 
 
 @router.get("/messages")
-async def list_messages(request: Request, conversation_id: str | None = Query(None, max_length=100),
-                        user: str | None = Query(None), first_id: str | None = Query(None, max_length=100),
-                        limit: int = Query(20, ge=1, le=100),
-                        principal: Principal = Depends(app_principal)) -> dict[str, Any]:
+async def list_messages(
+    request: Request,
+    conversation_id: str | None = Query(None, max_length=100),
+    user: str | None = Query(None),
+    first_id: str | None = Query(None, max_length=100),
+    limit: int = Query(20, ge=1, le=100),
+    principal: Principal = Depends(app_principal),
+) -> dict[str, Any]:
     bot = await app_bot(request, principal)
     owner = end_user(bot, principal, check_user(user))
     if not conversation_id:
         return {"limit": limit, "has_more": False, "data": []}
-    page, has_more = await end_users.exchanges_page(db_of(request), owner, conversation_id, limit=limit,
-                                                    first_id=first_id or None)
-    return {"limit": limit, "has_more": has_more, "data": [exchange_json(bot, conversation_id, e) for e in page]}
+    page, has_more = await end_users.exchanges_page(
+        db_of(request), owner, conversation_id, limit=limit, first_id=first_id or None
+    )
+    return {
+        "limit": limit,
+        "has_more": has_more,
+        "data": [exchange_json(bot, conversation_id, e) for e in page],
+    }
 
 
 class FeedbackIn(BaseModel):
@@ -442,37 +605,64 @@ class FeedbackIn(BaseModel):
 
 
 @router.post("/messages/{message_id}/feedbacks")
-async def message_feedback(message_id: str, request: Request,
-                           principal: Principal = Depends(app_principal)) -> dict[str, Any]:
+async def message_feedback(
+    message_id: str, request: Request, principal: Principal = Depends(app_principal)
+) -> dict[str, Any]:
     data = await parse_body(request, FeedbackIn)
     bot = await app_bot(request, principal)
     rating = {"like": "positive", "dislike": "negative"}.get(data.rating or "")
-    await end_users.set_feedback(db_of(request), end_user(bot, principal, data.user), message_id, rating=rating,
-                                 comment=data.content)
+    await end_users.set_feedback(
+        db_of(request),
+        end_user(bot, principal, data.user),
+        message_id,
+        rating=rating,
+        comment=data.content,
+    )
     return {"result": "success"}
 
 
 @router.get("/messages/{message_id}/suggested")
-async def suggested(message_id: str, request: Request, user: str | None = Query(None),
-                    principal: Principal = Depends(app_principal)) -> dict[str, Any]:
+async def suggested(
+    message_id: str,
+    request: Request,
+    user: str | None = Query(None),
+    principal: Principal = Depends(app_principal),
+) -> dict[str, Any]:
     bot = await app_bot(request, principal)
     owner = end_user(bot, principal, check_user(user))
     answer: Message = await end_users.answer_of(db_of(request), owner, message_id)
-    asked = {(e.question.content.strip().lower() if e.question else "")
-             for e in await end_users.exchanges(db_of(request), owner, answer.conversation_id)}
-    return {"result": "success",
-            "data": [q for q in (bot.suggested_questions or []) if q.strip().lower() not in asked][:3]}
+    asked = {
+        (e.question.content.strip().lower() if e.question else "")
+        for e in await end_users.exchanges(db_of(request), owner, answer.conversation_id)
+    }
+    return {
+        "result": "success",
+        "data": [q for q in (bot.suggested_questions or []) if q.strip().lower() not in asked][:3],
+    }
 
 
 @router.get("/conversations")
-async def list_conversations(request: Request, user: str | None = Query(None),
-                             last_id: str | None = Query(None, max_length=100), limit: int = Query(20, ge=1, le=100),
-                             sort_by: Literal["created_at", "-created_at", "updated_at", "-updated_at"] = "-updated_at",
-                             principal: Principal = Depends(app_principal)) -> dict[str, Any]:
+async def list_conversations(
+    request: Request,
+    user: str | None = Query(None),
+    last_id: str | None = Query(None, max_length=100),
+    limit: int = Query(20, ge=1, le=100),
+    sort_by: Literal["created_at", "-created_at", "updated_at", "-updated_at"] = "-updated_at",
+    principal: Principal = Depends(app_principal),
+) -> dict[str, Any]:
     bot = await app_bot(request, principal)
-    found, has_more = await end_users.list_conversations(db_of(request), end_user(bot, principal, check_user(user)),
-                                                         limit=limit, last_id=last_id or None, sort_by=sort_by)
-    return {"limit": limit, "has_more": has_more, "data": [conversation_json(bot, c) for c in found]}
+    found, has_more = await end_users.list_conversations(
+        db_of(request),
+        end_user(bot, principal, check_user(user)),
+        limit=limit,
+        last_id=last_id or None,
+        sort_by=sort_by,
+    )
+    return {
+        "limit": limit,
+        "has_more": has_more,
+        "data": [conversation_json(bot, c) for c in found],
+    }
 
 
 class UserBodyIn(BaseModel):
@@ -481,11 +671,14 @@ class UserBodyIn(BaseModel):
 
 
 @router.delete("/conversations/{conversation_id}", status_code=204)
-async def delete_conversation(conversation_id: str, request: Request,
-                              principal: Principal = Depends(app_principal)) -> Response:
+async def delete_conversation(
+    conversation_id: str, request: Request, principal: Principal = Depends(app_principal)
+) -> Response:
     data = await parse_body(request, UserBodyIn) if await request.body() else UserBodyIn()
     bot = await app_bot(request, principal)
-    await end_users.delete(db_of(request), end_user(bot, principal, data.user), conversation_id, principal=principal)
+    await end_users.delete(
+        db_of(request), end_user(bot, principal, data.user), conversation_id, principal=principal
+    )
     return Response(status_code=204)
 
 
@@ -497,14 +690,21 @@ class RenameIn(BaseModel):
 
 
 @router.post("/conversations/{conversation_id}/name")
-async def rename_conversation(conversation_id: str, request: Request,
-                              principal: Principal = Depends(app_principal)) -> dict[str, Any]:
+async def rename_conversation(
+    conversation_id: str, request: Request, principal: Principal = Depends(app_principal)
+) -> dict[str, Any]:
     data = await parse_body(request, RenameIn)
     bot = await app_bot(request, principal)
     owner = end_user(bot, principal, data.user)
     if data.auto_generate:
-        first = next((e.question for e in await end_users.exchanges(db_of(request), owner, conversation_id)
-                      if e.question is not None), None)
+        first = next(
+            (
+                e.question
+                for e in await end_users.exchanges(db_of(request), owner, conversation_id)
+                if e.question is not None
+            ),
+            None,
+        )
         name = " ".join((first.content if first else "New conversation").split())[:60]
     elif data.name and data.name.strip():
         name = data.name.strip()
@@ -516,25 +716,45 @@ async def rename_conversation(conversation_id: str, request: Request,
 
 # ----------------------------------------------------------------------------- the app
 
+
 @router.get("/parameters")
-async def parameters(request: Request, principal: Principal = Depends(app_principal)) -> dict[str, Any]:
+async def parameters(
+    request: Request, principal: Principal = Depends(app_principal)
+) -> dict[str, Any]:
     bot = await app_bot(request, principal)
     answer = AnswerSettings.model_validate(bot.answer_settings or {})
-    model = chat_service(request).models.resolve(ModelSettings.model_validate(bot.model_settings or {})).model
+    model = (
+        chat_service(request)
+        .models.resolve(ModelSettings.model_validate(bot.model_settings or {}))
+        .model
+    )
     suggested_questions = list(bot.suggested_questions or [])
     return {
         "opening_statement": bot.welcome_message or "",
         "suggested_questions": suggested_questions,
         "suggested_questions_after_answer": {"enabled": bool(suggested_questions)},
-        "speech_to_text": {"enabled": False}, "text_to_speech": {"enabled": False, "voice": "", "language": ""},
+        "speech_to_text": {"enabled": False},
+        "text_to_speech": {"enabled": False, "voice": "", "language": ""},
         "retriever_resource": {"enabled": answer.citations_enabled},
-        "annotation_reply": {"enabled": False}, "more_like_this": {"enabled": False},
+        "annotation_reply": {"enabled": False},
+        "more_like_this": {"enabled": False},
         "sensitive_word_avoidance": {"enabled": False},
         "user_input_form": [],
-        "file_upload": {"image": {"enabled": model.supports_images, "number_limits": 1, "detail": "high",
-                                  "transfer_methods": ["local_file"]}},
-        "system_parameters": {"file_size_limit": 15, "image_file_size_limit": MAX_IMAGE_BYTES // (1024 * 1024),
-                              "audio_file_size_limit": 0, "video_file_size_limit": 0, "workflow_file_upload_limit": 0},
+        "file_upload": {
+            "image": {
+                "enabled": model.supports_images,
+                "number_limits": 1,
+                "detail": "high",
+                "transfer_methods": ["local_file"],
+            }
+        },
+        "system_parameters": {
+            "file_size_limit": 15,
+            "image_file_size_limit": MAX_IMAGE_BYTES // (1024 * 1024),
+            "audio_file_size_limit": 0,
+            "video_file_size_limit": 0,
+            "workflow_file_upload_limit": 0,
+        },
     }
 
 

@@ -79,31 +79,57 @@ from chatwell.storage.tables import Bot
 
 DOOR = "flowise"
 router = APIRouter(prefix="/api/v1", tags=["flowise"])
-PREFIXES = ("/api/v1/prediction", "/api/v1/chatflows-streaming", "/api/v1/public-chatbotConfig",
-            "/api/v1/feedback", "/api/v1/leads", "/api/v1/chatmessage")
+PREFIXES = (
+    "/api/v1/prediction",
+    "/api/v1/chatflows-streaming",
+    "/api/v1/public-chatbotConfig",
+    "/api/v1/feedback",
+    "/api/v1/leads",
+    "/api/v1/chatmessage",
+)
 # The widget's endpoints: preflights from any origin (each request checks its bot's domains).
-PUBLIC_PREFIXES = ("/api/v1/prediction/", "/api/v1/chatflows-streaming/", "/api/v1/public-chatbotConfig/",
-                   "/api/v1/feedback", "/api/v1/leads", "/api/v1/chatmessage/abort/")
+PUBLIC_PREFIXES = (
+    "/api/v1/prediction/",
+    "/api/v1/chatflows-streaming/",
+    "/api/v1/public-chatbotConfig/",
+    "/api/v1/feedback",
+    "/api/v1/leads",
+    "/api/v1/chatmessage/abort/",
+)
 HEARTBEAT = ":heartbeat\n\n"
 RATINGS = {"THUMBS_UP": "positive", "THUMBS_DOWN": "negative"}
 FLOWISE_RATINGS = {v: k for k, v in RATINGS.items()}
 
 
 def flowise_error(error: ChatwellError, status: int) -> JSONResponse:
-    return JSONResponse({"statusCode": status, "success": False, "message": error.message, "stack": {}},
-                        status_code=status)
+    return JSONResponse(
+        {"statusCode": status, "success": False, "message": error.message, "stack": {}},
+        status_code=status,
+    )
 
 
-ERROR_DOC = ErrorDoc("FlowiseError", {
-    "type": "object", "required": ["statusCode", "success", "message"],
-    "properties": {"statusCode": {"type": "integer"}, "success": {"const": False}, "message": {"type": "string"},
-                   "stack": {"type": "object"}}})
+ERROR_DOC = ErrorDoc(
+    "FlowiseError",
+    {
+        "type": "object",
+        "required": ["statusCode", "success", "message"],
+        "properties": {
+            "statusCode": {"type": "integer"},
+            "success": {"const": False},
+            "message": {"type": "string"},
+            "stack": {"type": "object"},
+        },
+    },
+)
 
 
 def frame(event: str, data: Any) -> str:
     """Flowise's framing: a bare ``message:`` line, then ``data:`` without a space."""
-    return "message:\ndata:" + json.dumps({"event": event, "data": data}, ensure_ascii=False,
-                                          separators=(",", ":")) + "\n\n"
+    return (
+        "message:\ndata:"
+        + json.dumps({"event": event, "data": data}, ensure_ascii=False, separators=(",", ":"))
+        + "\n\n"
+    )
 
 
 async def chatflow(request: Request, ref: str) -> tuple[Bot, Principal | None]:
@@ -121,12 +147,15 @@ async def chatflow(request: Request, ref: str) -> tuple[Bot, Principal | None]:
     except Forbidden as exc:
         if exc.code != "bot_not_public":
             raise
-        raise Unauthenticated("Unauthorized: this chatflow needs an API key", code="api_key_required") from None
+        raise Unauthenticated(
+            "Unauthorized: this chatflow needs an API key", code="api_key_required"
+        ) from None
     check_bot_origin(request, bot)
     return bot, None
 
 
 # ----------------------------------------------------------------------------- prediction
+
 
 class HistoryItem(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -140,7 +169,9 @@ class HistoryItem(BaseModel):
         kind = (self.role or self.type or "").lower()
         if not text:
             return None
-        return HistoryTurn("assistant" if kind in ("apimessage", "assistant", "ai") else "user", text)
+        return HistoryTurn(
+            "assistant" if kind in ("apimessage", "assistant", "ai") else "user", text
+        )
 
 
 class Upload(BaseModel):
@@ -185,10 +216,20 @@ def _image(uploads: list[Upload] | None) -> Any:
 
 
 def source_documents(citations: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{"pageContent": c["snippet"],
-             "metadata": {"source": c["url"] or c["title"], "title": c["title"], "page": c["page"],
-                          "score": c["score"], "source_id": c["source_id"], "index": c["index"]}}
-            for c in citations]
+    return [
+        {
+            "pageContent": c["snippet"],
+            "metadata": {
+                "source": c["url"] or c["title"],
+                "title": c["title"],
+                "page": c["page"],
+                "score": c["score"],
+                "source_id": c["source_id"],
+                "index": c["index"],
+            },
+        }
+        for c in citations
+    ]
 
 
 @router.post("/prediction/{chatflowid}", responses={200: {"content": {"text/event-stream": {}}}})
@@ -196,27 +237,52 @@ async def prediction(chatflowid: str, request: Request) -> Any:
     bot, principal = await chatflow(request, chatflowid)
     data = await parse_body(request, PredictionIn)
     limits = chat_limits(request)
-    decision = await (admit_keyed_chat(request, bot, principal) if principal
-                      else limits.public_chat(bot, client_ip(request)))
+    decision = await (
+        admit_keyed_chat(request, bot, principal)
+        if principal
+        else limits.public_chat(bot, client_ip(request))
+    )
     headers = limit_headers(decision)
     session_id = data.session_id() or str(uuid.uuid4())
     chat_id = data.chatId or session_id
-    ref = await resolve_session(db_of(request), bot=bot, door=DOOR, principal=principal, client_session_id=session_id)
+    ref = await resolve_session(
+        db_of(request), bot=bot, door=DOOR, principal=principal, client_session_id=session_id
+    )
     history = [t for t in (item.turn() for item in data.history or []) if t is not None]
-    turn = await chat_service(request).start(ChatRequest(
-        bot=bot, question=data.question, channel=DOOR, conversation_id=ref.conversation_id,
-        session_id=ref.session_id, session_scope=ref.scope, history=history,
-        api_key_id=principal.key_id if principal else None, client_ip=client_ip(request),
-        image=_image(data.uploads)))
+    turn = await chat_service(request).start(
+        ChatRequest(
+            bot=bot,
+            question=data.question,
+            channel=DOOR,
+            conversation_id=ref.conversation_id,
+            session_id=ref.session_id,
+            session_scope=ref.scope,
+            history=history,
+            api_key_id=principal.key_id if principal else None,
+            client_ip=client_ip(request),
+            image=_image(data.uploads),
+        )
+    )
     message_id = str(turn.answer_id)
-    ids = {"chatId": chat_id, "chatMessageId": message_id, "question": data.question, "sessionId": session_id}
+    ids = {
+        "chatId": chat_id,
+        "chatMessageId": message_id,
+        "question": data.question,
+        "sessionId": session_id,
+    }
 
     if not data.streaming:
         summary = await collect(turn)
         if (failed := turn_error(summary, flowise_error, headers=headers)) is not None:
             return failed
-        body: dict[str, Any] = {"text": summary["answer"], "question": data.question, "chatId": chat_id,
-                                "chatMessageId": message_id, "isStreamValid": False, "sessionId": session_id}
+        body: dict[str, Any] = {
+            "text": summary["answer"],
+            "question": data.question,
+            "chatId": chat_id,
+            "chatMessageId": message_id,
+            "isStreamValid": False,
+            "sessionId": session_id,
+        }
         if summary["citations"]:
             body["sourceDocuments"] = source_documents(summary["citations"])
         return JSONResponse(body, headers=headers)
@@ -232,7 +298,10 @@ async def prediction(chatflowid: str, request: Request) -> Any:
                     elif isinstance(event, ev.Replace):
                         yield frame("replace", event.text)
                     elif isinstance(event, ev.Citations):
-                        yield frame("sourceDocuments", source_documents([citation_json(c) for c in event.citations]))
+                        yield frame(
+                            "sourceDocuments",
+                            source_documents([citation_json(c) for c in event.citations]),
+                        )
                     elif isinstance(event, ev.Error):
                         yield frame("error", event.message)
                         break
@@ -266,23 +335,42 @@ async def chatflows_streaming(chatflowid: str, request: Request) -> dict[str, An
 
 # ----------------------------------------------------------------------------- the widget's config
 
+
 @router.get("/public-chatbotConfig/{chatflowid}")
 async def public_chatbot_config(chatflowid: str, request: Request) -> dict[str, Any]:
     bot = await bots.get_public_bot(db_of(request), ref=chatflowid)
     check_bot_origin(request, bot)
     form = ContactFormSettings.model_validate(bot.contact_form or {})
     names = {f.name for f in form.fields} if form.fields else {"name", "email", "phone"}
-    model = chat_service(request).models.resolve(ModelSettings.model_validate(bot.model_settings or {})).model
+    model = (
+        chat_service(request)
+        .models.resolve(ModelSettings.model_validate(bot.model_settings or {}))
+        .model
+    )
     config: dict[str, Any] = {
-        "starterPrompts": {str(i): {"prompt": q} for i, q in enumerate(bot.suggested_questions or [])},
+        "starterPrompts": {
+            str(i): {"prompt": q} for i, q in enumerate(bot.suggested_questions or [])
+        },
         "chatFeedback": {"status": True},
-        "leads": {"status": form.enabled, "title": "Let us know where we can reach you",
-                  "name": "name" in names, "email": "email" in names, "phone": "phone" in names,
-                  "successMessage": form.success_message or "Thank you for your details."},
-        "uploads": {"isSpeechToTextEnabled": False, "isImageUploadAllowed": model.supports_images,
-                    "isRAGFileUploadAllowed": False, "imgUploadSizeAndTypes": [
-                        {"fileTypes": ["image/png", "image/jpeg", "image/webp"], "maxUploadSize": 5}]
-                    if model.supports_images else [], "fileUploadSizeAndTypes": []},
+        "leads": {
+            "status": form.enabled,
+            "title": "Let us know where we can reach you",
+            "name": "name" in names,
+            "email": "email" in names,
+            "phone": "phone" in names,
+            "successMessage": form.success_message or "Thank you for your details.",
+        },
+        "uploads": {
+            "isSpeechToTextEnabled": False,
+            "isImageUploadAllowed": model.supports_images,
+            "isRAGFileUploadAllowed": False,
+            "imgUploadSizeAndTypes": [
+                {"fileTypes": ["image/png", "image/jpeg", "image/webp"], "maxUploadSize": 5}
+            ]
+            if model.supports_images
+            else [],
+            "fileUploadSizeAndTypes": [],
+        },
         "isTTSEnabled": False,
     }
     if bot.welcome_message:
@@ -294,6 +382,7 @@ async def public_chatbot_config(chatflowid: str, request: Request) -> dict[str, 
 
 # ----------------------------------------------------------------------------- feedback
 
+
 class FeedbackIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
     chatflowid: str | None = Field(None, max_length=100)
@@ -304,9 +393,15 @@ class FeedbackIn(BaseModel):
 
 
 def feedback_json(bot: Bot, chat_id: str, message: Any) -> dict[str, Any]:
-    return {"id": str(message.id), "chatflowid": str(bot.id), "chatId": chat_id, "messageId": str(message.id),
-            "rating": FLOWISE_RATINGS.get(message.feedback or ""), "content": message.feedback_comment,
-            "createdDate": iso(message.created_at)}
+    return {
+        "id": str(message.id),
+        "chatflowid": str(bot.id),
+        "chatId": chat_id,
+        "messageId": str(message.id),
+        "rating": FLOWISE_RATINGS.get(message.feedback or ""),
+        "content": message.feedback_comment,
+        "createdDate": iso(message.created_at),
+    }
 
 
 @router.post("/feedback/{chatflowid}")
@@ -314,8 +409,9 @@ async def create_feedback(chatflowid: str, request: Request) -> dict[str, Any]:
     bot, principal = await chatflow(request, chatflowid)
     data = await parse_body(request, FeedbackIn)
     user = EndUser(bot.id, session_scope(DOOR, principal), data.chatId)
-    message = await end_users.set_feedback(db_of(request), user, data.messageId, rating=RATINGS[data.rating],
-                                           comment=data.content)
+    message = await end_users.set_feedback(
+        db_of(request), user, data.messageId, rating=RATINGS[data.rating], comment=data.content
+    )
     return feedback_json(bot, data.chatId, message)
 
 
@@ -337,12 +433,18 @@ async def update_feedback(feedback_id: str, request: Request) -> dict[str, Any]:
         # The request names no bot: a rating the caller may not reach reads as one that does not exist.
         raise NotFound("feedback not found", code="feedback_not_found") from None
     message, conversation = await end_users.comment_on_rated(
-        db_of(request), bot_id=bot.id, scopes=(session_scope(DOOR, principal),), message_id=feedback_id,
-        comment=data.content, rating=RATINGS.get(data.rating or ""))
+        db_of(request),
+        bot_id=bot.id,
+        scopes=(session_scope(DOOR, principal),),
+        message_id=feedback_id,
+        comment=data.content,
+        rating=RATINGS.get(data.rating or ""),
+    )
     return feedback_json(bot, conversation.session_id or "", message)
 
 
 # ----------------------------------------------------------------------------- leads
+
 
 class LeadIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -354,8 +456,15 @@ class LeadIn(BaseModel):
 
 
 def lead_json(bot: Bot, chat_id: str, lead: Any) -> dict[str, Any]:
-    return {"id": str(lead.id), "name": lead.name, "email": lead.email, "phone": lead.phone,
-            "chatflowid": str(bot.id), "chatId": chat_id, "createdDate": iso(lead.created_at)}
+    return {
+        "id": str(lead.id),
+        "name": lead.name,
+        "email": lead.email,
+        "phone": lead.phone,
+        "chatflowid": str(bot.id),
+        "chatId": chat_id,
+        "createdDate": iso(lead.created_at),
+    }
 
 
 @router.post("/leads")
@@ -367,11 +476,24 @@ async def create_lead(request: Request) -> dict[str, Any]:
     if not form.enabled:
         raise Forbidden("this bot's contact form is turned off", code="contact_form_disabled")
     chat_id = data.chatId or str(uuid.uuid4())
-    clean = leads.check_submission(form, leads.LeadSubmission(session_id=chat_id, name=data.name, email=data.email,
-                                                              phone=data.phone))
-    ref = await resolve_session(db_of(request), bot=bot, door=DOOR, principal=principal, client_session_id=chat_id)
-    lead = await leads.create_lead(db_of(request), bot=bot, conversation_id=ref.conversation_id, name=clean.name,
-                                   email=clean.email, phone=clean.phone, fields=clean.fields)
+    clean = leads.check_submission(
+        form,
+        leads.LeadSubmission(
+            session_id=chat_id, name=data.name, email=data.email, phone=data.phone
+        ),
+    )
+    ref = await resolve_session(
+        db_of(request), bot=bot, door=DOOR, principal=principal, client_session_id=chat_id
+    )
+    lead = await leads.create_lead(
+        db_of(request),
+        bot=bot,
+        conversation_id=ref.conversation_id,
+        name=clean.name,
+        email=clean.email,
+        phone=clean.phone,
+        fields=clean.fields,
+    )
     return lead_json(bot, chat_id, lead)
 
 
@@ -389,25 +511,46 @@ async def list_leads(chatflowid: str, request: Request) -> list[dict[str, Any]]:
     bot, principal = await _keyed(request, chatflowid)
     if principal.bot_id is not None:
         raise Forbidden("leads need a workspace key", code="insufficient_scope")
-    found = await leads.list_leads(db_of(request), principal=principal, bot_id=bot.id, start=None, end=None,
-                                   page=1, size=100)
+    found = await leads.list_leads(
+        db_of(request), principal=principal, bot_id=bot.id, start=None, end=None, page=1, size=100
+    )
     return [lead_json(bot, "", lead) for lead in found]
 
 
 # ----------------------------------------------------------------------------- message history
 
+
 @router.get("/chatmessage/{chatflowid}")
-async def chat_messages(chatflowid: str, request: Request, chatId: str | None = Query(None, max_length=200),
-                        sessionId: str | None = Query(None, max_length=200),
-                        order: Literal["ASC", "DESC", "asc", "desc"] = "ASC") -> list[dict[str, Any]]:
+async def chat_messages(
+    chatflowid: str,
+    request: Request,
+    chatId: str | None = Query(None, max_length=200),
+    sessionId: str | None = Query(None, max_length=200),
+    order: Literal["ASC", "DESC", "asc", "desc"] = "ASC",
+) -> list[dict[str, Any]]:
     bot, principal = await _keyed(request, chatflowid)
     # A bot key reads its own chats; a workspace key every chat of this door (visitors' and keys').
-    found = await end_users.session_messages(db_of(request), bot_id=bot.id, scopes=(session_scope(DOOR, principal),),
-                                             door=DOOR if principal.bot_id is None else None,
-                                             session_id=sessionId or chatId, descending=order.upper() == "DESC")
-    return [{
-        "id": str(m.id), "role": "userMessage" if m.role == "user" else "apiMessage", "chatflowid": str(bot.id),
-        "content": m.content, "sourceDocuments": source_documents(m.citations) if m.citations else None,
-        "chatType": "EXTERNAL", "chatId": c.session_id, "sessionId": c.session_id, "memoryType": None,
-        "createdDate": iso(m.created_at), "feedback": FLOWISE_RATINGS.get(m.feedback or ""),
-    } for c, m in found]
+    found = await end_users.session_messages(
+        db_of(request),
+        bot_id=bot.id,
+        scopes=(session_scope(DOOR, principal),),
+        door=DOOR if principal.bot_id is None else None,
+        session_id=sessionId or chatId,
+        descending=order.upper() == "DESC",
+    )
+    return [
+        {
+            "id": str(m.id),
+            "role": "userMessage" if m.role == "user" else "apiMessage",
+            "chatflowid": str(bot.id),
+            "content": m.content,
+            "sourceDocuments": source_documents(m.citations) if m.citations else None,
+            "chatType": "EXTERNAL",
+            "chatId": c.session_id,
+            "sessionId": c.session_id,
+            "memoryType": None,
+            "createdDate": iso(m.created_at),
+            "feedback": FLOWISE_RATINGS.get(m.feedback or ""),
+        }
+        for c, m in found
+    ]

@@ -18,9 +18,15 @@ async def create_bot(data: BotCreate, principal: WorkspacePrincipalDep, db: DbDe
 
 
 @router.get("", response_model=ListOut[BotOut])
-async def list_bots(principal: PrincipalDep, db: DbDep, limit: int = Query(50, ge=1, le=100),
-                    cursor: str | None = Query(None, max_length=100)) -> ListOut[BotOut]:
-    return ListOut.of(await bots.list_bots(db, principal=principal, limit=limit, cursor=cursor), BotOut.of)
+async def list_bots(
+    principal: PrincipalDep,
+    db: DbDep,
+    limit: int = Query(50, ge=1, le=100),
+    cursor: str | None = Query(None, max_length=100),
+) -> ListOut[BotOut]:
+    return ListOut.of(
+        await bots.list_bots(db, principal=principal, limit=limit, cursor=cursor), BotOut.of
+    )
 
 
 @router.get("/{bot_id}", response_model=BotOut)
@@ -29,7 +35,9 @@ async def get_bot(bot_id: str, principal: PrincipalDep, db: DbDep) -> BotOut:
 
 
 @router.patch("/{bot_id}", response_model=BotOut)
-async def update_bot(bot_id: str, data: BotUpdate, principal: WorkspacePrincipalDep, db: DbDep) -> BotOut:
+async def update_bot(
+    bot_id: str, data: BotUpdate, principal: WorkspacePrincipalDep, db: DbDep
+) -> BotOut:
     return BotOut.of(await bots.update_bot(db, principal=principal, ref=bot_id, data=data))
 
 

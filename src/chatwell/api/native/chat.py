@@ -41,11 +41,13 @@ class ChatIn(BaseModel):
     stream: bool = True
     private: bool = False
     metadata: dict[str, Any] = Field(default_factory=dict, max_length=50)
-    image_data: str | None = Field(None, description="Base64 image (no data: prefix), for models that take images.")
+    image_data: str | None = Field(
+        None, description="Base64 image (no data: prefix), for models that take images."
+    )
     image_media_type: Literal["image/jpeg", "image/png", "image/webp"] | None = None
 
     @model_validator(mode="after")
-    def _image(self) -> "ChatIn":
+    def _image(self) -> ChatIn:
         check_image(self.image_data, self.image_media_type)
         return self
 
@@ -78,15 +80,25 @@ def event_payload(event: ev.ChatEvent) -> tuple[str, dict[str, Any]]:
     if isinstance(event, ev.Usage):
         return "usage", asdict(event)
     if isinstance(event, ev.Done):
-        return "done", {"conversation_id": _str(event.conversation_id), "message_id": _str(event.message_id),
-                        "answered": event.answered}
+        return "done", {
+            "conversation_id": _str(event.conversation_id),
+            "message_id": _str(event.message_id),
+            "answered": event.answered,
+        }
     assert isinstance(event, ev.Error)
     return "error", {"code": event.code, "message": event.message}
 
 
 def citation_json(c: ev.Citation) -> dict[str, Any]:
-    return {"index": c.index, "source_id": str(c.source_id), "title": c.title, "url": c.url,
-            "page": c.page, "score": c.score, "snippet": c.snippet}
+    return {
+        "index": c.index,
+        "source_id": str(c.source_id),
+        "title": c.title,
+        "url": c.url,
+        "page": c.page,
+        "score": c.score,
+        "snippet": c.snippet,
+    }
 
 
 def _str(value: uuid.UUID | None) -> str | None:
@@ -96,8 +108,16 @@ def _str(value: uuid.UUID | None) -> str | None:
 async def collect(turn: Turn) -> dict[str, Any]:
     """Run a turn to the end and sum it up (the non-streaming reply of every dialect)."""
     text: list[str] = []
-    summary: dict[str, Any] = {"answer": "", "conversation_id": _str(turn.conversation_id), "message_id": None,
-                               "citations": [], "usage": None, "notices": [], "error": None, "answered": None}
+    summary: dict[str, Any] = {
+        "answer": "",
+        "conversation_id": _str(turn.conversation_id),
+        "message_id": None,
+        "citations": [],
+        "usage": None,
+        "notices": [],
+        "error": None,
+        "answered": None,
+    }
     async for event in turn.events():
         if isinstance(event, ev.Delta):
             text.append(event.text)
@@ -123,16 +143,33 @@ def chat_service(request: Request) -> ChatService:
 
 
 @router.post("/v1/bots/{bot_id}/chat", responses={200: {"content": {"text/event-stream": {}}}})
-async def chat(bot_id: str, data: ChatIn, request: Request, principal: PrincipalDep, db: DbDep) -> Any:
+async def chat(
+    bot_id: str, data: ChatIn, request: Request, principal: PrincipalDep, db: DbDep
+) -> Any:
     bot = await bots.get_bot(db, principal=principal, ref=bot_id)
     await admit_keyed_chat(request, bot, principal)
-    ref = SessionRef(None, None) if data.private else await sessions.resolve_session(
-        db, bot=bot, door="native", principal=principal, conversation_id=data.conversation_id)
-    turn = await chat_service(request).start(ChatRequest(
-        bot=bot, question=data.message, channel="native", conversation_id=ref.conversation_id,
-        session_id=ref.session_id, session_scope=ref.scope, private=data.private, api_key_id=principal.key_id if principal.key_id.int else None,
-        client_ip=request.client.host if request.client else None, metadata=data.metadata,
-        image=check_image(data.image_data, data.image_media_type)))
+    ref = (
+        SessionRef(None, None)
+        if data.private
+        else await sessions.resolve_session(
+            db, bot=bot, door="native", principal=principal, conversation_id=data.conversation_id
+        )
+    )
+    turn = await chat_service(request).start(
+        ChatRequest(
+            bot=bot,
+            question=data.message,
+            channel="native",
+            conversation_id=ref.conversation_id,
+            session_id=ref.session_id,
+            session_scope=ref.scope,
+            private=data.private,
+            api_key_id=principal.key_id if principal.key_id.int else None,
+            client_ip=request.client.host if request.client else None,
+            metadata=data.metadata,
+            image=check_image(data.image_data, data.image_media_type),
+        )
+    )
     if not data.stream:
         summary = await collect(turn)
         status = 200 if summary["error"] is None else _status_of(summary["error"]["code"])
@@ -158,6 +195,7 @@ def _json(value: Any) -> bytes:
 
 # ----------------------------------------------------------------------------- conversations
 
+
 class MessageOut(BaseModel):
     id: uuid.UUID
     role: str
@@ -176,8 +214,11 @@ class ConversationOut(BaseModel):
     status: str
     title: str | None
     session_id: str | None
-    session_scope: str | None = Field(None, description="The namespace session_id belongs to: "
-                                      "<door>:public, <door>:key:<key id> or <door>:workspace:<workspace id>.")
+    session_scope: str | None = Field(
+        None,
+        description="The namespace session_id belongs to: "
+        "<door>:public, <door>:key:<key id> or <door>:workspace:<workspace id>.",
+    )
     metadata: dict[str, Any]
     created_at: str
     updated_at: str
@@ -186,20 +227,46 @@ class ConversationOut(BaseModel):
 
 def conversation_out(c: Any, messages: list[Any] | None = None) -> ConversationOut:
     return ConversationOut(
-        id=c.id, bot_id=c.bot_id, channel=c.channel, status=c.status, title=c.title, session_id=c.session_id,
-        session_scope=c.session_scope, metadata=c.metadata_ or {}, created_at=iso(c.created_at) or "", updated_at=iso(c.updated_at) or "",
-        messages=None if messages is None else [
-            MessageOut(id=m.id, role=m.role, content=m.content, citations=m.citations, feedback=m.feedback,
-                       error={"code": m.error_code, "message": m.error or ""} if m.error_code else None,
-                       metadata=m.metadata_, created_at=iso(m.created_at) or "") for m in messages])
+        id=c.id,
+        bot_id=c.bot_id,
+        channel=c.channel,
+        status=c.status,
+        title=c.title,
+        session_id=c.session_id,
+        session_scope=c.session_scope,
+        metadata=c.metadata_ or {},
+        created_at=iso(c.created_at) or "",
+        updated_at=iso(c.updated_at) or "",
+        messages=None
+        if messages is None
+        else [
+            MessageOut(
+                id=m.id,
+                role=m.role,
+                content=m.content,
+                citations=m.citations,
+                feedback=m.feedback,
+                error={"code": m.error_code, "message": m.error or ""} if m.error_code else None,
+                metadata=m.metadata_,
+                created_at=iso(m.created_at) or "",
+            )
+            for m in messages
+        ],
+    )
 
 
 @router.get("/v1/conversations", response_model=ListOut[ConversationOut])
-async def list_conversations(principal: PrincipalDep, db: DbDep, bot_id: str | None = Query(None, max_length=100),
-                             limit: int = Query(50, ge=1, le=100),
-                             cursor: str | None = Query(None, max_length=100)) -> ListOut[ConversationOut]:
+async def list_conversations(
+    principal: PrincipalDep,
+    db: DbDep,
+    bot_id: str | None = Query(None, max_length=100),
+    limit: int = Query(50, ge=1, le=100),
+    cursor: str | None = Query(None, max_length=100),
+) -> ListOut[ConversationOut]:
     bot_uuid = (await bots.get_bot(db, principal=principal, ref=bot_id)).id if bot_id else None
-    page = await conversations.list_conversations(db, principal=principal, bot_id=bot_uuid, limit=limit, cursor=cursor)
+    page = await conversations.list_conversations(
+        db, principal=principal, bot_id=bot_uuid, limit=limit, cursor=cursor
+    )
     return ListOut.of(page, conversation_out)
 
 
@@ -213,32 +280,45 @@ class VisitorExportOut(BaseModel):
 
 # Declared before ``/v1/conversations/{conversation_id}``, which would take "export" for an id.
 @router.get("/v1/conversations/export", response_model=VisitorExportOut)
-async def export_visitor(principal: WorkspacePrincipalDep, db: DbDep,
-                         session_id: str | None = Query(None, min_length=1, max_length=200),
-                         email: str | None = Query(None, min_length=3, max_length=320),
-                         session_scope: str | None = Query(None, min_length=1, max_length=120)) -> VisitorExportOut:
+async def export_visitor(
+    principal: WorkspacePrincipalDep,
+    db: DbDep,
+    session_id: str | None = Query(None, min_length=1, max_length=200),
+    email: str | None = Query(None, min_length=3, max_length=320),
+    session_scope: str | None = Query(None, min_length=1, max_length=120),
+) -> VisitorExportOut:
     """A visitor's data (GDPR access request): the conversations of ``session_id`` in this
     workspace (only those of ``session_scope`` when given, e.g. ``chatbotiq:public`` for the
     widget) with their messages, and the leads with ``email`` or from those conversations."""
     if session_id is None and email is None:
         raise InvalidRequest("give session_id, email or both", code="missing_parameter")
-    found = await conversations.export_visitor(db, principal=principal, session_id=session_id, email=email,
-                                               session_scope=session_scope)
-    return VisitorExportOut(session_id=session_id, session_scope=session_scope, email=email,
-                            conversations=[conversation_out(c, messages) for c, messages in found.conversations],
-                            leads=[LeadOut.of(lead) for lead in found.leads])
+    found = await conversations.export_visitor(
+        db, principal=principal, session_id=session_id, email=email, session_scope=session_scope
+    )
+    return VisitorExportOut(
+        session_id=session_id,
+        session_scope=session_scope,
+        email=email,
+        conversations=[conversation_out(c, messages) for c, messages in found.conversations],
+        leads=[LeadOut.of(lead) for lead in found.leads],
+    )
 
 
 @router.get("/v1/conversations/{conversation_id}", response_model=ConversationOut)
-async def get_conversation(conversation_id: str, principal: PrincipalDep, db: DbDep) -> ConversationOut:
-    conversation, messages = await conversations.get_conversation(db, principal=principal,
-                                                                  conversation_id=conversation_id)
+async def get_conversation(
+    conversation_id: str, principal: PrincipalDep, db: DbDep
+) -> ConversationOut:
+    conversation, messages = await conversations.get_conversation(
+        db, principal=principal, conversation_id=conversation_id
+    )
     return conversation_out(conversation, messages)
 
 
 @router.delete("/v1/conversations/{conversation_id}", status_code=204, response_class=Response)
 async def delete_conversation(conversation_id: str, principal: PrincipalDep, db: DbDep) -> Response:
-    await conversations.delete_conversation(db, principal=principal, conversation_id=conversation_id)
+    await conversations.delete_conversation(
+        db, principal=principal, conversation_id=conversation_id
+    )
     return Response(status_code=204)
 
 
@@ -250,7 +330,14 @@ class FeedbackIn(BaseModel):
 
 
 @router.post("/v1/messages/{message_id}/feedback")
-async def feedback(message_id: str, data: FeedbackIn, principal: PrincipalDep, db: DbDep) -> dict[str, Any]:
-    message = await conversations.set_feedback(db, principal=principal, message_id=message_id,
-                                               rating=data.rating, comment=data.comment)
-    return {"id": str(message.id), "feedback": message.feedback, "comment": message.feedback_comment}
+async def feedback(
+    message_id: str, data: FeedbackIn, principal: PrincipalDep, db: DbDep
+) -> dict[str, Any]:
+    message = await conversations.set_feedback(
+        db, principal=principal, message_id=message_id, rating=data.rating, comment=data.comment
+    )
+    return {
+        "id": str(message.id),
+        "feedback": message.feedback,
+        "comment": message.feedback_comment,
+    }

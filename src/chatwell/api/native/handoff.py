@@ -32,13 +32,20 @@ class PresenceIn(BaseModel):
 async def presence(data: PresenceIn, principal: PrincipalDep, db: DbDep) -> dict[str, Any]:
     """Say you are online (repeat at least every minute) or offline."""
     available = await handoff.set_presence(db, principal=principal, online=data.online)
-    return {"online": data.online, "handoff_available": available,
-            "refresh_within_seconds": handoff.PRESENCE_SECONDS}
+    return {
+        "online": data.online,
+        "handoff_available": available,
+        "refresh_within_seconds": handoff.PRESENCE_SECONDS,
+    }
 
 
 @router.get("/v1/handoff/queue", response_model=ListOut[ConversationOut])
-async def waiting(principal: PrincipalDep, db: DbDep, limit: int = Query(50, ge=1, le=100),
-                  cursor: str | None = Query(None, max_length=100)) -> ListOut[ConversationOut]:
+async def waiting(
+    principal: PrincipalDep,
+    db: DbDep,
+    limit: int = Query(50, ge=1, le=100),
+    cursor: str | None = Query(None, max_length=100),
+) -> ListOut[ConversationOut]:
     page = await handoff.queue(db, principal=principal, limit=limit, cursor=cursor)
     return ListOut.of(page, conversation_out)
 
@@ -49,16 +56,30 @@ class AgentMessageIn(BaseModel):
 
 
 @router.post("/v1/conversations/{conversation_id}/messages", status_code=201)
-async def agent_message(conversation_id: str, data: AgentMessageIn, principal: PrincipalDep,
-                        db: DbDep, bus: ConversationBusDep) -> dict[str, Any]:
-    message = await handoff.agent_reply(db, principal=principal, conversation_id=conversation_id,
-                                        content=data.content, bus=bus)
-    return {"id": str(message.id), "role": message.role, "content": message.content,
-            "conversation_id": str(message.conversation_id), "created_at": iso(message.created_at)}
+async def agent_message(
+    conversation_id: str,
+    data: AgentMessageIn,
+    principal: PrincipalDep,
+    db: DbDep,
+    bus: ConversationBusDep,
+) -> dict[str, Any]:
+    message = await handoff.agent_reply(
+        db, principal=principal, conversation_id=conversation_id, content=data.content, bus=bus
+    )
+    return {
+        "id": str(message.id),
+        "role": message.role,
+        "content": message.content,
+        "conversation_id": str(message.conversation_id),
+        "created_at": iso(message.created_at),
+    }
 
 
 @router.post("/v1/conversations/{conversation_id}/resolve")
-async def resolve(conversation_id: str, principal: PrincipalDep, db: DbDep,
-                  bus: ConversationBusDep) -> dict[str, Any]:
-    conversation = await handoff.resolve(db, principal=principal, conversation_id=conversation_id, bus=bus)
+async def resolve(
+    conversation_id: str, principal: PrincipalDep, db: DbDep, bus: ConversationBusDep
+) -> dict[str, Any]:
+    conversation = await handoff.resolve(
+        db, principal=principal, conversation_id=conversation_id, bus=bus
+    )
     return {"id": str(conversation.id), "status": conversation.status}

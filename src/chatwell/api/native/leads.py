@@ -40,9 +40,17 @@ class LeadOut(BaseModel):
     created_at: datetime
 
     @classmethod
-    def of(cls, lead: Lead) -> "LeadOut":
-        return cls(id=lead.id, bot_id=lead.bot_id, conversation_id=lead.conversation_id, name=lead.name,
-                   email=lead.email, phone=lead.phone, fields=dict(lead.fields or {}), created_at=lead.created_at)
+    def of(cls, lead: Lead) -> LeadOut:
+        return cls(
+            id=lead.id,
+            bot_id=lead.bot_id,
+            conversation_id=lead.conversation_id,
+            name=lead.name,
+            email=lead.email,
+            phone=lead.phone,
+            fields=dict(lead.fields or {}),
+            created_at=lead.created_at,
+        )
 
 
 class DeliveryOut(BaseModel):
@@ -56,27 +64,45 @@ class DeliveryOut(BaseModel):
     next_attempt_at: datetime | None
 
     @classmethod
-    def of(cls, delivery: WebhookDelivery) -> "DeliveryOut":
-        return cls(id=delivery.id, event=delivery.event, status=delivery.status, attempts=delivery.attempts,
-                   response_status=delivery.response_status, last_error=delivery.last_error,
-                   created_at=delivery.created_at, next_attempt_at=delivery.next_attempt_at)
+    def of(cls, delivery: WebhookDelivery) -> DeliveryOut:
+        return cls(
+            id=delivery.id,
+            event=delivery.event,
+            status=delivery.status,
+            attempts=delivery.attempts,
+            response_status=delivery.response_status,
+            last_error=delivery.last_error,
+            created_at=delivery.created_at,
+            next_attempt_at=delivery.next_attempt_at,
+        )
 
 
 class SecretOut(BaseModel):
-    secret: str = Field(..., description="The webhook signing secret. Shown in this reply only; store it now.")
+    secret: str = Field(
+        ..., description="The webhook signing secret. Shown in this reply only; store it now."
+    )
 
 
 @router.get("/leads", response_model=ListOut[LeadOut])
-async def list_leads(bot_id: str, principal: PrincipalDep, db: DbDep,
-                     limit: int = Query(50, ge=1, le=100),
-                     cursor: str | None = Query(None, max_length=100)) -> ListOut[LeadOut]:
+async def list_leads(
+    bot_id: str,
+    principal: PrincipalDep,
+    db: DbDep,
+    limit: int = Query(50, ge=1, le=100),
+    cursor: str | None = Query(None, max_length=100),
+) -> ListOut[LeadOut]:
     bot = await bots.get_bot(db, principal=principal, ref=bot_id)
-    page = await leads.leads_page(db, principal=principal, bot_id=bot.id, limit=limit, cursor=cursor)
+    page = await leads.leads_page(
+        db, principal=principal, bot_id=bot.id, limit=limit, cursor=cursor
+    )
     return ListOut.of(page, LeadOut.of)
 
 
-@router.get("/leads.csv", response_class=StreamingResponse,
-            responses={200: {"content": {"text/csv": {}}, "description": "Every lead, oldest first."}})
+@router.get(
+    "/leads.csv",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}, "description": "Every lead, oldest first."}},
+)
 async def export_leads(bot_id: str, principal: PrincipalDep, db: DbDep) -> StreamingResponse:
     bot = await bots.get_bot(db, principal=principal, ref=bot_id)
     export = await leads.export_leads(db, principal=principal, bot=bot)
@@ -86,8 +112,11 @@ async def export_leads(bot_id: str, principal: PrincipalDep, db: DbDep) -> Strea
         async for batch in export.rows:
             yield csv_lines(batch)
 
-    return StreamingResponse(body(), media_type="text/csv; charset=utf-8",
-                             headers={"Content-Disposition": f'attachment; filename="{bot.slug}-leads.csv"'})
+    return StreamingResponse(
+        body(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{bot.slug}-leads.csv"'},
+    )
 
 
 def csv_lines(rows: list[list[str]]) -> str:
@@ -103,15 +132,23 @@ def csv_cell(value: str) -> str:
 
 
 @router.post("/webhook-secret", response_model=SecretOut)
-async def rotate_webhook_secret(bot_id: str, principal: WorkspacePrincipalDep, db: DbDep) -> SecretOut:
+async def rotate_webhook_secret(
+    bot_id: str, principal: WorkspacePrincipalDep, db: DbDep
+) -> SecretOut:
     bot = await bots.get_bot(db, principal=principal, ref=bot_id)
     return SecretOut(secret=await webhooks.rotate_secret(db, bot_id=bot.id))
 
 
 @router.get("/webhook-deliveries", response_model=ListOut[DeliveryOut])
-async def list_webhook_deliveries(bot_id: str, principal: WorkspacePrincipalDep, db: DbDep,
-                                  limit: int = Query(50, ge=1, le=100),
-                                  cursor: str | None = Query(None, max_length=100)) -> ListOut[DeliveryOut]:
+async def list_webhook_deliveries(
+    bot_id: str,
+    principal: WorkspacePrincipalDep,
+    db: DbDep,
+    limit: int = Query(50, ge=1, le=100),
+    cursor: str | None = Query(None, max_length=100),
+) -> ListOut[DeliveryOut]:
     bot = await bots.get_bot(db, principal=principal, ref=bot_id)
-    page = await webhooks.list_deliveries(db, principal=principal, bot_id=bot.id, limit=limit, cursor=cursor)
+    page = await webhooks.list_deliveries(
+        db, principal=principal, bot_id=bot.id, limit=limit, cursor=cursor
+    )
     return ListOut.of(page, DeliveryOut.of)

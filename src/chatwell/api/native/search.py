@@ -39,12 +39,28 @@ class SearchOut(BaseModel):
 
 
 @router.post("/search", response_model=SearchOut)
-async def search(bot_id: str, data: SearchIn, request: Request, principal: PrincipalDep, db: DbDep) -> SearchOut:
+async def search(
+    bot_id: str, data: SearchIn, request: Request, principal: PrincipalDep, db: DbDep
+) -> SearchOut:
     bot = await bots.get_bot(db, principal=principal, ref=bot_id)
     check_key_for_bot(request, bot, principal)
-    result = await request.app.state.knowledge.retriever.search(bot_id=bot.id, query=data.query, k=data.k)
-    return SearchOut(relevant=result.relevant, data=[
-        PassageOut(source_id=p.source_id, source_type=p.source_type, title=p.title, url=p.url,
-                   page=p.page, heading=p.heading, text=p.text, score=round(p.score, 4),
-                   similarity=round(p.similarity, 4))
-        for p in result.passages])
+    result = await request.app.state.knowledge.retriever.search(
+        bot_id=bot.id, query=data.query, k=data.k
+    )
+    return SearchOut(
+        relevant=result.relevant,
+        data=[
+            PassageOut(
+                source_id=p.source_id,
+                source_type=p.source_type,
+                title=p.title,
+                url=p.url,
+                page=p.page,
+                heading=p.heading,
+                text=p.text,
+                score=round(p.score, 4),
+                similarity=round(p.similarity, 4),
+            )
+            for p in result.passages
+        ],
+    )

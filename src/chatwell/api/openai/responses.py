@@ -36,9 +36,9 @@ from chatwell.api.openai.wire import (
 from chatwell.api.sse import frame, sse_response
 from chatwell.chat.service import ChatRequest
 from chatwell.domain import events as ev
+from chatwell.domain.models import Permission
 from chatwell.errors import InvalidRequest, NotFound
 from chatwell.llm.base import GenerationOptions, ModelMessage, ModelToolCall
-from chatwell.domain.models import Permission
 from chatwell.services import bots, conversations, keys, sessions
 from chatwell.services.sessions import SessionRef
 from chatwell.storage.tables import Bot
@@ -108,7 +108,11 @@ class ResponseIn(BaseModel):
 
     def refuse_unrelayable(self) -> None:
         if isinstance(self.input, list) and len(self.input) > MAX_ITEMS:
-            raise InvalidRequest(f"at most {MAX_ITEMS} input items", code="invalid_request", details={"param": "input"})
+            raise InvalidRequest(
+                f"at most {MAX_ITEMS} input items",
+                code="invalid_request",
+                details={"param": "input"},
+            )
         if self.top_logprobs:
             raise unsupported("top_logprobs", "chatwell does not relay token log probabilities")
         if self.background:
@@ -126,21 +130,38 @@ class ResponseIn(BaseModel):
         for n, item in enumerate(self.input):
             if item.type == "message":
                 if item.role is None:
-                    raise InvalidRequest("a message item needs a role", code="invalid_request",
-                                         details={"param": f"input[{n}].role"})
+                    raise InvalidRequest(
+                        "a message item needs a role",
+                        code="invalid_request",
+                        details={"param": f"input[{n}].role"},
+                    )
                 role = "system" if item.role == "developer" else item.role
                 found.append(ModelMessage(role, _text(item.content, f"input[{n}].content")))
             elif item.type == "function_call":
                 call = ModelToolCall(0, item.call_id or "", item.name or "", item.arguments or "{}")
                 last = found[-1] if found else None
-                if last is not None and last.role == "assistant" and last.tool_calls and not last.content:
-                    found[-1] = ModelMessage("assistant", "", tool_calls=(
-                        *last.tool_calls, ModelToolCall(len(last.tool_calls), call.id, call.name, call.arguments)))
+                if (
+                    last is not None
+                    and last.role == "assistant"
+                    and last.tool_calls
+                    and not last.content
+                ):
+                    found[-1] = ModelMessage(
+                        "assistant",
+                        "",
+                        tool_calls=(
+                            *last.tool_calls,
+                            ModelToolCall(len(last.tool_calls), call.id, call.name, call.arguments),
+                        ),
+                    )
                 else:
                     found.append(ModelMessage("assistant", "", tool_calls=(call,)))
             elif item.type == "function_call_output":
-                found.append(ModelMessage("tool", _text(item.output, f"input[{n}].output"),
-                                          tool_call_id=item.call_id))
+                found.append(
+                    ModelMessage(
+                        "tool", _text(item.output, f"input[{n}].output"), tool_call_id=item.call_id
+                    )
+                )
             elif item.type == "reasoning":
                 continue  # a reasoning model's own notes: nothing a bot reads
             else:
@@ -151,10 +172,21 @@ class ResponseIn(BaseModel):
         tools = []
         for n, tool in enumerate(self.tools or ()):
             if tool.type != "function" or not tool.name:
-                raise unsupported(f"tools[{n}]", f"tools of type {tool.type!r}; bots call function tools only")
-            function = {"name": tool.name, "description": tool.description, "parameters": tool.parameters,
-                        "strict": tool.strict}
-            tools.append({"type": "function", "function": {k: v for k, v in function.items() if v is not None}})
+                raise unsupported(
+                    f"tools[{n}]", f"tools of type {tool.type!r}; bots call function tools only"
+                )
+            function = {
+                "name": tool.name,
+                "description": tool.description,
+                "parameters": tool.parameters,
+                "strict": tool.strict,
+            }
+            tools.append(
+                {
+                    "type": "function",
+                    "function": {k: v for k, v in function.items() if v is not None},
+                }
+            )
         choice: str | dict[str, Any] | None = self.tool_choice
         if isinstance(choice, dict):
             if choice.get("type") != "function" or not choice.get("name"):
@@ -165,18 +197,31 @@ class ResponseIn(BaseModel):
         if fmt is not None and fmt.type == "json_object":
             response_format = {"type": "json_object"}
         elif fmt is not None and fmt.type == "json_schema":
-            schema = {"name": fmt.name or "output", "schema": fmt.schema_ or {}, "strict": fmt.strict,
-                      "description": fmt.description}
-            response_format = {"type": "json_schema",
-                               "json_schema": {k: v for k, v in schema.items() if v is not None}}
+            schema = {
+                "name": fmt.name or "output",
+                "schema": fmt.schema_ or {},
+                "strict": fmt.strict,
+                "description": fmt.description,
+            }
+            response_format = {
+                "type": "json_schema",
+                "json_schema": {k: v for k, v in schema.items() if v is not None},
+            }
         extra: dict[str, Any] = {}
         if tools and self.parallel_tool_calls is not None:
             extra["parallel_tool_calls"] = self.parallel_tool_calls
         joined = "\n\n".join(t for t in (self.instructions or "", instructions) if t.strip())
-        return GenerationOptions(instructions=joined, max_tokens=self.max_output_tokens,
-                                 temperature=self.temperature, top_p=self.top_p, response_format=response_format,
-                                 tools=tuple(tools), tool_choice=choice if tools else None, tool_turns=tool_turns,
-                                 extra=extra)
+        return GenerationOptions(
+            instructions=joined,
+            max_tokens=self.max_output_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            response_format=response_format,
+            tools=tuple(tools),
+            tool_choice=choice if tools else None,
+            tool_turns=tool_turns,
+            extra=extra,
+        )
 
 
 def _text(content: Any, param: str) -> str:
@@ -193,11 +238,15 @@ def response_id(question_id: uuid.UUID | None) -> str:
 
 
 def question_id_of(value: str, param: str) -> uuid.UUID:
-    missing = NotFound(f"Response with id '{value}' not found.", code="response_not_found", details={"param": param})
+    missing = NotFound(
+        f"Response with id '{value}' not found.",
+        code="response_not_found",
+        details={"param": param},
+    )
     if not value.startswith(PREFIX):
         raise missing
     try:
-        return uuid.UUID(hex=value[len(PREFIX):])
+        return uuid.UUID(hex=value[len(PREFIX) :])
     except ValueError:
         raise missing from None
 
@@ -210,72 +259,148 @@ def annotations(text: str, citations: Sequence[ev.Citation]) -> list[dict[str, A
         start = text.find(marker)
         start, end = (start, start + len(marker)) if start >= 0 else (len(text), len(text))
         if c.url:
-            found.append({"type": "url_citation", "url": c.url, "title": c.title, "start_index": start,
-                          "end_index": end})
+            found.append(
+                {
+                    "type": "url_citation",
+                    "url": c.url,
+                    "title": c.title,
+                    "start_index": start,
+                    "end_index": end,
+                }
+            )
         else:
-            found.append({"type": "file_citation", "file_id": str(c.source_id), "filename": c.title, "index": start})
+            found.append(
+                {
+                    "type": "file_citation",
+                    "file_id": str(c.source_id),
+                    "filename": c.title,
+                    "index": start,
+                }
+            )
     return found
 
 
-def message_item(item_id: str, text: str, notes: list[dict[str, Any]], status: str = "completed") -> dict[str, Any]:
-    return {"type": "message", "id": item_id, "status": status, "role": "assistant",
-            "content": [{"type": "output_text", "text": text, "annotations": notes, "logprobs": []}]}
+def message_item(
+    item_id: str, text: str, notes: list[dict[str, Any]], status: str = "completed"
+) -> dict[str, Any]:
+    return {
+        "type": "message",
+        "id": item_id,
+        "status": status,
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": text, "annotations": notes, "logprobs": []}],
+    }
 
 
 def call_item(call: ev.ToolCall | dict[str, Any], status: str = "completed") -> dict[str, Any]:
-    data = call if isinstance(call, dict) else {"id": call.id, "name": call.name, "arguments": call.arguments}
-    return {"type": "function_call", "id": f"fc_{data['id']}", "call_id": data["id"], "name": data["name"],
-            "arguments": data["arguments"], "status": status}
+    data = (
+        call
+        if isinstance(call, dict)
+        else {"id": call.id, "name": call.name, "arguments": call.arguments}
+    )
+    return {
+        "type": "function_call",
+        "id": f"fc_{data['id']}",
+        "call_id": data["id"],
+        "name": data["name"],
+        "arguments": data["arguments"],
+        "status": status,
+    }
 
 
 class Encoder:
     """Builds the Responses objects of one request (plain and streamed alike)."""
 
-    def __init__(self, bot: Bot, data: ResponseIn | None, rid: str, *, created: float | None = None,
-                 previous: str | None = None) -> None:
+    def __init__(
+        self,
+        bot: Bot,
+        data: ResponseIn | None,
+        rid: str,
+        *,
+        created: float | None = None,
+        previous: str | None = None,
+    ) -> None:
         self.bot, self.data, self.id = bot, data, rid
         self.created = created or time.time()
         self.previous = previous
-        self.message_id = "msg_" + rid[len(PREFIX):]
+        self.message_id = "msg_" + rid[len(PREFIX) :]
         self.sequence = 0
 
-    def response(self, status: str, output: list[dict[str, Any]], usage: tuple[int, int] | None = None,
-                 error: dict[str, str] | None = None, incomplete: str | None = None) -> dict[str, Any]:
+    def response(
+        self,
+        status: str,
+        output: list[dict[str, Any]],
+        usage: tuple[int, int] | None = None,
+        error: dict[str, str] | None = None,
+        incomplete: str | None = None,
+    ) -> dict[str, Any]:
         data = self.data
-        tools = [t.model_dump(exclude_none=True) for t in (data.tools if data and data.tools else ())]
-        fmt = data.text.format.model_dump(by_alias=True, exclude_none=True) if data and data.text and data.text.format \
+        tools = [
+            t.model_dump(exclude_none=True) for t in (data.tools if data and data.tools else ())
+        ]
+        fmt = (
+            data.text.format.model_dump(by_alias=True, exclude_none=True)
+            if data and data.text and data.text.format
             else {"type": "text"}
+        )
         body: dict[str, Any] = {
-            "id": self.id, "object": "response", "created_at": int(self.created), "status": status,
-            "model": self.bot.slug, "output": output, "error": error,
+            "id": self.id,
+            "object": "response",
+            "created_at": int(self.created),
+            "status": status,
+            "model": self.bot.slug,
+            "output": output,
+            "error": error,
             "incomplete_details": {"reason": incomplete} if incomplete else None,
             "instructions": data.instructions if data else None,
             "max_output_tokens": data.max_output_tokens if data else None,
             "metadata": (data.metadata if data else None) or {},
             "parallel_tool_calls": data.parallel_tool_calls is not False if data else True,
-            "previous_response_id": self.previous, "store": data.store if data else True,
-            "temperature": data.temperature if data else None, "top_p": data.top_p if data else None,
-            "tool_choice": (data.tool_choice if data and data.tool_choice else "auto"), "tools": tools,
-            "text": {"format": fmt}, "truncation": "disabled", "user": data.user if data else None,
+            "previous_response_id": self.previous,
+            "store": data.store if data else True,
+            "temperature": data.temperature if data else None,
+            "top_p": data.top_p if data else None,
+            "tool_choice": (data.tool_choice if data and data.tool_choice else "auto"),
+            "tools": tools,
+            "text": {"format": fmt},
+            "truncation": "disabled",
+            "user": data.user if data else None,
             "usage": None,
         }
         if usage is not None:
-            body["usage"] = {"input_tokens": usage[0], "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
-                             "output_tokens": usage[1], "output_tokens_details": {"reasoning_tokens": 0},
-                             "total_tokens": usage[0] + usage[1]}
+            body["usage"] = {
+                "input_tokens": usage[0],
+                "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+                "output_tokens": usage[1],
+                "output_tokens_details": {"reasoning_tokens": 0},
+                "total_tokens": usage[0] + usage[1],
+            }
         return body
 
-    def output(self, text: str, citations: Sequence[ev.Citation],
-               calls: Sequence[ev.ToolCall | dict[str, Any]]) -> list[dict[str, Any]]:
-        items = [message_item(self.message_id, text, annotations(text, citations))] if text or not calls else []
+    def output(
+        self,
+        text: str,
+        citations: Sequence[ev.Citation],
+        calls: Sequence[ev.ToolCall | dict[str, Any]],
+    ) -> list[dict[str, Any]]:
+        items = (
+            [message_item(self.message_id, text, annotations(text, citations))]
+            if text or not calls
+            else []
+        )
         return items + [call_item(c) for c in calls]
 
     def finished(self, answer: Answer) -> dict[str, Any]:
-        usage = (answer.usage.prompt_tokens, answer.usage.completion_tokens) if answer.usage else (0, 0)
+        usage = (
+            (answer.usage.prompt_tokens, answer.usage.completion_tokens) if answer.usage else (0, 0)
+        )
         length = answer.finish_reason == "length"
-        return self.response("incomplete" if length else "completed",
-                             self.output(answer.text, answer.citations, answer.tool_calls), usage,
-                             incomplete="max_output_tokens" if length else None)
+        return self.response(
+            "incomplete" if length else "completed",
+            self.output(answer.text, answer.citations, answer.tool_calls),
+            usage,
+            incomplete="max_output_tokens" if length else None,
+        )
 
     def event(self, kind: str, **fields: Any) -> str:
         self.sequence += 1
@@ -285,22 +410,33 @@ class Encoder:
 async def owned_exchange(db: Any, principal: Any, rid: str, param: str) -> conversations.Exchange:
     """The stored exchange a response id names, when this key may continue its conversation
     (a bot key: only those it opened); anything else is not found."""
-    exchange = await conversations.get_exchange(db, principal=principal, question_id=question_id_of(rid, param))
+    exchange = await conversations.get_exchange(
+        db, principal=principal, question_id=question_id_of(rid, param)
+    )
     if not sessions.key_owns(exchange.conversation, principal):
-        raise NotFound(f"Response with id '{rid}' not found.", code="response_not_found", details={"param": param})
+        raise NotFound(
+            f"Response with id '{rid}' not found.",
+            code="response_not_found",
+            details={"param": param},
+        )
     return exchange
 
 
 async def previous_conversation(db: Any, principal: Any, bot: Bot, previous: str) -> uuid.UUID:
     exchange = await owned_exchange(db, principal, previous, "previous_response_id")
     if exchange.conversation.bot_id != bot.id:
-        raise InvalidRequest("previous_response_id names a response of another model", code="invalid_request",
-                             details={"param": "previous_response_id"})
+        raise InvalidRequest(
+            "previous_response_id names a response of another model",
+            code="invalid_request",
+            details={"param": "previous_response_id"},
+        )
     return exchange.conversation.id
 
 
 @router.post("/responses")
-async def create_response(data: ResponseIn, request: Request, principal: PrincipalDep, db: DbDep) -> Any:
+async def create_response(
+    data: ResponseIn, request: Request, principal: PrincipalDep, db: DbDep
+) -> Any:
     bot = await bot_of_model(db, principal, data.model)
     data.refuse_unrelayable()
     instructions, history, question, tool_turns = split_messages(data.messages(), param="input")
@@ -310,19 +446,45 @@ async def create_response(data: ResponseIn, request: Request, principal: Princip
     conversation_id = None
     if data.previous_response_id:
         if not data.store:
-            raise InvalidRequest("previous_response_id needs store: true (a private turn continues nothing)",
-                                 code="invalid_request", details={"param": "store"})
+            raise InvalidRequest(
+                "previous_response_id needs store: true (a private turn continues nothing)",
+                code="invalid_request",
+                details={"param": "store"},
+            )
         conversation_id = await previous_conversation(db, principal, bot, data.previous_response_id)
-    ref = SessionRef(None, None) if not data.store else await sessions.resolve_session(
-        db, bot=bot, door=DOOR, principal=principal, client_session_id=data.user, conversation_id=conversation_id,
-        continue_latest=False)
+    ref = (
+        SessionRef(None, None)
+        if not data.store
+        else await sessions.resolve_session(
+            db,
+            bot=bot,
+            door=DOOR,
+            principal=principal,
+            client_session_id=data.user,
+            conversation_id=conversation_id,
+            continue_latest=False,
+        )
+    )
     headers = await admit(request, bot, principal)
-    turn = await chat.start(ChatRequest(
-        bot=bot, question=question, channel=DOOR, conversation_id=ref.conversation_id, session_id=ref.session_id,
-        session_scope=ref.scope, history=history, private=not data.store, api_key_id=principal.key_id,
-        options=options, client_ip=request.client.host if request.client else None,
-        thread_key=thread_key(principal, data.user)))
-    encoder = Encoder(bot, data, response_id(turn.user_message_id), previous=data.previous_response_id)
+    turn = await chat.start(
+        ChatRequest(
+            bot=bot,
+            question=question,
+            channel=DOOR,
+            conversation_id=ref.conversation_id,
+            session_id=ref.session_id,
+            session_scope=ref.scope,
+            history=history,
+            private=not data.store,
+            api_key_id=principal.key_id,
+            options=options,
+            client_ip=request.client.host if request.client else None,
+            thread_key=thread_key(principal, data.user),
+        )
+    )
+    encoder = Encoder(
+        bot, data, response_id(turn.user_message_id), previous=data.previous_response_id
+    )
     if not data.stream:
         answer = await run_turn(turn)
         if answer.error is not None:
@@ -344,9 +506,20 @@ async def stream(encoder: Encoder, turn: Any) -> AsyncIterator[str]:
     opened = False
 
     def open_message() -> list[str]:
-        return [event("response.output_item.added", output_index=0, item=message_item(item_id, "", [], "in_progress")),
-                event("response.content_part.added", item_id=item_id, output_index=0, content_index=0,
-                      part={"type": "output_text", "text": "", "annotations": [], "logprobs": []})]
+        return [
+            event(
+                "response.output_item.added",
+                output_index=0,
+                item=message_item(item_id, "", [], "in_progress"),
+            ),
+            event(
+                "response.content_part.added",
+                item_id=item_id,
+                output_index=0,
+                content_index=0,
+                part={"type": "output_text", "text": "", "annotations": [], "logprobs": []},
+            ),
+        ]
 
     async for chat_event in turn.events():
         if isinstance(chat_event, (ev.Delta, ev.Replace)):
@@ -354,10 +527,18 @@ async def stream(encoder: Encoder, turn: Any) -> AsyncIterator[str]:
                 opened = True
                 for piece in open_message():
                     yield piece
-            delta = chat_event.text if isinstance(chat_event, ev.Delta) else "\n\n" + chat_event.text
+            delta = (
+                chat_event.text if isinstance(chat_event, ev.Delta) else "\n\n" + chat_event.text
+            )
             text = text + delta if isinstance(chat_event, ev.Delta) else chat_event.text
-            yield event("response.output_text.delta", item_id=item_id, output_index=0, content_index=0,
-                        delta=delta, logprobs=[])
+            yield event(
+                "response.output_text.delta",
+                item_id=item_id,
+                output_index=0,
+                content_index=0,
+                delta=delta,
+                logprobs=[],
+            )
         elif isinstance(chat_event, ev.Citations):
             citations = chat_event.citations
         elif isinstance(chat_event, ev.ToolCall):
@@ -379,44 +560,98 @@ async def stream(encoder: Encoder, turn: Any) -> AsyncIterator[str]:
     if opened:
         notes = annotations(text, citations)
         for n, note in enumerate(notes):
-            yield event("response.output_text.annotation.added", item_id=item_id, output_index=0, content_index=0,
-                        annotation_index=n, annotation=note)
-        yield event("response.output_text.done", item_id=item_id, output_index=0, content_index=0, text=text,
-                    logprobs=[])
-        yield event("response.content_part.done", item_id=item_id, output_index=0, content_index=0,
-                    part={"type": "output_text", "text": text, "annotations": notes, "logprobs": []})
-        yield event("response.output_item.done", output_index=0, item=message_item(item_id, text, notes))
+            yield event(
+                "response.output_text.annotation.added",
+                item_id=item_id,
+                output_index=0,
+                content_index=0,
+                annotation_index=n,
+                annotation=note,
+            )
+        yield event(
+            "response.output_text.done",
+            item_id=item_id,
+            output_index=0,
+            content_index=0,
+            text=text,
+            logprobs=[],
+        )
+        yield event(
+            "response.content_part.done",
+            item_id=item_id,
+            output_index=0,
+            content_index=0,
+            part={"type": "output_text", "text": text, "annotations": notes, "logprobs": []},
+        )
+        yield event(
+            "response.output_item.done", output_index=0, item=message_item(item_id, text, notes)
+        )
         index = 1
     for n, call in enumerate(calls, start=index):
         item = call_item(call)
-        yield event("response.output_item.added", output_index=n, item={**item, "arguments": "", "status": "in_progress"})
-        yield event("response.function_call_arguments.delta", item_id=item["id"], output_index=n, delta=call.arguments)
-        yield event("response.function_call_arguments.done", item_id=item["id"], output_index=n, name=call.name,
-                    arguments=call.arguments)
+        yield event(
+            "response.output_item.added",
+            output_index=n,
+            item={**item, "arguments": "", "status": "in_progress"},
+        )
+        yield event(
+            "response.function_call_arguments.delta",
+            item_id=item["id"],
+            output_index=n,
+            delta=call.arguments,
+        )
+        yield event(
+            "response.function_call_arguments.done",
+            item_id=item["id"],
+            output_index=n,
+            name=call.name,
+            arguments=call.arguments,
+        )
         yield event("response.output_item.done", output_index=n, item=item)
     answer.text, answer.citations, answer.tool_calls = text, citations, calls
     final = encoder.finished(answer)
-    yield event("response.incomplete" if final["status"] == "incomplete" else "response.completed", response=final)
+    yield event(
+        "response.incomplete" if final["status"] == "incomplete" else "response.completed",
+        response=final,
+    )
 
 
 @router.get("/responses/{response_id}")
-async def get_response(response_id: str, request: Request, principal: PrincipalDep, db: DbDep) -> Any:
+async def get_response(
+    response_id: str, request: Request, principal: PrincipalDep, db: DbDep
+) -> Any:
     """A stored response; a bot key reads only those of conversations it opened."""
     exchange = await owned_exchange(db, principal, response_id, "response_id")
     bot = await bots.get_bot(db, principal=principal, ref=exchange.conversation.bot_id)
     check_key_for_bot(request, bot, principal)
     previous = response_id_of(exchange.previous_question_id)
-    encoder = Encoder(bot, None, response_id, created=exchange.question.created_at.timestamp(), previous=previous)
+    encoder = Encoder(
+        bot, None, response_id, created=exchange.question.created_at.timestamp(), previous=previous
+    )
     answer = exchange.answer
     if answer is None:
         return encoder.response("in_progress", [])
     if answer.error_code:
-        return encoder.response("failed", [], error={"code": answer.error_code, "message": answer.error or ""})
-    citations = [ev.Citation(c["index"], uuid.UUID(c["source_id"]), c["title"], c.get("url"), c.get("page"),
-                             c.get("score", 0.0)) for c in answer.citations or ()]
+        return encoder.response(
+            "failed", [], error={"code": answer.error_code, "message": answer.error or ""}
+        )
+    citations = [
+        ev.Citation(
+            c["index"],
+            uuid.UUID(c["source_id"]),
+            c["title"],
+            c.get("url"),
+            c.get("page"),
+            c.get("score", 0.0),
+        )
+        for c in answer.citations or ()
+    ]
     calls = (answer.metadata_ or {}).get("tool_calls") or []
-    return encoder.response("completed", encoder.output(answer.content, citations, calls),
-                            (answer.prompt_tokens, answer.completion_tokens))
+    return encoder.response(
+        "completed",
+        encoder.output(answer.content, citations, calls),
+        (answer.prompt_tokens, answer.completion_tokens),
+    )
 
 
 def response_id_of(question_id: uuid.UUID | None) -> str | None:

@@ -102,7 +102,9 @@ class ResponseFormat(BaseModel):
 class SamplingIn(BaseModel):
     """The parameters both the chat and the legacy completions endpoints take."""
 
-    model_config = ConfigDict(extra="allow")  # unknown options are accepted, as before; known ones are honoured or refused
+    model_config = ConfigDict(
+        extra="allow"
+    )  # unknown options are accepted, as before; known ones are honoured or refused
     model: str = Field(..., min_length=1, max_length=200)
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -117,7 +119,9 @@ class SamplingIn(BaseModel):
     logit_bias: dict[str, float] | None = None
     logprobs: bool | int | None = None
     user: str | None = Field(None, max_length=200)
-    conversation_id: uuid.UUID | None = Field(None, description="chatwell extension: continue a stored conversation.")
+    conversation_id: uuid.UUID | None = Field(
+        None, description="chatwell extension: continue a stored conversation."
+    )
 
     def refuse_unrelayable(self) -> None:
         if self.n is not None and self.n > 1:
@@ -138,8 +142,11 @@ class SamplingIn(BaseModel):
         return tuple(stops)
 
     def sampling_extra(self) -> dict[str, Any]:
-        given = {"frequency_penalty": self.frequency_penalty, "presence_penalty": self.presence_penalty,
-                 "logit_bias": self.logit_bias or None}
+        given = {
+            "frequency_penalty": self.frequency_penalty,
+            "presence_penalty": self.presence_penalty,
+            "logit_bias": self.logit_bias or None,
+        }
         return {k: v for k, v in given.items() if v}
 
 
@@ -161,17 +168,30 @@ class CompletionIn(SamplingIn):
         extra = self.sampling_extra()
         if self.tools and self.parallel_tool_calls is not None:
             extra["parallel_tool_calls"] = self.parallel_tool_calls
-        response_format = self.response_format.model_dump(exclude_none=True) if self.response_format else None
+        response_format = (
+            self.response_format.model_dump(exclude_none=True) if self.response_format else None
+        )
         return GenerationOptions(
-            instructions=instructions, max_tokens=self.max_completion_tokens or self.max_tokens,
-            temperature=self.temperature, top_p=self.top_p, seed=self.seed, stop=self.stops(),
-            response_format=response_format if response_format and response_format["type"] != "text" else None,
+            instructions=instructions,
+            max_tokens=self.max_completion_tokens or self.max_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            seed=self.seed,
+            stop=self.stops(),
+            response_format=response_format
+            if response_format and response_format["type"] != "text"
+            else None,
             tools=tuple(t.model_dump(exclude_none=True) for t in self.tools or ()),
-            tool_choice=self.tool_choice if self.tools else None, tool_turns=tool_turns, extra=extra)
+            tool_choice=self.tool_choice if self.tools else None,
+            tool_turns=tool_turns,
+            extra=extra,
+        )
 
 
 class LegacyCompletionIn(SamplingIn):
-    prompt: str | list[str] = Field(..., description="The question; a list must hold exactly one prompt.")
+    prompt: str | list[str] = Field(
+        ..., description="The question; a list must hold exactly one prompt."
+    )
     suffix: str | None = None
     echo: bool | None = None
     best_of: int | None = Field(None, ge=1)
@@ -201,16 +221,23 @@ def model_messages(messages: list[MessageIn]) -> list[ModelMessage]:
     converted = []
     for n, m in enumerate(messages):
         text = text_of(m.content, f"messages[{n}].content")
-        calls = tuple(ModelToolCall(i, c.id, c.function.name, c.function.arguments)
-                      for i, c in enumerate(m.tool_calls or ()))
+        calls = tuple(
+            ModelToolCall(i, c.id, c.function.name, c.function.arguments)
+            for i, c in enumerate(m.tool_calls or ())
+        )
         role = "system" if m.role == "developer" else m.role
         converted.append(ModelMessage(role, text, tool_calls=calls, tool_call_id=m.tool_call_id))
     return converted
 
 
 def model_json(bot: Bot) -> dict[str, Any]:
-    return {"id": bot.slug, "object": "model", "created": int(bot.created_at.timestamp()), "owned_by": "chatwell",
-            "name": bot.name}
+    return {
+        "id": bot.slug,
+        "object": "model",
+        "created": int(bot.created_at.timestamp()),
+        "owned_by": "chatwell",
+        "name": bot.name,
+    }
 
 
 @router.get("/models")
@@ -230,63 +257,120 @@ async def get_model(model: str, principal: PrincipalDep, db: DbDep) -> dict[str,
     return model_json(await bot_of_model(db, principal, model))
 
 
-async def chat_request(request: Request, principal: Principal, bot: Bot, data: SamplingIn, *, question: str,
-                       history: list[ev.HistoryTurn], options: GenerationOptions) -> ChatRequest:
+async def chat_request(
+    request: Request,
+    principal: Principal,
+    bot: Bot,
+    data: SamplingIn,
+    *,
+    question: str,
+    history: list[ev.HistoryTurn],
+    options: GenerationOptions,
+) -> ChatRequest:
     """The chat engine's request; ``user`` is the client's session id in this door's namespace."""
-    ref = await sessions.resolve_session(request.app.state.db, bot=bot, door=DOOR, principal=principal,
-                                         client_session_id=data.user, conversation_id=data.conversation_id,
-                                         continue_latest=False)
+    ref = await sessions.resolve_session(
+        request.app.state.db,
+        bot=bot,
+        door=DOOR,
+        principal=principal,
+        client_session_id=data.user,
+        conversation_id=data.conversation_id,
+        continue_latest=False,
+    )
     return ChatRequest(
-        bot=bot, question=question, channel=DOOR, conversation_id=ref.conversation_id, session_id=ref.session_id,
-        session_scope=ref.scope, history=history, api_key_id=principal.key_id,
-        client_ip=request.client.host if request.client else None, options=options,
-        thread_key=thread_key(principal, data.user))
+        bot=bot,
+        question=question,
+        channel=DOOR,
+        conversation_id=ref.conversation_id,
+        session_id=ref.session_id,
+        session_scope=ref.scope,
+        history=history,
+        api_key_id=principal.key_id,
+        client_ip=request.client.host if request.client else None,
+        options=options,
+        thread_key=thread_key(principal, data.user),
+    )
 
 
 def tool_call_json(call: ev.ToolCall, *, index: bool = False) -> dict[str, Any]:
-    body: dict[str, Any] = {"id": call.id, "type": "function",
-                            "function": {"name": call.name, "arguments": call.arguments}}
+    body: dict[str, Any] = {
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments},
+    }
     return {"index": call.index, **body} if index else body
 
 
 def usage_json(usage: ev.Usage | None) -> dict[str, int]:
     prompt, completion = usage_counts(usage)
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
 
 
 @router.post("/chat/completions")
-async def chat_completions(data: CompletionIn, request: Request, principal: PrincipalDep, db: DbDep) -> Any:
+async def chat_completions(
+    data: CompletionIn, request: Request, principal: PrincipalDep, db: DbDep
+) -> Any:
     bot = await bot_of_model(db, principal, data.model)
     data.refuse_unrelayable()
     instructions, history, question, tool_turns = split_messages(model_messages(data.messages))
     options = data.options(instructions, tool_turns)
     request.app.state.chat.check_options(bot, options)
     headers = await admit(request, bot, principal)
-    turn = await request.app.state.chat.start(await chat_request(request, principal, bot, data, question=question,
-                                                                 history=history, options=options))
+    turn = await request.app.state.chat.start(
+        await chat_request(
+            request, principal, bot, data, question=question, history=history, options=options
+        )
+    )
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     if not data.stream:
         answer = await run_turn(turn)
         if answer.error is not None:
             return failed_turn(answer.error, headers)
-        message: dict[str, Any] = {"role": "assistant", "content": answer.text or None, "refusal": None}
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": answer.text or None,
+            "refusal": None,
+        }
         if answer.tool_calls:
             message["tool_calls"] = [tool_call_json(c) for c in answer.tool_calls]
         elif not answer.text:
             message["content"] = ""
-        return JSONResponse({
-            "id": completion_id, "object": "chat.completion", "created": created, "model": bot.slug,
-            "choices": [{"index": 0, "message": message, "finish_reason": answer.finish_reason, "logprobs": None}],
-            "usage": usage_json(answer.usage),
-            "citations": [citation_json(c) for c in answer.citations],
-            "conversation_id": str(turn.conversation_id) if turn.conversation_id else None,
-        }, headers=headers)
+        return JSONResponse(
+            {
+                "id": completion_id,
+                "object": "chat.completion",
+                "created": created,
+                "model": bot.slug,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": message,
+                        "finish_reason": answer.finish_reason,
+                        "logprobs": None,
+                    }
+                ],
+                "usage": usage_json(answer.usage),
+                "citations": [citation_json(c) for c in answer.citations],
+                "conversation_id": str(turn.conversation_id) if turn.conversation_id else None,
+            },
+            headers=headers,
+        )
     include_usage = bool(data.stream_options and data.stream_options.include_usage)
 
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
-        body = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": bot.slug,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **extra}
+        body = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": bot.slug,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+            **extra,
+        }
         return frame(body)
 
     async def frames() -> AsyncIterator[str]:
@@ -306,16 +390,36 @@ async def chat_completions(data: CompletionIn, request: Request, principal: Prin
             elif isinstance(event, ev.Usage):
                 usage = event
             elif isinstance(event, ev.Error):
-                yield frame({"error": {"message": event.message, "type": "server_error", "param": None,
-                                       "code": event.code}})
+                yield frame(
+                    {
+                        "error": {
+                            "message": event.message,
+                            "type": "server_error",
+                            "param": None,
+                            "code": event.code,
+                        }
+                    }
+                )
                 yield "data: [DONE]\n\n"
                 return
             elif isinstance(event, ev.Done):
-                yield chunk({}, event.finish_reason, citations=citations,
-                            conversation_id=str(event.conversation_id) if event.conversation_id else None)
+                yield chunk(
+                    {},
+                    event.finish_reason,
+                    citations=citations,
+                    conversation_id=str(event.conversation_id) if event.conversation_id else None,
+                )
         if include_usage and usage is not None:
-            yield frame({"id": completion_id, "object": "chat.completion.chunk", "created": created,
-                         "model": bot.slug, "choices": [], "usage": usage_json(usage)})
+            yield frame(
+                {
+                    "id": completion_id,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": bot.slug,
+                    "choices": [],
+                    "usage": usage_json(usage),
+                }
+            )
         yield "data: [DONE]\n\n"
 
     response = sse_response(frames())
@@ -324,26 +428,41 @@ async def chat_completions(data: CompletionIn, request: Request, principal: Prin
 
 
 @router.post("/completions")
-async def completions(data: LegacyCompletionIn, request: Request, principal: PrincipalDep, db: DbDep) -> Any:
+async def completions(
+    data: LegacyCompletionIn, request: Request, principal: PrincipalDep, db: DbDep
+) -> Any:
     """The legacy text completion (LlamaIndex's ``OpenAILike`` default): the prompt is the question,
     the text is the bot's answer."""
     bot = await bot_of_model(db, principal, data.model)
     data.refuse_unrelayable()
     prompt = data.prompt[0] if isinstance(data.prompt, list) else data.prompt
     _, history, question, _ = split_messages([ModelMessage("user", prompt)], param="prompt")
-    options = GenerationOptions(max_tokens=data.max_tokens, temperature=data.temperature, top_p=data.top_p,
-                                seed=data.seed, stop=data.stops(), extra=data.sampling_extra())
+    options = GenerationOptions(
+        max_tokens=data.max_tokens,
+        temperature=data.temperature,
+        top_p=data.top_p,
+        seed=data.seed,
+        stop=data.stops(),
+        extra=data.sampling_extra(),
+    )
     request.app.state.chat.check_options(bot, options)
     headers = await admit(request, bot, principal)
-    turn = await request.app.state.chat.start(await chat_request(request, principal, bot, data, question=question,
-                                                                 history=history, options=options))
+    turn = await request.app.state.chat.start(
+        await chat_request(
+            request, principal, bot, data, question=question, history=history, options=options
+        )
+    )
     completion_id = f"cmpl-{uuid.uuid4().hex}"
     created = int(time.time())
 
     def body(text: str, finish: str | None, usage: ev.Usage | None = None) -> dict[str, Any]:
-        reply: dict[str, Any] = {"id": completion_id, "object": "text_completion", "created": created,
-                                 "model": bot.slug, "choices": [{"index": 0, "text": text, "finish_reason": finish,
-                                                                 "logprobs": None}]}
+        reply: dict[str, Any] = {
+            "id": completion_id,
+            "object": "text_completion",
+            "created": created,
+            "model": bot.slug,
+            "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}],
+        }
         if usage is not None:
             reply["usage"] = usage_json(usage)
         return reply
@@ -352,8 +471,10 @@ async def completions(data: LegacyCompletionIn, request: Request, principal: Pri
         answer = await run_turn(turn)
         if answer.error is not None:
             return failed_turn(answer.error, headers)
-        return JSONResponse({**body(answer.text, answer.finish_reason), "usage": usage_json(answer.usage)},
-                            headers=headers)
+        return JSONResponse(
+            {**body(answer.text, answer.finish_reason), "usage": usage_json(answer.usage)},
+            headers=headers,
+        )
     include_usage = bool(data.stream_options and data.stream_options.include_usage)
 
     async def frames() -> AsyncIterator[str]:
@@ -366,8 +487,16 @@ async def completions(data: LegacyCompletionIn, request: Request, principal: Pri
             elif isinstance(event, ev.Usage):
                 usage = event
             elif isinstance(event, ev.Error):
-                yield frame({"error": {"message": event.message, "type": "server_error", "param": None,
-                                       "code": event.code}})
+                yield frame(
+                    {
+                        "error": {
+                            "message": event.message,
+                            "type": "server_error",
+                            "param": None,
+                            "code": event.code,
+                        }
+                    }
+                )
                 break
             elif isinstance(event, ev.Done):
                 yield frame(body("", event.finish_reason))

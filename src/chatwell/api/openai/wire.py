@@ -30,16 +30,37 @@ from chatwell.services import bots
 from chatwell.storage.database import Database
 from chatwell.storage.tables import Bot
 
-ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-               404: "not_found_error", 409: "invalid_request_error", 413: "invalid_request_error",
-               429: "rate_limit_error", 503: "server_error"}
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "invalid_request_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+    503: "server_error",
+}
 OUT_OF_CREDIT = frozenset({"insufficient_credits", "insufficient_quota"})
 
-ERROR_DOC = ErrorDoc("OpenAIError", {
-    "type": "object", "required": ["error"],
-    "properties": {"error": {"type": "object", "required": ["message", "type", "param", "code"], "properties": {
-        "message": {"type": "string"}, "type": {"type": "string"}, "param": {"type": ["string", "null"]},
-        "code": {"type": ["string", "null"]}}}}})
+ERROR_DOC = ErrorDoc(
+    "OpenAIError",
+    {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["message", "type", "param", "code"],
+                "properties": {
+                    "message": {"type": "string"},
+                    "type": {"type": "string"},
+                    "param": {"type": ["string", "null"]},
+                    "code": {"type": ["string", "null"]},
+                },
+            }
+        },
+    },
+)
 
 
 def param_of(error: ChatwellError) -> str | None:
@@ -61,8 +82,11 @@ def openai_error(error: ChatwellError, status: int) -> JSONResponse:
         headers["x-should-retry"] = "false"
     if isinstance(error, RateLimited):
         headers.update(openai_limit_headers(error.limit, 0, error.reset_at))
-    return JSONResponse({"error": {"message": error.message, "type": kind, "param": param_of(error), "code": code}},
-                        status_code=status, headers=headers)
+    return JSONResponse(
+        {"error": {"message": error.message, "type": kind, "param": param_of(error), "code": code}},
+        status_code=status,
+        headers=headers,
+    )
 
 
 def _duration(seconds: int) -> str:
@@ -72,7 +96,9 @@ def _duration(seconds: int) -> str:
     return (f"{hours}h" if hours else "") + (f"{minutes}m" if hours or minutes else "") + f"{secs}s"
 
 
-def openai_limit_headers(limit: int | None, remaining: int | None, reset_at: int | None) -> dict[str, str]:
+def openai_limit_headers(
+    limit: int | None, remaining: int | None, reset_at: int | None
+) -> dict[str, str]:
     headers: dict[str, str] = {}
     if limit is not None:
         headers["x-ratelimit-limit-requests"] = str(limit)
@@ -85,15 +111,21 @@ def openai_limit_headers(limit: int | None, remaining: int | None, reset_at: int
 def decision_headers(decision: Decision | None) -> dict[str, str]:
     if decision is None:
         return {}
-    return {**decision.headers(), **openai_limit_headers(decision.limit, decision.remaining, decision.reset_at)}
+    return {
+        **decision.headers(),
+        **openai_limit_headers(decision.limit, decision.remaining, decision.reset_at),
+    }
 
 
 async def bot_of_model(db: Database, principal: Principal, model: str) -> Bot:
     try:
         return await bots.get_bot(db, principal=principal, ref=model)
     except NotFound:
-        raise NotFound(f"The model '{model}' does not exist or you do not have access to it.",
-                       code="model_not_found", details={"param": "model"}) from None
+        raise NotFound(
+            f"The model '{model}' does not exist or you do not have access to it.",
+            code="model_not_found",
+            details={"param": "model"},
+        ) from None
 
 
 async def admit(request: Request, bot: Bot, principal: Principal) -> dict[str, str]:
@@ -105,29 +137,45 @@ async def admit(request: Request, bot: Bot, principal: Principal) -> dict[str, s
 
 
 def unsupported(param: str, what: str) -> InvalidRequest:
-    return InvalidRequest(f"'{param}' is not supported: {what}", code="unsupported_parameter",
-                          details={"param": param})
+    return InvalidRequest(
+        f"'{param}' is not supported: {what}",
+        code="unsupported_parameter",
+        details={"param": param},
+    )
 
 
-def split_messages(messages: Sequence[ModelMessage], *,
-                   param: str = "messages") -> tuple[str, list[HistoryTurn], str, tuple[ModelMessage, ...]]:
+def split_messages(
+    messages: Sequence[ModelMessage], *, param: str = "messages"
+) -> tuple[str, list[HistoryTurn], str, tuple[ModelMessage, ...]]:
     """(caller instructions, history, question, tool turns) of a client's conversation.
 
     System and developer messages become the caller's instructions; the last user message is the
     question; what follows it must be the assistant's tool calls and their results (``tool``
     messages), sent back to the model after the question. Earlier tool exchanges are not history."""
-    instructions = "\n\n".join(m.content for m in messages if m.role == "system" and m.content.strip())
+    instructions = "\n\n".join(
+        m.content for m in messages if m.role == "system" and m.content.strip()
+    )
     talk = [m for m in messages if m.role != "system"]
     last_user = max((i for i, m in enumerate(talk) if m.role == "user"), default=None)
     if last_user is None or not talk[last_user].content.strip():
-        raise InvalidRequest("the conversation must contain a non-empty user message", code="invalid_request",
-                             details={"param": param})
-    tail = tuple(talk[last_user + 1:])
+        raise InvalidRequest(
+            "the conversation must contain a non-empty user message",
+            code="invalid_request",
+            details={"param": param},
+        )
+    tail = tuple(talk[last_user + 1 :])
     if tail and (tail[-1].role != "tool" or any(m.role == "user" for m in tail)):
-        raise InvalidRequest("after the last user message only the assistant's tool calls and their results "
-                             "(tool messages) may follow", code="invalid_request", details={"param": param})
-    history = [HistoryTurn("assistant" if m.role == "assistant" else "user", m.content)
-               for m in talk[:last_user] if m.role in ("user", "assistant") and m.content]
+        raise InvalidRequest(
+            "after the last user message only the assistant's tool calls and their results "
+            "(tool messages) may follow",
+            code="invalid_request",
+            details={"param": param},
+        )
+    history = [
+        HistoryTurn("assistant" if m.role == "assistant" else "user", m.content)
+        for m in talk[:last_user]
+        if m.role in ("user", "assistant") and m.content
+    ]
     return instructions, history, talk[last_user].content, tail
 
 
@@ -179,5 +227,9 @@ def usage_counts(usage: ev.Usage | None) -> tuple[int, int]:
 
 def failed_turn(error: ev.Error, headers: Mapping[str, str]) -> JSONResponse:
     """The reply for a turn that ended in an error event (the chat engine's codes to statuses)."""
-    return turn_error({"error": {"code": error.code, "message": error.message}}, openai_error,
-                      headers=headers, statuses={"content_filtered": 400})
+    return turn_error(
+        {"error": {"code": error.code, "message": error.message}},
+        openai_error,
+        headers=headers,
+        statuses={"content_filtered": 400},
+    )

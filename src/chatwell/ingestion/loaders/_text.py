@@ -15,8 +15,12 @@ from chatwell.domain.documents import LoaderError, Section
 
 
 def too_much_text(chars: int, limit: int) -> LoaderError:
-    return LoaderError("source_too_large", f"The document holds more than {limit:,} characters of text "
-                       f"({chars:,} so far; CHATWELL_INGESTION_MAX_TEXT_CHARS).")
+    return LoaderError(
+        "source_too_large",
+        f"The document holds more than {limit:,} characters of text "
+        f"({chars:,} so far; CHATWELL_INGESTION_MAX_TEXT_CHARS).",
+    )
+
 
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32"),  # before UTF-16 LE: its BOM starts with the UTF-16 LE one
@@ -123,14 +127,20 @@ def title_from_text(text: str, limit: int = 80) -> str | None:
 # was listed and cited as "untitled (page 1)"): the next candidate, e.g. the file name, wins.
 PLACEHOLDER_TITLE = re.compile(
     r"^(untitled|untitled document|document|title|no title|none|null|unknown|anonymous|new document|"
-    r"microsoft word - .*|presentation|slide \d+|page \d+)([\s_-]*\d+)?$", re.IGNORECASE)
+    r"microsoft word - .*|presentation|slide \d+|page \d+)([\s_-]*\d+)?$",
+    re.IGNORECASE,
+)
 
 
 def pick_title(*candidates: str | None) -> str:
     """The first candidate that names something (not blank, not a placeholder such as
     "untitled"), or ``"Untitled"``."""
     for candidate in candidates:
-        if candidate and candidate.strip() and not PLACEHOLDER_TITLE.fullmatch(clean_inline(candidate)):
+        if (
+            candidate
+            and candidate.strip()
+            and not PLACEHOLDER_TITLE.fullmatch(clean_inline(candidate))
+        ):
             return clean_inline(candidate)
     return "Untitled"
 

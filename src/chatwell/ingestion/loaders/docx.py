@@ -91,7 +91,9 @@ def check_text_budget(data: bytes) -> None:
     total = 0
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive, archive.open("word/document.xml") as xml:
-            for _, element in etree.iterparse(xml, events=("end",), tag=paragraph, resolve_entities=False):
+            for _, element in etree.iterparse(
+                xml, events=("end",), tag=paragraph, resolve_entities=False
+            ):
                 total += sum(len(text) for text in element.itertext())
                 if total > limit:
                     raise too_much_text(total, limit)

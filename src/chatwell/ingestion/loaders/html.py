@@ -62,15 +62,39 @@ _DROP_ROLES = frozenset(
 # Class or id words of site chrome as documentation generators (DocBook, Sphinx, MkDocs, Hugo,
 # WordPress themes) write it; "header"/"footer" only outside the article, like the tags.
 _DROP_CLASSES = frozenset(
-    {"nav", "navbar", "navheader", "navfooter", "navigation", "breadcrumb", "breadcrumbs", "sidebar",
-     "sphinxsidebar", "related", "skip-link", "skiplink", "site-nav", "site-header", "site-footer",
-     "cookie-banner", "cookie-notice", "pagination", "pager", "prev-next", "md-header", "md-footer",
-     "md-sidebar", "toc", "localtoc"}
+    {
+        "nav",
+        "navbar",
+        "navheader",
+        "navfooter",
+        "navigation",
+        "breadcrumb",
+        "breadcrumbs",
+        "sidebar",
+        "sphinxsidebar",
+        "related",
+        "skip-link",
+        "skiplink",
+        "site-nav",
+        "site-header",
+        "site-footer",
+        "cookie-banner",
+        "cookie-notice",
+        "pagination",
+        "pager",
+        "prev-next",
+        "md-header",
+        "md-footer",
+        "md-sidebar",
+        "toc",
+        "localtoc",
+    }
 )
 _PAGE_CLASSES = frozenset({"header", "footer", "page-header", "page-footer"})
 # A block of nothing but page-turning links: "Prev", "Up", "Home", "Next", "<< Previous | Next >>".
-_PAGE_TURNING = re.compile(r"^(?:prev(?:ious)?|next|up|home|top|back|index|contents|[<>«»|·‹›←→\s-])+$",
-                           re.IGNORECASE)
+_PAGE_TURNING = re.compile(
+    r"^(?:prev(?:ious)?|next|up|home|top|back|index|contents|[<>«»|·‹›←→\s-])+$", re.IGNORECASE
+)
 _BLOCK_TAGS = frozenset(
     {
         "p",

@@ -55,7 +55,9 @@ POSTGRES_DOWN = [
 
 def upgrade() -> None:
     with op.batch_alter_table("bots") as batch:
-        batch.add_column(sa.Column("index_version", sa.Integer(), nullable=False, server_default="0"))
+        batch.add_column(
+            sa.Column("index_version", sa.Integer(), nullable=False, server_default="0")
+        )
     with op.batch_alter_table("chunks") as batch:
         batch.add_column(sa.Column("embedding_dim", sa.Integer(), nullable=True))
     dialect = op.get_bind().dialect.name

@@ -17,7 +17,9 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("messages") as batch:
-        batch.add_column(sa.Column("metadata", sa.JSON().with_variant(JSONB(), "postgresql"), nullable=True))
+        batch.add_column(
+            sa.Column("metadata", sa.JSON().with_variant(JSONB(), "postgresql"), nullable=True)
+        )
     op.create_index("ix_conversations_bot_session", "conversations", ["bot_id", "session_id"])
 
 

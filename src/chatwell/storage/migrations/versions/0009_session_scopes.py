@@ -18,9 +18,14 @@ down_revision = "0008"
 branch_labels = None
 depends_on = None
 
-conversations = sa.table("conversations", sa.column("id", sa.Uuid()), sa.column("workspace_id", sa.Uuid()),
-                         sa.column("channel", sa.String()), sa.column("api_key_id", sa.Uuid()),
-                         sa.column("session_scope", sa.String()))
+conversations = sa.table(
+    "conversations",
+    sa.column("id", sa.Uuid()),
+    sa.column("workspace_id", sa.Uuid()),
+    sa.column("channel", sa.String()),
+    sa.column("api_key_id", sa.Uuid()),
+    sa.column("session_scope", sa.String()),
+)
 api_keys = sa.table("api_keys", sa.column("id", sa.Uuid()), sa.column("bot_id", sa.Uuid()))
 
 
@@ -29,10 +34,15 @@ def upgrade() -> None:
     bind = op.get_bind()
     # One UPDATE per (door, key, workspace): few groups, however many conversations.
     groups = bind.execute(
-        sa.select(conversations.c.channel, conversations.c.api_key_id, conversations.c.workspace_id,
-                  api_keys.c.bot_id.is_not(None).label("bot_key"))
+        sa.select(
+            conversations.c.channel,
+            conversations.c.api_key_id,
+            conversations.c.workspace_id,
+            api_keys.c.bot_id.is_not(None).label("bot_key"),
+        )
         .select_from(conversations.outerjoin(api_keys, api_keys.c.id == conversations.c.api_key_id))
-        .distinct()).all()
+        .distinct()
+    ).all()
     for channel, key_id, workspace_id, bot_key in groups:
         if channel == "chatbotiq" and key_id is None:
             scope = "chatbotiq:public"
@@ -40,14 +50,26 @@ def upgrade() -> None:
             scope = f"{channel}:key:{key_id}"
         else:
             scope = f"{channel}:workspace:{workspace_id}"
-        key_matches = (conversations.c.api_key_id.is_(None) if key_id is None
-                       else conversations.c.api_key_id == key_id)
-        bind.execute(conversations.update()
-                     .where(conversations.c.channel == channel, key_matches,
-                            conversations.c.workspace_id == workspace_id)
-                     .values(session_scope=scope))
+        key_matches = (
+            conversations.c.api_key_id.is_(None)
+            if key_id is None
+            else conversations.c.api_key_id == key_id
+        )
+        bind.execute(
+            conversations.update()
+            .where(
+                conversations.c.channel == channel,
+                key_matches,
+                conversations.c.workspace_id == workspace_id,
+            )
+            .values(session_scope=scope)
+        )
     op.drop_index("ix_conversations_bot_session", table_name="conversations")
-    op.create_index("ix_conversations_bot_scope_session", "conversations", ["bot_id", "session_scope", "session_id"])
+    op.create_index(
+        "ix_conversations_bot_scope_session",
+        "conversations",
+        ["bot_id", "session_scope", "session_id"],
+    )
 
 
 def downgrade() -> None:
