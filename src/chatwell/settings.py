@@ -1,6 +1,7 @@
 """The one place chatwell is configured: environment (``CHATWELL_*``), ``.env`` or CLI flags.
 
-Every field carries its help text; ``tests/test_docs.py`` checks the README documents each one.
+Every field carries its help text; the docs' configuration page is generated from them
+(``scripts/docs_hooks.py``) and ``tests/test_docs.py`` checks it lists each one.
 Nothing here reads the environment at import time: build ``Settings()`` where you need it.
 """
 
@@ -43,7 +44,8 @@ class Settings(BaseSettings):
         15_000,
         ge=0,
         description="How long a SQLite write waits for another process's lock before the request gets "
-        "503 `database_busy` (Retry-After).",
+        "503 `database_busy` (Retry-After; nothing half-written). A chat answer already streamed is "
+        "saved with retries.",
     )
     auto_migrate: bool = Field(
         True, description="Apply pending database migrations when the server starts."
@@ -66,7 +68,7 @@ class Settings(BaseSettings):
         False,
         description=(
             "Let URL sources reach loopback and private addresses (intranet use). Off: such URLs "
-            "are refused."
+            "are refused. Cloud metadata addresses are refused always."
         ),
     )
     mcp_enabled: bool = Field(
@@ -128,7 +130,7 @@ class Settings(BaseSettings):
         300.0,
         gt=0,
         description="Wall-clock time reading one file may take before its process is killed and the source "
-        "fails with `extraction_timeout`.",
+        "fails with `extraction_timeout`. Deleting or re-syncing a source kills its process at once.",
     )
     ingestion_extract_concurrency: int = Field(
         2,
@@ -137,10 +139,16 @@ class Settings(BaseSettings):
         description="Files read at once, each in its own process (the work is all CPU: one per core is plenty).",
     )
     chunk_tokens: int = Field(
-        256, ge=32, le=2048, description="Largest chunk, in embedding tokens."
+        256,
+        ge=32,
+        le=2048,
+        description="Largest chunk, in embedding tokens (title and heading context included).",
     )
     chunk_overlap_tokens: int = Field(
-        32, ge=0, le=512, description="Overlap between chunks, in tokens."
+        32,
+        ge=0,
+        le=512,
+        description="Overlap between consecutive chunks, in tokens (whole sentences).",
     )
     embedding_base_url: str | None = Field(
         None,
@@ -165,11 +173,17 @@ class Settings(BaseSettings):
     )
     llm_base_url: str | None = Field(
         None,
-        description="OpenAI-compatible base URL (e.g. http://localhost:11434/v1) for every bot without "
-        "its own provider. Unset: bots answer with the offline answerer.",
+        description="OpenAI-compatible base URL (OpenAI, Ollama `http://localhost:11434/v1`, vLLM, llama.cpp, "
+        "LM Studio, OpenRouter, Groq) for every bot without its own provider. Unset: bots answer with the "
+        "offline answerer. A server behind basic auth: `https://user:password@host/v1` (sent as "
+        "`Authorization: Basic` unless `llm_api_key` is set). `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` / "
+        "`NO_PROXY` apply.",
     )
     llm_api_key: SecretStr | None = Field(None, description="API key for `llm_base_url`.")
-    llm_model: str | None = Field(None, description="Default model name sent to `llm_base_url`.")
+    llm_model: str | None = Field(
+        None,
+        description="Default model name sent to `llm_base_url` (a bot's `model.model` overrides it).",
+    )
     llm_timeout_seconds: float = Field(
         60.0, gt=0, description="Timeout of one model call, in seconds."
     )
@@ -179,7 +193,8 @@ class Settings(BaseSettings):
         description="Context window the prompt is trimmed to (history is dropped first).",
     )
     anthropic_api_key: SecretStr | None = Field(
-        None, description="Enables bots with provider `anthropic`."
+        None,
+        description="Enables bots whose `model.provider` is `anthropic` (needs the `anthropic` extra).",
     )
     model_prices: dict[str, tuple[float, float]] = Field(
         default_factory=dict,
@@ -234,13 +249,15 @@ class Settings(BaseSettings):
     rate_limit_failure_mode: Literal["closed", "open"] = Field(
         "closed",
         description="When the rate-limit storage (Redis) is unreachable: `closed` refuses chat with 503 "
-        "`rate_limiter_unavailable`; `open` serves it unlimited (logged) until Redis is back.",
+        "`rate_limiter_unavailable`; `open` serves it unlimited (logged) until Redis is back. Failed-key "
+        "throttling always fails open.",
     )
     max_concurrent_requests_per_client: int = Field(
         64,
         ge=0,
         description="Requests one client IP may have in flight at once in one process (open chat streams "
-        "count until they end); past it: 429 `too_many_requests`. 0: no cap.",
+        "count until they end); past it: 429 `too_many_requests` with `Retry-After: 1`. Behind a proxy the "
+        "forwarded IP counts (uvicorn's `FORWARDED_ALLOW_IPS`, default the local host). 0: no cap.",
     )
     auth_failure_rate_limits: str = Field(
         "30/minute",
@@ -268,12 +285,14 @@ class Settings(BaseSettings):
         description="Where reCAPTCHA tokens are verified (a compatible service may stand in).",
     )
     demo: bool = Field(
-        False, description="Create a public demo bot with a sample document on first start."
+        False,
+        description="Create a public demo bot with a sample document on first start (`make serve` does).",
     )
     log_level: str = Field("info", description="Log level: debug, info, warning, error.")
     log_format: Literal["text", "json"] = Field(
         "text",
-        description="`json`: one JSON object per log line, with the request id (for log shippers).",
+        description="`json`: one JSON object per log line, with the request id (the `X-Request-ID` a proxy "
+        "sent, or a new one, echoed in every response), for log shippers.",
     )
     metrics_token: SecretStr | None = Field(
         None,
@@ -284,7 +303,8 @@ class Settings(BaseSettings):
     otel_endpoint: str | None = Field(
         None,
         description="OTLP/HTTP traces endpoint (e.g. `http://collector:4318/v1/traces`): a span per request, "
-        "with child spans for retrieval and generation (needs the `otel` extra). Unset: no tracing.",
+        "with child spans for retrieval and generation (needs the `otel` extra); an incoming W3C `traceparent` "
+        "is continued. Unset: no tracing, the OpenTelemetry SDK is not even loaded.",
     )
     otel_service_name: str = Field(
         "chatwell", description="The `service.name` the traces are reported under."
