@@ -304,6 +304,35 @@ class PgAdmin:
 DF_CACHE: dict[str, int] = {}
 
 
+async def _sqlite_postings(db: Any, bot_id: uuid.UUID | None) -> Any:
+    """SQLite: the in-memory keyword index (``retrieval.keyword_index``) of one bot's chunks, or
+    of every chunk when ``bot_id`` is None, built from the terms stored with each chunk."""
+    from sqlalchemy import select
+
+    from chatwell.retrieval.keyword_index import KeywordIndex
+    from chatwell.storage.tables import Chunk
+
+    query = select(Chunk.terms).where(Chunk.terms.is_not(None))
+    if bot_id is not None:
+        query = query.where(Chunk.bot_id == bot_id)
+    async with db.read() as session:
+        encoded = list(await session.scalars(query))
+    return KeywordIndex.build(encoded)
+
+
+def _chunks_matching(index: Any, terms: list[str]) -> int:
+    """How many chunks of ``index`` hold any of ``terms``."""
+    from chatwell.retrieval.keyword_index import term_keys
+
+    wanted = np.asarray(term_keys(terms), dtype=np.uint32)
+    slots = np.searchsorted(index.keys, wanted)
+    found = [
+        int(s) for s, key in zip(slots, wanted) if s < index.keys.size and index.keys[s] == key
+    ]
+    docs = [index.docs[index.starts[s] : index.starts[s + 1]] for s in found]
+    return int(np.unique(np.concatenate(docs)).size) if docs else 0
+
+
 async def document_frequencies(
     db: Any, backend: str, queries: list[str], cache: dict[str, int]
 ) -> dict[str, int]:
@@ -311,31 +340,26 @@ async def document_frequencies(
     data is the same on every backend, so counts are shared between them."""
     from sqlalchemy import text
 
-    from chatwell.retrieval.text_search import fts5_match_query, postgres_tsquery
+    from chatwell.retrieval.text_search import postgres_tsquery
 
     terms = sorted({t for q in queries for t in query_terms(q)} - set(cache))
+    if backend == "sqlite":
+        index = await _sqlite_postings(db, None)
+        for term in terms:
+            cache[term] = _chunks_matching(index, [term])
+        return cache
     async with db.read() as session:
         for term in terms:
-            if backend == "sqlite":
-                match = fts5_match_query(term, drop_stopwords=False)
-                cache[term] = int(
-                    await session.scalar(
-                        text("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH :m"),
-                        {"m": match},
-                    )
-                    or 0
+            tsq = postgres_tsquery(term, drop_stopwords=False)
+            cache[term] = int(
+                await session.scalar(
+                    text(
+                        "SELECT count(*) FROM chunks WHERE search_vector @@ to_tsquery('english', :q)"
+                    ),
+                    {"q": tsq},
                 )
-            else:
-                tsq = postgres_tsquery(term, drop_stopwords=False)
-                cache[term] = int(
-                    await session.scalar(
-                        text(
-                            "SELECT count(*) FROM chunks WHERE search_vector @@ to_tsquery('english', :q)"
-                        ),
-                        {"q": tsq},
-                    )
-                    or 0
-                )
+                or 0
+            )
     return cache
 
 
@@ -355,25 +379,15 @@ async def rows_matched(
     """How many of the bot's chunks the OR query matches (all of them get ranked)."""
     from sqlalchemy import text
 
-    from chatwell.retrieval.text_search import fts5_match_query, postgres_tsquery
+    from chatwell.retrieval.text_search import postgres_tsquery
 
     counts = []
-    async with db.read() as session:
-        for q in queries:
-            if backend == "sqlite":
-                match = fts5_match_query(q)
-                if not match:
-                    continue
-                # MATCH in a subquery: evaluated once, not once per row of the bot the planner may
-                # walk first (which took hours on 100k chunks).
-                n = await session.scalar(
-                    text(
-                        "SELECT count(*) FROM chunks c WHERE c.bot_id = :bot AND c.id IN"
-                        " (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH :m)"
-                    ),
-                    {"m": match, "bot": bot_id.hex},
-                )
-            else:
+    if backend == "sqlite":
+        index = await _sqlite_postings(db, bot_id)
+        counts = [_chunks_matching(index, query_terms(q)) for q in queries if query_terms(q)]
+    else:
+        async with db.read() as session:
+            for q in queries:
                 tsq = postgres_tsquery(q)
                 if not tsq:
                     continue
@@ -384,7 +398,7 @@ async def rows_matched(
                     ),
                     {"q": tsq, "bot": bot_id},
                 )
-            counts.append(int(n or 0))
+                counts.append(int(n or 0))
     return {
         "queries": len(counts),
         "mean_rows": round(float(np.mean(counts)), 1) if counts else 0.0,

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from chatwell.app import create_app
 from chatwell.settings import Settings
@@ -110,17 +110,6 @@ async def chunks_of(app: FastAPI, source_id: str | uuid.UUID) -> list[Chunk]:
             .order_by(Chunk.position, Chunk.id)
         )
         return list(rows.all())
-
-
-async def fts_matches(app: FastAPI, word: str) -> int:
-    """SQLite only: how many rows of the FTS5 keyword index match ``word``."""
-    async with app.state.db.read() as session:
-        return int(
-            await session.scalar(
-                text("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH :w"), {"w": word}
-            )
-            or 0
-        )
 
 
 async def keyword_hits(app: FastAPI, bot_id: str | uuid.UUID, query: str) -> dict[int, float]:

@@ -1,13 +1,13 @@
 """Hybrid-retrieval building blocks: score fusion and the keyword query builders.
 
-The keyword query builders (``chatwell.retrieval.text_search``) are tested here too, against a
-real in-memory SQLite FTS5 table, because their output is the keyword half of the fusion.
+The keyword query builders (``chatwell.retrieval.text_search``) are tested here too, against the
+real in-memory BM25 index (``chatwell.retrieval.keyword_index``), because their output is the
+keyword half of the fusion.
 """
 
 from __future__ import annotations
 
 import re
-import sqlite3
 
 import pytest
 from hypothesis import given, settings
@@ -23,12 +23,8 @@ from chatwell.retrieval.fusion import (
     reciprocal_rank_fusion,
     top_k,
 )
-from chatwell.retrieval.text_search import (
-    STOPWORDS,
-    fts5_match_query,
-    postgres_tsquery,
-    query_terms,
-)
+from chatwell.retrieval.keyword_index import KeywordIndex, encode_terms, term_keys
+from chatwell.retrieval.text_search import STOPWORDS, postgres_tsquery, query_terms
 
 # ---------------------------------------------------------------------------- normalisation
 
@@ -177,72 +173,54 @@ HOSTILE = [
 ]
 
 
-@pytest.fixture
-def fts() -> sqlite3.Connection:
-    con = sqlite3.connect(":memory:")
-    con.execute("CREATE VIRTUAL TABLE chunks USING fts5(title, body, tokenize='porter unicode61')")
-    rows = [
-        ("Returns", "You can return any product within 30 days for a full refund."),
-        ("Shipping", "Orders ship within two business days; express delivery is available."),
-        ("Opening hours", "The café is open NEAR the station from 9 to 5, Monday to Friday."),
-        ("Caffè", "Naïve Straße 日本語 text about café prices."),
-        ("Warranty", "All devices carry a two-year warranty against defects."),
-    ]
-    con.executemany("INSERT INTO chunks(title, body) VALUES (?, ?)", rows)
-    yield con
-    con.close()
+ROWS = [
+    ("Returns", "You can return any product within 30 days for a full refund."),
+    ("Shipping", "Orders ship within two business days; express delivery is available."),
+    ("Opening hours", "The café is open NEAR the station from 9 to 5, Monday to Friday."),
+    ("Caffè", "Naïve Straße 日本語 text about café prices."),
+    ("Warranty", "All devices carry a two-year warranty against defects."),
+]
+INDEX = KeywordIndex.build([encode_terms(title, body) for title, body in ROWS])
 
 
-def _search(con: sqlite3.Connection, question: str) -> list[str]:
-    match = fts5_match_query(question)
-    if match is None:
-        return []
-    rows = con.execute(
-        "SELECT title FROM chunks WHERE chunks MATCH ? ORDER BY bm25(chunks, 2.0, 1.0) LIMIT 10",
-        (match,),
-    ).fetchall()
-    return [r[0] for r in rows]
+def _search(question: str) -> list[str]:
+    positions, _ = INDEX.top(term_keys(query_terms(question)), 10)
+    return [ROWS[int(p)][0] for p in positions]
 
 
 @pytest.mark.parametrize("question", HOSTILE)
-def test_hostile_questions_never_break_fts5(fts: sqlite3.Connection, question: str) -> None:
-    _search(fts, question)  # must not raise sqlite3.OperationalError
+def test_hostile_questions_never_break_the_keyword_index(question: str) -> None:
+    _search(question)
 
 
 @given(st.text(max_size=200))
 @settings(max_examples=300, deadline=None)
-def test_any_text_is_a_valid_fts5_query(question: str) -> None:
-    con = sqlite3.connect(":memory:")
-    try:
-        con.execute("CREATE VIRTUAL TABLE t USING fts5(body, tokenize='porter unicode61')")
-        con.execute("INSERT INTO t(body) VALUES ('some text to match against')")
-        match = fts5_match_query(question)
-        if match is not None:
-            con.execute("SELECT rowid FROM t WHERE t MATCH ? ORDER BY rank", (match,)).fetchall()
-    finally:
-        con.close()
+def test_any_text_is_a_valid_keyword_query(question: str) -> None:
+    positions, scores = INDEX.top(term_keys(query_terms(question)), 10)
+    assert len(positions) == len(scores) <= len(ROWS)
 
 
-def test_or_of_terms_finds_partial_matches_ranked_by_bm25(fts: sqlite3.Connection) -> None:
-    # FTS5's implicit AND would find nothing: no chunk holds all of these words.
-    assert _search(fts, "How many days do I have to return a refund or get express delivery?")[
-        :2
-    ] == ["Returns", "Shipping"]
+def test_or_of_terms_finds_partial_matches_ranked_by_bm25() -> None:
+    # Requiring every word would find nothing: no chunk holds all of these words.
+    assert _search("How many days do I have to return a refund or get express delivery?")[:2] == [
+        "Returns",
+        "Shipping",
+    ]
 
 
-def test_stemming_still_applies_to_quoted_terms(fts: sqlite3.Connection) -> None:
-    assert _search(fts, "returning products")[0] == "Returns"
+def test_stemming_still_applies_to_quoted_terms() -> None:
+    assert _search("returning products")[0] == "Returns"
 
 
-def test_operator_words_are_searched_as_plain_words(fts: sqlite3.Connection) -> None:
-    assert _search(fts, "NEAR") == ["Opening hours"]
-    assert set(_search(fts, 'station" OR "warranty')) == {"Opening hours", "Warranty"}
+def test_operator_words_are_searched_as_plain_words() -> None:
+    assert _search("NEAR") == ["Opening hours"]
+    assert set(_search('station" OR "warranty')) == {"Opening hours", "Warranty"}
 
 
-def test_unicode_terms_match(fts: sqlite3.Connection) -> None:
-    assert "Caffè" in _search(fts, "straße")
-    assert "Caffè" in _search(fts, "naïve")
-    assert set(_search(fts, "café")) == {"Opening hours", "Caffè"}
+def test_unicode_terms_match() -> None:
+    assert "Caffè" in _search("straße")
+    assert "Caffè" in _search("naïve")
+    assert set(_search("café")) == {"Opening hours", "Caffè"}
 
 
 def test_query_terms_tokenisation() -> None:
@@ -259,15 +237,6 @@ def test_query_terms_tokenisation() -> None:
     assert query_terms("one two three", max_terms=2) == ["one", "two"]
     assert query_terms("") == [] and query_terms("?!") == []
     assert "the" in STOPWORDS and "refund" not in STOPWORDS
-
-
-def test_fts5_query_shape() -> None:
-    assert fts5_match_query("Refund NEAR policy*") == '"refund" OR "near" OR "policy"'
-    assert fts5_match_query("?? !!") is None
-    for question in HOSTILE:
-        match = fts5_match_query(question)
-        if match is not None:
-            assert re.fullmatch(r'"[^"\s]+"( OR "[^"\s]+")*', match), match
 
 
 def test_postgres_tsquery_shape() -> None:

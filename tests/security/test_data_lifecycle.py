@@ -1,11 +1,10 @@
 """Data lifecycle: what is deleted is gone from every table, and a visitor's data can be exported.
 
 After deleting a source, a conversation and then a whole bot, every physical table of the database
-is read row by row (SQLite: every table of ``sqlite_master``, the FTS5 index ``chunks_fts`` and its
-shadow tables included; PostgreSQL: every table of the schema, each row cast to text, so the
-pgvector ``embedding_vec`` and tsvector columns are read too) and searched for the deleted ids and
-for marker strings only the deleted content holds. The full-text index is also queried for the
-markers, and retrieval must not find them.
+is read row by row (SQLite: every table of ``sqlite_master``; PostgreSQL: every table of the
+schema, each row cast to text, so the pgvector ``embedding_vec`` and tsvector columns are read
+too) and searched for the deleted ids and for marker strings only the deleted content holds. The
+keyword index is also queried for the markers, and retrieval must not find them.
 
 What may stay, by design (documented in SECURITY.md):
 
@@ -30,6 +29,7 @@ from sqlalchemy import select, text
 
 from chatwell.settings import Settings
 from chatwell.storage.tables import UsageEvent
+from tests.knowledge.helpers import keyword_hits
 from tests.security.tenants import Tenant, client_for, seed_tenant, wait_sources_ready
 
 GENEROUS = "100000/minute"
@@ -93,27 +93,6 @@ def remnants(rows: dict[str, list[str]], needles: list[str]) -> dict[str, list[s
     return hits
 
 
-async def fts_matches(app: FastAPI, word: str) -> int:
-    db = app.state.db
-    async with db.read() as session:
-        if db.is_sqlite:
-            query = text("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH :q")
-            return int(await session.scalar(query, {"q": f'"{word}"'}) or 0)
-        query = text(
-            "SELECT count(*) FROM chunks WHERE search_vector @@ plainto_tsquery('english', :q)"
-        )
-        return int(await session.scalar(query, {"q": word}) or 0)
-
-
-async def index_is_intact(app: FastAPI) -> None:
-    db = app.state.db
-    if db.is_sqlite:
-        async with db.write() as session:  # raises if the FTS index disagrees with its content
-            await session.execute(
-                text("INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 1)")
-            )
-
-
 async def add_source(owner: httpx.AsyncClient, tenant: Tenant, marker: str) -> dict[str, Any]:
     response = await owner.post(
         f"/v1/bots/{tenant.bot_id}/sources",
@@ -137,7 +116,7 @@ async def test_deleted_sources_conversations_and_bots_leave_nothing(app: FastAPI
     )
     async with client_for(app, tenant.owner_key) as owner:
         source = await add_source(owner, tenant, source_marker)
-        assert await fts_matches(app, source_marker) == 1
+        assert len(await keyword_hits(app, tenant.bot_id, source_marker)) == 1
         # An answer that cites the source (and quotes it), in a conversation of its own.
         chat = (
             await owner.post(
@@ -160,8 +139,7 @@ async def test_deleted_sources_conversations_and_bots_leave_nothing(app: FastAPI
         # The answer's text quoted the source: a transcript keeps what the bot said, nothing else does.
         assert found == {"messages": [source_marker]}, found
         assert source["id"] not in "\n".join(rows["messages"])
-        assert await fts_matches(app, source_marker) == 0
-        await index_is_intact(app)
+        assert await keyword_hits(app, tenant.bot_id, source_marker) == {}
         search = (
             await owner.post(
                 f"/v1/bots/{tenant.bot_id}/search", json={"query": f"{source_marker} valve"}

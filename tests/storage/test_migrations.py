@@ -97,3 +97,37 @@ async def test_migrations_match_the_orm_tables(database_url: str) -> None:
             assert await conn.run_sync(diff) == []
     finally:
         await db.dispose()
+
+
+async def _fts_objects(db: Database) -> set[str]:
+    async with db.engine.connect() as conn:
+        rows = await conn.exec_driver_sql(
+            "SELECT name FROM sqlite_master WHERE name LIKE 'chunks_fts%'"
+        )
+        return {row[0] for row in rows}
+
+
+async def test_sqlite_has_no_fts5_index_at_head(database_url: str) -> None:
+    """Keyword search ranks the in-memory BM25 index; the FTS5 table and its triggers that kept
+    it in step are dropped at head and come back on the way down."""
+    db = Database(database_url)
+    try:
+        await migrate.upgrade(db)
+        if db.is_postgres:
+            async with db.engine.connect() as conn:
+                columns = await conn.run_sync(lambda s: inspect(s).get_columns("chunks"))
+            assert "search_vector" in {c["name"] for c in columns}  # PostgreSQL ranks with it
+            return
+        assert await _fts_objects(db) == set()
+        await migrate.downgrade(db, "0012")
+        assert {
+            "chunks_fts",
+            "chunks_fts_terms",
+            "chunks_fts_insert",
+            "chunks_fts_delete",
+            "chunks_fts_update",
+        } <= await _fts_objects(db)
+        await migrate.upgrade(db)
+        assert await _fts_objects(db) == set()
+    finally:
+        await db.dispose()

@@ -1,19 +1,16 @@
-"""Turn a user's question into a safe keyword query for SQLite FTS5 or PostgreSQL full-text search.
+"""Turn a user's question into safe keyword terms: for the in-memory BM25 index (SQLite) or a
+PostgreSQL full-text query.
 
-User text must never be parsed as query syntax: ``NEAR``, ``AND``, ``*``, ``-col:``, quotes or
-parentheses in a question would otherwise raise errors or change the meaning. So the question is
-split into word tokens the same way FTS5's ``unicode61`` tokenizer splits documents (runs of
-letters and digits), stopwords are dropped, and every remaining token is emitted as a quoted
-string joined with ``OR``. OR-of-terms lets ``bm25()`` / ``ts_rank_cd`` rank documents by how
-many and how rare the matched words are, instead of requiring every word (FTS5's implicit AND),
-which finds nothing for most natural-language questions.
+User text must never be parsed as query syntax: operators, quotes or parentheses in a question
+would otherwise raise errors or change the meaning. So the question is split into word tokens
+(runs of letters and digits, as ``unicode61``-style tokenizers split documents), stopwords are
+dropped, and the terms are ORed: ranking by how many and how rare the matched words are finds
+passages for natural-language questions that requiring every word would miss.
 
 * :func:`query_terms` – the cleaned, de-duplicated, lower-cased terms.
-* :func:`fts5_match_query` – for ``WHERE chunks_fts MATCH ?`` (bind it as a parameter).
-* :func:`postgres_tsquery` – for ``to_tsquery('english', :q)`` (bind it as a parameter).
+* :func:`postgres_tsquery` – for ``to_tsquery('english', :q)`` (bind it as a parameter); ``None``
+  when the question has no searchable word (skip the keyword search then).
 * :func:`rare_terms` – drop the terms most of a large index contains (see there).
-
-Both return ``None`` when the question has no searchable word; skip the keyword search then.
 """
 
 from __future__ import annotations
@@ -27,8 +24,6 @@ __all__ = [
     "DEFAULT_MAX_TERMS",
     "STOPWORDS",
     "english_stems",
-    "fts5_match",
-    "fts5_match_query",
     "porter_stems",
     "postgres_or_query",
     "postgres_tsquery",
@@ -77,7 +72,7 @@ def query_terms(
     tokens: list[str] = []
     seen: set[str] = set()
     for match in TOKEN.finditer(text):
-        # lower(), not casefold(): FTS5 folds case one character at a time, so "ß" stays "ß".
+        # lower(), not casefold(): "ß" stays "ß", as the keyword index folds documents.
         token = match.group().lower()
         if len(token) > MAX_TERM_CHARS or token in seen:
             continue
@@ -149,29 +144,6 @@ def rare_terms(
     by_rarity = sorted(terms, key=lambda t: document_frequency.get(t, 0))
     kept = {t for i, t in enumerate(by_rarity) if i < keep or document_frequency.get(t, 0) <= limit}
     return [t for t in terms if t in kept]
-
-
-def fts5_match(terms: list[str]) -> str | None:
-    """``"t1" OR "t2" ...`` for already cleaned terms (see :func:`fts5_match_query`)."""
-    if not terms:
-        return None
-    return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
-
-
-def fts5_match_query(
-    question: str,
-    *,
-    drop_stopwords: bool = True,
-    max_terms: int = DEFAULT_MAX_TERMS,
-) -> str | None:
-    """An FTS5 MATCH expression ``"t1" OR "t2" ...`` for ``question``, or ``None``.
-
-    Each term is an FTS5 string literal, so it is only ever tokenized (and stemmed by the
-    ``porter`` tokenizer) and never read as an operator, column filter or prefix query.
-    """
-    # Tokens hold only letters and digits, but double any quote anyway: it is the one
-    # character with a meaning inside an FTS5 string.
-    return fts5_match(query_terms(question, drop_stopwords=drop_stopwords, max_terms=max_terms))
 
 
 def postgres_tsquery(

@@ -28,7 +28,6 @@ from chatwell.errors import Conflict, Forbidden, NotFound
 from chatwell.services import webhooks
 from chatwell.services.pagination import Page, page_of, paginate
 from chatwell.storage.database import Database
-from chatwell.storage.search_index import purge_deleted_text
 from chatwell.storage.tables import Bot
 
 # Request field -> (column, settings model) for the JSON settings groups.
@@ -199,5 +198,3 @@ async def delete_bot(db: Database, *, principal: Principal, ref: str) -> None:
         target = await session.get(Bot, bot.id)
         if target is not None:
             await session.delete(target)  # the database cascades to everything of the bot
-            await session.flush()
-            await purge_deleted_text(session)

@@ -20,7 +20,7 @@ from chatwell.services.bots import get_bot
 from chatwell.services.conversations import forget_source_urls
 from chatwell.services.pagination import Page, page_of, paginate
 from chatwell.storage.database import Database
-from chatwell.storage.search_index import bump_index_version, purge_deleted_text
+from chatwell.storage.search_index import bump_index_version
 from chatwell.storage.tables import Chunk, Conversation, Message, Source, SourceContent
 
 
@@ -257,7 +257,6 @@ async def delete_source(
         await session.execute(delete(Source).where(Source.parent_id == source.id))
         await session.execute(delete(Source).where(Source.id == source.id))
         await bump_index_version(session, source.bot_id)
-        await purge_deleted_text(session)
         await _forget_citations(session, source.bot_id, gone)
     forget_source_urls(source.bot_id)
 

@@ -64,18 +64,6 @@ async def bump_index_version(session: AsyncSession, bot_id: uuid.UUID) -> None:
     )
 
 
-async def purge_deleted_text(session: AsyncSession) -> None:
-    """Make deleted chunks' words leave the keyword index itself (call after deleting chunks).
-
-    SQLite's FTS5 (3.40 here, before its ``secure-delete`` option) only marks deleted rows and keeps
-    their terms in its segments until they are merged; ``optimize`` merges them now. It rewrites the
-    index (about a second per 50,000 chunks), a price paid on deletions only. PostgreSQL keeps the
-    tsvector in the chunk's own row, which is gone with it.
-    """
-    if session.bind.dialect.name == "sqlite":
-        await session.execute(text("INSERT INTO chunks_fts(chunks_fts) VALUES ('optimize')"))
-
-
 @dataclass(slots=True)
 class _Matrix:
     """A bot's unit vectors of one dimension, rows in chunk-id order; large ones also int8."""
@@ -109,9 +97,8 @@ class SqliteSearchIndex:
     """Keyword (BM25) and vector search for the embedded default, both over in-memory copies of a
     bot's chunks that are loaded once per bot and index version.
 
-    Keyword: ``retrieval.keyword_index`` over the terms analysed when each chunk was stored (FTS5
-    still indexes the text, for the database's own use, but ranking a large bot there costs tens
-    of milliseconds). Vectors: an exact cosine scan of the float32 rows; bots of
+    Keyword: ``retrieval.keyword_index`` over the terms analysed when each chunk was stored.
+    Vectors: an exact cosine scan of the float32 rows; bots of
     :data:`QUANTIZED_MIN_ROWS` chunks or more scan an int8 copy first (a quarter of the memory
     traffic, SIMD dot products) and rescore the best few hundred rows exactly.
     """

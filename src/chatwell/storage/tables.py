@@ -1,7 +1,8 @@
 """The relational schema, one declarative class per table, portable across SQLite and PostgreSQL.
 
-Grouped bot settings live in JSON columns validated by ``chatwell.domain.models``; keyword and
-vector indexes are added by migrations per dialect (FTS5 on SQLite, tsvector/pgvector on PostgreSQL).
+Grouped bot settings live in JSON columns validated by ``chatwell.domain.models``; PostgreSQL's
+keyword and vector indexes (tsvector, pgvector) are added by migrations. SQLite's are built in
+memory from ``chunks.terms`` and ``chunks.embedding``.
 """
 
 from __future__ import annotations
