@@ -272,3 +272,15 @@ def test_links_are_read_the_way_a_browser_tokenises_the_page() -> None:
         "https://example.com/docs/c.html?x=1&y=2",
         "https://example.com/docs/D.html",
     ]
+
+
+def test_path_filter_globs_prefixes_and_exclusions() -> None:
+    from chatwell.ingestion.crawler import PathFilter
+
+    docs = PathFilter(include=("/docs/*", "/help"), exclude=("/docs/old", "*?page=*"))
+    assert docs.allows("https://s.example/docs/install")
+    assert docs.allows("https://s.example/help") and docs.allows("https://s.example/help/faq")
+    assert not docs.allows("https://s.example/blog/post")
+    assert not docs.allows("https://s.example/docs/old/v1")  # exclude wins
+    assert not docs.allows("https://s.example/docs/list?page=2")  # the query counts
+    assert PathFilter().allows("https://s.example/anything")

@@ -4,6 +4,8 @@ Stays on the start host (``www.`` and the start page's redirect target count as 
 obeys robots.txt (fetched once per host, parsed with ``urllib.robotparser``, including
 Crawl-delay and ``<meta name="robots">`` noindex/nofollow), seeds from the sitemap when there is
 one (and then does not follow links), otherwise follows links breadth-first up to ``max_depth``.
+Include / exclude path patterns (:class:`PathFilter`) keep the crawl to part of a site; a page that
+could not be fetched is reported to ``on_failed`` (the crawl goes on without it).
 URLs are normalised (fragments dropped) and deduplicated; non-HTML responses are skipped. All
 network access goes through the injected ``fetcher`` (default :func:`fetch_url`, SSRF-safe).
 This module neither parses pages into documents nor stores anything.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fnmatch
 import html
 import logging
 import re
@@ -28,7 +31,15 @@ from bs4.dammit import UnicodeDammit
 
 from chatwell.ingestion.fetch import DEFAULT_USER_AGENT, FetchedPage, FetchError, fetch_url
 
-__all__ = ["CrawledPage", "Fetcher", "crawl", "normalize_url", "parse_sitemap", "same_site"]
+__all__ = [
+    "CrawledPage",
+    "Fetcher",
+    "PathFilter",
+    "crawl",
+    "normalize_url",
+    "parse_sitemap",
+    "same_site",
+]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +67,35 @@ class CrawledPage:
     status: int
     content_type: str
     body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PathFilter:
+    """Which pages of a site a crawl takes, by URL path (with its query).
+
+    A pattern is a glob (``*`` matches anything, ``/`` included) matched against the whole path,
+    e.g. ``/docs/*`` or ``*.html``; a pattern with no ``*`` or ``?`` matches the paths it starts
+    (``/blog`` takes ``/blog`` and ``/blog/2024/post``). No include pattern takes every path; an
+    exclude pattern wins over an include one.
+    """
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+    def allows(self, url: str) -> bool:
+        parts = urlsplit(url)
+        path = parts.path or "/"
+        if parts.query:
+            path = f"{path}?{parts.query}"
+        if any(_path_matches(pattern, path) for pattern in self.exclude):
+            return False
+        return not self.include or any(_path_matches(pattern, path) for pattern in self.include)
+
+
+def _path_matches(pattern: str, path: str) -> bool:
+    if not any(sign in pattern for sign in "*?["):
+        return path.startswith(pattern)
+    return fnmatch.fnmatchcase(path, pattern)
 
 
 def normalize_url(url: str, base: str | None = None) -> str | None:
@@ -169,11 +209,15 @@ async def crawl(
     user_agent: str = DEFAULT_USER_AGENT,
     respect_robots: bool = True,
     use_sitemap: bool = True,
+    paths: PathFilter = PathFilter(),
+    on_failed: Callable[[str, str], None] | None = None,
 ) -> AsyncIterator[CrawledPage]:
     """Yield up to ``max_pages`` HTML pages of the site at ``start_url`` (order not guaranteed).
 
     Raises FetchError only when the site as a whole is refused (bad scheme, blocked address);
-    a page that fails to fetch is logged and skipped.
+    a page that fails to fetch is logged, reported as ``on_failed(url, reason)`` and skipped.
+    Pages outside ``paths`` are not fetched, except the start page, which is read for its links
+    (and yielded only when ``paths`` allows it).
     """
     if max_pages < 1 or max_depth < 0 or concurrency < 1:
         raise ValueError("max_pages and concurrency must be >= 1 and max_depth >= 0")
@@ -185,6 +229,8 @@ async def crawl(
         return await fetcher(url, allow_private=allow_private, user_agent=user_agent)
 
     crawler = _Crawl(fetch, start, max_pages, max_depth, concurrency, user_agent, respect_robots)
+    crawler.paths = paths
+    crawler.on_failed = on_failed
     # aclosing: a consumer that stops early must still cancel the crawl's worker tasks.
     async with contextlib.aclosing(crawler.run(use_sitemap)) as pages:
         async for page in pages:
@@ -222,6 +268,8 @@ class _Crawl:
         self.outstanding = 0
         self.delay_lock = asyncio.Lock()
         self.last_request = 0.0
+        self.paths = PathFilter()
+        self.on_failed: Callable[[str, str], None] | None = None
 
     async def run(self, use_sitemap: bool) -> AsyncIterator[CrawledPage]:
         if self.robots is not None:
@@ -277,6 +325,8 @@ class _Crawl:
             return
         if not same_site(url, self.hosts) or _skippable(url):
             return
+        if depth > 0 and not self.paths.allows(url):
+            return
         self.seen.add(url)
         if self.robots is not None and not await self.robots.allowed(url):
             log.info("robots.txt disallows %s", url)
@@ -318,6 +368,8 @@ class _Crawl:
             fetched = await self.fetch(url)
         except FetchError as exc:
             log.info("skipping %s: %s", url, exc.message)
+            if self.on_failed is not None:
+                self.on_failed(url, exc.message)
             return None, []
         if depth == 0:
             # The site may live where the start page redirects to (e.g. another domain).
@@ -331,7 +383,8 @@ class _Crawl:
             url, fetched.final_url, depth, fetched.status, fetched.content_type, fetched.body
         )
         wanted = links if follow and self.follow_links and depth < self.max_depth else []
-        return (page if index else None), wanted
+        taken = index and (depth > 0 or self.paths.allows(fetched.final_url))
+        return (page if taken else None), wanted
 
     async def _polite_pause(self, url: str) -> None:
         delay = await self.robots.delay(url) if self.robots is not None else 0.0

@@ -129,6 +129,7 @@ class ProcrastinateQueue:
         import procrastinate.exceptions
 
         queued = 0
+        await self._require_ingestor().queue_due_resyncs()
         for source_id in await waiting_sources(self._require_ingestor()):
             with contextlib.suppress(procrastinate.exceptions.AlreadyEnqueued):
                 await self.ingest_source.configure(queueing_lock=f"source-{source_id}").defer_async(

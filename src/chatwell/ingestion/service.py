@@ -15,11 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import json
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 from sqlalchemy import delete, or_, select, update
@@ -27,7 +28,8 @@ from sqlalchemy import delete, or_, select, update
 from chatwell.domain.documents import LoadedDocument, LoaderError, Section
 from chatwell.domain.ids import new_id
 from chatwell.domain.models import SourceStatus, SourceType
-from chatwell.ingestion.crawler import crawl
+from chatwell.domain.sources import RESYNC_EVERY
+from chatwell.ingestion.crawler import PathFilter, crawl
 from chatwell.ingestion.extraction import (
     Extracted,
     ExtractionCancelled,
@@ -44,6 +46,13 @@ from chatwell.storage.tables import Chunk, Source, SourceContent, utcnow
 
 log = logging.getLogger("chatwell.ingestion")
 PROGRESS_SLICE = 64  # chunks embedded between progress reports of a large source
+MAX_LISTED = 50  # failed pages of a crawl listed by URL (all of them are counted)
+
+
+def next_sync_at(options: dict | None) -> datetime | None:
+    """When a URL source with a re-sync schedule (``options["resync"]``) is due again."""
+    every = RESYNC_EVERY.get(str((options or {}).get("resync") or ""))
+    return utcnow() + every if every else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,6 +329,7 @@ class Ingestor:
             current.error = current.error_code = None
             current.locked_by = current.locked_at = None
             current.synced_at = utcnow()
+            current.next_sync_at = next_sync_at(current.options)
             current.title = extracted.title
             await bump_index_version(session, source.bot_id)
 
@@ -338,16 +348,33 @@ class Ingestor:
         return np.concatenate(parts)
 
     async def _crawl_site(self, root: Source) -> None:
-        """Fetch the site's pages; each becomes its own pending source under ``root``."""
+        """Fetch the site's pages; each becomes its own pending source under ``root``.
+
+        The root stays ``processing`` while the crawl runs and records what it met in its options
+        (``pages`` found, ``failed_pages`` that could not be fetched), so the dashboard shows the
+        crawl as one row with live counts. A page whose content has not changed since the last
+        crawl keeps its chunks (a scheduled re-crawl re-embeds only what changed).
+        """
         options = root.options or {}
         found = 0
+        failed: list[dict[str, str]] = []
+
+        def record_failure(url: str, reason: str) -> None:
+            failed.append({"url": url, "error": reason[:300]})
+
         async for page in crawl(
             root.url or "",
             max_pages=int(options.get("max_pages", 50)),
             max_depth=int(options.get("max_depth", 2)),
             concurrency=self.config.crawl_concurrency,
             allow_private=self.config.allow_private,
+            paths=PathFilter(
+                include=tuple(options.get("include") or ()),
+                exclude=tuple(options.get("exclude") or ()),
+            ),
+            on_failed=record_failure,
         ):
+            digest = hashlib.sha256(page.body).hexdigest()
             async with self.db.write() as session:
                 existing = await session.scalar(
                     select(Source).where(Source.parent_id == root.id, Source.url == page.final_url)
@@ -364,16 +391,38 @@ class Ingestor:
                     )
                     session.add(existing)
                     await session.flush()
+                elif existing.content_hash == digest and existing.status == SourceStatus.READY:
+                    existing = None  # unchanged since the last crawl: its chunks stay
                 else:
                     await session.execute(
                         delete(SourceContent).where(SourceContent.source_id == existing.id)
                     )
-                existing.mime_type = page.content_type
-                existing.size_bytes = len(page.body)
-                existing.status = SourceStatus.PENDING
-                session.add(SourceContent(source_id=existing.id, data=page.body))
-            found += 1
+                if existing is not None:
+                    existing.mime_type = page.content_type
+                    existing.size_bytes = len(page.body)
+                    existing.content_hash = digest
+                    existing.status = SourceStatus.PENDING
+                    existing.error = existing.error_code = None
+                    session.add(SourceContent(source_id=existing.id, data=page.body))
+                found += 1
+                await session.execute(
+                    update(Source)
+                    .where(Source.id == root.id, Source.locked_by == self.worker_id)
+                    .values(
+                        locked_at=utcnow(),
+                        options={**options, "pages": found, "failed_pages": failed[:MAX_LISTED]},
+                        progress=min(0.99, found / max(1, int(options.get("max_pages", 50)))),
+                    )
+                )
+        summary = {**options, "pages": found, "failed_pages": failed[:MAX_LISTED]}
+        summary["failed_count"] = len(failed)
         if found == 0:
+            async with self.db.write() as session:
+                await session.execute(
+                    update(Source)
+                    .where(Source.id == root.id, Source.locked_by == self.worker_id)
+                    .values(options=summary)
+                )
             raise IngestionFailed("fetch_failed", "No page of the site could be fetched.")
         async with self.db.write() as session:
             await session.execute(
@@ -388,9 +437,34 @@ class Ingestor:
                     locked_by=None,
                     locked_at=None,
                     synced_at=utcnow(),
-                    options={**options, "pages": found},
+                    next_sync_at=next_sync_at(options),
+                    options=summary,
                 )
             )
+
+    async def queue_due_resyncs(self) -> int:
+        """Queue again every URL source whose scheduled re-sync (daily, weekly) is due; returns
+        how many. Both workers call this: the in-process one now and then, procrastinate's sweep
+        every minute."""
+        now = utcnow()
+        async with self.db.write() as session:
+            result = await session.execute(
+                update(Source)
+                .where(
+                    Source.next_sync_at.is_not(None),
+                    Source.next_sync_at <= now,
+                    Source.status.in_([SourceStatus.READY, SourceStatus.FAILED]),
+                )
+                .values(
+                    status=SourceStatus.PENDING,
+                    progress=0.0,
+                    next_sync_at=None,
+                    locked_by=None,
+                    locked_at=None,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            return int(result.rowcount or 0)
 
     async def _progress(self, source: Source, value: float) -> bool:
         """Record progress under this worker's claim; False when the claim is gone."""
@@ -436,6 +510,7 @@ class Ingestor:
                 )
                 .values(
                     status=SourceStatus.FAILED,
+                    next_sync_at=next_sync_at(source.options),
                     error_code=code,
                     error=message,
                     progress=1.0,

@@ -3,6 +3,7 @@ request path and runs the same task function an external queue would run (``inge
 
 from __future__ import annotations
 
+import time
 import uuid
 
 from sqlalchemy import select
@@ -15,12 +16,17 @@ from chatwell.storage.tables import Source
 
 class IngestionWorker(PollingWorker):
     name = "ingestion-worker"
+    resync_check_seconds = 60.0  # how often scheduled re-syncs (daily, weekly) are looked for
 
     def __init__(self, ingestor: Ingestor, *, concurrency: int = 4, poll_seconds: float = 2.0):
         super().__init__(concurrency=concurrency, poll_seconds=poll_seconds)
         self.ingestor = ingestor
+        self.next_resync_check = 0.0  # monotonic time; 0: at the first claim
 
     async def claim(self) -> tuple[uuid.UUID | None, float]:
+        if time.monotonic() >= self.next_resync_check:
+            self.next_resync_check = time.monotonic() + self.resync_check_seconds
+            await self.ingestor.queue_due_resyncs()
         return await self.ingestor.claim_next(), self.poll_seconds
 
     async def work(self, source_id: uuid.UUID) -> None:

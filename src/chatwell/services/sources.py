@@ -8,20 +8,21 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from dataclasses import dataclass, field
 
 from sqlalchemy import String, cast, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chatwell.domain.auth import Principal
 from chatwell.domain.models import SourceStatus, SourceType
-from chatwell.domain.sources import QASourceIn, TextSourceIn, UrlSourceIn
+from chatwell.domain.sources import RESYNC_EVERY, QASourceIn, TextSourceIn, UrlSourceIn
 from chatwell.errors import InvalidRequest, NotFound
 from chatwell.services.bots import get_bot
 from chatwell.services.conversations import forget_source_urls
 from chatwell.services.pagination import Page, page_of, paginate
 from chatwell.storage.database import Database
 from chatwell.storage.search_index import bump_index_version
-from chatwell.storage.tables import Chunk, Conversation, Message, Source, SourceContent
+from chatwell.storage.tables import Chunk, Conversation, Message, Source, SourceContent, utcnow
 
 
 def source_not_found() -> NotFound:
@@ -114,7 +115,14 @@ async def add_url_source(
             type=SourceType.URL,
             title=data.title or data.url,
             url=data.url,
-            options={"crawl": data.crawl, "max_pages": data.max_pages, "max_depth": data.max_depth},
+            options={
+                "crawl": data.crawl,
+                "max_pages": data.max_pages,
+                "max_depth": data.max_depth,
+                "include": data.include,
+                "exclude": data.exclude,
+                "resync": data.resync,
+            },
         ),
     )
 
@@ -146,15 +154,139 @@ async def add_file_source(
 
 
 async def list_sources(
-    db: Database, *, principal: Principal, bot_ref: str, limit: int = 50, cursor: str | None = None
+    db: Database,
+    *,
+    principal: Principal,
+    bot_ref: str,
+    limit: int = 50,
+    cursor: str | None = None,
+    roots_only: bool = False,
 ) -> Page[Source]:
+    """A bot's sources; ``roots_only`` leaves out the pages a crawl found (see ``crawl_progress``)."""
     bot = await get_bot(db, principal=principal, ref=bot_ref)
     query = select(Source).where(Source.bot_id == bot.id)
+    if roots_only:
+        query = query.where(Source.parent_id.is_(None))
     async with db.read() as session:
         rows = list(
             (await session.scalars(paginate(query, Source.id, limit=limit, cursor=cursor))).all()
         )
     return page_of(rows, limit, lambda s: s.id)
+
+
+@dataclass(slots=True)
+class CrawlProgress:
+    """A crawl seen as one source: the pages it found and how far their ingestion is."""
+
+    crawling: bool  # the crawl itself still runs (more pages may be found)
+    fetch_failures: int = 0  # pages the crawl could not fetch
+    found: int = 0  # pages fetched and kept as sources
+    ingested: int = 0  # of those, ready
+    waiting: int = 0  # of those, pending or processing
+    page_failures: int = 0  # of those, failed to ingest
+    chunks: int = 0
+    failed_pages: list[dict[str, str]] = field(default_factory=list)  # url and error, capped
+    pages: list[Source] = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        return self.fetch_failures + self.page_failures
+
+    @property
+    def busy(self) -> bool:
+        return self.crawling or self.waiting > 0
+
+    @property
+    def status(self) -> str:
+        """``crawling``, ``ingesting`` while pages wait, else ``ready`` (``failed`` when none made it)."""
+        if self.crawling:
+            return "crawling"
+        if self.waiting:
+            return "ingesting"
+        return "failed" if not self.ingested and self.failed else "ready"
+
+    @property
+    def fraction(self) -> float:
+        total = self.found + self.fetch_failures
+        return (self.ingested + self.failed) / total if total else 0.0
+
+
+async def crawl_progress(
+    db: Database, *, roots: list[Source], with_pages: bool = False
+) -> dict[uuid.UUID, CrawlProgress]:
+    """Per crawl root among ``roots``: its pages' counts (and the pages, with ``with_pages``)."""
+    crawls = {s.id: s for s in roots if s.parent_id is None and (s.options or {}).get("crawl")}
+    if not crawls:
+        return {}
+    progress = {
+        root_id: CrawlProgress(
+            crawling=root.status in (SourceStatus.PENDING, SourceStatus.PROCESSING),
+            fetch_failures=int((root.options or {}).get("failed_count", 0)),
+            failed_pages=list((root.options or {}).get("failed_pages") or []),
+        )
+        for root_id, root in crawls.items()
+    }
+    async with db.read() as session:
+        counts = (
+            await session.execute(
+                select(Source.parent_id, Source.status, func.count(), func.sum(Source.chunk_count))
+                .where(Source.parent_id.in_(list(crawls)))
+                .group_by(Source.parent_id, Source.status)
+            )
+        ).all()
+        pages = (
+            list(
+                (
+                    await session.scalars(
+                        select(Source)
+                        .where(Source.parent_id.in_(list(crawls)))
+                        .order_by(Source.url)
+                        .limit(PAGES_LISTED * len(crawls))
+                    )
+                ).all()
+            )
+            if with_pages
+            else []
+        )
+    for parent_id, status, count, chunks in counts:
+        seen = progress[parent_id]
+        seen.found += int(count)
+        seen.chunks += int(chunks or 0)
+        if status == SourceStatus.READY:
+            seen.ingested += int(count)
+        elif status == SourceStatus.FAILED:
+            seen.page_failures += int(count)
+        else:
+            seen.waiting += int(count)
+    for page in pages:
+        if len(progress[page.parent_id].pages) < PAGES_LISTED:
+            progress[page.parent_id].pages.append(page)
+    return progress
+
+
+PAGES_LISTED = 200  # a crawl's pages listed in the dashboard (all of them are counted)
+
+
+async def set_resync(
+    db: Database, *, principal: Principal, bot_ref: str, source_id: str, every: str | None
+) -> Source:
+    """Change a URL source's re-sync schedule (``daily``, ``weekly`` or None: only by hand)."""
+    if every is not None and every not in RESYNC_EVERY:
+        raise InvalidRequest("resync must be daily, weekly or off", code="invalid_resync")
+    source = await get_source(db, principal=principal, bot_ref=bot_ref, source_id=source_id)
+    if source.type != SourceType.URL or source.parent_id is not None:
+        raise InvalidRequest(
+            "only a web page or site added to the bot has a re-sync schedule",
+            code="wrong_source_type",
+        )
+    async with db.write() as session:
+        current = await session.get(Source, source.id)
+        if current is None:
+            raise source_not_found()
+        current.options = {**(current.options or {}), "resync": every}
+        base = current.synced_at or utcnow()
+        current.next_sync_at = base + RESYNC_EVERY[every] if every else None
+    return current
 
 
 def _parse_id(value: str) -> uuid.UUID:

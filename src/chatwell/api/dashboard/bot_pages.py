@@ -59,8 +59,9 @@ async def create_bot(request: Request, user: CheckedManagerDep) -> Response:
 
 
 async def _sources_of(request: Request, user: Any, bot_id: str) -> list[Any]:
+    """The bot's sources as the Sources tab lists them: a crawl is one row (its pages are not)."""
     page = await sources.list_sources(
-        db_of(request), principal=user.principal, bot_ref=bot_id, limit=100
+        db_of(request), principal=user.principal, bot_ref=bot_id, limit=100, roots_only=True
     )
     return list(page.items)
 
@@ -76,6 +77,7 @@ async def _sources_page(
     draft: Any = None,
 ) -> Response:
     bot = await bots.get_bot(db_of(request), principal=user.principal, ref=bot_id)
+    found = await _sources_of(request, user, bot_id)
     return render(
         request,
         "bot_sources.html",
@@ -83,7 +85,8 @@ async def _sources_page(
         bot=bot,
         tab="sources",
         status=status,
-        sources=await _sources_of(request, user, bot_id),
+        sources=found,
+        crawls=await sources.crawl_progress(db_of(request), roots=found, with_pages=True),
         error=refused.message if refused else None,
         error_kind=kind,
         draft={k: str(v) for k, v in (draft or {}).items() if isinstance(v, str)},
@@ -95,19 +98,35 @@ async def sources_page(request: Request, bot_id: str, user: ManagerDep) -> Respo
     return await _sources_page(request, user, bot_id)
 
 
+def _crawl_view(progress: sources.CrawlProgress | None) -> dict[str, Any] | None:
+    if progress is None:
+        return None
+    return {
+        "status": progress.status,
+        "found": progress.found,
+        "ingested": progress.ingested,
+        "failed": progress.failed,
+        "waiting": progress.waiting,
+        "progress": round(progress.fraction, 3),
+    }
+
+
 @router.get("/bots/{bot_id}/sources.json")
 async def sources_status(request: Request, bot_id: str, user: ManagerDep) -> JSONResponse:
-    """What the Sources tab's script polls: each source's status, progress and chunk count."""
+    """What the Sources tab's script polls: each source's status, progress and chunk count, and
+    for a crawl its pages found / ingested / failed."""
     found = await _sources_of(request, user, bot_id)
+    crawls = await sources.crawl_progress(db_of(request), roots=found)
     return JSONResponse(
         {
             "sources": [
                 {
                     "id": str(s.id),
-                    "status": s.status,
-                    "chunk_count": s.chunk_count,
-                    "progress": s.progress,
+                    "status": crawls[s.id].status if s.id in crawls else s.status,
+                    "chunk_count": crawls[s.id].chunks if s.id in crawls else s.chunk_count,
+                    "progress": crawls[s.id].fraction if s.id in crawls else s.progress,
                     "error": s.error,
+                    "crawl": _crawl_view(crawls.get(s.id)),
                 }
                 for s in found
             ]
@@ -131,7 +150,11 @@ async def add_source(request: Request, bot_id: str, user: CheckedManagerDep) -> 
             status=400,
             refused=exc,
             kind=str(form.get("kind", "")),
-            draft={k: form.get(k) for k in ("title", "text", "question", "answer", "url")},
+            draft={
+                k: form.get(k)
+                for k in ("title", "text", "question", "answer", "url", "include", "exclude")
+                + ("crawl", "max_pages")
+            },
         )
     wake_ingestion(request)
     return see_other(f"/dashboard/bots/{bot_id}/sources")
@@ -163,6 +186,9 @@ async def _add_source(request: Request, bot_id: str, user: Any, form: Any) -> No
             url=str(form.get("url", "")).strip(),
             crawl=form.get("crawl") == "on",
             max_pages=form.get("max_pages") or 50,
+            include=lines_of(form.get("include")),
+            exclude=lines_of(form.get("exclude")),
+            resync=str(form.get("resync", "")).strip() or None,
         )
         await sources.add_url_source(db, principal=principal, bot_ref=bot_id, data=data)
     elif kind == "file":
@@ -196,6 +222,22 @@ async def resync_source(
         db_of(request), principal=user.principal, bot_ref=bot_id, source_id=source_id
     )
     wake_ingestion(request)
+    return see_other(f"/dashboard/bots/{bot_id}/sources")
+
+
+@router.post("/bots/{bot_id}/sources/{source_id}/schedule")
+async def resync_schedule(
+    request: Request, bot_id: str, source_id: str, user: CheckedManagerDep
+) -> Response:
+    """A web page's or site's re-sync schedule: daily, weekly or off."""
+    form = await form_of(request)
+    await sources.set_resync(
+        db_of(request),
+        principal=user.principal,
+        bot_ref=bot_id,
+        source_id=source_id,
+        every=str(form.get("resync", "")).strip().replace("off", "") or None,
+    )
     return see_other(f"/dashboard/bots/{bot_id}/sources")
 
 

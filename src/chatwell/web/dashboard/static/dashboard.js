@@ -21,7 +21,9 @@
   var table = document.getElementById("sources");
   if (!table) return;
   var url = table.getAttribute("data-status-url");
-  var busy = function (status) { return status === "pending" || status === "processing"; };
+  var busy = function (status) {
+    return status === "pending" || status === "processing" || status === "crawling" || status === "ingesting";
+  };
 
   function refresh() {
     fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
@@ -35,9 +37,19 @@
           var status = row.querySelector('[data-field="status"]');
           status.textContent = source.status + (busy(source.status) && source.progress > 0 ?
             " " + Math.round(source.progress * 100) + "%" : "");
-          status.className = "status status-" + source.status;
+          status.className = "status status-" + (busy(source.status) ? "processing" : source.status);
           row.querySelector('[data-field="chunk_count"]').textContent = String(source.chunk_count);
           row.querySelector('[data-field="error"]').textContent = source.error || "";
+          var crawl = source.crawl;
+          if (crawl) {
+            // A crawl is one row: its pages found / ingested / failed, and a progress bar.
+            ["found", "ingested", "failed"].forEach(function (name) {
+              var count = row.querySelector('[data-count="' + name + '"]');
+              if (count) count.textContent = String(crawl[name]);
+            });
+            var bar = row.querySelector('[data-field="progress"]');
+            if (bar) { bar.value = crawl.progress; bar.hidden = !busy(source.status); }
+          }
           if (busy(source.status)) pending = true;
         });
         if (pending) window.setTimeout(refresh, 1500);
