@@ -51,7 +51,9 @@ from chatwell.observability.metrics import Metrics
 from chatwell.observability.middleware import ObservabilityMiddleware
 from chatwell.observability.tracing import Tracing, TracingMiddleware
 from chatwell.services.conversation_bus import build_conversation_bus
+from chatwell.services.handoff import MISSED_AFTER
 from chatwell.services.knowledge import build_chat_service, build_knowledge
+from chatwell.services.notifications import EmailWorker, SmtpConfig
 from chatwell.services.recaptcha import SiteVerifyRecaptcha
 from chatwell.services.webhooks import WebhookWorker
 from chatwell.settings import Settings
@@ -89,6 +91,13 @@ def create_app(settings: Settings | None = None, *, announce: Announce = _print)
         queue: ProcrastinateQueue | None = None
         webhooks = WebhookWorker(db, allow_private=settings.webhook_allow_private)
         app.state.webhooks = webhooks
+        emails = EmailWorker(
+            db,
+            SmtpConfig.from_settings(settings),
+            missed_after=MISSED_AFTER,
+            public_url=settings.public_url,
+        )
+        app.state.emails = emails
         limiter = RateLimiter(
             settings.redis_url, fail_open=settings.rate_limit_failure_mode == "open"
         )
@@ -130,6 +139,7 @@ def create_app(settings: Settings | None = None, *, announce: Announce = _print)
             if worker is not None:
                 worker.start()
             webhooks.start()
+            emails.start()
             async with mcp_door.serving():
                 yield
         finally:
@@ -138,6 +148,7 @@ def create_app(settings: Settings | None = None, *, announce: Announce = _print)
             if queue is not None:
                 await queue.close()
             await webhooks.stop()
+            await emails.stop()
             chat = getattr(app.state, "chat", None)
             if chat is not None:
                 await chat.drain()

@@ -85,6 +85,32 @@ class Settings(BaseSettings):
             "deliveries fail without being sent. Cloud metadata addresses are refused always."
         ),
     )
+    smtp_host: str | None = Field(
+        None,
+        description=(
+            "SMTP server for email notifications (new leads, a visitor asking for a person while "
+            "nobody is online, missed handoffs; recipients are set per bot in Settings). Unset: "
+            "no email is sent."
+        ),
+    )
+    smtp_port: int = Field(587, ge=1, le=65535, description="Port of `smtp_host`.")
+    smtp_security: Literal["starttls", "tls", "none"] = Field(
+        "starttls",
+        description="`starttls` (upgrade a plain connection, port 587), `tls` (TLS from the "
+        "start, port 465) or `none` (a local relay only).",
+    )
+    smtp_username: str | None = Field(None, description="SMTP login; unset: no login.")
+    smtp_password: SecretStr | None = Field(
+        None, description="SMTP password for `smtp_username` (never logged)."
+    )
+    smtp_from: str = Field(
+        "chatwell@localhost", description="The From address of notification emails."
+    )
+    public_url: str | None = Field(
+        None,
+        description="Where people reach this server (e.g. `https://chat.example.com`): links in "
+        "notification emails point there. Unset: emails name the dashboard page without a link.",
+    )
     queue: Literal["inprocess", "procrastinate"] = Field(
         "inprocess",
         description="Who ingests sources: `inprocess` (a worker inside each server process) or "

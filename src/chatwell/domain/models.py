@@ -6,10 +6,11 @@ and filled with defaults on the way out, so later features add fields here, not 
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class SourceType(StrEnum):
@@ -88,6 +89,9 @@ class ModelSettings(_Group):
     stream_default: bool = True
 
 
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+
+
 class HandoffSettings(_Group):
     enabled: bool = False
     trigger: str = Field("button", pattern="^(button|auto|both)$")
@@ -96,6 +100,22 @@ class HandoffSettings(_Group):
     canned_replies: list[Annotated[str, Field(min_length=1, max_length=2000)]] = Field(
         default_factory=list, max_length=30
     )  # ready answers an agent inserts with one click
+    # Email notifications (sent when the server has SMTP settings) to these addresses:
+    notify_emails: list[Annotated[str, Field(max_length=254)]] = Field(
+        default_factory=list, max_length=20
+    )
+    email_on_lead: bool = True  # a visitor left contact details (with the transcript)
+    email_on_offline_request: bool = True  # a visitor asked for a person while nobody was online
+    email_on_missed: bool = True  # a handoff nobody answered in time
+
+    @field_validator("notify_emails")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        addresses = [address.strip() for address in value if address.strip()]
+        for address in addresses:
+            if not re.fullmatch(EMAIL_PATTERN, address):
+                raise ValueError(f"{address!r} is not an email address")
+        return addresses
 
 
 class ContactFormField(_Group):

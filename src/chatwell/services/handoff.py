@@ -26,6 +26,7 @@ from sqlalchemy import func, or_, select
 from chatwell.domain.auth import Principal
 from chatwell.domain.models import ConversationStatus, HandoffSettings, MessageRole
 from chatwell.errors import Conflict, Forbidden, InvalidRequest
+from chatwell.services import notifications
 from chatwell.services.conversation_bus import ConversationBus
 from chatwell.services.conversations import conversation_not_found, parse_uuid
 from chatwell.services.pagination import Page, page_of, paginate
@@ -235,6 +236,8 @@ async def request_handoff(
         if taken:
             conversation.status = ConversationStatus.PENDING_HUMAN
             conversation.updated_at = utcnow()
+        elif not available:
+            await notifications.enqueue_offline_request(session, bot=bot, conversation=conversation)
     if taken:
         await _notify(bus, conversation.id, {"type": "status", "status": conversation.status})
     return conversation.status, available

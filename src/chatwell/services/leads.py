@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from chatwell.domain.auth import Principal
 from chatwell.domain.models import ContactFormSettings, Permission
 from chatwell.errors import Forbidden, InvalidRequest
-from chatwell.services import webhooks
+from chatwell.services import notifications, webhooks
 from chatwell.services.conversations import conversation_not_found, iso, parse_uuid
 from chatwell.services.keys import require
 from chatwell.services.pagination import Page, page_of, paginate
@@ -173,6 +173,7 @@ async def _add_lead(
         webhooks.enqueue(
             session, bot=current, event=LEAD_CREATED, payload=lead_event(current, lead)
         )
+        await notifications.enqueue_lead(session, bot=current, lead=lead)
     return lead
 
 

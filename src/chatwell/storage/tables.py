@@ -411,6 +411,30 @@ class UsageEvent(Base):
     created_at: Mapped[datetime] = _created()
 
 
+class EmailNotification(Base):
+    """An email to a bot's team, queued in the transaction of the event it tells about (outbox)."""
+
+    __tablename__ = "email_notifications"
+
+    id: Mapped[uuid.UUID] = _id()
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
+    bot_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("bots.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(50))
+    # One email per happening (e.g. one "missed" email per handoff), however often it is seen.
+    dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    recipients: Mapped[list[str]] = mapped_column(JsonType)
+    subject: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = _created()
+
+
 class WebhookDelivery(Base):
     __tablename__ = "webhook_deliveries"
 

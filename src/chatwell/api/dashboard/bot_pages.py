@@ -358,6 +358,11 @@ def _handoff_of(form: Any) -> dict[str, Any]:
             group[name] = str(form.get(field, "")).strip() or None
     if "handoff_canned_replies" in form:
         group["canned_replies"] = lines_of(form.get("handoff_canned_replies"))
+    if "handoff_notify_emails" in form:
+        group["notify_emails"] = lines_of(form.get("handoff_notify_emails"))
+    if "email_switches" in form:  # the page's checkboxes: an unchecked one is absent
+        for switch in ("email_on_lead", "email_on_offline_request", "email_on_missed"):
+            group[switch] = form.get(switch) == "on"
     return group
 
 
@@ -389,6 +394,8 @@ async def _settings_page(
         saved=request.query_params.get("saved"),
         webhook_secret=secret,
         max_contact_fields=MAX_CONTACT_FIELDS,
+        smtp_configured=getattr(getattr(request.app.state, "emails", None), "config", None)
+        is not None,
         **view,
     )
 
@@ -419,6 +426,7 @@ FORM_FIELDS = {
     "handoff.offline_message": "handoff_offline_message",
     "handoff.agent_label": "handoff_agent_label",
     "handoff.canned_replies": "handoff_canned_replies",
+    "handoff.notify_emails": "handoff_notify_emails",
     "contact_form.trigger": "contact_trigger",
     "contact_form.after_messages": "contact_after_messages",
     "contact_form.success_message": "contact_success_message",
