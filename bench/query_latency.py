@@ -163,9 +163,9 @@ async def load(db: Any, index: Any, data: Dataset, batch: int) -> dict[str, Any]
     ``index.store_vectors`` in write transactions of ``batch`` chunks. Returns ids and timings."""
     from chatwell.domain.bots import BotCreate
     from chatwell.domain.models import SourceStatus, SourceType
+    from chatwell.retrieval.index import bump_index_version
     from chatwell.services.bots import create_bot
     from chatwell.services.workspaces import create_workspace
-    from chatwell.storage.search_index import bump_index_version
     from chatwell.storage.tables import Chunk, Source, utcnow
 
     workspace, _ = await create_workspace(db, name="Bench workspace")
@@ -468,9 +468,9 @@ async def measure_backend(
     workdir: Path,
     pg: Any,
 ) -> dict[str, Any]:
+    from chatwell.retrieval.index.sqlite import SqliteSearchIndex
     from chatwell.services.knowledge import build_embedder, build_knowledge
     from chatwell.settings import Settings
-    from chatwell.storage.search_index import SqliteSearchIndex
 
     out: dict[str, Any] = {"backend": backend}
     async with open_database(backend, workdir, pg, name="query") as (db, url):

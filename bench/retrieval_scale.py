@@ -220,8 +220,8 @@ def _vector_text(vector: np.ndarray) -> str:
 async def measure(
     db: Any, bot_ids: list[uuid.UUID], queries: list[str], seed: int
 ) -> dict[str, Any]:
+    from chatwell.retrieval.index.postgres import PostgresSearchIndex
     from chatwell.retrieval.service import Retriever
-    from chatwell.storage.search_index import PostgresSearchIndex
 
     rng = random.Random(seed + 1)
     nprng = np.random.default_rng(seed + 1)

@@ -17,6 +17,8 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select, update
 
+from chatwell.retrieval.index import bump_index_version
+from chatwell.retrieval.index import sqlite as sqlite_index
 from chatwell.retrieval.keyword_index import (
     HEADING_WEIGHT,
     KeywordIndex,
@@ -25,7 +27,6 @@ from chatwell.retrieval.keyword_index import (
     term_keys,
 )
 from chatwell.retrieval.text_search import porter_stems, query_terms
-from chatwell.storage import search_index
 from chatwell.storage.tables import Chunk
 from tests.helpers import make_bot
 from tests.knowledge.helpers import add, idle, search
@@ -157,7 +158,7 @@ async def test_stored_chunks_carry_their_terms_and_old_rows_are_analysed_on_load
     # Rows written before migration 0008 have no terms: they are analysed when the bot is loaded.
     async with app.state.db.write() as session:
         await session.execute(update(Chunk).where(Chunk.bot_id == bot_id).values(terms=None))
-        await search_index.bump_index_version(session, bot_id)
+        await bump_index_version(session, bot_id)
     async with app.state.db.read() as session:
         after = await index.keyword_search(session, bot_id, "when are parcels returned?", 10)
     assert after == pytest.approx(before)
@@ -194,14 +195,14 @@ async def test_a_large_bot_prescans_int8_vectors_and_finds_the_exact_top(
                 for i, v in enumerate(vectors)
             ]
         )
-        await search_index.bump_index_version(session, bot_id)
+        await bump_index_version(session, bot_id)
     index = app.state.knowledge.index
     queries = vectors[:20] + 0.3 * rng.standard_normal((20, 384)).astype(np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     async with app.state.db.read() as session:
         exact = [await index.vector_search(session, bot_id, q, 50) for q in queries]
-    monkeypatch.setattr(search_index, "QUANTIZED_MIN_ROWS", 1_000)
-    monkeypatch.setattr(search_index, "RESCORE_MIN", 100)
+    monkeypatch.setattr(sqlite_index, "QUANTIZED_MIN_ROWS", 1_000)
+    monkeypatch.setattr(sqlite_index, "RESCORE_MIN", 100)
     index._cache.clear()
     async with app.state.db.read() as session:
         approximate = [await index.vector_search(session, bot_id, q, 50) for q in queries]
@@ -229,13 +230,13 @@ async def test_many_cold_queries_load_a_bot_once(
     index = app.state.knowledge.index
     index._cache.clear()
     loads: list[Any] = []
-    build = search_index._build_lexicon
+    build = sqlite_index._build_lexicon
 
     def counting(*args: Any) -> Any:
         loads.append(args)
         return build(*args)
 
-    monkeypatch.setattr(search_index, "_build_lexicon", counting)
+    monkeypatch.setattr(sqlite_index, "_build_lexicon", counting)
     bot_id = uuid.UUID(bot["id"])
 
     async def one() -> dict[int, float]:

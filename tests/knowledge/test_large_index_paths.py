@@ -15,7 +15,8 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from chatwell.retrieval import text_search
-from chatwell.storage import search_index
+from chatwell.retrieval.index import postgres as postgres_index
+from chatwell.retrieval.index import sqlite as sqlite_index
 from tests.helpers import make_bot
 from tests.knowledge.helpers import add, idle, search
 
@@ -84,10 +85,10 @@ async def test_keyword_search_without_common_terms_still_finds_the_rare_ones(
     async with db.read() as session:
         before = await index.keyword_search(session, _uuid(bot), question, 100)
     assert len(before) == 25  # every chunk says "support"
-    monkeypatch.setattr(search_index, "PRUNE_MIN_CHUNKS", 0)
+    monkeypatch.setattr(postgres_index, "PRUNE_MIN_CHUNKS", 0)
     monkeypatch.setattr(text_search, "PRUNE_MIN_CHUNKS", 0)
     monkeypatch.setattr(
-        search_index,
+        postgres_index,
         "rare_terms",
         lambda terms, df, total: text_search.rare_terms(terms, df, total, max_df=0.5, keep=2),
     )
@@ -117,7 +118,7 @@ async def test_a_big_bot_walks_hnsw_and_finds_what_the_exact_scan_finds(
     bot, index, vector = await _big_bot_index_and_question(client, app)
     async with app.state.db.read() as session:
         exact = await index.vector_search(session, _uuid(bot), vector, 5)
-    monkeypatch.setattr(search_index, "EXACT_SCAN_MAX_CHUNKS", 0)  # every bot is "big" now
+    monkeypatch.setattr(postgres_index, "EXACT_SCAN_MAX_CHUNKS", 0)  # every bot is "big" now
     async with app.state.db.read() as session:
         walked = await index.vector_search(session, _uuid(bot), vector, 5)
     assert set(walked) == set(exact)  # 25 vectors: the graph holds them all
@@ -139,8 +140,8 @@ async def test_a_big_sqlite_bot_is_scanned_in_worker_threads_and_finds_the_same(
         threads.append(fn.__name__)
         return await real_to_thread(fn, *args, **kwargs)
 
-    monkeypatch.setattr(search_index, "INLINE_SCAN_MAX_ROWS", 0)  # every bot is "big" now
-    monkeypatch.setattr(search_index.asyncio, "to_thread", counted)
+    monkeypatch.setattr(sqlite_index, "INLINE_SCAN_MAX_ROWS", 0)  # every bot is "big" now
+    monkeypatch.setattr(sqlite_index.asyncio, "to_thread", counted)
     async with app.state.db.read() as session:
         threaded = await index.candidates(session, _uuid(bot), question, vector, 10)
     assert sorted(threads) == ["_keyword_top", "_top_k"]

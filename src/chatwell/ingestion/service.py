@@ -40,8 +40,8 @@ from chatwell.ingestion.extraction import (
 from chatwell.ingestion.fetch import FetchError, fetch_url
 from chatwell.ingestion.splitter import embedding_text
 from chatwell.retrieval.embeddings import Embedder
+from chatwell.retrieval.index import SearchIndex, bump_index_version
 from chatwell.storage.database import Database, unavailable_reason
-from chatwell.storage.search_index import SearchIndex, bump_index_version
 from chatwell.storage.tables import Chunk, Source, SourceContent, utcnow
 
 log = logging.getLogger("chatwell.ingestion")

@@ -10,8 +10,8 @@ from sqlalchemy import select
 
 from chatwell.domain.models import SourceStatus
 from chatwell.ingestion.service import Ingestor
-from chatwell.services.polling import PollingWorker
 from chatwell.storage.tables import Source
+from chatwell.workers.polling import PollingWorker
 
 
 class IngestionWorker(PollingWorker):

@@ -21,8 +21,8 @@ from chatwell.domain.models import SourceType
 from chatwell.observability.tracing import span
 from chatwell.retrieval.embeddings import Embedder
 from chatwell.retrieval.fusion import DEFAULT_ALPHA, hybrid_scores, ranked
+from chatwell.retrieval.index import SearchIndex
 from chatwell.storage.database import Database
-from chatwell.storage.search_index import SearchIndex
 from chatwell.storage.tables import Chunk, Source
 
 MAX_QUERY_CHARS = 2_000

@@ -22,10 +22,10 @@ from chatwell.retrieval.embeddings import (
     MiniLMOnnxEmbedder,
     OpenAICompatibleEmbedder,
 )
+from chatwell.retrieval.index import SearchIndex, search_index_for
 from chatwell.retrieval.service import RetrievalConfig, Retriever
 from chatwell.settings import Settings
 from chatwell.storage.database import Database
-from chatwell.storage.search_index import SearchIndex, search_index_for
 
 
 @dataclass(slots=True)

@@ -36,7 +36,6 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chatwell.domain.models import ConversationStatus, HandoffSettings
-from chatwell.services.polling import PollingWorker
 from chatwell.storage.database import Database
 from chatwell.storage.tables import (
     Bot,
@@ -46,6 +45,7 @@ from chatwell.storage.tables import (
     Message,
     utcnow,
 )
+from chatwell.workers.polling import PollingWorker
 
 log = logging.getLogger("chatwell.email")
 

@@ -17,11 +17,11 @@ from chatwell.domain.auth import Principal
 from chatwell.domain.models import SourceStatus, SourceType
 from chatwell.domain.sources import RESYNC_EVERY, QASourceIn, TextSourceIn, UrlSourceIn
 from chatwell.errors import InvalidRequest, NotFound
+from chatwell.retrieval.index import bump_index_version
 from chatwell.services.bots import get_bot
 from chatwell.services.conversations import forget_source_urls
 from chatwell.services.pagination import Page, page_of, paginate
 from chatwell.storage.database import Database
-from chatwell.storage.search_index import bump_index_version
 from chatwell.storage.tables import Chunk, Conversation, Message, Source, SourceContent, utcnow
 
 

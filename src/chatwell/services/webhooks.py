@@ -53,9 +53,9 @@ from chatwell import __version__
 from chatwell.domain.auth import Principal
 from chatwell.ingestion.fetch import FetchError, Resolver, check_url
 from chatwell.services.pagination import Page, page_of, paginate
-from chatwell.services.polling import PollingWorker
 from chatwell.storage.database import Database
 from chatwell.storage.tables import Bot, WebhookDelivery, utcnow
+from chatwell.workers.polling import PollingWorker
 
 log = logging.getLogger("chatwell.webhooks")
 

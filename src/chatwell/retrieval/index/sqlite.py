@@ -1,18 +1,12 @@
-"""The keyword and vector indexes over a bot's chunks, one implementation per database.
-
-SQLite (the embedded default): BM25 over each chunk's analysed terms (``chunks.terms``) and a
-cosine scan over its float32 vectors (``chunks.embedding``), both in memory, loaded once per bot
-and index version. PostgreSQL: ``ts_rank_cd`` over a weighted tsvector, and pgvector (an exact
-scan for bots up to 20k chunks, HNSW with iterative scans above). Both return
-``{chunk_id: raw_score}``, higher is better.
-"""
+"""The embedded default's search index: BM25 over each chunk's analysed terms
+(``chunks.terms``) and a cosine scan over its float32 vectors (``chunks.embedding``), both in
+memory, loaded once per bot and index version."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 import threading
-import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
@@ -20,48 +14,23 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select, text, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chatwell.retrieval.keyword_index import KeywordIndex, encode_terms, term_keys
-from chatwell.retrieval.text_search import (
-    PRUNE_KEEP,
-    PRUNE_MIN_CHUNKS,
-    english_stems,
-    postgres_or_query,
-    query_terms,
-    rare_terms,
-)
+from chatwell.retrieval.text_search import query_terms
 from chatwell.storage.database import Database
 from chatwell.storage.tables import Bot, Chunk
 
-HNSW_DIMENSIONS = (384,)
-MAX_CACHED_ENTRIES = 64  # SQLite: bots' vector matrices and keyword postings kept in memory ...
+MAX_CACHED_ENTRIES = 64  # bots' vector matrices and keyword postings kept in memory ...
 MAX_CACHED_BYTES = 2 << 30  # ... within this many bytes (a 100k-chunk bot takes about 300 MB)
-INLINE_SCAN_MAX_ROWS = (
-    20_000  # SQLite: smaller bots are scanned on the event loop's thread (< 1 ms)
-)
-QUANTIZED_MIN_ROWS = 20_000  # SQLite: bots this large scan an int8 copy of their vectors first ...
+INLINE_SCAN_MAX_ROWS = 20_000  # smaller bots are scanned on the event loop's thread (< 1 ms)
+QUANTIZED_MIN_ROWS = 20_000  # bots this large scan an int8 copy of their vectors first ...
 RESCORE_FACTOR, RESCORE_MIN = 3, 300  # ... and rescore this many of the best rows exactly
-EXACT_SCAN_MAX_CHUNKS = (
-    20_000  # PostgreSQL: bots up to this size get an exact vector scan, not HNSW
-)
-STATISTICS_TTL_SECONDS = 300.0
 
 
 def vector_bytes(vector: np.ndarray) -> bytes:
     return np.asarray(vector, dtype=np.float32).tobytes()
-
-
-def vector_literal(vector: np.ndarray) -> str:
-    return "[" + ",".join(f"{x:.7g}" for x in np.asarray(vector, dtype=np.float32)) + "]"
-
-
-async def bump_index_version(session: AsyncSession, bot_id: uuid.UUID) -> None:
-    """Mark the bot's chunks as changed (call in the transaction that changes them)."""
-    await session.execute(
-        update(Bot).where(Bot.id == bot_id).values(index_version=Bot.index_version + 1)
-    )
 
 
 @dataclass(slots=True)
@@ -314,8 +283,7 @@ def _simsimd() -> Any:
 def _top_k(matrix: _Matrix, vector: np.ndarray, k: int) -> dict[int, float]:
     """Cosine top ``k`` of the bot's matrix (unit vectors: a dot product). Exact for a small
     matrix; a large one is ranked on its int8 copy first and the best ``RESCORE_FACTOR * k``
-    rows (at least ``RESCORE_MIN``) are rescored in float32 (recall@100 of 1.0 measured on 100k
-    random unit vectors with 300 rescored)."""
+    rows (at least ``RESCORE_MIN``) are rescored in float32."""
     if matrix.ids.size == 0 or k <= 0:
         return {}
     k = min(k, matrix.ids.size)
@@ -342,221 +310,3 @@ def _scores_of(matrix: _Matrix, vector: np.ndarray, chunk_ids: Sequence[int]) ->
     found = matrix.ids[positions] == wanted
     scores = matrix.vectors[positions[found]] @ vector
     return {int(i): float(s) for i, s in zip(wanted[found], scores)}
-
-
-class PostgresSearchIndex:
-    """Full-text search and pgvector HNSW search on PostgreSQL."""
-
-    async def store_vectors(
-        self, session: AsyncSession, chunks: Sequence[Chunk], vectors: np.ndarray
-    ) -> None:
-        if not chunks:
-            return
-        await session.flush()
-        await session.execute(
-            text(
-                "UPDATE chunks SET embedding_vec = CAST(:v AS vector), embedding_dim = :d WHERE id = :id"
-            ),
-            [
-                {"v": vector_literal(v), "d": int(v.shape[0]), "id": c.id}
-                for c, v in zip(chunks, vectors, strict=True)
-            ],
-        )
-
-    def __init__(self) -> None:
-        self._counts: OrderedDict[uuid.UUID, tuple[int, int]] = (
-            OrderedDict()
-        )  # bot -> (version, chunks)
-        self._common: tuple[float, int, dict[str, float]] = (
-            0.0,
-            0,
-            {},
-        )  # (read at, total, lexeme -> share)
-
-    async def keyword_search(
-        self, session: AsyncSession, bot_id: uuid.UUID, query: str, k: int
-    ) -> dict[int, float]:
-        small = await self._chunk_count(session, bot_id) <= EXACT_SCAN_MAX_CHUNKS
-        return {
-            cid: score
-            for cid, (score, _) in (
-                await self._keyword(session, bot_id, query, k, None, small)
-            ).items()
-        }
-
-    async def _keyword(
-        self,
-        session: AsyncSession,
-        bot_id: uuid.UUID,
-        query: str,
-        k: int,
-        vector: np.ndarray | None,
-        small: bool,
-    ) -> dict[int, tuple[float, float | None]]:
-        """{chunk: (keyword score, cosine similarity to ``vector`` or None)} of the ``k`` best."""
-        terms = query_terms(query)
-        if len(terms) > PRUNE_KEEP:
-            terms = await self._rare_terms(session, terms)
-        tsquery = postgres_or_query(terms)
-        if not tsquery:
-            return {}
-        # A bot of a few thousand chunks is filtered row by row through its bot index (the
-        # function form of @@ keeps the planner off the GIN index, whose lists for common words
-        # span every bot); a big bot goes through the GIN index.
-        match = "ts_match_vq(search_vector, q)" if small else "search_vector @@ q"
-        similarity = (
-            f"CASE WHEN embedding_dim = {int(vector.shape[0])} THEN 1 - (embedding_vec <=> CAST(:v AS vector))"
-            " END"
-            if vector is not None
-            else "NULL::float8"
-        )
-        rows = await session.execute(
-            text(
-                f"SELECT id, score, {similarity} FROM ("
-                " SELECT id, embedding_vec, embedding_dim, ts_rank_cd(search_vector, q, 1) AS score"
-                " FROM chunks, to_tsquery('english', :q) AS q"
-                f" WHERE bot_id = :bot AND {match} ORDER BY score DESC LIMIT :k) AS best"
-            ),
-            {
-                "q": tsquery,
-                "bot": bot_id,
-                "k": k,
-                **({"v": vector_literal(vector)} if vector is not None else {}),
-            },
-        )
-        return {
-            int(row[0]): (float(row[1]), None if row[2] is None else float(row[2])) for row in rows
-        }
-
-    async def candidates(
-        self, session: AsyncSession, bot_id: uuid.UUID, query: str, vector: np.ndarray, depth: int
-    ) -> tuple[dict[int, float], dict[int, float]]:
-        """The ``depth`` best chunks by keyword (with their cosine similarity, in the same
-        statement) and by vector. The vector query runs on a second connection at the same time:
-        each is one PostgreSQL backend, so the search costs the slower of the two."""
-        small = await self._chunk_count(session, bot_id) <= EXACT_SCAN_MAX_CHUNKS
-        async with AsyncSession(session.bind) as other:
-            dense_query = asyncio.ensure_future(self._vector(other, bot_id, vector, depth, small))
-            try:
-                keyword = await self._keyword(session, bot_id, query, depth, vector, small)
-            finally:
-                dense = await dense_query
-        lexical = {cid: score for cid, (score, _) in keyword.items()}
-        for cid, (_, similarity) in keyword.items():
-            if cid not in dense and similarity is not None:
-                dense[cid] = similarity
-        return lexical, dense
-
-    async def _rare_terms(self, session: AsyncSession, terms: list[str]) -> list[str]:
-        """``terms`` without the common ones in a large index (``text_search.rare_terms``); how
-        common a lexeme is comes from the planner's statistics of ``search_vector`` (the most
-        common lexemes and the share of rows holding each), re-read every few minutes."""
-        read_at, total, shares = self._common
-        if time.monotonic() - read_at > STATISTICS_TTL_SECONDS:
-            total = int(
-                await session.scalar(
-                    text(
-                        "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'chunks'::regclass"
-                    )
-                )
-                or 0
-            )
-            row = (
-                await session.execute(
-                    text(
-                        "SELECT most_common_elems::text::text[], most_common_elem_freqs FROM pg_stats"
-                        " WHERE tablename = 'chunks' AND attname = 'search_vector'"
-                    )
-                )
-            ).first()
-            shares = dict(zip(row[0], row[1])) if row is not None and row[0] else {}
-            self._common = (time.monotonic(), total, shares)
-        if total < PRUNE_MIN_CHUNKS or not shares:
-            return terms
-        lexemes = english_stems(terms)
-        return rare_terms(
-            terms, {t: int(shares.get(x, 0.0) * total) for t, x in zip(terms, lexemes)}, total
-        )
-
-    async def _chunk_count(self, session: AsyncSession, bot_id: uuid.UUID) -> int:
-        """The bot's chunk count, cached per index version (one primary-key read per search)."""
-        version = await session.scalar(select(Bot.index_version).where(Bot.id == bot_id)) or 0
-        cached = self._counts.get(bot_id)
-        if cached is not None and cached[0] == version:
-            return cached[1]
-        count = int(
-            await session.scalar(
-                text("SELECT count(*) FROM chunks WHERE bot_id = :bot"), {"bot": bot_id}
-            )
-            or 0
-        )
-        self._counts[bot_id] = (version, count)
-        while len(self._counts) > 10_000:
-            self._counts.popitem(last=False)
-        return count
-
-    async def vector_search(
-        self, session: AsyncSession, bot_id: uuid.UUID, vector: np.ndarray, k: int
-    ) -> dict[int, float]:
-        small = await self._chunk_count(session, bot_id) <= EXACT_SCAN_MAX_CHUNKS
-        return await self._vector(session, bot_id, vector, k, small)
-
-    async def _vector(
-        self, session: AsyncSession, bot_id: uuid.UUID, vector: np.ndarray, k: int, small: bool
-    ) -> dict[int, float]:
-        dim = int(vector.shape[0])
-        literal = vector_literal(vector)
-        if dim in HNSW_DIMENSIONS and small:
-            # A bot of a few thousand chunks is scanned exactly through its bot index: faster than
-            # an HNSW walk that must skip every other bot's vectors, and exact. (This expression
-            # does not match the HNSW index's, so the planner cannot pick it.)
-            rows = await session.execute(
-                text(
-                    f"SELECT id, embedding_vec <=> CAST(:v AS vector) AS d FROM chunks"
-                    f" WHERE bot_id = :bot AND embedding_dim = {dim} ORDER BY d LIMIT :k"
-                ),
-                {"v": literal, "bot": bot_id, "k": k},
-            )
-            return {int(row[0]): 1.0 - float(row[1]) for row in rows}
-        if dim in HNSW_DIMENSIONS:
-            await session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
-            await session.execute(text(f"SET LOCAL hnsw.ef_search = {max(40, min(1000, 2 * k))}"))
-            distance = f"embedding_vec::vector({dim}) <=> CAST(:v AS vector({dim}))"
-        else:
-            distance = "embedding_vec <=> CAST(:v AS vector)"
-        # The dimension is inlined (an int we computed) so the planner can match the partial
-        # HNSW index's predicate; a bound parameter would hide it from a generic plan.
-        rows = await session.execute(
-            text(
-                f"SELECT id, {distance} AS d FROM chunks WHERE bot_id = :bot AND embedding_dim = {dim}"
-                f" ORDER BY d LIMIT :k"
-            ),
-            {"v": literal, "bot": bot_id, "k": k},
-        )
-        return {int(row[0]): 1.0 - float(row[1]) for row in rows}
-
-    async def vector_scores(
-        self, session: AsyncSession, bot_id: uuid.UUID, vector: np.ndarray, chunk_ids: Sequence[int]
-    ) -> dict[int, float]:
-        if not chunk_ids:
-            return {}
-        rows = await session.execute(
-            text(
-                "SELECT id, 1 - (embedding_vec <=> CAST(:v AS vector)) FROM chunks"
-                " WHERE bot_id = :bot AND embedding_dim = :dim AND id = ANY(:ids)"
-            ),
-            {
-                "v": vector_literal(vector),
-                "bot": bot_id,
-                "dim": int(vector.shape[0]),
-                "ids": list(chunk_ids),
-            },
-        )
-        return {int(row[0]): float(row[1]) for row in rows}
-
-
-SearchIndex = SqliteSearchIndex | PostgresSearchIndex
-
-
-def search_index_for(db: Database) -> SearchIndex:
-    return PostgresSearchIndex() if db.is_postgres else SqliteSearchIndex(db)
