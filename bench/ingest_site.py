@@ -212,7 +212,7 @@ async def _chunk_texts(url: str) -> list[str]:
 
 
 async def _raw_embed(texts: list[str]) -> float:
-    from chatwell.retrieval.embeddings import MiniLMOnnxEmbedder
+    from chatwell.embedders.minilm import MiniLMOnnxEmbedder
 
     model = MiniLMOnnxEmbedder()
     await asyncio.to_thread(model.embed_sync, texts[:64])  # load and warm the model, not timed

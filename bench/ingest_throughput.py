@@ -146,8 +146,9 @@ def _timed_cm(clock: Clock, label: str, factory: Any) -> Any:
 def instrument(knowledge: Any, db: Any, clock: Clock) -> dict[str, Any]:
     """Install timing wrappers on this run's objects (instances only; no product file changes)."""
     import chatwell.ingestion.extraction as extraction
+    from chatwell.embedders.cache import CachedEmbedder
+    from chatwell.embedders.minilm import MiniLMOnnxEmbedder
     from chatwell.retrieval.batching import BatchingEmbedder
-    from chatwell.retrieval.embeddings import CachedEmbedder, MiniLMOnnxEmbedder
 
     cached = knowledge.embedder
     layers: dict[str, Any] = {"cached": None, "batching": None, "model": None}
@@ -344,7 +345,7 @@ async def run_pipeline(
 
 
 def run_raw(texts: list[str], batch_size: int, repeat: int) -> dict[str, Any]:
-    from chatwell.retrieval.embeddings import MiniLMOnnxEmbedder
+    from chatwell.embedders.minilm import MiniLMOnnxEmbedder
 
     embedder = MiniLMOnnxEmbedder(batch_size=batch_size)
     embedder.warm_up()
@@ -631,7 +632,7 @@ def report_rounds(rounds: list[tuple[dict[str, Any], list[dict[str, Any]]]]) -> 
 def batch_sweep(texts: list[str], sizes: list[int]) -> dict[str, float]:
     """Bare-model throughput on the same chunks when they arrive in groups of ``size`` (each
     group embedded on its own, as the pipeline's small coalesced batches are)."""
-    from chatwell.retrieval.embeddings import MiniLMOnnxEmbedder
+    from chatwell.embedders.minilm import MiniLMOnnxEmbedder
 
     embedder = MiniLMOnnxEmbedder(batch_size=max(sizes))
     embedder.warm_up()

@@ -795,7 +795,7 @@ def _chain_names(embedder: Any) -> str:
 
 
 def _find_model(embedder: Any) -> Any:
-    from chatwell.retrieval.embeddings import MiniLMOnnxEmbedder
+    from chatwell.embedders.minilm import MiniLMOnnxEmbedder
 
     node = embedder
     while node is not None and not isinstance(node, MiniLMOnnxEmbedder):

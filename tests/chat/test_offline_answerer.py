@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from chatwell.embedders.minilm import MiniLMOnnxEmbedder
 from chatwell.llm.base import Grounding, ModelDelta, ModelRequest, ModelUsage
 from chatwell.llm.extractive import OfflineAnswerer
-from chatwell.retrieval.embeddings import MiniLMOnnxEmbedder
 
 SOURCES = [
     Grounding(

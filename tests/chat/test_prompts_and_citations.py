@@ -13,8 +13,8 @@ from chatwell.chat.citations import citations_for, strip_unknown_markers
 from chatwell.chat.filters import ContentFilter
 from chatwell.chat.prompts import RULES, build_messages, grounding_of, system_prompt
 from chatwell.domain.events import HistoryTurn
+from chatwell.embedders.tokenizer import count_tokens
 from chatwell.llm.base import Grounding
-from chatwell.retrieval.embeddings import count_tokens
 from chatwell.retrieval.service import Passage
 
 

@@ -255,8 +255,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_estimated_packing_matches_exact_counting_with_the_real_tokenizer() -> None:
     """Packing decisions far from the limit are taken on the sum of the pieces' counts; with the
     MiniLM word-piece counter the chunks are exactly those of counting every decision."""
+    from chatwell.embedders.tokenizer import count_tokens
     from chatwell.ingestion.loaders import load_document
-    from chatwell.retrieval.embeddings import count_tokens
 
     files = [ROOT / "README.md", ROOT / "SECURITY.md"]
     files += [ROOT / "docs" / page for page in ("api.md", "dashboard.md", "performance.md")]

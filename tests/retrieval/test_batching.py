@@ -16,8 +16,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pytest
 
+from chatwell.embedders.base import Embedder, EmbeddingError
+from chatwell.embedders.minilm import MiniLMOnnxEmbedder
 from chatwell.retrieval.batching import BatchingEmbedder
-from chatwell.retrieval.embeddings import Embedder, EmbeddingError, MiniLMOnnxEmbedder
 
 
 def hash_vectors(texts: Sequence[str], dimension: int = 16) -> np.ndarray:

@@ -13,17 +13,11 @@ import httpx
 import numpy as np
 import pytest
 
-from chatwell.retrieval.embeddings import (
-    MINILM_DIMENSION,
-    MINILM_MODEL_ID,
-    CachedEmbedder,
-    Embedder,
-    EmbeddingError,
-    MiniLMOnnxEmbedder,
-    OpenAICompatibleEmbedder,
-    count_tokens,
-    default_embedder,
-)
+from chatwell.embedders.base import Embedder, EmbeddingError
+from chatwell.embedders.cache import CachedEmbedder
+from chatwell.embedders.minilm import MINILM_DIMENSION, MINILM_MODEL_ID, MiniLMOnnxEmbedder
+from chatwell.embedders.openai import OpenAICompatibleEmbedder
+from chatwell.embedders.tokenizer import count_tokens
 
 
 @pytest.fixture(scope="module")
@@ -269,13 +263,11 @@ def test_cache_with_the_real_model(tmp_path: Path, minilm: MiniLMOnnxEmbedder) -
     np.testing.assert_array_equal(fresh[::-1], again)
 
 
-def test_default_embedder_wraps_the_cache_when_given_a_directory(tmp_path: Path) -> None:
-    assert isinstance(default_embedder(None), MiniLMOnnxEmbedder)
-    embedder = default_embedder(tmp_path)
-    assert isinstance(embedder, CachedEmbedder)
-    assert isinstance(embedder, Embedder)
-    assert embedder.dimension == 384
-    embedder.close()
+def test_the_cached_default_is_an_embedder(tmp_path: Path) -> None:
+    assert isinstance(MiniLMOnnxEmbedder(), Embedder)
+    with CachedEmbedder(MiniLMOnnxEmbedder(), tmp_path) as embedder:
+        assert isinstance(embedder, Embedder)
+        assert embedder.dimension == 384
 
 
 # ---------------------------------------------------------------------------- OpenAI-compatible

@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import ADMIN_KEY
 
 from chatwell.app import create_app
-from chatwell.retrieval.embeddings import MiniLMOnnxEmbedder
+from chatwell.embedders.minilm import MiniLMOnnxEmbedder
 from chatwell.retrieval.fastembed import FastEmbedEmbedder
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -85,7 +85,7 @@ async def test_a_server_on_fastembed_ingests_and_finds(make_settings, local_mode
 
 
 def test_an_unknown_model_is_a_clear_error(local_model: Path) -> None:
-    from chatwell.retrieval.embeddings import EmbeddingError
+    from chatwell.embedders.base import EmbeddingError
 
     with pytest.raises((EmbeddingError, ValueError)):
         FastEmbedEmbedder("no-such/model", model_path=local_model)

@@ -18,8 +18,8 @@ import secrets
 from collections.abc import Sequence
 
 from chatwell.domain.events import HistoryTurn
+from chatwell.embedders.tokenizer import count_tokens
 from chatwell.llm.base import Grounding, ModelMessage
-from chatwell.retrieval.embeddings import count_tokens
 from chatwell.retrieval.service import Passage
 
 RULES = """You answer questions for the organisation described in your instructions, using only the

@@ -38,6 +38,7 @@ from chatwell.domain.events import (
 )
 from chatwell.domain.ids import new_id
 from chatwell.domain.models import AnswerSettings, HandoffSettings, ModelSettings
+from chatwell.embedders.tokenizer import count_tokens
 from chatwell.errors import InvalidRequest, ServiceUnavailable, database_unavailable
 from chatwell.llm.base import (
     NOT_IN_SOURCES,
@@ -55,7 +56,6 @@ from chatwell.llm.extractive import SUPPORT_BARS
 from chatwell.llm.pricing import PriceTable
 from chatwell.llm.registry import ModelRegistry
 from chatwell.observability.tracing import span
-from chatwell.retrieval.embeddings import count_tokens
 from chatwell.retrieval.service import Passage, Retriever, SearchResult
 from chatwell.services import conversations, handoff
 from chatwell.services.conversation_bus import ConversationBus

@@ -13,8 +13,8 @@ import docx  # noqa: F401  (warm: the DOCX loader imports it on first use)
 import pypdf  # noqa: F401
 
 from chatwell.domain.documents import LoaderError
+from chatwell.embedders.tokenizer import count_tokens
 from chatwell.ingestion.extraction import ExtractionJob, ExtractionLimits, extract
-from chatwell.retrieval.embeddings import count_tokens
 
 count_tokens("warm")  # loads the tokenizer once, in the forkserver
 

@@ -83,7 +83,7 @@ class ExtractionCancelled(Exception):
 
 def extract(job: ExtractionJob, limits: ExtractionLimits) -> Extracted:
     """Load, check the text cap, split, check the chunk cap (in whatever process runs it)."""
-    from chatwell.retrieval.embeddings import count_tokens
+    from chatwell.embedders.tokenizer import count_tokens
 
     document = job.document
     if document is None:

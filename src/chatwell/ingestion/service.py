@@ -29,6 +29,7 @@ from chatwell.domain.documents import LoadedDocument, LoaderError, Section
 from chatwell.domain.ids import new_id
 from chatwell.domain.models import SourceStatus, SourceType
 from chatwell.domain.sources import RESYNC_EVERY
+from chatwell.embedders.base import Embedder
 from chatwell.ingestion.crawler import PathFilter, crawl
 from chatwell.ingestion.extraction import (
     Extracted,
@@ -39,7 +40,6 @@ from chatwell.ingestion.extraction import (
 )
 from chatwell.ingestion.fetch import FetchError, fetch_url
 from chatwell.ingestion.splitter import embedding_text
-from chatwell.retrieval.embeddings import Embedder
 from chatwell.retrieval.index import SearchIndex, bump_index_version
 from chatwell.storage.database import Database, unavailable_reason
 from chatwell.storage.tables import Chunk, Source, SourceContent, utcnow

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import snowballstemmer
 
+from chatwell.embedders.base import Embedder
+from chatwell.embedders.tokenizer import count_tokens
 from chatwell.ingestion.splitter import split_sentences
 from chatwell.llm.base import (
     NOT_IN_SOURCES,
@@ -32,7 +34,6 @@ from chatwell.llm.base import (
     ModelRequest,
     ModelUsage,
 )
-from chatwell.retrieval.embeddings import Embedder, count_tokens
 
 OFFLINE_MODEL_NAME = "chatwell-offline"
 MAX_SENTENCES = 3

@@ -27,6 +27,7 @@ from typing import Any
 
 import aiohttp
 
+from chatwell.embedders.tokenizer import count_tokens
 from chatwell.llm.base import (
     ModelDelta,
     ModelError,
@@ -37,7 +38,6 @@ from chatwell.llm.base import (
     ModelUsage,
 )
 from chatwell.llm.retry import open_with_retries
-from chatwell.retrieval.embeddings import count_tokens
 
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 

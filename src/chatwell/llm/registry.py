@@ -11,11 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from chatwell.domain.models import ModelSettings
+from chatwell.embedders.base import Embedder
 from chatwell.llm.anthropic import AnthropicModel
 from chatwell.llm.base import ChatModel
 from chatwell.llm.extractive import OfflineAnswerer
 from chatwell.llm.openai_compat import OpenAICompatibleModel
-from chatwell.retrieval.embeddings import Embedder
 from chatwell.settings import Settings
 
 ProviderFactory = Callable[[Settings, str | None], ChatModel | None]

@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from chatwell.retrieval.embeddings import Embedder, EmbeddingError
+from chatwell.embedders.base import Embedder, EmbeddingError
 
 __all__ = ["BatchingEmbedder"]
 

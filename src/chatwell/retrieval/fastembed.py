@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from chatwell.retrieval.embeddings import EmbeddingError, normalize_rows
+from chatwell.embedders.base import EmbeddingError, normalize_rows
 
 
 class FastEmbedEmbedder:

@@ -18,8 +18,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chatwell.domain.models import SourceType
+from chatwell.embedders.base import Embedder
 from chatwell.observability.tracing import span
-from chatwell.retrieval.embeddings import Embedder
 from chatwell.retrieval.fusion import DEFAULT_ALPHA, hybrid_scores, ranked
 from chatwell.retrieval.index import SearchIndex
 from chatwell.storage.database import Database

@@ -11,17 +11,15 @@ from datetime import timedelta
 
 from chatwell.chat.filters import ContentFilter
 from chatwell.chat.service import ChatService
+from chatwell.embedders.base import Embedder
+from chatwell.embedders.cache import CachedEmbedder
+from chatwell.embedders.minilm import MiniLMOnnxEmbedder
+from chatwell.embedders.openai import OpenAICompatibleEmbedder
 from chatwell.ingestion.extraction import ExtractionLimits
 from chatwell.ingestion.service import IngestionConfig, Ingestor
 from chatwell.llm.pricing import PriceTable
 from chatwell.llm.registry import ModelRegistry
 from chatwell.retrieval.batching import BatchingEmbedder
-from chatwell.retrieval.embeddings import (
-    CachedEmbedder,
-    Embedder,
-    MiniLMOnnxEmbedder,
-    OpenAICompatibleEmbedder,
-)
 from chatwell.retrieval.index import SearchIndex, search_index_for
 from chatwell.retrieval.service import RetrievalConfig, Retriever
 from chatwell.settings import Settings

