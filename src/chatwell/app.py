@@ -28,7 +28,7 @@ from chatwell.api.cors import CORSMiddleware
 from chatwell.api.devapi import routes as devapi
 from chatwell.api.dialect import error_renderer, key_principal
 from chatwell.api.dify import routes as dify
-from chatwell.api.errors import ErrorFormats, install_error_handlers
+from chatwell.api.errors import ErrorFormats, install_error_handlers, native_error
 from chatwell.api.flowise import routes as flowise
 from chatwell.api.mcp import PATH as MCP_PATH
 from chatwell.api.mcp import McpEndpoint
@@ -227,8 +227,13 @@ def create_app(settings: Settings | None = None, *, announce: Announce = _print)
         flowise.router,
     ):
         app.include_router(router)
-    for prefix in ("/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/models"):
-        formats.register(prefix, openai_routes.openai_error, openai_routes.ERROR_DOC)
+    # /v1 is OpenAI's (an unknown route there answers in its shape), but for the native API's
+    # resources under it, which keep the native shape (and ChatbotIQ's /v1/public, below).
+    formats.register("/v1", openai_routes.openai_error, openai_routes.ERROR_DOC)
+    native = (native_bots, native_sources, native_search, native_keys, native_chat)
+    native_routes = [r for m in (*native, native_handoff, native_leads) for r in m.router.routes]
+    for prefix in {"/".join(r.path.split("/")[:3]) for r in native_routes}:  # /v1/bots, …
+        formats.register(prefix, native_error)
     dialects = (
         (chatiq.PREFIXES, chatiq.chatiq_error, chatiq.ERROR_DOC),
         (chatbotiq.PREFIXES, chatbotiq.chatbotiq_error, chatbotiq.ERROR_DOC),

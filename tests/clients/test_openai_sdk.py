@@ -179,6 +179,58 @@ def test_responses_with_a_configured_model_call_tools_and_write_json(modelled: S
     assert modelled.upstream.state.bodies[-1]["response_format"]["type"] == "json_schema"
 
 
+def test_responses_continue_with_only_the_function_results(modelled: Served) -> None:
+    """The client ran the tools a response called and sends back only their outputs, after
+    ``previous_response_id``: the model gets the question, the calls and the results, and answers."""
+    client = sdk(modelled)
+    tool = {
+        "type": "function",
+        "name": "lookup_parcel",
+        "parameters": LOOKUP["function"]["parameters"],
+    }
+    for stream in (False, True):
+        called = client.responses.create(model="support-bot", input=QUESTION, tools=[tool])
+        call = called.output[-1]
+        assert call.type == "function_call"
+        request = {
+            "model": "support-bot",
+            "tools": [tool],
+            "previous_response_id": called.id,
+            "input": [
+                {"type": "function_call_output", "call_id": call.call_id, "output": "4 days"}
+            ],
+        }
+        if stream:
+            answered = list(client.responses.create(**request, stream=True))[-1].response
+        else:
+            answered = client.responses.create(**request)
+        assert answered.status == "completed" and "four days" in answered.output_text
+        assert answered.previous_response_id == called.id
+        sent = modelled.upstream.state.bodies[-1]["messages"]
+        assert [m["role"] for m in sent] == ["system", "user", "assistant", "tool"]
+        assert QUESTION in sent[1]["content"]  # asked once, with its sources
+        assert sent[2]["tool_calls"][0]["id"] == call.call_id
+        assert sent[2]["tool_calls"][0]["function"]["name"] == "lookup_parcel"
+        assert sent[3] == {"role": "tool", "tool_call_id": call.call_id, "content": "4 days"}
+    assert len(conversations(modelled)) == 2  # each answer continued its call's conversation
+    assert client.responses.retrieve(answered.id).output_text == answered.output_text
+    with pytest.raises(openai.BadRequestError) as unknown:
+        client.responses.create(
+            model="support-bot",
+            tools=[tool],
+            previous_response_id=called.id,
+            input=[{"type": "function_call_output", "call_id": "call_other", "output": "4"}],
+        )
+    assert unknown.value.param == "input[0].call_id" and "call_other" in unknown.value.message
+    with pytest.raises(openai.BadRequestError) as alone:  # no response to continue: no question
+        client.responses.create(
+            model="support-bot",
+            tools=[tool],
+            input=[{"type": "function_call_output", "call_id": call.call_id, "output": "4"}],
+        )
+    assert alone.value.param == "input"
+
+
 # -------------------------------------------------------------- parameters: honoured or refused
 
 
@@ -412,6 +464,65 @@ def test_rate_limit_headers_and_error_params(offline: Served) -> None:
             },
         )
         assert invalid.status_code == 400 and invalid.json()["error"]["param"] == "temperature"
+
+
+def test_reads_carry_the_rate_limit_headers_and_count_nothing(offline: Served) -> None:
+    """Models and stored responses answer with the key's chat figures, as the next chat request
+    would find them; reading spends none of them."""
+    client = sdk(offline, offline.bot_key)
+    made = client.responses.with_raw_response.create(model="support-bot", input=QUESTION)
+    left = int(made.headers["x-ratelimit-remaining-requests"])
+    limit = made.headers["x-ratelimit-limit-requests"]
+    rid = made.parse().id
+    reads = [
+        client.models.with_raw_response.list(),
+        client.models.with_raw_response.retrieve("support-bot"),
+        client.responses.with_raw_response.retrieve(rid),
+        client.responses.with_raw_response.retrieve(rid),
+    ]
+    for read in reads:
+        assert read.headers["x-ratelimit-limit-requests"] == limit
+        assert read.headers["x-ratelimit-reset-requests"].endswith("s")
+    assert [int(r.headers["x-ratelimit-remaining-requests"]) for r in reads[1:]] == [left] * 3
+    assert int(reads[0].headers["x-ratelimit-remaining-requests"]) >= left  # no bot named
+    deleted = sdk(offline).responses.with_raw_response.delete(rid)
+    assert deleted.headers["x-ratelimit-limit-requests"] == limit
+    again = client.responses.with_raw_response.create(model="support-bot", input=QUESTION)
+    assert int(again.headers["x-ratelimit-remaining-requests"]) == left - 1
+
+
+def test_unknown_routes_under_v1_answer_in_openai_shape_other_doors_keep_theirs(
+    offline: Served,
+) -> None:
+    from chatwell.api.chatbotiq.routes import chatbotiq_error
+    from chatwell.api.chatbots_v1.routes import chatbots_v1_error
+    from chatwell.api.dify.routes import dify_error
+    from chatwell.errors import NotFound
+
+    with pytest.raises(openai.NotFoundError) as unknown:
+        sdk(offline).get("/files", cast_to=object)
+    assert unknown.value.code == "not_found" and unknown.value.type == "not_found_error"
+    with httpx.Client(
+        base_url=offline.base, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30
+    ) as http:
+        for path in ("/v1/nope", "/v1", "/v1/assistants/a/b", "/v1/models/a/b"):
+            reply = http.post(path, json={})
+            assert reply.status_code == 404, path
+            assert set(reply.json()["error"]) == {"message", "type", "param", "code"}, path
+        native = http.get("/v1/bots/x/nope")  # the native API's resources keep the native shape
+        assert native.status_code == 404 and set(native.json()["error"]) == {"code", "message"}
+        for path in ("/v1/conversations/x/nope", "/v1/keys/x/y", "/v1/handoff/nope"):
+            assert set(http.get(path).json()["error"]) == {"code", "message"}, path
+        missing = NotFound("no such endpoint", code="not_found")
+        for path, fmt in (
+            ("/v1/public/nope", chatbotiq_error),
+            ("/api/v1/chatbots/x/nope", chatbots_v1_error),
+            ("/dify/v1/nope", dify_error),
+        ):
+            reply = http.get(path)
+            assert reply.status_code == 404, path
+            assert reply.json() == json.loads(fmt(missing, 404).body), path
+        assert set(http.get("/api/v1/nope").json()["error"]) == {"code", "message"}
 
 
 def test_an_empty_workspace_is_insufficient_quota(offline: Served) -> None:

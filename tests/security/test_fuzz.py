@@ -309,7 +309,14 @@ def test_the_openapi_documents_each_doors_real_errors(
     assert "HTTPValidationError" not in schemas
     expected = {
         "/v1/bots": "Error",
+        "/v1/bots/{bot_id}/leads": "Error",
+        "/v1/conversations/{conversation_id}": "Error",
+        "/v1/agents/presence": "Error",
+        "/v1/handoff/queue": "Error",
+        "/v1/keys/{key_id}": "Error",
         "/v1/chat/completions": "OpenAIError",
+        "/v1/responses/{response_id}": "OpenAIError",
+        "/v1/models/{model}": "OpenAIError",
         "/api/chat": "ChatIQError",
         "/v1/public/chat/stream": "ChatbotIQError",
         "/v1/public/conversations/{conversation_id}/events": "ChatbotIQError",

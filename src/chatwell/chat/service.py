@@ -248,6 +248,8 @@ class ChatService:
             raise
         # Stored turns are the truth; a client's own history only fills a conversation we lack.
         history = started.history or client_history
+        if request.options.tool_turns and history[-1:] == [HistoryTurn("user", question)]:
+            history = history[:-1]  # tool results answer the stored question: it is asked once
         return Turn(
             self,
             request,

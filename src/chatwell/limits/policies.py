@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 
 from chatwell.domain.auth import Principal
 from chatwell.domain.models import RateLimits
@@ -78,6 +79,27 @@ class ChatLimits:
                 daily_quota(principal.daily_message_limit, "key-daily", str(principal.key_id))
             )
         return await self.limiter.admit(rules, message=_bot_message(bot))
+
+    async def keyed_figures(self, principal: Principal, bot: Bot | None) -> Decision | None:
+        """What ``keyed_chat`` would report for this key and bot, without counting a request (the
+        OpenAI doors' reads send the figures too). Without a bot (a list of models): the key's
+        quotas that hold for every bot, or else the per-bot limit as a bot untouched has it."""
+        workspace = rules_of(self.workspace, "workspace", str(principal.workspace_id))
+        daily = (
+            [daily_quota(principal.daily_message_limit, "key-daily", str(principal.key_id))]
+            if principal.daily_message_limit is not None
+            else []
+        )
+        if bot is not None:
+            items = strictest([*self.api, *bot_limit_items(bot)])
+            return await self.limiter.peek(
+                rules_of(items, "key", str(principal.key_id), str(bot.id)) + workspace + daily
+            )
+        shared = await self.limiter.peek(workspace + daily)
+        if shared is not None or not self.api:
+            return shared
+        item = min(strictest(self.api), key=lambda i: i.amount)
+        return Decision(item.amount, item.amount, int(time.time()))
 
     async def history(self, client_ip: str) -> Decision | None:
         return await self.limiter.admit(rules_of(self.history_items, "history", client_ip))

@@ -171,6 +171,26 @@ class RateLimiter:
             ) from None
         return min(decisions, key=lambda d: (d.remaining, -d.reset_at))
 
+    async def peek(self, rules: Sequence[Rule]) -> Decision | None:
+        """The figures ``admit`` would report for ``rules``, without counting a request (None when
+        no rule applies, or the storage is down: a read is not refused for its headers)."""
+        decisions: list[Decision] = []
+        try:
+            for rule in rules:
+                limiter, identity, reset_hint = self._resolve(rule)
+                stats = await limiter.get_window_stats(rule.item, *identity)
+                decisions.append(
+                    Decision(
+                        rule.item.amount,
+                        max(0, stats.remaining),
+                        reset_hint or math.ceil(stats.reset_time),
+                    )
+                )
+        except Exception as exc:
+            log.error("rate-limit storage failed: %s", type(exc).__name__)
+            return None
+        return min(decisions, key=lambda d: (d.remaining, -d.reset_at)) if decisions else None
+
     async def refuse_if_full(self, rules: Sequence[Rule], *, message: str | None = None) -> None:
         """Raise ``RateLimited`` when one of ``rules`` is full, without counting this request.
 

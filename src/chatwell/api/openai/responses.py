@@ -28,6 +28,7 @@ from chatwell.api.openai.wire import (
     admit,
     bot_of_model,
     failed_turn,
+    read_headers,
     run_turn,
     split_messages,
     thread_key,
@@ -422,7 +423,9 @@ async def owned_exchange(db: Any, principal: Any, rid: str, param: str) -> conve
     return exchange
 
 
-async def previous_conversation(db: Any, principal: Any, bot: Bot, previous: str) -> uuid.UUID:
+async def previous_exchange(
+    db: Any, principal: Any, bot: Bot, previous: str
+) -> conversations.Exchange:
     exchange = await owned_exchange(db, principal, previous, "previous_response_id")
     if exchange.conversation.bot_id != bot.id:
         raise InvalidRequest(
@@ -430,7 +433,36 @@ async def previous_conversation(db: Any, principal: Any, bot: Bot, previous: str
             code="invalid_request",
             details={"param": "previous_response_id"},
         )
-    return exchange.conversation.id
+    return exchange
+
+
+def continued(exchange: conversations.Exchange, messages: list[ModelMessage]) -> list[ModelMessage]:
+    """The input after ``previous_response_id``. Input that only returns function results (the
+    client ran the tools the previous response called) answers that response's question: the
+    question, its calls and their outputs go to the model, as OpenAI continues a response."""
+    if any(m.role == "user" for m in messages) or not any(m.role == "tool" for m in messages):
+        return messages
+    stored = (exchange.answer.metadata_ or {}).get("tool_calls") if exchange.answer else None
+    calls = tuple(
+        ModelToolCall(n, c["id"], c["name"], c["arguments"]) for n, c in enumerate(stored or ())
+    )
+    sent = {c.id for m in messages for c in m.tool_calls}
+    known = sent | {c.id for c in calls}
+    for n, m in enumerate(messages):
+        if m.role == "tool" and m.tool_call_id not in known:
+            raise InvalidRequest(
+                f"No tool call found for function call output with call_id {m.tool_call_id}.",
+                code="invalid_request",
+                details={"param": f"input[{n}].call_id"},
+            )
+    asked = [ModelMessage("user", exchange.question.content)]
+    if not sent:  # the client sent only the outputs: the calls are the previous response's
+        asked.append(ModelMessage("assistant", "", tool_calls=calls))
+    return [
+        *(m for m in messages if m.role == "system"),
+        *asked,
+        *(m for m in messages if m.role != "system"),
+    ]
 
 
 @router.post("/responses")
@@ -439,10 +471,7 @@ async def create_response(
 ) -> Any:
     bot = await bot_of_model(db, principal, data.model)
     data.refuse_unrelayable()
-    instructions, history, question, tool_turns = split_messages(data.messages(), param="input")
-    options = data.options(instructions, tool_turns)
-    chat = request.app.state.chat
-    chat.check_options(bot, options)
+    messages = data.messages()
     conversation_id = None
     if data.previous_response_id:
         if not data.store:
@@ -451,7 +480,13 @@ async def create_response(
                 code="invalid_request",
                 details={"param": "store"},
             )
-        conversation_id = await previous_conversation(db, principal, bot, data.previous_response_id)
+        previous = await previous_exchange(db, principal, bot, data.previous_response_id)
+        conversation_id = previous.conversation.id
+        messages = continued(previous, messages)
+    instructions, history, question, tool_turns = split_messages(messages, param="input")
+    options = data.options(instructions, tool_turns)
+    chat = request.app.state.chat
+    chat.check_options(bot, options)
     ref = (
         SessionRef(None, None)
         if not data.store
@@ -628,12 +663,16 @@ async def get_response(
     encoder = Encoder(
         bot, None, response_id, created=exchange.question.created_at.timestamp(), previous=previous
     )
+    headers = await read_headers(request, principal, bot)
     answer = exchange.answer
     if answer is None:
-        return encoder.response("in_progress", [])
+        return JSONResponse(encoder.response("in_progress", []), headers=headers)
     if answer.error_code:
-        return encoder.response(
-            "failed", [], error={"code": answer.error_code, "message": answer.error or ""}
+        return JSONResponse(
+            encoder.response(
+                "failed", [], error={"code": answer.error_code, "message": answer.error or ""}
+            ),
+            headers=headers,
         )
     citations = [
         ev.Citation(
@@ -647,10 +686,13 @@ async def get_response(
         for c in answer.citations or ()
     ]
     calls = (answer.metadata_ or {}).get("tool_calls") or []
-    return encoder.response(
-        "completed",
-        encoder.output(answer.content, citations, calls),
-        (answer.prompt_tokens, answer.completion_tokens),
+    return JSONResponse(
+        encoder.response(
+            "completed",
+            encoder.output(answer.content, citations, calls),
+            (answer.prompt_tokens, answer.completion_tokens),
+        ),
+        headers=headers,
     )
 
 
@@ -659,8 +701,15 @@ def response_id_of(question_id: uuid.UUID | None) -> str | None:
 
 
 @router.delete("/responses/{response_id}")
-async def delete_response(response_id: str, principal: PrincipalDep, db: DbDep) -> Any:
+async def delete_response(
+    response_id: str, request: Request, principal: PrincipalDep, db: DbDep
+) -> Any:
     keys.require(principal, Permission.CONVERSATIONS_WRITE)  # it deletes part of a transcript
     exchange = await owned_exchange(db, principal, response_id, "response_id")
+    bot = await bots.get_bot(db, principal=principal, ref=exchange.conversation.bot_id)
+    check_key_for_bot(request, bot, principal)
     await conversations.delete_exchange(db, principal=principal, question_id=exchange.question.id)
-    return {"id": response_id, "object": "response.deleted", "deleted": True}
+    return JSONResponse(
+        {"id": response_id, "object": "response.deleted", "deleted": True},
+        headers=await read_headers(request, principal, bot),
+    )

@@ -21,6 +21,7 @@ from chatwell.api.openai.wire import (
     bot_of_model,
     failed_turn,
     openai_error,
+    read_headers,
     run_turn,
     split_messages,
     thread_key,
@@ -241,7 +242,7 @@ def model_json(bot: Bot) -> dict[str, Any]:
 
 
 @router.get("/models")
-async def list_models(principal: PrincipalDep, db: DbDep) -> dict[str, Any]:
+async def list_models(request: Request, principal: PrincipalDep, db: DbDep) -> JSONResponse:
     found, cursor = [], None
     while True:
         page = await bots.list_bots(db, principal=principal, limit=100, cursor=cursor)
@@ -249,12 +250,18 @@ async def list_models(principal: PrincipalDep, db: DbDep) -> dict[str, Any]:
         if not page.has_more:
             break
         cursor = page.next_cursor
-    return {"object": "list", "data": [model_json(b) for b in found]}
+    return JSONResponse(
+        {"object": "list", "data": [model_json(b) for b in found]},
+        headers=await read_headers(request, principal, None),
+    )
 
 
 @router.get("/models/{model}")
-async def get_model(model: str, principal: PrincipalDep, db: DbDep) -> dict[str, Any]:
-    return model_json(await bot_of_model(db, principal, model))
+async def get_model(
+    model: str, request: Request, principal: PrincipalDep, db: DbDep
+) -> JSONResponse:
+    bot = await bot_of_model(db, principal, model)
+    return JSONResponse(model_json(bot), headers=await read_headers(request, principal, bot))
 
 
 async def chat_request(

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from chatwell.api.dialect import admit_keyed_chat, turn_error
+from chatwell.api.dialect import admit_keyed_chat, chat_limits, turn_error
 from chatwell.api.errors import ErrorDoc, rate_limit_headers
 from chatwell.chat.service import Turn
 from chatwell.domain import events as ev
@@ -134,6 +134,12 @@ async def admit(request: Request, bot: Bot, principal: Principal) -> dict[str, s
     decision = await admit_keyed_chat(request, bot, principal)
     await request.app.state.chat.ensure_credit(bot)
     return decision_headers(decision)
+
+
+async def read_headers(request: Request, principal: Principal, bot: Bot | None) -> dict[str, str]:
+    """The rate-limit headers of a read (models, a stored response): the key's chat figures for
+    ``bot``, as the next chat request would find them; a read counts against nothing."""
+    return decision_headers(await chat_limits(request).keyed_figures(principal, bot))
 
 
 def unsupported(param: str, what: str) -> InvalidRequest:
