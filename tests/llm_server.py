@@ -10,6 +10,8 @@ Fixtures
 --------
 ``llm_server`` (session)        -> :class:`LLMServer`, shared by the tests of one xdist worker
 ``llm_server_fresh`` (function) -> :class:`LLMServer`, a private server the test may kill
+``llm_tool_server`` (session)   -> :class:`LLMServer` with ``--chat_format chatml-function-calling``:
+                                   it takes ``tools`` and returns OpenAI tool calls
 
 :class:`LLMServer` has ``base_url`` (``http://127.0.0.1:PORT/v1``), ``model`` (the name to send
 as ``"model"``), ``process`` (the ``subprocess.Popen``), ``kill()`` (SIGKILL, for "upstream dies
@@ -34,7 +36,9 @@ Notes
   chunk with an empty delta and ``finish_reason``, then ``data: [DONE]``. ``stream_options:
   {"include_usage": true}`` is accepted and ignored: streamed responses never carry ``usage``.
 * ``content`` must be a string: an OpenAI content-parts list gives HTTP 500 (the Jinja template
-  concatenates it). ``tools`` are ignored (plain text comes back). A prompt over ``n_ctx``
+  concatenates it). ``tools`` are ignored (plain text comes back), except on ``llm_tool_server``:
+  there a ``tool_choice`` naming a function makes the model write its arguments under a grammar
+  (``tool_calls``, ``finish_reason: "tool_calls"``, streamed too). A prompt over ``n_ctx``
   (2048) gives HTTP 400 with ``code: "context_length_exceeded"``. The response's ``model``
   echoes the request's ``model`` field (the GGUF path when it is missing).
 * With ``CI=true`` a missing ``llama_cpp`` or model fails the test; otherwise it is skipped.
@@ -133,8 +137,11 @@ class LLMServer:
     host = LOOPBACK
     model = MODEL_ALIAS
 
-    def __init__(self, model_path: Path, *, log_dir: Path | None = None) -> None:
+    def __init__(
+        self, model_path: Path, *, log_dir: Path | None = None, chat_format: str | None = None
+    ) -> None:
         self.model_path = model_path
+        self.chat_format = chat_format
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
         self.startup_seconds = 0.0
@@ -171,6 +178,7 @@ class LLMServer:
             # generated makes that stream end early with a bare `data: [DONE]` (no
             # finish_reason): a silent truncation no real provider does.
             "--interrupt_requests", "False",
+            *(["--chat_format", self.chat_format] if self.chat_format else []),
         ]  # fmt: skip
 
     # -- life-cycle --------------------------------------------------------------------------
@@ -300,13 +308,13 @@ class LLMServer:
         return f"<LLMServer {self.model} at {self.base_url} ({state})>"
 
 
-def _start(log_dir: Path) -> LLMServer:
+def _start(log_dir: Path, chat_format: str | None = None) -> LLMServer:
     reason = llm_unavailable_reason()
     if reason is not None:
         service_unavailable(reason)
     model_path = find_gguf()
     assert model_path is not None
-    server = LLMServer(model_path, log_dir=log_dir)
+    server = LLMServer(model_path, log_dir=log_dir, chat_format=chat_format)
     try:
         server.start()
     except BaseException:
@@ -325,6 +333,17 @@ def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LLMServer]:
     """One llama_cpp.server per xdist worker for the whole session. Do not kill it: use
     ``llm_server_fresh`` for that (or call ``restart()`` afterwards)."""
     server = _start(tmp_path_factory.mktemp("llm-server"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def llm_tool_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LLMServer]:
+    """A llama_cpp.server whose chat format does function calling (llama-cpp-python's
+    ``chatml-function-calling``), for tool passthrough tests. Do not kill it."""
+    server = _start(tmp_path_factory.mktemp("llm-tool-server"), "chatml-function-calling")
     try:
         yield server
     finally:
@@ -356,5 +375,5 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         names = getattr(item, "fixturenames", ())
-        if "llm_server" in names or "llm_server_fresh" in names:
+        if {"llm_server", "llm_server_fresh", "llm_tool_server"} & set(names):
             item.add_marker(pytest.mark.llm)

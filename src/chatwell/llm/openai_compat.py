@@ -206,7 +206,9 @@ class OpenAICompatibleModel:
                         )
                         function = piece.get("function") or {}
                         call["id"] = piece.get("id") or call["id"]
-                        call["name"] += function.get("name") or ""
+                        name = function.get("name") or ""
+                        if name != call["name"]:  # llama.cpp's server repeats it in every piece
+                            call["name"] += name
                         call["arguments"] += function.get("arguments") or ""
                     finish = choice.get("finish_reason") or finish
             return "".join(texts)
@@ -274,7 +276,7 @@ def _message(message: Any) -> dict[str, Any]:
     if message.tool_calls:
         return {
             "role": "assistant",
-            "content": message.content or None,
+            "content": message.content,  # "" (llama.cpp's server refuses null here)
             "tool_calls": [
                 {
                     "id": c.id,
