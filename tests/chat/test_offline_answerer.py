@@ -109,3 +109,52 @@ async def test_hard_wrapped_lines_are_quoted_as_whole_sentences() -> None:
     )
     assert "switched off by specifying the option --instr-atstart=no. [1]" in answer
     assert "Home" not in answer
+
+
+OPTIONS_PAGE = Grounding(
+    1,
+    "Core command-line options",
+    "Error-related options\n\n"
+    "--error-limit=<yes|no> [default: yes]\n\n"
+    "When enabled, the tool stops reporting errors after 1,000 different ones have been seen.\n\n"
+    "--error-exitcode=<number> [default: 0]\n\n"
+    "Specifies an alternative exit code to return if any errors were reported in the run. "
+    "This is useful for running the tool as part of an automated test suite.",
+)
+
+
+async def test_an_option_reference_is_quoted_with_the_option_it_explains() -> None:
+    # A manual's option list puts the option on its own line and explains it below: the quote
+    # must name the option, which is what the user has to type.
+    answer = await OfflineAnswerer(MiniLMOnnxEmbedder()).compose(
+        "How do I make it return an error exit code when it finds errors?", [OPTIONS_PAGE]
+    )
+    assert answer.startswith("--error-exitcode=<number> [default: 0]: Specifies an alternative")
+    assert "--error-limit" not in answer  # a label belongs only to the paragraph below it
+
+
+async def test_a_line_after_a_lead_in_is_an_example_not_a_label() -> None:
+    page = Grounding(
+        1,
+        "Debugger",
+        "To run the check from the debugger, use this command:\n\n"
+        "(gdb) monitor leak_check full\n\n"
+        "The debugger sends the check to the running program and prints the report.",
+    )
+    answer = await OfflineAnswerer(MiniLMOnnxEmbedder()).compose(
+        "What does the debugger send to the running program?", [page]
+    )
+    assert answer.startswith("The debugger sends the check")
+
+
+async def test_a_sentence_about_it_names_the_page_subject() -> None:
+    page = Grounding(
+        1,
+        "9. Massif: a heap profiler",
+        "It measures how much heap memory your program uses over time. "
+        "Heap profiling can help you reduce the amount of memory your program uses.",
+    )
+    answer = await OfflineAnswerer(MiniLMOnnxEmbedder()).compose(
+        "How do I measure how much heap memory my program uses?", [page]
+    )
+    assert answer.startswith("Massif: a heap profiler: It measures how much heap memory")

@@ -6,7 +6,9 @@ them. Whether they answer at all is judged sentence by sentence (``OfflineAnswer
 many of the question's content terms the quoted sentences cover (a passage's title and heading
 path count for half), together with how close they are in meaning (cosine similarity with the
 embedder the bot already uses). Below the bot's bar it answers :data:`NOT_IN_SOURCES` instead, which the
-chat engine reports as an abstention. Menu and navigation lines are never quoted. It never writes
+chat engine reports as an abstention. Menu and navigation lines are never quoted. A sentence is
+quoted with what it is about when its own words do not say it: the option or term a definition
+list names on the line above its paragraph, the page's subject for a sentence opening on "It". It never writes
 a sentence that is not in the bot's own sources, so it cannot invent facts or follow instructions
 found in documents. It is honest about itself: the chat service announces it.
 """
@@ -149,6 +151,11 @@ _STOP = frozenset(
 _MENU_SEPARATORS = re.compile(r"\s[|•·»›]\s")
 
 
+# A question asking what to do, and the names a user types: options, constants, files, calls.
+_HOW_TO = re.compile(r"\s*(how|can|which|what option|what command|is there)\b", re.IGNORECASE)
+_CODE = re.compile(
+    r"(?<![\w-])--?[a-zA-Z][\w-]*|\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b|\b\w+\.(?:h|c|py|conf|ya?ml|json|xml|ini|supp)\b|\b\w+\(\)"
+)
 _STEMMER = snowballstemmer.stemmer("english")
 
 
@@ -169,6 +176,8 @@ class _Candidate:
     order: int  # sentence position inside the passage
     index: int  # the passage's citation marker
     text: str
+    label: str = ""  # the term its paragraph defines ("--error-limit=<yes|no>"), if any
+    title: str = ""  # its passage's page title
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +243,12 @@ class OfflineAnswerer:
         if not candidates:
             return Judgement((), 0.0)
         q_terms = _terms(question)
-        sentence_terms = [_terms(c.text) for c in candidates]
+        text_terms = [_terms(c.text) for c in candidates]
+        # A definition's label is part of what its sentences say ("--error-limit: When enabled…").
+        sentence_terms = [
+            terms | _terms(c.label) if c.label else terms
+            for c, terms in zip(candidates, text_terms)
+        ]
         title_terms = {g.index: _terms(f"{g.title} {g.heading}") for g in grounding}
         weights = dict.fromkeys(q_terms, 1.0)
         total = float(len(q_terms))
@@ -250,6 +264,12 @@ class OfflineAnswerer:
             coverage = similarity.copy()
         rank_prior = np.array([1.0 / (1.0 + 0.1 * c.passage) for c in candidates], dtype=np.float32)
         scores = (0.5 * similarity + 0.5 * coverage) * rank_prior
+        if _HOW_TO.match(question):
+            # "How do I…" is answered by the sentence that names what to type or set.
+            scores *= np.array(
+                [1.1 if _CODE.search(f"{c.label} {c.text}") else 1.0 for c in candidates],
+                dtype=np.float32,
+            )
         chosen: list[int] = []
         best = float(scores.max())
         for i in (int(i) for i in np.argsort(-scores)):
@@ -259,8 +279,7 @@ class OfflineAnswerer:
                 if scores[i] < best * 0.6 or coverage[i] <= 0.0:
                     break
                 if any(
-                    len(sentence_terms[i] & sentence_terms[j])
-                    >= 0.8 * max(1, len(sentence_terms[i]))
+                    len(text_terms[i] & text_terms[j]) >= 0.8 * max(1, len(text_terms[i]))
                     for j in chosen
                 ):
                     continue
@@ -286,7 +305,9 @@ class OfflineAnswerer:
     async def _similarity(self, question: str, candidates: list[_Candidate]) -> np.ndarray:
         if self.embedder is None:
             return np.zeros(len(candidates), dtype=np.float32)
-        vectors = await self.embedder.embed([question, *(c.text for c in candidates)])
+        vectors = await self.embedder.embed(
+            [question, *(f"{c.label}: {c.text}" if c.label else c.text for c in candidates)]
+        )
         return np.clip(vectors[1:] @ vectors[0], 0.0, 1.0).astype(np.float32)
 
 
@@ -295,8 +316,14 @@ def render(judgement: Judgement) -> str:
     followed by its marker: every quoted sentence is cited, and only those."""
     chosen = sorted(judgement.chosen, key=lambda c: (c.passage, c.order))
     parts: list[str] = []
+    labelled: set[tuple[int, str]] = set()
     for n, candidate in enumerate(chosen):
         text = candidate.text.rstrip()
+        if candidate.label and (candidate.index, candidate.label) not in labelled:
+            labelled.add((candidate.index, candidate.label))  # the term first, once per passage
+            text = f"{candidate.label.rstrip(':')}: {text}"
+        elif (n == 0 or chosen[n - 1].index != candidate.index) and _names_its_subject(candidate):
+            text = f"{_subject(candidate.title)}: {text}"  # "It measures…" says what "it" is
         last_of_passage = n + 1 == len(chosen) or chosen[n + 1].index != candidate.index
         parts.append(f"{text} [{candidate.index}]" if last_of_passage else text)
     return " ".join(parts)
@@ -315,19 +342,48 @@ def _covered(
     ) / total
 
 
+_NUMBERING = re.compile(r"^(?:\d+\.)*\d+\.?\s+")
+_REFERS_BACK = re.compile(r"(It|Its|This|These|They|Their)\s")
+
+
+def _names_its_subject(candidate: _Candidate) -> bool:
+    """A passage's first quoted sentence that opens on "It"/"This" about its page's subject."""
+    title = _subject(candidate.title)
+    return bool(
+        title
+        and len(title) <= 60
+        and _REFERS_BACK.match(candidate.text)
+        and not _terms(title.split(":")[0]) & _terms(candidate.text)
+    )
+
+
+def _subject(title: str) -> str:
+    return _NUMBERING.sub("", title.strip())  # "9. Massif: a heap profiler" -> "Massif: …"
+
+
 def _candidates(grounding: Sequence[Grounding], min_chars: int) -> list[_Candidate]:
     return [
-        _Candidate(rank, order, g.index, sentence)
+        _Candidate(rank, order, g.index, sentence, label, g.title)
         for rank, g in enumerate(grounding)
-        for order, sentence in enumerate(_sentences(g.text, min_chars))
+        for order, (sentence, label) in enumerate(_sentences(g.text, min_chars))
     ]
 
 
 # A bot's popular chunks come back question after question: split and analyse each once.
 @functools.lru_cache(maxsize=8_192)
-def _sentences(text: str, min_chars: int = MIN_SENTENCE_CHARS) -> tuple[str, ...]:
-    found: list[str] = []
+def _sentences(text: str, min_chars: int = MIN_SENTENCE_CHARS) -> tuple[tuple[str, str], ...]:
+    """Each quotable sentence with the label of its paragraph: the term a definition list or an
+    option reference gives on its own line before the paragraph that explains it."""
+    found: list[tuple[str, str]] = []
+    label = ""
+    previous = ""
     for paragraph in re.split(r"\n\s*\n", text):
+        # A line after "use the command:" is an example, not the name of what follows.
+        if _is_label(paragraph) and not previous.rstrip().endswith(":"):
+            label = " ".join(paragraph.split())
+            previous = paragraph
+            continue
+        previous = paragraph
         for sentence in split_sentences(_unwrapped(paragraph)):
             sentence = " ".join(sentence.split())
             if (
@@ -335,8 +391,23 @@ def _sentences(text: str, min_chars: int = MIN_SENTENCE_CHARS) -> tuple[str, ...
                 and not sentence.startswith("#")
                 and not is_menu_line(sentence)
             ):
-                found.append(sentence[:MAX_SENTENCE_CHARS])
+                found.append((sentence[:MAX_SENTENCE_CHARS], label))
+        label = ""
     return tuple(found)
+
+
+_LABEL_END = re.compile(r"[.!?;,]['\")\]]?$")
+
+
+def _is_label(paragraph: str) -> bool:
+    """A one-line paragraph naming what the next one explains: an option ("--tool=<name>
+    [default: memcheck]"), a function or a term; not a sentence, a heading, a list item or a menu."""
+    line = paragraph.strip()
+    if not line or len(line) > 100 or "\n" in line:
+        return False
+    if line.startswith(("#", "|", "- ", "* ", "• ")) or " | " in line:
+        return False
+    return not _LABEL_END.search(line) and not is_menu_line(line)
 
 
 _ENDS_SENTENCE = re.compile(r"[.!?:;]['\")\]]?$")
