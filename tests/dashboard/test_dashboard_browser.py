@@ -195,15 +195,16 @@ def test_golden_path_on_a_fresh_install(
     page.locator("#playground button[type=submit]").click()
     from playwright.sync_api import expect
 
-    expect(page.locator("#playground-status")).to_have_text("done", timeout=30_000)
-    assert "Monday through Friday" in page.locator("#playground-answer").inner_text()
-    assert (
-        page.locator("#playground-citations li").first.inner_text().startswith("[1] hours (page 1)")
-    )
-    first_passage = page.locator("#playground-passages tr").first
+    turn = page.locator("#playground-log .turn").first
+    expect(turn).to_have_attribute("data-done", "", timeout=30_000)
+    assert "Monday through Friday" in turn.locator('[data-part="answer"]').inner_text()
+    citation = turn.locator('[data-part="citations"] li').first
+    assert citation.inner_text().startswith("[1] hours (page 1)")
+    turn.locator("details.passages summary").click()
+    first_passage = turn.locator('[data-part="passages"] tr').first
     assert re.fullmatch(r"[01]\.\d{3}", first_passage.locator("td").first.inner_text())
     assert "Monday through Friday" in first_passage.inner_text()
-    assert page.locator("#playground-answer *").count() == 0  # text only, no markup
+    assert turn.locator('[data-part="answer"] script, [data-part="answer"] img').count() == 0
     shot(page, "playground")
 
     create_key(page, chatwell, "website")

@@ -68,15 +68,38 @@ async def test_playground_streams_a_private_cited_answer_with_passages(
     assert response.headers["content-type"].startswith("text/event-stream")
     events = sse_events(response.text)
     names = [name for name, _ in events]
-    assert (
-        names[0] == "passages" and names[-1] == "done" and "delta" in names and "error" not in names
-    )
+    assert names[0] == "passages" and names[-2:] == ["done", "rendered"]
+    assert "delta" in names and "error" not in names
     passages = events[0][1]["passages"]
     assert passages and passages[0]["title"] == "Opening hours" and 0 < passages[0]["score"] <= 1
     answer = "".join(d["text"] for n, d in events if n == "delta")
     assert "Monday" in answer
     citations = next(d["citations"] for n, d in events if n == "citations")
     assert citations and citations[0]["title"] == "Opening hours"
+    rendered = events[-1][1]
+    assert rendered["text"] == answer and rendered["html"].startswith("<p>")
+    # A follow-up carries the page's earlier turns; a malformed history is refused.
+    follow_up = await browser.post(
+        f"/dashboard/bots/{bot_id}/playground/chat",
+        data={
+            "question": "And on Saturday?",
+            "history": json.dumps(
+                [
+                    {"role": "user", "content": "When is the shop open?"},
+                    {"role": "assistant", "content": answer},
+                ]
+            ),
+        },
+        headers={"X-CSRF-Token": token},
+    )
+    assert follow_up.status_code == 200 and "event: rendered" in follow_up.text
+    for bad in ("[", '[{"role": "system", "content": "x"}]', '{"role": "user"}', "[1]"):
+        refused = await browser.post(
+            f"/dashboard/bots/{bot_id}/playground/chat",
+            data={"question": "hi", "history": bad},
+            headers={"X-CSRF-Token": token},
+        )
+        assert refused.status_code == 400 and "invalid_history" in refused.text, bad
     # Private: no conversation or message is stored, only a content-free usage row.
     assert await count_rows(app, Message) == before
     assert await count_rows(app, Conversation) == 0

@@ -225,7 +225,7 @@ class ChatService:
             # The retrieval query does not depend on stored history: search while the user's turn
             # is being stored (the search runs here, the write in the database's thread).
             search = asyncio.ensure_future(
-                self._search(request.bot, _retrieval_query(question, client_history))
+                self._search(request.bot, retrieval_query(question, client_history))
             )
         if request.private:
             return Turn(self, request, None, None, client_history, True, search=search)
@@ -348,7 +348,7 @@ class ChatService:
             try:
                 search, turn.search = turn.search, None
                 result = await (
-                    search or self._search(bot, _retrieval_query(request.question, turn.history))
+                    search or self._search(bot, retrieval_query(request.question, turn.history))
                 )
                 # Related by meaning or sharing a word: whether it *answers* is the answerer's
                 # judgement (the offline one sentence by sentence, a model by its prompt).
@@ -748,7 +748,7 @@ def _caller_instructions(text: str) -> str:
     )
 
 
-def _retrieval_query(question: str, history: Sequence[HistoryTurn]) -> str:
+def retrieval_query(question: str, history: Sequence[HistoryTurn]) -> str:
     """A follow-up is searched together with the user's previous question (the previous
     *other* one: a follow-up asked twice still means what it meant the first time)."""
     if not is_follow_up(question):

@@ -1,12 +1,16 @@
-"""Dashboard Playground: ask a bot a question and watch the answer stream (owners and admins).
+"""Dashboard Playground: chat with a bot and watch each answer stream (owners and admins).
 
 The answer comes from the same ``ChatService`` as every door, on channel ``playground`` and in
-private mode, so nothing is stored but a content-free usage row. The passages the retriever finds
-for the question are sent first, with their scores, so the owner sees what the answer rests on.
+private mode, so nothing is stored but a content-free usage row: the page keeps the conversation
+and sends the earlier turns with each question (``history``, JSON). The passages the retriever
+finds for the question (read in its conversation, as the engine reads it) are sent first, with
+their scores, so the owner sees what each answer rests on; the answer's Markdown comes last,
+rendered by the same safe renderer as the transcripts (``rendered``).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,10 +25,12 @@ from chatwell.api.dashboard.web import (
     db_of,
     form_of,
     render,
+    render_markdown,
 )
 from chatwell.api.native.chat import event_payload
 from chatwell.api.sse import frame, sse_response
-from chatwell.chat.service import ChatRequest
+from chatwell.chat.service import ChatRequest, retrieval_query
+from chatwell.domain.events import Delta, HistoryTurn, Replace
 from chatwell.errors import InvalidRequest
 from chatwell.services import bots
 
@@ -32,6 +38,8 @@ router = APIRouter(prefix="/dashboard", route_class=DashboardRoute, include_in_s
 MAX_QUESTION = 4000
 MAX_MODEL = 200
 PASSAGES = 8
+MAX_TURNS = 40  # earlier turns a playground question may bring (20 exchanges)
+MAX_TURN_CHARS = 20_000
 
 
 @router.get("/bots/{bot_id}/playground")
@@ -53,11 +61,44 @@ def _temperature(value: Any) -> float | None:
     return number
 
 
-async def _passages(request: Request, bot_id: Any, question: str) -> list[dict[str, Any]]:
+def _history(value: Any) -> list[HistoryTurn]:
+    """The page's earlier turns: ``[{"role": "user"|"assistant", "content": str}, ...]``."""
+    text = str(value or "").strip()
+    if not text:
+        return []
+    refused = InvalidRequest(
+        f"history must be a JSON list of at most {MAX_TURNS} turns, each "
+        '{"role": "user" or "assistant", "content": text}',
+        code="invalid_history",
+    )
+    try:
+        turns = json.loads(text)
+    except ValueError:
+        raise refused from None
+    if not isinstance(turns, list) or len(turns) > MAX_TURNS:
+        raise refused
+    history = []
+    for turn in turns:
+        if (
+            not isinstance(turn, dict)
+            or turn.get("role") not in ("user", "assistant")
+            or not isinstance(turn.get("content"), str)
+            or len(turn["content"]) > MAX_TURN_CHARS
+        ):
+            raise refused
+        history.append(HistoryTurn(role=turn["role"], content=turn["content"]))
+    return history
+
+
+async def _passages(
+    request: Request, bot_id: Any, question: str, history: list[HistoryTurn]
+) -> list[dict[str, Any]]:
     knowledge = getattr(request.app.state, "knowledge", None)
     if knowledge is None:
         return []
-    found = await knowledge.retriever.search(bot_id=bot_id, query=question, k=PASSAGES)
+    found = await knowledge.retriever.search(
+        bot_id=bot_id, query=retrieval_query(question, history), k=PASSAGES
+    )
     return [
         {
             "title": p.title,
@@ -84,12 +125,14 @@ async def playground_chat(request: Request, bot_id: str, user: CheckedManagerDep
     if model is not None and len(model) > MAX_MODEL:
         raise InvalidRequest(f"the model name is longer than {MAX_MODEL} characters")
     temperature = _temperature(form.get("temperature"))
+    history = _history(form.get("history"))
     bot = await bots.get_bot(db_of(request), principal=user.principal, ref=bot_id)
-    passages = await _passages(request, bot.id, question)
+    passages = await _passages(request, bot.id, question, history)
     turn = await request.app.state.chat.start(
         ChatRequest(
             bot=bot,
             question=question,
+            history=history,
             channel="playground",
             private=True,
             model=model,
@@ -100,9 +143,15 @@ async def playground_chat(request: Request, bot_id: str, user: CheckedManagerDep
 
     async def frames() -> AsyncIterator[str]:
         yield frame({"passages": passages}, event="passages")
+        answer = ""
         async for event in turn.events():
+            if isinstance(event, Delta):
+                answer += event.text
+            elif isinstance(event, Replace):
+                answer = event.text
             name, payload = event_payload(event)
             yield frame(payload, event=name)
+        yield frame({"text": answer, "html": str(render_markdown(answer))}, event="rendered")
 
     response = sse_response(frames())
     response.headers["X-Content-Type-Options"] = "nosniff"

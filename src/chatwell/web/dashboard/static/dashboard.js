@@ -63,73 +63,146 @@
   if (anyBusy) window.setTimeout(refresh, 1000);
 })();
 
-// The Playground tab: the question is POSTed with the CSRF header and the answer is read as
-// server-sent events while it streams. Everything is written with textContent, never as HTML.
+// The Playground tab: a multi-turn chat kept in the page. Each question is POSTed with the CSRF
+// header and the earlier turns (history, JSON); the answer is read as server-sent events while it
+// streams (as text), then replaced by the server's safe Markdown rendering ("rendered"), whose
+// [n] markers link to the answer's citations. The retrieved passages are listed per answer.
 (function () {
   var form = document.getElementById("playground");
   if (!form || !window.fetch || !window.TextDecoder) return;
-  var result = document.getElementById("playground-result");
-  var answer = document.getElementById("playground-answer");
-  var status = document.getElementById("playground-status");
-  var notices = document.getElementById("playground-notices");
-  var citations = document.getElementById("playground-citations");
-  var passages = document.getElementById("playground-passages");
+  var log = document.getElementById("playground-log");
+  var template = document.getElementById("playground-turn");
+  var input = form.querySelector("textarea[name=question]");
+  var historyField = form.querySelector("input[name=history]");
   var button = form.querySelector("button[type=submit]");
+  var history = [], turns = 0;
 
-  function clear(element) { while (element.firstChild) element.removeChild(element.firstChild); }
   function cell(row, text) { var td = document.createElement("td"); td.textContent = text; row.appendChild(td); }
   function score(value) { return typeof value === "number" ? value.toFixed(3) : ""; }
 
-  function handle(name, data) {
-    if (name === "status") status.textContent = data.stage + "…";
-    else if (name === "delta") answer.textContent += data.text;
-    else if (name === "replace") answer.textContent = data.text;
-    else if (name === "notice") notices.textContent += (notices.textContent ? " " : "") + data.message;
-    else if (name === "error") { status.textContent = "failed"; notices.textContent = data.message; notices.className = "error"; }
-    else if (name === "done") status.textContent = "done";
-    else if (name === "usage") status.setAttribute("title", data.model + ": " + data.prompt_tokens + " + " + data.completion_tokens + " tokens");
-    else if (name === "citations") {
-      data.citations.forEach(function (c) {
-        var li = document.createElement("li");
-        li.className = "citation";
-        li.textContent = "[" + c.index + "] " + c.title + (c.page ? " (page " + c.page + ")" : "") + " · score " + score(c.score);
-        citations.appendChild(li);
+  function linkCitations(root, prefix) {
+    // [n] in the rendered answer's text becomes a link to citation n of this answer.
+    var walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT), nodes = [];
+    while (walker.nextNode()) nodes.push(walker.currentNode);
+    nodes.forEach(function (node) {
+      if (!/\[\d+\]/.test(node.nodeValue) || (node.parentNode.closest && node.parentNode.closest("a, code"))) return;
+      var parts = node.nodeValue.split(/(\[\d+\])/), fragment = document.createDocumentFragment();
+      parts.forEach(function (part) {
+        var found = /^\[(\d+)\]$/.exec(part);
+        if (found && document.getElementById(prefix + found[1])) {
+          var a = document.createElement("a");
+          a.href = "#" + prefix + found[1];
+          a.className = "cite";
+          a.textContent = part;
+          fragment.appendChild(a);
+        } else if (part) fragment.appendChild(document.createTextNode(part));
       });
-    } else if (name === "passages") {
-      data.passages.forEach(function (p) {
-        var row = document.createElement("tr");
-        row.className = "passage";
-        cell(row, score(p.score));
-        cell(row, score(p.similarity));
-        cell(row, p.title + (p.heading ? " · " + p.heading : ""));
-        cell(row, p.text);
-        passages.appendChild(row);
-      });
-    }
+      node.parentNode.replaceChild(fragment, node);
+    });
   }
 
-  form.addEventListener("submit", function (event) {
-    event.preventDefault();
-    [answer, notices, citations, passages].forEach(clear);
-    notices.className = "muted";
-    status.textContent = "asking…";
-    result.hidden = false;
+  function startTurn(question) {
+    turns += 1;
+    var turn = template.content.firstElementChild.cloneNode(true);
+    var part = function (name) { return turn.querySelector('[data-part="' + name + '"]'); };
+    turn.id = "turn-" + turns;
+    part("question").textContent = question;
+    log.appendChild(turn);
+    turn.scrollIntoView({ block: "end" });
+    var prefix = "turn-" + turns + "-cite-", text = "";
+    return {
+      element: turn,
+      answerText: function () { return text; },
+      handle: function (name, data) {
+        var answer = part("answer"), status = part("status"), notices = part("notices");
+        if (name === "status") status.textContent = data.stage + "…";
+        else if (name === "delta") { text += data.text; answer.textContent = text; }
+        else if (name === "replace") { text = data.text; answer.textContent = text; }
+        else if (name === "notice") notices.textContent += (notices.textContent ? " " : "") + data.message;
+        else if (name === "error") { status.textContent = "failed"; notices.textContent = data.message; notices.className = "error"; }
+        else if (name === "done") status.textContent = "";
+        else if (name === "usage") status.setAttribute("title", data.model + ": " + data.prompt_tokens + " + " + data.completion_tokens + " tokens");
+        else if (name === "citations") {
+          var list = part("citations");
+          data.citations.forEach(function (c) {
+            var li = document.createElement("li");
+            li.className = "citation";
+            li.id = prefix + c.index;
+            li.appendChild(document.createTextNode("[" + c.index + "] "));
+            var name = (c.title || "a deleted source") + (c.page ? " (page " + c.page + ")" : "");
+            if (c.url && /^https?:\/\//i.test(c.url)) {
+              var a = document.createElement("a");
+              a.href = c.url; a.target = "_blank"; a.rel = "noopener noreferrer";
+              a.textContent = name;
+              li.appendChild(a);
+            } else li.appendChild(document.createTextNode(name));
+            li.appendChild(document.createTextNode(" · score " + score(c.score)));
+            list.appendChild(li);
+          });
+          list.hidden = !list.children.length;
+        } else if (name === "passages") {
+          part("passage-count").textContent = String(data.passages.length);
+          data.passages.forEach(function (p) {
+            var row = document.createElement("tr");
+            row.className = "passage";
+            cell(row, score(p.score));
+            cell(row, score(p.similarity));
+            cell(row, p.title + (p.heading ? " · " + p.heading : ""));
+            cell(row, p.text);
+            part("passages").appendChild(row);
+          });
+        } else if (name === "rendered") {
+          text = data.text;
+          answer.innerHTML = data.html;  // rendered by the server: no raw HTML, checked links
+          answer.classList.add("rendered");
+          linkCitations(answer, prefix);
+          turn.setAttribute("data-done", "");
+        }
+      }
+    };
+  }
+
+  function send() {
+    var question = input.value.trim();
+    if (!question || button.disabled) return;
+    historyField.value = JSON.stringify(history);
+    var body = new FormData(form);
+    var turn = startTurn(question);
+    input.value = "";
     button.disabled = true;
+    var failed = function (message) {
+      var notices = turn.element.querySelector('[data-part="notices"]');
+      turn.element.querySelector('[data-part="status"]').textContent = "failed";
+      notices.className = "error";
+      notices.textContent = message;
+    };
     fetch(form.action, {
-      method: "POST", credentials: "same-origin", body: new FormData(form),
+      method: "POST", credentials: "same-origin", body: body,
       headers: { "X-CSRF-Token": form.getAttribute("data-csrf"), Accept: "text/event-stream" }
     }).then(function (response) {
       if (!response.ok || !response.body) {
-        status.textContent = "failed";
-        notices.className = "error";
-        notices.textContent = "The request was refused (HTTP " + response.status + ").";
+        failed("The request was refused (HTTP " + response.status + ").");
         return null;
       }
-      return chatwellReadEvents(response, handle);
+      return chatwellReadEvents(response, turn.handle).then(function () {
+        if (turn.answerText()) {
+          history.push({ role: "user", content: question }, { role: "assistant", content: turn.answerText() });
+          history = history.slice(-40);
+        }
+      });
     }).catch(function () {
-      status.textContent = "failed";
-      notices.textContent = "The connection was lost.";
-    }).then(function () { button.disabled = false; });
+      failed("The connection was lost.");
+    }).then(function () { button.disabled = false; input.focus(); });
+  }
+
+  form.addEventListener("submit", function (event) { event.preventDefault(); send(); });
+  input.addEventListener("keydown", function (event) {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) { event.preventDefault(); send(); }
+  });
+  document.getElementById("playground-reset").addEventListener("click", function () {
+    history = [];
+    while (log.firstChild) log.removeChild(log.firstChild);
+    input.focus();
   });
 })();
 
