@@ -25,7 +25,8 @@ import pytest
 from fastapi import FastAPI, Request, Response
 
 from chatwell.app import create_app
-from chatwell.services import bots, conversations
+from chatwell.chat import persistence
+from chatwell.services import bots
 from chatwell.services.webhooks import WebhookWorker
 from chatwell.settings import Settings
 from tests.helpers import bearer, make_bot, make_key
@@ -106,7 +107,7 @@ async def open_conversation(app: FastAPI, bot_id: str, session_id: str) -> str:
     async with db.read() as session:
         bot = await bots.find_bot(session, bot_id)
     assert bot is not None
-    turn = await conversations.start_turn(
+    turn = await persistence.start_turn(
         db,
         bot=bot,
         conversation_id=None,

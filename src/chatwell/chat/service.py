@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from chatwell.chat import persistence
 from chatwell.chat.citations import citations_for, strip_unknown_markers
 from chatwell.chat.filters import REPLACEMENT, ContentFilter
 from chatwell.chat.links import LinkGuard, allowed_links, remove_foreign_links
@@ -57,8 +58,9 @@ from chatwell.llm.pricing import PriceTable
 from chatwell.llm.registry import ModelRegistry
 from chatwell.observability.tracing import span
 from chatwell.retrieval.service import Passage, Retriever, SearchResult
-from chatwell.services import conversations, handoff
+from chatwell.services import handoff
 from chatwell.services.conversation_bus import ConversationBus
+from chatwell.services.sources import source_urls
 from chatwell.storage.database import Database, unavailable_reason
 from chatwell.storage.tables import Bot
 
@@ -108,7 +110,7 @@ class ChatRequest:
     model: str | None = None  # a model name overriding the bot's, on the bot's provider
     options: GenerationOptions = field(default_factory=GenerationOptions)
     # A stateless client resends the whole history: under this key (its API key and user), a
-    # history matching a stored exchange continues that conversation (``conversations.digest``).
+    # history matching a stored exchange continues that conversation (``persistence.digest``).
     thread_key: str | None = None
 
 
@@ -177,7 +179,7 @@ class ChatService:
     async def ensure_credit(self, bot: Bot) -> None:
         """For dialects that report an empty workspace before streaming (others get an ``Error``
         event ``service_unavailable`` from the stream itself)."""
-        if not await conversations.has_credit(self.db, bot.workspace_id):
+        if not await persistence.has_credit(self.db, bot.workspace_id):
             raise ServiceUnavailable(
                 "The workspace has run out of credits.", code="insufficient_credits"
             )
@@ -213,10 +215,10 @@ class ChatService:
             and client_history
             and not request.private
         ):
-            request.conversation_id = await conversations.conversation_by_digest(
+            request.conversation_id = await persistence.conversation_by_digest(
                 self.db,
                 bot_id=request.bot.id,
-                digest=conversations.digest(request.thread_key, client_history),
+                digest=persistence.digest(request.thread_key, client_history),
             )
         if self.filter.blocks_input(question):
             return Turn(self, request, None, None, [], True, blocked=True)
@@ -230,7 +232,7 @@ class ChatService:
         if request.private:
             return Turn(self, request, None, None, client_history, True, search=search)
         try:
-            started = await conversations.start_turn(
+            started = await persistence.start_turn(
                 self.db,
                 bot=request.bot,
                 conversation_id=request.conversation_id,
@@ -334,7 +336,7 @@ class ChatService:
         try:
             credit = turn.has_credit
             if credit is None:  # a private turn stored nothing, so nothing read the balance yet
-                credit = await conversations.has_credit(self.db, bot.workspace_id)
+                credit = await persistence.has_credit(self.db, bot.workspace_id)
             if not credit:
                 outcome.error = Error(
                     "service_unavailable", "The workspace has run out of credits."
@@ -433,7 +435,7 @@ class ChatService:
                 # Links other than the bot's own sources' URLs never leave (chatwell.chat.links);
                 # the guard holds back only a tail that may still be a URL, so streaming stays live.
                 allowed = allowed_links(
-                    [*(p.url for p in passages), *await conversations.source_urls(self.db, bot.id)]
+                    [*(p.url for p in passages), *await source_urls(self.db, bot.id)]
                 )
                 links = LinkGuard(allowed)
                 # The answer's first characters are held until they can not be NOT_IN_SOURCES.
@@ -627,7 +629,7 @@ class ChatService:
         message_id = turn.answer_id  # the same id on every attempt: a retry never stores it twice
         for attempt, pause in enumerate((*FINISH_RETRY_PAUSES, None)):
             try:
-                return await conversations.finish_turn(
+                return await persistence.finish_turn(
                     self.db,
                     bot=turn.request.bot,
                     conversation_id=turn.conversation_id,
@@ -681,7 +683,7 @@ class ChatService:
             HistoryTurn("user", request.question),
             HistoryTurn("assistant", outcome.text),
         ]
-        return conversations.digest(request.thread_key, exchange)
+        return persistence.digest(request.thread_key, exchange)
 
 
 @dataclass(slots=True)

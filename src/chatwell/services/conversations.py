@@ -1,25 +1,18 @@
-"""Conversations and messages: the short transactions around a chat turn, plus reading,
-deleting (GDPR) and feedback. No transaction is ever open while a model streams."""
+"""Conversations and messages for the workspace: reading, searching and exporting them,
+deleting them (GDPR), feedback, and a visitor's own history. A turn's own writes are
+``chat.persistence``."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
-import time
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import String, cast, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from chatwell.domain.auth import Principal
-from chatwell.domain.events import HistoryTurn
-from chatwell.domain.ids import new_id
 from chatwell.domain.models import ConversationStatus, MessageRole, Permission
 from chatwell.errors import NotFound
 from chatwell.services.keys import require
@@ -27,18 +20,12 @@ from chatwell.services.pagination import Page, page_of, paginate
 from chatwell.services.sessions import conversation_not_found, visitor_owns
 from chatwell.storage.database import Database
 from chatwell.storage.tables import (
-    Bot,
     Conversation,
     Lead,
     Message,
-    Source,
     UsageEvent,
     WebhookDelivery,
-    Workspace,
-    utcnow,
 )
-
-MAX_HISTORY_TURNS = 50
 
 
 def parse_uuid(value: str | uuid.UUID | None, error: NotFound) -> uuid.UUID | None:
@@ -48,265 +35,6 @@ def parse_uuid(value: str | uuid.UUID | None, error: NotFound) -> uuid.UUID | No
         return uuid.UUID(value)
     except ValueError:
         raise error from None
-
-
-@dataclass(slots=True)
-class StartedTurn:
-    conversation_id: uuid.UUID
-    user_message_id: uuid.UUID
-    history: list[HistoryTurn]
-    is_new: bool
-    status: str = ConversationStatus.OPEN
-    has_credit: bool = True  # the workspace's balance, read in the same transaction
-
-
-async def start_turn(
-    db: Database,
-    *,
-    bot: Bot,
-    conversation_id: uuid.UUID | None,
-    question: str,
-    session_id: str | None,
-    channel: str,
-    api_key_id: uuid.UUID | None,
-    client_ip: str | None,
-    metadata: dict[str, Any],
-    image: dict[str, Any] | None,
-    session_scope: str | None = None,
-) -> StartedTurn:
-    """Find or open the conversation and save the user's message, in one short transaction.
-
-    ``session_scope`` and ``session_id`` come from ``sessions.resolve_session``: a new
-    conversation is stored under them, and an existing one continues only under its own scope
-    and session id (anything else is ``conversation_not_found``, whoever the caller is)."""
-
-    def write(session: Session) -> StartedTurn:
-        conversation = None
-        if conversation_id is not None:
-            conversation = session.get(Conversation, conversation_id)
-            if (
-                conversation is None
-                or conversation.bot_id != bot.id
-                or conversation.session_scope != session_scope
-                or conversation.session_id != session_id
-            ):
-                raise conversation_not_found()
-        is_new = conversation is None
-        if conversation is None:
-            conversation = Conversation(
-                workspace_id=bot.workspace_id,
-                bot_id=bot.id,
-                session_id=session_id,
-                session_scope=session_scope,
-                channel=channel,
-                api_key_id=api_key_id,
-                client_ip=client_ip,
-                status=ConversationStatus.OPEN,
-                title=question[:300],
-                metadata_=metadata or {},
-            )
-            session.add(conversation)
-            session.flush()
-            history: list[HistoryTurn] = []
-        else:
-            rows = (
-                session.execute(
-                    select(Message.role, Message.content)
-                    .where(
-                        Message.conversation_id == conversation.id,
-                        Message.role.in_(
-                            [MessageRole.USER, MessageRole.ASSISTANT, MessageRole.AGENT]
-                        ),
-                        Message.error_code.is_(None),
-                    )
-                    .order_by(Message.created_at.desc(), Message.id.desc())
-                    .limit(MAX_HISTORY_TURNS)
-                )
-            ).all()
-            history = [
-                HistoryTurn("user" if r.role == MessageRole.USER else "assistant", r.content)
-                for r in reversed(rows)
-                if r.content
-            ]
-            conversation.updated_at = utcnow()
-            if (
-                conversation.status == ConversationStatus.RESOLVED
-            ):  # the visitor is back: the bot answers
-                conversation.status = ConversationStatus.OPEN
-        message = Message(
-            conversation_id=conversation.id,
-            role=MessageRole.USER,
-            content=question,
-            image=image,
-            metadata_=metadata or None,
-        )
-        session.add(message)
-        session.flush()
-        balance = session.scalar(
-            select(Workspace.credit_balance).where(Workspace.id == bot.workspace_id)
-        )
-        return StartedTurn(
-            conversation.id,
-            message.id,
-            history,
-            is_new,
-            conversation.status,
-            has_credit=balance is None or balance > 0,
-        )
-
-    return await db.write_now(write)
-
-
-async def finish_turn(
-    db: Database,
-    *,
-    bot: Bot,
-    conversation_id: uuid.UUID | None,
-    content: str,
-    citations: list[dict[str, Any]] | None,
-    error_code: str | None,
-    error: str | None,
-    model: str,
-    prompt_tokens: int,
-    completion_tokens: int,
-    cost: float,
-    api_key_id: uuid.UUID | None,
-    channel: str,
-    message_id: uuid.UUID | None = None,
-    answered: bool | None = None,
-    tool_calls: list[dict[str, Any]] | None = None,
-    digest: str | None = None,
-) -> uuid.UUID | None:
-    """Save the assistant's message (unless private: ``conversation_id`` None), meter the call
-    (a usage row holds no content) and charge the workspace's credit, in one short transaction.
-    ``tool_calls`` (the calls the model asked the caller to make) are kept in the message's
-    metadata; ``digest`` becomes the conversation's content digest (see :func:`digest`).
-
-    Idempotent for a given ``message_id``: a retry after a commit whose acknowledgement was lost
-    (the connection dropped) finds the message and stores, meters and charges nothing twice.
-    """
-
-    def write(session: Session) -> uuid.UUID | None:
-        stored_id = None
-        if conversation_id is not None:
-            stored_id = message_id or new_id()
-            if session.get(Message, stored_id) is not None:
-                return stored_id
-            message = Message(
-                id=stored_id,
-                conversation_id=conversation_id,
-                role=MessageRole.ASSISTANT,
-                content=content,
-                citations=citations,
-                error_code=error_code,
-                error=error,
-                model=model,
-                prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens,
-                # answered False: the bot abstained (Analytics lists the question as
-                # unanswered); tool_calls: what the model asked the caller to run.
-                metadata_={
-                    k: v
-                    for k, v in (("answered", answered), ("tool_calls", tool_calls))
-                    if v is not None
-                }
-                or None,
-            )
-            session.add(message)
-            if digest is not None:
-                session.execute(
-                    update(Conversation)
-                    .where(Conversation.id == conversation_id)
-                    .values(content_digest=digest)
-                )
-            session.flush()
-        # Every answered request is metered (it is the request count of usage reports); a usage
-        # row never holds content.
-        session.add(
-            UsageEvent(
-                workspace_id=bot.workspace_id,
-                bot_id=bot.id,
-                api_key_id=api_key_id,
-                conversation_id=conversation_id,
-                message_id=stored_id,
-                channel=channel,
-                model=model,
-                prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens,
-                cost=Decimal(str(cost)),
-            )
-        )
-        if cost:
-            session.execute(
-                update(Workspace)
-                .where(Workspace.id == bot.workspace_id, Workspace.credit_balance.is_not(None))
-                .values(credit_balance=Workspace.credit_balance - Decimal(str(cost)))
-            )
-        return stored_id
-
-    return await db.write_now(write)
-
-
-_MARKER = re.compile(r"\s*\[\d+\]")
-
-
-def digest(key: str, turns: Sequence[HistoryTurn]) -> str:
-    """A conversation's content digest: the same for the history a stateless client resends as
-    for the exchange stored, under one caller ``key`` (its API key and user). Citation markers
-    and spacing don't count (a client may keep the streamed text, the store the final one)."""
-    canonical = [[t.role, " ".join(_MARKER.sub("", t.content).split())] for t in turns]
-    return hashlib.sha256(json.dumps([key, canonical], ensure_ascii=False).encode()).hexdigest()
-
-
-async def conversation_by_digest(
-    db: Database, *, bot_id: uuid.UUID, digest: str
-) -> uuid.UUID | None:
-    """The bot's conversation whose stored exchange has this content digest, if any."""
-    async with db.read() as session:
-        return await session.scalar(
-            select(Conversation.id)
-            .where(Conversation.bot_id == bot_id, Conversation.content_digest == digest)
-            .order_by(Conversation.updated_at.desc())
-            .limit(1)
-        )
-
-
-async def has_credit(db: Database, workspace_id: uuid.UUID) -> bool:
-    balance = await db.read_now(
-        lambda session: session.scalar(
-            select(Workspace.credit_balance).where(Workspace.id == workspace_id)
-        )
-    )
-    return balance is None or balance > 0
-
-
-async def source_urls(db: Database, bot_id: uuid.UUID) -> list[str]:
-    """The ``url`` of every source of the bot: the only links its answers may give. Kept for a few
-    seconds per bot (a hot path: every answer asks); a source added meanwhile is rarely cited yet."""
-    now = time.monotonic()
-    cached = _SOURCE_URLS.get(bot_id)
-    if cached is not None and now - cached[0] < SOURCE_URLS_TTL_SECONDS:
-        return cached[1]
-    # Not ``read_now``: a crawled site's bot has thousands of sources, too many rows to read on
-    # the event loop's thread; this read is once per bot every few seconds anyway.
-    async with db.read() as session:
-        rows = await session.scalars(
-            select(Source.url).where(Source.bot_id == bot_id, Source.url.is_not(None))
-        )
-        urls = [url for url in rows if url]
-    _SOURCE_URLS[bot_id] = (now, urls)
-    if len(_SOURCE_URLS) > 10_000:
-        _SOURCE_URLS.pop(next(iter(_SOURCE_URLS)))
-    return urls
-
-
-def forget_source_urls(bot_id: uuid.UUID) -> None:
-    """The bot's sources changed (in this process): read its URLs afresh on the next answer."""
-    _SOURCE_URLS.pop(bot_id, None)
-
-
-SOURCE_URLS_TTL_SECONDS = 10.0
-_SOURCE_URLS: dict[uuid.UUID, tuple[float, list[str]]] = {}
 
 
 async def session_messages(

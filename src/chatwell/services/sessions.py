@@ -14,7 +14,7 @@ a bot-scoped key                            ``<door>:key:<key id>``
 a workspace key (or a signed-in person)     ``<door>:workspace:<workspace id>``
 ==========================================  =========================================
 
-Rules (:func:`resolve_session` applies them; ``conversations.start_turn`` re-checks the result
+Rules (:func:`resolve_session` applies them; ``chat.persistence.start_turn`` re-checks the result
 in its write transaction, so a door that skips this module can only open new conversations):
 
 - A client session id continues the latest conversation of the bot under *the same scope* and

@@ -1,12 +1,13 @@
 """Sources: the knowledge a bot answers from. Adding one records it as ``pending`` with its raw
 content; the ingestion worker picks it up off the request path. Deleting one removes its chunks
-(and, through the index triggers, their keyword and vector entries) in the same transaction.
+(and with them their keyword and vector entries) in the same transaction.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -19,7 +20,6 @@ from chatwell.domain.sources import RESYNC_EVERY, QASourceIn, TextSourceIn, UrlS
 from chatwell.errors import InvalidRequest, NotFound
 from chatwell.retrieval.index import bump_index_version
 from chatwell.services.bots import get_bot
-from chatwell.services.conversations import forget_source_urls
 from chatwell.services.pagination import Page, page_of, paginate
 from chatwell.storage.database import Database
 from chatwell.storage.tables import Chunk, Conversation, Message, Source, SourceContent, utcnow
@@ -27,6 +27,35 @@ from chatwell.storage.tables import Chunk, Conversation, Message, Source, Source
 
 def source_not_found() -> NotFound:
     return NotFound("source not found", code="source_not_found")
+
+
+async def source_urls(db: Database, bot_id: uuid.UUID) -> list[str]:
+    """The ``url`` of every source of the bot: the only links its answers may give. Kept for a few
+    seconds per bot (a hot path: every answer asks); a source added meanwhile is rarely cited yet."""
+    now = time.monotonic()
+    cached = _SOURCE_URLS.get(bot_id)
+    if cached is not None and now - cached[0] < SOURCE_URLS_TTL_SECONDS:
+        return cached[1]
+    # Not ``read_now``: a crawled site's bot has thousands of sources, too many rows to read on
+    # the event loop's thread; this read is once per bot every few seconds anyway.
+    async with db.read() as session:
+        rows = await session.scalars(
+            select(Source.url).where(Source.bot_id == bot_id, Source.url.is_not(None))
+        )
+        urls = [url for url in rows if url]
+    _SOURCE_URLS[bot_id] = (now, urls)
+    if len(_SOURCE_URLS) > 10_000:
+        _SOURCE_URLS.pop(next(iter(_SOURCE_URLS)))
+    return urls
+
+
+def forget_source_urls(bot_id: uuid.UUID) -> None:
+    """The bot's sources changed (in this process): read its URLs afresh on the next answer."""
+    _SOURCE_URLS.pop(bot_id, None)
+
+
+SOURCE_URLS_TTL_SECONDS = 10.0
+_SOURCE_URLS: dict[uuid.UUID, tuple[float, list[str]]] = {}
 
 
 def _hash(data: bytes) -> str:

@@ -330,7 +330,7 @@ class Conversation(Base):
     title: Mapped[str | None] = mapped_column(String(300))
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JsonType, default=dict)
     client_ip: Mapped[str | None] = mapped_column(String(64))
-    # The digest of its exchange so far (services.conversations.digest): a stateless client that
+    # The digest of its exchange so far (chat.persistence.digest): a stateless client that
     # resends the history continues this conversation.
     content_digest: Mapped[str | None] = mapped_column(String(64), index=True)
     created_at: Mapped[datetime] = _created()
