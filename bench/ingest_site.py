@@ -215,13 +215,13 @@ async def _raw_embed(texts: list[str]) -> float:
     from chatwell.embedders.minilm import MiniLMOnnxEmbedder
 
     model = MiniLMOnnxEmbedder()
-    await asyncio.to_thread(model.embed_sync, texts[:64])  # load and warm the model, not timed
+    await model.embed(texts[:64])  # load and warm the model, not timed
     # The bare model at its best: batches of 64, as many at once as it runs side by side.
     batches = [texts[first : first + 64] for first in range(0, len(texts), 64)]
 
     async def lane() -> None:
         while batches:
-            await asyncio.to_thread(model.embed_sync, batches.pop(0))
+            await model.embed(batches.pop(0))
 
     started = time.perf_counter()
     await asyncio.gather(*(lane() for _ in range(model.parallel)))

@@ -173,7 +173,9 @@ def instrument(knowledge: Any, db: Any, clock: Clock) -> dict[str, Any]:
     load_seconds = time.perf_counter() - start
     probe = OnnxProbe(clock)
     probe.install_on_model(model)
-    model.embed_sync = _timed_sync(clock, "model_embed_sync", model.embed_sync)  # tokenize+run+pool
+    model._embed_blocking = _timed_sync(
+        clock, "model_embed", model._embed_blocking
+    )  # tokenize+run+pool
 
     ingestor = knowledge.ingestor
     # What the ingestor awaits: cache lookup + batching window + queueing + model + cache store.
@@ -222,9 +224,6 @@ class _EmbedProbe:
             return await self.inner.embed(texts)
         finally:
             self.clock.add("embed_call", start, time.perf_counter())
-
-    def embed_sync(self, texts: Any) -> Any:
-        return self.inner.embed_sync(texts)
 
 
 # ------------------------------------------------------------------------------- pipeline
@@ -358,7 +357,7 @@ def run_raw(texts: list[str], batch_size: int, repeat: int) -> dict[str, Any]:
     for _ in range(repeat):
         cpu_start = cpu_seconds()
         start = time.perf_counter()
-        embedder.embed_sync(texts)
+        embedder._embed_blocking(texts)
         best = min(best, time.perf_counter() - start)
         best_cpu = min(best_cpu, cpu_seconds() - cpu_start)
     return {
@@ -451,7 +450,7 @@ def report(pipe: dict[str, Any], raws: list[dict[str, Any]]) -> dict[str, Any]:
         ("embed_call", "embed() as awaited by ingestor"),
         ("cache_lookup", "  cache lookup"),
         ("cache_store", "  cache store"),
-        ("model_embed_sync", "  model embed_sync (tokenize+run+pool)"),
+        ("model_embed", "  model embedding (tokenize+run+pool)"),
         ("onnx_run", "    ONNX session.run"),
         ("progress_write", "progress updates (write txn)"),
         ("store_vectors", "store_vectors (inside final txn)"),
@@ -641,7 +640,7 @@ def batch_sweep(texts: list[str], sizes: list[int]) -> dict[str, float]:
     for size in sizes:
         start = time.perf_counter()
         for i in range(0, len(texts), size):
-            embedder.embed_sync(texts[i : i + size])
+            embedder._embed_blocking(texts[i : i + size])
         seconds = time.perf_counter() - start
         out[str(size)] = round(len(texts) / seconds, 2)
         rows.append([size, len(texts), seconds, len(texts) / seconds, loadavg()])

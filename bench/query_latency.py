@@ -595,7 +595,7 @@ async def measure_backend(
             chain.close()
 
         # ---- (c) the index methods directly
-        vectors = model.embed_sync(queries)
+        vectors = await model.embed(queries)
         depth = knowledge.retriever.config.candidates
         full_lexical: dict[str, list[dict[int, float]]] = {"main": [], "other": []}
         for label in ("main", "other"):
@@ -733,7 +733,6 @@ class StageTimer:
             model_id = embedder.model_id
             dimension = embedder.dimension
             embed = staticmethod(timer._wrap("embed", embedder.embed))
-            embed_sync = staticmethod(embedder.embed_sync)
 
         class _Index:
             candidates = staticmethod(timer._wrap("candidates", index.candidates))

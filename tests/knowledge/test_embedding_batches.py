@@ -23,14 +23,11 @@ class SlowEmbedder:
         self.started = asyncio.Event()
         self.batches: list[list[str]] = []
 
-    def embed_sync(self, texts: Sequence[str]) -> np.ndarray:
-        return np.ones((len(texts), self.dimension), dtype=np.float32)
-
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
         self.batches.append(list(texts))
         self.started.set()
         await self.release.wait()
-        return self.embed_sync(texts)
+        return np.ones((len(texts), self.dimension), dtype=np.float32)
 
 
 async def test_a_call_arriving_during_a_flush_is_embedded_too() -> None:

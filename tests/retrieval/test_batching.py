@@ -61,9 +61,6 @@ class HashEmbedder:
         for _ in range(1000):
             permits.release()
 
-    def embed_sync(self, texts: Sequence[str]) -> np.ndarray:
-        return hash_vectors(list(texts), self.dimension)
-
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)
         self.batches.append(texts)
@@ -104,11 +101,11 @@ def assert_rows(result: np.ndarray, texts: Sequence[str]) -> None:
 # ---------------------------------------------------------------------------- mapping, coalescing
 
 
-def test_it_satisfies_the_protocol_and_keeps_the_cache_key_fields() -> None:
+async def test_it_satisfies_the_protocol_and_keeps_the_cache_key_fields() -> None:
     batcher = BatchingEmbedder(HashEmbedder())
     assert isinstance(batcher, Embedder)
     assert (batcher.model_id, batcher.dimension, batcher.max_length) == ("hash-test", 16, 99)
-    assert_rows(batcher.embed_sync(["a", "bb"]), ["a", "bb"])
+    assert_rows(await batcher.embed(["a", "bb"]), ["a", "bb"])
     with pytest.raises(ValueError):
         BatchingEmbedder(HashEmbedder(), max_batch=0)
 
@@ -356,7 +353,7 @@ async def test_real_model_rows_match_the_bare_model_and_the_loop_keeps_ticking(
     stop.set()
     await ticking
     for texts, result in zip(calls, results):
-        np.testing.assert_allclose(result, minilm.embed_sync(texts), atol=1e-4)
+        np.testing.assert_allclose(result, await minilm.embed(texts), atol=1e-4)
     assert sum(batcher.batch_sizes.values()) < len(calls)  # calls did share batches
     assert max(batcher.batch_sizes) <= 16
     gaps = np.diff(ticks)

@@ -42,9 +42,6 @@ class CountingEmbedder:
         matrix = np.asarray(rng, dtype=np.float32).reshape(len(texts), 8)
         return matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
 
-    def embed_sync(self, texts: Sequence[str]) -> np.ndarray:
-        return self._vectors(texts)
-
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
         return self._vectors(texts)
 
@@ -62,24 +59,26 @@ def test_minilm_satisfies_the_protocol(minilm: MiniLMOnnxEmbedder) -> None:
     assert minilm.dimension == MINILM_DIMENSION == 384
 
 
-def test_vectors_are_float32_and_unit_length(minilm: MiniLMOnnxEmbedder) -> None:
-    vectors = minilm.embed_sync(["Opening hours are 9 to 5.", "", "x" * 5000, "naïve café ☕"])
+async def test_vectors_are_float32_and_unit_length(minilm: MiniLMOnnxEmbedder) -> None:
+    vectors = await minilm.embed(["Opening hours are 9 to 5.", "", "x" * 5000, "naïve café ☕"])
     assert vectors.dtype == np.float32
     assert vectors.shape == (4, 384)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
 
 
-def test_empty_input_gives_an_empty_matrix(minilm: MiniLMOnnxEmbedder) -> None:
-    assert minilm.embed_sync([]).shape == (0, 384)
+async def test_empty_input_gives_an_empty_matrix(minilm: MiniLMOnnxEmbedder) -> None:
+    assert (await minilm.embed([])).shape == (0, 384)
 
 
-def test_a_single_string_is_rejected(minilm: MiniLMOnnxEmbedder) -> None:
+async def test_a_single_string_is_rejected(minilm: MiniLMOnnxEmbedder) -> None:
     with pytest.raises(TypeError):
-        minilm.embed_sync("not a list")  # type: ignore[arg-type]
+        await minilm.embed("not a list")  # type: ignore[arg-type]
 
 
-def test_similar_sentences_score_higher_than_unrelated_ones(minilm: MiniLMOnnxEmbedder) -> None:
-    query, paraphrase, unrelated = minilm.embed_sync(
+async def test_similar_sentences_score_higher_than_unrelated_ones(
+    minilm: MiniLMOnnxEmbedder,
+) -> None:
+    query, paraphrase, unrelated = await minilm.embed(
         [
             "How do I reset my password?",
             "Steps to change a forgotten account password",
@@ -89,7 +88,7 @@ def test_similar_sentences_score_higher_than_unrelated_ones(minilm: MiniLMOnnxEm
     assert float(query @ paraphrase) > float(query @ unrelated) + 0.2
 
 
-def test_mixed_length_batches_match_one_by_one(minilm: MiniLMOnnxEmbedder) -> None:
+async def test_mixed_length_batches_match_one_by_one(minilm: MiniLMOnnxEmbedder) -> None:
     texts = [
         "short",
         "A somewhat longer sentence about refund policies and delivery times.",
@@ -98,16 +97,16 @@ def test_mixed_length_batches_match_one_by_one(minilm: MiniLMOnnxEmbedder) -> No
         "Ünïcödé and emoji 🚀 survive tokenisation.",
         "Medium length text about the shop's opening hours on public holidays.",
     ]
-    together = minilm.embed_sync(texts)
-    alone = np.stack([minilm.embed_sync([t])[0] for t in texts])
+    together = await minilm.embed(texts)
+    alone = np.stack([(await minilm.embed([t]))[0] for t in texts])
     np.testing.assert_allclose(together, alone, atol=1e-4)
 
 
-def test_long_texts_are_truncated_at_max_length() -> None:
+async def test_long_texts_are_truncated_at_max_length() -> None:
     short = MiniLMOnnxEmbedder(max_length=16)
     base = "Chatwell answers questions from your documents. "
     # Everything after the first 16 pieces is cut, so the tails cannot change the vector.
-    a, b = short.embed_sync([base * 3 + "apples", base * 3 + "submarines"])
+    a, b = await short.embed([base * 3 + "apples", base * 3 + "submarines"])
     np.testing.assert_allclose(a, b, atol=1e-6)
 
 
@@ -116,11 +115,6 @@ def test_invalid_settings_are_rejected() -> None:
         MiniLMOnnxEmbedder(max_length=1024)
     with pytest.raises(ValueError):
         MiniLMOnnxEmbedder(batch_size=0)
-
-
-async def test_async_embed_equals_sync(minilm: MiniLMOnnxEmbedder) -> None:
-    texts = ["alpha beta", "gamma delta epsilon"]
-    np.testing.assert_allclose(await minilm.embed(texts), minilm.embed_sync(texts), atol=1e-6)
 
 
 async def test_embed_does_not_block_the_event_loop() -> None:
@@ -148,26 +142,13 @@ async def test_embed_does_not_block_the_event_loop() -> None:
     assert gaps.max() < max(0.15, elapsed / 3)
 
 
-def test_session_is_created_once_under_concurrency() -> None:
+async def test_session_is_created_once_under_concurrency() -> None:
     embedder = MiniLMOnnxEmbedder(threads=1)
-    results: list[np.ndarray] = []
-    errors: list[Exception] = []
-
-    def work() -> None:
-        try:
-            results.append(embedder.embed_sync(["same text"]))
-        except Exception as exc:  # noqa: BLE001 - any failure in a thread is reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    # Four calls at once, each in a worker thread of its own.
+    results = await asyncio.gather(*(embedder.embed(["same text"]) for _ in range(4)))
     session = embedder._session
     assert session is not None
-    embedder.embed_sync(["again"])
+    await embedder.embed(["again"])
     assert embedder._session is session
     for r in results[1:]:
         np.testing.assert_allclose(r, results[0], atol=1e-6)
@@ -187,12 +168,12 @@ def test_count_tokens_counts_word_pieces_without_special_tokens() -> None:
 # ---------------------------------------------------------------------------- cache
 
 
-def test_cache_returns_identical_vectors_without_recomputing(tmp_path: Path) -> None:
+async def test_cache_returns_identical_vectors_without_recomputing(tmp_path: Path) -> None:
     inner = CountingEmbedder()
     cached = CachedEmbedder(inner, tmp_path)
-    first = cached.embed_sync(["a", "b", "a"])
+    first = await cached.embed(["a", "b", "a"])
     assert inner.embedded == ["a", "b"]  # duplicates inside one call are embedded once
-    second = cached.embed_sync(["b", "a", "c"])
+    second = await cached.embed(["b", "a", "c"])
     assert inner.embedded == ["a", "b", "c"]
     np.testing.assert_array_equal(second[0], first[1])
     np.testing.assert_array_equal(second[1], first[0])
@@ -200,23 +181,23 @@ def test_cache_returns_identical_vectors_without_recomputing(tmp_path: Path) -> 
     cached.close()
 
 
-def test_cache_persists_across_instances(tmp_path: Path) -> None:
+async def test_cache_persists_across_instances(tmp_path: Path) -> None:
     with CachedEmbedder(CountingEmbedder(), tmp_path) as cached:
-        first = cached.embed_sync(["persisted text"])
+        first = await cached.embed(["persisted text"])
     inner = CountingEmbedder()
     with CachedEmbedder(inner, tmp_path) as cached:
-        again = cached.embed_sync(["persisted text"])
+        again = await cached.embed(["persisted text"])
     assert inner.calls == []
     np.testing.assert_array_equal(first, again)
 
 
-def test_cache_key_includes_model_and_max_length(tmp_path: Path) -> None:
+async def test_cache_key_includes_model_and_max_length(tmp_path: Path) -> None:
     with CachedEmbedder(CountingEmbedder(), tmp_path) as cached:
-        cached.embed_sync(["text"])
+        await cached.embed(["text"])
     other = CountingEmbedder()
     other.max_length = 128
     with CachedEmbedder(other, tmp_path) as cached:
-        cached.embed_sync(["text"])
+        await cached.embed(["text"])
     assert other.embedded == ["text"]
 
 
@@ -255,10 +236,10 @@ async def test_memory_of_recent_vectors_is_bounded(
         assert cached._key("a") not in cached._recent  # the least recently used went first
 
 
-def test_cache_with_the_real_model(tmp_path: Path, minilm: MiniLMOnnxEmbedder) -> None:
+async def test_cache_with_the_real_model(tmp_path: Path, minilm: MiniLMOnnxEmbedder) -> None:
     with CachedEmbedder(minilm, tmp_path) as cached:
-        fresh = cached.embed_sync(["refund policy", "delivery times"])
-        again = cached.embed_sync(["delivery times", "refund policy"])
+        fresh = await cached.embed(["refund policy", "delivery times"])
+        again = await cached.embed(["delivery times", "refund policy"])
         assert cached.hits == 2
     np.testing.assert_array_equal(fresh[::-1], again)
 
@@ -312,15 +293,14 @@ async def test_openai_embedder_batches_orders_and_normalises() -> None:
     np.testing.assert_allclose(vectors[:, 0], expected, atol=1e-6)
 
 
-def test_openai_embedder_sync_retries_transient_errors(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(time, "sleep", lambda _: None)
+async def test_openai_embedder_retries_transient_errors() -> None:
     requests: list[dict] = []
     transport = httpx.MockTransport(_fake_api(requests, fail_first=2))
-    with httpx.Client(transport=transport) as client:
+    async with httpx.AsyncClient(transport=transport) as client:
         embedder = OpenAICompatibleEmbedder(
-            base_url="http://llm.local/v1", model="m", dimension=3, sync_client=client
+            base_url="http://llm.local/v1", model="m", dimension=3, client=client
         )
-        vectors = embedder.embed_sync(["hello"])
+        vectors = await embedder.embed(["hello"])  # after backing off 0.5 s, then 1 s
     assert len(requests) == 3
     assert vectors.shape == (1, 3)
 
@@ -352,20 +332,20 @@ def test_openai_embedder_knows_common_dimensions() -> None:
         OpenAICompatibleEmbedder(base_url="x", model="mystery-model")
 
 
-def test_a_call_of_several_batches_runs_them_side_by_side_with_the_same_vectors() -> None:
+async def test_a_call_of_several_batches_runs_them_side_by_side_with_the_same_vectors() -> None:
     texts = [
         f"Paragraph {i} about returns, shipping and invoices. " * (1 + i % 6) for i in range(40)
     ]
     side_by_side = MiniLMOnnxEmbedder(batch_size=4, threads=2, parallel=2)
     one_session = MiniLMOnnxEmbedder(batch_size=4, threads=2, parallel=1)
     np.testing.assert_allclose(
-        side_by_side.embed_sync(texts), one_session.embed_sync(texts), atol=2e-5
+        await side_by_side.embed(texts), await one_session.embed(texts), atol=2e-5
     )
     assert side_by_side._bulk is not None and one_session._bulk is None  # noqa: SLF001
     # A question (one batch) runs on the session with every thread; no side-by-side sessions.
     question = MiniLMOnnxEmbedder(batch_size=4, threads=2, parallel=2)
     np.testing.assert_allclose(
-        question.embed_sync(["one question"]), one_session.embed_sync(["one question"]), atol=2e-5
+        await question.embed(["one question"]), await one_session.embed(["one question"]), atol=2e-5
     )
     assert question._bulk is None  # noqa: SLF001
 
@@ -380,13 +360,13 @@ def test_an_onnx_run_holds_as_many_texts_as_fit_the_token_budget() -> None:
         MiniLMOnnxEmbedder(batch_tokens=0)
 
 
-def test_small_runs_give_the_vectors_of_one_big_batch() -> None:
+async def test_small_runs_give_the_vectors_of_one_big_batch() -> None:
     texts = [
         f"Paragraph {i} about returns, shipping and invoices. " * (1 + i % 9) for i in range(24)
     ]
     small = MiniLMOnnxEmbedder(threads=1, parallel=1)  # the default budget: a few texts per run
     big = MiniLMOnnxEmbedder(threads=1, parallel=1, batch_size=64, batch_tokens=10**6)
-    np.testing.assert_allclose(small.embed_sync(texts), big.embed_sync(texts), atol=2e-5)
+    np.testing.assert_allclose(await small.embed(texts), await big.embed(texts), atol=2e-5)
 
 
 class _SeenSession:
@@ -415,13 +395,13 @@ def _seen_sessions(embedder: MiniLMOnnxEmbedder, fail_on: int | None = None) -> 
     return [main, *bulk]
 
 
-def test_a_lone_large_call_runs_on_every_free_session() -> None:
+async def test_a_lone_large_call_runs_on_every_free_session() -> None:
     texts = [f"Invoice question {i}: " + "how are refunds paid back? " * 30 for i in range(8)]
     embedder = MiniLMOnnxEmbedder(
         threads=2, parallel=2, batch_size=4, batch_tokens=256
     )  # 8 texts: large
     main, first, second = _seen_sessions(embedder)
-    embedder.embed_sync(texts)
+    await embedder.embed(texts)
     assert main.threads == [] and first.threads and second.threads
     assert len(first.threads) + len(second.threads) == 8  # every text is one run at this length
     assert set(first.threads).isdisjoint(second.threads)  # two threads, side by side
@@ -429,42 +409,42 @@ def test_a_lone_large_call_runs_on_every_free_session() -> None:
     held = embedder._bulk.get()  # noqa: SLF001
     left = second if held is first else first
     held_runs, left_runs = len(held.threads), len(left.threads)
-    embedder.embed_sync(texts)
+    await embedder.embed(texts)
     assert (
         len(held.threads) == held_runs and len(left.threads) == left_runs + 8 and main.threads == []
     )
     embedder._bulk.put(held)  # noqa: SLF001
 
 
-def test_a_small_call_runs_beside_busy_sessions_never_waiting_for_them() -> None:
+async def test_a_small_call_runs_beside_busy_sessions_never_waiting_for_them() -> None:
     sentences = [f"Sentence {i} of an answer, about parcels and refunds." for i in range(30)]
     fresh = MiniLMOnnxEmbedder(threads=2, parallel=2, batch_tokens=64)
-    fresh.embed_sync(
+    await fresh.embed(
         sentences
     )  # several runs, but a small call: no one-thread sessions made for it
     assert fresh._bulk is None  # noqa: SLF001
     with fresh._run_lock:  # noqa: SLF001 - another call is embedding: two at once make them
-        fresh.embed_sync(sentences)
+        await fresh.embed(sentences)
     assert fresh._bulk is not None and fresh._bulk.qsize() == 2  # noqa: SLF001
     embedder = MiniLMOnnxEmbedder(threads=2, parallel=2)
     main, *bulk = _seen_sessions(embedder)
-    embedder.embed_sync(["a lone question"])
+    await embedder.embed(["a lone question"])
     assert len(main.threads) == 1 and not any(s.threads for s in bulk)  # alone: every thread
     held = embedder._bulk.get()  # noqa: SLF001 - another call is embedding on it
-    embedder.embed_sync(["a question during ingestion"])
+    await embedder.embed(["a question during ingestion"])
     assert len(main.threads) == 1  # it took the free one-thread session
     assert sum(len(s.threads) for s in bulk) == 1 and not held.threads
     other = embedder._bulk.get()  # noqa: SLF001 - now every one-thread session is busy
-    embedder.embed_sync(["another question"])  # runs now, on the main session, no waiting
+    await embedder.embed(["another question"])  # runs now, on the main session, no waiting
     assert len(main.threads) == 2
     embedder._bulk.put(held)  # noqa: SLF001
     embedder._bulk.put(other)  # noqa: SLF001
 
 
-def test_a_failing_lane_fails_the_call_and_frees_every_session() -> None:
+async def test_a_failing_lane_fails_the_call_and_frees_every_session() -> None:
     texts = [f"Shipping note {i}: " + "parcels leave the warehouse daily. " * 30 for i in range(8)]
     embedder = MiniLMOnnxEmbedder(threads=2, parallel=2, batch_size=4)
     _seen_sessions(embedder, fail_on=2)
     with pytest.raises(RuntimeError, match="onnx failed"):
-        embedder.embed_sync(texts)
+        await embedder.embed(texts)
     assert embedder._bulk.qsize() == 2  # noqa: SLF001 - both back, the next call does not hang

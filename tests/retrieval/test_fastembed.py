@@ -51,7 +51,7 @@ def local_model(tmp_path: Path) -> Path:
 async def test_vectors_agree_with_the_default_embedder(local_model: Path) -> None:
     fast = FastEmbedEmbedder(MODEL, model_path=local_model)
     assert fast.dimension == 384 and fast.model_id == f"fastembed:{MODEL}"
-    ours = MiniLMOnnxEmbedder().embed_sync(TEXTS)
+    ours = await MiniLMOnnxEmbedder().embed(TEXTS)
     theirs = await fast.embed(TEXTS)
     assert theirs.shape == (3, 384) and np.allclose(np.linalg.norm(theirs, axis=1), 1.0, atol=1e-5)
     assert (np.sum(ours * theirs, axis=1) > 0.98).all()

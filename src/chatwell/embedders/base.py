@@ -23,10 +23,6 @@ class Embedder(Protocol):
         """Embed without blocking the event loop."""
         ...
 
-    def embed_sync(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed in the calling thread."""
-        ...
-
 
 def normalize_rows(matrix: np.ndarray) -> np.ndarray:
     """Return ``matrix`` as float32 with unit-length rows (all-zero rows stay zero)."""

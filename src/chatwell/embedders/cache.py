@@ -114,17 +114,6 @@ class CachedEmbedder:
             )
         return vectors
 
-    def embed_sync(self, texts: Sequence[str]) -> np.ndarray:
-        texts = as_text_list(texts)
-        keys, found, missing_texts, missing_keys = self._plan(texts)
-        self.hits += len(texts) - len(missing_texts)
-        self.misses += len(missing_texts)
-        if missing_texts:
-            fresh = self._check(self.inner.embed_sync(missing_texts), len(missing_texts))
-            self._store(missing_keys, fresh)
-            found.update(zip(missing_keys, fresh))
-        return self._assemble(keys, found)
-
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
         texts = as_text_list(texts)
         if not texts:

@@ -173,9 +173,9 @@ class MiniLMOnnxEmbedder:
 
     def warm_up(self) -> None:
         """Load the model now instead of on the first request."""
-        self.embed_sync(["warm up"])
+        self._embed_blocking(["warm up"])
 
-    def embed_sync(self, texts: Sequence[str]) -> np.ndarray:
+    def _embed_blocking(self, texts: Sequence[str]) -> np.ndarray:
         texts = as_text_list(texts)
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
         if not texts:
@@ -293,7 +293,7 @@ class MiniLMOnnxEmbedder:
         texts = as_text_list(texts)
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        return await asyncio.to_thread(self.embed_sync, texts)
+        return await asyncio.to_thread(self._embed_blocking, texts)
 
 
 def _mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:

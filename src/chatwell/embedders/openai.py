@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,7 +44,6 @@ class OpenAICompatibleEmbedder:
         timeout: float = 60.0,
         max_retries: int = 3,
         client: httpx.AsyncClient | None = None,
-        sync_client: httpx.Client | None = None,
     ) -> None:
         dimension = dimension or KNOWN_DIMENSIONS.get(model)
         if not dimension:
@@ -60,7 +58,6 @@ class OpenAICompatibleEmbedder:
         self.max_retries = max_retries
         self._api_key = api_key
         self._client = client
-        self._sync_client = sync_client
 
     def __repr__(self) -> str:
         return f"OpenAICompatibleEmbedder(base_url={self.base_url!r}, model={self.model!r})"
@@ -132,36 +129,4 @@ class OpenAICompatibleEmbedder:
                 if last or response.status_code not in _RETRY_STATUS:
                     raise self._fail(response)
             await asyncio.sleep(0.5 * 2**attempt)
-        raise AssertionError("unreachable")
-
-    def embed_sync(self, texts: Sequence[str]) -> np.ndarray:
-        texts = as_text_list(texts)
-        if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        client = self._sync_client or httpx.Client(timeout=self.timeout)
-        try:
-            parts = [self._post_sync(client, batch) for batch in self._batches(texts)]
-        finally:
-            if self._sync_client is None:
-                client.close()
-        return np.concatenate(parts)
-
-    def _post_sync(self, client: httpx.Client, batch: list[str]) -> np.ndarray:
-        for attempt in range(self.max_retries + 1):
-            last = attempt == self.max_retries
-            try:
-                response = client.post(
-                    self._url, json=self._payload(batch), headers=self._headers()
-                )
-            except httpx.TransportError as exc:
-                if last:
-                    raise EmbeddingError(
-                        f"embeddings request to {self._url} failed: {exc}"
-                    ) from exc
-            else:
-                if response.status_code < 400:
-                    return self._parse(response, len(batch))
-                if last or response.status_code not in _RETRY_STATUS:
-                    raise self._fail(response)
-            time.sleep(0.5 * 2**attempt)
         raise AssertionError("unreachable")

@@ -99,9 +99,6 @@ class BatchingEmbedder:
     def __repr__(self) -> str:
         return f"BatchingEmbedder({self.inner!r}, max_batch={self.max_batch})"
 
-    def embed_sync(self, texts: Sequence[str]) -> np.ndarray:
-        return self.inner.embed_sync(texts)
-
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
         if isinstance(texts, str):
             raise TypeError("embed() takes a sequence of texts, not one string")

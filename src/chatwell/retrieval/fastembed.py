@@ -59,7 +59,7 @@ class FastEmbedEmbedder:
     def __repr__(self) -> str:
         return f"FastEmbedEmbedder({self.model_id!r})"
 
-    def embed_sync(self, texts: Sequence[str]) -> np.ndarray:
+    def _embed_blocking(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         with self._lock:
@@ -67,4 +67,4 @@ class FastEmbedEmbedder:
         return normalize_rows(np.vstack(rows))
 
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
-        return await asyncio.to_thread(self.embed_sync, list(texts))
+        return await asyncio.to_thread(self._embed_blocking, list(texts))
