@@ -1,7 +1,7 @@
 """Coalesce concurrent ``embed`` calls into larger batches ("continuous batching").
 
 Ingestion works on many small sources at once (a Q&A pair, a short page), and their chunks reach
-the embedder one source at a time: 1.9 texts per call on average over 300 SciFact abstracts.
+the embedder one source at a time, a text or two per call.
 Embedding each call alone wastes most of the model's throughput (tiny ONNX batches, each padded
 to its own longest text).
 
@@ -27,18 +27,11 @@ idle spell, for callers that want it.
 * The inner ``embed`` is already asynchronous (MiniLM runs in a worker thread), so the event loop
   never blocks here.
 
-Why (the "knowledge" issue): the previous batcher sent one batch per 10 ms window that saw a
-call, and those batches queued on the model's run lock, so during ingestion the model saw 2-4
-texts at a time. ``bench/ingest_throughput.py --docs 300 --backend sqlite`` measured the pipeline
-at 0.52-0.75x the bare model's throughput on the same chunks; this design, tried first as a
-bench-only experiment, measured 0.90-0.96x. Folded in here, the same benchmark on a shared 2-core
-machine (load average 4+) measured 0.45x and 0.76x against the bare model at batch 32 (pipeline
-steady at 7.3 chunks/s, the bare model swinging between 9.6 and 16.9 chunks/s with the other load).
-A batch can only hold the calls that are waiting: with ``ingestion_concurrency=4`` that is two or
-three sources, 3.8 texts per batch on average (padding efficiency 0.79 against 0.97 for the bare
-model at batch 32). ``batch_sizes`` counts the texts per batch sent to the inner embedder, and the
-benchmark prints it. The default concurrency is now 16: on 300 pages of the PostgreSQL manual
-(``bench/ingest_site.py``) the pipeline ran at 0.81x the bare model with 16, 0.72x with 4.
+Why: batches sent on a timer queued behind the model's run lock, so during ingestion it saw a
+few texts at a time; taking everything that waited while the model was busy keeps its batches
+full. A batch can only hold the calls that are waiting, hence the default ingestion concurrency
+of 16. ``batch_sizes`` counts the texts per batch sent to the inner embedder (the ingestion
+benchmarks print it; their figures are on the docs' performance page).
 """
 
 from __future__ import annotations
