@@ -65,6 +65,14 @@ async def setup_page(request: Request) -> Response:
     return await _pre_session_page(request, "setup.html")
 
 
+@router.get("/embed-guide")
+async def embed_guide(request: Request) -> Response:
+    """How to put a bot on a website, with this server's own address in the snippets. Public
+    (the set-up page links here before anyone can sign in); it shows nothing of any bot."""
+    base = str(request.base_url).rstrip("/")
+    return render(request, "embed_guide.html", base=base)
+
+
 SETUP_PROOF_FAILURES = "10/minute;30/hour"  # per client IP
 
 
