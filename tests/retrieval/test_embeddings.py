@@ -341,13 +341,13 @@ async def test_a_call_of_several_batches_runs_them_side_by_side_with_the_same_ve
     np.testing.assert_allclose(
         await side_by_side.embed(texts), await one_session.embed(texts), atol=2e-5
     )
-    assert side_by_side._bulk is not None and one_session._bulk is None  # noqa: SLF001
+    assert side_by_side._scheduler.bulk is not None and one_session._scheduler.bulk is None  # noqa: SLF001
     # A question (one batch) runs on the session with every thread; no side-by-side sessions.
     question = MiniLMOnnxEmbedder(batch_size=4, threads=2, parallel=2)
     np.testing.assert_allclose(
         await question.embed(["one question"]), await one_session.embed(["one question"]), atol=2e-5
     )
-    assert question._bulk is None  # noqa: SLF001
+    assert question._scheduler.bulk is None  # noqa: SLF001
 
 
 def test_an_onnx_run_holds_as_many_texts_as_fit_the_token_budget() -> None:
@@ -386,7 +386,7 @@ class _SeenSession:
 def _seen_sessions(embedder: MiniLMOnnxEmbedder, fail_on: int | None = None) -> list[_SeenSession]:
     """Wrap the main session and the side-by-side ones: main first."""
     embedder.warm_up()
-    free = embedder._bulk_sessions()  # noqa: SLF001
+    free = embedder._scheduler.bulk_sessions()  # noqa: SLF001
     bulk = [_SeenSession(free.get(), fail_on) for _ in range(embedder.parallel)]
     for seen in bulk:
         free.put(seen)
@@ -406,14 +406,14 @@ async def test_a_lone_large_call_runs_on_every_free_session() -> None:
     assert len(first.threads) + len(second.threads) == 8  # every text is one run at this length
     assert set(first.threads).isdisjoint(second.threads)  # two threads, side by side
     # With one session busy (held by another call), the call runs on the one left, whole.
-    held = embedder._bulk.get()  # noqa: SLF001
+    held = embedder._scheduler.bulk.get()  # noqa: SLF001
     left = second if held is first else first
     held_runs, left_runs = len(held.threads), len(left.threads)
     await embedder.embed(texts)
     assert (
         len(held.threads) == held_runs and len(left.threads) == left_runs + 8 and main.threads == []
     )
-    embedder._bulk.put(held)  # noqa: SLF001
+    embedder._scheduler.bulk.put(held)  # noqa: SLF001
 
 
 async def test_a_small_call_runs_beside_busy_sessions_never_waiting_for_them() -> None:
@@ -422,23 +422,23 @@ async def test_a_small_call_runs_beside_busy_sessions_never_waiting_for_them() -
     await fresh.embed(
         sentences
     )  # several runs, but a small call: no one-thread sessions made for it
-    assert fresh._bulk is None  # noqa: SLF001
-    with fresh._run_lock:  # noqa: SLF001 - another call is embedding: two at once make them
+    assert fresh._scheduler.bulk is None  # noqa: SLF001
+    with fresh._scheduler.run_lock:  # noqa: SLF001 - another call is embedding: two at once make them
         await fresh.embed(sentences)
-    assert fresh._bulk is not None and fresh._bulk.qsize() == 2  # noqa: SLF001
+    assert fresh._scheduler.bulk is not None and fresh._scheduler.bulk.qsize() == 2  # noqa: SLF001
     embedder = MiniLMOnnxEmbedder(threads=2, parallel=2)
     main, *bulk = _seen_sessions(embedder)
     await embedder.embed(["a lone question"])
     assert len(main.threads) == 1 and not any(s.threads for s in bulk)  # alone: every thread
-    held = embedder._bulk.get()  # noqa: SLF001 - another call is embedding on it
+    held = embedder._scheduler.bulk.get()  # noqa: SLF001 - another call is embedding on it
     await embedder.embed(["a question during ingestion"])
     assert len(main.threads) == 1  # it took the free one-thread session
     assert sum(len(s.threads) for s in bulk) == 1 and not held.threads
-    other = embedder._bulk.get()  # noqa: SLF001 - now every one-thread session is busy
+    other = embedder._scheduler.bulk.get()  # noqa: SLF001 - now every one-thread session is busy
     await embedder.embed(["another question"])  # runs now, on the main session, no waiting
     assert len(main.threads) == 2
-    embedder._bulk.put(held)  # noqa: SLF001
-    embedder._bulk.put(other)  # noqa: SLF001
+    embedder._scheduler.bulk.put(held)  # noqa: SLF001
+    embedder._scheduler.bulk.put(other)  # noqa: SLF001
 
 
 async def test_a_failing_lane_fails_the_call_and_frees_every_session() -> None:
@@ -447,4 +447,4 @@ async def test_a_failing_lane_fails_the_call_and_frees_every_session() -> None:
     _seen_sessions(embedder, fail_on=2)
     with pytest.raises(RuntimeError, match="onnx failed"):
         await embedder.embed(texts)
-    assert embedder._bulk.qsize() == 2  # noqa: SLF001 - both back, the next call does not hang
+    assert embedder._scheduler.bulk.qsize() == 2  # noqa: SLF001 - both back, the next call does not hang

@@ -5,19 +5,16 @@ tokenizer from ``embedders.tokenizer``."""
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextlib
 import os
-import queue
 import threading
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from chatwell.embedders.base import as_text_list, normalize_rows
+from chatwell.embedders.sessions import SessionScheduler
 from chatwell.embedders.tokenizer import load_tokenizer
 
 if TYPE_CHECKING:
@@ -37,8 +34,6 @@ DEFAULT_BATCH_SIZE = 32
 DEFAULT_BATCH_TOKENS = 256
 #: Positions the BERT encoder has embeddings for.
 _MODEL_MAX_POSITIONS = 512
-#: Runs one batch (rows of a call's texts) on a session.
-_RunBatch = Callable[[Any, list[int]], None]
 
 
 def _default_threads() -> int:
@@ -51,20 +46,14 @@ class MiniLMOnnxEmbedder:
 
     The ONNX session is created on first use (so importing or constructing is cheap) behind a
     lock. Inputs are sorted by length and cut into small runs (``batch_tokens`` padded word
-    pieces each, see ``DEFAULT_BATCH_TOKENS``). Two kinds of session: one using all
-    ``threads``, and ``parallel`` of ``threads // parallel`` threads each, created by the first
-    call of more than ``batch_size`` texts (ingestion) or by the first two calls at once.
-    A large call takes one of them and any other free at that moment, and runs side by side on
-    them. A small call (a question, an answer's sentences) runs on the first kind while the
-    others do not exist and it is free. Once they exist, a small call runs on the first kind
-    only when it is one run made alone (a question); otherwise on a free one-thread session,
-    or, every session busy, on the first kind: it never waits for ingestion.
+    pieces each, see ``DEFAULT_BATCH_TOKENS``). The runs go to a session using all ``threads``
+    or to ``parallel`` sessions of ``threads // parallel`` threads each, as
+    ``embedders.sessions`` decides.
 
     Why one-thread sessions: an operator split over two threads waits for the slower one, so
     other work on either core (the ingestion's parsing and splitting) stalls both; one-thread
     sessions side by side embed faster (figures on the docs' performance page).
-    ``BatchingEmbedder`` keeps ``parallel`` calls
-    in flight. A text's vector does not depend on the run it shares (padding is masked out of
+    ``BatchingEmbedder`` keeps ``parallel`` calls in flight. A text's vector does not depend on the run it shares (padding is masked out of
     the pooling), nor on the session.
     """
 
@@ -94,12 +83,15 @@ class MiniLMOnnxEmbedder:
         self.parallel = max(1, min(parallel or self.threads, self.threads))
         self._model_path = model_path
         self._session: onnxruntime.InferenceSession | None = None
-        self._bulk: queue.SimpleQueue[onnxruntime.InferenceSession] | None = None
-        self._lane_pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._scheduler = SessionScheduler(
+            parallel=self.parallel,
+            new_bulk_session=lambda: self._new_session(
+                max(1, self.threads // self.parallel), memory_patterns=False
+            ),
+        )
         self._input_names: frozenset[str] = frozenset()
         self._tokenizer: Tokenizer | None = None
         self._init_lock = threading.Lock()
-        self._run_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return (
@@ -146,31 +138,6 @@ class MiniLMOnnxEmbedder:
             str(path), sess_options=options, providers=["CPUExecutionProvider"]
         )
 
-    def _bulk_sessions(self) -> queue.SimpleQueue[onnxruntime.InferenceSession]:
-        """The free sessions of the calls of several batches (one call holds one)."""
-        if self._bulk is None:
-            with self._init_lock:
-                if self._bulk is None:
-                    free: queue.SimpleQueue[onnxruntime.InferenceSession] = queue.SimpleQueue()
-                    for _ in range(self.parallel):
-                        free.put(
-                            self._new_session(
-                                max(1, self.threads // self.parallel), memory_patterns=False
-                            )
-                        )
-                    self._bulk = free
-        return self._bulk
-
-    def _lanes(self) -> concurrent.futures.ThreadPoolExecutor:
-        """Threads for the extra sessions of a large call (the call's own thread runs one)."""
-        if self._lane_pool is None:
-            with self._init_lock:
-                if self._lane_pool is None:
-                    self._lane_pool = concurrent.futures.ThreadPoolExecutor(
-                        max_workers=max(1, self.parallel - 1), thread_name_prefix="minilm-lane"
-                    )
-        return self._lane_pool
-
     def warm_up(self) -> None:
         """Load the model now instead of on the first request."""
         self._embed_blocking(["warm up"])
@@ -201,81 +168,8 @@ class MiniLMOnnxEmbedder:
             out[rows] = _mean_pool(session.run(None, feeds)[0], mask)
 
         small = len(texts) <= self.batch_size
-        if self.parallel == 1:
-            for rows in batches:
-                with self._run_lock:
-                    run(session, rows)
-        elif small and self._bulk is None and self._run_lock.acquire(blocking=False):
-            try:
-                for rows in batches:
-                    run(session, rows)
-            finally:
-                self._run_lock.release()
-        elif small:
-            self._run_small(run, session, batches)
-        else:
-            self._run_side_by_side(run, batches)
+        self._scheduler.run(run, session, batches, small=small)
         return normalize_rows(out)
-
-    def _run_small(self, run: _RunBatch, session: Any, batches: list[list[int]]) -> None:
-        """A call of at most ``batch_size`` texts (a question, an answer's sentences, a page's
-        chunks) once the one-thread sessions exist: one run made alone (a question) on the
-        session with every thread; otherwise on a free one-thread session rather than split an
-        operator over threads other calls may be using (ingestion's batcher keeps ``parallel``
-        in flight); every session busy, on the first one: it never waits."""
-        free = self._bulk_sessions()
-        taken = None
-        alone = len(batches) == 1 and free.qsize() == self.parallel
-        if not alone or not self._run_lock.acquire(blocking=False):
-            try:
-                taken = free.get_nowait()
-            except queue.Empty:
-                self._run_lock.acquire()  # every session busy: a question still runs now
-        if taken is None:
-            try:
-                for rows in batches:
-                    run(session, rows)
-            finally:
-                self._run_lock.release()
-            return
-        try:
-            for rows in batches:
-                run(taken, rows)
-        finally:
-            free.put(taken)
-
-    def _run_side_by_side(self, run: _RunBatch, batches: list[list[int]]) -> None:
-        """A large call: on one one-thread session (waiting while ``parallel`` other calls hold
-        them all) and any other free at this moment, so a lone large call uses every core too."""
-        free = self._bulk_sessions()
-        sessions = [free.get()]
-        with contextlib.suppress(queue.Empty):
-            while len(sessions) < min(self.parallel, len(batches)):
-                sessions.append(free.get_nowait())
-        pending = deque(batches)
-
-        def lane(session: Any) -> None:
-            try:
-                while True:
-                    try:
-                        rows = pending.popleft()
-                    except IndexError:
-                        return
-                    run(session, rows)
-            except BaseException:
-                pending.clear()  # the call fails: the other lanes stop after their batch
-                raise
-
-        helpers: list[concurrent.futures.Future[None]] = []
-        try:
-            helpers += [self._lanes().submit(lane, session) for session in sessions[1:]]
-            lane(sessions[0])
-        finally:
-            concurrent.futures.wait(helpers)
-            for session in sessions:
-                free.put(session)
-        for helper in helpers:
-            helper.result()  # what a lane raised
 
     def _batches(self, widths: list[int], order: list[int]) -> list[list[int]]:
         """``order`` (longest first, ``widths`` its lengths) cut into ONNX runs: each as many
