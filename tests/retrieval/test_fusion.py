@@ -233,7 +233,7 @@ def test_query_terms_tokenisation() -> None:
     assert query_terms("the THE The refund refund") == ["refund"]
     assert query_terms("Who are you?") == ["who", "are", "you"]  # all stopwords: keep them
     assert query_terms("who are you", drop_stopwords=False) == ["who", "are", "you"]
-    assert query_terms("a_b c") == ["b", "c"]  # '_' separates like FTS5's unicode61
+    assert query_terms("a_b c") == ["b", "c"]  # '_' separates like SQLite's unicode61
     assert query_terms("one two three", max_terms=2) == ["one", "two"]
     assert query_terms("") == [] and query_terms("?!") == []
     assert "the" in STOPWORDS and "refund" not in STOPWORDS

@@ -1,17 +1,15 @@
 """BM25 over one bot's chunks, held in memory: the embedded default's keyword search.
 
-SQLite's FTS5 ranks every chunk that matches any query word with ``bm25()`` and then has to
-join each hit to ``chunks`` to keep the bot's own: on a bot of 100,000 chunks a question with a
-few common words costs 25–60 ms, most of a 20 ms budget spent before the vector side is done.
-Here each chunk's terms are analysed once, when it is stored (:func:`encode_terms`, kept in
+Each chunk's terms are analysed once, when it is stored (:func:`encode_terms`, kept in
 ``chunks.terms``), and a bot's postings are loaded with its vectors into sorted numpy arrays
 (:class:`KeywordIndex`); a query adds up one precomputed weight per posting of each of its terms,
-well under a millisecond for a 100k-chunk bot and its common words.
+so a large bot's common words cost well under a millisecond (figures on the docs' performance
+page).
 
-Scoring is BM25 as FTS5 computes it with column weights (heading counts twice, text once: the
+Scoring is BM25 with column weights (heading counts twice, text once: the
 term frequency is ``2 * tf(heading) + tf(text)``, the length ``2 * |heading| + |text|``),
 ``k1 = 1.2``, ``b = 0.75``, and Lucene's always-positive IDF ``ln(1 + (N - df + 0.5) / (df + 0.5))``;
-statistics are the bot's own, not the whole database's. Words are split like FTS5's
+statistics are the bot's own, not the whole database's. Words are split like SQLite's
 ``unicode61`` tokenizer (runs of letters and digits, lower-cased, diacritics removed), stopwords
 are left out of the postings (a question drops them too) and the rest are Porter-stemmed. A term
 is kept as the CRC-32 of its stem: a collision merges two words' postings, about once in 10,000

@@ -37,7 +37,7 @@ DEFAULT_MAX_TERMS = 32
 MAX_TERM_CHARS = 64
 
 # Letters and digits of any script; everything else (punctuation, symbols, spaces, `_`)
-# separates tokens, as in FTS5's unicode61 tokenizer.
+# separates tokens, as in SQLite's unicode61 tokenizer.
 TOKEN = re.compile(r"[^\W_]+")
 
 #: English function words and question words. Removing them from the OR-query keeps rare,
