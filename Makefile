@@ -10,7 +10,7 @@ PORT ?= 8000
 DATA_DIR ?= ./chatwell-data
 PYTEST_ARGS ?=
 
-.PHONY: install install-test install-llm install-docs system-deps serve test lint docs clean
+.PHONY: install install-test install-llm install-docs system-deps serve test lint docs widget clean
 
 install: $(STAMP)
 
@@ -61,6 +61,12 @@ lint: install-test
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/ruff format --check src tests bench scripts
 	$(BIN)/lint-imports
+
+# The website widget: widget/src's ES modules bundled by esbuild (pinned in widget/package-lock.json,
+# installed into ~/.cache on first use) into src/chatwell/web/widget/widget.js, which stays committed
+# (pip install needs no Node); tests/widget/test_widget_bundle.py fails when it is not the build.
+widget:
+	$(PYTHON) scripts/build_widget.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache site
