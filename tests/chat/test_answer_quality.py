@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from chatwell.chat.service import _retrieval_query
+from chatwell.chat.service import retrieval_query
 from chatwell.domain.events import HistoryTurn
 from tests.fakes import FixedRegistry, ScriptedModel
 from tests.helpers import make_bot
@@ -122,23 +122,21 @@ def test_follow_ups_are_searched_with_the_previous_question_repeats_and_new_topi
         HistoryTurn("user", "When is the shop open?"),
         HistoryTurn("assistant", "Monday to Saturday [1]."),
     ]
+    assert retrieval_query("and on weekends?", history) == "When is the shop open? and on weekends?"
     assert (
-        _retrieval_query("and on weekends?", history) == "When is the shop open? and on weekends?"
-    )
-    assert (
-        _retrieval_query("Is it open on Sundays?", history)
+        retrieval_query("Is it open on Sundays?", history)
         == "When is the shop open? Is it open on Sundays?"
     )
-    assert _retrieval_query("When is the shop open?", history) == "When is the shop open?"
-    assert _retrieval_query("croissants?", history) == "croissants?"
-    assert _retrieval_query("How do I get started?", history) == "How do I get started?"
+    assert retrieval_query("When is the shop open?", history) == "When is the shop open?"
+    assert retrieval_query("croissants?", history) == "croissants?"
+    assert retrieval_query("How do I get started?", history) == "How do I get started?"
     # A follow-up asked twice means what it meant the first time.
     twice = [
         *history,
         HistoryTurn("user", "and on weekends?"),
         HistoryTurn("assistant", "Closed on Sundays [1]."),
     ]
-    assert _retrieval_query("And on weekends?", twice) == "When is the shop open? And on weekends?"
+    assert retrieval_query("And on weekends?", twice) == "When is the shop open? And on weekends?"
 
 
 async def test_a_model_saying_not_in_the_sources_is_an_abstention(
@@ -162,3 +160,51 @@ async def test_a_model_saying_not_in_the_sources_is_an_abstention(
     app.state.chat.models = FixedRegistry(ScriptedModel(deltas=("N", "o, 25 days ", "a year [1].")))
     reply = await ask(client, bot, "How many vacation days do I get?")
     assert reply["answered"] is True and reply["answer"] == "No, 25 days a year [1]."
+
+
+async def test_with_a_model_a_follow_up_is_searched_as_the_question_the_model_writes(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    bot = await bot_with_texts(
+        client,
+        app,
+        {
+            "Opening hours": "The shop is open Monday to Saturday from 7 am to 6 pm.",
+            "Gift cards": "Gift cards can be returned within 14 days of purchase for a full refund.",
+        },
+    )
+    model = ScriptedModel(deltas=("Standalone question: ", "Can gift cards be returned?"))
+    app.state.chat.models = FixedRegistry(model)
+    first = await ask(client, bot, "When is the shop open?")
+    # "and that?" joined to the first question would search the opening hours; the model's
+    # standalone question finds the gift-card rule.
+    await ask(client, bot, "and what about that?", first["conversation_id"])
+    condense, answer = model.requests[1], model.requests[2]
+    assert condense.messages[0].content.startswith("You rewrite the user's last message")
+    assert "User: When is the shop open?" in condense.messages[1].content
+    assert "Last message: and what about that?" in condense.messages[1].content
+    assert "Gift cards can be returned within 14 days" in answer.grounding[0].text
+    # Switched off, the follow-up is searched with the previous question, and the model is
+    # asked only for the answer.
+    response = await client.patch(
+        f"/v1/bots/{bot['id']}", json={"answer": {"condense_follow_ups": False}}
+    )
+    assert response.status_code == 200 and response.json()["answer"]["condense_follow_ups"] is False
+    model.requests.clear()
+    await ask(client, bot, "and what about that?", first["conversation_id"])
+    assert len(model.requests) == 1
+    assert "open Monday to Saturday" in model.requests[0].grounding[0].text
+
+
+async def test_an_unusable_rewrite_falls_back_to_the_previous_question() -> None:
+    from chatwell.chat.condense import standalone_question
+
+    history = [HistoryTurn("user", "When is the shop open?"), HistoryTurn("assistant", "9-5.")]
+    assert await standalone_question(ScriptedModel(deltas=("",)), "m", history, "and then?") is None
+    broken = ScriptedModel(fail_after=0)
+    assert await standalone_question(broken, "m", history, "and then?") is None
+    rambling = ScriptedModel(deltas=("x" * 400,))
+    assert await standalone_question(rambling, "m", history, "and then?") is None
+    slow = ScriptedModel(deltas=("When is the shop open on weekends?",), delay=0.5)
+    assert await standalone_question(slow, "m", history, "and then?", timeout=0.1) is None
+    assert await standalone_question(ScriptedModel(deltas=("A?",)), "m", [], "and then?") is None

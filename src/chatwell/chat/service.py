@@ -20,6 +20,7 @@ from typing import Any
 
 from chatwell.chat import persistence
 from chatwell.chat.citations import citations_for, strip_unknown_markers
+from chatwell.chat.condense import standalone_question
 from chatwell.chat.filters import REPLACEMENT, ContentFilter
 from chatwell.chat.links import LinkGuard, allowed_links, remove_foreign_links
 from chatwell.chat.prompts import build_messages, grounding_of
@@ -223,8 +224,8 @@ class ChatService:
         if self.filter.blocks_input(question):
             return Turn(self, request, None, None, [], True, blocked=True)
         search = None
-        if request.private or request.conversation_id is None or not is_follow_up(question):
-            # The retrieval query does not depend on stored history: search while the user's turn
+        if not is_follow_up(question):
+            # The retrieval query does not depend on the history: search while the user's turn
             # is being stored (the search runs here, the write in the database's thread).
             search = asyncio.ensure_future(
                 self._search(request.bot, retrieval_query(question, client_history))
@@ -288,6 +289,24 @@ class ChatService:
     async def _search(self, bot: Bot, query: str) -> SearchResult:
         return await self.retriever.search(bot_id=bot.id, query=query, k=RETRIEVAL_K)
 
+    async def _follow_up_query(
+        self, turn: Turn, resolved: Any, answer_settings: AnswerSettings
+    ) -> str:
+        """What a follow-up is searched as: the model's standalone question when the bot has a
+        model and keeps ``condense_follow_ups`` on, else the previous question joined to it."""
+        question = turn.request.question
+        joined = retrieval_query(question, turn.history)
+        if joined == question or resolved.is_offline or not answer_settings.condense_follow_ups:
+            return joined
+        model_name = (
+            turn.request.model
+            or ModelSettings.model_validate(turn.request.bot.model_settings or {}).model
+            or resolved.model.name
+        )
+        return (
+            await standalone_question(resolved.model, model_name, turn.history, question) or joined
+        )
+
     async def _events(self, turn: Turn) -> AsyncIterator[ChatEvent]:
         try:
             async for event in self._answer(turn):
@@ -347,11 +366,14 @@ class ChatService:
             passages: list[Passage] = []
             allowed: frozenset[str] | None = None
             relevant = False
+            resolved = self.models.resolve(model_settings)
             try:
                 search, turn.search = turn.search, None
-                result = await (
-                    search or self._search(bot, retrieval_query(request.question, turn.history))
-                )
+                if search is None:
+                    search = self._search(
+                        bot, await self._follow_up_query(turn, resolved, answer_settings)
+                    )
+                result = await search
                 # Related by meaning or sharing a word: whether it *answers* is the answerer's
                 # judgement (the offline one sentence by sentence, a model by its prompt).
                 passages = result.passages
@@ -362,7 +384,6 @@ class ChatService:
                     "rag_unavailable",
                     "Knowledge retrieval is unavailable; answering without sources.",
                 )
-            resolved = self.models.resolve(model_settings)
             if resolved.fallback_reason:
                 yield Notice(
                     "model_unavailable", f"Using the offline answerer: {resolved.fallback_reason}."

@@ -160,6 +160,12 @@ class AnswerSettings(_Group):
         description="How sure the offline answerer must be that its sources answer before it "
         "answers instead of saying it found nothing.",
     )
+    condense_follow_ups: bool = Field(
+        True,
+        description="With a configured model, a follow-up ('and on weekends?') is searched as the "
+        "standalone question the model writes from the conversation; off, or offline, it is "
+        "searched together with the previous question.",
+    )
     allow_user_images: bool = False
     show_suggested_questions: bool = True
     suggested_questions_count: int = Field(3, ge=0, le=10)
