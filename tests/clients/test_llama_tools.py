@@ -2,7 +2,7 @@
 ``chatml-function-calling``) behind a bot, driven by the ``openai`` SDK. The tools the client sends
 reach the model (it calls one by the name only the request gave it, with arguments under the
 request's schema), and its call reaches the client in OpenAI's shape, plain and streamed, on chat
-completions and on the Responses API."""
+completions and on the Responses API; a JSON response format reaches it too."""
 
 from __future__ import annotations
 
@@ -105,3 +105,30 @@ def test_responses_function_call_from_llama(llama: openai.OpenAI) -> None:
         answered.status in ("completed", "incomplete") and answered.previous_response_id == reply.id
     )
     assert answered.output_text.strip()
+
+
+def test_a_json_response_format_reaches_llama(
+    serve: Callable[..., Served], llm_server: LLMServer
+) -> None:
+    """llama.cpp's server takes ``json_object`` (its grammar makes the model write JSON; it refuses
+    ``json_schema``): the format reaches it through both doors."""
+    served = serve(llm_base_url=llm_server.base_url, llm_model=llm_server.model)
+    with openai.OpenAI(base_url=served.v1, api_key=ADMIN_KEY, max_retries=0) as client:
+        ask = "How long do parcels to Norway take? Answer in JSON with the country and the days."
+        chat = client.chat.completions.create(
+            model="support-bot",
+            messages=[{"role": "user", "content": ask}],
+            response_format={"type": "json_object"},
+            **SAMPLING,
+        )
+        answers = [chat.choices[0].message.content or ""]
+        reply = client.responses.create(
+            model="support-bot",
+            input=ask,
+            text={"format": {"type": "json_object"}},
+            temperature=0,
+            max_output_tokens=60,
+        )
+        answers.append(reply.output_text)
+    for text in answers:
+        assert text.lstrip().startswith("{"), text
