@@ -87,7 +87,6 @@ def test_crawl_is_one_live_row(
     row = rows.first
     status = row.locator('[data-field="status"]')
     expect(status).to_contain_text(re.compile("crawling|ingesting"))
-    shot(page, "sources-crawl-running")
     # Live: the counts climb while the pages are fetched, then the row settles, all without reload.
     expect(row.locator('[data-count="found"]')).to_have_text("5", timeout=60_000)
     expect(status).to_have_text("ready", timeout=60_000)
