@@ -6,6 +6,7 @@ both storage engines. Service fixtures (PostgreSQL, Redis, uvicorn) live in ``te
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from chatwell.app import create_app
 from chatwell.settings import Settings
+from tests.helpers import build_app
 
 pytest_plugins = ["tests.services", "tests.llm_server"]
 
@@ -28,10 +29,22 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+def empty_database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A fresh database without any table (the migration and first-start tests)."""
     if backend == "postgres":
         return request.getfixturevalue("postgres_url")
-    return f"sqlite+aiosqlite:///{tmp_path / 'chatwell.db'}"
+    return f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+
+
+@pytest.fixture
+def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A fresh database already migrated to head: a copy of this worker's template, so a test
+    does not run every migration again (the app's start still checks the revision)."""
+    if backend == "postgres":
+        return request.getfixturevalue("migrated_postgres_url")
+    path = tmp_path / "chatwell.db"
+    shutil.copy(request.getfixturevalue("sqlite_template"), path)  # with its 0600 mode
+    return f"sqlite+aiosqlite:///{path}"
 
 
 @pytest.fixture
@@ -60,7 +73,7 @@ def announcements() -> list[str]:
 
 @pytest.fixture
 async def app(settings: Settings, announcements: list[str]) -> AsyncIterator[FastAPI]:
-    application = create_app(settings, announce=announcements.append)
+    application = build_app(settings, announce=announcements.append)
     async with application.router.lifespan_context(application):
         yield application
 

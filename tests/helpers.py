@@ -1,14 +1,32 @@
-"""Small helpers the tests share: counting rows, making bots and keys through the public API."""
+"""Small helpers the tests share: building apps, counting rows, making bots and keys through the
+public API."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import httpx
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
+from chatwell.app import create_app
+from chatwell.embedders.base import Embedder
+from chatwell.embedders.minilm import MiniLMOnnxEmbedder
+from chatwell.settings import Settings
 from chatwell.storage.tables import Base
+
+
+@functools.cache
+def offline_model() -> Embedder:
+    """The offline MiniLM model, loaded once per process (one per xdist worker) and shared by
+    every app the tests build: each app loading its own cost seconds of set-up and its memory."""
+    return MiniLMOnnxEmbedder()
+
+
+def build_app(settings: Settings | None = None, **options: Any) -> FastAPI:
+    """``create_app`` embedding with this process's shared offline model."""
+    return create_app(settings, offline_model=offline_model(), **options)
 
 
 async def count_rows(app: FastAPI, table: type[Base], **where: Any) -> int:

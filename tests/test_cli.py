@@ -22,8 +22,8 @@ def run(*args: str) -> str:
 
 
 @pytest.fixture
-def db_args(database_url: str, tmp_path: Path) -> list[str]:
-    return ["--data-dir", str(tmp_path / "data"), "--database-url", database_url]
+def db_args(empty_database_url: str, tmp_path: Path) -> list[str]:
+    return ["--data-dir", str(tmp_path / "data"), "--database-url", empty_database_url]
 
 
 def test_workspace_bot_and_key_lifecycle(db_args: list[str]) -> None:

@@ -45,9 +45,9 @@ async def test_metrics_count_requests_by_route_ttft_tokens_and_queue(
 
 
 async def test_rate_limit_rejections_are_counted(make_settings, announcements) -> None:  # type: ignore[no-untyped-def]
-    from chatwell.app import create_app
+    from tests.helpers import build_app
 
-    app = create_app(make_settings(api_rate_limits="1/minute"), announce=announcements.append)
+    app = build_app(make_settings(api_rate_limits="1/minute"), announce=announcements.append)
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app),

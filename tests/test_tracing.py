@@ -19,11 +19,10 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from chatwell.app import create_app
 from chatwell.settings import Settings
 from tests.chat.test_chat_api import HOURS, bot_with_knowledge, parse_sse
 from tests.conftest import ADMIN_KEY
-from tests.helpers import bearer, make_key
+from tests.helpers import bearer, build_app, make_key
 
 QUESTION = "When is the support team available during the week?"
 CHAT_ROUTE = "/v1/bots/{bot_id}/chat"
@@ -84,7 +83,7 @@ def collector() -> Iterator[Collector]:
 async def test_chat_turns_are_traced_with_their_phases(
     make_settings: Callable[..., Settings], collector: Collector, announcements: list[str]
 ) -> None:
-    app = create_app(
+    app = build_app(
         make_settings(otel_endpoint=collector.url, otel_service_name="chatwell-test"),
         announce=announcements.append,
     )
@@ -155,13 +154,13 @@ def test_tracing_off_loads_no_opentelemetry_sdk(tmp_path: Any) -> None:
     code = f"""
 import asyncio, sys
 import httpx
-from chatwell.app import create_app
+from tests.helpers import build_app
 from chatwell.observability.tracing import span
 from chatwell.settings import Settings
 
 async def main():
     settings = Settings(data_dir={str(tmp_path)!r}, admin_key={ADMIN_KEY!r})
-    app = create_app(settings, announce=lambda _: None)
+    app = build_app(settings, announce=lambda _: None)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:

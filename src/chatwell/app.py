@@ -42,6 +42,7 @@ from chatwell.api.native import sources as native_sources
 from chatwell.api.openai import responses as openai_responses
 from chatwell.api.openai import routes as openai_routes
 from chatwell.api.sse import StreamSlots
+from chatwell.embedders.base import Embedder
 from chatwell.ingestion.queue import ProcrastinateQueue
 from chatwell.ingestion.worker import IngestionWorker
 from chatwell.limits.policies import ChatLimits
@@ -69,11 +70,17 @@ def _print(text: str) -> None:
     print(text, file=sys.stdout, flush=True)
 
 
-def create_app(settings: Settings | None = None, *, announce: Announce = _print) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    announce: Announce = _print,
+    offline_model: Embedder | None = None,
+) -> FastAPI:
     """A chatwell server for ``settings`` (default: from the environment).
 
     ``announce`` receives the one-time messages meant for the operator's console (the generated
-    owner key); they never go to the log.
+    owner key); they never go to the log. ``offline_model``: an already loaded offline embedding
+    model to share instead of loading one for this app (see ``build_embedder``).
     """
     settings = settings or Settings()
     protect_server_logs()  # uvicorn's access log names every URL, ?api_key= included
@@ -118,7 +125,7 @@ def create_app(settings: Settings | None = None, *, announce: Announce = _print)
                 tracing.start()
             if settings.auto_migrate:
                 await migrate.upgrade(db)
-            knowledge = build_knowledge(db, settings)
+            knowledge = build_knowledge(db, settings, offline_model=offline_model)
             app.state.knowledge = knowledge
             app.state.chat = build_chat_service(db, settings, knowledge)
             app.state.chat.metrics = app.state.metrics

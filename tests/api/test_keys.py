@@ -9,12 +9,11 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy import event, select, update
 
-from chatwell.app import create_app
 from chatwell.services import keys
 from chatwell.services.keys import hash_secret
 from chatwell.storage.tables import ApiKey
 from tests.conftest import ADMIN_KEY
-from tests.helpers import bearer, make_bot, make_key
+from tests.helpers import bearer, build_app, make_bot, make_key
 
 
 async def test_key_is_shown_once_and_stored_only_as_a_hash(
@@ -122,14 +121,14 @@ async def test_bot_key_reaches_only_its_bot(client: httpx.AsyncClient) -> None:
 async def test_admin_key_from_environment_is_stable_and_replaced_when_changed(
     make_settings, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    first = create_app(make_settings(), announce=lambda _: None)
+    first = build_app(make_settings(), announce=lambda _: None)
     async with first.router.lifespan_context(first):
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=first), base_url="http://t"
         ) as c:
             assert (await c.get("/v1/bots", headers=bearer(ADMIN_KEY))).status_code == 200
     rotated = "rotated-admin-key-abcdef"
-    second = create_app(make_settings(admin_key=rotated), announce=lambda _: None)
+    second = build_app(make_settings(admin_key=rotated), announce=lambda _: None)
     async with second.router.lifespan_context(second):
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=second), base_url="http://t"
@@ -142,7 +141,7 @@ async def test_first_start_without_admin_key_prints_an_owner_key_once(make_setti
     said: list[str] = []
     settings = make_settings(admin_key=None)
     for _ in range(2):
-        app = create_app(settings, announce=said.append)
+        app = build_app(settings, announce=said.append)
         async with app.router.lifespan_context(app):
             pass
     # The owner key is shown on the first start only; the dashboard's set-up token on every start
@@ -150,7 +149,7 @@ async def test_first_start_without_admin_key_prints_an_owner_key_once(make_setti
     shown = [message for message in said if "owner key" in message]
     assert len(shown) == 1 and sum("set-up token" in message for message in said) == 2
     secret = next(line.strip() for line in shown[0].splitlines() if line.strip().startswith("cw_"))
-    app = create_app(settings, announce=said.append)
+    app = build_app(settings, announce=said.append)
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://t"

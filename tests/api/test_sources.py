@@ -60,10 +60,10 @@ async def test_bad_source_bodies_are_refused_and_write_nothing(
 
 
 async def test_upload_over_the_limit_is_refused(make_settings, announcements) -> None:  # type: ignore[no-untyped-def]
-    from chatwell.app import create_app
     from tests.conftest import ADMIN_KEY
+    from tests.helpers import build_app
 
-    app = create_app(make_settings(max_upload_bytes=10_000), announce=announcements.append)
+    app = build_app(make_settings(max_upload_bytes=10_000), announce=announcements.append)
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://t", headers=bearer(ADMIN_KEY)

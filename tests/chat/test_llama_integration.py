@@ -12,9 +12,9 @@ from typing import Any
 
 import httpx
 
-from chatwell.app import create_app
 from chatwell.settings import Settings
 from tests.conftest import ADMIN_KEY
+from tests.helpers import build_app
 
 TEXT = (
     "Acme Cloud backups run every night at 02:00 UTC. Backups are kept for 30 days. "
@@ -41,7 +41,7 @@ def serve(live_server, tmp_path: Path, llm, **extra: Any) -> tuple[str, dict[str
         llm_timeout_seconds=30,
         **extra,
     )
-    base = live_server.start(create_app(settings, announce=lambda _: None))
+    base = live_server.start(build_app(settings, announce=lambda _: None))
     with httpx.Client(
         base_url=base, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30
     ) as http:

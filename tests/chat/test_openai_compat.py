@@ -15,10 +15,10 @@ import openai
 import pytest
 import uvicorn
 
-from chatwell.app import create_app
 from chatwell.settings import Settings
 from tests.conftest import ADMIN_KEY
 from tests.fakes import FixedRegistry, ScriptedModel
+from tests.helpers import build_app
 from tests.services import free_port
 
 TEXT = "Parcels to Norway take four days. Express delivery to Norway takes one day."
@@ -26,9 +26,7 @@ TEXT = "Parcels to Norway take four days. Express delivery to Norway takes one d
 
 @pytest.fixture
 def served(live_server, tmp_path: Path) -> Iterator[dict[str, Any]]:  # type: ignore[no-untyped-def]
-    app = create_app(
-        Settings(data_dir=tmp_path / "d", admin_key=ADMIN_KEY), announce=lambda _: None
-    )
+    app = build_app(Settings(data_dir=tmp_path / "d", admin_key=ADMIN_KEY), announce=lambda _: None)
     base = live_server.start(app)
     headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
     with httpx.Client(base_url=base, headers=headers, timeout=30) as http:
@@ -115,9 +113,7 @@ async def test_client_disconnect_cancels_the_upstream_generation(served: dict[st
 async def test_shutdown_waits_for_the_turn_of_a_client_that_left(tmp_path: Path) -> None:
     """A client that leaves mid-answer has its turn saved in the background; a shutdown right then
     waits for that save before it closes the database (it used to close it under the save)."""
-    app = create_app(
-        Settings(data_dir=tmp_path / "d", admin_key=ADMIN_KEY), announce=lambda _: None
-    )
+    app = build_app(Settings(data_dir=tmp_path / "d", admin_key=ADMIN_KEY), announce=lambda _: None)
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", log_config=None)

@@ -12,10 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
-from chatwell.app import create_app
 from chatwell.settings import Settings
 from tests.conftest import ADMIN_KEY
 from tests.dialects.conftest import seed_bot
+from tests.helpers import build_app
 from tests.upstream import scripted_upstream
 
 SHIPPING = (
@@ -58,7 +58,7 @@ def serve(live_server: Any, tmp_path: Path) -> Callable[..., Served]:
             settings["llm_model"] = "scripted"
         data_dir = tmp_path / ("model" if model else "offline")
         database_url = f"sqlite+aiosqlite:///{data_dir / 'chatwell.db'}"
-        app = create_app(
+        app = build_app(
             Settings(data_dir=data_dir, database_url=database_url, admin_key=ADMIN_KEY, **settings),
             announce=lambda _: None,
         )

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from chatwell.app import create_app
 from chatwell.services import handoff
 from chatwell.settings import Settings
 from tests.dashboard.test_dashboard_browser import (
@@ -30,6 +29,7 @@ from tests.dashboard.test_dashboard_browser import (
     submit,
     wait_all_ready,
 )
+from tests.helpers import build_app
 from tests.widget.browser import host_site
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
@@ -62,7 +62,7 @@ def test_an_agent_answers_live(
     from playwright.sync_api import expect
 
     monkeypatch.setattr(handoff, "PRESENCE_SECONDS", 8)
-    chatwell = live_server.start(create_app(make_settings(), announce=lambda _: None))
+    chatwell = live_server.start(build_app(make_settings(), announce=lambda _: None))
     owner_ctx = chromium.new_context(viewport=VIEWPORT)
     owner = owner_ctx.new_page()
     owner_errors = Errors(owner)

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from chatwell.app import create_app
 from chatwell.settings import Settings
 from tests.dashboard.test_dashboard_browser import shot
+from tests.helpers import build_app
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
 def test_api_docs_render_offline(
     chromium: Any, make_settings: Callable[..., Settings], live_server: Any
 ) -> None:
-    chatwell = live_server.start(create_app(make_settings(), announce=lambda _: None))
+    chatwell = live_server.start(build_app(make_settings(), announce=lambda _: None))
     context = chromium.new_context(viewport={"width": 1280, "height": 900})
     refused: list[str] = []
 

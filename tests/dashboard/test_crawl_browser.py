@@ -13,11 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
-from chatwell.app import create_app
 from chatwell.settings import Settings
 from tests.conftest import ADMIN_KEY
 from tests.dashboard.test_dashboard_browser import VIEWPORT, create_bot, shot, sign_up
-from tests.helpers import bearer
+from tests.helpers import bearer, build_app
 from tests.ingestion.helpers import Route, SiteServer, html_page
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
@@ -56,7 +55,7 @@ def test_crawl_is_one_live_row(
 
     _serve(site)
     settings = make_settings(crawl_allow_private=True)
-    chatwell = live_server.start(create_app(settings, announce=lambda _: None))
+    chatwell = live_server.start(build_app(settings, announce=lambda _: None))
     page = chromium.new_context(viewport=VIEWPORT).new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))

@@ -24,9 +24,9 @@ from typing import Any
 import httpx
 import pytest
 
-from chatwell.app import create_app
 from chatwell.settings import Settings
 from tests.conftest import ADMIN_KEY
+from tests.helpers import build_app
 from tests.widget.browser import host_site
 
 pytestmark = pytest.mark.parametrize(
@@ -152,7 +152,7 @@ def widget_ask(page: Any, question: str) -> Any:
 def test_golden_path_on_a_fresh_install(
     chromium: Any, make_settings: Callable[..., Settings], live_server: Any
 ) -> None:
-    chatwell = live_server.start(create_app(make_settings(), announce=lambda _: None))
+    chatwell = live_server.start(build_app(make_settings(), announce=lambda _: None))
     snippet: dict[str, str] = {}
 
     async def shop(request: Any) -> Any:
@@ -247,7 +247,7 @@ def test_golden_path_on_a_fresh_install(
 def test_agent_answers_a_visitor_from_the_inbox(
     chromium: Any, make_settings: Callable[..., Settings], live_server: Any
 ) -> None:
-    chatwell = live_server.start(create_app(make_settings(), announce=lambda _: None))
+    chatwell = live_server.start(build_app(make_settings(), announce=lambda _: None))
     owner_ctx = chromium.new_context(viewport=VIEWPORT)
     owner = owner_ctx.new_page()
     errors = Errors(owner)

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from chatwell.app import create_app
 from chatwell.settings import Settings
 from tests.dashboard.test_dashboard_browser import create_bot, sign_up, wait_all_ready
+from tests.helpers import build_app
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
 def test_drop_a_file_and_preview_the_widget(
     chromium: Any, make_settings: Callable[..., Settings], live_server: Any
 ) -> None:
-    chatwell = live_server.start(create_app(make_settings(), announce=lambda _: None))
+    chatwell = live_server.start(build_app(make_settings(), announce=lambda _: None))
     page = chromium.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))

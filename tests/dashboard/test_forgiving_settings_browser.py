@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from chatwell.app import create_app
 from chatwell.ingestion.loaders import pdf
 from chatwell.ingestion.loaders._text import pick_title
 from chatwell.settings import Settings
@@ -25,6 +24,7 @@ from tests.dashboard.test_dashboard_browser import (
     tiny_pdf,
     wait_all_ready,
 )
+from tests.helpers import build_app
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
 
@@ -53,7 +53,7 @@ def test_a_refused_setting_keeps_every_edit(
 ) -> None:
     from playwright.sync_api import expect
 
-    chatwell = live_server.start(create_app(make_settings(), announce=lambda _: None))
+    chatwell = live_server.start(build_app(make_settings(), announce=lambda _: None))
     context = chromium.new_context(viewport=VIEWPORT)
     page = context.new_page()
     errors = Errors(page)

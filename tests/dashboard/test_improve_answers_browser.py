@@ -12,7 +12,6 @@ from typing import Any
 import httpx
 import pytest
 
-from chatwell.app import create_app
 from chatwell.settings import Settings
 from tests.dashboard.test_dashboard_browser import (
     HOURS,
@@ -24,6 +23,7 @@ from tests.dashboard.test_dashboard_browser import (
     submit,
     wait_all_ready,
 )
+from tests.helpers import build_app
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
 QUESTION = "Do you ship parcels to Canada?"
@@ -47,7 +47,7 @@ def test_add_the_answer_from_analytics(
 ) -> None:
     from playwright.sync_api import expect
 
-    chatwell = live_server.start(create_app(make_settings(), announce=lambda _: None))
+    chatwell = live_server.start(build_app(make_settings(), announce=lambda _: None))
     context = chromium.new_context(viewport=VIEWPORT)
     page = context.new_page()
     errors = Errors(page)

@@ -13,7 +13,6 @@ from typing import Any
 import httpx
 import pytest
 
-from chatwell.app import create_app
 from chatwell.settings import Settings
 from tests.dashboard.test_dashboard_browser import (
     HOURS,
@@ -23,6 +22,7 @@ from tests.dashboard.test_dashboard_browser import (
     submit,
     wait_all_ready,
 )
+from tests.helpers import build_app
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
 PHONE = {"width": 390, "height": 844}
@@ -79,7 +79,7 @@ def test_dashboard_on_a_phone(
 ) -> None:
     from playwright.sync_api import expect
 
-    chatwell = live_server.start(create_app(make_settings(), announce=lambda _: None))
+    chatwell = live_server.start(build_app(make_settings(), announce=lambda _: None))
     context = chromium.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
     page = context.new_page()
     errors: list[str] = []

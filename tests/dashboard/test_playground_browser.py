@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from chatwell.app import create_app
 from chatwell.settings import Settings
 from tests.dashboard.test_dashboard_browser import (
     VIEWPORT,
@@ -21,6 +20,7 @@ from tests.dashboard.test_dashboard_browser import (
     submit,
     wait_all_ready,
 )
+from tests.helpers import build_app
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
 SHIPPING_Q = "Do you ship parcels to Canada?"
@@ -38,7 +38,7 @@ def test_playground_is_a_multi_turn_chat(
 ) -> None:
     from playwright.sync_api import expect
 
-    chatwell = live_server.start(create_app(make_settings(), announce=lambda _: None))
+    chatwell = live_server.start(build_app(make_settings(), announce=lambda _: None))
     page = chromium.new_context(viewport=VIEWPORT).new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))

@@ -23,13 +23,12 @@ import pytest
 from fastapi import FastAPI
 from typer.testing import CliRunner
 
-from chatwell.app import create_app
 from chatwell.cli import app as cli
 from chatwell.settings import Settings
 from chatwell.storage.tables import User
 from tests.conftest import ADMIN_KEY
 from tests.dashboard.conftest import OWNER, csrf_of
-from tests.helpers import count_rows
+from tests.helpers import build_app, count_rows
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
 TOKEN = re.compile(r"cwsetup_[A-Za-z0-9_-]{24}")
@@ -78,7 +77,7 @@ async def test_the_token_printed_at_start_and_by_the_cli_is_proof(
 ) -> None:
     settings = make_settings(admin_key=None)
     printed: list[str] = []
-    app = create_app(settings, announce=printed.append)
+    app = build_app(settings, announce=printed.append)
     async with app.router.lifespan_context(app):
         [token] = {m.group(0) for text in printed for m in TOKEN.finditer(text)}
         assert any("/dashboard/setup" in text for text in printed)

@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
-from chatwell.app import create_app
 from chatwell.settings import Settings
 from tests.conftest import ADMIN_KEY
+from tests.helpers import build_app
 
 HOURS = (
     "Business hours: Our business hours are Monday through Friday, 9 AM to 5 PM EST. "
@@ -84,7 +84,7 @@ def seed_bot(
 @pytest.fixture
 def start_world(make_settings: Callable[..., Settings], live_server: Any) -> Callable[..., World]:
     def start(**settings: Any) -> World:
-        app = create_app(make_settings(**settings), announce=lambda _: None)
+        app = build_app(make_settings(**settings), announce=lambda _: None)
         base = live_server.start(app)
         with httpx.Client(
             base_url=base, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30

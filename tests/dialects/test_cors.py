@@ -9,9 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
-from chatwell.app import create_app
 from chatwell.settings import Settings
 from tests.conftest import ADMIN_KEY
+from tests.helpers import build_app
 
 PREFLIGHT = {
     "Access-Control-Request-Method": "POST",
@@ -22,7 +22,7 @@ PREFLIGHT = {
 @pytest.fixture
 def production(make_settings: Callable[..., Settings]) -> Callable[..., Any]:
     async def start(**overrides: Any) -> Any:
-        return create_app(
+        return build_app(
             make_settings(environment="production", **overrides), announce=lambda _: None
         )
 

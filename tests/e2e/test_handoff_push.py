@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from chatwell.app import create_app
 from chatwell.settings import Settings
 from tests.conftest import ADMIN_KEY
+from tests.helpers import build_app
 from tests.widget.test_handoff_push import GENEROUS, assert_reply_is_pushed, listen, start_handoff
 
 pytestmark = pytest.mark.slow
@@ -71,7 +71,7 @@ def test_listen_notify_carries_a_reply_without_redis(
 ) -> None:
     visitor_side, agent_side = (
         live_server.start(
-            create_app(
+            build_app(
                 make_settings(
                     data_dir=make_settings().data_dir / name, history_rate_limits=GENEROUS
                 ),

@@ -17,12 +17,12 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import select, update
 
-from chatwell.app import create_app
 from chatwell.ingestion.queue import ProcrastinateQueue, libpq_url
 from chatwell.settings import Settings
 from chatwell.storage.database import Database
 from chatwell.storage.tables import Source, utcnow
 from tests.conftest import ADMIN_KEY
+from tests.helpers import build_app
 
 TEXTS = [
     f"Topic {i}: the answer to question {i} is {i * 7} apples, stored on shelf {i}."
@@ -58,7 +58,7 @@ async def sources_of(database_url: str) -> list[Source]:
 
 async def add_sources(settings: Settings, texts: list[str]) -> str:
     """Through a server process that only queues; returns the bot id."""
-    app = create_app(settings, announce=lambda _: None)
+    app = build_app(settings, announce=lambda _: None)
     async with app.router.lifespan_context(app):
         assert isinstance(app.state.ingestion, ProcrastinateQueue)
         async with httpx.AsyncClient(
@@ -93,7 +93,7 @@ async def test_the_api_queues_and_two_worker_processes_ingest_each_source_once(
     assert {s.status for s in found} == {"ready"} and all(s.chunk_count >= 1 for s in found)
     assert {s.attempts for s in found} == {1}  # claimed once each, never twice
     # The knowledge is searchable through a server again.
-    app = create_app(settings, announce=lambda _: None)
+    app = build_app(settings, announce=lambda _: None)
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app),

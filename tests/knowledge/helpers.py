@@ -15,11 +15,10 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from chatwell.app import create_app
 from chatwell.settings import Settings
 from chatwell.storage.tables import Chunk, Source
 from tests.conftest import ADMIN_KEY
-from tests.helpers import bearer
+from tests.helpers import bearer, build_app
 
 IDLE_TIMEOUT = 30.0
 
@@ -27,7 +26,7 @@ IDLE_TIMEOUT = 30.0
 @contextlib.asynccontextmanager
 async def running(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
     """Start an app for ``settings`` (migrations, bootstrap, worker) and a client with the admin key."""
-    app = create_app(settings, announce=lambda _: None)
+    app = build_app(settings, announce=lambda _: None)
     transport = httpx.ASGITransport(app=app)
     async with (
         app.router.lifespan_context(app),

@@ -13,8 +13,8 @@ import httpx
 import numpy as np
 import pytest
 from tests.conftest import ADMIN_KEY
+from tests.helpers import build_app
 
-from chatwell.app import create_app
 from chatwell.embedders.minilm import MiniLMOnnxEmbedder
 from chatwell.retrieval.fastembed import FastEmbedEmbedder
 
@@ -54,7 +54,7 @@ async def test_vectors_agree_with_the_default_embedder(local_model: Path) -> Non
 
 @pytest.mark.parametrize("backend", ["sqlite"])
 async def test_a_server_on_fastembed_ingests_and_finds(make_settings, local_model: Path) -> None:  # type: ignore[no-untyped-def]
-    app = create_app(
+    app = build_app(
         make_settings(fastembed_model=MODEL, fastembed_model_path=local_model),
         announce=lambda _: None,
     )

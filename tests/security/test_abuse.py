@@ -26,10 +26,9 @@ import pytest
 from fastapi import FastAPI
 
 from chatwell.api.openai.routes import MAX_MESSAGES
-from chatwell.app import create_app
 from chatwell.settings import Settings
 from tests.conftest import ADMIN_KEY
-from tests.helpers import make_bot
+from tests.helpers import build_app, make_bot
 
 GENEROUS = "100000/minute"
 TEN_MB = 10 * 1024 * 1024
@@ -104,7 +103,7 @@ class Counting:
 def _live(live_server: Any, tmp_path: Path, app: Any = None, **extra: Any) -> tuple[str, int]:
     settings = Settings(data_dir=tmp_path / "d", admin_key=ADMIN_KEY, **extra)
     base = live_server.start(
-        app or create_app(settings, announce=lambda _: None),
+        app or build_app(settings, announce=lambda _: None),
         proxy_headers=True,
         forwarded_allow_ips="*",
     )
@@ -131,7 +130,7 @@ def test_a_ten_megabyte_body_gets_413_before_it_is_sent_or_buffered(
     live_server: Any, tmp_path: Path
 ) -> None:
     counting = Counting(
-        create_app(Settings(data_dir=tmp_path / "d", admin_key=ADMIN_KEY), announce=lambda _: None)
+        build_app(Settings(data_dir=tmp_path / "d", admin_key=ADMIN_KEY), announce=lambda _: None)
     )
     base, port = _live(live_server, tmp_path, counting)
     # Declared: refused from the headers alone; not one byte of the body was sent.

@@ -21,10 +21,10 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from chatwell.app import create_app
 from chatwell.cli import app as cli
 from chatwell.settings import Settings
 from tests.conftest import ADMIN_KEY
+from tests.helpers import build_app
 
 runner = CliRunner()
 HOURS = "The Lighthouse museum opens at ten and closes at six; the lamp room is closed in winter."
@@ -140,7 +140,7 @@ def read_back(data_dir: Path) -> list[str]:
     import asyncio
 
     async def read() -> list[str]:
-        app = create_app(Settings(data_dir=data_dir, admin_key=ADMIN_KEY), announce=lambda _: None)
+        app = build_app(Settings(data_dir=data_dir, admin_key=ADMIN_KEY), announce=lambda _: None)
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(

@@ -14,10 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
-from chatwell.app import create_app
 from chatwell.settings import Settings
 from tests.conftest import ADMIN_KEY
 from tests.dialects.conftest import World, seed_bot, start_world  # noqa: F401 - a fixture used here
+from tests.helpers import build_app
 from tests.services import start_redis
 from tests.upstream import scripted_upstream
 
@@ -59,7 +59,7 @@ def _live_world(live_server: Any, tmp_path: Path, **extra: Any) -> tuple[str, di
         **extra,
     )
     base = live_server.start(
-        create_app(settings, announce=lambda _: None),
+        build_app(settings, announce=lambda _: None),
         proxy_headers=True,
         forwarded_allow_ips="*",
         backlog=4096,

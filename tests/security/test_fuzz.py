@@ -55,9 +55,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from chatwell.app import create_app
 from chatwell.settings import Settings
 from tests.conftest import ADMIN_KEY
+from tests.helpers import build_app
 from tests.security.tenants import Tenant, seed_tenant
 
 pytestmark = pytest.mark.slow
@@ -120,12 +120,12 @@ def world(fuzz_settings: Settings) -> Iterator[World]:
     it that schemathesis drives over ASGI (it runs the app's lifespan in its own event loop)."""
 
     async def seed() -> Tenant:
-        seeding = create_app(fuzz_settings, announce=lambda _: None)
+        seeding = build_app(fuzz_settings, announce=lambda _: None)
         async with seeding.router.lifespan_context(seeding):
             return await seed_tenant(seeding, "Fuzz", owner_key=ADMIN_KEY)
 
     tenant = asyncio.run(seed())
-    app = create_app(fuzz_settings, announce=lambda _: None)
+    app = build_app(fuzz_settings, announce=lambda _: None)
     try:
         schema = schemathesis.openapi.from_asgi("/openapi.json", app)
         operations = [result.ok() for result in schema.get_all_operations()]
@@ -304,7 +304,7 @@ def test_the_openapi_documents_each_doors_real_errors(
     make_settings: Callable[..., Settings],
 ) -> None:
     """Regression (found by the fuzzer): FastAPI's default 422 was documented and never sent."""
-    document = create_app(make_settings(), announce=lambda _: None).openapi()
+    document = build_app(make_settings(), announce=lambda _: None).openapi()
     schemas = document["components"]["schemas"]
     assert "HTTPValidationError" not in schemas
     expected = {

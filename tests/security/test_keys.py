@@ -17,10 +17,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from chatwell.app import create_app
 from chatwell.settings import Settings
 from tests.conftest import ADMIN_KEY
-from tests.helpers import make_bot, make_key
+from tests.helpers import build_app, make_bot, make_key
 from tests.security.tenants import Tenant, seed_tenant
 
 WRONG = "cw_wrong-key-0000000000000000000000000000000"
@@ -161,7 +160,7 @@ async def test_a_stale_key_retried_from_an_office_does_not_lock_out_its_valid_ke
     make_settings: Callable[..., Settings],
 ) -> None:
     """Issue 19 item 10: ten wrong keys from one address refused every valid key from it."""
-    app = create_app(make_settings(auth_failure_rate_limits="10/minute"), announce=lambda _: None)
+    app = build_app(make_settings(auth_failure_rate_limits="10/minute"), announce=lambda _: None)
     async with (
         app.router.lifespan_context(app),
         from_ip(app, "192.0.2.50", WRONG) as stale,
@@ -182,7 +181,7 @@ async def test_a_stale_key_retried_from_an_office_does_not_lock_out_its_valid_ke
 async def test_the_limit_is_a_setting_and_the_window_is_per_ip(
     make_settings: Callable[..., Settings],
 ) -> None:
-    app = create_app(
+    app = build_app(
         make_settings(auth_failure_rate_limits="3/minute;10/hour"), announce=lambda _: None
     )
     async with app.router.lifespan_context(app), from_ip(app, "203.0.113.9", WRONG) as guesser:
@@ -190,7 +189,7 @@ async def test_the_limit_is_a_setting_and_the_window_is_per_ip(
         assert statuses == [401, 401, 401, 429, 429]
         async with from_ip(app, "203.0.113.10", ADMIN_KEY) as neighbour:
             assert (await neighbour.get("/v1/bots")).status_code == 200
-    off = create_app(make_settings(auth_failure_rate_limits=""), announce=lambda _: None)
+    off = build_app(make_settings(auth_failure_rate_limits=""), announce=lambda _: None)
     async with off.router.lifespan_context(off), from_ip(off, "203.0.113.9", WRONG) as guesser:
         assert {(await guesser.get("/v1/bots")).status_code for _ in range(40)} == {401}
 

@@ -28,7 +28,6 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
-from chatwell.app import create_app
 from chatwell.chat.links import (
     LINK_REMOVED,
     LinkGuard,
@@ -39,6 +38,7 @@ from chatwell.chat.links import (
 from chatwell.settings import Settings
 from tests.conftest import ADMIN_KEY
 from tests.dialects.conftest import wait_ready
+from tests.helpers import build_app
 from tests.upstream import scripted_upstream
 from tests.widget.browser import chromium  # noqa: F401  (module-scoped Chromium)
 
@@ -218,7 +218,7 @@ def world(make_settings: Callable[..., Settings], live_server: Any) -> Iterator[
     corpus = [p.replace(OK, ok) for p in BROWSER_PAYLOADS] + [f"[the guide]({ok})"]
     answer = "\n\n".join(corpus) + "\n\nSee the guide [1]."
     upstream = live_server.start(scripted_upstream(answer))
-    app = create_app(
+    app = build_app(
         make_settings(
             crawl_allow_private=True, llm_base_url=upstream + "/v1", llm_model="scripted"
         ),

@@ -17,10 +17,10 @@ import httpx
 import pydantic
 import pytest
 
-from chatwell.app import create_app
 from chatwell.settings import Settings
 from chatwell.storage.backup import backup_sqlite
 from tests.conftest import ADMIN_KEY
+from tests.helpers import build_app
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
 TOKEN = "metrics-token-0123456789abcdef"
@@ -35,7 +35,7 @@ def _client(app, host: str) -> httpx.AsyncClient:  # type: ignore[no-untyped-def
 async def test_metrics_are_refused_to_a_remote_client_without_a_token(
     make_settings: Callable[..., Settings], backend: str
 ) -> None:
-    app = create_app(make_settings(), announce=lambda _: None)
+    app = build_app(make_settings(), announce=lambda _: None)
     async with app.router.lifespan_context(app):
         async with (
             _client(app, "203.0.113.9") as remote,
@@ -59,7 +59,7 @@ async def test_metrics_are_refused_to_a_remote_client_without_a_token(
 async def test_with_a_token_metrics_need_it_from_everywhere(
     make_settings: Callable[..., Settings], backend: str
 ) -> None:
-    app = create_app(make_settings(metrics_token=TOKEN), announce=lambda _: None)
+    app = build_app(make_settings(metrics_token=TOKEN), announce=lambda _: None)
     async with app.router.lifespan_context(app):
         async with _client(app, "203.0.113.9") as remote, _client(app, "127.0.0.1") as local:
             for client in (remote, local):
@@ -88,14 +88,14 @@ def _mode(path: Path) -> int:
 
 
 async def test_database_wal_shm_and_backup_files_are_created_owner_only(
-    make_settings: Callable[..., Settings], tmp_path: Path, backend: str
+    make_settings: Callable[..., Settings], empty_database_url: str, tmp_path: Path, backend: str
 ) -> None:
-    settings = make_settings()
+    settings = make_settings(database_url=empty_database_url)
     database = Path(settings.resolved_database_url.split("///", 1)[1])
     assert not database.exists()
     previous = os.umask(0o022)  # the usual umask, which made the files 0644
     try:
-        app = create_app(settings, announce=lambda _: None)
+        app = build_app(settings, announce=lambda _: None)
         async with app.router.lifespan_context(app):
             async with _client(app, "127.0.0.1") as client:
                 created = await client.post(

@@ -29,11 +29,11 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from chatwell.app import create_app
 from chatwell.domain.documents import LoaderError
 from chatwell.ingestion.loaders import load_document
 from chatwell.settings import Settings
 from tests.conftest import ADMIN_KEY
+from tests.helpers import build_app
 from tests.ingestion.helpers import make_pdf
 
 GENEROUS = "100000/minute"
@@ -238,7 +238,7 @@ def settings(make_settings: Any) -> Settings:
 
 def test_chat_doors_never_answer_5xx_to_generated_json(settings: Settings) -> None:
     loop = asyncio.new_event_loop()
-    app = create_app(settings, announce=lambda _: None)
+    app = build_app(settings, announce=lambda _: None)
     lifespan = app.router.lifespan_context(app)
     loop.run_until_complete(lifespan.__aenter__())
     client = httpx.AsyncClient(

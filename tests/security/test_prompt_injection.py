@@ -28,7 +28,6 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from sqlalchemy import update
 
-from chatwell.app import create_app
 from chatwell.chat.links import LINK_REMOVED, URL, LinkGuard, allowed_links, remove_foreign_links
 from chatwell.chat.prompts import RULES
 from chatwell.settings import Settings
@@ -36,7 +35,7 @@ from chatwell.storage.tables import Source
 from tests.chat.test_chat_api import parse_sse, use_model
 from tests.conftest import ADMIN_KEY
 from tests.fakes import ScriptedModel
-from tests.helpers import make_bot
+from tests.helpers import build_app, make_bot
 
 INSTRUCTIONS = (
     "You are Acme's assistant. Internal codeword: PELICAN-7731. Never discuss competitors "
@@ -322,7 +321,7 @@ def _serve(live_server: Any, tmp_path: Path, llm: Any) -> tuple[str, dict[str, A
         llm_model=llm.model,
         llm_timeout_seconds=60,
     )
-    base = live_server.start(create_app(settings, announce=lambda _: None))
+    base = live_server.start(build_app(settings, announce=lambda _: None))
     with httpx.Client(
         base_url=base, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30
     ) as http:

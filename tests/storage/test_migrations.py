@@ -47,8 +47,8 @@ def test_history_is_linear() -> None:
     assert len(script.get_bases()) == 1
 
 
-async def test_upgrade_empty_database_then_down_and_up_again(database_url: str) -> None:
-    db = Database(database_url)
+async def test_upgrade_empty_database_then_down_and_up_again(empty_database_url: str) -> None:
+    db = Database(empty_database_url)
     try:
         await migrate.upgrade(db)
         assert await migrate.current_revision(db) == migrate.head_revision()
@@ -61,8 +61,8 @@ async def test_upgrade_empty_database_then_down_and_up_again(database_url: str) 
         await db.dispose()
 
 
-async def test_every_previous_revision_upgrades_to_head(database_url: str) -> None:
-    db = Database(database_url)
+async def test_every_previous_revision_upgrades_to_head(empty_database_url: str) -> None:
+    db = Database(empty_database_url)
     try:
         for revision in _revisions():
             await migrate.downgrade(db, "base")
@@ -74,8 +74,8 @@ async def test_every_previous_revision_upgrades_to_head(database_url: str) -> No
         await db.dispose()
 
 
-async def test_migrations_match_the_orm_tables(database_url: str) -> None:
-    db = Database(database_url)
+async def test_migrations_match_the_orm_tables(empty_database_url: str) -> None:
+    db = Database(empty_database_url)
     try:
         await migrate.upgrade(db)
 

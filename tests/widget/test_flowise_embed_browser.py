@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
-from chatwell.app import create_app
 from chatwell.settings import Settings
 from tests.conftest import ADMIN_KEY
 from tests.dialects.conftest import wait_ready
+from tests.helpers import build_app
 from tests.widget.flowise_embed import flowise_embed_web_js
 
 pytestmark = pytest.mark.parametrize(
@@ -64,7 +64,7 @@ class Shop:
 @pytest.fixture
 def shop(make_settings: Callable[..., Settings], live_server: Any) -> Iterator[Shop]:
     flowise_embed_web_js()  # download (or skip) before any server starts
-    chatwell = live_server.start(create_app(make_settings(), announce=lambda _: None))
+    chatwell = live_server.start(build_app(make_settings(), announce=lambda _: None))
     admin = httpx.Client(
         base_url=chatwell, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30
     )

@@ -18,10 +18,10 @@ from typing import Any
 import httpx
 import pytest
 
-from chatwell.app import create_app
 from chatwell.services.conversation_bus import RedisConversationBus
 from chatwell.settings import Settings
 from tests.conftest import ADMIN_KEY
+from tests.helpers import build_app
 from tests.services import free_port
 
 pytestmark = pytest.mark.parametrize(
@@ -188,7 +188,7 @@ def cleanup() -> Iterator[contextlib.ExitStack]:
 def serve(make_settings: Callable[..., Settings], live_server: Any) -> Callable[..., str]:
     def start(**settings: Any) -> str:
         values = {"history_rate_limits": GENEROUS, **settings}
-        return live_server.start(create_app(make_settings(**values), announce=lambda _: None))
+        return live_server.start(build_app(make_settings(**values), announce=lambda _: None))
 
     return start
 

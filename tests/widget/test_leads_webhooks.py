@@ -24,12 +24,11 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request, Response
 
-from chatwell.app import create_app
 from chatwell.chat import persistence
 from chatwell.services import bots
 from chatwell.services.webhooks import WebhookWorker
 from chatwell.settings import Settings
-from tests.helpers import bearer, make_bot, make_key
+from tests.helpers import bearer, build_app, make_bot, make_key
 
 CONTACT_FORM = {
     "enabled": True,
@@ -445,7 +444,7 @@ async def test_metadata_targets_are_refused_even_when_private_ones_are_allowed(
 async def test_private_targets_are_refused_unless_allowed(
     make_settings: Callable[..., Settings], receiver: Receiver
 ) -> None:
-    strict = create_app(make_settings(), announce=lambda _: None)  # webhook_allow_private off
+    strict = build_app(make_settings(), announce=lambda _: None)  # webhook_allow_private off
     async with strict.router.lifespan_context(strict):
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=strict),

@@ -22,10 +22,10 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 
-from chatwell.app import create_app
 from chatwell.settings import Settings
 from tests.conftest import ADMIN_KEY
 from tests.dialects.conftest import wait_ready
+from tests.helpers import build_app
 from tests.widget.browser import host_site
 
 DOCS = (
@@ -61,7 +61,7 @@ class Site:
 
 @pytest.fixture
 def site(make_settings: Callable[..., Settings], live_server: Any) -> Iterator[Site]:
-    app = create_app(make_settings(), announce=lambda _: None)
+    app = build_app(make_settings(), announce=lambda _: None)
     chatwell = live_server.start(app)
     admin = httpx.Client(
         base_url=chatwell, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30
@@ -357,7 +357,7 @@ def test_lead_form_submits_and_the_webhook_receiver_gets_a_valid_signature(
         return {"ok": True}
 
     hook_url = live_server.start(receiver) + "/hook"
-    app = create_app(make_settings(webhook_allow_private=True), announce=lambda _: None)
+    app = build_app(make_settings(webhook_allow_private=True), announce=lambda _: None)
     chatwell = live_server.start(app)
     with httpx.Client(
         base_url=chatwell, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30

@@ -34,7 +34,12 @@ class Knowledge:
     retriever: Retriever
 
 
-def build_embedder(settings: Settings) -> Embedder:
+def build_embedder(settings: Settings, *, offline_model: Embedder | None = None) -> Embedder:
+    """The embedder ``settings`` select, cached and batching.
+
+    ``offline_model`` is an already loaded offline MiniLM model to use instead of loading another
+    when the settings select it (the tests build many apps in one process and share one model).
+    """
     inner: Embedder
     if settings.fastembed_model:
         from chatwell.retrieval.fastembed import FastEmbedEmbedder
@@ -53,7 +58,7 @@ def build_embedder(settings: Settings) -> Embedder:
             else None,
         )
     else:
-        inner = MiniLMOnnxEmbedder()
+        inner = offline_model or MiniLMOnnxEmbedder()
     # Cache first (identical text costs nothing), then coalesce the misses into larger batches.
     return CachedEmbedder(BatchingEmbedder(inner), settings.data_dir / "cache")
 
@@ -63,9 +68,10 @@ def build_knowledge(
     settings: Settings,
     *,
     embedder: Embedder | None = None,
+    offline_model: Embedder | None = None,
     retrieval: RetrievalConfig | None = None,
 ) -> Knowledge:
-    embedder = embedder or build_embedder(settings)
+    embedder = embedder or build_embedder(settings, offline_model=offline_model)
     index = search_index_for(db)
     ingestor = Ingestor(
         db,
