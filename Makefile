@@ -56,6 +56,14 @@ serve: install
 test: system-deps install-test install-llm lint
 	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS)
 
+# The edit loop: lint, then the unit tests and the SQLite ones that start no server of their own
+# (no PostgreSQL, Chromium, LLM server or live uvicorn; markers in pyproject.toml). `make test`
+# runs everything.
+FAST_MARKERS := not postgres and not browser and not llm and not live and not slow
+
+test-fast: install-test lint
+	$(BIN)/python -m pytest -n auto -m "$(FAST_MARKERS)" $(PYTEST_ARGS)
+
 # Style and layers: ruff's lint rules and formatting, and the import-linter contracts.
 lint: install-test
 	$(BIN)/ruff check src tests bench scripts

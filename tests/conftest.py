@@ -95,3 +95,15 @@ async def anon_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         transport=httpx.ASGITransport(app=app), base_url="http://testserver"
     ) as c:
         yield c
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Markers ``make test-fast`` selects on: ``postgres`` for the tests on the PostgreSQL
+    backend (the database is chosen at run time, so its fixture is not in the closure that
+    ``tests/services.py`` marks by), ``browser`` for the tests that drive Chromium."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("backend") == "postgres":
+            item.add_marker(pytest.mark.postgres)
+        if "chromium" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)

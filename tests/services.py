@@ -1032,7 +1032,11 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that use the PostgreSQL server get the ``postgres`` marker (``-m "not postgres"``)."""
+    """Tests that use the PostgreSQL server get the ``postgres`` marker (``-m "not postgres"``),
+    tests that start a server of their own (``live_server``) the ``live`` marker."""
     for item in items:
-        if "postgres_server" in getattr(item, "fixturenames", ()):
+        names = getattr(item, "fixturenames", ())
+        if "postgres_server" in names:
             item.add_marker(pytest.mark.postgres)
+        if "live_server" in names:
+            item.add_marker(pytest.mark.live)
