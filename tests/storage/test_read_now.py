@@ -19,8 +19,8 @@ from chatwell.storage.tables import Workspace
 
 
 @pytest.fixture
-async def db(database_url: str) -> Database:
-    database = Database(database_url)
+async def db(empty_database_url: str) -> Database:
+    database = Database(empty_database_url)
     await migrate.upgrade(database)
     yield database
     await database.dispose()
