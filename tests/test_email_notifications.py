@@ -215,11 +215,24 @@ async def test_offline_request_and_missed_handoff(
             f"/v1/public/conversations/{cid}/handoff", json={"session_id": "visitor-1"}
         )
         assert asked.json()["handoff_available"] is False
+    # Asked at the same moment in another conversation (concurrent transactions on PostgreSQL):
+    # every click is answered, one email is queued.
+    racing = await _chat(anon_client, bot, "Is anyone there?", "visitor-3")
+    clicks = await asyncio.gather(
+        *(
+            anon_client.post(
+                f"/v1/public/conversations/{racing}/handoff", json={"session_id": "visitor-3"}
+            )
+            for _ in range(4)
+        )
+    )
+    assert [c.status_code for c in clicks] == [200] * 4, [c.text for c in clicks]
     await _settle(app)
     assert [m["Subject"] for m in mailbox.messages] == [
         "[Lantern Shop] A visitor asked for a person (nobody was online)"
-    ]
+    ] * 2
     assert "My lantern arrived broken" in mailbox.messages[0].get_content()
+    assert "Is anyone there?" in mailbox.messages[1].get_content()
 
     # An agent is online; a second visitor's handoff is taken but nobody answers it.
     agent = await make_key(client, label="Dana")
@@ -234,7 +247,7 @@ async def test_offline_request_and_missed_handoff(
     )
     assert taken.json()["conversation_status"] == "pending_human"
     await _settle(app)
-    assert len(mailbox.messages) == 1  # not missed yet
+    assert len(mailbox.messages) == 2  # not missed yet
 
     async with app.state.db.write() as session:  # ten minutes pass
         await session.execute(
@@ -244,12 +257,16 @@ async def test_offline_request_and_missed_handoff(
         )
     await _settle(app)
     await _settle(app)  # seen twice: still one email
-    assert len(mailbox.messages) == 2
-    missed = mailbox.messages[1]
+    assert len(mailbox.messages) == 3
+    missed = mailbox.messages[2]
     assert missed["Subject"] == "[Lantern Shop] Missed handoff: a visitor is still waiting"
     assert "waiting 10 minutes" in missed.get_content()
     assert "Where is my order 1042?" in missed.get_content()
-    assert [r.event for r in await _rows(app)] == ["handoff.offline", "handoff.missed"]
+    assert [r.event for r in await _rows(app)] == [
+        "handoff.offline",
+        "handoff.offline",
+        "handoff.missed",
+    ]
 
 
 async def test_bad_addresses_are_refused(client: httpx.AsyncClient) -> None:

@@ -31,8 +31,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chatwell.domain.models import ConversationStatus, HandoffSettings
@@ -151,6 +153,22 @@ def _queue(
     return row
 
 
+async def _queue_once(session: AsyncSession, bot: Bot, *, dedupe_key: str, **email: Any) -> bool:
+    """Queue an email unless one with ``dedupe_key`` exists, also when another transaction queues
+    it at the same moment (two "ask for a person" clicks): the loser's insert is rolled back to a
+    savepoint instead of failing the caller's transaction."""
+    if await session.scalar(
+        select(EmailNotification.id).where(EmailNotification.dedupe_key == dedupe_key)
+    ):
+        return False
+    try:
+        async with session.begin_nested():
+            _queue(session, bot, dedupe_key=dedupe_key, **email)
+    except IntegrityError:
+        return False
+    return True
+
+
 async def enqueue_lead(session: AsyncSession, *, bot: Bot, lead: Lead) -> None:
     """A visitor left contact details: the lead and the conversation so far go to the team."""
     recipients = _recipients(bot, "email_on_lead")
@@ -191,24 +209,19 @@ async def enqueue_offline_request(
     recipients = _recipients(bot, "email_on_offline_request")
     if not recipients:
         return
-    key = f"offline:{conversation.id}"
-    if await session.scalar(
-        select(EmailNotification.id).where(EmailNotification.dedupe_key == key)
-    ):
-        return
     body = (
         f"A visitor of {bot.name} asked for a person while nobody was online.\n\n"
         f"Open it: {_link(f'/dashboard/conversations/{conversation.id}')}\n\n"
         "The conversation so far:\n\n" + await _transcript(session, conversation.id)
     )
-    _queue(
+    await _queue_once(
         session,
         bot,
         event="handoff.offline",
         recipients=recipients,
         subject=f"[{bot.name}] A visitor asked for a person (nobody was online)",
         body=body,
-        dedupe_key=key,
+        dedupe_key=f"offline:{conversation.id}",
     )
 
 
@@ -235,7 +248,7 @@ async def queue_missed_handoffs(db: Database, *, missed_after: timedelta) -> int
             if not recipients or await session.scalar(
                 select(EmailNotification.id).where(EmailNotification.dedupe_key == key)
             ):
-                continue
+                continue  # checked before the transcript is read; _queue_once checks again
             minutes = int((utcnow() - conversation.updated_at).total_seconds() // 60)
             body = (
                 f"A visitor of {bot.name} has been waiting {minutes} minutes for a person and "
@@ -243,7 +256,7 @@ async def queue_missed_handoffs(db: Database, *, missed_after: timedelta) -> int
                 f"Answer: {_link(f'/dashboard/conversations/{conversation.id}')}\n\n"
                 "The conversation so far:\n\n" + await _transcript(session, conversation.id)
             )
-            _queue(
+            queued += await _queue_once(
                 session,
                 bot,
                 event="handoff.missed",
@@ -252,7 +265,6 @@ async def queue_missed_handoffs(db: Database, *, missed_after: timedelta) -> int
                 body=body,
                 dedupe_key=key,
             )
-            queued += 1
     return queued
 
 
