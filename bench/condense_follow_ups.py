@@ -28,9 +28,9 @@ from chatwell.chat.service import RETRIEVAL_K, retrieval_query
 from chatwell.domain.bots import BotCreate
 from chatwell.domain.events import HistoryTurn
 from chatwell.ingestion.worker import ingest_pending
+from chatwell.knowledge import build_embedder, build_knowledge
 from chatwell.llm.openai_compat import OpenAICompatibleModel
 from chatwell.services import bots, sources, workspaces
-from chatwell.services.knowledge import build_embedder, build_knowledge
 from chatwell.services.principals import owner_principal
 from chatwell.settings import Settings
 from chatwell.storage import migrate

@@ -242,8 +242,8 @@ async def run_pipeline(
     from chatwell.domain.sources import TextSourceIn
     from chatwell.ingestion.splitter import embedding_text
     from chatwell.ingestion.worker import IngestionWorker
+    from chatwell.knowledge import build_knowledge
     from chatwell.services.bots import create_bot
-    from chatwell.services.knowledge import build_knowledge
     from chatwell.services.principals import owner_principal
     from chatwell.services.sources import add_text_source
     from chatwell.services.workspaces import create_workspace

@@ -468,8 +468,8 @@ async def measure_backend(
     workdir: Path,
     pg: Any,
 ) -> dict[str, Any]:
+    from chatwell.knowledge import build_embedder, build_knowledge
     from chatwell.retrieval.index.sqlite import SqliteSearchIndex
-    from chatwell.services.knowledge import build_embedder, build_knowledge
     from chatwell.settings import Settings
 
     out: dict[str, Any] = {"backend": backend}

@@ -29,8 +29,8 @@ from tests.llm_server import LLMServer, find_gguf
 from chatwell.app import create_app
 from chatwell.chat.prompts import build_messages, grounding_of
 from chatwell.domain.sources import TextSourceIn
+from chatwell.knowledge import build_knowledge
 from chatwell.services import sources
-from chatwell.services.knowledge import build_knowledge
 from chatwell.services.principals import owner_principal
 from chatwell.settings import Settings
 from chatwell.storage import migrate

@@ -33,7 +33,7 @@ async def count_rows(app: FastAPI, table: type[Base], **where: Any) -> int:
     query = select(func.count()).select_from(table)
     for column, value in where.items():
         query = query.where(getattr(table, column) == value)
-    async with app.state.db.read() as session:
+    async with app.state.runtime.db.read() as session:
         return int(await session.scalar(query) or 0)
 
 

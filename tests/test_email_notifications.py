@@ -122,14 +122,14 @@ def settings(make_settings: Callable[..., Settings], mailbox: Mailbox) -> Settin
 
 
 async def _settle(app: FastAPI) -> None:
-    worker = app.state.emails
+    worker = app.state.runtime.emails
     worker.retry_delays = (0.05, 0.05, 0.05)
     worker.next_missed_check = 0.0
     await asyncio.wait_for(worker.idle(), 30)
 
 
 async def _rows(app: FastAPI) -> list[EmailNotification]:
-    async with app.state.db.read() as session:
+    async with app.state.runtime.db.read() as session:
         return list(
             (
                 await session.scalars(
@@ -197,7 +197,7 @@ async def test_new_lead_mails_the_team_with_the_transcript_and_retries(
     # The password is in no log line and no stored error (the failed attempt logged its reason).
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "attempt 1 failed" in logged and "SMTP 451" in logged
-    assert PASSWORD not in logged and PASSWORD not in repr(app.state.emails.config)
+    assert PASSWORD not in logged and PASSWORD not in repr(app.state.runtime.emails.config)
 
 
 async def test_offline_request_and_missed_handoff(
@@ -249,7 +249,7 @@ async def test_offline_request_and_missed_handoff(
     await _settle(app)
     assert len(mailbox.messages) == 2  # not missed yet
 
-    async with app.state.db.write() as session:  # ten minutes pass
+    async with app.state.runtime.db.write() as session:  # ten minutes pass
         await session.execute(
             update(Conversation)
             .where(Conversation.id == uuid.UUID(other))
@@ -327,7 +327,7 @@ async def test_recipients_and_switches_are_set_on_the_settings_page(
         }
         saved = await browser.post(f"/dashboard/bots/{bot['id']}/settings", data=form)
         assert saved.status_code == 303, saved.text
-        async with app.state.db.read() as session:
+        async with app.state.runtime.db.read() as session:
             stored = (await session.get(Bot, uuid.UUID(bot["id"]))).handoff_settings
         assert stored["notify_emails"] == TEAM
         assert stored["email_on_lead"] is True

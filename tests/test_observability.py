@@ -21,7 +21,7 @@ async def test_metrics_count_requests_by_route_ttft_tokens_and_queue(
         f"/v1/bots/{bot['id']}/sources",
         json={"type": "text", "title": "Hours", "text": "We open at nine."},
     )
-    await app.state.ingestion.idle()
+    await app.state.runtime.ingestion.idle()
     reply = await client.post(
         f"/v1/bots/{bot['id']}/chat", json={"message": "When do you open?", "stream": False}
     )

@@ -167,7 +167,7 @@ async def main():
             assert (await client.get("/healthz")).status_code == 200
         with span("chatwell.retrieval", bot_id=1) as traced:
             traced.set(passages=3)
-    assert app.state.tracing is None
+    assert app.state.runtime.tracing is None
 
 asyncio.run(main())
 # FastAPI itself imports the OpenTelemetry API; the SDK, the exporter and protobuf stay out.

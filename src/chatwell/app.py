@@ -25,8 +25,9 @@ from chatwell.api.chatbots_v1 import routes as chatbots_v1
 from chatwell.api.chatiq import routes as chatiq
 from chatwell.api.client_limits import ClientConcurrencyMiddleware
 from chatwell.api.cors import CORSMiddleware
+from chatwell.api.deps import principal_of_request
 from chatwell.api.devapi import routes as devapi
-from chatwell.api.dialect import error_renderer, key_principal
+from chatwell.api.dialect import error_renderer
 from chatwell.api.dify import routes as dify
 from chatwell.api.errors import ErrorFormats, install_error_handlers, native_error
 from chatwell.api.flowise import routes as flowise
@@ -45,15 +46,16 @@ from chatwell.api.sse import StreamSlots
 from chatwell.embedders.base import Embedder
 from chatwell.ingestion.queue import ProcrastinateQueue
 from chatwell.ingestion.worker import IngestionWorker
+from chatwell.knowledge import build_chat_service, build_knowledge
 from chatwell.limits.policies import ChatLimits
 from chatwell.limits.service import RateLimiter
 from chatwell.observability.logs import protect_server_logs
 from chatwell.observability.metrics import Metrics
 from chatwell.observability.middleware import ObservabilityMiddleware
 from chatwell.observability.tracing import Tracing, TracingMiddleware
+from chatwell.runtime import Runtime
 from chatwell.services.conversation_bus import build_conversation_bus
 from chatwell.services.handoff import MISSED_AFTER
-from chatwell.services.knowledge import build_chat_service, build_knowledge
 from chatwell.services.notifications import EmailWorker, SmtpConfig
 from chatwell.services.recaptcha import SiteVerifyRecaptcha
 from chatwell.services.webhooks import WebhookWorker
@@ -93,55 +95,56 @@ def create_app(
         db = Database(
             settings.resolved_database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms
         )
-        app.state.db = db
+        runtime.db = db
         worker: IngestionWorker | None = None
         queue: ProcrastinateQueue | None = None
         webhooks = WebhookWorker(db, allow_private=settings.webhook_allow_private)
-        app.state.webhooks = webhooks
+        runtime.webhooks = webhooks
         emails = EmailWorker(
             db,
             SmtpConfig.from_settings(settings),
             missed_after=MISSED_AFTER,
             public_url=settings.public_url,
         )
-        app.state.emails = emails
+        runtime.emails = emails
         limiter = RateLimiter(
             settings.redis_url, fail_open=settings.rate_limit_failure_mode == "open"
         )
-        limiter.metrics = app.state.metrics
-        app.state.limits = ChatLimits(settings, limiter)
+        limiter.metrics = runtime.metrics
+        runtime.limits = ChatLimits(settings, limiter)
         bus = build_conversation_bus(settings, db)
-        app.state.conversation_bus = bus
-        app.state.recaptcha = (
+        runtime.bus = bus
+        runtime.recaptcha = (
             SiteVerifyRecaptcha(
                 settings.recaptcha_secret_key.get_secret_value(), settings.recaptcha_verify_url
             )
             if settings.recaptcha_secret_key
             else None
         )
-        tracing: Tracing | None = app.state.tracing
+        chat = None
         try:
             if tracing is not None:
                 tracing.start()
             if settings.auto_migrate:
                 await migrate.upgrade(db)
             knowledge = build_knowledge(db, settings, offline_model=offline_model)
-            app.state.knowledge = knowledge
-            app.state.chat = build_chat_service(db, settings, knowledge)
-            app.state.chat.metrics = app.state.metrics
-            app.state.chat.bus = bus
+            runtime.knowledge = knowledge
+            chat = runtime.chat = build_chat_service(db, settings, knowledge)
+            chat.metrics = runtime.metrics
+            chat.bus = bus
+            chat.limits = runtime.limits
             if settings.queue == "procrastinate":
                 # Workers elsewhere (`chatwell worker`) ingest; this process only queues.
                 queue = ProcrastinateQueue(settings.resolved_database_url, knowledge.ingestor)
                 await queue.open()
                 if settings.auto_migrate:
                     await queue.ensure_schema()
-                app.state.ingestion = queue
+                runtime.ingestion = queue
             else:
                 worker = IngestionWorker(
                     knowledge.ingestor, concurrency=settings.ingestion_concurrency
                 )
-                app.state.ingestion = worker
+                runtime.ingestion = worker
             await bootstrap.on_start(db, settings, announce=announce)
             if worker is not None:
                 worker.start()
@@ -156,7 +159,6 @@ def create_app(
                 await queue.close()
             await webhooks.stop()
             await emails.stop()
-            chat = getattr(app.state, "chat", None)
             if chat is not None:
                 await chat.drain()
                 await chat.models.aclose()
@@ -165,7 +167,7 @@ def create_app(
             await db.dispose()
             if tracing is not None:
                 await tracing.shutdown()  # flushes the last spans
-            app.state.metrics.close()
+            runtime.metrics.close()
 
     app = FastAPI(
         title="chatwell",
@@ -175,17 +177,25 @@ def create_app(
         docs_url=None,  # front_door serves /docs with its assets from the package (works offline)
         redoc_url=None,
     )
-    app.state.settings = settings
-    mcp_door = McpEndpoint(key_principal)
+    mcp_door = McpEndpoint(principal_of_request)
     if settings.mcp_enabled:
         app.router.add_route(
             MCP_PATH, mcp_door, methods=["GET", "POST", "DELETE"], include_in_schema=False
         )
     metrics = Metrics()
-    app.state.metrics = metrics
-    app.state.event_streams = StreamSlots(settings.public_event_streams_per_conversation)
     formats = ErrorFormats()
-    app.state.error_formats = formats
+    tracing = (
+        Tracing(settings.otel_endpoint, service_name=settings.otel_service_name)
+        if settings.otel_endpoint
+        else None
+    )
+    runtime = app.state.runtime = Runtime(
+        settings,
+        metrics,
+        formats,
+        StreamSlots(settings.public_event_streams_per_conversation),
+        tracing,
+    )
     install_error_handlers(app, formats)
     app.add_middleware(
         BodyLimitMiddleware,
@@ -200,12 +210,6 @@ def create_app(
         metrics=metrics,
     )
     app.add_middleware(CORSMiddleware, settings=settings, formats=formats)
-    tracing = (
-        Tracing(settings.otel_endpoint, service_name=settings.otel_service_name)
-        if settings.otel_endpoint
-        else None
-    )
-    app.state.tracing = tracing
     if tracing is not None:  # inside ObservabilityMiddleware, which assigns the request id
         app.add_middleware(TracingMiddleware, tracing=tracing)
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
@@ -285,7 +289,7 @@ def _openapi_with_extra_schemas(app: FastAPI) -> Callable[[], dict[str, Any]]:
                 body = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(body.pop("$defs", {}))
                 components[model.__name__] = body
-            app.state.error_formats.document(schema)  # each door's real error responses
+            app.state.runtime.error_formats.document(schema)  # each door's real error responses
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -225,8 +225,8 @@ def mcp(
     Desktop, an IDE): list_bots, search_knowledge and ask, scoped to that bot. Over the network,
     use the server's streamable HTTP endpoint /mcp with a key instead."""
     from chatwell.api.mcp import Caller, build_server, local_principal
+    from chatwell.knowledge import build_chat_service, build_knowledge
     from chatwell.services import bots as bot_service
-    from chatwell.services.knowledge import build_chat_service, build_knowledge
 
     settings = _settings(data_dir, database_url)
     logging.basicConfig(
@@ -240,7 +240,7 @@ def mcp(
             raise bot_service.bot_not_found()
         knowledge = build_knowledge(db, settings)
         chat = build_chat_service(db, settings, knowledge)
-        caller = Caller(local_principal(found), db, chat, knowledge.retriever, None)
+        caller = Caller(local_principal(found), db, chat, knowledge.retriever)
         try:
             await build_server(lambda _ctx: caller).run_stdio_async()
         finally:
@@ -265,7 +265,7 @@ def worker(
     a time under a lease, so no source is ingested twice and a dead worker's source is taken over.
     """
     from chatwell.ingestion.queue import ProcrastinateQueue
-    from chatwell.services.knowledge import build_knowledge
+    from chatwell.knowledge import build_knowledge
 
     settings = _settings(data_dir, database_url)
     if settings.queue != "procrastinate":
@@ -848,26 +848,14 @@ async def _ingest_with_progress(
 ) -> Any:
     """Ingest ``source_id`` (and the pages a crawl finds) here, or follow a server doing it."""
     from rich.progress import Progress
-    from sqlalchemy import select
 
-    from chatwell.services.knowledge import build_knowledge
-    from chatwell.storage.tables import Source
+    from chatwell.knowledge import build_knowledge
+    from chatwell.services import sources
 
     ingestor = build_knowledge(db, settings).ingestor
-
-    async def pending_ids() -> list[uuid.UUID]:
-        async with db.read() as session:
-            rows = await session.scalars(
-                select(Source.id).where(
-                    (Source.id == source_id) | (Source.parent_id == source_id),
-                    Source.status.in_(["pending", "processing"]),
-                )
-            )
-            return list(rows)
-
     with Progress(console=err_console, disable=quiet, transient=True) as progress:
         task = progress.add_task("ingesting", total=1.0)
-        while ids := await pending_ids():
+        while ids := await sources.unfinished(db, source_id):
             claimed = False
             for sid in ids:
                 if await ingestor.claim_source(sid):
@@ -875,13 +863,11 @@ async def _ingest_with_progress(
                     await ingestor.process_source(sid)
                     progress.update(task, description=f"ingested {sid}")
             if not claimed:  # another process (a running server) has it: follow its progress
-                async with db.read() as session:
-                    current = await session.get(Source, source_id)
+                current = await sources.source_by_id(db, source_id)
                 progress.update(task, completed=current.progress if current else 1.0)
                 await asyncio.sleep(0.5)
         progress.update(task, completed=1.0)
-    async with db.read() as session:
-        return await session.get(Source, source_id)
+    return await sources.source_by_id(db, source_id)
 
 
 # ----------------------------------------------------------------------------------------- eval

@@ -173,7 +173,7 @@ async def test_workspaces_are_isolated(client: httpx.AsyncClient, app: FastAPI) 
     from chatwell.services import workspaces
 
     mine = await make_bot(client, name="Mine")
-    _, other_key = await workspaces.create_workspace(app.state.db, name="Other tenant")
+    _, other_key = await workspaces.create_workspace(app.state.runtime.db, name="Other tenant")
     other = bearer(other_key)
     theirs = (await client.post("/v1/bots", json={"name": "Theirs"}, headers=other)).json()
     assert [b["id"] for b in (await client.get("/v1/bots", headers=other)).json()["data"]] == [

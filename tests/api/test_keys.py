@@ -25,13 +25,13 @@ async def test_key_is_shown_once_and_stored_only_as_a_hash(
     listing = (await client.get("/v1/keys")).text
     assert secret not in listing and secret[10:] not in listing
     assert "Production" in listing
-    async with app.state.db.read() as session:
+    async with app.state.runtime.db.read() as session:
         row = await session.scalar(select(ApiKey).where(ApiKey.label == "Production"))
     assert row is not None and row.secret_hash == hash_secret(secret)
     assert secret not in repr(row.__dict__)
     # The new key works as a workspace key and records when it was used.
     assert (await client.get("/v1/bots", headers=bearer(secret))).status_code == 200
-    async with app.state.db.read() as session:
+    async with app.state.runtime.db.read() as session:
         used = await session.scalar(select(ApiKey.last_used_at).where(ApiKey.label == "Production"))
     assert used is not None
 
@@ -42,7 +42,7 @@ async def test_a_burst_on_one_key_writes_last_used_once(
     """Requests arriving together all read the same stale ``last_used_at``: one write, not one
     per request (a thousand streams opened at once queued a thousand writes before streaming)."""
     created = await make_key(client, label="Burst")
-    db = app.state.db
+    db = app.state.runtime.db
     async with db.write() as session:  # used long ago
         await session.execute(
             update(ApiKey)

@@ -136,7 +136,7 @@ async def test_shutdown_waits_for_the_turn_of_a_client_that_left(tmp_path: Path)
         ] != "ready":
             assert time.monotonic() < deadline, "ingestion did not finish"
             await asyncio.sleep(0.1)
-        app.state.chat.models = FixedRegistry(
+        app.state.runtime.chat.models = FixedRegistry(
             ScriptedModel(deltas=tuple(f"word{i} " for i in range(200)), delay=0.05)
         )
         async with client.stream(
@@ -152,7 +152,7 @@ async def test_shutdown_waits_for_the_turn_of_a_client_that_left(tmp_path: Path)
     locker = sqlite3.connect(tmp_path / "d" / "chatwell.db", isolation_level=None)
     locker.execute("BEGIN IMMEDIATE")
     deadline = time.monotonic() + 10
-    while not app.state.chat._saving:  # noqa: SLF001 - the save in the background
+    while not app.state.runtime.chat._saving:  # noqa: SLF001 - the save in the background
         assert time.monotonic() < deadline, "the turn of the client that left was not being saved"
         await asyncio.sleep(0.01)
     server.should_exit = True

@@ -87,7 +87,7 @@ async def test_delete_removes_the_source_its_content_and_its_chunks(
         await client.post(base, json={"type": "text", "title": "t", "text": "hello world"})
     ).json()
     keep = (await client.post(base, json={"type": "text", "title": "k", "text": "keep me"})).json()
-    async with app.state.db.write() as session:
+    async with app.state.runtime.db.write() as session:
         for sid in (source["id"], keep["id"]):
             owner = await session.get(Source, uuid.UUID(sid))
             assert owner is not None
@@ -123,7 +123,7 @@ async def test_sources_are_workspace_admin_only_and_isolated(
     source = (await client.post(base, json={"type": "text", "title": "t", "text": "x"})).json()
     bot_key = (await make_key(client, bot_id=bot["id"]))["key"]
     assert (await client.get(base, headers=bearer(bot_key))).status_code == 403
-    _, other_key = await workspaces.create_workspace(app.state.db, name="Other")
+    _, other_key = await workspaces.create_workspace(app.state.runtime.db, name="Other")
     for method in ("GET", "DELETE"):
         response = await client.request(method, f"{base}/{source['id']}", headers=bearer(other_key))
         assert response.status_code == 404

@@ -62,7 +62,7 @@ async def bot_with_texts(
             f"/v1/bots/{bot['id']}/sources", json={"type": "text", "title": title, "text": text}
         )
         assert response.status_code == 202
-    await app.state.ingestion.idle()
+    await app.state.runtime.ingestion.idle()
     return bot
 
 
@@ -144,7 +144,7 @@ async def test_a_model_saying_not_in_the_sources_is_an_abstention(
 ) -> None:
     bot = await bot_with_texts(client, app, {"Handbook": HANDBOOK})
     model = ScriptedModel(deltas=("NOT_", "IN_SOU", "RCES", "."))
-    app.state.chat.models = FixedRegistry(model)
+    app.state.runtime.chat.models = FixedRegistry(model)
     reply = await ask(client, bot, "How many vacation days do I get?")
     assert "NOT_IN_SOURCES" in model.requests[0].messages[0].content  # the prompt names the outcome
     assert reply["answered"] is False and reply["citations"] == [] and "NOT_" not in reply["answer"]
@@ -157,7 +157,9 @@ async def test_a_model_saying_not_in_the_sources_is_an_abstention(
         '":false', '": false'
     )
     # An answer starting like the marker ("No, ...", "NOT always") is released as it is.
-    app.state.chat.models = FixedRegistry(ScriptedModel(deltas=("N", "o, 25 days ", "a year [1].")))
+    app.state.runtime.chat.models = FixedRegistry(
+        ScriptedModel(deltas=("N", "o, 25 days ", "a year [1]."))
+    )
     reply = await ask(client, bot, "How many vacation days do I get?")
     assert reply["answered"] is True and reply["answer"] == "No, 25 days a year [1]."
 
@@ -174,7 +176,7 @@ async def test_with_a_model_a_follow_up_is_searched_as_the_question_the_model_wr
         },
     )
     model = ScriptedModel(deltas=("Standalone question: ", "Can gift cards be returned?"))
-    app.state.chat.models = FixedRegistry(model)
+    app.state.runtime.chat.models = FixedRegistry(model)
     first = await ask(client, bot, "When is the shop open?")
     # "and that?" joined to the first question would search the opening hours; the model's
     # standalone question finds the gift-card rule.

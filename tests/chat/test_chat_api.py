@@ -41,13 +41,13 @@ async def bot_with_knowledge(
         json={"type": "text", "title": "Support hours", "text": HOURS},
     )
     assert response.status_code == 202
-    await app.state.ingestion.idle()
+    await app.state.runtime.ingestion.idle()
     return bot
 
 
 async def table_counts(app: FastAPI) -> dict[str, int]:
     counts = {}
-    async with app.state.db.read() as session:
+    async with app.state.runtime.db.read() as session:
         for table in (Conversation, Message, UsageEvent):
             counts[table.__tablename__] = int(
                 await session.scalar(select(func.count()).select_from(table)) or 0
@@ -56,7 +56,7 @@ async def table_counts(app: FastAPI) -> dict[str, int]:
 
 
 def use_model(app: FastAPI, model: ScriptedModel) -> ScriptedModel:
-    app.state.chat.models = FixedRegistry(model)
+    app.state.runtime.chat.models = FixedRegistry(model)
     return model
 
 
@@ -160,7 +160,7 @@ async def test_private_mode_stores_no_content(client: httpx.AsyncClient, app: Fa
         after["conversations"] == before["conversations"]
         and after["messages"] == before["messages"]
     )
-    async with app.state.db.read() as session:
+    async with app.state.runtime.db.read() as session:
         usage = (await session.scalars(select(UsageEvent))).all()
     # Metering stays (no content in it): tokens and model only.
     assert all(u.conversation_id is None and u.message_id is None for u in usage)
@@ -182,7 +182,7 @@ async def test_failure_mid_stream_records_both_turns_with_the_error(
         "error",
         {"code": "upstream_error", "message": "the model stream broke off"},
     )
-    async with app.state.db.read() as session:
+    async with app.state.runtime.db.read() as session:
         rows = (await session.scalars(select(Message).order_by(Message.created_at))).all()
     assert [m.role for m in rows] == ["user", "assistant"]
     assert rows[1].error_code == "upstream_error" and rows[1].content == "Partial answer "
@@ -193,7 +193,7 @@ async def test_filters_refuse_input_and_replace_output(
 ) -> None:
     bot = await bot_with_knowledge(client, app)
     use_model(app, ScriptedModel(deltas=("The launch code is 1234 [1].",)))
-    app.state.chat.filter = ContentFilter([r"\bexploit\b"], [r"launch code"])
+    app.state.runtime.chat.filter = ContentFilter([r"\bexploit\b"], [r"launch code"])
     before = await table_counts(app)
     blocked = parse_sse(
         (
@@ -221,7 +221,7 @@ async def test_filters_refuse_input_and_replace_output(
     )
     names = [n for n, _ in replaced]
     assert "replace" in names and "citations" not in names
-    async with app.state.db.read() as session:
+    async with app.state.runtime.db.read() as session:
         last = (await session.scalars(select(Message).order_by(Message.created_at.desc()))).first()
     assert last is not None and "launch code" not in last.content
 
@@ -231,7 +231,7 @@ async def test_exhausted_credits_end_the_stream_and_usage_is_charged(
 ) -> None:
     bot = await bot_with_knowledge(client, app)
     use_model(app, ScriptedModel(name="gpt-4o-mini", usage=(1_000_000, 0)))
-    async with app.state.db.write() as session:
+    async with app.state.runtime.db.write() as session:
         await session.execute(update(Workspace).values(credit_balance=Decimal("0.20")))
     ok = (
         await client.post(
@@ -241,10 +241,10 @@ async def test_exhausted_credits_end_the_stream_and_usage_is_charged(
     ).json()
     # The scripted model reports its name as the model: a real price applies.
     assert ok["usage"]["cost"] == pytest.approx(0.15)
-    async with app.state.db.read() as session:
+    async with app.state.runtime.db.read() as session:
         balance = await session.scalar(select(Workspace.credit_balance))
     assert balance == Decimal("0.05")
-    async with app.state.db.write() as session:
+    async with app.state.runtime.db.write() as session:
         await session.execute(update(Workspace).values(credit_balance=Decimal("0")))
     events = parse_sse(
         (

@@ -162,7 +162,7 @@ def test_mcp_can_be_turned_off(serve: Any) -> None:
 
 
 async def test_chatwell_mcp_over_stdio(offline: Served) -> None:
-    data_dir = offline.app.state.settings.data_dir
+    data_dir = offline.app.state.runtime.settings.data_dir
     params = StdioServerParameters(
         command=sys.executable,
         args=["-m", "chatwell.cli", "mcp", "--bot", "support-bot", "--data-dir", str(data_dir)],

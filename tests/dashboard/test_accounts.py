@@ -57,7 +57,7 @@ async def test_session_cookie_flags_and_password_hash(
         and "SameSite=lax" in cookie.replace("Lax", "lax")
     )
     assert "Secure" not in cookie  # plain http in tests; https requests get Secure
-    async with app.state.db.read() as session:
+    async with app.state.runtime.db.read() as session:
         user = (await session.scalars(User.__table__.select())).first()
     assert user is not None
 
@@ -84,7 +84,7 @@ async def test_sign_in_makes_a_new_session_and_ends_the_old_one(
     response = await sign_in(browser, OWNER["email"], OWNER["password"])
     after = browser.cookies.get("chatwell_session")
     assert response.status_code == 303 and before and after and before != after
-    async with app.state.db.read() as session:
+    async with app.state.runtime.db.read() as session:
         assert await session.get(DashboardSession, session_key(before)) is None
         assert await session.get(DashboardSession, session_key(after)) is not None
     # Only the hash is stored, never the cookie itself.

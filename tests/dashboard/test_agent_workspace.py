@@ -37,7 +37,7 @@ async def bot(client: httpx.AsyncClient, app: FastAPI) -> dict[str, Any]:
     await client.post(
         f"/v1/bots/{bot['id']}/sources", json={"type": "text", "title": "Hours", "text": HOURS}
     )
-    await app.state.ingestion.idle()
+    await app.state.runtime.ingestion.idle()
     return bot
 
 
@@ -160,7 +160,7 @@ async def test_top_questions_leave_out_messages_to_a_person(
     await client.post(
         f"/v1/bots/{bot['id']}/sources", json={"type": "text", "title": "Hours", "text": HOURS}
     )
-    await app.state.ingestion.idle()
+    await app.state.runtime.ingestion.idle()
     agent = {
         "Authorization": f"Bearer {(await client.post('/v1/keys', json={'label': 'Dana'})).json()['key']}"
     }
@@ -172,9 +172,9 @@ async def test_top_questions_leave_out_messages_to_a_person(
     await client.post(
         f"/v1/conversations/{cid}/messages", json={"content": "Let me look."}, headers=agent
     )
-    async with app.state.db.read() as session:
+    async with app.state.runtime.db.read() as session:
         row = await session.get(Bot, uuid.UUID(bot["id"]))
-    report = await analytics.report(app.state.db, workspace_id=row.workspace_id)
+    report = await analytics.report(app.state.runtime.db, workspace_id=row.workspace_id)
     asked = [q for q, _ in report.top_questions]
     assert "When are you open?" in asked
     assert not any("4411" in q or "human" in q for q in asked), asked
@@ -204,8 +204,8 @@ async def test_unanswered_lists_what_the_bot_abstained_on(
         f"/v1/bots/{bot['id']}", json={"answer": {"not_found_message": "No idea, sorry."}}
     )
     assert changed.status_code == 200, changed.text
-    async with app.state.db.read() as session:
+    async with app.state.runtime.db.read() as session:
         row = await session.get(Bot, uuid.UUID(bot["id"]))
-    report = await analytics.report(app.state.db, workspace_id=row.workspace_id)
+    report = await analytics.report(app.state.runtime.db, workspace_id=row.workspace_id)
     assert [q for q, _ in report.unanswered] == ["What is the capital of Peru?"]
     assert report.unanswered_bot["What is the capital of Peru?"] == row.id

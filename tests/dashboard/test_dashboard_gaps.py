@@ -111,7 +111,7 @@ async def _conversation(
     feedback: str | None = None,
     days_ago: int = 0,
 ) -> str:
-    async with app.state.db.write() as session:
+    async with app.state.runtime.db.write() as session:
         bot = await session.get(Bot, uuid.UUID(bot_id))
         assert bot is not None
         when = utcnow() - timedelta(days=days_ago)
@@ -288,7 +288,7 @@ async def test_settings_handoff_contact_form_and_webhook_secret(
     saved = await browser.post(f"/dashboard/bots/{bot_id}/settings", data=form)
     # A first webhook URL issues its signing secret: the page shows it this once (no redirect).
     assert saved.status_code == 200 and "shown only this once" in saved.text, saved.text
-    async with app.state.db.read() as session:
+    async with app.state.runtime.db.read() as session:
         bot = await session.get(Bot, uuid.UUID(bot_id))
     assert bot is not None and bot.webhook_url == "https://hooks.example/chatwell"
     assert bot.handoff_settings == {
@@ -351,7 +351,7 @@ async def test_settings_handoff_contact_form_and_webhook_secret(
         data={**form, "handoff_offline_message": "", "contact_fields": "", "handoff_enabled": ""},
     )
     assert cleared.status_code == 303
-    async with app.state.db.read() as session:
+    async with app.state.runtime.db.read() as session:
         bot = await session.get(Bot, uuid.UUID(bot_id))
     assert bot is not None and bot.handoff_settings.get("offline_message") is None
     assert bot.handoff_settings["enabled"] is False and bot.contact_form["fields"] == []
@@ -364,7 +364,7 @@ async def test_settings_handoff_contact_form_and_webhook_secret(
     assert rotated.status_code == 200
     found = re.search(r"shown only this once: <code>([^<]+)</code>", rotated.text)
     assert found
-    async with app.state.db.read() as session:
+    async with app.state.runtime.db.read() as session:
         bot = await session.get(Bot, uuid.UUID(bot_id))
     assert bot is not None and bot.webhook_secret == found.group(1)
     again = await browser.get(f"/dashboard/bots/{bot_id}/settings")
@@ -417,13 +417,15 @@ async def signed_in_owner_for_leads(app: FastAPI, browser: httpx.AsyncClient):  
     from chatwell.services.workspaces import get_default_workspace
 
     await sign_up(browser)
-    workspace = await get_default_workspace(app.state.db)
+    workspace = await get_default_workspace(app.state.runtime.db)
     assert workspace is not None
     made = []
     for name, email in (("Shop", "ada@example.com"), ("Docs", "grace@example.com")):
         bot = await bot_service.create_bot(
-            app.state.db, workspace_id=workspace.id, data=BotCreate(name=name)
+            app.state.runtime.db, workspace_id=workspace.id, data=BotCreate(name=name)
         )
-        await lead_service.create_lead(app.state.db, bot=bot, name=name + " lead", email=email)
+        await lead_service.create_lead(
+            app.state.runtime.db, bot=bot, name=name + " lead", email=email
+        )
         made.append(str(bot.id))
     return browser, app, made

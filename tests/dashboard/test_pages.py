@@ -42,7 +42,7 @@ async def _user_in(
     app: FastAPI, workspace_id: uuid.UUID, email: str, password: str, role: str
 ) -> None:
     password_hash = await accounts.hash_password(password)
-    async with app.state.db.write() as session:
+    async with app.state.runtime.db.write() as session:
         user = User(email=email, password_hash=password_hash, is_active=True)
         session.add(user)
         await session.flush()
@@ -120,7 +120,7 @@ async def test_settings_save_and_embed_snippets(app: FastAPI, browser: httpx.Asy
         },
     )
     assert saved.status_code == 303, saved.text
-    async with app.state.db.read() as session:
+    async with app.state.runtime.db.read() as session:
         bot = await session.get(Bot, uuid.UUID(bot_id))
     assert bot is not None and bot.public and bot.allowed_origins == ["https://shop.example"]
     assert bot.rate_limits["per_minute"] == 5 and bot.widget_settings["primary_color"] == "#112233"
@@ -246,7 +246,7 @@ async def test_workspace_b_user_gets_404_on_workspace_a_pages(
 ) -> None:
     token = await sign_up(browser)
     bot_id = await _create_bot(browser, token)
-    workspace_b, _ = await workspaces.create_workspace(app.state.db, name="B")
+    workspace_b, _ = await workspaces.create_workspace(app.state.runtime.db, name="B")
     await _user_in(app, workspace_b.id, "b@example.com", "b-password-123", "owner")
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://testserver"
@@ -262,7 +262,7 @@ async def test_workspace_b_user_gets_404_on_workspace_a_pages(
                 path, data={"name": "pwned", "kind": "text", "text": "x", "csrf_token": b_token}
             )
             assert response.status_code == 404, path
-    async with app.state.db.read() as session:
+    async with app.state.runtime.db.read() as session:
         bot = await session.get(Bot, uuid.UUID(bot_id))
     assert bot is not None and bot.name == "Help Desk"
 
@@ -272,10 +272,10 @@ async def test_leads_page_and_csv(app: FastAPI, browser: httpx.AsyncClient) -> N
 
     token = await sign_up(browser)
     bot_id = await _create_bot(browser, token)
-    async with app.state.db.read() as session:
+    async with app.state.runtime.db.read() as session:
         bot = await session.get(Bot, uuid.UUID(bot_id))
     await leads.create_lead(
-        app.state.db, bot=bot, name="Ada", email="ada@example.com", phone="+1 555"
+        app.state.runtime.db, bot=bot, name="Ada", email="ada@example.com", phone="+1 555"
     )
     page = await browser.get("/dashboard/leads")
     assert page.status_code == 200 and "ada@example.com" in page.text

@@ -103,7 +103,7 @@ async def test_playground_streams_a_private_cited_answer_with_passages(
     # Private: no conversation or message is stored, only a content-free usage row.
     assert await count_rows(app, Message) == before
     assert await count_rows(app, Conversation) == 0
-    async with app.state.db.read() as session:
+    async with app.state.runtime.db.read() as session:
         from sqlalchemy import select
 
         channels = (await session.execute(select(UsageEvent.channel))).scalars().all()
@@ -137,7 +137,7 @@ async def test_playground_refuses_without_csrf_bad_input_and_agents(
             headers={"X-CSRF-Token": token},
         )
     ).status_code == 404
-    async with app.state.db.read() as session:
+    async with app.state.runtime.db.read() as session:
         from sqlalchemy import select
 
         workspace_id = (await session.execute(select(Bot.workspace_id))).scalar_one()
@@ -161,7 +161,7 @@ async def _seed(app: FastAPI, bot_id: str) -> None:
     now = utcnow().replace(
         hour=12, minute=0, second=0, microsecond=0
     )  # midday: offsets stay on their day
-    async with app.state.db.write() as session:
+    async with app.state.runtime.db.write() as session:
         bot = await session.get(Bot, uuid.UUID(bot_id))
         bot.answer_settings = {
             **(bot.answer_settings or {}),
@@ -251,10 +251,12 @@ async def test_analytics_numbers_from_seeded_data(app: FastAPI, browser: httpx.A
     token = await sign_up(browser)
     bot_id = await _create_bot(browser, token)
     await _seed(app, bot_id)
-    async with app.state.db.read() as session:
+    async with app.state.runtime.db.read() as session:
         bot = await session.get(Bot, uuid.UUID(bot_id))
         workspace_id = bot.workspace_id
-    one = await analytics.report(app.state.db, workspace_id=workspace_id, bot_id=uuid.UUID(bot_id))
+    one = await analytics.report(
+        app.state.runtime.db, workspace_id=workspace_id, bot_id=uuid.UUID(bot_id)
+    )
     assert len(one.days) == 30 and one.conversations == 3 and one.messages == 8
     assert one.conversations_per_day[-3] == 2 and one.conversations_per_day[-2] == 1
     assert one.messages_per_day[-3] == 6 and one.messages_per_day[-2] == 2
@@ -268,7 +270,7 @@ async def test_analytics_numbers_from_seeded_data(app: FastAPI, browser: httpx.A
     assert [
         (u.model, u.requests, u.prompt_tokens, u.completion_tokens, u.cost) for u in one.usage
     ] == [("gpt-small", 2, 150, 30, Decimal("0.0015"))]
-    everything = await analytics.report(app.state.db, workspace_id=workspace_id)
+    everything = await analytics.report(app.state.runtime.db, workspace_id=workspace_id)
     assert everything.conversations == 4 and everything.messages == 10
     assert [u.model for u in everything.usage] == ["big<model>", "gpt-small"]
     assert everything.unanswered == [("Do you sell <script>fish</script>?", 2)]

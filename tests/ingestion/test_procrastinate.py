@@ -60,7 +60,7 @@ async def add_sources(settings: Settings, texts: list[str]) -> str:
     """Through a server process that only queues; returns the bot id."""
     app = build_app(settings, announce=lambda _: None)
     async with app.router.lifespan_context(app):
-        assert isinstance(app.state.ingestion, ProcrastinateQueue)
+        assert isinstance(app.state.runtime.ingestion, ProcrastinateQueue)
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app),
             base_url="http://t",
@@ -147,7 +147,7 @@ async def test_in_process_worker_runs_the_same_task_function(
     """A worker inside the test process (procrastinate's own run loop, wait=False)."""
     settings = make_settings(queue="procrastinate")
     await add_sources(settings, TEXTS[:3])
-    from chatwell.services.knowledge import build_knowledge
+    from chatwell.knowledge import build_knowledge
 
     db = Database(postgres_url)
     queue = ProcrastinateQueue(postgres_url, build_knowledge(db, settings).ingestor)

@@ -41,9 +41,9 @@ async def idle(app: FastAPI) -> None:
     """Wait until the ingestion worker has nothing pending or in flight; fail (listing what is
     still queued) instead of hanging when it never gets there."""
     try:
-        await asyncio.wait_for(app.state.ingestion.idle(), IDLE_TIMEOUT)
+        await asyncio.wait_for(app.state.runtime.ingestion.idle(), IDLE_TIMEOUT)
     except TimeoutError:
-        async with app.state.db.read() as session:
+        async with app.state.runtime.db.read() as session:
             stuck = (
                 await session.execute(
                     select(Source.title, Source.status, Source.attempts, Source.locked_at).where(
@@ -102,7 +102,7 @@ async def search(
 
 async def chunks_of(app: FastAPI, source_id: str | uuid.UUID) -> list[Chunk]:
     """The chunk rows of one source, in order."""
-    async with app.state.db.read() as session:
+    async with app.state.runtime.db.read() as session:
         rows = await session.scalars(
             select(Chunk)
             .where(Chunk.source_id == uuid.UUID(str(source_id)))
@@ -113,16 +113,16 @@ async def chunks_of(app: FastAPI, source_id: str | uuid.UUID) -> list[Chunk]:
 
 async def keyword_hits(app: FastAPI, bot_id: str | uuid.UUID, query: str) -> dict[int, float]:
     """The keyword index's raw hits for ``query`` in one bot (either backend)."""
-    index = app.state.knowledge.index
-    async with app.state.db.read() as session:
+    index = app.state.runtime.knowledge.index
+    async with app.state.runtime.db.read() as session:
         return await index.keyword_search(session, uuid.UUID(str(bot_id)), query, 100)
 
 
 async def vector_hits(app: FastAPI, bot_id: str | uuid.UUID, query: str) -> dict[int, float]:
     """The vector index's raw hits for ``query`` in one bot (either backend)."""
-    knowledge = app.state.knowledge
+    knowledge = app.state.runtime.knowledge
     vector = (await knowledge.embedder.embed([query]))[0]
-    async with app.state.db.read() as session:
+    async with app.state.runtime.db.read() as session:
         return await knowledge.index.vector_search(session, uuid.UUID(str(bot_id)), vector, 100)
 
 

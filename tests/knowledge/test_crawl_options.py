@@ -57,9 +57,9 @@ async def test_include_exclude_cap_and_failed_pages(
     assert "/docs/old/v1" not in site.paths() and "/blog/launch" not in site.paths()
     assert all(p["status"] == "ready" for p in pages.values())
 
-    async with app.state.db.read() as session:
+    async with app.state.runtime.db.read() as session:
         row = await session.get(Source, uuid.UUID(root["id"]))
-    progress = (await source_service.crawl_progress(app.state.db, roots=[row]))[row.id]
+    progress = (await source_service.crawl_progress(app.state.runtime.db, roots=[row]))[row.id]
     assert (progress.status, progress.found, progress.ingested) == ("ready", 2, 2)
     assert progress.failed == 1 and progress.failed_pages[0]["url"] == site.url("/docs/missing")
     assert progress.chunks == sum(p["chunk_count"] for p in pages.values()) > 0
@@ -108,7 +108,7 @@ async def test_scheduled_recrawl_runs_when_due(
     await idle(app)
     state = await source(client, bot, root["id"])
     assert state["status"] == "ready"
-    async with app.state.db.read() as session:
+    async with app.state.runtime.db.read() as session:
         row = await session.get(Source, uuid.UUID(root["id"]))
     assert row.next_sync_at is not None
     assert timedelta(days=6) < row.next_sync_at - utcnow() <= timedelta(days=7)
@@ -117,18 +117,18 @@ async def test_scheduled_recrawl_runs_when_due(
     fetched_before = site.paths().count("/faq")
 
     # Not due yet: the worker's check leaves it alone.
-    assert await app.state.knowledge.ingestor.queue_due_resyncs() == 0
+    assert await app.state.runtime.knowledge.ingestor.queue_due_resyncs() == 0
 
     # A week later (the clock moved back instead): the worker's own periodic check re-crawls it.
     faq["text"] = "Lanterns now run for twelve hours on one charge."
-    async with app.state.db.write() as session:
+    async with app.state.runtime.db.write() as session:
         await session.execute(
             update(Source)
             .where(Source.id == row.id)
             .values(next_sync_at=utcnow() - timedelta(minutes=1))
         )
-    app.state.ingestion.next_resync_check = 0.0
-    app.state.ingestion.wake()
+    app.state.runtime.ingestion.next_resync_check = 0.0
+    app.state.runtime.ingestion.wake()
     await idle(app)
 
     assert site.paths().count("/faq") == fetched_before + 1
@@ -139,7 +139,7 @@ async def test_scheduled_recrawl_runs_when_due(
     after = await chunks_of(app, pages[site.url("/install")]["id"])
     assert [c.id for c in after] == [c.id for c in install_chunks]
     assert [c.created_at for c in after] == [c.created_at for c in install_chunks]
-    async with app.state.db.read() as session:
+    async with app.state.runtime.db.read() as session:
         row = await session.get(Source, uuid.UUID(root["id"]))
     assert row.status == "ready" and row.next_sync_at > utcnow() + timedelta(days=6)
 
@@ -151,17 +151,25 @@ async def test_schedule_changes_on_an_existing_source(
     bot = await make_bot(client)
     added = await add(client, bot, type="url", url=site.url("/"))
     await idle(app)
-    async with app.state.db.read() as session:
+    async with app.state.runtime.db.read() as session:
         row = await session.get(Source, uuid.UUID(added["id"]))
     assert row.next_sync_at is None
     principal = await _owner(app)
     changed = await source_service.set_resync(
-        app.state.db, principal=principal, bot_ref=bot["id"], source_id=added["id"], every="daily"
+        app.state.runtime.db,
+        principal=principal,
+        bot_ref=bot["id"],
+        source_id=added["id"],
+        every="daily",
     )
     assert changed.options["resync"] == "daily"
     assert timedelta(hours=23) < changed.next_sync_at - utcnow() <= timedelta(days=1)
     off = await source_service.set_resync(
-        app.state.db, principal=principal, bot_ref=bot["id"], source_id=added["id"], every=None
+        app.state.runtime.db,
+        principal=principal,
+        bot_ref=bot["id"],
+        source_id=added["id"],
+        every=None,
     )
     assert off.next_sync_at is None and off.options["resync"] is None
 
@@ -170,4 +178,4 @@ async def _owner(app: FastAPI):
     from chatwell.services import keys
     from tests.conftest import ADMIN_KEY
 
-    return await keys.authenticate(app.state.db, ADMIN_KEY)
+    return await keys.authenticate(app.state.runtime.db, ADMIN_KEY)

@@ -144,9 +144,9 @@ async def test_stored_chunks_carry_their_terms_and_old_rows_are_analysed_on_load
     )
     await add(client, bot, type="text", title="Hours", text="The shop opens at nine on weekdays.")
     await idle(app)
-    index = app.state.knowledge.index
+    index = app.state.runtime.knowledge.index
     bot_id = uuid.UUID(bot["id"])
-    async with app.state.db.read() as session:
+    async with app.state.runtime.db.read() as session:
         stored = (
             await session.execute(
                 select(Chunk.heading, Chunk.text, Chunk.terms).where(Chunk.bot_id == bot_id)
@@ -156,10 +156,10 @@ async def test_stored_chunks_carry_their_terms_and_old_rows_are_analysed_on_load
         before = await index.keyword_search(session, bot_id, "when are parcels returned?", 10)
     assert len(before) == 1
     # Rows written before migration 0008 have no terms: they are analysed when the bot is loaded.
-    async with app.state.db.write() as session:
+    async with app.state.runtime.db.write() as session:
         await session.execute(update(Chunk).where(Chunk.bot_id == bot_id).values(terms=None))
         await bump_index_version(session, bot_id)
-    async with app.state.db.read() as session:
+    async with app.state.runtime.db.read() as session:
         after = await index.keyword_search(session, bot_id, "when are parcels returned?", 10)
     assert after == pytest.approx(before)
     found = await search(client, bot, "when are parcels returned?", k=1)
@@ -177,7 +177,7 @@ async def test_a_large_bot_prescans_int8_vectors_and_finds_the_exact_top(
     rng = np.random.default_rng(7)
     vectors = rng.standard_normal((3_000, 384)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    async with app.state.db.write() as session:
+    async with app.state.runtime.db.write() as session:
         template = (await session.scalars(select(Chunk).where(Chunk.bot_id == bot_id))).first()
         session.add_all(
             [
@@ -196,15 +196,15 @@ async def test_a_large_bot_prescans_int8_vectors_and_finds_the_exact_top(
             ]
         )
         await bump_index_version(session, bot_id)
-    index = app.state.knowledge.index
+    index = app.state.runtime.knowledge.index
     queries = vectors[:20] + 0.3 * rng.standard_normal((20, 384)).astype(np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
-    async with app.state.db.read() as session:
+    async with app.state.runtime.db.read() as session:
         exact = [await index.vector_search(session, bot_id, q, 50) for q in queries]
     monkeypatch.setattr(sqlite_index, "QUANTIZED_MIN_ROWS", 1_000)
     monkeypatch.setattr(sqlite_index, "RESCORE_MIN", 100)
     index._cache.clear()
-    async with app.state.db.read() as session:
+    async with app.state.runtime.db.read() as session:
         approximate = [await index.vector_search(session, bot_id, q, 50) for q in queries]
         matrix = await index._matrix(session, bot_id, 384, await index._version(bot_id))
     assert matrix.quantized is not None and matrix.quantized.dtype == np.int8
@@ -227,7 +227,7 @@ async def test_many_cold_queries_load_a_bot_once(
         text="Parcels can be returned within thirty days.",
     )
     await idle(app)
-    index = app.state.knowledge.index
+    index = app.state.runtime.knowledge.index
     index._cache.clear()
     loads: list[Any] = []
     build = sqlite_index._build_lexicon
@@ -240,7 +240,7 @@ async def test_many_cold_queries_load_a_bot_once(
     bot_id = uuid.UUID(bot["id"])
 
     async def one() -> dict[int, float]:
-        async with app.state.db.read() as session:
+        async with app.state.runtime.db.read() as session:
             return await index.keyword_search(session, bot_id, "returned parcels", 5)
 
     results = await asyncio.gather(*(one() for _ in range(10)))

@@ -77,8 +77,8 @@ async def test_keyword_search_without_common_terms_still_finds_the_rare_ones(
     client: httpx.AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bot, rare = await _bot_with_common_words(client, app)
-    db = app.state.db
-    index = app.state.knowledge.retriever.index
+    db = app.state.runtime.db
+    index = app.state.runtime.knowledge.retriever.index
     async with db.write() as session:  # the planner's statistics are what PostgreSQL prunes by
         await session.execute(text("ANALYZE chunks"))
     question = "support ticket escalation engineer hours"
@@ -106,9 +106,11 @@ async def _big_bot_index_and_question(
     """The bot of common words, the app's search index, and the vector of a question about it."""
     bot, _ = await _bot_with_common_words(client, app)
     vector = (
-        await app.state.knowledge.retriever.embedder.embed(["who takes an escalated ticket?"])
+        await app.state.runtime.knowledge.retriever.embedder.embed(
+            ["who takes an escalated ticket?"]
+        )
     )[0]
-    return bot, app.state.knowledge.retriever.index, vector
+    return bot, app.state.runtime.knowledge.retriever.index, vector
 
 
 @pytest.mark.parametrize("backend", ["postgres"])
@@ -116,10 +118,10 @@ async def test_a_big_bot_walks_hnsw_and_finds_what_the_exact_scan_finds(
     client: httpx.AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bot, index, vector = await _big_bot_index_and_question(client, app)
-    async with app.state.db.read() as session:
+    async with app.state.runtime.db.read() as session:
         exact = await index.vector_search(session, _uuid(bot), vector, 5)
     monkeypatch.setattr(postgres_index, "EXACT_SCAN_MAX_CHUNKS", 0)  # every bot is "big" now
-    async with app.state.db.read() as session:
+    async with app.state.runtime.db.read() as session:
         walked = await index.vector_search(session, _uuid(bot), vector, 5)
     assert set(walked) == set(exact)  # 25 vectors: the graph holds them all
     assert np.allclose([walked[i] for i in exact], list(exact.values()), atol=1e-4)
@@ -131,7 +133,7 @@ async def test_a_big_sqlite_bot_is_scanned_in_worker_threads_and_finds_the_same(
 ) -> None:
     bot, index, vector = await _big_bot_index_and_question(client, app)
     question = "who takes an escalated support ticket?"
-    async with app.state.db.read() as session:
+    async with app.state.runtime.db.read() as session:
         inline = await index.candidates(session, _uuid(bot), question, vector, 10)
     threads: list[str] = []
     real_to_thread = asyncio.to_thread
@@ -142,7 +144,7 @@ async def test_a_big_sqlite_bot_is_scanned_in_worker_threads_and_finds_the_same(
 
     monkeypatch.setattr(sqlite_index, "INLINE_SCAN_MAX_ROWS", 0)  # every bot is "big" now
     monkeypatch.setattr(sqlite_index.asyncio, "to_thread", counted)
-    async with app.state.db.read() as session:
+    async with app.state.runtime.db.read() as session:
         threaded = await index.candidates(session, _uuid(bot), question, vector, 10)
     assert sorted(threads) == ["_keyword_top", "_top_k"]
     assert threaded == inline and len(inline[0]) == 10 and len(inline[1]) >= 10

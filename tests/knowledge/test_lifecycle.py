@@ -156,10 +156,12 @@ async def test_restart_resumes_an_interrupted_source_exactly_once(
 ) -> None:
     settings = make_settings(ingestion_lease_seconds=5)
     async with running(settings) as (app, client):
-        await app.state.ingestion.stop()  # this process will "crash" before finishing the work
+        await (
+            app.state.runtime.ingestion.stop()
+        )  # this process will "crash" before finishing the work
         bot = await make_bot(client)
         added = await add(client, bot, type="text", title="Lighthouse", text=LONG_TEXT)
-        ingestor = app.state.knowledge.ingestor
+        ingestor = app.state.runtime.knowledge.ingestor
         claimed = await ingestor.claim_next()
         assert claimed == uuid.UUID(added["id"])
         state = await source(client, bot, added["id"])
@@ -167,7 +169,7 @@ async def test_restart_resumes_an_interrupted_source_exactly_once(
         # While its worker's lease is fresh, nobody else takes it.
         assert await ingestor.claim_next() is None
         # The worker dies here. Pretend it was a while ago, longer than the lease.
-        async with app.state.db.write() as session:
+        async with app.state.runtime.db.write() as session:
             await session.execute(
                 update(Source)
                 .where(Source.id == claimed)
@@ -180,7 +182,7 @@ async def test_restart_resumes_an_interrupted_source_exactly_once(
         rows = await chunks_of(app, added["id"])
         assert state["chunk_count"] == len(rows) > 1
         assert [c.position for c in rows] == list(range(len(rows)))  # no duplicates, no gaps
-        async with app.state.db.read() as session:
+        async with app.state.runtime.db.read() as session:
             attempts, locked_by = (
                 await session.execute(
                     select(Source.attempts, Source.locked_by).where(Source.id == claimed)
@@ -219,7 +221,7 @@ async def test_a_live_worker_keeps_its_lease_on_a_slow_source(
         await idle(app)
         state = await source(client, bot, added["id"])
         assert state["status"] == "ready" and state["title"] == "Slow page", state
-        async with app.state.db.read() as session:
+        async with app.state.runtime.db.read() as session:
             attempts = await session.scalar(
                 select(Source.attempts).where(Source.id == uuid.UUID(added["id"]))
             )

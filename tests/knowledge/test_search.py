@@ -52,7 +52,7 @@ async def test_search_keys_reach_only_their_bots(client: httpx.AsyncClient, app:
     await idle(app)
     body = {"query": "When is the terrace open?"}
 
-    _, foreign_key = await workspaces.create_workspace(app.state.db, name="Other")
+    _, foreign_key = await workspaces.create_workspace(app.state.runtime.db, name="Other")
     foreign = await client.post(
         f"/v1/bots/{bot_a['id']}/search", json=body, headers=bearer(foreign_key)
     )
@@ -205,8 +205,8 @@ async def test_a_reranker_hook_reorders_the_results(client, app) -> None:  # typ
         await client.post(
             f"/v1/bots/{bot['id']}/sources", json={"type": "text", "title": title, "text": text}
         )
-    await app.state.ingestion.idle()
-    app.state.knowledge.retriever.reranker = ReverseByLength()
+    await app.state.runtime.ingestion.idle()
+    app.state.runtime.knowledge.retriever.reranker = ReverseByLength()
     found = (
         await client.post(f"/v1/bots/{bot['id']}/search", json={"query": "cats", "k": 2})
     ).json()["data"]

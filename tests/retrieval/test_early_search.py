@@ -40,8 +40,8 @@ async def _bot_with_hours(client: httpx.AsyncClient, app: FastAPI) -> object:
             "text": "Support answers Monday to Friday, nine to five.",
         },
     )
-    await app.state.ingestion.idle()
-    async with app.state.db.read() as session:
+    await app.state.runtime.ingestion.idle()
+    async with app.state.runtime.db.read() as session:
         return await bot_service.find_bot(session, bot["id"])
 
 
@@ -50,10 +50,10 @@ async def test_start_searches_while_the_turn_is_stored_and_the_answer_uses_it(
 ) -> None:
     stored = await _bot_with_hours(client, app)
     log: list[str] = []
-    retriever = app.state.chat.retriever
+    retriever = app.state.runtime.chat.retriever
     retriever.embedder = Recording(retriever.embedder, log)
     question = "When does the support team answer questions from customers?"
-    turn = await app.state.chat.start(ChatRequest(bot=stored, question=question))
+    turn = await app.state.runtime.chat.start(ChatRequest(bot=stored, question=question))
     assert log == ["embed:" + question]  # already started, before any event was asked for
     events = [event async for event in turn.events()]
     assert log == ["embed:" + question]  # the answer used that search: nothing was embedded again
@@ -65,14 +65,14 @@ async def test_a_short_follow_up_waits_for_the_stored_history(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
     stored = await _bot_with_hours(client, app)
-    first = await app.state.chat.start(
+    first = await app.state.runtime.chat.start(
         ChatRequest(bot=stored, question="When does support answer?")
     )
     [event async for event in first.events()]
     log: list[str] = []
-    retriever = app.state.chat.retriever
+    retriever = app.state.runtime.chat.retriever
     retriever.embedder = Recording(retriever.embedder, log)
-    turn = await app.state.chat.start(
+    turn = await app.state.runtime.chat.start(
         ChatRequest(bot=stored, question="and Saturdays?", conversation_id=first.conversation_id)
     )
     assert turn.search is None and log == []
@@ -86,7 +86,7 @@ async def test_a_failed_early_search_is_a_notice_and_a_turn_that_stops_early_can
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
     stored = await _bot_with_hours(client, app)
-    retriever = app.state.chat.retriever
+    retriever = app.state.runtime.chat.retriever
     release = asyncio.Event()
 
     class Failing:
@@ -98,14 +98,14 @@ async def test_a_failed_early_search_is_a_notice_and_a_turn_that_stops_early_can
 
     retriever.embedder = Failing()
     question = "When does the support team answer questions from customers?"
-    turn = await app.state.chat.start(ChatRequest(bot=stored, question=question))
+    turn = await app.state.runtime.chat.start(ChatRequest(bot=stored, question=question))
     release.set()
     events = [event async for event in turn.events()]
     assert [e.code for e in events if type(e).__name__ == "Notice"][:1] == ["rag_unavailable"]
     assert type(events[-1]).__name__ == "Done"
 
     release.clear()
-    turn = await app.state.chat.start(ChatRequest(bot=stored, question=question))
+    turn = await app.state.runtime.chat.start(ChatRequest(bot=stored, question=question))
     search = turn.search
     assert search is not None and not search.done()
     stream = turn.events()

@@ -70,7 +70,7 @@ async def test_a_server_on_fastembed_ingests_and_finds(make_settings, local_mode
                     f"/v1/bots/{bot['id']}/sources",
                     json={"type": "text", "title": f"T{i}", "text": text},
                 )
-            await app.state.ingestion.idle()
+            await app.state.runtime.ingestion.idle()
             hits = (
                 await client.post(
                     f"/v1/bots/{bot['id']}/search", json={"query": "can I send it back?"}

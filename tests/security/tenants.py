@@ -101,7 +101,7 @@ def _ok(response: httpx.Response, status: int = 200) -> dict[str, Any]:
 
 async def seed_tenant(app: FastAPI, name: str, *, owner_key: str | None = None) -> Tenant:
     """A tenant in a new workspace, or in the workspace of ``owner_key`` when given."""
-    db = app.state.db
+    db = app.state.runtime.db
     marker = f"{name}{secrets.token_hex(4)}"
     if owner_key is None:
         _, owner_key = await workspaces.create_workspace(db, name=f"{name} workspace")

@@ -42,7 +42,7 @@ def settings(make_settings: Any) -> Settings:
 
 async def physical_rows(app: FastAPI) -> dict[str, list[str]]:
     """Every row of every table, as text (bytes decoded as latin-1 so ASCII content shows)."""
-    db = app.state.db
+    db = app.state.runtime.db
     found: dict[str, list[str]] = {}
     async with db.read() as session:
         if db.is_sqlite:
@@ -191,7 +191,7 @@ async def test_deleted_sources_conversations_and_bots_leave_nothing(app: FastAPI
     found = remnants(rows, [n for n in tenant.ids() + tenant.texts() if n not in workspace_level])
     assert found == {}, found
     # Usage rows stay for billing: content-free, with the bot, keys, conversations and messages nulled.
-    async with app.state.db.read() as session:
+    async with app.state.runtime.db.read() as session:
         usage = (
             await session.execute(
                 select(

@@ -125,7 +125,7 @@ class _SqliteLock:
 
 
 def _db_path(world: World) -> Path:
-    return Path(world.app.state.settings.resolved_database_url.split("///", 1)[1])
+    return Path(world.app.state.runtime.settings.resolved_database_url.split("///", 1)[1])
 
 
 def _chat_doors(
@@ -194,14 +194,14 @@ def test_a_locked_sqlite_database_refuses_chat_with_503_on_every_door_and_writes
 ) -> None:
     world = start_world(sqlite_busy_timeout_ms=300)
     lock = _SqliteLock(_db_path(world))
-    before = _rows(world.app.state.settings.resolved_database_url)["messages"]
+    before = _rows(world.app.state.runtime.settings.resolved_database_url)["messages"]
     try:
         lock.take()
         _assert_refused(world, "database_busy", "1", 5)
         with world.admin() as client:  # WAL: reads go on while another process writes
             assert client.get("/v1/bots/support-bot").status_code == 200
             assert client.get("/readyz").status_code == 200
-        assert _rows(world.app.state.settings.resolved_database_url)["messages"] == before
+        assert _rows(world.app.state.runtime.settings.resolved_database_url)["messages"] == before
     finally:
         lock.close()
     with world.admin() as client:  # the lock is gone: everything works again, no restart
@@ -209,7 +209,10 @@ def test_a_locked_sqlite_database_refuses_chat_with_503_on_every_door_and_writes
             "/v1/bots/support-bot/chat", json={"message": "When are you open?", "stream": False}
         )
         assert answered.status_code == 200, answered.text
-    assert len(_rows(world.app.state.settings.resolved_database_url)["messages"]) == len(before) + 2
+    assert (
+        len(_rows(world.app.state.runtime.settings.resolved_database_url)["messages"])
+        == len(before) + 2
+    )
 
 
 def _answer_under_lock(
@@ -237,7 +240,7 @@ def _answer_under_lock(
             )
     finally:
         lock.close()
-    return events, _rows(world.app.state.settings.resolved_database_url)
+    return events, _rows(world.app.state.runtime.settings.resolved_database_url)
 
 
 @on_sqlite
@@ -312,7 +315,7 @@ def test_ingestion_interrupted_by_a_locked_database_resumes_and_stores_each_chun
         final = client.get(f"/v1/bots/support-bot/sources/{source}").json()
     lock.close()
     assert final["status"] == "ready", final
-    rows = _rows(world.app.state.settings.resolved_database_url)
+    rows = _rows(world.app.state.runtime.settings.resolved_database_url)
     _chunks_exactly_once(rows)
     assert max(a for *_, a in rows["sources"]) >= 2, "the interrupted source was taken up again"
 

@@ -104,9 +104,9 @@ async def hostile_bot(client: httpx.AsyncClient, app: FastAPI) -> dict[str, Any]
             f"/v1/bots/{bot['id']}/sources", json={"type": "text", "title": title, "text": text}
         )
         assert response.status_code == 202, response.text
-    await app.state.ingestion.idle()
+    await app.state.runtime.ingestion.idle()
     # The honest page is the one source with a URL (as a crawled page would be).
-    async with app.state.db.write() as session:
+    async with app.state.runtime.db.write() as session:
         await session.execute(
             update(Source).where(Source.title == "Login help").values(url=HONEST_URL)
         )
@@ -231,7 +231,7 @@ async def test_the_prompt_puts_instructions_alone_in_the_system_message_and_fenc
         f"/v1/bots/{bot['id']}/sources", json={"type": "text", "title": title, "text": text}
     )
     assert response.status_code == 202
-    await app.state.ingestion.idle()
+    await app.state.runtime.ingestion.idle()
     model = use_model(app, ScriptedModel(deltas=("Nine to five [1].",)))
     fences = []
     for question in (

@@ -59,7 +59,7 @@ async def test_a_bot_stored_without_a_secret_is_signed_at_its_next_delivery(
             "/v1/bots", json={"name": "Legacy", "webhook_url": "https://hooks.example/x"}
         )
     ).json()
-    db = app.state.db
+    db = app.state.runtime.db
     async with db.write() as session:  # as stored before secrets came with webhooks
         await session.execute(
             update(Bot).where(Bot.id == uuid.UUID(bot["id"])).values(webhook_secret=None)

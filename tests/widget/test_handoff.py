@@ -38,7 +38,7 @@ async def bot(client: httpx.AsyncClient, app: FastAPI) -> dict[str, Any]:
     await client.post(
         f"/v1/bots/{bot['id']}/sources", json={"type": "text", "title": "Hours", "text": HOURS}
     )
-    await app.state.ingestion.idle()
+    await app.state.runtime.ingestion.idle()
     return bot
 
 

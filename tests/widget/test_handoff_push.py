@@ -361,7 +361,7 @@ async def test_an_unreachable_bus_fails_neither_the_reply_nor_polling(
         -1
     ]["conversation_id"]
     dead = RedisConversationBus(f"redis://127.0.0.1:{free_port()}/0")
-    app.state.conversation_bus = dead
+    app.state.runtime.bus = dead
     try:
         started = time.monotonic()
         reply = await client.post(
@@ -373,7 +373,9 @@ async def test_an_unreachable_bus_fails_neither_the_reply_nor_polling(
             f"/v1/public/conversations/{cid}/events", params={"session_id": "visitor-1"}
         )
         assert stream.status_code == 503 and stream.json()["error"] == "live_updates_unavailable"
-        assert app.state.event_streams.open_count(cid) == 0  # the refused stream holds no slot
+        assert (
+            app.state.runtime.event_streams.open_count(cid) == 0
+        )  # the refused stream holds no slot
         polled = await anon_client.get(
             f"/v1/public/conversations/{cid}/messages", params={"session_id": "visitor-1"}
         )

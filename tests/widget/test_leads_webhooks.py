@@ -102,7 +102,7 @@ async def form_bot(client: httpx.AsyncClient, slug: str, **fields: Any) -> dict[
 
 
 async def open_conversation(app: FastAPI, bot_id: str, session_id: str) -> str:
-    db = app.state.db
+    db = app.state.runtime.db
     async with db.read() as session:
         bot = await bots.find_bot(session, bot_id)
     assert bot is not None
@@ -166,11 +166,11 @@ async def deliveries(client: httpx.AsyncClient, bot: str) -> list[dict[str, Any]
 @pytest.fixture
 async def fast_worker(app: FastAPI) -> AsyncIterator[WebhookWorker]:
     """The app's delivery worker swapped for one that retries after 50 ms (constructor injection)."""
-    await app.state.webhooks.stop()
+    await app.state.runtime.webhooks.stop()
     worker = WebhookWorker(
-        app.state.db, allow_private=True, retry_delays=(0.05, 0.05, 0.05), poll_seconds=0.05
+        app.state.runtime.db, allow_private=True, retry_delays=(0.05, 0.05, 0.05), poll_seconds=0.05
     )
-    app.state.webhooks = worker
+    app.state.runtime.webhooks = worker
     worker.start()
     yield worker
     await worker.stop()
@@ -198,7 +198,7 @@ async def test_a_lead_is_stored_and_announced_by_a_signed_webhook(
     )
     assert created.status_code == 201 and set(created.json()) == {"id"}
     lead_id = created.json()["id"]
-    await asyncio.wait_for(app.state.webhooks.idle(), 15)
+    await asyncio.wait_for(app.state.runtime.webhooks.idle(), 15)
 
     [call] = receiver.of("shop")
     payload = verify(call, secret)
@@ -252,7 +252,7 @@ async def test_a_lead_is_stored_and_announced_by_a_signed_webhook(
     newer = (await client.post("/v1/bots/shop/webhook-secret")).json()["secret"]
     assert newer != secret
     assert (await submit(app, lead_body(bot["id"]))).status_code == 201
-    await asyncio.wait_for(app.state.webhooks.idle(), 15)
+    await asyncio.wait_for(app.state.runtime.webhooks.idle(), 15)
     latest = receiver.of("shop")[-1]
     verify(latest, newer)
     with pytest.raises(AssertionError):
@@ -434,7 +434,7 @@ async def test_metadata_targets_are_refused_even_when_private_ones_are_allowed(
     await form_bot(client, "cloud", webhook_url="http://169.254.169.254/latest/meta-data/")
     bot = (await client.get("/v1/bots/cloud")).json()
     assert (await submit(app, lead_body(bot["id"]))).status_code == 201
-    await asyncio.wait_for(app.state.webhooks.idle(), 15)
+    await asyncio.wait_for(app.state.runtime.webhooks.idle(), 15)
     [log] = await deliveries(client, "cloud")
     assert log["status"] == "failed" and log["attempts"] == 1 and log["response_status"] is None
     assert "address not allowed" in log["last_error"] and "not sent" in log["last_error"]

@@ -69,7 +69,8 @@ class CORSMiddleware:
         stamp, origins = self._cache
         if time.monotonic() - stamp > CACHE_SECONDS:
             app = scope.get("app")
-            db = getattr(getattr(app, "state", None), "db", None)
+            runtime = getattr(getattr(app, "state", None), "runtime", None)
+            db = getattr(runtime, "db", None)  # None before the lifespan opened the database
             origins = await known_origins(db) if db is not None else set()
             self._cache = (time.monotonic(), origins)
         return origin_matches(origin, origins)

@@ -1,5 +1,9 @@
-"""Named dependencies for the HTTP doors: the database, settings, the conversation bus and the
-calling key."""
+"""The dependencies every door uses: the runtime, the database, the calling key, the client.
+
+``PrincipalDep`` is the one way a key is authenticated (a Bearer token); a door that also takes
+the key elsewhere (the developer API's ``api_key``) calls :func:`authenticate` with it. Doors
+reach the server's parts through :func:`runtime_of` / ``RuntimeDep`` only.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from chatwell.domain.auth import Principal
 from chatwell.errors import Forbidden, Unauthenticated
+from chatwell.runtime import Runtime
 from chatwell.services import keys
 from chatwell.services.conversation_bus import ConversationBus
 from chatwell.services.origins import origin_allowed
@@ -22,53 +27,78 @@ bearer_scheme = HTTPBearer(auto_error=False, description="A chatwell API key")
 # ``def`` dependency in its thread pool, a thread hop on every request.
 
 
+def runtime_of(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+async def get_runtime(request: Request) -> Runtime:
+    return runtime_of(request)
+
+
 async def get_db(request: Request) -> Database:
-    return request.app.state.db
+    return runtime_of(request).db
 
 
 async def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
+    return runtime_of(request).settings
 
 
 def get_conversation_bus(request: Request) -> ConversationBus:
-    return request.app.state.conversation_bus
+    return runtime_of(request).bus
 
 
 async def _conversation_bus(request: Request) -> ConversationBus:
     return get_conversation_bus(request)
 
 
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 DbDep = Annotated[Database, Depends(get_db)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ConversationBusDep = Annotated[ConversationBus, Depends(_conversation_bus)]
 
 
-async def authenticate_request(request: Request, db: Database, secret: str | None) -> Principal:
+def client_ip(request: Request) -> str | None:
+    """The client's address (None when the server was not told; limits count those together)."""
+    return request.client.host if request.client else None
+
+
+def bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+async def authenticate(request: Request, secret: str | None) -> Principal:
     """The key's principal, for every door. Only a refused key counts against
     ``auth_failure_rate_limits`` (per address and key, and per address: ``ChatLimits``); a key
     that failed too often from this address is refused before it is looked up, and a valid key
-    is never refused for the failures of others."""
-    limits = request.app.state.limits
-    ip = request.client.host if request.client else "unknown"
+    is never refused for the failures of others. A key used from an origin it does not allow is
+    refused (403 ``origin_not_allowed``)."""
+    runtime = runtime_of(request)
+    ip = client_ip(request)
     if secret:
-        await limits.refuse_throttled_key(ip, secret)
+        await runtime.limits.refuse_throttled_key(ip, secret)
     try:
-        principal = await keys.authenticate(db, secret)
+        principal = await keys.authenticate(runtime.db, secret)
     except Unauthenticated as exc:
         if exc.code != "missing_api_key" and secret:  # no key sent: nothing was guessed
-            await limits.count_auth_failure(ip, secret)
+            await runtime.limits.count_auth_failure(ip, secret)
         raise
     if not origin_allowed(request.headers.get("origin"), principal.allowed_origins):
         raise Forbidden("this key may not be used from this origin", code="origin_not_allowed")
     return principal
 
 
+async def principal_of_request(request: Request) -> Principal:
+    """The Bearer key's principal (for endpoints outside FastAPI's routing: MCP)."""
+    return await authenticate(request, bearer(request))
+
+
 async def get_principal(
     request: Request,
-    db: DbDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> Principal:
-    return await authenticate_request(request, db, credentials.credentials if credentials else None)
+    return await authenticate(request, credentials.credentials if credentials else None)
 
 
 async def get_workspace_principal(

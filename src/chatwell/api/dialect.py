@@ -7,7 +7,7 @@ steps below are the same for all of them and live here once.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from fastapi import Request
@@ -15,52 +15,18 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
 from chatwell.api.cors import allow_cors
-from chatwell.api.deps import authenticate_request
+from chatwell.api.deps import client_ip, runtime_of
 from chatwell.api.errors import validation_error
-from chatwell.chat.service import ChatService
+from chatwell.chat.turns import Caller
 from chatwell.domain.auth import Principal
 from chatwell.domain.models import Permission
-from chatwell.errors import ChatwellError, Forbidden, InvalidRequest, database_unavailable
-from chatwell.limits.policies import ChatLimits
+from chatwell.errors import ChatwellError, Forbidden, InvalidRequest
 from chatwell.limits.service import Decision
 from chatwell.services import keys
 from chatwell.services.origins import origin_allowed, origin_matches
-from chatwell.storage.database import Database
 from chatwell.storage.tables import Bot
 
 Model = TypeVar("Model", bound=BaseModel)
-
-
-def client_ip(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
-
-
-def chat_service(request: Request) -> ChatService:
-    return request.app.state.chat
-
-
-def chat_limits(request: Request) -> ChatLimits:
-    return request.app.state.limits
-
-
-def db_of(request: Request) -> Database:
-    return request.app.state.db
-
-
-def bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    return token.strip() or None if scheme.lower() == "bearer" else None
-
-
-async def authenticate(request: Request, secret: str | None) -> Principal:
-    """The key's principal; refuses a key used from an origin it does not allow."""
-    return await authenticate_request(request, db_of(request), secret)
-
-
-async def key_principal(request: Request) -> Principal:
-    """Dependency: the Bearer key's principal (runs before the body is validated)."""
-    return await authenticate(request, bearer(request))
 
 
 def check_bot_origin(request: Request, bot: Bot, principal: Principal | None = None) -> None:
@@ -73,7 +39,7 @@ def check_bot_origin(request: Request, bot: Bot, principal: Principal | None = N
     if principal is not None and principal.allowed_origins:
         allow_cors(request)
         return
-    settings = request.app.state.settings
+    settings = runtime_of(request).settings
     own = f"{request.url.scheme}://{request.headers.get('host', '')}"
     if origin.rstrip("/").lower() == own.lower():  # chatwell's own pages (the full-page chat)
         return
@@ -96,11 +62,27 @@ def check_key_for_bot(
     check_bot_origin(request, bot, principal)
 
 
+def caller_of(
+    request: Request,
+    principal: Principal | None,
+    *checks: Callable[[Bot], Awaitable[None]],
+) -> Caller:
+    """The caller of a chat turn on an HTTP door (for ``chat.turns.open_turn``): its key, its
+    address, and the request's checks of the bot: a browser's origin, then the door's ``checks``."""
+
+    async def admit(bot: Bot) -> None:
+        check_bot_origin(request, bot, principal)
+        for check in checks:
+            await check(bot)
+
+    return Caller(principal, client_ip(request), admit)
+
+
 async def admit_keyed_chat(request: Request, bot: Bot, principal: Principal) -> Decision | None:
     """Every keyed door before a turn: :func:`check_key_for_bot`, then the key's and the bot's
     limits (429 with Retry-After); returns the decision for ``X-RateLimit-*`` headers."""
     check_key_for_bot(request, bot, principal)
-    return await chat_limits(request).keyed_chat(bot, principal)
+    return await runtime_of(request).limits.keyed_chat(bot, principal)
 
 
 async def parse_body(request: Request, model: type[Model]) -> Model:
@@ -149,41 +131,8 @@ def error_renderer(
     return render
 
 
-# Statuses for a turn that failed after it started, when a dialect answers with one JSON reply.
-TURN_ERROR_STATUS = {
-    "content_filtered": 400,
-    "service_unavailable": 503,
-    "database_busy": 503,
-    "database_unavailable": 503,
-}
-UPSTREAM_FAILURE_STATUS = 502
-
-
-def turn_error(
-    summary: dict[str, Any],
-    fmt: Callable[[ChatwellError, int], JSONResponse],
-    *,
-    headers: Mapping[str, str] | None = None,
-    statuses: Mapping[str, int] | None = None,
-    default: int = UPSTREAM_FAILURE_STATUS,
-) -> JSONResponse | None:
-    """The dialect's error reply for a collected turn that ended in an error event, or None."""
-    error = summary["error"]
-    if error is None:
-        return None
-    status = {**TURN_ERROR_STATUS, **(statuses or {})}.get(error["code"], default)
-    if error["code"] in ("database_busy", "database_unavailable"):  # with its Retry-After
-        fault = database_unavailable(error["code"])
-        response = fmt(fault, status)
-        response.headers["Retry-After"] = str(fault.retry_after)
-    else:
-        response = fmt(ChatwellError(error["message"], code=error["code"]), status)
-    response.headers.update(headers or {})
-    return response
-
-
 def wake_ingestion(request: Request) -> None:
     """New sources were queued: tell this process's ingestion (worker or queue) to look now."""
-    worker = getattr(request.app.state, "ingestion", None)
+    worker = runtime_of(request).ingestion
     if worker is not None:
         worker.wake()

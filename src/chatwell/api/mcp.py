@@ -31,15 +31,17 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from chatwell import __version__
-from chatwell.api.dialect import check_key_for_bot
-from chatwell.chat.service import ChatRequest, ChatService
+from chatwell.api.deps import runtime_of
+from chatwell.api.dialect import caller_of, check_key_for_bot
+from chatwell.chat.service import ChatService
+from chatwell.chat.turns import Caller as TurnCaller
+from chatwell.chat.turns import open_turn
 from chatwell.domain import events as ev
 from chatwell.domain.auth import Principal
 from chatwell.domain.models import Permission
 from chatwell.errors import ChatwellError, InvalidRequest
-from chatwell.limits.policies import ChatLimits
 from chatwell.retrieval.service import Retriever
-from chatwell.services import bots, keys, sessions
+from chatwell.services import bots, keys
 from chatwell.storage.database import Database
 from chatwell.storage.tables import Bot
 
@@ -61,7 +63,6 @@ class Caller:
     db: Database
     chat: ChatService
     retriever: Retriever
-    limits: ChatLimits | None  # None over stdio: nobody else shares the local process
     request: Request | None = None  # the HTTP request (its Origin is checked like every door's)
 
     def admit(self, bot: Bot) -> None:
@@ -72,6 +73,12 @@ class Caller:
         else:
             check_key_for_bot(self.request, bot, self.principal)
 
+    def turn_caller(self) -> TurnCaller:
+        """The caller of a chat turn (``open_turn``): over HTTP with the origin check."""
+        if self.request is None:
+            return TurnCaller(self.principal)
+        return caller_of(self.request, self.principal)
+
 
 Resolve = Callable[[Context], Caller]
 
@@ -81,13 +88,12 @@ def caller_of_request(ctx: Context) -> Caller:
     request = ctx.request_context.request
     if not isinstance(request, Request) or PRINCIPAL_KEY not in request.scope:
         raise ToolError("invalid_api_key: this MCP server needs a chatwell key")
-    state = request.app.state
+    runtime = runtime_of(request)
     return Caller(
         request.scope[PRINCIPAL_KEY],
-        state.db,
-        state.chat,
-        state.knowledge.retriever,
-        state.limits,
+        runtime.db,
+        runtime.chat,
+        runtime.knowledge.retriever,
         request,
     )
 
@@ -106,15 +112,7 @@ def build_server(resolve: Resolve) -> MCPServer:
     )
     async def list_bots(ctx: Context) -> dict[str, Any]:
         caller = resolve(ctx)
-        found, cursor = [], None
-        while True:
-            page = await bots.list_bots(
-                caller.db, principal=caller.principal, limit=100, cursor=cursor
-            )
-            found.extend(page.items)
-            if not page.has_more:
-                break
-            cursor = page.next_cursor
+        found = await bots.all_bots(caller.db, principal=caller.principal)
         return {"bots": [{"id": str(b.id), "slug": b.slug, "name": b.name} for b in found]}
 
     @server.tool(
@@ -155,51 +153,35 @@ def build_server(resolve: Resolve) -> MCPServer:
     ) -> dict[str, Any]:
         caller = resolve(ctx)
         try:
-            found = await bots.get_bot(caller.db, principal=caller.principal, ref=bot)
-            caller.admit(found)
-            if caller.limits is not None:
-                await caller.limits.keyed_chat(found, caller.principal)
-            await caller.chat.ensure_credit(found)
-            ref = await sessions.resolve_session(
-                caller.db,
-                bot=found,
+            opened = await open_turn(
+                caller.chat,
+                caller.turn_caller(),
                 door=DOOR,
-                principal=caller.principal,
+                bot=bot,
+                question=question,
                 conversation_id=conversation_id,
-            )
-            turn = await caller.chat.start(
-                ChatRequest(
-                    bot=found,
-                    question=question,
-                    channel=DOOR,
-                    conversation_id=ref.conversation_id,
-                    session_id=ref.session_id,
-                    session_scope=ref.scope,
-                    api_key_id=caller.principal.key_id if caller.principal.key_id.int else None,
-                )
+                require_credit=True,
             )
         except ChatwellError as exc:
             raise _failed(exc) from None
-        text: list[str] = []
-        citations: tuple[ev.Citation, ...] = ()
         steps = 0
-        async for event in turn.events():
-            if isinstance(event, ev.Status):
-                steps += 1
-                await ctx.report_progress(steps, message=event.stage)
-            elif isinstance(event, ev.Delta):
-                text.append(event.text)
-                steps += 1
-                await ctx.report_progress(steps, message="generating")
-            elif isinstance(event, ev.Replace):
-                text = [event.text]
-            elif isinstance(event, ev.Citations):
-                citations = event.citations
-            elif isinstance(event, ev.Error):
-                raise ToolError(f"{event.code}: {event.message}")
+
+        async def progress(event: ev.ChatEvent) -> None:
+            nonlocal steps
+            match event:
+                case ev.Status(stage=stage):
+                    steps += 1
+                    await ctx.report_progress(steps, message=stage)
+                case ev.Delta():
+                    steps += 1
+                    await ctx.report_progress(steps, message="generating")
+
+        answer = await opened.turn.collect(on_event=progress)
+        if answer.error is not None:
+            raise ToolError(f"{answer.error.code}: {answer.error.message}")
         return {
-            "answer": "".join(text),
-            "conversation_id": str(turn.conversation_id) if turn.conversation_id else None,
+            "answer": answer.text,
+            "conversation_id": str(answer.conversation_id) if answer.conversation_id else None,
             "citations": [
                 {
                     "index": c.index,
@@ -208,7 +190,7 @@ def build_server(resolve: Resolve) -> MCPServer:
                     "page": c.page,
                     "score": round(c.score, 4),
                 }
-                for c in citations
+                for c in answer.citations
             ],
         }
 

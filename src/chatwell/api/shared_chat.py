@@ -1,6 +1,6 @@
 """``POST /api/v1/chat``: one path, two dialects, told apart by the body.
 
-A ``messages`` array is Chatbase (seed 004); a ``message`` string is the developer API (seed 003).
+A ``messages`` array is Chatbase; a ``message`` string is the developer API.
 Errors take the chosen dialect's shape; a body that is neither (not JSON, not an object, or with
 neither field) gets a 400 in a shape both clients read: ``{"success": false, "error", "code",
 "message"}``.

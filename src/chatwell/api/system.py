@@ -8,7 +8,7 @@ import ipaddress
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import text
 
-from chatwell.api.deps import DbDep
+from chatwell.api.deps import DbDep, runtime_of
 from chatwell.errors import Forbidden, Unauthenticated
 from chatwell.observability.metrics import CONTENT_TYPE
 from chatwell.services import sources
@@ -37,14 +37,14 @@ async def metrics(request: Request, db: DbDep) -> Response:
     Their counts span every workspace: with ``CHATWELL_METRICS_TOKEN`` set they need it as a Bearer
     token, without it only loopback clients get them."""
     _check_metrics_access(request)
-    registry = request.app.state.metrics
+    registry = runtime_of(request).metrics
     for status, count in (await sources.count_by_status(db)).items():
         registry.queue_depth.labels(status).set(count)
     return Response(registry.render(), media_type=CONTENT_TYPE)
 
 
 def _check_metrics_access(request: Request) -> None:
-    token = request.app.state.settings.metrics_token
+    token = runtime_of(request).settings.metrics_token
     if token is not None:
         scheme, _, presented = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(

@@ -13,8 +13,6 @@ import asyncio
 import contextlib
 from collections.abc import Hashable, Iterator
 
-from fastapi import Request
-
 
 class TurnStops:
     def __init__(self) -> None:
@@ -37,11 +35,3 @@ class TurnStops:
             return False
         event.set()
         return True
-
-
-def turn_stops(request: Request) -> TurnStops:
-    state = request.app.state
-    stops = getattr(state, "turn_stops", None)
-    if stops is None:
-        stops = state.turn_stops = TurnStops()
-    return stops

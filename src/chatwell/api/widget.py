@@ -16,7 +16,7 @@ from importlib import resources
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from chatwell.api.dialect import db_of
+from chatwell.api.deps import runtime_of
 from chatwell.services import bots
 
 router = APIRouter(tags=["widget"])
@@ -54,7 +54,7 @@ async def widget_js(request: Request) -> Response:
 
 @router.get("/chat/{bot_slug}", response_class=HTMLResponse)
 async def chat_page(bot_slug: str, request: Request) -> HTMLResponse:
-    bot = await bots.get_public_bot(db_of(request), ref=bot_slug)
+    bot = await bots.get_public_bot(runtime_of(request).db, ref=bot_slug)
     title = html.escape(bot.name)
     page = f"""<!doctype html>
 <html lang="en">

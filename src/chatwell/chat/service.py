@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chatwell.chat import persistence
+from chatwell.chat.answer import Answer, OnEvent, collect
 from chatwell.chat.citations import citations_for, strip_unknown_markers
 from chatwell.chat.condense import standalone_question
 from chatwell.chat.filters import REPLACEMENT, ContentFilter
@@ -42,6 +43,7 @@ from chatwell.domain.ids import new_id
 from chatwell.domain.models import AnswerSettings, HandoffSettings, ModelSettings
 from chatwell.embedders.tokenizer import count_tokens
 from chatwell.errors import InvalidRequest, ServiceUnavailable, database_unavailable
+from chatwell.limits.policies import ChatLimits
 from chatwell.llm.base import (
     NOT_IN_SOURCES,
     GenerationOptions,
@@ -136,6 +138,10 @@ class Turn:
     # Dify); stored under this id whether the turn completes, fails or is cancelled.
     answer_id: uuid.UUID = field(default_factory=new_id)
 
+    async def collect(self, on_event: OnEvent | None = None) -> Answer:
+        """Run the turn to its end (a door's one-piece reply)."""
+        return await collect(self.events(), self.conversation_id, on_event)
+
     async def events(self) -> AsyncIterator[ChatEvent]:
         first = True
         stream = self.service._events(self)
@@ -168,6 +174,7 @@ class ChatService:
         self.context_tokens = context_tokens
         self.metrics: Any = None  # chatwell.observability.metrics.Metrics, when the app has one
         self.bus: ConversationBus | None = None  # tells a visitor's other listeners of a handoff
+        self.limits: ChatLimits | None = None  # None: nothing is limited (a local, one-user run)
         self._saving: set[asyncio.Task[Any]] = set()  # turns being saved after their client left
 
     async def drain(self, timeout: float = 10.0) -> None:
@@ -743,9 +750,7 @@ def _without_nul(value: Any) -> Any:
 
 def _clean_history(history: Sequence[HistoryTurn]) -> list[HistoryTurn]:
     kept = [
-        HistoryTurn(
-            "assistant" if t.role == "assistant" else "user", t.content[:MAX_QUESTION_CHARS]
-        )
+        HistoryTurn(t.role, t.content[:MAX_QUESTION_CHARS])
         for t in history
         if t.content and t.role in ("user", "assistant")
     ]

@@ -44,9 +44,9 @@ from chatwell.domain.sources import TextSourceIn
 from chatwell.evaluation.datasets import AnswerSet, Doc, Question
 from chatwell.evaluation.metrics import percentile
 from chatwell.ingestion.worker import ingest_pending
+from chatwell.knowledge import build_chat_service, build_embedder, build_knowledge
 from chatwell.llm.extractive import OfflineAnswerer
 from chatwell.services import bots, sources, workspaces
-from chatwell.services.knowledge import build_chat_service, build_embedder, build_knowledge
 from chatwell.services.principals import owner_principal
 from chatwell.settings import Settings
 from chatwell.storage import migrate

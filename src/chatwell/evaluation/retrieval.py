@@ -24,10 +24,10 @@ from chatwell.domain.bots import BotCreate
 from chatwell.domain.sources import TextSourceIn
 from chatwell.evaluation.metrics import ndcg_at_k, percentile, recall_at_k
 from chatwell.ingestion.worker import ingest_pending
+from chatwell.knowledge import build_embedder, build_knowledge
 from chatwell.retrieval.fusion import max_per_group, ranked
 from chatwell.retrieval.service import RetrievalConfig
 from chatwell.services import bots, sources, workspaces
-from chatwell.services.knowledge import build_embedder, build_knowledge
 from chatwell.services.principals import owner_principal
 from chatwell.settings import Settings
 from chatwell.storage import migrate

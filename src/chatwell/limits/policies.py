@@ -64,7 +64,7 @@ class ChatLimits:
     def _workspace_rules(self, bot: Bot) -> list[Rule]:
         return rules_of(self.workspace, "workspace", str(bot.workspace_id))
 
-    async def public_chat(self, bot: Bot, client_ip: str) -> Decision | None:
+    async def public_chat(self, bot: Bot, client_ip: str | None) -> Decision | None:
         items = strictest([*self.public, *bot_limit_items(bot)])
         rules = rules_of(items, "public", str(bot.id), client_ip) + self._workspace_rules(bot)
         return await self.limiter.admit(rules, message=_bot_message(bot))
@@ -101,17 +101,17 @@ class ChatLimits:
         item = min(strictest(self.api), key=lambda i: i.amount)
         return Decision(item.amount, item.amount, int(time.time()))
 
-    async def history(self, client_ip: str) -> Decision | None:
+    async def history(self, client_ip: str | None) -> Decision | None:
         return await self.limiter.admit(rules_of(self.history_items, "history", client_ip))
 
-    async def refuse_throttled_key(self, client_ip: str, secret: str) -> None:
+    async def refuse_throttled_key(self, client_ip: str | None, secret: str) -> None:
         """Refuse a key that itself failed too often from this address (before it is looked up)."""
         await self.limiter.refuse_if_full(
             rules_of(self.auth_failures, "auth-fail-key", client_ip, key_fingerprint(secret)),
             message=AUTH_FAILURES_MESSAGE,
         )
 
-    async def count_auth_failure(self, client_ip: str, secret: str) -> None:
+    async def count_auth_failure(self, client_ip: str | None, secret: str) -> None:
         """Count a refused key against itself and its address. Raises ``RateLimited`` when the
         address is past its failures: the refusal then is a 429 instead of a 401."""
         try:

@@ -258,8 +258,14 @@ def daily_quota(amount: int, *identity: str) -> Rule:
     return Rule(RateLimitItemPerDay(amount), tuple(identity), daily=True)
 
 
-def rules_of(items: Sequence[RateLimitItem], *identity: str) -> list[Rule]:
-    return [Rule(item, tuple(identity)) for item in items]
+UNKNOWN = (
+    "unknown"  # an identity part nobody told us (a client without an address): counted together
+)
+
+
+def rules_of(items: Sequence[RateLimitItem], *identity: str | None) -> list[Rule]:
+    key = tuple(part if part is not None else UNKNOWN for part in identity)
+    return [Rule(item, key) for item in items]
 
 
 def checked_limits(text: str, setting: str) -> list[RateLimitItem]:

@@ -172,6 +172,18 @@ async def list_bots(
     return page_of(rows, limit, lambda b: b.id)
 
 
+async def all_bots(db: Database, *, principal: Principal) -> list[Bot]:
+    """Every bot ``principal`` reaches, page after page (for doors that list them unpaged)."""
+    found: list[Bot] = []
+    cursor = None
+    while True:
+        page = await list_bots(db, principal=principal, limit=100, cursor=cursor)
+        found.extend(page.items)
+        if not page.has_more:
+            return found
+        cursor = page.next_cursor
+
+
 async def update_bot(db: Database, *, principal: Principal, ref: str, data: BotUpdate) -> Bot:
     current = await get_bot(db, principal=principal, ref=ref)
     try:

@@ -461,3 +461,42 @@ async def count_by_status(db: Database) -> dict[str, int]:
     counts = {status.value: 0 for status in SourceStatus}
     counts.update({status: int(count) for status, count in rows})
     return counts
+
+
+async def replace_text_sources(
+    db: Database, *, principal: Principal, bot_ref: str, data: TextSourceIn
+) -> Source:
+    """Make ``data`` the bot's only text source (Chatbase's ``update-chatbot-data``): the new one
+    is added (the same text again keeps its source and chunks), then the other text sources go."""
+    found, cursor = [], None
+    while True:
+        page = await list_sources(
+            db, principal=principal, bot_ref=bot_ref, limit=100, cursor=cursor
+        )
+        found.extend(s.id for s in page.items if s.type == SourceType.TEXT)
+        if not page.has_more:
+            break
+        cursor = page.next_cursor
+    kept = await add_text_source(db, principal=principal, bot_ref=bot_ref, data=data)
+    for source_id in found:
+        if source_id != kept.id:
+            await delete_source(db, principal=principal, bot_ref=bot_ref, source_id=str(source_id))
+    return kept
+
+
+async def unfinished(db: Database, source_id: uuid.UUID) -> list[uuid.UUID]:
+    """``source_id`` and the pages its crawl found that are still pending or processing."""
+    async with db.read() as session:
+        rows = await session.scalars(
+            select(Source.id).where(
+                (Source.id == source_id) | (Source.parent_id == source_id),
+                Source.status.in_([SourceStatus.PENDING, SourceStatus.PROCESSING]),
+            )
+        )
+        return list(rows)
+
+
+async def source_by_id(db: Database, source_id: uuid.UUID) -> Source | None:
+    """Any source by id, unscoped (for the local CLI, which holds the whole database)."""
+    async with db.read() as session:
+        return await session.get(Source, source_id)

@@ -1,10 +1,10 @@
-"""Chatbase (seed 004 and the endpoint table of the seeds README), mapped onto bots and sources.
+"""Chatbase's API (chat and chatbot management), mapped onto bots and sources.
 
 - Auth: ``Authorization: Bearer <key>``, a workspace key (a bot-scoped key reaches its own bot
   for chat and reading; managing chatbots needs a workspace key: 403 ``insufficient_scope``).
 - ``POST /api/v1/chat`` (shared with the developer API; ``messages`` is this one): the last
   ``user`` message is the question, the earlier ones its history. ``chatbotId`` (or ``chatId``, as
-  the document's streaming example spells it) is the bot's id or slug. ``conversationId`` is the
+  Chatbase's streaming example spells it) is the bot's id or slug. ``conversationId`` is the
   client's own id of the conversation: turns with the same one are stored together and see each
   other. ``temperature`` and ``model`` override the bot's for this call (same provider). Reply
   ``{"text"}`` (+ ``conversationId`` when given); ``stream: true`` sends the answer as a plain-text
@@ -28,36 +28,34 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from chatwell.api.dialect import (
-    admit_keyed_chat,
+from chatwell.api.deps import (
+    PrincipalDep,
+    WorkspacePrincipalDep,
     authenticate,
     bearer,
-    chat_service,
-    client_ip,
-    db_of,
-    key_principal,
-    limit_headers,
-    turn_error,
+    runtime_of,
+)
+from chatwell.api.dialect import (
+    caller_of,
     validate,
     wake_ingestion,
 )
+from chatwell.api.encoders import failed_reply
 from chatwell.api.errors import ErrorDoc
-from chatwell.api.native.chat import collect
 from chatwell.api.params import date_param
 from chatwell.api.sse import SSE_HEADERS
-from chatwell.chat.service import ChatRequest
+from chatwell.chat.turns import open_turn
 from chatwell.domain import events as ev
 from chatwell.domain.auth import Principal
 from chatwell.domain.bots import BotCreate, BotUpdate
-from chatwell.domain.events import HistoryTurn
 from chatwell.domain.models import ModelSettings, RateLimits
 from chatwell.domain.sources import TextSourceIn
-from chatwell.errors import ChatwellError, Forbidden, InvalidRequest
-from chatwell.services import bots, conversations, leads, sessions, sources
+from chatwell.errors import ChatwellError, InvalidRequest
+from chatwell.services import bots, conversations, leads, sources
 from chatwell.services.conversations import iso
 from chatwell.storage.tables import Bot
 
@@ -127,56 +125,37 @@ async def chat(payload: dict[str, Any], request: Request) -> Any:
     """``POST /api/v1/chat`` with ``messages`` (routed here by ``api.shared_chat``)."""
     principal = await authenticate(request, bearer(request))
     data = validate(payload, ChatbaseChatIn)
-    bot = await bots.get_bot(
-        db_of(request), principal=principal, ref=data.chatbotId or data.chatId or ""
-    )
-    headers = limit_headers(await admit_keyed_chat(request, bot, principal))
-    ref = await sessions.resolve_session(
-        db_of(request),
-        bot=bot,
+    opened = await open_turn(
+        runtime_of(request).chat,
+        caller_of(request, principal),
         door="chatbase",
-        principal=principal,
+        bot=data.chatbotId or data.chatId or "",
+        question=data.messages[-1].content,
+        history=[(m.role, m.content) for m in data.messages[:-1]],
         client_session_id=data.conversationId,
+        temperature=data.temperature,
+        model=data.model,
     )
-    history = [
-        HistoryTurn("assistant" if m.role == "assistant" else "user", m.content)
-        for m in data.messages[:-1]
-        if m.role != "system" and m.content
-    ]
-    turn = await chat_service(request).start(
-        ChatRequest(
-            bot=bot,
-            question=data.messages[-1].content,
-            channel="chatbase",
-            conversation_id=ref.conversation_id,
-            session_id=ref.session_id,
-            session_scope=ref.scope,
-            history=history,
-            api_key_id=principal.key_id,
-            client_ip=client_ip(request),
-            temperature=data.temperature,
-            model=data.model,
-            private=False,
-        )
-    )
+    turn, headers = opened.turn, opened.limit_headers()
 
     if not data.stream:
-        summary = await collect(turn)
-        if (failed := turn_error(summary, chatbase_error, headers=headers)) is not None:
+        answer = await turn.collect()
+        if (failed := failed_reply(answer.error, chatbase_error, headers=headers)) is not None:
             return failed
-        body: dict[str, Any] = {"text": summary["answer"]}
+        body: dict[str, Any] = {"text": answer.text}
         if data.conversationId:
             body["conversationId"] = data.conversationId
         return JSONResponse(body, headers=headers)
 
     async def chunks() -> AsyncIterator[str]:
         async for event in turn.events():
-            if isinstance(event, ev.Delta):
-                yield event.text
-            elif isinstance(event, ev.Replace):
-                yield "\n\n" + event.text
-            elif isinstance(event, ev.Error):
-                return
+            match event:
+                case ev.Delta(text=text):
+                    yield text
+                case ev.Replace(text=text):  # plain text cannot retract what was sent
+                    yield "\n\n" + text
+                case ev.Error():
+                    return
 
     return StreamingResponse(
         chunks(), media_type="text/plain; charset=utf-8", headers={**SSE_HEADERS, **headers}
@@ -184,12 +163,6 @@ async def chat(payload: dict[str, Any], request: Request) -> Any:
 
 
 # ----------------------------------------------------------------------------- management
-
-
-async def workspace_principal(principal: Principal = Depends(key_principal)) -> Principal:
-    if principal.bot_id is not None:
-        raise Forbidden("managing chatbots needs a workspace key", code="insufficient_scope")
-    return principal
 
 
 def chatbot_out(bot: Bot) -> dict[str, Any]:
@@ -232,7 +205,7 @@ async def _add_text(
     request: Request, principal: Principal, bot: Bot, title: str, text: str
 ) -> uuid.UUID:
     source = await sources.add_text_source(
-        db_of(request),
+        runtime_of(request).db,
         principal=principal,
         bot_ref=str(bot.id),
         data=TextSourceIn(type="text", title=title, text=text),
@@ -243,10 +216,12 @@ async def _add_text(
 
 @router.post("/create-chatbot")
 async def create_chatbot(
-    data: CreateChatbotIn, request: Request, principal: Principal = Depends(workspace_principal)
+    data: CreateChatbotIn, request: Request, principal: WorkspacePrincipalDep
 ) -> dict[str, Any]:
     bot = await bots.create_bot(
-        db_of(request), workspace_id=principal.workspace_id, data=BotCreate(name=data.chatbotName)
+        runtime_of(request).db,
+        workspace_id=principal.workspace_id,
+        data=BotCreate(name=data.chatbotName),
     )
     if data.sourceText and data.sourceText.strip():
         await _add_text(request, principal, bot, data.chatbotName, data.sourceText)
@@ -254,17 +229,8 @@ async def create_chatbot(
 
 
 @router.get("/get-chatbots")
-async def get_chatbots(
-    request: Request, principal: Principal = Depends(key_principal)
-) -> dict[str, Any]:
-    found: list[Bot] = []
-    cursor = None
-    while True:
-        page = await bots.list_bots(db_of(request), principal=principal, limit=100, cursor=cursor)
-        found.extend(page.items)
-        if not page.has_more:
-            break
-        cursor = page.next_cursor
+async def get_chatbots(request: Request, principal: PrincipalDep) -> dict[str, Any]:
+    found = await bots.all_bots(runtime_of(request).db, principal=principal)
     return {"chatbots": [chatbot_out(b) for b in found]}
 
 
@@ -277,34 +243,22 @@ class UpdateDataIn(BaseModel):
 
 @router.post("/update-chatbot-data")
 async def update_chatbot_data(
-    data: UpdateDataIn, request: Request, principal: Principal = Depends(workspace_principal)
+    data: UpdateDataIn, request: Request, principal: WorkspacePrincipalDep
 ) -> dict[str, Any]:
-    db = db_of(request)
+    db = runtime_of(request).db
     bot = await bots.get_bot(db, principal=principal, ref=data.chatbotId)
     if data.chatbotName:
         bot = await bots.update_bot(
             db, principal=principal, ref=str(bot.id), data=BotUpdate(name=data.chatbotName)
         )
-    old = [s.id for s in await _all_sources(request, principal, bot) if s.type == "text"]
-    kept = await _add_text(request, principal, bot, data.chatbotName or bot.name, data.sourceText)
-    for source_id in old:
-        if source_id != kept:  # the same text again keeps its source (and its chunks)
-            await sources.delete_source(
-                db, principal=principal, bot_ref=str(bot.id), source_id=str(source_id)
-            )
+    await sources.replace_text_sources(
+        db,
+        principal=principal,
+        bot_ref=str(bot.id),
+        data=TextSourceIn(type="text", title=data.chatbotName or bot.name, text=data.sourceText),
+    )
+    wake_ingestion(request)
     return {"chatbotId": str(bot.id)}
-
-
-async def _all_sources(request: Request, principal: Principal, bot: Bot) -> list[Any]:
-    found, cursor = [], None
-    while True:
-        page = await sources.list_sources(
-            db_of(request), principal=principal, bot_ref=str(bot.id), limit=100, cursor=cursor
-        )
-        found.extend(page.items)
-        if not page.has_more:
-            return found
-        cursor = page.next_cursor
 
 
 class UpdateSettingsIn(BaseModel):
@@ -371,9 +325,9 @@ def _settings_update(data: UpdateSettingsIn, bot: Bot) -> BotUpdate:
 
 @router.post("/update-chatbot-settings")
 async def update_chatbot_settings(
-    data: UpdateSettingsIn, request: Request, principal: Principal = Depends(workspace_principal)
+    data: UpdateSettingsIn, request: Request, principal: WorkspacePrincipalDep
 ) -> dict[str, Any]:
-    db = db_of(request)
+    db = runtime_of(request).db
     bot = await bots.get_bot(db, principal=principal, ref=data.chatbotId)
     await bots.update_bot(
         db, principal=principal, ref=str(bot.id), data=_settings_update(data, bot)
@@ -384,10 +338,10 @@ async def update_chatbot_settings(
 @router.delete("/delete-chatbot")
 async def delete_chatbot(
     request: Request,
+    principal: WorkspacePrincipalDep,
     chatbotId: str = Query(..., min_length=1, max_length=100),
-    principal: Principal = Depends(workspace_principal),
 ) -> dict[str, Any]:
-    await bots.delete_bot(db_of(request), principal=principal, ref=chatbotId)
+    await bots.delete_bot(runtime_of(request).db, principal=principal, ref=chatbotId)
     return {"message": "success"}
 
 
@@ -404,17 +358,17 @@ def _range(start_date: str | None, end_date: str | None) -> tuple[datetime | Non
 @router.get("/get-conversations")
 async def get_conversations(
     request: Request,
+    principal: PrincipalDep,
     chatbotId: str = Query(..., min_length=1, max_length=100),
     startDate: str | None = Query(None, max_length=40),
     endDate: str | None = Query(None, max_length=40),
     page: int = Query(1, ge=1, le=100_000),
     size: int = Query(10, ge=1, le=100),
-    principal: Principal = Depends(key_principal),
 ) -> dict[str, Any]:
-    bot = await bots.get_bot(db_of(request), principal=principal, ref=chatbotId)
+    bot = await bots.get_bot(runtime_of(request).db, principal=principal, ref=chatbotId)
     start, end = _range(startDate, endDate)
     found = await conversations.conversations_between(
-        db_of(request),
+        runtime_of(request).db,
         principal=principal,
         bot_id=bot.id,
         start=start,
@@ -451,17 +405,17 @@ async def get_conversations(
 @router.get("/get-leads")
 async def get_leads(
     request: Request,
+    principal: PrincipalDep,
     chatbotId: str = Query(..., min_length=1, max_length=100),
     startDate: str | None = Query(None, max_length=40),
     endDate: str | None = Query(None, max_length=40),
     page: int = Query(1, ge=1, le=100_000),
     size: int = Query(10, ge=1, le=100),
-    principal: Principal = Depends(key_principal),
 ) -> dict[str, Any]:
-    bot = await bots.get_bot(db_of(request), principal=principal, ref=chatbotId)
+    bot = await bots.get_bot(runtime_of(request).db, principal=principal, ref=chatbotId)
     start, end = _range(startDate, endDate)
     found = await leads.list_leads(
-        db_of(request),
+        runtime_of(request).db,
         principal=principal,
         bot_id=bot.id,
         start=start,

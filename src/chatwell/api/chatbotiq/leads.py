@@ -18,7 +18,8 @@ from typing import Annotated
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from chatwell.api.dialect import check_bot_origin, client_ip, db_of
+from chatwell.api.deps import client_ip, runtime_of
+from chatwell.api.dialect import check_bot_origin
 from chatwell.limits.service import parse_limits, rules_of
 from chatwell.services import bots, leads
 from chatwell.services.leads import LeadSubmission
@@ -55,8 +56,10 @@ class LeadCreatedOut(BaseModel):
 
 @router.post("/leads", status_code=201, response_model=LeadCreatedOut)
 async def submit_lead(data: LeadIn, request: Request) -> LeadCreatedOut:
-    await request.app.state.limits.limiter.admit(rules_of(LEAD_LIMITS, "lead", client_ip(request)))
-    db = db_of(request)
+    await runtime_of(request).limits.limiter.admit(
+        rules_of(LEAD_LIMITS, "lead", client_ip(request))
+    )
+    db = runtime_of(request).db
     bot = await bots.get_public_bot(db, ref=data.bot_id)
     check_bot_origin(request, bot)
     lead = await leads.submit_lead(
@@ -71,5 +74,5 @@ async def submit_lead(data: LeadIn, request: Request) -> LeadCreatedOut:
             fields=dict(data.fields or {}),
         ),
     )
-    request.app.state.webhooks.wake()
+    runtime_of(request).webhooks.wake()
     return LeadCreatedOut(id=str(lead.id))

@@ -1,4 +1,4 @@
-"""ChatbotIQ (seed 001): the keyless public chat API the widget also uses.
+"""ChatbotIQ's keyless public chat API, which chatwell's widget also uses.
 
 - ``POST /v1/public/chat/stream``: no key; the bot (``bot_id``: its id, or its slug) must exist
   (404 ``bot_not_found``), be public and active (403 ``bot_not_public`` / ``bot_inactive``), and a
@@ -11,11 +11,11 @@
   generating), ``content``, ``replace``, ``notice`` (``code``, ``level``, ``message_key`` = the code,
   plus ``message``), ``done`` (``conversation_id``, ``assistant_message_id``, ``citations`` only when
   the bot cites), ``error`` (``error`` = code, ``message``). An empty workspace is a mid-stream
-  ``service_unavailable`` error, as the document says.
-- ``GET /v1/public/bots/{bot_id}/config``: every field of the document. ``handoff_available``: the
+  ``service_unavailable`` error, as ChatbotIQ documents it.
+- ``GET /v1/public/bots/{bot_id}/config``: every field ChatbotIQ documents. ``handoff_available``: the
   bot hands off and an agent of its workspace is online; ``mcp_url`` is the server's MCP endpoint
   (``/mcp``, a key of the bot's workspace or the bot opens it) unless the server turns MCP off.
-- Widget additions (not in the document, same conventions): ``POST /v1/public/messages/{id}/feedback``
+- Widget additions (not in ChatbotIQ's API, same conventions): ``POST /v1/public/messages/{id}/feedback``
   ``{session_id, rating: "positive"|"negative"|null}``; ``POST /v1/public/conversations/{id}/handoff``
   ``{session_id}`` → ``{conversation_status, handoff_available, message}`` (the offline message when
   nobody is online). Agent messages arrive through the history endpoint with role ``agent``.
@@ -47,13 +47,14 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from chatwell.api.deps import get_conversation_bus
-from chatwell.api.dialect import chat_limits, chat_service, check_bot_origin, client_ip, db_of
+from chatwell.api.deps import RuntimeDep, client_ip, runtime_of
+from chatwell.api.dialect import caller_of, check_bot_origin
 from chatwell.api.errors import ErrorDoc
 from chatwell.api.mcp import PATH as MCP_PATH
 from chatwell.api.native.chat import check_image
 from chatwell.api.sse import frame, sse_response
-from chatwell.chat.service import ChatRequest
+from chatwell.chat.service import Turn
+from chatwell.chat.turns import open_turn
 from chatwell.domain import events as ev
 from chatwell.domain.models import (
     AnswerSettings,
@@ -62,17 +63,14 @@ from chatwell.domain.models import (
     WidgetSettings,
 )
 from chatwell.errors import ChatwellError, Forbidden, InvalidRequest
-from chatwell.services import bots, conversations, sessions
+from chatwell.services import bots, conversations, sessions, visitor_history
 from chatwell.services import handoff as handoff_service
-from chatwell.services.conversation_bus import Subscription
 from chatwell.services.conversations import iso
-from chatwell.storage.database import Database
+from chatwell.services.visitor_history import HistoryUpdate
 from chatwell.storage.tables import Bot, Conversation, Message
 
 router = APIRouter(prefix="/v1/public", tags=["chatbotiq"])
 PREFIXES = ("/v1/public",)
-# An event stream re-reads the conversation after this long without a hint, in case one was lost.
-RESYNC_SECONDS = 15.0
 
 
 def chatbotiq_error(error: ChatwellError, status: int) -> JSONResponse:
@@ -123,7 +121,7 @@ class ChatStreamIn(BaseModel):
 
 
 def citation_out(c: dict[str, Any] | ev.Citation) -> dict[str, Any]:
-    """The document's citation object, from an event or a stored message's citation."""
+    """ChatbotIQ's citation object, from an event or a stored message's citation."""
     if isinstance(c, ev.Citation):
         c = {
             "title": c.title,
@@ -145,7 +143,7 @@ def citation_out(c: dict[str, Any] | ev.Citation) -> dict[str, Any]:
 
 
 async def _check_recaptcha(request: Request, bot: Bot, token: str | None) -> None:
-    verifier = getattr(request.app.state, "recaptcha", None)
+    verifier = runtime_of(request).recaptcha
     if (
         verifier is None
         or not WidgetSettings.model_validate(bot.widget_settings or {}).recaptcha_enabled
@@ -158,69 +156,59 @@ async def _check_recaptcha(request: Request, bot: Bot, token: str | None) -> Non
 
 
 @router.post("/chat/stream", responses={200: {"content": {"text/event-stream": {}}}})
-async def chat_stream(data: ChatStreamIn, request: Request) -> Any:
-    bot = await bots.get_public_bot(db_of(request), ref=data.bot_id)
-    check_bot_origin(request, bot)
-    await _check_recaptcha(request, bot, data.recaptcha_token)
-    await chat_limits(request).public_chat(bot, client_ip(request))
-    answer = AnswerSettings.model_validate(bot.answer_settings or {})
-    ref = await sessions.resolve_session(
-        db_of(request),
-        bot=bot,
+async def chat_stream(data: ChatStreamIn, request: Request, runtime: RuntimeDep) -> Any:
+    async def recaptcha(bot: Bot) -> None:
+        await _check_recaptcha(request, bot, data.recaptcha_token)
+
+    opened = await open_turn(
+        runtime.chat,
+        caller_of(request, None, recaptcha),
         door=sessions.WIDGET_DOOR,
-        principal=None,
+        bot=data.bot_id,
+        question=data.message,
         client_session_id=data.session_id,
         conversation_id=data.conversation_id,
-        continue_latest=False,
+        continue_latest=False,  # the widget's "new chat" keeps its session id
+        metadata={"page_url": data.page_url} if data.page_url else {},
+        image=check_image(data.image_data, data.image_media_type),
     )
-    turn = await chat_service(request).start(
-        ChatRequest(
-            bot=bot,
-            question=data.message,
-            channel="chatbotiq",
-            conversation_id=ref.conversation_id,
-            session_id=ref.session_id,
-            session_scope=ref.scope,
-            client_ip=client_ip(request),
-            metadata={"page_url": data.page_url} if data.page_url else {},
-            image=check_image(data.image_data, data.image_media_type),
-        )
-    )
+    cites = AnswerSettings.model_validate(opened.bot.answer_settings or {}).citations_enabled
+    return sse_response(_chat_frames(opened.turn, cites=cites))
 
-    async def frames() -> AsyncIterator[str]:
-        citations: list[dict[str, Any]] = []
-        async for event in turn.events():
-            if isinstance(event, ev.Status):
-                yield frame({"type": "status", "stage": event.stage})
-            elif isinstance(event, ev.Delta):
-                yield frame({"type": "content", "content": event.text})
-            elif isinstance(event, ev.Replace):
-                yield frame({"type": "replace", "content": event.text})
-            elif isinstance(event, ev.Notice):
+
+async def _chat_frames(turn: Turn, *, cites: bool) -> AsyncIterator[str]:
+    citations: list[dict[str, Any]] = []
+    async for event in turn.events():
+        match event:
+            case ev.Status(stage=stage):
+                yield frame({"type": "status", "stage": stage})
+            case ev.Delta(text=text):
+                yield frame({"type": "content", "content": text})
+            case ev.Replace(text=text):
+                yield frame({"type": "replace", "content": text})
+            case ev.Notice(code=code, level=level, message=message):
                 yield frame(
                     {
                         "type": "notice",
-                        "code": event.code,
-                        "level": event.level,
-                        "message_key": event.code,
-                        "message": event.message,
+                        "code": code,
+                        "level": level,
+                        "message_key": code,
+                        "message": message,
                     }
                 )
-            elif isinstance(event, ev.Citations):
+            case ev.Citations():
                 citations = [citation_out(c) for c in event.citations]
-            elif isinstance(event, ev.Error):
-                yield frame({"type": "error", "error": event.code, "message": event.message})
-            elif isinstance(event, ev.Done):
+            case ev.Error(code=code, message=message):
+                yield frame({"type": "error", "error": code, "message": message})
+            case ev.Done():
                 done: dict[str, Any] = {
                     "type": "done",
                     "conversation_id": _str(event.conversation_id),
                     "assistant_message_id": _str(event.message_id),
                 }
-                if answer.citations_enabled:
+                if cites:
                     done["citations"] = citations
                 yield frame(done)
-
-    return sse_response(frames())
 
 
 def _str(value: uuid.UUID | None) -> str | None:
@@ -229,16 +217,14 @@ def _str(value: uuid.UUID | None) -> str | None:
 
 @router.get("/bots/{bot_id}/config")
 async def bot_config(bot_id: str, request: Request) -> dict[str, Any]:
-    bot = await bots.get_public_bot(db_of(request), ref=bot_id)
+    bot = await bots.get_public_bot(runtime_of(request).db, ref=bot_id)
     check_bot_origin(request, bot)
-    settings = request.app.state.settings
+    settings = runtime_of(request).settings
     answer = AnswerSettings.model_validate(bot.answer_settings or {})
     widget = WidgetSettings.model_validate(bot.widget_settings or {})
     handoff = HandoffSettings.model_validate(bot.handoff_settings or {})
     form = ContactFormSettings.model_validate(bot.contact_form or {})
-    recaptcha_on = (
-        widget.recaptcha_enabled and getattr(request.app.state, "recaptcha", None) is not None
-    )
+    recaptcha_on = widget.recaptcha_enabled and runtime_of(request).recaptcha is not None
     return {
         "bot_id": str(bot.id),
         "bot_name": bot.name,
@@ -259,7 +245,7 @@ async def bot_config(bot_id: str, request: Request) -> dict[str, Any]:
         "handoff_offline_message": handoff.offline_message,
         "handoff_agent_label": handoff.agent_label,
         "handoff_available": handoff.enabled
-        and await handoff_service.agents_online(db_of(request), bot.workspace_id),
+        and await handoff_service.agents_online(runtime_of(request).db, bot.workspace_id),
         "allow_user_images": answer.allow_user_images,
         "contact_form_enabled": form.enabled,
         "contact_form_trigger": form.trigger,
@@ -290,12 +276,11 @@ async def _visitor_history(
 ) -> tuple[Conversation, list[Message]]:
     """The visitor's conversation (404 for any other session) and its messages after ``after``,
     counted against the history limit, from one of the bot's domains."""
-    await chat_limits(request).history(client_ip(request))
-    conversation, messages = await conversations.session_messages(
-        db_of(request), conversation_id=conversation_id, session_id=session_id, after=after
+    runtime = runtime_of(request)
+    await runtime.limits.history(client_ip(request))
+    conversation, messages, bot = await visitor_history.visitor_history(
+        runtime.db, conversation_id=conversation_id, session_id=session_id, after=after
     )
-    async with db_of(request).read() as session:
-        bot = await bots.find_bot(session, conversation.bot_id)
     if bot is not None:
         check_bot_origin(request, bot)
     return conversation, messages
@@ -322,6 +307,7 @@ async def conversation_messages(
 async def conversation_events(
     conversation_id: str,
     request: Request,
+    runtime: RuntimeDep,
     session_id: str = Query(..., min_length=1, max_length=200),
     after: str | None = Query(None, max_length=100),
 ) -> Any:
@@ -330,64 +316,32 @@ async def conversation_events(
     key = str(conversation.id)
     held = contextlib.AsyncExitStack()  # released when the response ends, however it ends
     try:
-        held.enter_context(request.app.state.event_streams.hold(key))
-        hints = await held.enter_async_context(get_conversation_bus(request).subscribe(key))
+        held.enter_context(runtime.event_streams.hold(key))
+        hints = await held.enter_async_context(runtime.bus.subscribe(key))
     except BaseException:
         await held.aclose()
         raise
-    lifetime = request.app.state.settings.public_event_stream_seconds
-    frames = _history_frames(
-        db_of(request),
+    updates = visitor_history.follow_history(
+        runtime.db,
         hints,
         conversation,
         messages,
         session_id=session_id,
         after=after,
-        deadline=time.monotonic() + lifetime,
+        deadline=time.monotonic() + runtime.settings.public_event_stream_seconds,
     )
-    return sse_response(frames, on_close=held.aclose)
+    return sse_response(_history_frames(updates), on_close=held.aclose)
 
 
-async def _history_frames(
-    db: Database,
-    hints: Subscription,
-    conversation: Conversation,
-    messages: list[Message],
-    *,
-    session_id: str,
-    after: str | None,
-    deadline: float,
-) -> AsyncIterator[str]:
-    """Frames of what is new since ``after``: read, then read again on each hint (and when quiet
-    for ``RESYNC_SECONDS``); the first read again comes at once, for what was stored between the
-    first read and the subscription."""
-    cursor, shown_status, waiting = after, None, False
-    while True:
-        for m in messages:
-            yield frame(message_out(m), event="message")
-            cursor = str(m.id)
-        messages = []
-        if conversation.status != shown_status:
-            shown_status = conversation.status
-            yield frame({"conversation_status": shown_status}, event="status")
-        if waiting:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            heard = await hints.take(min(remaining, RESYNC_SECONDS))
-            if any(h.get("type") == "typing" and h.get("who") == "agent" for h in heard):
+async def _history_frames(updates: AsyncIterator[HistoryUpdate]) -> AsyncIterator[str]:
+    async for update in updates:
+        match update:
+            case visitor_history.NewMessage(message=message):
+                yield frame(message_out(message), event="message")
+            case visitor_history.StatusChanged(status=status):
+                yield frame({"conversation_status": status}, event="status")
+            case visitor_history.AgentTyping():
                 yield frame({"who": "agent"}, event="typing")
-            if heard and all(h.get("type") == "typing" for h in heard):
-                continue  # nothing was stored: no need to read again
-        waiting = True
-        try:
-            conversation, messages = await conversations.session_messages(
-                db, conversation_id=hints.conversation_id, session_id=session_id, after=cursor
-            )
-        except (
-            ChatwellError
-        ):  # deleted meanwhile, or the database is unavailable: the client reconnects or polls
-            return
 
 
 class SessionIn(BaseModel):
@@ -401,25 +355,26 @@ class FeedbackIn(SessionIn):
 
 @router.post("/messages/{message_id}/feedback")
 async def message_feedback(message_id: str, data: FeedbackIn, request: Request) -> dict[str, Any]:
-    await chat_limits(request).history(client_ip(request))
+    await runtime_of(request).limits.history(client_ip(request))
     message = await conversations.set_session_feedback(
-        db_of(request), session_id=data.session_id, message_id=message_id, rating=data.rating
+        runtime_of(request).db,
+        session_id=data.session_id,
+        message_id=message_id,
+        rating=data.rating,
     )
     return {"id": str(message.id), "feedback": message.feedback}
 
 
 async def _visitor_conversation(
     request: Request, conversation_id: str, session_id: str
-) -> tuple[Conversation, Any]:
-    """The visitor's own conversation and its bot (another session's is reported missing)."""
-    await chat_limits(request).history(client_ip(request))
-    cid = conversations.parse_uuid(conversation_id, conversations.conversation_not_found())
-    async with db_of(request).read() as session:
-        conversation = await session.get(Conversation, cid) if cid else None
-        bot = await bots.find_bot(session, conversation.bot_id) if conversation else None
-    if bot is None or not sessions.visitor_owns(conversation, session_id=session_id):
-        raise conversations.conversation_not_found()
-    assert conversation is not None
+) -> tuple[Conversation, Bot]:
+    """The visitor's own conversation and its bot, counted against the history limit, from one of
+    the bot's domains."""
+    runtime = runtime_of(request)
+    await runtime.limits.history(client_ip(request))
+    conversation, bot = await visitor_history.visitor_conversation(
+        runtime.db, conversation_id=conversation_id, session_id=session_id
+    )
     check_bot_origin(request, bot)
     return conversation, bot
 
@@ -430,7 +385,7 @@ async def visitor_typing(conversation_id: str, data: SessionIn, request: Request
     the chat): the agents' open pages show it. Nothing is stored."""
     conversation, _ = await _visitor_conversation(request, conversation_id, data.session_id)
     if handoff_service.is_held(conversation.status):
-        await handoff_service.typing(get_conversation_bus(request), conversation.id, who="visitor")
+        await handoff_service.typing(runtime_of(request).bus, conversation.id, who="visitor")
     return Response(status_code=204)
 
 
@@ -440,11 +395,11 @@ async def ask_for_a_human(
 ) -> dict[str, Any]:
     conversation, bot = await _visitor_conversation(request, conversation_id, data.session_id)
     status, available = await handoff_service.request_handoff(
-        db_of(request),
+        runtime_of(request).db,
         bot=bot,
         conversation_id=conversation.id,
         session_id=data.session_id,
-        bus=get_conversation_bus(request),
+        bus=runtime_of(request).bus,
     )
     settings = HandoffSettings.model_validate(bot.handoff_settings or {})
     return {

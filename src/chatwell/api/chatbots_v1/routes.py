@@ -1,4 +1,4 @@
-"""The lead-management chatbots API (seed 002): ``POST /api/v1/chatbots/{chatbotId}/chat``.
+"""The lead-management platform's chatbots API: ``POST /api/v1/chatbots/{chatbotId}/chat``.
 
 - Auth: ``Authorization: Bearer <key>``, a workspace key (or a key scoped to this very bot).
   ``chatbotId`` is the bot's id or slug; a bot the key cannot reach is 404 ``CHATBOT_NOT_FOUND``.
@@ -9,7 +9,7 @@
   the user's message and, for a new conversation, with the conversation).
 - JSON: ``{"success": true, "data": {"response", "conversationId", "messageId"}}`` (+ ``citations``
   inside ``data``, a chatwell addition).
-- Streaming (the document names SSE without a format; decided here): ``data: {"content": "..."}``
+- Streaming (the platform names SSE without a format; decided here): ``data: {"content": "..."}``
   per chunk, ``data: {"replace": "..."}`` when the output filter rewrote the answer, then
   ``data: {"done": true, "conversationId", "messageId", "citations"}``, then ``data: [DONE]``; a
   failure after the stream opened is ``data: {"success": false, "error", "code"}`` then ``[DONE]``.
@@ -24,35 +24,23 @@
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from chatwell.api.dialect import (
-    admit_keyed_chat,
-    chat_service,
-    client_ip,
-    db_of,
-    key_principal,
-    limit_headers,
-    turn_error,
-)
+from chatwell.api.deps import PrincipalDep, RuntimeDep
+from chatwell.api.dialect import caller_of
+from chatwell.api.encoders import citation_json, failed_reply
 from chatwell.api.errors import ErrorDoc
-from chatwell.api.native.chat import citation_json, collect
 from chatwell.api.sse import frame, sse_response
-from chatwell.chat.service import ChatRequest
+from chatwell.chat.turns import open_turn
 from chatwell.domain import events as ev
-from chatwell.domain.auth import Principal
 from chatwell.domain.models import ModelSettings
-from chatwell.errors import ChatwellError, NotFound, RateLimited
-from chatwell.services import bots, sessions
-from chatwell.services.sessions import SessionRef
-from chatwell.storage.tables import Bot
+from chatwell.errors import ChatwellError, RateLimited
 
 router = APIRouter(prefix="/api/v1/chatbots", tags=["chatbots_v1"])
 PREFIXES = ("/api/v1/chatbots",)
@@ -125,59 +113,42 @@ class ChatbotChatIn(BaseModel):
     )
 
 
-async def _session(
-    request: Request, bot: Bot, principal: Principal, given: str | None
-) -> SessionRef:
-    """The conversation a client's conversationId continues: one of ours this key owns, else the
-    latest kept under that id in this key's namespace (none yet: a new one kept under it)."""
-    db = db_of(request)
-    if given is not None:
-        with contextlib.suppress(NotFound):
-            return await sessions.resolve_session(
-                db, bot=bot, door="chatbots_v1", principal=principal, conversation_id=given
-            )
-    return await sessions.resolve_session(
-        db, bot=bot, door="chatbots_v1", principal=principal, client_session_id=given
-    )
-
-
 @router.post("/{chatbot_id}/chat", responses={200: {"content": {"text/event-stream": {}}}})
 async def chat(
     chatbot_id: str,
     data: ChatbotChatIn,
     request: Request,
-    principal: Principal = Depends(key_principal),
+    principal: PrincipalDep,
+    runtime: RuntimeDep,
 ) -> Any:
-    bot = await bots.get_bot(db_of(request), principal=principal, ref=chatbot_id)
-    decision = await admit_keyed_chat(request, bot, principal)
-    headers = limit_headers(decision)
-    service = chat_service(request)
-    await service.ensure_credit(bot)
+    # conversationId: one of ours this key owns, else the client's own id for a conversation
+    # (the latest kept under it in this key's namespace; none yet: a new one kept under it).
+    opened = await open_turn(
+        runtime.chat,
+        caller_of(request, principal),
+        door="chatbots_v1",
+        bot=chatbot_id,
+        question=data.message,
+        conversation_id=data.conversationId,
+        id_or_session=True,
+        require_credit=True,
+        metadata=data.metadata,
+    )
+    turn, headers = opened.turn, opened.limit_headers()
     stream = (
         data.stream
         if data.stream is not None
-        else ModelSettings.model_validate(bot.model_settings or {}).stream_default
-    )
-    ref = await _session(request, bot, principal, data.conversationId)
-    turn = await service.start(
-        ChatRequest(
-            bot=bot,
-            question=data.message,
-            channel="chatbots_v1",
-            conversation_id=ref.conversation_id,
-            session_id=ref.session_id,
-            session_scope=ref.scope,
-            api_key_id=principal.key_id,
-            client_ip=client_ip(request),
-            metadata=data.metadata,
-        )
+        else ModelSettings.model_validate(opened.bot.model_settings or {}).stream_default
     )
     reply_id = data.conversationId
     if not stream:
-        summary = await collect(turn)
+        answer = await turn.collect()
         if (
-            failed := turn_error(
-                summary, chatbots_v1_error, headers=headers, statuses={"service_unavailable": 402}
+            failed := failed_reply(
+                answer.error,
+                chatbots_v1_error,
+                headers=headers,
+                statuses={"service_unavailable": 402},
             )
         ) is not None:
             return failed
@@ -185,10 +156,10 @@ async def chat(
             {
                 "success": True,
                 "data": {
-                    "response": summary["answer"],
-                    "conversationId": reply_id or summary["conversation_id"],
-                    "messageId": summary["message_id"],
-                    "citations": summary["citations"],
+                    "response": answer.text,
+                    "conversationId": reply_id or _str(answer.conversation_id),
+                    "messageId": _str(answer.message_id),
+                    "citations": [citation_json(c) for c in answer.citations],
                 },
             },
             headers=headers,
@@ -197,27 +168,26 @@ async def chat(
     async def frames() -> AsyncIterator[str]:
         citations: list[dict[str, Any]] = []
         async for event in turn.events():
-            if isinstance(event, ev.Delta):
-                yield frame({"content": event.text})
-            elif isinstance(event, ev.Replace):
-                yield frame({"replace": event.text})
-            elif isinstance(event, ev.Citations):
-                citations = [citation_json(c) for c in event.citations]
-            elif isinstance(event, ev.Error):
-                code = v1_code(event.code)
-                yield frame(
-                    {"success": False, "error": MESSAGES.get(code, event.message), "code": code}
-                )
-                break
-            elif isinstance(event, ev.Done):
-                yield frame(
-                    {
+            match event:
+                case ev.Delta(text=text):
+                    yield frame({"content": text})
+                case ev.Replace(text=text):
+                    yield frame({"replace": text})
+                case ev.Citations():
+                    citations = [citation_json(c) for c in event.citations]
+                case ev.Error():
+                    code = v1_code(event.code)
+                    message = MESSAGES.get(code, event.message)
+                    yield frame({"success": False, "error": message, "code": code})
+                    break
+                case ev.Done():
+                    done = {
                         "done": True,
                         "conversationId": reply_id or _str(event.conversation_id),
                         "messageId": _str(event.message_id),
                         "citations": citations,
                     }
-                )
+                    yield frame(done)
         yield "data: [DONE]\n\n"
 
     response = sse_response(frames())

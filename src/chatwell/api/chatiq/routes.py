@@ -1,4 +1,4 @@
-"""ChatIQ (seed 000): ``POST /api/chat`` over the chat engine.
+"""ChatIQ's chat API: ``POST /api/chat`` over the chat engine.
 
 - Auth: ``Authorization: Bearer <key>``. A bot-scoped key must name its own bot in ``bot_slug``
   (another slug: 403 ``BOT_ACCESS_DENIED``, without saying whether that bot exists); a workspace
@@ -12,7 +12,7 @@
   private mode.
 - Errors: ``{"error": {"code", "message", "details"}}`` with upper-case codes (``INVALID_API_KEY``,
   ``INVALID_REQUEST``, ``RATE_LIMIT_EXCEEDED``, ...); 400, 401, 403, 404, 429 (with Retry-After),
-  and 500 ``INTERNAL_ERROR`` when the model fails in JSON mode, as the document's table has it.
+  and 500 ``INTERNAL_ERROR`` when the model fails in JSON mode, as ChatIQ answers it.
 - Limits: the key's ``daily_message_limit`` per UTC day, plus the keyed per-key-and-bot limits.
 """
 
@@ -22,28 +22,19 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from chatwell.api.dialect import (
-    admit_keyed_chat,
-    chat_service,
-    client_ip,
-    db_of,
-    key_principal,
-    turn_error,
-)
+from chatwell.api.deps import PrincipalDep, RuntimeDep
+from chatwell.api.dialect import caller_of
+from chatwell.api.encoders import citation_json, failed_reply
 from chatwell.api.errors import NATIVE_ERROR_SCHEMA, ErrorDoc
-from chatwell.api.native.chat import citation_json, collect
 from chatwell.api.sse import frame, sse_response
-from chatwell.chat.service import ChatRequest
+from chatwell.chat.turns import open_turn
 from chatwell.domain import events as ev
-from chatwell.domain.auth import Principal
-from chatwell.domain.events import HistoryTurn
 from chatwell.errors import ChatwellError, Forbidden, NotFound, RateLimited
-from chatwell.services import bots, sessions
-from chatwell.services.sessions import SessionRef
+from chatwell.services import bots
 
 router = APIRouter(tags=["chatiq"])
 PREFIXES = ("/api/chat",)
@@ -107,10 +98,10 @@ class ChatIQIn(BaseModel):
 
 @router.post("/api/chat", responses={200: {"content": {"text/event-stream": {}}}})
 async def chat(
-    data: ChatIQIn, request: Request, principal: Principal = Depends(key_principal)
+    data: ChatIQIn, request: Request, principal: PrincipalDep, runtime: RuntimeDep
 ) -> Any:
     try:
-        bot = await bots.get_bot(db_of(request), principal=principal, ref=data.bot_slug)
+        bot = await bots.get_bot(runtime.db, principal=principal, ref=data.bot_slug)
     except NotFound:
         if principal.bot_id is None:
             raise
@@ -119,70 +110,50 @@ async def chat(
             f"this API key does not have access to the bot {data.bot_slug!r}",
             code="bot_access_denied",
         ) from None
-    await admit_keyed_chat(request, bot, principal)
-    ref = (
-        SessionRef(None, None)
-        if data.private_mode
-        else await sessions.resolve_session(
-            db_of(request),
-            bot=bot,
-            door="chatiq",
-            principal=principal,
-            conversation_id=data.conversation_id,
-        )
+    opened = await open_turn(
+        runtime.chat,
+        caller_of(request, principal),
+        door="chatiq",
+        bot=bot,
+        question=data.message,
+        history=[(h.role, h.content) for h in data.history],
+        private=data.private_mode,
+        conversation_id=data.conversation_id,
     )
-    turn = await chat_service(request).start(
-        ChatRequest(
-            bot=bot,
-            question=data.message,
-            channel="chatiq",
-            conversation_id=ref.conversation_id,
-            session_id=ref.session_id,
-            session_scope=ref.scope,
-            history=[
-                HistoryTurn("assistant" if h.role == "assistant" else "user", h.content)
-                for h in data.history
-                if h.role != "system"
-            ],
-            private=data.private_mode,
-            api_key_id=principal.key_id,
-            client_ip=client_ip(request),
-        )
-    )
+    turn = opened.turn
 
     if not data.stream:
-        summary = await collect(turn)
-        # The document's table has 500 for a failing model.
-        if (failed := turn_error(summary, chatiq_error, default=500)) is not None:
+        answer = await turn.collect()
+        # ChatIQ answers a failing model with 500.
+        if (failed := failed_reply(answer.error, chatiq_error, default=500)) is not None:
             return failed
-        body: dict[str, Any] = {"response": summary["answer"]}
+        body: dict[str, Any] = {"response": answer.text}
         if not data.private_mode:
-            body["conversationId"] = summary["conversation_id"]
-        body["citations"] = summary["citations"]
+            body["conversationId"] = _str(answer.conversation_id)
+        body["citations"] = [citation_json(c) for c in answer.citations]
         return body
 
     async def frames() -> AsyncIterator[str]:
         citations: list[dict[str, Any]] = []
         async for event in turn.events():
-            if isinstance(event, ev.Delta):
-                yield frame({"choices": [{"delta": {"content": event.text}}]})
-            elif isinstance(event, ev.Replace):
-                yield frame({"choices": [{"delta": {"content": "\n\n" + event.text}}]})
-            elif isinstance(event, ev.Citations):
-                citations = [citation_json(c) for c in event.citations]
-            elif isinstance(event, ev.Error):
-                yield frame(
-                    {
-                        "error": {
-                            "code": chatiq_code(event.code),
-                            "message": event.message,
-                            "details": {},
-                        }
-                    }
-                )
-                break
-            elif isinstance(event, ev.Done) and not data.private_mode:
-                yield frame({"conversationId": str(event.conversation_id), "citations": citations})
+            match event:
+                case ev.Delta(text=text):
+                    yield frame({"choices": [{"delta": {"content": text}}]})
+                case ev.Replace(text=text):  # the format cannot retract text
+                    yield frame({"choices": [{"delta": {"content": "\n\n" + text}}]})
+                case ev.Citations():
+                    citations = [citation_json(c) for c in event.citations]
+                case ev.Error(code=code, message=message):
+                    error = {"code": chatiq_code(code), "message": message, "details": {}}
+                    yield frame({"error": error})
+                    break
+                case ev.Done() if not data.private_mode:
+                    conversation = str(event.conversation_id)
+                    yield frame({"conversationId": conversation, "citations": citations})
         yield "data: [DONE]\n\n"
 
     return sse_response(frames())
+
+
+def _str(value: uuid.UUID | None) -> str | None:
+    return str(value) if value else None

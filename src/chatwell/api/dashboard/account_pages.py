@@ -23,7 +23,7 @@ from chatwell.api.dashboard.web import (
     session_cookie,
     set_session_cookie,
 )
-from chatwell.api.dialect import client_ip
+from chatwell.api.deps import client_ip, runtime_of
 from chatwell.errors import ChatwellError, Forbidden, InvalidRequest, NotFound, RateLimited
 from chatwell.limits.service import parse_limits, rules_of
 from chatwell.services import accounts, members, server_keys
@@ -118,7 +118,7 @@ async def setup(request: Request) -> Response:
 async def _check_setup_proof(request: Request, proof: str) -> None:
     """Set-up needs the set-up token printed at start (``chatwell setup-token``) or an owner key of
     the default workspace: reaching the page first is not enough (failures throttled per IP)."""
-    limiter = request.app.state.limits.limiter
+    limiter = runtime_of(request).limits.limiter
     rules = rules_of(parse_limits(SETUP_PROOF_FAILURES), "setup-proof", client_ip(request))
     await limiter.refuse_if_full(
         rules, message="Too many wrong set-up tokens. Wait before trying again."
@@ -151,7 +151,7 @@ async def login(request: Request) -> Response:
     try:
         new = await accounts.sign_in(
             db_of(request),
-            request.app.state.limits.limiter,
+            runtime_of(request).limits.limiter,
             email=email,
             password=str(form.get("password", "")),
             client_ip=ip,

@@ -26,6 +26,7 @@ from chatwell.api.dashboard.web import (
     see_other,
     valid_input,
 )
+from chatwell.api.deps import runtime_of
 from chatwell.api.dialect import wake_ingestion
 from chatwell.domain.bots import BotCreate, BotUpdate
 from chatwell.domain.models import (
@@ -394,8 +395,7 @@ async def _settings_page(
         saved=request.query_params.get("saved"),
         webhook_secret=secret,
         max_contact_fields=MAX_CONTACT_FIELDS,
-        smtp_configured=getattr(getattr(request.app.state, "emails", None), "config", None)
-        is not None,
+        smtp_configured=runtime_of(request).emails.config is not None,
         **view,
     )
 

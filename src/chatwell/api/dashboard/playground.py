@@ -27,6 +27,7 @@ from chatwell.api.dashboard.web import (
     render,
     render_markdown,
 )
+from chatwell.api.deps import runtime_of
 from chatwell.api.native.chat import event_payload
 from chatwell.api.sse import frame, sse_response
 from chatwell.chat.service import ChatRequest, retrieval_query
@@ -93,7 +94,7 @@ def _history(value: Any) -> list[HistoryTurn]:
 async def _passages(
     request: Request, bot_id: Any, question: str, history: list[HistoryTurn]
 ) -> list[dict[str, Any]]:
-    knowledge = getattr(request.app.state, "knowledge", None)
+    knowledge = runtime_of(request).knowledge
     if knowledge is None:
         return []
     found = await knowledge.retriever.search(
@@ -128,7 +129,7 @@ async def playground_chat(request: Request, bot_id: str, user: CheckedManagerDep
     history = _history(form.get("history"))
     bot = await bots.get_bot(db_of(request), principal=user.principal, ref=bot_id)
     passages = await _passages(request, bot.id, question, history)
-    turn = await request.app.state.chat.start(
+    turn = await runtime_of(request).chat.start(
         ChatRequest(
             bot=bot,
             question=question,

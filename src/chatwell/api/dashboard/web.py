@@ -32,6 +32,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 from pydantic import BaseModel, ValidationError
 
+from chatwell.api.deps import runtime_of
 from chatwell.api.errors import rate_limit_headers, status_of
 from chatwell.api.params import whole_number
 from chatwell.errors import ChatwellError, Forbidden, InvalidRequest
@@ -115,7 +116,7 @@ def render(
 
 
 def db_of(request: Request) -> Database:
-    return request.app.state.db
+    return runtime_of(request).db
 
 
 def is_https(request: Request) -> bool:
@@ -152,9 +153,9 @@ def clear_session_cookie(response: Response, request: Request) -> None:
 
 async def dashboard_key(request: Request) -> bytes:
     """The server's HMAC key (``services.server_keys``), read once per app."""
-    key = getattr(request.app.state, "dashboard_key", None)
+    key = runtime_of(request).dashboard_key
     if key is None:
-        key = request.app.state.dashboard_key = await server_keys.server_key(db_of(request))
+        key = runtime_of(request).dashboard_key = await server_keys.server_key(db_of(request))
     return key
 
 

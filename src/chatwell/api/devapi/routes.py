@@ -1,4 +1,4 @@
-"""The developer API (seed 003): chat with ``message``, usage and sessions reports.
+"""The developer API: chat with ``message``, usage and sessions reports.
 
 - Key: ``api_key`` in the body (or query, for the GET reports) or ``Authorization: Bearer``; the
   key's allowed origins are enforced against ``Origin`` (403 ``origin_not_allowed``). The API has
@@ -11,7 +11,7 @@
   ``data: {"content"}`` when the output filter rewrote the answer, ``event: error`` /
   ``data: {"error", "code"}`` on a failure after the stream opened, and finally ``event: end`` /
   ``data: {"session_id", "conversation_id", "message_id", "citations"}``. JSON (decided here, the
-  document shows only the stream): ``{"success": true, "response", "session_id",
+  platform documents only the stream): ``{"success": true, "response", "session_id",
   "conversation_id", "message_id", "citations"}``.
 - ``GET /api/v1/usage?api_key=&start_date=&end_date=``: the key's requests, tokens and cost
   (``YYYY-MM-DD`` dates, UTC; end exclusive of the following day) and ``by_model`` rows.
@@ -33,29 +33,18 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from chatwell.api.dialect import (
-    admit_keyed_chat,
-    authenticate,
-    bearer,
-    chat_service,
-    client_ip,
-    db_of,
-    limit_headers,
-    turn_error,
-    validate,
-)
+from chatwell.api.deps import authenticate, bearer, runtime_of
+from chatwell.api.dialect import caller_of, validate
+from chatwell.api.encoders import citation_json, failed_reply
 from chatwell.api.errors import ErrorDoc
-from chatwell.api.native.chat import citation_json, collect
 from chatwell.api.params import date_param
 from chatwell.api.sse import frame, sse_response
-from chatwell.chat.service import ChatRequest
+from chatwell.chat.turns import open_turn
 from chatwell.domain import events as ev
 from chatwell.domain.auth import Principal
 from chatwell.errors import ChatwellError, InvalidRequest, RateLimited
-from chatwell.services import bots, reports
+from chatwell.services import reports
 from chatwell.services.conversations import iso
-from chatwell.services.sessions import resolve_session
-from chatwell.storage.tables import Bot
 
 router = APIRouter(prefix="/api/v1", tags=["devapi"])
 PREFIXES = ("/api/v1/usage", "/api/v1/sessions")
@@ -106,13 +95,13 @@ async def _principal(request: Request, api_key: str | None) -> Principal:
     return await authenticate(request, api_key or bearer(request))
 
 
-async def _bot_of(request: Request, principal: Principal, bot_ref: str | None) -> Bot:
+def _bot_ref(principal: Principal, bot_ref: str | None) -> str:
     ref = bot_ref or (str(principal.bot_id) if principal.bot_id else None)
     if ref is None:
         raise InvalidRequest(
             "a workspace key needs bot_id (or use a key scoped to one bot)", code="bot_required"
         )
-    return await bots.get_bot(db_of(request), principal=principal, ref=ref)
+    return ref
 
 
 async def chat(payload: dict[str, Any], request: Request) -> Any:
@@ -120,37 +109,29 @@ async def chat(payload: dict[str, Any], request: Request) -> Any:
     api_key = payload.get("api_key") if isinstance(payload.get("api_key"), str) else None
     principal = await _principal(request, api_key)
     data = validate(payload, DevChatIn)
-    bot = await _bot_of(request, principal, data.bot_id)
-    headers = limit_headers(await admit_keyed_chat(request, bot, principal))
     session_id = data.session_id or "sess_" + secrets.token_urlsafe(9)
-    ref = await resolve_session(
-        db_of(request), bot=bot, door="devapi", principal=principal, client_session_id=session_id
+    opened = await open_turn(
+        runtime_of(request).chat,
+        caller_of(request, principal),
+        door="devapi",
+        bot=_bot_ref(principal, data.bot_id),
+        question=data.message,
+        client_session_id=session_id,
     )
-    turn = await chat_service(request).start(
-        ChatRequest(
-            bot=bot,
-            question=data.message,
-            channel="devapi",
-            conversation_id=ref.conversation_id,
-            session_id=ref.session_id,
-            session_scope=ref.scope,
-            api_key_id=principal.key_id,
-            client_ip=client_ip(request),
-        )
-    )
+    turn, headers = opened.turn, opened.limit_headers()
 
     if not data.stream:
-        summary = await collect(turn)
-        if (failed := turn_error(summary, devapi_error, headers=headers)) is not None:
+        answer = await turn.collect()
+        if (failed := failed_reply(answer.error, devapi_error, headers=headers)) is not None:
             return failed
         return JSONResponse(
             {
                 "success": True,
-                "response": summary["answer"],
+                "response": answer.text,
                 "session_id": session_id,
-                "conversation_id": summary["conversation_id"],
-                "message_id": summary["message_id"],
-                "citations": summary["citations"],
+                "conversation_id": _str(answer.conversation_id),
+                "message_id": _str(answer.message_id),
+                "citations": [citation_json(c) for c in answer.citations],
             },
             headers=headers,
         )
@@ -158,25 +139,24 @@ async def chat(payload: dict[str, Any], request: Request) -> Any:
     async def frames() -> AsyncIterator[str]:
         citations: list[dict[str, Any]] = []
         async for event in turn.events():
-            if isinstance(event, ev.Delta):
-                yield frame({"content": event.text}, event="message")
-            elif isinstance(event, ev.Replace):
-                yield frame({"content": event.text}, event="replace")
-            elif isinstance(event, ev.Citations):
-                citations = [citation_json(c) for c in event.citations]
-            elif isinstance(event, ev.Error):
-                yield frame({"error": event.message, "code": event.code}, event="error")
-                return
-            elif isinstance(event, ev.Done):
-                yield frame(
-                    {
+            match event:
+                case ev.Delta(text=text):
+                    yield frame({"content": text}, event="message")
+                case ev.Replace(text=text):
+                    yield frame({"content": text}, event="replace")
+                case ev.Citations():
+                    citations = [citation_json(c) for c in event.citations]
+                case ev.Error(code=code, message=message):
+                    yield frame({"error": message, "code": code}, event="error")
+                    return
+                case ev.Done():
+                    end = {
                         "session_id": session_id,
                         "conversation_id": _str(event.conversation_id),
                         "message_id": _str(event.message_id),
                         "citations": citations,
-                    },
-                    event="end",
-                )
+                    }
+                    yield frame(end, event="end")
 
     response = sse_response(frames())
     response.headers.update(headers)
@@ -200,7 +180,7 @@ async def usage(
     if start and end and end < start:
         raise InvalidRequest("end_date is before start_date", code="invalid_date")
     report = await reports.usage(
-        db_of(request),
+        runtime_of(request).db,
         api_key_id=principal.key_id,
         start=start,
         end=end + timedelta(days=1) if end else None,
@@ -238,7 +218,11 @@ async def sessions(
 ) -> dict[str, Any]:
     principal = await _principal(request, api_key)
     found, has_more = await reports.sessions(
-        db_of(request), principal=principal, include_all=include_all, page=page, per_page=per_page
+        runtime_of(request).db,
+        principal=principal,
+        include_all=include_all,
+        page=page,
+        per_page=per_page,
     )
     return {
         "success": True,

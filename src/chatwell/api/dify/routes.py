@@ -44,7 +44,7 @@ from __future__ import annotations
 import base64
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -52,32 +52,25 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from chatwell.api.deps import get_principal, runtime_of
 from chatwell.api.dialect import (
-    TURN_ERROR_STATUS,
-    UPSTREAM_FAILURE_STATUS,
-    admit_keyed_chat,
-    chat_service,
+    caller_of,
     check_bot_origin,
-    client_ip,
-    db_of,
-    key_principal,
-    limit_headers,
     parse_body,
-    turn_error,
 )
+from chatwell.api.encoders import failed_reply, turn_failure
 from chatwell.api.errors import ErrorDoc
-from chatwell.api.native.chat import citation_json, collect
 from chatwell.api.sse import frame, sse_response
-from chatwell.api.turn_stops import turn_stops
-from chatwell.chat.service import ChatRequest
+from chatwell.chat.turns import open_turn
+from chatwell.chat.uploads import Uploads
 from chatwell.domain import events as ev
 from chatwell.domain.auth import Principal
 from chatwell.domain.models import AnswerSettings, ModelSettings
-from chatwell.errors import ChatwellError, Forbidden, InvalidRequest, NotFound, PayloadTooLarge
+from chatwell.errors import ChatwellError, Forbidden, InvalidRequest, PayloadTooLarge
 from chatwell.llm.base import ModelImage
 from chatwell.services import bots, end_users
 from chatwell.services.end_users import EndUser, Exchange
-from chatwell.services.sessions import resolve_session, session_scope
+from chatwell.services.sessions import session_scope
 from chatwell.storage.tables import Bot, Conversation, Message
 
 DOOR = "dify"
@@ -89,7 +82,6 @@ PING_SECONDS = 10.0
 MAX_USER = 200
 IMAGE_TYPES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp"}
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
-MAX_UPLOADS = 200  # images held per process (oldest dropped first)
 
 # chatwell's codes in Dify's words; anything else by its status (STATUS_CODES).
 DIFY_CODES = {
@@ -160,7 +152,7 @@ ERROR_DOC = ErrorDoc(
 # ----------------------------------------------------------------------------- the app and its user
 
 
-async def app_principal(principal: Principal = Depends(key_principal)) -> Principal:
+async def app_principal(principal: Principal = Depends(get_principal)) -> Principal:
     if principal.bot_id is None:
         raise Forbidden(
             "a Dify app key is a key scoped to one bot; this is a workspace key",
@@ -170,7 +162,7 @@ async def app_principal(principal: Principal = Depends(key_principal)) -> Princi
 
 
 async def app_bot(request: Request, principal: Principal) -> Bot:
-    bot = await bots.get_bot(db_of(request), principal=principal, ref=str(principal.bot_id))
+    bot = await bots.get_bot(runtime_of(request).db, principal=principal, ref=str(principal.bot_id))
     if not bot.active:
         raise InvalidRequest("this bot is inactive", code="bot_inactive")
     check_bot_origin(request, bot, principal)
@@ -194,35 +186,8 @@ def stamp(value: datetime | None) -> int:
 # ----------------------------------------------------------------------------- uploads
 
 
-class Uploads:
-    """Images a user uploaded for their next messages, held in this process (Dify keeps them in
-    its file store; here an upload lives until it is used in a message or the process restarts)."""
-
-    def __init__(self) -> None:
-        self._files: dict[uuid.UUID, tuple[EndUser, ModelImage, dict[str, Any]]] = {}
-
-    def add(self, user: EndUser, image: ModelImage, info: dict[str, Any]) -> None:
-        if len(self._files) >= MAX_UPLOADS:
-            self._files.pop(next(iter(self._files)))
-        self._files[uuid.UUID(info["id"])] = (user, image, info)
-
-    def take(self, user: EndUser, file_id: str) -> ModelImage:
-        try:
-            key = uuid.UUID(file_id)
-        except ValueError:
-            raise InvalidRequest("upload_file_id is not a valid id") from None
-        found = self._files.get(key)
-        if found is None or found[0] != user:
-            raise NotFound("Upload file not found.", code="upload_not_found")
-        return found[1]
-
-
 def uploads_of(request: Request) -> Uploads:
-    state = request.app.state
-    uploads = getattr(state, "dify_uploads", None)
-    if uploads is None:
-        uploads = state.dify_uploads = Uploads()
-    return uploads
+    return runtime_of(request).uploads
 
 
 # ----------------------------------------------------------------------------- chat
@@ -278,43 +243,43 @@ def _image(request: Request, user: EndUser, files: list[DifyFile] | None) -> Mod
     return uploads_of(request).take(user, file.upload_file_id)
 
 
-def usage_json(request: Request, usage: dict[str, Any] | None, started: float) -> dict[str, Any]:
-    usage = usage or {"prompt_tokens": 0, "completion_tokens": 0, "model": "", "cost": 0.0}
-    prices = chat_service(request).prices
-    prompt_price = prices.cost(usage["model"], usage["prompt_tokens"], 0)
-    completion_price = prices.cost(usage["model"], 0, usage["completion_tokens"])
-    per_million = prices.prices.get(usage["model"], (0.0, 0.0))
+def usage_json(request: Request, usage: ev.Usage | None, started: float) -> dict[str, Any]:
+    usage = usage or ev.Usage(0, 0, "")
+    prices = runtime_of(request).chat.prices
+    prompt_price = prices.cost(usage.model, usage.prompt_tokens, 0)
+    completion_price = prices.cost(usage.model, 0, usage.completion_tokens)
+    per_million = prices.prices.get(usage.model, (0.0, 0.0))
     return {
-        "prompt_tokens": usage["prompt_tokens"],
+        "prompt_tokens": usage.prompt_tokens,
         "prompt_unit_price": str(per_million[0]),
         "prompt_price_unit": "0.000001",
         "prompt_price": f"{prompt_price:.7f}",
-        "completion_tokens": usage["completion_tokens"],
+        "completion_tokens": usage.completion_tokens,
         "completion_unit_price": str(per_million[1]),
         "completion_price_unit": "0.000001",
         "completion_price": f"{completion_price:.7f}",
-        "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"],
-        "total_price": f"{usage['cost']:.7f}",
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+        "total_price": f"{usage.cost:.7f}",
         "currency": "USD",
         "latency": round(time.perf_counter() - started, 6),
     }
 
 
-def retriever_resources(bot: Bot, citations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def retriever_resources(bot: Bot, citations: Sequence[ev.Citation]) -> list[dict[str, Any]]:
     return [
         {
-            "position": c["index"],
+            "position": c.index,
             "dataset_id": str(bot.id),
             "dataset_name": bot.name,
-            "document_id": c["source_id"],
-            "document_name": c["title"],
+            "document_id": str(c.source_id),
+            "document_name": c.title,
             "data_source_type": "upload_file",
-            "segment_id": c["source_id"],
+            "segment_id": str(c.source_id),
             "retriever_from": "api",
-            "score": c["score"],
-            "content": c["snippet"],
-            "url": c["url"],
-            "page": c["page"],
+            "score": c.score,
+            "content": c.snippet,
+            "url": c.url,
+            "page": c.page,
         }
         for c in citations
     ]
@@ -326,46 +291,29 @@ async def chat_messages(request: Request, principal: Principal = Depends(app_pri
     bot = await app_bot(request, principal)
     user = end_user(bot, principal, data.user)
     image = _image(request, user, data.files)
-    headers = limit_headers(await admit_keyed_chat(request, bot, principal))
-    ref = await resolve_session(
-        db_of(request),
-        bot=bot,
+    started = time.perf_counter()
+    opened = await open_turn(
+        runtime_of(request).chat,
+        caller_of(request, principal),
         door=DOOR,
-        principal=principal,
+        bot=bot,
+        question=data.query,
         client_session_id=data.user,
         conversation_id=data.conversation_id,
         continue_latest=False,
+        same_session=True,  # another user's conversation is "not found"
+        metadata={"inputs": data.inputs} if data.inputs else {},
+        image=image,
     )
-    if data.conversation_id is not None and (
-        ref.scope != user.scope or ref.session_id != user.session_id
-    ):
-        raise NotFound(
-            "Conversation Not Exists.", code="conversation_not_found"
-        )  # another user's or door's
-    started = time.perf_counter()
-    metadata = {"inputs": data.inputs} if data.inputs else {}
-    turn = await chat_service(request).start(
-        ChatRequest(
-            bot=bot,
-            question=data.query,
-            channel=DOOR,
-            conversation_id=ref.conversation_id,
-            session_id=ref.session_id,
-            session_scope=ref.scope,
-            api_key_id=principal.key_id,
-            client_ip=client_ip(request),
-            metadata=metadata,
-            image=image,
-        )
-    )
+    turn, headers = opened.turn, opened.limit_headers()
     task_id = str(uuid.uuid4())
     message_id = str(turn.answer_id)
     conversation_id = str(turn.conversation_id) if turn.conversation_id else ""
     created_at = int(time.time())
 
     if data.response_mode != "streaming":
-        summary = await collect(turn)
-        if (failed := turn_error(summary, dify_error, headers=headers)) is not None:
+        answer = await turn.collect()
+        if (failed := failed_reply(answer.error, dify_error, headers=headers)) is not None:
             return failed
         return JSONResponse(
             {
@@ -375,10 +323,10 @@ async def chat_messages(request: Request, principal: Principal = Depends(app_pri
                 "message_id": message_id,
                 "conversation_id": conversation_id,
                 "mode": "chat",
-                "answer": summary["answer"],
+                "answer": answer.text,
                 "metadata": {
-                    "usage": usage_json(request, summary["usage"], started),
-                    "retriever_resources": retriever_resources(bot, summary["citations"]),
+                    "usage": usage_json(request, answer.usage, started),
+                    "retriever_resources": retriever_resources(bot, answer.citations),
                 },
                 "created_at": created_at,
             },
@@ -388,58 +336,51 @@ async def chat_messages(request: Request, principal: Principal = Depends(app_pri
     ids = {"task_id": task_id, "message_id": message_id, "conversation_id": conversation_id}
 
     async def frames() -> AsyncIterator[str]:
-        citations: list[dict[str, Any]] = []
-        usage: dict[str, Any] | None = None
+        citations: tuple[ev.Citation, ...] = ()
+        usage: ev.Usage | None = None
         events = turn.events()
         try:
-            with turn_stops(request).running((bot.id, user, task_id)) as stopped:
+            with runtime_of(request).turn_stops.running((bot.id, user, task_id)) as stopped:
                 async for event in events:
-                    if isinstance(event, ev.Delta):
-                        yield frame(
-                            {
-                                "event": "message",
-                                **ids,
-                                "id": message_id,
-                                "answer": event.text,
-                                "created_at": created_at,
-                            }
-                        )
-                    elif isinstance(event, ev.Replace):
-                        yield frame(
-                            {
-                                "event": "message_replace",
-                                **ids,
-                                "answer": event.text,
-                                "created_at": created_at,
-                            }
-                        )
-                    elif isinstance(event, ev.Citations):
-                        citations = [citation_json(c) for c in event.citations]
-                    elif isinstance(event, ev.Usage):
-                        usage = {
-                            "prompt_tokens": event.prompt_tokens,
-                            "completion_tokens": event.completion_tokens,
-                            "model": event.model,
-                            "cost": event.cost,
-                        }
-                    elif isinstance(event, ev.Error):
-                        status = TURN_ERROR_STATUS.get(event.code, UPSTREAM_FAILURE_STATUS)
-                        code, message, status = dify_code(
-                            ChatwellError(event.message, code=event.code), status
-                        )
-                        yield frame(
-                            {
-                                "event": "error",
-                                "task_id": task_id,
-                                "message_id": message_id,
-                                "status": status,
-                                "code": code,
-                                "message": message,
-                            }
-                        )
-                        return
-                    elif isinstance(event, ev.Done):
-                        break
+                    match event:
+                        case ev.Delta(text=text):
+                            yield frame(
+                                {
+                                    "event": "message",
+                                    **ids,
+                                    "id": message_id,
+                                    "answer": text,
+                                    "created_at": created_at,
+                                }
+                            )
+                        case ev.Replace(text=text):
+                            yield frame(
+                                {
+                                    "event": "message_replace",
+                                    **ids,
+                                    "answer": text,
+                                    "created_at": created_at,
+                                }
+                            )
+                        case ev.Citations():
+                            citations = event.citations
+                        case ev.Usage():
+                            usage = event
+                        case ev.Error():
+                            code, message, status = dify_code(*turn_failure(event))
+                            yield frame(
+                                {
+                                    "event": "error",
+                                    "task_id": task_id,
+                                    "message_id": message_id,
+                                    "status": status,
+                                    "code": code,
+                                    "message": message,
+                                }
+                            )
+                            return
+                        case ev.Done():
+                            break
                     if stopped.is_set():
                         break  # closing the turn below stores it as cancelled, with what was said
         finally:
@@ -473,7 +414,7 @@ async def stop_chat_message(
 ) -> dict[str, Any]:
     data = await parse_body(request, UserIn)
     bot = await app_bot(request, principal)
-    turn_stops(request).stop((bot.id, end_user(bot, principal, data.user), task_id))
+    runtime_of(request).turn_stops.stop((bot.id, end_user(bot, principal, data.user), task_id))
     return {"result": "success"}
 
 
@@ -486,8 +427,8 @@ async def upload_file(
 ) -> dict[str, Any]:
     bot = await app_bot(request, principal)
     model = (
-        chat_service(request)
-        .models.resolve(ModelSettings.model_validate(bot.model_settings or {}))
+        runtime_of(request)
+        .chat.models.resolve(ModelSettings.model_validate(bot.model_settings or {}))
         .model
     )
     try:
@@ -588,7 +529,7 @@ async def list_messages(
     if not conversation_id:
         return {"limit": limit, "has_more": False, "data": []}
     page, has_more = await end_users.exchanges_page(
-        db_of(request), owner, conversation_id, limit=limit, first_id=first_id or None
+        runtime_of(request).db, owner, conversation_id, limit=limit, first_id=first_id or None
     )
     return {
         "limit": limit,
@@ -612,7 +553,7 @@ async def message_feedback(
     bot = await app_bot(request, principal)
     rating = {"like": "positive", "dislike": "negative"}.get(data.rating or "")
     await end_users.set_feedback(
-        db_of(request),
+        runtime_of(request).db,
         end_user(bot, principal, data.user),
         message_id,
         rating=rating,
@@ -630,10 +571,10 @@ async def suggested(
 ) -> dict[str, Any]:
     bot = await app_bot(request, principal)
     owner = end_user(bot, principal, check_user(user))
-    answer: Message = await end_users.answer_of(db_of(request), owner, message_id)
+    answer: Message = await end_users.answer_of(runtime_of(request).db, owner, message_id)
     asked = {
         (e.question.content.strip().lower() if e.question else "")
-        for e in await end_users.exchanges(db_of(request), owner, answer.conversation_id)
+        for e in await end_users.exchanges(runtime_of(request).db, owner, answer.conversation_id)
     }
     return {
         "result": "success",
@@ -652,7 +593,7 @@ async def list_conversations(
 ) -> dict[str, Any]:
     bot = await app_bot(request, principal)
     found, has_more = await end_users.list_conversations(
-        db_of(request),
+        runtime_of(request).db,
         end_user(bot, principal, check_user(user)),
         limit=limit,
         last_id=last_id or None,
@@ -677,7 +618,10 @@ async def delete_conversation(
     data = await parse_body(request, UserBodyIn) if await request.body() else UserBodyIn()
     bot = await app_bot(request, principal)
     await end_users.delete(
-        db_of(request), end_user(bot, principal, data.user), conversation_id, principal=principal
+        runtime_of(request).db,
+        end_user(bot, principal, data.user),
+        conversation_id,
+        principal=principal,
     )
     return Response(status_code=204)
 
@@ -700,7 +644,7 @@ async def rename_conversation(
         first = next(
             (
                 e.question
-                for e in await end_users.exchanges(db_of(request), owner, conversation_id)
+                for e in await end_users.exchanges(runtime_of(request).db, owner, conversation_id)
                 if e.question is not None
             ),
             None,
@@ -710,7 +654,7 @@ async def rename_conversation(
         name = data.name.strip()
     else:
         raise InvalidRequest("name is required when auto_generate is false")
-    conversation = await end_users.rename(db_of(request), owner, conversation_id, name)
+    conversation = await end_users.rename(runtime_of(request).db, owner, conversation_id, name)
     return conversation_json(bot, conversation)
 
 
@@ -724,8 +668,8 @@ async def parameters(
     bot = await app_bot(request, principal)
     answer = AnswerSettings.model_validate(bot.answer_settings or {})
     model = (
-        chat_service(request)
-        .models.resolve(ModelSettings.model_validate(bot.model_settings or {}))
+        runtime_of(request)
+        .chat.models.resolve(ModelSettings.model_validate(bot.model_settings or {}))
         .model
     )
     suggested_questions = list(bot.suggested_questions or [])

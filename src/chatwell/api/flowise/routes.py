@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -48,27 +48,19 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from chatwell.api.cors import allow_cors
+from chatwell.api.deps import authenticate, bearer, runtime_of
 from chatwell.api.dialect import (
-    admit_keyed_chat,
-    authenticate,
-    bearer,
-    chat_limits,
-    chat_service,
+    caller_of,
     check_bot_origin,
-    client_ip,
-    db_of,
-    limit_headers,
     parse_body,
-    turn_error,
 )
+from chatwell.api.encoders import failed_reply
 from chatwell.api.errors import ErrorDoc
-from chatwell.api.native.chat import check_image, citation_json, collect
+from chatwell.api.native.chat import check_image
 from chatwell.api.sse import sse_response
-from chatwell.api.turn_stops import turn_stops
-from chatwell.chat.service import ChatRequest
+from chatwell.chat.turns import open_turn
 from chatwell.domain import events as ev
 from chatwell.domain.auth import Principal
-from chatwell.domain.events import HistoryTurn
 from chatwell.domain.models import AnswerSettings, ContactFormSettings, ModelSettings
 from chatwell.errors import ChatwellError, Forbidden, InvalidRequest, NotFound, Unauthenticated
 from chatwell.services import bots, end_users, leads
@@ -137,13 +129,13 @@ async def chatflow(request: Request, ref: str) -> tuple[Bot, Principal | None]:
     secret = bearer(request)
     if secret:
         principal = await authenticate(request, secret)
-        bot = await bots.get_bot(db_of(request), principal=principal, ref=ref)
+        bot = await bots.get_bot(runtime_of(request).db, principal=principal, ref=ref)
         if not bot.active:
             raise Forbidden("this bot is inactive", code="bot_inactive")
         check_bot_origin(request, bot, principal)
         return bot, principal
     try:
-        bot = await bots.get_public_bot(db_of(request), ref=ref)
+        bot = await bots.get_public_bot(runtime_of(request).db, ref=ref)
     except Forbidden as exc:
         if exc.code != "bot_not_public":
             raise
@@ -164,14 +156,9 @@ class HistoryItem(BaseModel):
     content: str | None = Field(None, max_length=8_000)
     message: str | None = Field(None, max_length=8_000)
 
-    def turn(self) -> HistoryTurn | None:
-        text = self.content if self.content is not None else self.message
-        kind = (self.role or self.type or "").lower()
-        if not text:
-            return None
-        return HistoryTurn(
-            "assistant" if kind in ("apimessage", "assistant", "ai") else "user", text
-        )
+    def pair(self) -> tuple[str | None, str | None]:
+        """(role, text): Flowise clients send either spelling."""
+        return self.role or self.type, self.content if self.content is not None else self.message
 
 
 class Upload(BaseModel):
@@ -215,17 +202,17 @@ def _image(uploads: list[Upload] | None) -> Any:
     return None
 
 
-def source_documents(citations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def source_documents(citations: Sequence[ev.Citation]) -> list[dict[str, Any]]:
     return [
         {
-            "pageContent": c["snippet"],
+            "pageContent": c.snippet,
             "metadata": {
-                "source": c["url"] or c["title"],
-                "title": c["title"],
-                "page": c["page"],
-                "score": c["score"],
-                "source_id": c["source_id"],
-                "index": c["index"],
+                "source": c.url or c.title,
+                "title": c.title,
+                "page": c.page,
+                "score": c.score,
+                "source_id": str(c.source_id),
+                "index": c.index,
             },
         }
         for c in citations
@@ -236,33 +223,19 @@ def source_documents(citations: list[dict[str, Any]]) -> list[dict[str, Any]]:
 async def prediction(chatflowid: str, request: Request) -> Any:
     bot, principal = await chatflow(request, chatflowid)
     data = await parse_body(request, PredictionIn)
-    limits = chat_limits(request)
-    decision = await (
-        admit_keyed_chat(request, bot, principal)
-        if principal
-        else limits.public_chat(bot, client_ip(request))
-    )
-    headers = limit_headers(decision)
     session_id = data.session_id() or str(uuid.uuid4())
     chat_id = data.chatId or session_id
-    ref = await resolve_session(
-        db_of(request), bot=bot, door=DOOR, principal=principal, client_session_id=session_id
+    opened = await open_turn(
+        runtime_of(request).chat,
+        caller_of(request, principal),
+        door=DOOR,
+        bot=bot,
+        question=data.question,
+        history=[item.pair() for item in data.history or []],
+        client_session_id=session_id,
+        image=_image(data.uploads),
     )
-    history = [t for t in (item.turn() for item in data.history or []) if t is not None]
-    turn = await chat_service(request).start(
-        ChatRequest(
-            bot=bot,
-            question=data.question,
-            channel=DOOR,
-            conversation_id=ref.conversation_id,
-            session_id=ref.session_id,
-            session_scope=ref.scope,
-            history=history,
-            api_key_id=principal.key_id if principal else None,
-            client_ip=client_ip(request),
-            image=_image(data.uploads),
-        )
-    )
+    turn, headers, ref = opened.turn, opened.limit_headers(), opened.session
     message_id = str(turn.answer_id)
     ids = {
         "chatId": chat_id,
@@ -272,42 +245,40 @@ async def prediction(chatflowid: str, request: Request) -> Any:
     }
 
     if not data.streaming:
-        summary = await collect(turn)
-        if (failed := turn_error(summary, flowise_error, headers=headers)) is not None:
+        answer = await turn.collect()
+        if (failed := failed_reply(answer.error, flowise_error, headers=headers)) is not None:
             return failed
         body: dict[str, Any] = {
-            "text": summary["answer"],
+            "text": answer.text,
             "question": data.question,
             "chatId": chat_id,
             "chatMessageId": message_id,
             "isStreamValid": False,
             "sessionId": session_id,
         }
-        if summary["citations"]:
-            body["sourceDocuments"] = source_documents(summary["citations"])
+        if answer.citations:
+            body["sourceDocuments"] = source_documents(answer.citations)
         return JSONResponse(body, headers=headers)
 
     async def frames() -> AsyncIterator[str]:
         events = turn.events()
         yield frame("start", "")
         try:
-            with turn_stops(request).running((bot.id, ref.scope, chat_id)) as stopped:
+            with runtime_of(request).turn_stops.running((bot.id, ref.scope, chat_id)) as stopped:
                 async for event in events:
-                    if isinstance(event, ev.Delta):
-                        yield frame("token", event.text)
-                    elif isinstance(event, ev.Replace):
-                        yield frame("replace", event.text)
-                    elif isinstance(event, ev.Citations):
-                        yield frame(
-                            "sourceDocuments",
-                            source_documents([citation_json(c) for c in event.citations]),
-                        )
-                    elif isinstance(event, ev.Error):
-                        yield frame("error", event.message)
-                        break
-                    elif isinstance(event, ev.Done):
-                        yield frame("metadata", ids)
-                        break
+                    match event:
+                        case ev.Delta(text=text):
+                            yield frame("token", text)
+                        case ev.Replace(text=text):
+                            yield frame("replace", text)
+                        case ev.Citations(citations=citations):
+                            yield frame("sourceDocuments", source_documents(citations))
+                        case ev.Error(message=message):
+                            yield frame("error", message)
+                            break
+                        case ev.Done():
+                            yield frame("metadata", ids)
+                            break
                     if stopped.is_set():
                         yield frame("abort", "[DONE]")
                         break
@@ -323,7 +294,7 @@ async def prediction(chatflowid: str, request: Request) -> Any:
 @router.put("/chatmessage/abort/{chatflowid}/{chat_id}")
 async def abort_chat_message(chatflowid: str, chat_id: str, request: Request) -> dict[str, Any]:
     bot, principal = await chatflow(request, chatflowid)
-    turn_stops(request).stop((bot.id, session_scope(DOOR, principal), chat_id))
+    runtime_of(request).turn_stops.stop((bot.id, session_scope(DOOR, principal), chat_id))
     return {"status": 200, "message": "Chat message aborted"}
 
 
@@ -338,13 +309,13 @@ async def chatflows_streaming(chatflowid: str, request: Request) -> dict[str, An
 
 @router.get("/public-chatbotConfig/{chatflowid}")
 async def public_chatbot_config(chatflowid: str, request: Request) -> dict[str, Any]:
-    bot = await bots.get_public_bot(db_of(request), ref=chatflowid)
+    bot = await bots.get_public_bot(runtime_of(request).db, ref=chatflowid)
     check_bot_origin(request, bot)
     form = ContactFormSettings.model_validate(bot.contact_form or {})
     names = {f.name for f in form.fields} if form.fields else {"name", "email", "phone"}
     model = (
-        chat_service(request)
-        .models.resolve(ModelSettings.model_validate(bot.model_settings or {}))
+        runtime_of(request)
+        .chat.models.resolve(ModelSettings.model_validate(bot.model_settings or {}))
         .model
     )
     config: dict[str, Any] = {
@@ -410,7 +381,11 @@ async def create_feedback(chatflowid: str, request: Request) -> dict[str, Any]:
     data = await parse_body(request, FeedbackIn)
     user = EndUser(bot.id, session_scope(DOOR, principal), data.chatId)
     message = await end_users.set_feedback(
-        db_of(request), user, data.messageId, rating=RATINGS[data.rating], comment=data.content
+        runtime_of(request).db,
+        user,
+        data.messageId,
+        rating=RATINGS[data.rating],
+        comment=data.content,
     )
     return feedback_json(bot, data.chatId, message)
 
@@ -426,14 +401,14 @@ async def update_feedback(feedback_id: str, request: Request) -> dict[str, Any]:
     data = await parse_body(request, FeedbackUpdateIn)
     if secret := bearer(request):
         await authenticate(request, secret)  # a wrong key is refused before any lookup
-    conversation = await end_users.rated_conversation(db_of(request), feedback_id)
+    conversation = await end_users.rated_conversation(runtime_of(request).db, feedback_id)
     try:
         bot, principal = await chatflow(request, str(conversation.bot_id))
     except ChatwellError:
         # The request names no bot: a rating the caller may not reach reads as one that does not exist.
         raise NotFound("feedback not found", code="feedback_not_found") from None
     message, conversation = await end_users.comment_on_rated(
-        db_of(request),
+        runtime_of(request).db,
         bot_id=bot.id,
         scopes=(session_scope(DOOR, principal),),
         message_id=feedback_id,
@@ -483,10 +458,10 @@ async def create_lead(request: Request) -> dict[str, Any]:
         ),
     )
     ref = await resolve_session(
-        db_of(request), bot=bot, door=DOOR, principal=principal, client_session_id=chat_id
+        runtime_of(request).db, bot=bot, door=DOOR, principal=principal, client_session_id=chat_id
     )
     lead = await leads.create_lead(
-        db_of(request),
+        runtime_of(request).db,
         bot=bot,
         conversation_id=ref.conversation_id,
         name=clean.name,
@@ -512,7 +487,13 @@ async def list_leads(chatflowid: str, request: Request) -> list[dict[str, Any]]:
     if principal.bot_id is not None:
         raise Forbidden("leads need a workspace key", code="insufficient_scope")
     found = await leads.list_leads(
-        db_of(request), principal=principal, bot_id=bot.id, start=None, end=None, page=1, size=100
+        runtime_of(request).db,
+        principal=principal,
+        bot_id=bot.id,
+        start=None,
+        end=None,
+        page=1,
+        size=100,
     )
     return [lead_json(bot, "", lead) for lead in found]
 
@@ -531,7 +512,7 @@ async def chat_messages(
     bot, principal = await _keyed(request, chatflowid)
     # A bot key reads its own chats; a workspace key every chat of this door (visitors' and keys').
     found = await end_users.session_messages(
-        db_of(request),
+        runtime_of(request).db,
         bot_id=bot.id,
         scopes=(session_scope(DOOR, principal),),
         door=DOOR if principal.bot_id is None else None,

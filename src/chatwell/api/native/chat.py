@@ -17,20 +17,22 @@ from typing import Any, Literal
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from chatwell.api.deps import DbDep, PrincipalDep, WorkspacePrincipalDep
-from chatwell.api.dialect import TURN_ERROR_STATUS, UPSTREAM_FAILURE_STATUS, admit_keyed_chat
+from chatwell.api.deps import DbDep, PrincipalDep, RuntimeDep, WorkspacePrincipalDep
+from chatwell.api.dialect import caller_of
+from chatwell.api.encoders import citation_json, turn_failure
 from chatwell.api.native.leads import LeadOut
 from chatwell.api.native.schemas import ListOut
 from chatwell.api.sse import frame, sse_response
-from chatwell.chat.service import ChatRequest, ChatService, Turn
+from chatwell.chat.answer import Answer
+from chatwell.chat.turns import open_turn
 from chatwell.domain import events as ev
 from chatwell.errors import InvalidRequest
 from chatwell.llm.base import ModelImage
-from chatwell.services import bots, conversations, sessions
+from chatwell.services import bots, conversations
 from chatwell.services.conversations import iso
-from chatwell.services.sessions import SessionRef
 
 router = APIRouter(tags=["chat"])
+CANCELLED = {"cancelled": 499}  # the client went away (nginx's status for it)
 
 
 class ChatIn(BaseModel):
@@ -66,38 +68,48 @@ def check_image(data: str | None, media_type: str | None) -> ModelImage | None:
 
 
 def event_payload(event: ev.ChatEvent) -> tuple[str, dict[str, Any]]:
-    """The native name and JSON body of an event (other dialects reuse the JSON of citations)."""
-    if isinstance(event, ev.Status):
-        return "status", {"stage": event.stage}
-    if isinstance(event, ev.Delta):
-        return "delta", {"text": event.text}
-    if isinstance(event, ev.Replace):
-        return "replace", {"text": event.text}
-    if isinstance(event, ev.Notice):
-        return "notice", {"code": event.code, "level": event.level, "message": event.message}
-    if isinstance(event, ev.Citations):
-        return "citations", {"citations": [citation_json(c) for c in event.citations]}
-    if isinstance(event, ev.Usage):
-        return "usage", asdict(event)
-    if isinstance(event, ev.Done):
-        return "done", {
-            "conversation_id": _str(event.conversation_id),
-            "message_id": _str(event.message_id),
-            "answered": event.answered,
-        }
-    assert isinstance(event, ev.Error)
-    return "error", {"code": event.code, "message": event.message}
+    """The native name and JSON body of an event."""
+    match event:
+        case ev.Status(stage=stage):
+            return "status", {"stage": stage}
+        case ev.Delta(text=text):
+            return "delta", {"text": text}
+        case ev.Replace(text=text):
+            return "replace", {"text": text}
+        case ev.Notice():
+            return "notice", notice_json(event)
+        case ev.Citations(citations=citations):
+            return "citations", {"citations": [citation_json(c) for c in citations]}
+        case ev.Usage():
+            return "usage", asdict(event)
+        case ev.Done():
+            return "done", {
+                "conversation_id": _str(event.conversation_id),
+                "message_id": _str(event.message_id),
+                "answered": event.answered,
+            }
+        case ev.Error(code=code, message=message):
+            return "error", {"code": code, "message": message}
+        case ev.ToolCall():  # only for callers that offer tools, which this door does not
+            return "tool_call", asdict(event)
 
 
-def citation_json(c: ev.Citation) -> dict[str, Any]:
+def notice_json(notice: ev.Notice) -> dict[str, Any]:
+    return {"code": notice.code, "level": notice.level, "message": notice.message}
+
+
+def answer_json(answer: Answer) -> dict[str, Any]:
+    """The native one-piece reply: the answer and everything the stream would have said."""
+    error = answer.error
     return {
-        "index": c.index,
-        "source_id": str(c.source_id),
-        "title": c.title,
-        "url": c.url,
-        "page": c.page,
-        "score": c.score,
-        "snippet": c.snippet,
+        "answer": answer.text,
+        "conversation_id": _str(answer.conversation_id),
+        "message_id": _str(answer.message_id),
+        "citations": [citation_json(c) for c in answer.citations],
+        "usage": asdict(answer.usage) if answer.usage else None,
+        "notices": [notice_json(n) for n in answer.notices],
+        "error": {"code": error.code, "message": error.message} if error else None,
+        "answered": answer.answered,
     }
 
 
@@ -105,75 +117,28 @@ def _str(value: uuid.UUID | None) -> str | None:
     return str(value) if value else None
 
 
-async def collect(turn: Turn) -> dict[str, Any]:
-    """Run a turn to the end and sum it up (the non-streaming reply of every dialect)."""
-    text: list[str] = []
-    summary: dict[str, Any] = {
-        "answer": "",
-        "conversation_id": _str(turn.conversation_id),
-        "message_id": None,
-        "citations": [],
-        "usage": None,
-        "notices": [],
-        "error": None,
-        "answered": None,
-    }
-    async for event in turn.events():
-        if isinstance(event, ev.Delta):
-            text.append(event.text)
-        elif isinstance(event, ev.Replace):
-            text = [event.text]
-        elif isinstance(event, ev.Citations):
-            summary["citations"] = [citation_json(c) for c in event.citations]
-        elif isinstance(event, ev.Usage):
-            summary["usage"] = asdict(event)
-        elif isinstance(event, ev.Notice):
-            summary["notices"].append(event_payload(event)[1])
-        elif isinstance(event, ev.Done):
-            summary["message_id"] = _str(event.message_id)
-            summary["answered"] = event.answered
-        elif isinstance(event, ev.Error):
-            summary["error"] = {"code": event.code, "message": event.message}
-    summary["answer"] = "".join(text)
-    return summary
-
-
-def chat_service(request: Request) -> ChatService:
-    return request.app.state.chat
-
-
 @router.post("/v1/bots/{bot_id}/chat", responses={200: {"content": {"text/event-stream": {}}}})
 async def chat(
-    bot_id: str, data: ChatIn, request: Request, principal: PrincipalDep, db: DbDep
+    bot_id: str, data: ChatIn, request: Request, principal: PrincipalDep, runtime: RuntimeDep
 ) -> Any:
-    bot = await bots.get_bot(db, principal=principal, ref=bot_id)
-    await admit_keyed_chat(request, bot, principal)
-    ref = (
-        SessionRef(None, None)
-        if data.private
-        else await sessions.resolve_session(
-            db, bot=bot, door="native", principal=principal, conversation_id=data.conversation_id
-        )
+    opened = await open_turn(
+        runtime.chat,
+        caller_of(request, principal),
+        door="native",
+        bot=bot_id,
+        question=data.message,
+        private=data.private,
+        conversation_id=data.conversation_id,
+        metadata=data.metadata,
+        image=check_image(data.image_data, data.image_media_type),
     )
-    turn = await chat_service(request).start(
-        ChatRequest(
-            bot=bot,
-            question=data.message,
-            channel="native",
-            conversation_id=ref.conversation_id,
-            session_id=ref.session_id,
-            session_scope=ref.scope,
-            private=data.private,
-            api_key_id=principal.key_id if principal.key_id.int else None,
-            client_ip=request.client.host if request.client else None,
-            metadata=data.metadata,
-            image=check_image(data.image_data, data.image_media_type),
-        )
-    )
+    turn = opened.turn
     if not data.stream:
-        summary = await collect(turn)
-        status = 200 if summary["error"] is None else _status_of(summary["error"]["code"])
-        return Response(content=_json(summary), media_type="application/json", status_code=status)
+        answer = await turn.collect()
+        status = 200 if answer.error is None else turn_failure(answer.error, statuses=CANCELLED)[1]
+        return Response(
+            content=_json(answer_json(answer)), media_type="application/json", status_code=status
+        )
 
     async def frames() -> AsyncIterator[str]:
         async for event in turn.events():
@@ -181,10 +146,6 @@ async def chat(
             yield frame(payload, event=name)
 
     return sse_response(frames())
-
-
-def _status_of(code: str) -> int:
-    return {**TURN_ERROR_STATUS, "cancelled": 499}.get(code, UPSTREAM_FAILURE_STATUS)
 
 
 def _json(value: Any) -> bytes:

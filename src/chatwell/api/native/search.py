@@ -7,7 +7,7 @@ import uuid
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from chatwell.api.deps import DbDep, PrincipalDep
+from chatwell.api.deps import DbDep, PrincipalDep, runtime_of
 from chatwell.api.dialect import check_key_for_bot
 from chatwell.services import bots
 
@@ -44,7 +44,7 @@ async def search(
 ) -> SearchOut:
     bot = await bots.get_bot(db, principal=principal, ref=bot_id)
     check_key_for_bot(request, bot, principal)
-    result = await request.app.state.knowledge.retriever.search(
+    result = await runtime_of(request).knowledge.retriever.search(
         bot_id=bot.id, query=data.query, k=data.k
     )
     return SearchOut(

@@ -20,28 +20,26 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from chatwell.api.deps import DbDep, PrincipalDep
-from chatwell.api.dialect import check_key_for_bot
+from chatwell.api.deps import DbDep, PrincipalDep, runtime_of
+from chatwell.api.dialect import caller_of, check_key_for_bot
 from chatwell.api.openai.routes import DOOR, ContentPart, text_of
 from chatwell.api.openai.wire import (
-    Answer,
-    admit,
     bot_of_model,
+    decision_headers,
     failed_turn,
     read_headers,
-    run_turn,
     split_messages,
     thread_key,
     unsupported,
 )
 from chatwell.api.sse import frame, sse_response
-from chatwell.chat.service import ChatRequest
+from chatwell.chat.answer import Answer
+from chatwell.chat.turns import open_turn
 from chatwell.domain import events as ev
 from chatwell.domain.models import Permission
 from chatwell.errors import InvalidRequest, NotFound
 from chatwell.llm.base import GenerationOptions, ModelMessage, ModelToolCall
 from chatwell.services import bots, conversations, keys, sessions
-from chatwell.services.sessions import SessionRef
 from chatwell.storage.tables import Bot
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -485,43 +483,29 @@ async def create_response(
         messages = continued(previous, messages)
     instructions, history, question, tool_turns = split_messages(messages, param="input")
     options = data.options(instructions, tool_turns)
-    chat = request.app.state.chat
+    chat = runtime_of(request).chat
     chat.check_options(bot, options)
-    ref = (
-        SessionRef(None, None)
-        if not data.store
-        else await sessions.resolve_session(
-            db,
-            bot=bot,
-            door=DOOR,
-            principal=principal,
-            client_session_id=data.user,
-            conversation_id=conversation_id,
-            continue_latest=False,
-        )
+    opened = await open_turn(
+        chat,
+        caller_of(request, principal),
+        door=DOOR,
+        bot=bot,
+        question=question,
+        history=history,
+        private=not data.store,
+        client_session_id=data.user,
+        conversation_id=conversation_id,
+        continue_latest=False,
+        require_credit=True,
+        options=options,
+        thread_key=thread_key(principal, data.user),
     )
-    headers = await admit(request, bot, principal)
-    turn = await chat.start(
-        ChatRequest(
-            bot=bot,
-            question=question,
-            channel=DOOR,
-            conversation_id=ref.conversation_id,
-            session_id=ref.session_id,
-            session_scope=ref.scope,
-            history=history,
-            private=not data.store,
-            api_key_id=principal.key_id,
-            options=options,
-            client_ip=request.client.host if request.client else None,
-            thread_key=thread_key(principal, data.user),
-        )
-    )
+    turn, headers = opened.turn, decision_headers(opened.decision)
     encoder = Encoder(
         bot, data, response_id(turn.user_message_id), previous=data.previous_response_id
     )
     if not data.stream:
-        answer = await run_turn(turn)
+        answer = await turn.collect()
         if answer.error is not None:
             return failed_turn(answer.error, headers)
         return JSONResponse(encoder.finished(answer), headers=headers)
@@ -557,36 +541,37 @@ async def stream(encoder: Encoder, turn: Any) -> AsyncIterator[str]:
         ]
 
     async for chat_event in turn.events():
-        if isinstance(chat_event, (ev.Delta, ev.Replace)):
-            if not opened:
-                opened = True
-                for piece in open_message():
-                    yield piece
-            delta = (
-                chat_event.text if isinstance(chat_event, ev.Delta) else "\n\n" + chat_event.text
-            )
-            text = text + delta if isinstance(chat_event, ev.Delta) else chat_event.text
-            yield event(
-                "response.output_text.delta",
-                item_id=item_id,
-                output_index=0,
-                content_index=0,
-                delta=delta,
-                logprobs=[],
-            )
-        elif isinstance(chat_event, ev.Citations):
-            citations = chat_event.citations
-        elif isinstance(chat_event, ev.ToolCall):
-            calls.append(chat_event)
-        elif isinstance(chat_event, ev.Usage):
-            answer.usage = chat_event
-        elif isinstance(chat_event, ev.Done):
-            answer.done = chat_event
-        elif isinstance(chat_event, ev.Error):
-            error = {"code": chat_event.code, "message": chat_event.message}
-            yield event("error", code=chat_event.code, message=chat_event.message, param=None)
-            yield event("response.failed", response=encoder.response("failed", [], error=error))
-            return
+        match chat_event:
+            case ev.Delta(text=piece) | ev.Replace(text=piece):
+                if not opened:
+                    opened = True
+                    for frame_text in open_message():
+                        yield frame_text
+                # The format can't retract text: a replacement follows what was sent.
+                replaced = isinstance(chat_event, ev.Replace)
+                delta = "\n\n" + piece if replaced else piece
+                text = piece if replaced else text + piece
+                yield event(
+                    "response.output_text.delta",
+                    item_id=item_id,
+                    output_index=0,
+                    content_index=0,
+                    delta=delta,
+                    logprobs=[],
+                )
+            case ev.Citations():
+                citations = chat_event.citations
+            case ev.ToolCall():
+                calls.append(chat_event)
+            case ev.Usage():
+                answer.usage = chat_event
+            case ev.Done():
+                answer.done = chat_event
+            case ev.Error(code=code, message=message):
+                error = {"code": code, "message": message}
+                yield event("error", code=code, message=message, param=None)
+                yield event("response.failed", response=encoder.response("failed", [], error=error))
+                return
     if not opened and not calls:
         opened = True
         for piece in open_message():

@@ -13,27 +13,28 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from chatwell.api.deps import DbDep, PrincipalDep
-from chatwell.api.native.chat import citation_json
+from chatwell.api.deps import DbDep, PrincipalDep, runtime_of
+from chatwell.api.dialect import caller_of
+from chatwell.api.encoders import citation_json
 from chatwell.api.openai.wire import (
     ERROR_DOC,
-    admit,
     bot_of_model,
+    decision_headers,
     failed_turn,
     openai_error,
     read_headers,
-    run_turn,
     split_messages,
     thread_key,
     unsupported,
     usage_counts,
 )
 from chatwell.api.sse import frame, sse_response
-from chatwell.chat.service import ChatRequest
+from chatwell.chat.service import Turn
+from chatwell.chat.turns import open_turn
 from chatwell.domain import events as ev
 from chatwell.domain.auth import Principal
 from chatwell.llm.base import GenerationOptions, ModelMessage, ModelToolCall
-from chatwell.services import bots, sessions
+from chatwell.services import bots
 from chatwell.storage.tables import Bot
 
 __all__ = ["ERROR_DOC", "openai_error", "router"]
@@ -243,13 +244,7 @@ def model_json(bot: Bot) -> dict[str, Any]:
 
 @router.get("/models")
 async def list_models(request: Request, principal: PrincipalDep, db: DbDep) -> JSONResponse:
-    found, cursor = [], None
-    while True:
-        page = await bots.list_bots(db, principal=principal, limit=100, cursor=cursor)
-        found.extend(page.items)
-        if not page.has_more:
-            break
-        cursor = page.next_cursor
+    found = await bots.all_bots(db, principal=principal)
     return JSONResponse(
         {"object": "list", "data": [model_json(b) for b in found]},
         headers=await read_headers(request, principal, None),
@@ -264,7 +259,7 @@ async def get_model(
     return JSONResponse(model_json(bot), headers=await read_headers(request, principal, bot))
 
 
-async def chat_request(
+async def open_openai_turn(
     request: Request,
     principal: Principal,
     bot: Bot,
@@ -273,30 +268,30 @@ async def chat_request(
     question: str,
     history: list[ev.HistoryTurn],
     options: GenerationOptions,
-) -> ChatRequest:
-    """The chat engine's request; ``user`` is the client's session id in this door's namespace."""
-    ref = await sessions.resolve_session(
-        request.app.state.db,
-        bot=bot,
+) -> tuple[Turn, dict[str, str]]:
+    """The turn and the OpenAI rate-limit headers; ``user`` is the client's session id in this
+    door's namespace. An empty workspace is refused before streaming (429 ``insufficient_quota``)."""
+    opened = await open_turn(
+        runtime_of(request).chat,
+        caller_of(request, principal),
         door=DOOR,
-        principal=principal,
+        bot=bot,
+        question=question,
+        history=history,
         client_session_id=data.user,
         conversation_id=data.conversation_id,
         continue_latest=False,
-    )
-    return ChatRequest(
-        bot=bot,
-        question=question,
-        channel=DOOR,
-        conversation_id=ref.conversation_id,
-        session_id=ref.session_id,
-        session_scope=ref.scope,
-        history=history,
-        api_key_id=principal.key_id,
-        client_ip=request.client.host if request.client else None,
+        require_credit=True,
         options=options,
         thread_key=thread_key(principal, data.user),
     )
+    return opened.turn, decision_headers(opened.decision)
+
+
+def error_frame(error: ev.Error) -> str:
+    """A failure after the stream opened, in OpenAI's error shape."""
+    body = {"message": error.message, "type": "server_error", "param": None, "code": error.code}
+    return frame({"error": body})
 
 
 def tool_call_json(call: ev.ToolCall, *, index: bool = False) -> dict[str, Any]:
@@ -325,17 +320,14 @@ async def chat_completions(
     data.refuse_unrelayable()
     instructions, history, question, tool_turns = split_messages(model_messages(data.messages))
     options = data.options(instructions, tool_turns)
-    request.app.state.chat.check_options(bot, options)
-    headers = await admit(request, bot, principal)
-    turn = await request.app.state.chat.start(
-        await chat_request(
-            request, principal, bot, data, question=question, history=history, options=options
-        )
+    runtime_of(request).chat.check_options(bot, options)
+    turn, headers = await open_openai_turn(
+        request, principal, bot, data, question=question, history=history, options=options
     )
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     if not data.stream:
-        answer = await run_turn(turn)
+        answer = await turn.collect()
         if answer.error is not None:
             return failed_turn(answer.error, headers)
         message: dict[str, Any] = {
@@ -385,37 +377,29 @@ async def chat_completions(
         citations: list[dict[str, Any]] = []
         usage: ev.Usage | None = None
         async for event in turn.events():
-            if isinstance(event, ev.Delta):
-                yield chunk({"content": event.text})
-            elif isinstance(event, ev.Replace):
-                # OpenAI's format can't retract text; send the replacement as content after a break.
-                yield chunk({"content": "\n\n" + event.text})
-            elif isinstance(event, ev.ToolCall):
-                yield chunk({"tool_calls": [tool_call_json(event, index=True)]})
-            elif isinstance(event, ev.Citations):
-                citations = [citation_json(c) for c in event.citations]
-            elif isinstance(event, ev.Usage):
-                usage = event
-            elif isinstance(event, ev.Error):
-                yield frame(
-                    {
-                        "error": {
-                            "message": event.message,
-                            "type": "server_error",
-                            "param": None,
-                            "code": event.code,
-                        }
-                    }
-                )
-                yield "data: [DONE]\n\n"
-                return
-            elif isinstance(event, ev.Done):
-                yield chunk(
-                    {},
-                    event.finish_reason,
-                    citations=citations,
-                    conversation_id=str(event.conversation_id) if event.conversation_id else None,
-                )
+            match event:
+                case ev.Delta(text=text):
+                    yield chunk({"content": text})
+                case ev.Replace(text=text):  # the format can't retract text: it follows a break
+                    yield chunk({"content": "\n\n" + text})
+                case ev.ToolCall():
+                    yield chunk({"tool_calls": [tool_call_json(event, index=True)]})
+                case ev.Citations():
+                    citations = [citation_json(c) for c in event.citations]
+                case ev.Usage():
+                    usage = event
+                case ev.Error():
+                    yield error_frame(event)
+                    yield "data: [DONE]\n\n"
+                    return
+                case ev.Done():
+                    conversation = event.conversation_id
+                    yield chunk(
+                        {},
+                        event.finish_reason,
+                        citations=citations,
+                        conversation_id=str(conversation) if conversation else None,
+                    )
         if include_usage and usage is not None:
             yield frame(
                 {
@@ -452,12 +436,9 @@ async def completions(
         stop=data.stops(),
         extra=data.sampling_extra(),
     )
-    request.app.state.chat.check_options(bot, options)
-    headers = await admit(request, bot, principal)
-    turn = await request.app.state.chat.start(
-        await chat_request(
-            request, principal, bot, data, question=question, history=history, options=options
-        )
+    runtime_of(request).chat.check_options(bot, options)
+    turn, headers = await open_openai_turn(
+        request, principal, bot, data, question=question, history=history, options=options
     )
     completion_id = f"cmpl-{uuid.uuid4().hex}"
     created = int(time.time())
@@ -475,7 +456,7 @@ async def completions(
         return reply
 
     if not data.stream:
-        answer = await run_turn(turn)
+        answer = await turn.collect()
         if answer.error is not None:
             return failed_turn(answer.error, headers)
         return JSONResponse(
@@ -487,28 +468,20 @@ async def completions(
     async def frames() -> AsyncIterator[str]:
         usage: ev.Usage | None = None
         async for event in turn.events():
-            if isinstance(event, ev.Delta):
-                yield frame(body(event.text, None))
-            elif isinstance(event, ev.Replace):
-                yield frame(body("\n\n" + event.text, None))
-            elif isinstance(event, ev.Usage):
-                usage = event
-            elif isinstance(event, ev.Error):
-                yield frame(
-                    {
-                        "error": {
-                            "message": event.message,
-                            "type": "server_error",
-                            "param": None,
-                            "code": event.code,
-                        }
-                    }
-                )
-                break
-            elif isinstance(event, ev.Done):
-                yield frame(body("", event.finish_reason))
-                if include_usage:
-                    yield frame({**body("", None, usage), "choices": []})
+            match event:
+                case ev.Delta(text=text):
+                    yield frame(body(text, None))
+                case ev.Replace(text=text):
+                    yield frame(body("\n\n" + text, None))
+                case ev.Usage():
+                    usage = event
+                case ev.Error():
+                    yield error_frame(event)
+                    break
+                case ev.Done(finish_reason=finish):
+                    yield frame(body("", finish))
+                    if include_usage:
+                        yield frame({**body("", None, usage), "choices": []})
         yield "data: [DONE]\n\n"
 
     response = sse_response(frames())

@@ -12,14 +12,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from chatwell.api.dialect import admit_keyed_chat, chat_limits, turn_error
+from chatwell.api.deps import runtime_of
+from chatwell.api.encoders import failed_reply
 from chatwell.api.errors import ErrorDoc, rate_limit_headers
-from chatwell.chat.service import Turn
 from chatwell.domain import events as ev
 from chatwell.domain.auth import Principal
 from chatwell.domain.events import HistoryTurn
@@ -128,18 +127,10 @@ async def bot_of_model(db: Database, principal: Principal, model: str) -> Bot:
         ) from None
 
 
-async def admit(request: Request, bot: Bot, principal: Principal) -> dict[str, str]:
-    """The key's scope and origin, then its limits (``admit_keyed_chat``), and the workspace's
-    credit (an empty one is 429 ``insufficient_quota``); the OpenAI rate-limit headers of the reply."""
-    decision = await admit_keyed_chat(request, bot, principal)
-    await request.app.state.chat.ensure_credit(bot)
-    return decision_headers(decision)
-
-
 async def read_headers(request: Request, principal: Principal, bot: Bot | None) -> dict[str, str]:
     """The rate-limit headers of a read (models, a stored response): the key's chat figures for
     ``bot``, as the next chat request would find them; a read counts against nothing."""
-    return decision_headers(await chat_limits(request).keyed_figures(principal, bot))
+    return decision_headers(await runtime_of(request).limits.keyed_figures(principal, bot))
 
 
 def unsupported(param: str, what: str) -> InvalidRequest:
@@ -190,52 +181,12 @@ def thread_key(principal: Principal, user: str | None) -> str:
     return f"openai:{principal.key_id}:{user or ''}"
 
 
-@dataclass(slots=True)
-class Answer:
-    """A turn run to its end, as the OpenAI doors reply in one piece."""
-
-    text: str = ""
-    citations: tuple[ev.Citation, ...] = ()
-    tool_calls: list[ev.ToolCall] = field(default_factory=list)
-    usage: ev.Usage | None = None
-    done: ev.Done | None = None
-    error: ev.Error | None = None
-
-    @property
-    def finish_reason(self) -> str:
-        return self.done.finish_reason if self.done else "stop"
-
-
-async def run_turn(turn: Turn) -> Answer:
-    answer, text = Answer(), []
-    async for event in turn.events():
-        if isinstance(event, ev.Delta):
-            text.append(event.text)
-        elif isinstance(event, ev.Replace):
-            text = [event.text]
-        elif isinstance(event, ev.Citations):
-            answer.citations = event.citations
-        elif isinstance(event, ev.ToolCall):
-            answer.tool_calls.append(event)
-        elif isinstance(event, ev.Usage):
-            answer.usage = event
-        elif isinstance(event, ev.Done):
-            answer.done = event
-        elif isinstance(event, ev.Error):
-            answer.error = event
-    answer.text = "".join(text)
-    return answer
-
-
 def usage_counts(usage: ev.Usage | None) -> tuple[int, int]:
     return (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
 
 
 def failed_turn(error: ev.Error, headers: Mapping[str, str]) -> JSONResponse:
     """The reply for a turn that ended in an error event (the chat engine's codes to statuses)."""
-    return turn_error(
-        {"error": {"code": error.code, "message": error.message}},
-        openai_error,
-        headers=headers,
-        statuses={"content_filtered": 400},
-    )
+    reply = failed_reply(error, openai_error, headers=headers)
+    assert reply is not None
+    return reply
