@@ -58,7 +58,7 @@ from chatwell.api.dialect import (
     check_bot_origin,
     parse_body,
 )
-from chatwell.api.encoders import failed_reply, turn_failure
+from chatwell.api.encoders import citation_json, failed_reply, turn_failure
 from chatwell.api.errors import ErrorDoc
 from chatwell.api.sse import frame, sse_response
 from chatwell.chat.turns import open_turn
@@ -265,21 +265,22 @@ def usage_json(request: Request, usage: ev.Usage | None, started: float) -> dict
     }
 
 
-def retriever_resources(bot: Bot, citations: Sequence[ev.Citation]) -> list[dict[str, Any]]:
+def retriever_resources(bot: Bot, citations: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Dify's resources, from citations as stored (``citation_json``)."""
     return [
         {
-            "position": c.index,
+            "position": c["index"],
             "dataset_id": str(bot.id),
             "dataset_name": bot.name,
-            "document_id": str(c.source_id),
-            "document_name": c.title,
+            "document_id": c["source_id"],
+            "document_name": c["title"],
             "data_source_type": "upload_file",
-            "segment_id": str(c.source_id),
+            "segment_id": c["source_id"],
             "retriever_from": "api",
-            "score": c.score,
-            "content": c.snippet,
-            "url": c.url,
-            "page": c.page,
+            "score": c["score"],
+            "content": c["snippet"],
+            "url": c["url"],
+            "page": c["page"],
         }
         for c in citations
     ]
@@ -326,7 +327,9 @@ async def chat_messages(request: Request, principal: Principal = Depends(app_pri
                 "answer": answer.text,
                 "metadata": {
                     "usage": usage_json(request, answer.usage, started),
-                    "retriever_resources": retriever_resources(bot, answer.citations),
+                    "retriever_resources": retriever_resources(
+                        bot, [citation_json(c) for c in answer.citations]
+                    ),
                 },
                 "created_at": created_at,
             },
@@ -393,7 +396,9 @@ async def chat_messages(request: Request, principal: Principal = Depends(app_pri
                 "created_at": created_at,
                 "metadata": {
                     "usage": usage_json(request, usage, started),
-                    "retriever_resources": retriever_resources(bot, citations),
+                    "retriever_resources": retriever_resources(
+                        bot, [citation_json(c) for c in citations]
+                    ),
                 },
             }
         )

@@ -54,7 +54,7 @@ from chatwell.api.dialect import (
     check_bot_origin,
     parse_body,
 )
-from chatwell.api.encoders import failed_reply
+from chatwell.api.encoders import citation_json, failed_reply
 from chatwell.api.errors import ErrorDoc
 from chatwell.api.native.chat import check_image
 from chatwell.api.sse import sse_response
@@ -202,17 +202,18 @@ def _image(uploads: list[Upload] | None) -> Any:
     return None
 
 
-def source_documents(citations: Sequence[ev.Citation]) -> list[dict[str, Any]]:
+def source_documents(citations: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Flowise's source documents, from citations as stored (``citation_json``)."""
     return [
         {
-            "pageContent": c.snippet,
+            "pageContent": c["snippet"],
             "metadata": {
-                "source": c.url or c.title,
-                "title": c.title,
-                "page": c.page,
-                "score": c.score,
-                "source_id": str(c.source_id),
-                "index": c.index,
+                "source": c["url"] or c["title"],
+                "title": c["title"],
+                "page": c["page"],
+                "score": c["score"],
+                "source_id": c["source_id"],
+                "index": c["index"],
             },
         }
         for c in citations
@@ -257,7 +258,7 @@ async def prediction(chatflowid: str, request: Request) -> Any:
             "sessionId": session_id,
         }
         if answer.citations:
-            body["sourceDocuments"] = source_documents(answer.citations)
+            body["sourceDocuments"] = source_documents([citation_json(c) for c in answer.citations])
         return JSONResponse(body, headers=headers)
 
     async def frames() -> AsyncIterator[str]:
@@ -272,7 +273,8 @@ async def prediction(chatflowid: str, request: Request) -> Any:
                         case ev.Replace(text=text):
                             yield frame("replace", text)
                         case ev.Citations(citations=citations):
-                            yield frame("sourceDocuments", source_documents(citations))
+                            documents = source_documents([citation_json(c) for c in citations])
+                            yield frame("sourceDocuments", documents)
                         case ev.Error(message=message):
                             yield frame("error", message)
                             break
