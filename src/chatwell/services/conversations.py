@@ -1,6 +1,6 @@
 """Conversations and messages for the workspace: reading, searching and exporting them,
-deleting them (GDPR), feedback, and a visitor's own history. A turn's own writes are
-``chat.persistence``."""
+deleting them (GDPR) and feedback. A turn's own writes are ``chat.persistence``; a widget
+visitor's own reads are ``services.visitor_history``."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from chatwell.domain.models import ConversationStatus, MessageRole, Permission
 from chatwell.errors import NotFound
 from chatwell.services.keys import require
 from chatwell.services.pagination import Page, page_of, paginate
-from chatwell.services.sessions import conversation_not_found, visitor_owns
+from chatwell.services.sessions import conversation_not_found
 from chatwell.storage.database import Database
 from chatwell.storage.tables import (
     Conversation,
@@ -35,35 +35,6 @@ def parse_uuid(value: str | uuid.UUID | None, error: NotFound) -> uuid.UUID | No
         return uuid.UUID(value)
     except ValueError:
         raise error from None
-
-
-async def session_messages(
-    db: Database, *, conversation_id: str, session_id: str, after: str | None = None
-) -> tuple[Conversation, list[Message]]:
-    """A public conversation's messages for the visitor session that opened it (anyone else, and
-    every keyed conversation: not found), optionally only those after the message ``after`` (polling)."""
-    cid = parse_uuid(conversation_id, conversation_not_found())
-    async with db.read() as session:
-        conversation = await session.get(Conversation, cid)
-        if not visitor_owns(conversation, session_id=session_id):
-            raise conversation_not_found()
-        assert conversation is not None
-        query = select(Message).where(
-            Message.conversation_id == conversation.id, Message.role != MessageRole.SYSTEM
-        )
-        if after is not None:
-            after_id = parse_uuid(after, NotFound("message not found", code="message_not_found"))
-            anchor = await session.get(Message, after_id)
-            if anchor is None or anchor.conversation_id != conversation.id:
-                raise NotFound("message not found", code="message_not_found")
-            query = query.where(
-                (Message.created_at > anchor.created_at)
-                | ((Message.created_at == anchor.created_at) & (Message.id > anchor.id))
-            )
-        messages = list(
-            (await session.scalars(query.order_by(Message.created_at, Message.id))).all()
-        )
-    return conversation, messages
 
 
 # ------------------------------------------------------------------------------- reading & GDPR
@@ -282,25 +253,6 @@ async def set_feedback(
             raise not_found
         message.feedback = rating
         message.feedback_comment = comment
-        return message
-
-
-async def set_session_feedback(
-    db: Database, *, session_id: str, message_id: str, rating: str | None
-) -> Message:
-    """A visitor's thumbs up/down (None clears it) on an answer of a conversation their session owns."""
-    not_found = NotFound("message not found", code="message_not_found")
-    mid = parse_uuid(message_id, not_found)
-    async with db.write() as session:
-        message = await session.get(Message, mid)
-        conversation = await session.get(Conversation, message.conversation_id) if message else None
-        if (
-            message is None
-            or not visitor_owns(conversation, session_id=session_id)
-            or message.role != MessageRole.ASSISTANT
-        ):
-            raise not_found
-        message.feedback = rating
         return message
 
 

@@ -11,14 +11,67 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from chatwell.errors import ChatwellError
+from sqlalchemy import select
+
+from chatwell.domain.models import MessageRole
+from chatwell.errors import ChatwellError, NotFound
 from chatwell.services import bots, conversations, sessions
 from chatwell.services.conversation_bus import Subscription
+from chatwell.services.conversations import parse_uuid
+from chatwell.services.sessions import conversation_not_found, visitor_owns
 from chatwell.storage.database import Database
 from chatwell.storage.tables import Bot, Conversation, Message
 
 # The live history re-reads the conversation after this long without a hint, in case one was lost.
 RESYNC_SECONDS = 15.0
+
+
+async def session_messages(
+    db: Database, *, conversation_id: str, session_id: str, after: str | None = None
+) -> tuple[Conversation, list[Message]]:
+    """A public conversation's messages for the visitor session that opened it (anyone else, and
+    every keyed conversation: not found), optionally only those after the message ``after`` (polling)."""
+    cid = parse_uuid(conversation_id, conversation_not_found())
+    async with db.read() as session:
+        conversation = await session.get(Conversation, cid)
+        if not visitor_owns(conversation, session_id=session_id):
+            raise conversation_not_found()
+        assert conversation is not None
+        query = select(Message).where(
+            Message.conversation_id == conversation.id, Message.role != MessageRole.SYSTEM
+        )
+        if after is not None:
+            after_id = parse_uuid(after, NotFound("message not found", code="message_not_found"))
+            anchor = await session.get(Message, after_id)
+            if anchor is None or anchor.conversation_id != conversation.id:
+                raise NotFound("message not found", code="message_not_found")
+            query = query.where(
+                (Message.created_at > anchor.created_at)
+                | ((Message.created_at == anchor.created_at) & (Message.id > anchor.id))
+            )
+        messages = list(
+            (await session.scalars(query.order_by(Message.created_at, Message.id))).all()
+        )
+    return conversation, messages
+
+
+async def set_session_feedback(
+    db: Database, *, session_id: str, message_id: str, rating: str | None
+) -> Message:
+    """A visitor's thumbs up/down (None clears it) on an answer of a conversation their session owns."""
+    not_found = NotFound("message not found", code="message_not_found")
+    mid = parse_uuid(message_id, not_found)
+    async with db.write() as session:
+        message = await session.get(Message, mid)
+        conversation = await session.get(Conversation, message.conversation_id) if message else None
+        if (
+            message is None
+            or not visitor_owns(conversation, session_id=session_id)
+            or message.role != MessageRole.ASSISTANT
+        ):
+            raise not_found
+        message.feedback = rating
+        return message
 
 
 async def visitor_conversation(
@@ -40,7 +93,7 @@ async def visitor_history(
     db: Database, *, conversation_id: str, session_id: str, after: str | None
 ) -> tuple[Conversation, list[Message], Bot | None]:
     """The visitor's conversation, its messages after ``after``, and its bot."""
-    conversation, messages = await conversations.session_messages(
+    conversation, messages = await session_messages(
         db, conversation_id=conversation_id, session_id=session_id, after=after
     )
     async with db.read() as session:
@@ -99,7 +152,7 @@ async def follow_history(
                 continue  # nothing was stored: no need to read again
         waiting = True
         try:
-            conversation, messages = await conversations.session_messages(
+            conversation, messages = await session_messages(
                 db, conversation_id=hints.conversation_id, session_id=session_id, after=cursor
             )
         except ChatwellError:  # deleted meanwhile, or the database is down: the client reconnects

@@ -63,7 +63,7 @@ from chatwell.domain.models import (
     WidgetSettings,
 )
 from chatwell.errors import ChatwellError, Forbidden, InvalidRequest
-from chatwell.services import bots, conversations, sessions, visitor_history
+from chatwell.services import bots, sessions, visitor_history
 from chatwell.services import handoff as handoff_service
 from chatwell.services.conversations import iso
 from chatwell.services.visitor_history import HistoryUpdate
@@ -356,7 +356,7 @@ class FeedbackIn(SessionIn):
 @router.post("/messages/{message_id}/feedback")
 async def message_feedback(message_id: str, data: FeedbackIn, request: Request) -> dict[str, Any]:
     await runtime_of(request).limits.history(client_ip(request))
-    message = await conversations.set_session_feedback(
+    message = await visitor_history.set_session_feedback(
         runtime_of(request).db,
         session_id=data.session_id,
         message_id=message_id,
