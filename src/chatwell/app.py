@@ -42,6 +42,7 @@ from chatwell.api.native import search as native_search
 from chatwell.api.native import sources as native_sources
 from chatwell.api.openai import responses as openai_responses
 from chatwell.api.openai import routes as openai_routes
+from chatwell.api.openai import wire as openai_wire
 from chatwell.api.sse import StreamSlots
 from chatwell.embedders.base import Embedder
 from chatwell.ingestion.queue import ProcrastinateQueue
@@ -240,7 +241,9 @@ def create_app(
         app.include_router(router)
     # /v1 is OpenAI's (an unknown route there answers in its shape), but for the native API's
     # resources under it, which keep the native shape (and ChatbotIQ's /v1/public, below).
-    formats.register("/v1", openai_routes.openai_error, openai_routes.ERROR_DOC)
+    formats.register(
+        "/v1", openai_wire.openai_error, openai_wire.ERROR_DOC, openai_wire.error_headers
+    )
     native = (native_bots, native_sources, native_search, native_keys, native_chat)
     native_routes = [r for m in (*native, native_handoff, native_leads) for r in m.router.routes]
     for prefix in {"/".join(r.path.split("/")[:3]) for r in native_routes}:  # /v1/bots, …

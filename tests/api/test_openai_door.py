@@ -88,7 +88,7 @@ def test_models_and_completions_with_the_official_sdk(served: dict[str, Any]) ->
 
 async def test_client_disconnect_cancels_the_upstream_generation(served: dict[str, Any]) -> None:
     slow = ScriptedModel(deltas=tuple(f"word{i} " for i in range(200)), delay=0.05)
-    served["app"].state.chat.models = FixedRegistry(slow)
+    served["app"].state.runtime.chat.models = FixedRegistry(slow)
     async with httpx.AsyncClient(
         base_url=served["base"], headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30
     ) as client:

@@ -489,6 +489,22 @@ def test_reads_carry_the_rate_limit_headers_and_count_nothing(offline: Served) -
     assert deleted.headers["x-ratelimit-limit-requests"] == limit
     again = client.responses.with_raw_response.create(model="support-bot", input=QUESTION)
     assert int(again.headers["x-ratelimit-remaining-requests"]) == left - 1
+    # Errors carry them too once the key is known: an unknown model, a malformed request.
+    with httpx.Client(
+        base_url=offline.base, headers={"Authorization": f"Bearer {offline.bot_key}"}, timeout=30
+    ) as http:
+        refusals = [
+            http.post("/v1/chat/completions", json={"model": "no-such-bot", "messages": []}),
+            http.post("/v1/chat/completions", json={"model": "support-bot"}),
+            http.get("/v1/models/no-such-bot"),
+            http.get("/v1/responses/resp_unknown"),
+        ]
+        for refusal in refusals:
+            assert 400 <= refusal.status_code < 500, refusal.text
+            assert refusal.headers["x-ratelimit-limit-requests"] == limit, refusal.request.url
+        unknown_key = http.get("/v1/models", headers={"Authorization": "Bearer cw_nope"})
+        assert unknown_key.status_code == 401
+        assert "x-ratelimit-limit-requests" not in unknown_key.headers
 
 
 def test_unknown_routes_under_v1_answer_in_openai_shape_other_doors_keep_theirs(

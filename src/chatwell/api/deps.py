@@ -98,7 +98,9 @@ async def get_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> Principal:
-    return await authenticate(request, credentials.credentials if credentials else None)
+    principal = await authenticate(request, credentials.credentials if credentials else None)
+    request.state.principal = principal  # for the error handlers' door-specific headers
+    return principal
 
 
 async def get_workspace_principal(

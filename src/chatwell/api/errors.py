@@ -8,7 +8,7 @@ unexpected exceptions all pass through here, so no caller ever sees a stack trac
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +47,7 @@ STATUS_BY_ERROR: tuple[tuple[type[ChatwellError], int], ...] = (
 MAX_DETAIL_ERRORS = 20
 
 ErrorFormat = Callable[[ChatwellError, int], JSONResponse]
+ErrorHeaders = Callable[[Request], Awaitable[dict[str, str]]]
 
 
 def status_of(error: ChatwellError) -> int:
@@ -118,14 +119,41 @@ ERROR_RESPONSES = {
 
 
 class ErrorFormats:
-    """Which error shape a path gets: the longest registered prefix wins, native otherwise."""
+    """Which error shape a path gets: the longest registered prefix wins, native otherwise.
+    A door may also name headers its errors carry (OpenAI's rate-limit figures)."""
 
     def __init__(self) -> None:
         self._formats: list[tuple[str, ErrorFormat, ErrorDoc]] = []
+        self._headers: dict[str, ErrorHeaders] = {}
 
-    def register(self, prefix: str, fmt: ErrorFormat, doc: ErrorDoc = NATIVE_ERROR_DOC) -> None:
+    def register(
+        self,
+        prefix: str,
+        fmt: ErrorFormat,
+        doc: ErrorDoc = NATIVE_ERROR_DOC,
+        headers: ErrorHeaders | None = None,
+    ) -> None:
         self._formats.append((prefix, fmt, doc))
         self._formats.sort(key=lambda item: len(item[0]), reverse=True)
+        if headers is not None:
+            self._headers[prefix] = headers
+
+    async def headers_for(self, request: Request) -> dict[str, str]:
+        """The extra headers of an error on ``request``'s path ({} when its door names none, or
+        when finding them fails: the error response goes out regardless)."""
+        path = request.url.path
+        prefix = next(
+            (p for p, _, _ in self._formats if path == p or path.startswith(p.rstrip("/") + "/")),
+            None,
+        )
+        headers = self._headers.get(prefix) if prefix is not None else None
+        if headers is None:
+            return {}
+        try:
+            return await headers(request)
+        except Exception:  # noqa: BLE001 - an error response must not fail on its extras
+            log.warning("error headers for %s failed", path, exc_info=True)
+            return {}
 
     def _entry(self, path: str) -> tuple[ErrorFormat, ErrorDoc]:
         for prefix, fmt, doc in self._formats:
@@ -184,13 +212,19 @@ def validation_error(exc: RequestValidationError) -> InvalidRequest:
 
 
 def install_error_handlers(app: FastAPI, formats: ErrorFormats) -> None:
+    async def with_headers(request: Request, response: JSONResponse) -> JSONResponse:
+        for name, value in (await formats.headers_for(request)).items():
+            if name not in response.headers:  # a 429's own figures stay
+                response.headers[name] = value
+        return response
+
     async def on_chatwell_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ChatwellError)
-        return formats.render(request, exc)
+        return await with_headers(request, formats.render(request, exc))
 
     async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        return formats.render(request, validation_error(exc))
+        return await with_headers(request, formats.render(request, validation_error(exc)))
 
     async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
@@ -206,7 +240,7 @@ def install_error_handlers(app: FastAPI, formats: ErrorFormats) -> None:
         response = formats.render(request, error)
         if exc.status_code < 500:
             response.status_code = exc.status_code
-        return response
+        return await with_headers(request, response)
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         reason = unavailable_reason(exc)

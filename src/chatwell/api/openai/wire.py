@@ -133,6 +133,13 @@ async def read_headers(request: Request, principal: Principal, bot: Bot | None) 
     return decision_headers(await runtime_of(request).limits.keyed_figures(principal, bot))
 
 
+async def error_headers(request: Request) -> dict[str, str]:
+    """An error's rate-limit headers, once the key is known: its figures over every bot (the
+    request may not have named one yet, or named one it cannot reach)."""
+    principal = getattr(request.state, "principal", None)
+    return await read_headers(request, principal, None) if principal is not None else {}
+
+
 def unsupported(param: str, what: str) -> InvalidRequest:
     return InvalidRequest(
         f"'{param}' is not supported: {what}",
