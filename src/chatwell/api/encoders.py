@@ -8,10 +8,10 @@ turns it into the domain error and status once, and each door renders that in it
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from fastapi.responses import JSONResponse
 
+from chatwell.chat.citations import citation_json as citation_json  # the doors' one JSON
 from chatwell.domain import events as ev
 from chatwell.errors import ChatwellError, database_unavailable
 
@@ -25,18 +25,6 @@ TURN_ERROR_STATUS = {
 UPSTREAM_FAILURE_STATUS = 502
 
 ErrorFormat = Callable[[ChatwellError, int], JSONResponse]
-
-
-def citation_json(c: ev.Citation) -> dict[str, Any]:
-    return {
-        "index": c.index,
-        "source_id": str(c.source_id),
-        "title": c.title,
-        "url": c.url,
-        "page": c.page,
-        "score": c.score,
-        "snippet": c.snippet,
-    }
 
 
 def turn_failure(

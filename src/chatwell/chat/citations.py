@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 from chatwell.chat.links import remove_foreign_links
 from chatwell.domain.events import Citation
@@ -54,3 +55,16 @@ def _citation(
         score=round(passage.score, 4),
         snippet=snippet,
     )
+
+
+def citation_json(c: Citation) -> dict[str, Any]:
+    """A citation as stored with its message and as the native API and most doors show it."""
+    return {
+        "index": c.index,
+        "source_id": str(c.source_id),
+        "title": c.title,
+        "url": c.url,
+        "page": c.page,
+        "score": c.score,
+        "snippet": c.snippet,
+    }

@@ -20,7 +20,7 @@ from typing import Any
 
 from chatwell.chat import persistence
 from chatwell.chat.answer import Answer, OnEvent, collect
-from chatwell.chat.citations import citations_for, strip_unknown_markers
+from chatwell.chat.citations import citation_json, citations_for, strip_unknown_markers
 from chatwell.chat.condense import standalone_question
 from chatwell.chat.filters import REPLACEMENT, ContentFilter
 from chatwell.chat.links import LinkGuard, allowed_links, remove_foreign_links
@@ -668,7 +668,7 @@ class ChatService:
                     ]
                     or None,
                     digest=self._digest_after(turn, outcome),
-                    citations=[_citation_json(c) for c in outcome.citations]
+                    citations=[citation_json(c) for c in outcome.citations]
                     if outcome.citations
                     else None,
                     error_code=outcome.error.code if outcome.error else None,
@@ -827,18 +827,6 @@ class _Verdict:
 
     def _head(self) -> str:
         return self.held.lstrip(" \n\t*_`\"'")
-
-
-def _citation_json(c: Citation) -> dict[str, Any]:
-    return {
-        "index": c.index,
-        "source_id": str(c.source_id),
-        "title": c.title,
-        "url": c.url,
-        "page": c.page,
-        "score": c.score,
-        "snippet": c.snippet,
-    }
 
 
 def _offline_notice(settings: HandoffSettings) -> Notice:
