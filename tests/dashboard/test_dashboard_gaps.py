@@ -297,6 +297,11 @@ async def test_settings_handoff_contact_form_and_webhook_secret(
         "offline_message": "We are away, leave your email.",
         "agent_label": "Support team",
         "canned_replies": [],
+        # The form had no email fields (a page from before they existed): defaults are kept.
+        "notify_emails": [],
+        "email_on_lead": True,
+        "email_on_offline_request": True,
+        "email_on_missed": True,
     }
     assert bot.contact_form["enabled"] is True and bot.contact_form["trigger"] == "after_messages"
     assert (

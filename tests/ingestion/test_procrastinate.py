@@ -81,14 +81,14 @@ async def add_sources(settings: Settings, texts: list[str]) -> str:
 
 @on_postgres
 async def test_the_api_queues_and_two_worker_processes_ingest_each_source_once(
-    make_settings: Callable[..., Settings], postgres_url: str, tmp_path: Path
+    make_settings: Callable[..., Settings], database_url: str, tmp_path: Path
 ) -> None:
     settings = make_settings(queue="procrastinate")
     bot_id = await add_sources(settings, TEXTS)
-    workers = [worker_process(postgres_url, tmp_path / f"w{i}") for i in range(2)]
+    workers = [worker_process(database_url, tmp_path / f"w{i}") for i in range(2)]
     outputs = [w.communicate(timeout=240)[0].decode() for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs
-    found = await sources_of(postgres_url)
+    found = await sources_of(database_url)
     assert len(found) == len(TEXTS)
     assert {s.status for s in found} == {"ready"} and all(s.chunk_count >= 1 for s in found)
     assert {s.attempts for s in found} == {1}  # claimed once each, never twice
@@ -108,11 +108,11 @@ async def test_the_api_queues_and_two_worker_processes_ingest_each_source_once(
 
 @on_postgres
 async def test_a_dead_workers_source_is_taken_over(
-    make_settings: Callable[..., Settings], postgres_url: str, tmp_path: Path
+    make_settings: Callable[..., Settings], database_url: str, tmp_path: Path
 ) -> None:
     settings = make_settings(queue="procrastinate")
     await add_sources(settings, TEXTS[:2])
-    db = Database(postgres_url)
+    db = Database(database_url)
     try:
         async with db.write() as session:  # a worker claimed it, then died (its lease ran out)
             first = await session.scalar(select(Source.id).order_by(Source.id).limit(1))
@@ -128,10 +128,10 @@ async def test_a_dead_workers_source_is_taken_over(
             )
     finally:
         await db.dispose()
-    worker = worker_process(postgres_url, tmp_path / "w")
+    worker = worker_process(database_url, tmp_path / "w")
     output = worker.communicate(timeout=240)[0].decode()
     assert worker.returncode == 0, output
-    found = {s.id: s for s in await sources_of(postgres_url)}
+    found = {s.id: s for s in await sources_of(database_url)}
     assert (
         found[first].status == "ready"
         and found[first].attempts == 2
@@ -142,15 +142,15 @@ async def test_a_dead_workers_source_is_taken_over(
 
 @on_postgres
 async def test_in_process_worker_runs_the_same_task_function(
-    make_settings: Callable[..., Settings], postgres_url: str
+    make_settings: Callable[..., Settings], database_url: str
 ) -> None:
     """A worker inside the test process (procrastinate's own run loop, wait=False)."""
     settings = make_settings(queue="procrastinate")
     await add_sources(settings, TEXTS[:3])
     from chatwell.knowledge import build_knowledge
 
-    db = Database(postgres_url)
-    queue = ProcrastinateQueue(postgres_url, build_knowledge(db, settings).ingestor)
+    db = Database(database_url)
+    queue = ProcrastinateQueue(database_url, build_knowledge(db, settings).ingestor)
     await queue.open()
     try:
         await queue.burst(concurrency=2)
@@ -158,7 +158,7 @@ async def test_in_process_worker_runs_the_same_task_function(
     finally:
         await queue.close()
         await db.dispose()
-    assert {s.status for s in await sources_of(postgres_url)} == {"ready"}
+    assert {s.status for s in await sources_of(database_url)} == {"ready"}
 
 
 def test_the_queue_needs_postgresql(tmp_path: Path) -> None:

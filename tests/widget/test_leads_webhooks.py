@@ -453,7 +453,7 @@ async def test_private_targets_are_refused_unless_allowed(
         ) as admin:
             bot = await form_bot(admin, "intranet", webhook_url=receiver.url("intranet"))
             assert (await submit(strict, lead_body(bot["id"]))).status_code == 201
-            await asyncio.wait_for(strict.state.webhooks.idle(), 15)
+            await asyncio.wait_for(strict.state.runtime.webhooks.idle(), 15)
             [log] = await deliveries(admin, "intranet")
     assert receiver.calls == []  # nothing was sent
     assert log["status"] == "failed" and log["attempts"] == 1 and log["response_status"] is None

@@ -24,6 +24,7 @@ from chatwell.api.deps import DbDep, PrincipalDep, runtime_of
 from chatwell.api.dialect import caller_of, check_key_for_bot
 from chatwell.api.openai.routes import DOOR, ContentPart, text_of
 from chatwell.api.openai.wire import (
+    STREAMS,
     bot_of_model,
     decision_headers,
     failed_turn,
@@ -463,7 +464,7 @@ def continued(exchange: conversations.Exchange, messages: list[ModelMessage]) ->
     ]
 
 
-@router.post("/responses")
+@router.post("/responses", responses=STREAMS)
 async def create_response(
     data: ResponseIn, request: Request, principal: PrincipalDep, db: DbDep
 ) -> Any:

@@ -18,6 +18,7 @@ from chatwell.api.dialect import caller_of
 from chatwell.api.encoders import citation_json
 from chatwell.api.openai.wire import (
     ERROR_DOC,
+    STREAMS,
     bot_of_model,
     decision_headers,
     failed_turn,
@@ -312,7 +313,7 @@ def usage_json(usage: ev.Usage | None) -> dict[str, int]:
     }
 
 
-@router.post("/chat/completions")
+@router.post("/chat/completions", responses=STREAMS)
 async def chat_completions(
     data: CompletionIn, request: Request, principal: PrincipalDep, db: DbDep
 ) -> Any:
@@ -418,7 +419,7 @@ async def chat_completions(
     return response
 
 
-@router.post("/completions")
+@router.post("/completions", responses=STREAMS)
 async def completions(
     data: LegacyCompletionIn, request: Request, principal: PrincipalDep, db: DbDep
 ) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
@@ -131,6 +132,12 @@ async def read_headers(request: Request, principal: Principal, bot: Bot | None) 
     """The rate-limit headers of a read (models, a stored response): the key's chat figures for
     ``bot``, as the next chat request would find them; a read counts against nothing."""
     return decision_headers(await runtime_of(request).limits.keyed_figures(principal, bot))
+
+
+# A JSON reply, or with "stream": true an event stream (documented, so clients and fuzzers know).
+STREAMS: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/json": {}, "text/event-stream": {}}}
+}
 
 
 async def error_headers(request: Request) -> dict[str, str]:
