@@ -115,5 +115,18 @@ async def get_workspace_principal(
     return principal
 
 
+async def get_bot_principal(
+    principal: Annotated[Principal, Depends(get_principal)],
+) -> Principal:
+    """A key scoped to one bot: a door whose key names the app it talks to (Dify's app key)."""
+    if principal.bot_id is None:
+        raise Forbidden(
+            "this door needs a key scoped to one bot; this is a workspace key",
+            code="app_key_required",
+        )
+    return principal
+
+
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+BotPrincipalDep = Annotated[Principal, Depends(get_bot_principal)]
 WorkspacePrincipalDep = Annotated[Principal, Depends(get_workspace_principal)]

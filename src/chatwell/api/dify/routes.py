@@ -48,11 +48,11 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from chatwell.api.deps import get_principal, runtime_of
+from chatwell.api.deps import BotPrincipalDep, runtime_of
 from chatwell.api.dialect import (
     caller_of,
     check_bot_origin,
@@ -66,7 +66,7 @@ from chatwell.chat.uploads import Uploads
 from chatwell.domain import events as ev
 from chatwell.domain.auth import Principal
 from chatwell.domain.models import AnswerSettings, ModelSettings
-from chatwell.errors import ChatwellError, Forbidden, InvalidRequest, PayloadTooLarge
+from chatwell.errors import ChatwellError, InvalidRequest, PayloadTooLarge
 from chatwell.llm.base import ModelImage
 from chatwell.services import bots, end_users
 from chatwell.services.end_users import EndUser, Exchange
@@ -150,15 +150,6 @@ ERROR_DOC = ErrorDoc(
 
 
 # ----------------------------------------------------------------------------- the app and its user
-
-
-async def app_principal(principal: Principal = Depends(get_principal)) -> Principal:
-    if principal.bot_id is None:
-        raise Forbidden(
-            "a Dify app key is a key scoped to one bot; this is a workspace key",
-            code="app_key_required",
-        )
-    return principal
 
 
 async def app_bot(request: Request, principal: Principal) -> Bot:
@@ -287,7 +278,7 @@ def retriever_resources(bot: Bot, citations: Sequence[dict[str, Any]]) -> list[d
 
 
 @router.post("/chat-messages", responses={200: {"content": {"text/event-stream": {}}}})
-async def chat_messages(request: Request, principal: Principal = Depends(app_principal)) -> Any:
+async def chat_messages(request: Request, principal: BotPrincipalDep) -> Any:
     data = await parse_body(request, DifyChatIn)
     bot = await app_bot(request, principal)
     user = end_user(bot, principal, data.user)
@@ -415,7 +406,7 @@ class UserIn(BaseModel):
 
 @router.post("/chat-messages/{task_id}/stop")
 async def stop_chat_message(
-    task_id: str, request: Request, principal: Principal = Depends(app_principal)
+    task_id: str, request: Request, principal: BotPrincipalDep
 ) -> dict[str, Any]:
     data = await parse_body(request, UserIn)
     bot = await app_bot(request, principal)
@@ -427,9 +418,7 @@ async def stop_chat_message(
 
 
 @router.post("/files/upload", status_code=201)
-async def upload_file(
-    request: Request, principal: Principal = Depends(app_principal)
-) -> dict[str, Any]:
+async def upload_file(request: Request, principal: BotPrincipalDep) -> dict[str, Any]:
     bot = await app_bot(request, principal)
     model = (
         runtime_of(request)
@@ -523,11 +512,11 @@ def conversation_json(bot: Bot, conversation: Conversation) -> dict[str, Any]:
 @router.get("/messages")
 async def list_messages(
     request: Request,
+    principal: BotPrincipalDep,
     conversation_id: str | None = Query(None, max_length=100),
     user: str | None = Query(None),
     first_id: str | None = Query(None, max_length=100),
     limit: int = Query(20, ge=1, le=100),
-    principal: Principal = Depends(app_principal),
 ) -> dict[str, Any]:
     bot = await app_bot(request, principal)
     owner = end_user(bot, principal, check_user(user))
@@ -552,7 +541,7 @@ class FeedbackIn(BaseModel):
 
 @router.post("/messages/{message_id}/feedbacks")
 async def message_feedback(
-    message_id: str, request: Request, principal: Principal = Depends(app_principal)
+    message_id: str, request: Request, principal: BotPrincipalDep
 ) -> dict[str, Any]:
     data = await parse_body(request, FeedbackIn)
     bot = await app_bot(request, principal)
@@ -571,8 +560,8 @@ async def message_feedback(
 async def suggested(
     message_id: str,
     request: Request,
+    principal: BotPrincipalDep,
     user: str | None = Query(None),
-    principal: Principal = Depends(app_principal),
 ) -> dict[str, Any]:
     bot = await app_bot(request, principal)
     owner = end_user(bot, principal, check_user(user))
@@ -590,11 +579,11 @@ async def suggested(
 @router.get("/conversations")
 async def list_conversations(
     request: Request,
+    principal: BotPrincipalDep,
     user: str | None = Query(None),
     last_id: str | None = Query(None, max_length=100),
     limit: int = Query(20, ge=1, le=100),
     sort_by: Literal["created_at", "-created_at", "updated_at", "-updated_at"] = "-updated_at",
-    principal: Principal = Depends(app_principal),
 ) -> dict[str, Any]:
     bot = await app_bot(request, principal)
     found, has_more = await end_users.list_conversations(
@@ -618,7 +607,7 @@ class UserBodyIn(BaseModel):
 
 @router.delete("/conversations/{conversation_id}", status_code=204)
 async def delete_conversation(
-    conversation_id: str, request: Request, principal: Principal = Depends(app_principal)
+    conversation_id: str, request: Request, principal: BotPrincipalDep
 ) -> Response:
     data = await parse_body(request, UserBodyIn) if await request.body() else UserBodyIn()
     bot = await app_bot(request, principal)
@@ -640,7 +629,7 @@ class RenameIn(BaseModel):
 
 @router.post("/conversations/{conversation_id}/name")
 async def rename_conversation(
-    conversation_id: str, request: Request, principal: Principal = Depends(app_principal)
+    conversation_id: str, request: Request, principal: BotPrincipalDep
 ) -> dict[str, Any]:
     data = await parse_body(request, RenameIn)
     bot = await app_bot(request, principal)
@@ -667,9 +656,7 @@ async def rename_conversation(
 
 
 @router.get("/parameters")
-async def parameters(
-    request: Request, principal: Principal = Depends(app_principal)
-) -> dict[str, Any]:
+async def parameters(request: Request, principal: BotPrincipalDep) -> dict[str, Any]:
     bot = await app_bot(request, principal)
     answer = AnswerSettings.model_validate(bot.answer_settings or {})
     model = (
@@ -708,12 +695,12 @@ async def parameters(
 
 
 @router.get("/meta")
-async def meta(request: Request, principal: Principal = Depends(app_principal)) -> dict[str, Any]:
+async def meta(request: Request, principal: BotPrincipalDep) -> dict[str, Any]:
     await app_bot(request, principal)
     return {"tool_icons": {}}
 
 
 @router.get("/info")
-async def info(request: Request, principal: Principal = Depends(app_principal)) -> dict[str, Any]:
+async def info(request: Request, principal: BotPrincipalDep) -> dict[str, Any]:
     bot = await app_bot(request, principal)
     return {"name": bot.name, "description": "", "tags": [], "mode": "chat", "author_name": ""}
