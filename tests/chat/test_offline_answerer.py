@@ -133,6 +133,41 @@ async def test_an_option_reference_is_quoted_with_the_option_it_explains() -> No
     assert "--error-limit" not in answer  # a label belongs only to the paragraph below it
 
 
+async def test_an_option_explained_over_several_paragraphs_names_the_option_in_each() -> None:
+    page = Grounding(
+        1,
+        "Core command-line options",
+        "--suppressions=<filename> [default: default.supp]\n\n"
+        "Specifies an extra file from which to read descriptions of errors to suppress.\n\n"
+        "--gen-suppressions=<yes|no|all> [default: no]\n\n"
+        "When set to yes, the tool pauses after every error shown and asks a question.\n\n"
+        "Pressing Y Ret causes the tool to write a suppression for this error.\n\n"
+        "--input-fd=<number> [default: 0, stdin]\n\n"
+        "Specifies the file descriptor to read keyboard input from.",
+    )
+    answer = await OfflineAnswerer(MiniLMOnnxEmbedder()).compose(
+        "Can the tool write the suppressions for me?", [page]
+    )
+    # The third paragraph is still about --gen-suppressions: the quote says so.
+    assert "--gen-suppressions=<yes|no|all> [default: no]: " in answer
+    assert "--input-fd" not in answer
+
+
+async def test_a_how_to_question_prefers_the_sentence_that_says_what_to_type() -> None:
+    page = Grounding(
+        1,
+        "9. Massif: a heap profiler",
+        "By default Massif measures only heap memory, and it can optionally measure stack "
+        "memory too. Massif collates the stack trace of every allocation point into a tree of "
+        "heap memory. Stack profiling can be turned on with the --stacks=yes option.",
+    )
+    answer = await OfflineAnswerer(MiniLMOnnxEmbedder()).compose(
+        "How can Massif profile stack memory?", [page]
+    )
+    assert answer.startswith("By default") or answer.startswith("Stack profiling")
+    assert "--stacks=yes" in answer
+
+
 async def test_a_line_after_a_lead_in_is_an_example_not_a_label() -> None:
     page = Grounding(
         1,
