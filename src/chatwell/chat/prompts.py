@@ -38,7 +38,14 @@ MAX_PASSAGE_CHARS = 4_000
 
 def grounding_of(passages: Sequence[Passage]) -> list[Grounding]:
     return [
-        Grounding(index=i, title=p.title, text=p.text[:MAX_PASSAGE_CHARS], heading=p.heading)
+        Grounding(
+            index=i,
+            title=p.title,
+            text=p.text[:MAX_PASSAGE_CHARS],
+            heading=p.heading,
+            score=p.score,
+            similarity=p.similarity,
+        )
         for i, p in enumerate(passages, start=1)
     ]
 

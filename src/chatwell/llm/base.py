@@ -86,6 +86,10 @@ class Grounding:
     title: str
     text: str
     heading: str = ""  # the chunk's heading path (its source's title first)
+    # How the search ranked it, when it came from one: the fused score in [0, 1] and the cosine
+    # similarity to the question (the offline answerer's judgement weighs them in).
+    score: float | None = None
+    similarity: float | None = None
 
 
 #: What a model answers when its sources do not answer the question (the prompt asks for exactly
