@@ -91,6 +91,7 @@ _DROP_CLASSES = frozenset(
     }
 )
 _PAGE_CLASSES = frozenset({"header", "footer", "page-header", "page-footer"})
+_ARTICLE_TAGS = frozenset({"article", "main", "section"})
 # A block of nothing but page-turning links: "Prev", "Up", "Home", "Next", "<< Previous | Next >>".
 _PAGE_TURNING = re.compile(
     r"^(?:prev(?:ious)?|next|up|home|top|back|index|contents|[<>«»|·‹›←→\s-])+$", re.IGNORECASE
@@ -141,10 +142,10 @@ def load(data: bytes, filename: str | None) -> LoadedDocument:
         metadata = _metadata(soup)
         first_h1 = soup.find("h1")
         h1_text = clean_inline(first_h1.get_text(" ")) if first_h1 else ""
-        pristine = BeautifulSoup(_XML_DECLARATION.sub("", markup, count=1), "html.parser")
         _drop_boilerplate(soup)
         sections = _Walker().run(_content_root(soup))
         if not sections:  # all of it looked like chrome (a contents page): keep its lists after all
+            pristine = BeautifulSoup(_XML_DECLARATION.sub("", markup, count=1), "html.parser")
             _drop_boilerplate(pristine, by_class=False)
             sections = _Walker().run(_content_root(pristine))
     except LoaderError:
@@ -181,7 +182,7 @@ def _metadata(soup: BeautifulSoup) -> dict[str, Any]:
     return metadata
 
 
-def _is_boilerplate(tag: Tag, *, by_class: bool = True) -> bool:
+def _is_boilerplate(tag: Tag, *, by_class: bool, outside_article: bool, holds_link: bool) -> bool:
     if tag.name in _DROP_TAGS:
         return True
     attrs = tag.attrs or {}
@@ -193,14 +194,13 @@ def _is_boilerplate(tag: Tag, *, by_class: bool = True) -> bool:
     if "display:none" in style or "visibility:hidden" in style:
         return True
     if not by_class:
-        return tag.name == "header" and tag.find_parent(["article", "main", "section"]) is None
+        return tag.name == "header" and outside_article
     words = {w.lower() for w in [*_words(attrs.get("class")), *_words(attrs.get("id"))]}
     if words & _DROP_CLASSES or str(attrs.get("summary", "")).lower().startswith("navigation"):
         return True
-    outside_article = tag.find_parent(["article", "main", "section"]) is None
     if words & _PAGE_CLASSES and outside_article:
         return True
-    if tag.name in ("div", "p", "table", "td", "tr", "span") and tag.find("a") is not None:
+    if tag.name in ("div", "p", "table", "td", "tr", "span") and holds_link:
         text = tag.get_text(" ", strip=True)
         if text and len(text) <= 80 and _PAGE_TURNING.match(text):
             return True
@@ -215,7 +215,28 @@ def _words(value: Any) -> list[str]:
 
 
 def _drop_boilerplate(soup: BeautifulSoup, *, by_class: bool = True) -> None:
-    doomed = [tag for tag in soup.find_all(True) if _is_boilerplate(tag, by_class=by_class)]
+    tags = soup.find_all(True)
+    # Whether a tag sits in an article and holds a link, in one pass down and one up: asking each
+    # tag (find_parent, find) was quadratic, a minute for a page of 5,000 nested <div>s.
+    in_article: set[int] = set()
+    for tag in tags:  # document order: a parent before its children
+        parent = tag.parent
+        if parent is not None and (parent.name in _ARTICLE_TAGS or id(parent) in in_article):
+            in_article.add(id(tag))
+    with_link: set[int] = set()
+    for tag in reversed(tags):  # children before their parent
+        if tag.parent is not None and (tag.name == "a" or id(tag) in with_link):
+            with_link.add(id(tag.parent))
+    doomed = [
+        tag
+        for tag in tags
+        if _is_boilerplate(
+            tag,
+            by_class=by_class,
+            outside_article=id(tag) not in in_article,
+            holds_link=id(tag) in with_link,
+        )
+    ]
     for tag in doomed:
         if not tag.decomposed:
             tag.decompose()
