@@ -3,7 +3,7 @@
 The steps act on the question and the k=6 retrieved passages, never on the whole index, so a
 bot's size does not change them; passages here are six chunks of ~200 words from SciFact:
 
-* the retrieval query: is the question a follow-up (``chat.service._retrieval_query``);
+* the retrieval query: is the question a follow-up (``chat.service.retrieval_query``);
 * the verdict on a model's stream: is the answer NOT_IN_SOURCES (``chat.service._Verdict``),
   over a 400-character answer in 4-character deltas;
 * the offline answerer's sentence-level judgement (``OfflineAnswerer.judge``) with the sentences'
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from chatwell.chat.service import _retrieval_query, _Verdict
+from chatwell.chat.service import _Verdict, retrieval_query
 from chatwell.domain.events import HistoryTurn
 from chatwell.llm.base import Grounding
 from chatwell.llm.extractive import OfflineAnswerer
@@ -74,13 +74,20 @@ async def main() -> None:
     answer = "The treatment reduced mortality in adults with severe disease [1]. " * 6
     for n, question in enumerate(queries):
         grounding = [
-            Grounding(i + 1, d["title"], " ".join(d["text"].split()[:200]), heading=d["title"])
+            Grounding(
+                i + 1,
+                d["title"],
+                " ".join(d["text"].split()[:200]),
+                heading=d["title"],
+                score=1.0 - 0.05 * i,
+                similarity=0.6,
+            )
             for i, d in enumerate(docs[n * 6 : n * 6 + 6])
         ]
         await answerer.judge(question, grounding)  # embed once: the cache's second time
         t0 = time.perf_counter()
-        _retrieval_query(question, history)
-        _retrieval_query("and in children?", history)
+        retrieval_query(question, history)
+        retrieval_query("and in children?", history)
         t1 = time.perf_counter()
         verdict = _Verdict()
         for i in range(0, len(answer), 4):
