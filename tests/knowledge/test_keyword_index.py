@@ -102,7 +102,7 @@ def test_scores_are_bm25_with_the_heading_counted_twice() -> None:
 
     def bm25(tf: float, length: float, average: float, df: int, n: int) -> float:
         idf = math.log1p((n - df + 0.5) / (df + 0.5))
-        return idf * tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * length / average))
+        return idf * tf * 2.2 / (tf + 1.2 * (0.6 + 0.4 * length / average))
 
     lengths = [
         4,
