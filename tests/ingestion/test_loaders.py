@@ -441,3 +441,44 @@ def test_html_contents_page_keeps_its_lists() -> None:
     <li><a href="b.html">Resetting a password</a></li></ul></div></body></html>"""
     text = "\n".join(s.text for s in load_document(page, filename="index.html").sections)
     assert "Installing the app" in text and "Resetting a password" in text
+
+
+DOCBOOK_FAQ = """<html><head><title>Valgrind Frequently Asked Questions</title></head><body>
+<div class="article"><h1 class="title">Valgrind Frequently Asked Questions</h1>
+<div class="qandaset"><dl>
+<dt>1. <a href="faq.html#faq.background">Background</a></dt>
+<dd>1.1. <a href="faq.html#faq.pronounce">How do you pronounce "Valgrind"?</a></dd>
+<dt>4. <a href="faq.html#faq.unexpected">Valgrind behaves unexpectedly</a></dt>
+<dd>4.2. <a href="faq.html#faq.unhelpful">The stack traces aren't helpful. How can I improve them?</a></dd>
+</dl>
+<table summary="Q and A Div">
+<tr class="qandadiv"><td colspan="2"><a name="faq.background"></a>1. Background</td></tr>
+<tr class="question"><td><b>1.1.</b></td><td><b>How do you pronounce "Valgrind"?</b></td></tr>
+<tr class="answer"><td></td><td><p>The "Val" as in the word "value".</p></td></tr>
+</table>
+<table summary="Q and A Div">
+<tr class="qandadiv"><td colspan="2">4. Valgrind behaves unexpectedly</td></tr>
+<tr class="question"><td><b>4.2.</b></td><td><b>The stack traces aren't helpful. How can I improve them?</b></td></tr>
+<tr class="answer"><td></td><td><p>If they're not long enough, use <code>--num-callers</code>.</p>
+<p>If they're not detailed enough, compile with <code>-g</code> to add debug information.</p></td></tr>
+</table></div></div></body></html>"""
+
+
+def test_html_faq_answers_are_sections_under_their_questions() -> None:
+    # DocBook's qandaset: every answer is its own section headed by its question, so a chunk of
+    # it carries the question as context; the list of in-page links to the questions is dropped.
+    document = load_document(DOCBOOK_FAQ.encode(), filename="faq.html")
+    by_path = {s.heading_path: s.text for s in document.sections}
+    question = (
+        "Valgrind Frequently Asked Questions",
+        "4. Valgrind behaves unexpectedly",
+        "4.2. The stack traces aren't helpful. How can I improve them?",
+    )
+    assert question in by_path
+    assert (
+        "--num-callers" in by_path[question] and "-g to add debug information" in by_path[question]
+    )
+    assert "\n\n" in by_path[question]  # its two paragraphs stay two paragraphs
+    text = "\n".join(s.text for s in document.sections)
+    assert "How do you pronounce" not in text  # a heading now, and no contents list repeats it
+    assert any(path[-1] == '1.1. How do you pronounce "Valgrind"?' for path in by_path)

@@ -123,6 +123,8 @@ _BLOCK_TAGS = frozenset(
         "hr",
     }
 )
+# DocBook renders a FAQ (qandaset) as a table: a group title row, then question and answer rows.
+_QA_ROW_LEVELS = {"qandadiv": 5, "question": 6}
 _SKIPPED_STRINGS = (Comment, Declaration, Doctype, ProcessingInstruction)
 
 
@@ -204,8 +206,20 @@ def _is_boilerplate(tag: Tag, *, by_class: bool, outside_article: bool, holds_li
         text = tag.get_text(" ", strip=True)
         if text and len(text) <= 80 and _PAGE_TURNING.match(text):
             return True
+    if tag.name in ("ul", "ol", "dl") and _in_page_contents(tag):
+        return True
     # A page-level <header> is site chrome; a <header> inside an article is the article's own.
     return tag.name == "header" and outside_article
+
+
+def _in_page_contents(tag: Tag) -> bool:
+    """A list of nothing but links to places in the same page: an unmarked table of contents
+    (a DocBook FAQ's list of its questions), which repeats the headings below it."""
+    links = tag.find_all("a", href=True)
+    if len(links) < 3 or not all("#" in str(a["href"]) for a in links):
+        return False
+    linked = sum(len(a.get_text(" ", strip=True)) for a in links)
+    return linked >= 0.8 * len(tag.get_text(" ", strip=True))
 
 
 def _words(value: Any) -> list[str]:
@@ -295,12 +309,23 @@ class _Walker:
             return True
         if name == "table":
             self._flush_inline()
+            if _is_question_table(tag):
+                return False  # a FAQ: its rows are walked one by one (below)
             self.builder.lines(_table_lines(tag))
+            return True
+        if name == "tr" and _QA_ROW_LEVELS.keys() & set(_words(tag.get("class"))):
+            # A FAQ's group title and question head the answer that follows, so every answer is
+            # a section of its own under its question (DocBook's qandaset table rows).
+            self._flush_inline()
+            (level,) = {_QA_ROW_LEVELS[w] for w in _words(tag.get("class")) if w in _QA_ROW_LEVELS}
+            self.builder.heading(level, tag.get_text(" "))
             return True
         if name == "pre":
             self._flush_inline()
             self.builder.paragraph(tag.get_text(), preformatted=True)
             return True
+        if name == "tr" and "answer" in _words(tag.get("class")):
+            return False  # an answer's paragraphs and lists stay as they are written
         if name in {"li", "tr"}:  # stray items outside a list/table still get their own line
             self._flush_inline()
             self.builder.lines([tag.get_text(" ")])
@@ -317,6 +342,14 @@ class _Walker:
             self.builder.paragraph(lines[0])
         elif lines:
             self.builder.lines(lines)
+
+
+def _is_question_table(table: Tag) -> bool:
+    return any(
+        "question" in _words(row.get("class"))
+        for row in table.find_all("tr")
+        if row.find_parent("table") is table
+    )
 
 
 def _table_lines(table: Tag) -> list[str]:
