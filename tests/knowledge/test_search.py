@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from chatwell.services import workspaces
 from tests.helpers import bearer, make_bot, make_key
 
-from .helpers import add, idle, search, top
+from .helpers import add, idle, search, top, upload
 
 SHARED = "The rooftop terrace is open from May to September and serves cold lemonade."
 
@@ -211,3 +211,61 @@ async def test_a_reranker_hook_reorders_the_results(client, app) -> None:  # typ
         await client.post(f"/v1/bots/{bot['id']}/search", json={"query": "cats", "k": 2})
     ).json()["data"]
     assert ReverseByLength.calls == 1 and [p["title"] for p in found] == ["Short", "Long"]
+
+
+def _page(title: str, body: str) -> bytes:
+    return f"<html><head><title>{title}</title></head><body><h1>{title}</h1>{body}</body></html>".encode()
+
+
+FAQ_PAGE = _page(
+    "Frequently Asked Questions",
+    """<div class="qandaset"><table>
+<tr class="qandadiv"><td colspan="2">1. Installing</td></tr>
+<tr class="question"><td>1.1.</td><td>Why does the installer stop with a missing compiler?</td></tr>
+<tr class="answer"><td></td><td><p>Install the build-essential package first, then run it again.</p></td></tr>
+<tr class="question"><td>1.2.</td><td>The stack traces are not helpful. How can I improve them?</td></tr>
+<tr class="answer"><td></td><td><p>Compile your program with -g so that every frame shows its file
+and line number, and do not strip the binary.</p></td></tr>
+</table></div>""",
+)
+
+
+async def test_documentation_pages_a_faq_answer_and_a_reference_page_by_its_name(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    bot = await make_bot(client)
+    faq = await upload(client, bot, "faq.html", FAQ_PAGE, "text/html")
+    reference = await upload(
+        client,
+        bot,
+        "frobctl.html",
+        _page(
+            "frobctl",
+            "<p>frobctl starts, stops and inspects the frob daemon. Give it a subcommand such as "
+            "status or restart.</p>",
+        ),
+        "text/html",
+    )
+    for n, topic in enumerate(("Upgrading", "Backups", "Logging")):
+        # Pages that mention the command in passing, some of them several times.
+        await upload(
+            client,
+            bot,
+            f"guide{n}.html",
+            _page(
+                topic,
+                f"<p>{topic} needs the daemon stopped: run frobctl stop first, and frobctl start "
+                f"when {topic.lower()} is done. Keep a copy of the settings file.</p>",
+            ),
+            "text/html",
+        )
+    await idle(app)
+
+    found = top(await search(client, bot, "Why are there no line numbers in my stack traces?"))
+    assert found["source_id"] == faq["id"]
+    # The answer is a passage of its own, under its question.
+    assert found["heading"].endswith("How can I improve them?"), found
+    assert "Compile your program with -g" in found["text"]
+    assert "missing compiler" not in found["text"]
+    assert top(await search(client, bot, "frobctl"))["source_id"] == reference["id"]
+    assert top(await search(client, bot, "what does frobctl do"))["source_id"] == reference["id"]
