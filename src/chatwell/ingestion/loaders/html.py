@@ -206,7 +206,7 @@ def _is_boilerplate(tag: Tag, *, by_class: bool, outside_article: bool, holds_li
         text = tag.get_text(" ", strip=True)
         if text and len(text) <= 80 and _PAGE_TURNING.match(text):
             return True
-    if tag.name in ("ul", "ol", "dl") and _in_page_contents(tag):
+    if tag.name in ("ul", "ol", "dl") and holds_link and _in_page_contents(tag):
         return True
     # A page-level <header> is site chrome; a <header> inside an article is the article's own.
     return tag.name == "header" and outside_article
