@@ -179,6 +179,33 @@ def test_responses_with_a_configured_model_call_tools_and_write_json(modelled: S
     assert modelled.upstream.state.bodies[-1]["response_format"]["type"] == "json_schema"
 
 
+def test_a_response_continued_from_an_earlier_one_branches_from_it(modelled: Served) -> None:
+    """previous_response_id naming an earlier response than the latest: the model sees the
+    conversation up to that response, not the turns written after it."""
+    client = sdk(modelled)
+    first = client.responses.create(model="support-bot", input=QUESTION)
+    client.responses.create(
+        model="support-bot",
+        input="And to Sweden, by bicycle courier?",
+        previous_response_id=first.id,
+    )
+    branch = client.responses.create(
+        model="support-bot", input="Is there express delivery?", previous_response_id=first.id
+    )
+    sent = modelled.upstream.state.bodies[-1]["messages"]
+    said = " ".join(str(m.get("content")) for m in sent)
+    assert QUESTION in said and "Is there express delivery?" in said
+    assert "bicycle courier" not in said  # the other branch
+    assert branch.previous_response_id == first.id
+    assert client.responses.retrieve(branch.id).previous_response_id == first.id
+    third = client.responses.create(
+        model="support-bot", input="Thanks!", previous_response_id=branch.id
+    )
+    said = " ".join(str(m.get("content")) for m in modelled.upstream.state.bodies[-1]["messages"])
+    assert "Is there express delivery?" in said and "bicycle courier" not in said
+    assert client.responses.retrieve(third.id).previous_response_id == branch.id
+
+
 def test_responses_continue_with_only_the_function_results(modelled: Served) -> None:
     """The client ran the tools a response called and sends back only their outputs, after
     ``previous_response_id``: the model gets the question, the calls and the results, and answers."""

@@ -49,8 +49,12 @@ async def start_turn(
     metadata: dict[str, Any],
     image: dict[str, Any] | None,
     session_scope: str | None = None,
+    follows_message_id: uuid.UUID | None = None,
 ) -> StartedTurn:
     """Find or open the conversation and save the user's message, in one short transaction.
+
+    ``follows_message_id``: the history ends at this message of the conversation (a turn that
+    branches from an earlier exchange), not at the latest one.
 
     ``session_scope`` and ``session_id`` come from ``sessions.resolve_session``: a new
     conversation is stored under them, and an existing one continues only under its own scope
@@ -85,18 +89,21 @@ async def start_turn(
             session.flush()
             history: list[HistoryTurn] = []
         else:
+            query = select(Message.role, Message.content).where(
+                Message.conversation_id == conversation.id,
+                Message.role.in_([MessageRole.USER, MessageRole.ASSISTANT, MessageRole.AGENT]),
+                Message.error_code.is_(None),
+            )
+            if follows_message_id is not None:
+                followed = session.get(Message, follows_message_id)
+                if followed is None or followed.conversation_id != conversation.id:
+                    raise conversation_not_found()
+                query = query.where(Message.created_at <= followed.created_at)
             rows = (
                 session.execute(
-                    select(Message.role, Message.content)
-                    .where(
-                        Message.conversation_id == conversation.id,
-                        Message.role.in_(
-                            [MessageRole.USER, MessageRole.ASSISTANT, MessageRole.AGENT]
-                        ),
-                        Message.error_code.is_(None),
+                    query.order_by(Message.created_at.desc(), Message.id.desc()).limit(
+                        MAX_HISTORY_TURNS
                     )
-                    .order_by(Message.created_at.desc(), Message.id.desc())
-                    .limit(MAX_HISTORY_TURNS)
                 )
             ).all()
             history = [

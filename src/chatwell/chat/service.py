@@ -115,6 +115,9 @@ class ChatRequest:
     # A stateless client resends the whole history: under this key (its API key and user), a
     # history matching a stored exchange continues that conversation (``persistence.digest``).
     thread_key: str | None = None
+    # The stored message a turn follows when it is not the latest (OpenAI's previous_response_id
+    # naming an earlier response): the history stops there, later turns are another branch.
+    follows_message_id: uuid.UUID | None = None
 
 
 @dataclass(slots=True)
@@ -252,6 +255,7 @@ class ChatService:
                 client_ip=request.client_ip,
                 metadata=request.metadata,
                 image={"media_type": request.image.media_type} if request.image else None,
+                follows_message_id=request.follows_message_id,
             )
         except BaseException:
             await _cancel(search)

@@ -471,7 +471,7 @@ async def create_response(
     bot = await bot_of_model(db, principal, data.model)
     data.refuse_unrelayable()
     messages = data.messages()
-    conversation_id = None
+    conversation_id = follows = None
     if data.previous_response_id:
         if not data.store:
             raise InvalidRequest(
@@ -481,6 +481,8 @@ async def create_response(
             )
         previous = await previous_exchange(db, principal, bot, data.previous_response_id)
         conversation_id = previous.conversation.id
+        # An earlier response than the latest: the conversation branches from it.
+        follows = (previous.answer or previous.question).id
         messages = continued(previous, messages)
     instructions, history, question, tool_turns = split_messages(messages, param="input")
     options = data.options(instructions, tool_turns)
@@ -500,6 +502,9 @@ async def create_response(
         require_credit=True,
         options=options,
         thread_key=thread_key(principal, data.user),
+        follows_message_id=follows,
+        # What it continued, as the client named it (GET reads it back even after a branch).
+        metadata={"previous_response_id": data.previous_response_id} if follows else {},
     )
     turn, headers = opened.turn, decision_headers(opened.decision)
     encoder = Encoder(
@@ -645,7 +650,9 @@ async def get_response(
     exchange = await owned_exchange(db, principal, response_id, "response_id")
     bot = await bots.get_bot(db, principal=principal, ref=exchange.conversation.bot_id)
     check_key_for_bot(request, bot, principal)
-    previous = response_id_of(exchange.previous_question_id)
+    previous = (exchange.question.metadata_ or {}).get("previous_response_id") or response_id_of(
+        exchange.previous_question_id
+    )
     encoder = Encoder(
         bot, None, response_id, created=exchange.question.created_at.timestamp(), previous=previous
     )
