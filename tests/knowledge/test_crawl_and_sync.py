@@ -106,6 +106,56 @@ async def test_crawl_makes_one_ready_source_per_allowed_page(
     assert (await search(client, bot, "What is the signature dish?"))["data"] == []
 
 
+async def test_a_recrawl_removes_the_pages_the_site_no_longer_has(
+    client: httpx.AsyncClient, app: FastAPI, site: SiteServer
+) -> None:
+    _serve_site(site)
+    bot = await make_bot(client)
+    root = await add(
+        client, bot, type="url", url=site.url("/"), crawl=True, max_pages=10, max_depth=3
+    )
+    await idle(app)
+    before = {c["url"]: c for c in await all_sources(client, bot) if c["parent_id"] == root["id"]}
+    events = before[site.url("/events")]
+    assert await keyword_hits(app, bot["id"], "fado")
+
+    del site.routes["/events"]  # the site dropped it: the menu's link to it answers 404 now
+    site.routes["/contact"] = Route(status=500, body=b"try again later")  # down for a moment
+    synced = await client.post(f"{sources_url(bot)}/{root['id']}/sync")
+    assert synced.status_code == 202
+    await idle(app)
+
+    after = {c["url"]: c for c in await all_sources(client, bot) if c["parent_id"] == root["id"]}
+    assert set(after) == set(before) - {site.url("/events")}  # the failing page stays
+    assert after[site.url("/menu")]["id"] == before[site.url("/menu")]["id"]
+    assert after[site.url("/contact")]["status"] == "ready"
+    assert await chunks_of(app, events["id"]) == []
+    assert await keyword_hits(app, bot["id"], "fado") == {}
+    assert (await client.get(f"{sources_url(bot)}/{events['id']}")).status_code == 404
+    assert await keyword_hits(app, bot["id"], "sardines")  # the pages still there still answer
+
+
+async def test_a_recrawl_cut_short_by_its_page_cap_removes_nothing(
+    client: httpx.AsyncClient, app: FastAPI, site: SiteServer
+) -> None:
+    _serve_site(site)
+    bot = await make_bot(client)
+    # Fewer pages allowed than the site has (4): the crawl cannot tell a page that is gone from
+    # one it had no room for.
+    root = await add(
+        client, bot, type="url", url=site.url("/"), crawl=True, max_pages=3, max_depth=3
+    )
+    await idle(app)
+    before = {c["url"] for c in await all_sources(client, bot) if c["parent_id"] == root["id"]}
+    assert len(before) == 3
+    gone = sorted(before - {site.url("/")})[0]
+    del site.routes[gone.removeprefix(site.origin)]
+    assert (await client.post(f"{sources_url(bot)}/{root['id']}/sync")).status_code == 202
+    await idle(app)
+    after = {c["url"] for c in await all_sources(client, bot) if c["parent_id"] == root["id"]}
+    assert before <= after and gone in after
+
+
 async def test_resync_replaces_the_old_version(
     client: httpx.AsyncClient, app: FastAPI, site: SiteServer
 ) -> None:

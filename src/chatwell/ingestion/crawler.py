@@ -210,12 +210,12 @@ async def crawl(
     respect_robots: bool = True,
     use_sitemap: bool = True,
     paths: PathFilter = PathFilter(),
-    on_failed: Callable[[str, str], None] | None = None,
+    on_failed: Callable[[str, FetchError], None] | None = None,
 ) -> AsyncIterator[CrawledPage]:
     """Yield up to ``max_pages`` HTML pages of the site at ``start_url`` (order not guaranteed).
 
     Raises FetchError only when the site as a whole is refused (bad scheme, blocked address);
-    a page that fails to fetch is logged, reported as ``on_failed(url, reason)`` and skipped.
+    a page that fails to fetch is logged, reported as ``on_failed(url, error)`` and skipped.
     Pages outside ``paths`` are not fetched, except the start page, which is read for its links
     (and yielded only when ``paths`` allows it).
     """
@@ -269,7 +269,7 @@ class _Crawl:
         self.delay_lock = asyncio.Lock()
         self.last_request = 0.0
         self.paths = PathFilter()
-        self.on_failed: Callable[[str, str], None] | None = None
+        self.on_failed: Callable[[str, FetchError], None] | None = None
 
     async def run(self, use_sitemap: bool) -> AsyncIterator[CrawledPage]:
         if self.robots is not None:
@@ -369,7 +369,7 @@ class _Crawl:
         except FetchError as exc:
             log.info("skipping %s: %s", url, exc.message)
             if self.on_failed is not None:
-                self.on_failed(url, exc.message)
+                self.on_failed(url, exc)
             return None, []
         if depth == 0:
             # The site may live where the start page redirects to (e.g. another domain).

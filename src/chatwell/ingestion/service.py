@@ -39,6 +39,7 @@ from chatwell.ingestion.extraction import (
     Extractor,
 )
 from chatwell.ingestion.fetch import FetchError, fetch_url
+from chatwell.ingestion.removal import remove_sources
 from chatwell.ingestion.splitter import embedding_text
 from chatwell.retrieval.index import SearchIndex, bump_index_version
 from chatwell.storage.database import Database, unavailable_reason
@@ -353,18 +354,25 @@ class Ingestor:
         The root stays ``processing`` while the crawl runs and records what it met in its options
         (``pages`` found, ``failed_pages`` that could not be fetched), so the dashboard shows the
         crawl as one row with live counts. A page whose content has not changed since the last
-        crawl keeps its chunks (a scheduled re-crawl re-embeds only what changed).
+        crawl keeps its chunks (a scheduled re-crawl re-embeds only what changed). A page an
+        earlier crawl found that this one, reaching the whole site within its limits, no longer
+        finds (removed, or now excluded) is removed with its chunks.
         """
         options = root.options or {}
+        max_pages = int(options.get("max_pages", 50))
         found = 0
+        seen: set[str] = set()
         failed: list[dict[str, str]] = []
+        missing: set[str] = set()  # a page that failed may be back soon, unless it is gone
 
-        def record_failure(url: str, reason: str) -> None:
-            failed.append({"url": url, "error": reason[:300]})
+        def record_failure(url: str, error: FetchError) -> None:
+            failed.append({"url": url, "error": error.message[:300]})
+            if error.status not in (404, 410):
+                missing.add(url)
 
         async for page in crawl(
             root.url or "",
-            max_pages=int(options.get("max_pages", 50)),
+            max_pages=max_pages,
             max_depth=int(options.get("max_depth", 2)),
             concurrency=self.config.crawl_concurrency,
             allow_private=self.config.allow_private,
@@ -375,6 +383,7 @@ class Ingestor:
             on_failed=record_failure,
         ):
             digest = hashlib.sha256(page.body).hexdigest()
+            seen.add(page.final_url)
             async with self.db.write() as session:
                 existing = await session.scalar(
                     select(Source).where(Source.parent_id == root.id, Source.url == page.final_url)
@@ -411,7 +420,7 @@ class Ingestor:
                     .values(
                         locked_at=utcnow(),
                         options={**options, "pages": found, "failed_pages": failed[:MAX_LISTED]},
-                        progress=min(0.99, found / max(1, int(options.get("max_pages", 50)))),
+                        progress=min(0.99, found / max(1, max_pages)),
                     )
                 )
         summary = {**options, "pages": found, "failed_pages": failed[:MAX_LISTED]}
@@ -425,6 +434,14 @@ class Ingestor:
                 )
             raise IngestionFailed("fetch_failed", "No page of the site could be fetched.")
         async with self.db.write() as session:
+            if found < max_pages:  # it saw every page it may reach: the others are gone
+                kept = seen | missing
+                pages = await session.execute(
+                    select(Source.id, Source.url).where(Source.parent_id == root.id)
+                )
+                await remove_sources(
+                    session, root.bot_id, [id_ for id_, url in pages if url not in kept]
+                )
             await session.execute(
                 update(Source)
                 .where(Source.id == root.id, Source.locked_by == self.worker_id)

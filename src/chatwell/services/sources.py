@@ -11,18 +11,17 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from sqlalchemy import String, cast, delete, func, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import delete, func, select
 
 from chatwell.domain.auth import Principal
 from chatwell.domain.models import SourceStatus, SourceType
 from chatwell.domain.sources import RESYNC_EVERY, QASourceIn, TextSourceIn, UrlSourceIn
 from chatwell.errors import InvalidRequest, NotFound
-from chatwell.retrieval.index import bump_index_version
+from chatwell.ingestion.removal import remove_sources
 from chatwell.services.bots import get_bot
 from chatwell.services.pagination import Page, page_of, paginate
 from chatwell.storage.database import Database
-from chatwell.storage.tables import Chunk, Conversation, Message, Source, SourceContent, utcnow
+from chatwell.storage.tables import Source, SourceContent, utcnow
 
 
 def source_not_found() -> NotFound:
@@ -412,44 +411,10 @@ async def delete_source(
     async with db.write() as session:
         # Pages found by a crawl go with their root.
         children = select(Source.id).where(Source.parent_id == source.id)
-        gone = [source.id, *(await session.scalars(children))]
-        await session.execute(delete(Chunk).where(Chunk.source_id.in_(children)))
-        await session.execute(delete(Chunk).where(Chunk.source_id == source.id))
-        await session.execute(delete(Source).where(Source.parent_id == source.id))
-        await session.execute(delete(Source).where(Source.id == source.id))
-        await bump_index_version(session, source.bot_id)
-        await _forget_citations(session, source.bot_id, gone)
+        await remove_sources(
+            session, source.bot_id, [*(await session.scalars(children)), source.id]
+        )
     forget_source_urls(source.bot_id)
-
-
-async def _forget_citations(
-    session: AsyncSession, bot_id: uuid.UUID, source_ids: list[uuid.UUID]
-) -> None:
-    """Past answers keep their text (the transcript), but their citations stop naming and quoting
-    the deleted sources: nothing of a deleted source's content stays in the database."""
-    names = {str(sid) for sid in source_ids}
-    mentions = or_(*(cast(Message.citations, String).like(f"%{sid}%") for sid in names))
-    query = (
-        select(Message)
-        .join(Conversation, Conversation.id == Message.conversation_id)
-        .where(Conversation.bot_id == bot_id, Message.citations.is_not(None), mentions)
-    )
-    for message in (await session.scalars(query)).all():
-        message.citations = [
-            {
-                "index": c.get("index"),
-                "source_id": None,
-                "title": None,
-                "url": None,
-                "page": None,
-                "score": None,
-                "snippet": None,
-                "source_deleted": True,
-            }
-            if isinstance(c, dict) and c.get("source_id") in names
-            else c
-            for c in message.citations or []
-        ]
 
 
 async def count_by_status(db: Database) -> dict[str, int]:
