@@ -6,17 +6,21 @@ Requests in the contract tests are the documents' own, with only the base URL an
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy.engine import make_url
 
 from chatwell.settings import Settings
 from tests.conftest import ADMIN_KEY
 from tests.helpers import build_app
+from tests.services import WORKER, LiveServers
 
 HOURS = (
     "Business hours: Our business hours are Monday through Friday, 9 AM to 5 PM EST. "
@@ -81,27 +85,117 @@ def seed_bot(
     return bot.json()
 
 
+@dataclass(frozen=True)
+class _Seed:
+    """A world's database and data directory once its bot, sources and keys are in, kept to be
+    copied: ingesting the seed documents through a server took most of a world's set-up."""
+
+    database: str  # SQLite: the file; PostgreSQL: the name of a template database
+    data_dir: Path
+    bot: dict[str, Any]
+    bot_key: str
+    workspace_key: str
+
+
+_seeds: dict[str, _Seed] = {}  # per backend, in this process (one xdist worker)
+
+
+def _seed_world(admin: httpx.Client) -> tuple[dict[str, Any], str, str]:
+    bot = seed_bot(admin, public=True)
+    # The documented flows read transcripts (the developer API's sessions report) and delete
+    # them (Dify's conversations): granted explicitly, a bot key chats only by default.
+    bot_key = admin.post(
+        "/v1/keys",
+        json={
+            "label": "support-bot key",
+            "bot_id": bot["id"],
+            "scopes": ["chat", "conversations:read", "conversations:write"],
+        },
+    ).json()["key"]
+    workspace_key = admin.post("/v1/keys", json={"label": "workspace key"}).json()["key"]
+    return bot, bot_key, workspace_key
+
+
+def _make_seed(
+    backend: str,
+    database_url: str,
+    make_settings: Callable[..., Settings],
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> _Seed:
+    """Seed a copy of this test's fresh database through a server of its own, stopped before
+    the copy is kept (a PostgreSQL template must have no connection; SQLite's WAL is folded
+    back into the file)."""
+    where = tmp_path_factory.mktemp(f"world-seed-{backend}")
+    if backend == "postgres":
+        server = request.getfixturevalue("postgres_server")
+        name = server.create_database(
+            f"world_seed_{WORKER}".lower(), template=make_url(database_url).database
+        )
+        url = server.url(name)
+    else:
+        name = str(where / "chatwell.db")
+        shutil.copy(make_url(database_url).database, name)
+        url = f"sqlite+aiosqlite:///{name}"
+    app = build_app(
+        make_settings(database_url=url, data_dir=where / "data"), announce=lambda _: None
+    )
+    with LiveServers(where / "logs") as servers, admin_client(servers.start(app)) as admin:
+        bot, bot_key, workspace_key = _seed_world(admin)
+    if backend == "sqlite":
+        assert not Path(f"{name}-wal").exists()
+    return _Seed(name, where / "data", bot, bot_key, workspace_key)
+
+
+def _copy_seed(seed: _Seed, settings: Settings, request: pytest.FixtureRequest) -> None:
+    """Make this test's database and data directory copies of the seed's."""
+    target = make_url(settings.database_url).database
+    assert target is not None
+    if settings.database_url.startswith("postgresql"):
+        server = request.getfixturevalue("postgres_server")
+        server.drop_database(target)  # the fresh database the test was given, never opened
+        server.create_database(target, template=seed.database)
+    else:
+        shutil.copy(seed.database, target)
+    shutil.copytree(seed.data_dir, settings.data_dir, dirs_exist_ok=True)
+
+
+def admin_client(base: str) -> httpx.Client:
+    return httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30)
+
+
 @pytest.fixture
-def start_world(make_settings: Callable[..., Settings], live_server: Any) -> Callable[..., World]:
+def start_world(
+    make_settings: Callable[..., Settings],
+    live_server: Any,
+    backend: str,
+    database_url: str,
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Callable[..., World]:
+    """``start_world(**settings)``: a server on this test's own database holding the support bot,
+    its two documents and the two keys. The database is a copy of one seeded once per backend
+    and worker (the stored bot, documents and keys do not depend on the limits, model or
+    timeouts a test sets), unless the test names a ``database_url`` of its own."""
+
     def start(**settings: Any) -> World:
-        app = build_app(make_settings(**settings), announce=lambda _: None)
+        own_database = "database_url" in settings
+        config = make_settings(**settings)
+        if own_database:
+            app = build_app(config, announce=lambda _: None)
+            base = live_server.start(app)
+            with admin_client(base) as admin:
+                bot, bot_key, workspace_key = _seed_world(admin)
+            return World(base, app, bot["id"], bot["slug"], bot_key, workspace_key)
+        if backend not in _seeds:
+            _seeds[backend] = _make_seed(
+                backend, database_url, make_settings, request, tmp_path_factory
+            )
+        seed = _seeds[backend]
+        _copy_seed(seed, config, request)
+        app = build_app(config, announce=lambda _: None)
         base = live_server.start(app)
-        with httpx.Client(
-            base_url=base, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30
-        ) as admin:
-            bot = seed_bot(admin, public=True)
-            # The documented flows read transcripts (the developer API's sessions report) and delete
-            # them (Dify's conversations): granted explicitly, a bot key chats only by default.
-            bot_key = admin.post(
-                "/v1/keys",
-                json={
-                    "label": "support-bot key",
-                    "bot_id": bot["id"],
-                    "scopes": ["chat", "conversations:read", "conversations:write"],
-                },
-            ).json()["key"]
-            workspace_key = admin.post("/v1/keys", json={"label": "workspace key"}).json()["key"]
-        return World(base, app, bot["id"], bot["slug"], bot_key, workspace_key)
+        return World(base, app, seed.bot["id"], seed.bot["slug"], seed.bot_key, seed.workspace_key)
 
     return start
 
