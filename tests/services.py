@@ -62,11 +62,13 @@ from typing import Any, NoReturn, Self, TypeVar
 
 import asyncpg
 import pytest
+from sqlalchemy.engine import make_url
 
 __all__ = [
     "LiveServers",
     "PostgresServer",
     "RedisServer",
+    "copy_database",
     "free_port",
     "in_ci",
     "migrate_to_head",
@@ -1001,6 +1003,20 @@ def migrated_postgres_url(
         yield postgres_server.url(name)
     finally:
         postgres_server.drop_database(name)
+
+
+def copy_database(source_url: str, target_url: str, request: pytest.FixtureRequest) -> None:
+    """Make the database at ``target_url`` a copy of the one at ``source_url``; neither may be
+    open (a PostgreSQL template must have no connection, a SQLite file no WAL left to fold in)."""
+    source, target = make_url(source_url).database, make_url(target_url).database
+    assert source and target
+    if source_url.startswith("postgresql"):
+        server = request.getfixturevalue("postgres_server")
+        server.drop_database(target)
+        server.create_database(target, template=source)
+    else:
+        assert not Path(f"{source}-wal").exists(), "the source database is still open"
+        shutil.copy(source, target)
 
 
 @pytest.fixture(scope="session")

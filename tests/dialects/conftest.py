@@ -15,12 +15,11 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy.engine import make_url
 
 from chatwell.settings import Settings
 from tests.conftest import ADMIN_KEY
 from tests.helpers import build_app
-from tests.services import WORKER, LiveServers
+from tests.services import WORKER, LiveServers, copy_database
 
 HOURS = (
     "Business hours: Our business hours are Monday through Friday, 9 AM to 5 PM EST. "
@@ -90,7 +89,7 @@ class _Seed:
     """A world's database and data directory once its bot, sources and keys are in, kept to be
     copied: ingesting the seed documents through a server took most of a world's set-up."""
 
-    database: str  # SQLite: the file; PostgreSQL: the name of a template database
+    database_url: str
     data_dir: Path
     bot: dict[str, Any]
     bot_key: str
@@ -124,40 +123,19 @@ def _make_seed(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> _Seed:
     """Seed a copy of this test's fresh database through a server of its own, stopped before
-    the copy is kept (a PostgreSQL template must have no connection; SQLite's WAL is folded
-    back into the file)."""
+    the copy is kept."""
     where = tmp_path_factory.mktemp(f"world-seed-{backend}")
     if backend == "postgres":
-        server = request.getfixturevalue("postgres_server")
-        name = server.create_database(
-            f"world_seed_{WORKER}".lower(), template=make_url(database_url).database
-        )
-        url = server.url(name)
+        url = request.getfixturevalue("postgres_server").url(f"world_seed_{WORKER}".lower())
     else:
-        name = str(where / "chatwell.db")
-        shutil.copy(make_url(database_url).database, name)
-        url = f"sqlite+aiosqlite:///{name}"
+        url = f"sqlite+aiosqlite:///{where / 'chatwell.db'}"
+    copy_database(database_url, url, request)
     app = build_app(
         make_settings(database_url=url, data_dir=where / "data"), announce=lambda _: None
     )
     with LiveServers(where / "logs") as servers, admin_client(servers.start(app)) as admin:
         bot, bot_key, workspace_key = _seed_world(admin)
-    if backend == "sqlite":
-        assert not Path(f"{name}-wal").exists()
-    return _Seed(name, where / "data", bot, bot_key, workspace_key)
-
-
-def _copy_seed(seed: _Seed, settings: Settings, request: pytest.FixtureRequest) -> None:
-    """Make this test's database and data directory copies of the seed's."""
-    target = make_url(settings.database_url).database
-    assert target is not None
-    if settings.database_url.startswith("postgresql"):
-        server = request.getfixturevalue("postgres_server")
-        server.drop_database(target)  # the fresh database the test was given, never opened
-        server.create_database(target, template=seed.database)
-    else:
-        shutil.copy(seed.database, target)
-    shutil.copytree(seed.data_dir, settings.data_dir, dirs_exist_ok=True)
+    return _Seed(url, where / "data", bot, bot_key, workspace_key)
 
 
 def admin_client(base: str) -> httpx.Client:
@@ -192,7 +170,8 @@ def start_world(
                 backend, database_url, make_settings, request, tmp_path_factory
             )
         seed = _seeds[backend]
-        _copy_seed(seed, config, request)
+        copy_database(seed.database_url, database_url, request)
+        shutil.copytree(seed.data_dir, config.data_dir, dirs_exist_ok=True)
         app = build_app(config, announce=lambda _: None)
         base = live_server.start(app)
         return World(base, app, seed.bot["id"], seed.bot["slug"], seed.bot_key, seed.workspace_key)

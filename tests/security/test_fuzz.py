@@ -36,8 +36,10 @@ fuzzer checks every error body against it (``status_code_conformance`` and
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import hypothesis
@@ -59,6 +61,7 @@ from chatwell.settings import Settings
 from tests.conftest import ADMIN_KEY
 from tests.helpers import build_app
 from tests.security.tenants import Tenant, seed_tenant
+from tests.services import WORKER, copy_database
 
 pytestmark = pytest.mark.slow
 
@@ -114,17 +117,46 @@ def fuzz_settings(make_settings: Callable[..., Settings]) -> Settings:
     )
 
 
-@pytest.fixture
-def world(fuzz_settings: Settings) -> Iterator[World]:
-    """A database seeded with one of everything in the admin key's workspace, and a fresh app on
-    it that schemathesis drives over ASGI (it runs the app's lifespan in its own event loop)."""
+# A seeded database and data directory per backend in this process, and the tenant in them.
+_seeds: dict[str, tuple[str, Path, Tenant]] = {}
+
+
+def _seeded(
+    fuzz_settings: Settings, request: pytest.FixtureRequest, where: Path
+) -> tuple[str, Path, Tenant]:
+    """Seed a copy of this test's fresh database once; later tests copy the seeded one."""
+    if fuzz_settings.database_url.startswith("postgresql"):
+        server = request.getfixturevalue("postgres_server")
+        url = server.url(f"fuzz_seed_{WORKER}".lower())
+    else:
+        url = f"sqlite+aiosqlite:///{where / 'chatwell.db'}"
+    copy_database(fuzz_settings.database_url, url, request)
+    settings = fuzz_settings.model_copy(update={"database_url": url, "data_dir": where / "data"})
 
     async def seed() -> Tenant:
-        seeding = build_app(fuzz_settings, announce=lambda _: None)
+        seeding = build_app(settings, announce=lambda _: None)
         async with seeding.router.lifespan_context(seeding):
             return await seed_tenant(seeding, "Fuzz", owner_key=ADMIN_KEY)
 
-    tenant = asyncio.run(seed())
+    return url, settings.data_dir, asyncio.run(seed())
+
+
+@pytest.fixture
+def world(
+    fuzz_settings: Settings,
+    backend: str,
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[World]:
+    """A database seeded with one of everything in the admin key's workspace (a copy of one
+    seeded once per backend and worker), and a fresh app on it that schemathesis drives over
+    ASGI (it runs the app's lifespan in its own event loop)."""
+    if backend not in _seeds:
+        _seeds[backend] = _seeded(fuzz_settings, request, tmp_path_factory.mktemp("fuzz-seed"))
+    seed_url, seed_data, tenant = _seeds[backend]
+    assert fuzz_settings.database_url is not None
+    copy_database(seed_url, fuzz_settings.database_url, request)
+    shutil.copytree(seed_data, fuzz_settings.data_dir, dirs_exist_ok=True)
     app = build_app(fuzz_settings, announce=lambda _: None)
     try:
         schema = schemathesis.openapi.from_asgi("/openapi.json", app)
