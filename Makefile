@@ -53,8 +53,13 @@ system-deps:
 serve: install
 	$(BIN)/chatwell serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR) --demo
 
+# Bytecode, and pytest's test modules with their asserts rewritten, are kept in __pycache__
+# (ignored by git) even where PYTHONDONTWRITEBYTECODE is set: else every xdist worker compiles
+# them again on each run, ~13 s of CPU per worker.
+KEEP_BYTECODE := PYTHONDONTWRITEBYTECODE=
+
 test: system-deps install-test install-llm lint
-	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS)
+	$(KEEP_BYTECODE) $(BIN)/python -m pytest -n auto $(PYTEST_ARGS)
 
 # The edit loop: lint, then the unit tests and the SQLite ones that start no server of their own
 # (no PostgreSQL, Chromium, LLM server or live uvicorn; markers in pyproject.toml). `make test`
@@ -62,7 +67,7 @@ test: system-deps install-test install-llm lint
 FAST_MARKERS := not postgres and not browser and not llm and not live and not slow
 
 test-fast: install-test lint
-	$(BIN)/python -m pytest -n auto -m "$(FAST_MARKERS)" $(PYTEST_ARGS)
+	$(KEEP_BYTECODE) $(BIN)/python -m pytest -n auto -m "$(FAST_MARKERS)" $(PYTEST_ARGS)
 
 # Style and layers: ruff's lint rules and formatting, and the import-linter contracts.
 lint: install-test
