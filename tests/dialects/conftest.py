@@ -152,14 +152,14 @@ def start_world(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Callable[..., World]:
     """``start_world(**settings)``: a server on this test's own database holding the support bot,
-    its two documents and the two keys. The database is a copy of one seeded once per backend
-    and worker (the stored bot, documents and keys do not depend on the limits, model or
-    timeouts a test sets), unless the test names a ``database_url`` of its own."""
+    its two documents and the two keys. With the default settings the database is a copy of one
+    seeded once per backend and worker; a world with settings of its own (a database, limits,
+    timeouts, a model) is seeded through its own server, the state its test was written for
+    (the SQLite lock tests take the write lock on a server that has served the seeding)."""
 
     def start(**settings: Any) -> World:
-        own_database = "database_url" in settings
         config = make_settings(**settings)
-        if own_database:
+        if settings:  # seeded through its own server, as its settings say
             app = build_app(config, announce=lambda _: None)
             base = live_server.start(app)
             with admin_client(base) as admin:
