@@ -5,6 +5,7 @@ is left afterwards)."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
@@ -56,15 +57,29 @@ def _serve_site(site: SiteServer) -> None:
     site.page("/private/accounts", html_page("Accounts", "Quarterly revenue ledger zebrafinch."))
 
 
-async def test_crawl_makes_one_ready_source_per_allowed_page(
-    client: httpx.AsyncClient, app: FastAPI, site: SiteServer
-) -> None:
+async def _crawled(
+    client: httpx.AsyncClient, app: FastAPI, site: SiteServer, *, max_pages: int = 10
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The cafe's site crawled into a new bot: the bot and the crawl's root source."""
     _serve_site(site)
     bot = await make_bot(client)
     root = await add(
-        client, bot, type="url", url=site.url("/"), crawl=True, max_pages=10, max_depth=3
+        client, bot, type="url", url=site.url("/"), crawl=True, max_pages=max_pages, max_depth=3
     )
     await idle(app)
+    return bot, root
+
+
+async def _pages(
+    client: httpx.AsyncClient, bot: dict[str, Any], root: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    return {c["url"]: c for c in await all_sources(client, bot) if c["parent_id"] == root["id"]}
+
+
+async def test_crawl_makes_one_ready_source_per_allowed_page(
+    client: httpx.AsyncClient, app: FastAPI, site: SiteServer
+) -> None:
+    bot, root = await _crawled(client, app, site)
 
     root_state = await source(client, bot, root["id"])
     assert root_state["status"] == "ready" and root_state["error_code"] is None, root_state
@@ -109,13 +124,8 @@ async def test_crawl_makes_one_ready_source_per_allowed_page(
 async def test_a_recrawl_removes_the_pages_the_site_no_longer_has(
     client: httpx.AsyncClient, app: FastAPI, site: SiteServer
 ) -> None:
-    _serve_site(site)
-    bot = await make_bot(client)
-    root = await add(
-        client, bot, type="url", url=site.url("/"), crawl=True, max_pages=10, max_depth=3
-    )
-    await idle(app)
-    before = {c["url"]: c for c in await all_sources(client, bot) if c["parent_id"] == root["id"]}
+    bot, root = await _crawled(client, app, site)
+    before = await _pages(client, bot, root)
     events = before[site.url("/events")]
     assert await keyword_hits(app, bot["id"], "fado")
 
@@ -125,7 +135,7 @@ async def test_a_recrawl_removes_the_pages_the_site_no_longer_has(
     assert synced.status_code == 202
     await idle(app)
 
-    after = {c["url"]: c for c in await all_sources(client, bot) if c["parent_id"] == root["id"]}
+    after = await _pages(client, bot, root)
     assert set(after) == set(before) - {site.url("/events")}  # the failing page stays
     assert after[site.url("/menu")]["id"] == before[site.url("/menu")]["id"]
     assert after[site.url("/contact")]["status"] == "ready"
@@ -138,21 +148,16 @@ async def test_a_recrawl_removes_the_pages_the_site_no_longer_has(
 async def test_a_recrawl_cut_short_by_its_page_cap_removes_nothing(
     client: httpx.AsyncClient, app: FastAPI, site: SiteServer
 ) -> None:
-    _serve_site(site)
-    bot = await make_bot(client)
     # Fewer pages allowed than the site has (4): the crawl cannot tell a page that is gone from
     # one it had no room for.
-    root = await add(
-        client, bot, type="url", url=site.url("/"), crawl=True, max_pages=3, max_depth=3
-    )
-    await idle(app)
-    before = {c["url"] for c in await all_sources(client, bot) if c["parent_id"] == root["id"]}
+    bot, root = await _crawled(client, app, site, max_pages=3)
+    before = set(await _pages(client, bot, root))
     assert len(before) == 3
     gone = sorted(before - {site.url("/")})[0]
     del site.routes[gone.removeprefix(site.origin)]
     assert (await client.post(f"{sources_url(bot)}/{root['id']}/sync")).status_code == 202
     await idle(app)
-    after = {c["url"] for c in await all_sources(client, bot) if c["parent_id"] == root["id"]}
+    after = set(await _pages(client, bot, root))
     assert before <= after and gone in after
 
 
