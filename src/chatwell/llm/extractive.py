@@ -171,9 +171,14 @@ INSTRUCTION_WEIGHT = 1.5
 
 
 def _how_to_weight(candidate: _Candidate) -> float:
-    if _CODE.search(candidate.text):
-        return INSTRUCTION_WEIGHT if _INSTRUCTS.search(candidate.text) else CODE_WEIGHT
-    return CODE_WEIGHT if _CODE.search(candidate.label) else 1.0
+    return _how_to_weight_of(candidate.text, candidate.label)
+
+
+@functools.lru_cache(maxsize=65_536)  # a bot's popular sentences come back question after question
+def _how_to_weight_of(text: str, label: str) -> float:
+    if _CODE.search(text):
+        return INSTRUCTION_WEIGHT if _INSTRUCTS.search(text) else CODE_WEIGHT
+    return CODE_WEIGHT if _CODE.search(label) else 1.0
 
 
 @functools.lru_cache(maxsize=65_536)
