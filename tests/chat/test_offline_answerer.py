@@ -207,3 +207,45 @@ async def test_the_judgement_weighs_in_how_sure_the_search_was() -> None:
     )
     assert sure.chosen == unsure.chosen
     assert unsure.support < SUPPORT_BARS["balanced"] <= sure.support
+
+
+async def test_passages_the_search_could_hardly_tell_apart_count_alike() -> None:
+    # The second passage's sentence answers a little better (its page is about Estonia). When the
+    # search scored both passages nearly the same, the better sentence leads the answer; when it
+    # put the second far behind, the first passage's sentence does.
+    question = (
+        "Which courier delivers parcels to Norway, Sweden, Finland, Denmark, Iceland "
+        "and Estonia quickly?"
+    )
+    first = "Our courier delivers parcels to Norway, Sweden, Finland, Denmark and Iceland quickly."
+    second = "The Baltic courier delivers parcels to Sweden, Finland, Denmark, Iceland and Norway quickly."
+
+    async def leader(second_score: float) -> int:
+        judgement = await OfflineAnswerer().judge(
+            question,
+            [
+                Grounding(1, "Couriers", first, score=0.80, similarity=0.7),
+                Grounding(2, "Estonia", second, score=second_score, similarity=0.7),
+            ],
+        )
+        return judgement.chosen[0].index
+
+    assert await leader(0.79) == 2
+    assert await leader(0.20) == 1
+
+
+async def test_a_heading_underlined_in_plain_text_is_not_quoted() -> None:
+    # A README's "Release notes" over "~~~~~~~~" (reStructuredText's "=====" too) is a heading:
+    # neither it nor its underline runs into the sentence below it.
+    readme = (
+        "Release notes for Valgrind\n~~~~~~~~~~~~~~~~~~~~~~~~~~\n"
+        "If you are building a binary package of Valgrind for distribution,\n"
+        "please read README_PACKAGERS. It contains some important information.\n"
+        "Building\n========\nRun ./configure and then make install to build it."
+    )
+    answer = await OfflineAnswerer().compose(
+        "What should I read when building a binary package for distribution?",
+        [Grounding(1, "README", readme)],
+    )
+    assert answer.startswith("If you are building a binary package of Valgrind for distribution,")
+    assert "~" not in answer and "Release notes" not in answer and "=" not in answer
