@@ -145,6 +145,25 @@ async def test_a_recrawl_removes_the_pages_the_site_no_longer_has(
     assert await keyword_hits(app, bot["id"], "sardines")  # the pages still there still answer
 
 
+async def test_a_recrawl_with_a_page_down_keeps_what_only_that_page_links_to(
+    client: httpx.AsyncClient, app: FastAPI, site: SiteServer
+) -> None:
+    # The menu page links to the events page and nothing else does: while the menu answers 500
+    # the crawl cannot reach the events page, which is still there. Neither is removed.
+    bot, root = await _crawled(client, app, site)
+    before = await _pages(client, bot, root)
+    site.routes["/menu"] = Route(status=500, body=b"try again later")
+    assert (await client.post(f"{sources_url(bot)}/{root['id']}/sync")).status_code == 202
+    await idle(app)
+
+    after = await _pages(client, bot, root)
+    assert set(after) == set(before)
+    assert site.paths().count("/events") == 1  # only the first crawl reached it
+    assert await keyword_hits(app, bot["id"], "fado") and await keyword_hits(
+        app, bot["id"], "sardines"
+    )
+
+
 async def test_a_recrawl_cut_short_by_its_page_cap_removes_nothing(
     client: httpx.AsyncClient, app: FastAPI, site: SiteServer
 ) -> None:

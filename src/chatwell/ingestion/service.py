@@ -356,19 +356,20 @@ class Ingestor:
         crawl as one row with live counts. A page whose content has not changed since the last
         crawl keeps its chunks (a scheduled re-crawl re-embeds only what changed). A page an
         earlier crawl found that this one, reaching the whole site within its limits, no longer
-        finds (removed, or now excluded) is removed with its chunks.
+        finds (removed, or now excluded) is removed with its chunks; while a page is down, only
+        the pages that answer 404 or 410 are.
         """
         options = root.options or {}
         max_pages = int(options.get("max_pages", 50))
         found = 0
         seen: set[str] = set()
         failed: list[dict[str, str]] = []
-        missing: set[str] = set()  # a page that failed may be back soon, unless it is gone
+        gone: set[str] = set()  # answered 404 or 410: removed from the site
+        down: set[str] = set()  # failed otherwise: may be back soon, and so may what it links to
 
         def record_failure(url: str, error: FetchError) -> None:
             failed.append({"url": url, "error": error.message[:300]})
-            if error.status not in (404, 410):
-                missing.add(url)
+            (gone if error.status in (404, 410) else down).add(url)
 
         async for page in crawl(
             root.url or "",
@@ -434,13 +435,17 @@ class Ingestor:
                 )
             raise IngestionFailed("fetch_failed", "No page of the site could be fetched.")
         async with self.db.write() as session:
-            if found < max_pages:  # it saw every page it may reach: the others are gone
-                kept = seen | missing
+            if found < max_pages:  # not cut short by its page cap
+                # With no page down it saw every page it may reach: the others are gone. With a
+                # page down (back soon, with what only it links to, or stored under the address
+                # its link redirected to) only the pages that answered 404 or 410 are.
                 pages = await session.execute(
                     select(Source.id, Source.url).where(Source.parent_id == root.id)
                 )
                 await remove_sources(
-                    session, root.bot_id, [id_ for id_, url in pages if url not in kept]
+                    session,
+                    root.bot_id,
+                    [id_ for id_, url in pages if (url in gone if down else url not in seen)],
                 )
             await session.execute(
                 update(Source)
