@@ -249,3 +249,20 @@ async def test_a_heading_underlined_in_plain_text_is_not_quoted() -> None:
     )
     assert answer.startswith("If you are building a binary package of Valgrind for distribution,")
     assert "~" not in answer and "Release notes" not in answer and "=" not in answer
+
+
+async def test_a_quote_names_the_tool_its_page_is_about_once() -> None:
+    # "How do I profile cache misses?" is answered by the Cachegrind chapter, whose sentences
+    # never say "Cachegrind": the answer names it (once, though two passages of it are quoted),
+    # and not when the question names it already.
+    title = "5. Cachegrind: a cache and branch-prediction profiler"
+    pages = [
+        Grounding(1, title, "Cache profiling shows the misses of every cache level per line."),
+        Grounding(2, title, "Detailed cache profiling shows how a program uses the cache misses."),
+    ]
+    answerer = OfflineAnswerer()
+    answer = await answerer.compose("How do I profile cache misses of my program?", pages)
+    assert answer.startswith("Cachegrind: Cache profiling shows"), answer
+    assert answer.count("Cachegrind") == 1 and "[2]" in answer
+    named = await answerer.compose("How does Cachegrind profile cache misses?", pages)
+    assert "Cachegrind" not in named

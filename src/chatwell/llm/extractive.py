@@ -8,10 +8,11 @@ path count for half), together with how close they are in meaning (cosine simila
 embedder the bot already uses). Below the bot's bar it answers :data:`NOT_IN_SOURCES` instead, which the
 chat engine reports as an abstention. Menu and navigation lines are never quoted. A sentence is
 quoted with what it is about when its own words do not say it: the option or term a definition
-list names on the line above its paragraphs, the page's subject for a sentence opening on "It". A
-"how do I…" question prefers the sentence that says what to type ("use --stacks=yes"). It never writes
-a sentence that is not in the bot's own sources, so it cannot invent facts or follow instructions
-found in documents. It is honest about itself: the chat service announces it.
+list names on the line above its paragraphs, the page's subject for a sentence opening on "It",
+the tool or product a page's title names ("Cachegrind: a cache profiler") when the question does
+not. A "how do I…" question prefers the sentence that says what to type ("use --stacks=yes").
+It never writes a sentence that is not in the bot's own sources, so it cannot invent facts or
+follow instructions found in documents. It is honest about itself: the chat service announces it.
 """
 
 from __future__ import annotations
@@ -211,6 +212,7 @@ class Judgement:
 
     chosen: tuple[_Candidate, ...]
     support: float
+    asked: frozenset[str] = frozenset()  # the question's content terms
 
 
 class OfflineAnswerer:
@@ -332,7 +334,7 @@ class OfflineAnswerer:
             # Whether the search itself was sure: its best passage ranked first by both the
             # keywords and the meaning (fused score near 1), and close in meaning.
             support = (support + min(1.0, top.score) + max(0.0, top.similarity)) / 3
-        return Judgement(tuple(candidates[i] for i in chosen), round(support, 4))
+        return Judgement(tuple(candidates[i] for i in chosen), round(support, 4), q_terms)
 
     async def _similarity(self, question: str, candidates: list[_Candidate]) -> np.ndarray:
         if self.embedder is None:
@@ -362,13 +364,18 @@ def render(judgement: Judgement) -> str:
     chosen = sorted(judgement.chosen, key=lambda c: (c.passage, c.order))
     parts: list[str] = []
     labelled: set[tuple[int, str]] = set()
+    named: set[str] = set()
     for n, candidate in enumerate(chosen):
         text = candidate.text.rstrip()
+        subject = _subject_to_name(candidate, judgement.asked)
         if candidate.label and (candidate.index, candidate.label) not in labelled:
             labelled.add((candidate.index, candidate.label))  # the term first, once per passage
             text = f"{candidate.label.rstrip(':')}: {text}"
-        elif (n == 0 or chosen[n - 1].index != candidate.index) and _names_its_subject(candidate):
-            text = f"{_subject(candidate.title)}: {text}"  # "It measures…" says what "it" is
+        elif (
+            subject and subject not in named and (n == 0 or chosen[n - 1].index != candidate.index)
+        ):
+            named.add(subject)  # "It measures…" says what "it" is; once per answer
+            text = f"{subject}: {text}"
         last_of_passage = n + 1 == len(chosen) or chosen[n + 1].index != candidate.index
         parts.append(f"{text} [{candidate.index}]" if last_of_passage else text)
     return " ".join(parts)
@@ -391,15 +398,20 @@ _NUMBERING = re.compile(r"^(?:\d+\.)*\d+\.?\s+")
 _REFERS_BACK = re.compile(r"(It|Its|This|These|They|Their)\s")
 
 
-def _names_its_subject(candidate: _Candidate) -> bool:
-    """A passage's first quoted sentence that opens on "It"/"This" about its page's subject."""
+def _subject_to_name(candidate: _Candidate, asked: AbstractSet[str]) -> str:
+    """What a passage's first quoted sentence is about when its own words do not say it (""
+    otherwise): its page's subject for a sentence opening on "It"/"This" ("Massif: a heap
+    profiler: It measures…"), and the name a page's title gives its subject ("Cachegrind: a
+    cache profiler" -> "Cachegrind") for any other sentence when the question does not name it,
+    so "How do I profile cache misses?" is answered with the tool's name."""
     title = _subject(candidate.title)
-    return bool(
-        title
-        and len(title) <= 60
-        and _REFERS_BACK.match(candidate.text)
-        and not _terms(title.split(":")[0]) & _terms(candidate.text)
-    )
+    name, colon, _ = title.partition(":")
+    if not title or _terms(name) & _terms(candidate.text):
+        return ""
+    if len(title) <= 60 and _REFERS_BACK.match(candidate.text):
+        return title
+    named = colon and 1 <= len(name.split()) <= 2 and not _terms(name) & asked
+    return name.strip() if named else ""
 
 
 def _subject(title: str) -> str:
