@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from chatwell.storage.tables import Chunk, Source
+from chatwell.storage.tables import Bot, Chunk, Conversation, Message, Source
 from tests.helpers import count_rows, make_bot
 from tests.ingestion.helpers import Route, SiteServer, html_page
 
@@ -256,3 +256,37 @@ async def test_failed_resync_keeps_serving_the_last_good_version(
     # The old chunks were not thrown away by the failed fetch.
     assert [c.id for c in await chunks_of(app, added["id"])] == chunks
     assert top(await search(client, bot, "Do gift cards expire?"))["source_id"] == added["id"]
+
+
+async def test_deleting_a_crawl_of_1200_pages_takes_them_all(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    # A documentation site's crawl is deleted with its root: every page goes, and a past answer
+    # citing one of them stops naming it (SQLite refuses a search for 1,201 ids in one query).
+    bot = await make_bot(client)
+    bot_id = uuid.UUID(bot["id"])
+    async with app.state.runtime.db.write() as session:
+        workspace_id = (await session.get(Bot, bot_id)).workspace_id
+        page = {"workspace_id": workspace_id, "bot_id": bot_id, "type": "url", "status": "ready"}
+        root = Source(**page, title="docs", url="https://docs.example/", options={"crawl": True})
+        session.add(root)
+        await session.flush()
+        pages = [
+            Source(**page, parent_id=root.id, url=f"https://docs.example/p{n}", title=f"p{n}")
+            for n in range(1200)
+        ]
+        session.add_all(pages)
+        conversation = Conversation(workspace_id=workspace_id, bot_id=bot_id)
+        session.add(conversation)
+        await session.flush()
+        cited = {"index": 1, "source_id": str(pages[700].id), "title": "p700", "snippet": "x"}
+        answer = Message(conversation_id=conversation.id, role="assistant", citations=[cited])
+        session.add(answer)
+        await session.flush()
+        answer_id = answer.id
+
+    assert (await client.delete(f"{sources_url(bot)}/{root.id}")).status_code == 204
+    assert await count_rows(app, Source, bot_id=bot_id) == 0
+    async with app.state.runtime.db.read() as session:
+        citations = (await session.get(Message, answer_id)).citations
+    assert citations[0]["source_deleted"] is True and citations[0]["source_id"] is None

@@ -37,25 +37,37 @@ async def _forget_citations(
     """Past answers keep their text (the transcript), but their citations stop naming and quoting
     the deleted sources: nothing of a deleted source's content stays in the database."""
     names = {str(sid) for sid in source_ids}
-    mentions = or_(*(cast(Message.citations, String).like(f"%{sid}%") for sid in names))
-    query = (
-        select(Message)
-        .join(Conversation, Conversation.id == Message.conversation_id)
-        .where(Conversation.bot_id == bot_id, Message.citations.is_not(None), mentions)
-    )
-    for message in (await session.scalars(query)).all():
-        message.citations = [
-            {
-                "index": c.get("index"),
-                "source_id": None,
-                "title": None,
-                "url": None,
-                "page": None,
-                "score": None,
-                "snippet": None,
-                "source_deleted": True,
-            }
-            if isinstance(c, dict) and c.get("source_id") in names
-            else c
-            for c in message.citations or []
-        ]
+    ordered = sorted(names)
+    for start in range(0, len(ordered), MENTIONS_PER_QUERY):
+        batch = ordered[start : start + MENTIONS_PER_QUERY]
+        mentions = or_(*(cast(Message.citations, String).like(f"%{sid}%") for sid in batch))
+        query = (
+            select(Message)
+            .join(Conversation, Conversation.id == Message.conversation_id)
+            .where(Conversation.bot_id == bot_id, Message.citations.is_not(None), mentions)
+        )
+        for message in (await session.scalars(query)).all():
+            _forget(message, names)
+
+
+#: Source ids matched per query: SQLite refuses an expression deeper than 1,000 terms, and a
+#: crawled site of 1,200 pages is deleted with its root.
+MENTIONS_PER_QUERY = 500
+
+
+def _forget(message: Message, names: set[str]) -> None:
+    message.citations = [
+        {
+            "index": c.get("index"),
+            "source_id": None,
+            "title": None,
+            "url": None,
+            "page": None,
+            "score": None,
+            "snippet": None,
+            "source_deleted": True,
+        }
+        if isinstance(c, dict) and c.get("source_id") in names
+        else c
+        for c in message.citations or []
+    ]
