@@ -8,6 +8,7 @@ import re
 import uuid
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
@@ -59,11 +60,25 @@ async def test_playground_streams_a_private_cited_answer_with_passages(
     )
     assert f'data-csrf="{token}"' in page.text and "Playground" in page.text
     before = await count_rows(app, Message)
-    response = await browser.post(
-        f"/dashboard/bots/{bot_id}/playground/chat",
-        data={"question": "When is the shop open?", "temperature": "0.2"},
-        headers={"X-CSRF-Token": token},
-    )
+    # The passages shown are the ones the answer's own search found: one search per question.
+    retriever = app.state.runtime.knowledge.retriever
+    searches: list[str] = []
+    search = retriever.search
+
+    async def counted(**kwargs: Any) -> Any:
+        searches.append(kwargs["query"])
+        return await search(**kwargs)
+
+    retriever.search = counted
+    try:
+        response = await browser.post(
+            f"/dashboard/bots/{bot_id}/playground/chat",
+            data={"question": "When is the shop open?", "temperature": "0.2"},
+            headers={"X-CSRF-Token": token},
+        )
+    finally:
+        del retriever.search
+    assert searches == ["When is the shop open?"]
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/event-stream")
     events = sse_events(response.text)

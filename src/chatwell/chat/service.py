@@ -137,6 +137,9 @@ class Turn:
     search: asyncio.Task[SearchResult] | None = (
         None  # started with the turn when its query was known
     )
+    # What the search found for this turn, before judging whether it answers (the Playground
+    # shows it); None until the search has answered, or when the turn never searched.
+    found: list[Passage] | None = None
     # The answer's message id, known before it streams (doors that name it in every chunk, e.g.
     # Dify); stored under this id whether the turn completes, fails or is cancelled.
     answer_id: uuid.UUID = field(default_factory=new_id)
@@ -385,6 +388,7 @@ class ChatService:
                         bot, await self._follow_up_query(turn, resolved, answer_settings)
                     )
                 result = await search
+                turn.found = result.passages
                 # Related by meaning or sharing a word: whether it *answers* is the answerer's
                 # judgement (the offline one sentence by sentence, a model by its prompt).
                 passages = result.passages

@@ -2,8 +2,8 @@
 
 The answer comes from the same ``ChatService`` as every door, on channel ``playground`` and in
 private mode, so nothing is stored but a content-free usage row: the page keeps the conversation
-and sends the earlier turns with each question (``history``, JSON). The passages the retriever
-finds for the question (read in its conversation, as the engine reads it) are sent first, with
+and sends the earlier turns with each question (``history``, JSON). The passages the turn's own
+search found (the question read in its conversation, as the engine reads it) are sent first, with
 their scores, so the owner sees what each answer rests on; the answer's Markdown comes last,
 rendered by the same safe renderer as the transcripts (``rendered``).
 """
@@ -30,15 +30,15 @@ from chatwell.api.dashboard.web import (
 from chatwell.api.deps import runtime_of
 from chatwell.api.native.chat import event_payload
 from chatwell.api.sse import frame, sse_response
-from chatwell.chat.service import ChatRequest, retrieval_query
+from chatwell.chat.service import ChatRequest
 from chatwell.domain.events import Delta, HistoryTurn, Replace
 from chatwell.errors import InvalidRequest
+from chatwell.retrieval.service import Passage
 from chatwell.services import bots
 
 router = APIRouter(prefix="/dashboard", route_class=DashboardRoute, include_in_schema=False)
 MAX_QUESTION = 4000
 MAX_MODEL = 200
-PASSAGES = 8
 MAX_TURNS = 40  # earlier turns a playground question may bring (20 exchanges)
 MAX_TURN_CHARS = 20_000
 
@@ -91,15 +91,7 @@ def _history(value: Any) -> list[HistoryTurn]:
     return history
 
 
-async def _passages(
-    request: Request, bot_id: Any, question: str, history: list[HistoryTurn]
-) -> list[dict[str, Any]]:
-    knowledge = runtime_of(request).knowledge
-    if knowledge is None:
-        return []
-    found = await knowledge.retriever.search(
-        bot_id=bot_id, query=retrieval_query(question, history), k=PASSAGES
-    )
+def _shown(found: list[Passage]) -> list[dict[str, Any]]:
     return [
         {
             "title": p.title,
@@ -110,7 +102,7 @@ async def _passages(
             "score": round(p.score, 4),
             "similarity": round(p.similarity, 4),
         }
-        for p in found.passages
+        for p in found
     ]
 
 
@@ -128,7 +120,6 @@ async def playground_chat(request: Request, bot_id: str, user: CheckedManagerDep
     temperature = _temperature(form.get("temperature"))
     history = _history(form.get("history"))
     bot = await bots.get_bot(db_of(request), principal=user.principal, ref=bot_id)
-    passages = await _passages(request, bot.id, question, history)
     turn = await runtime_of(request).chat.start(
         ChatRequest(
             bot=bot,
@@ -143,15 +134,29 @@ async def playground_chat(request: Request, bot_id: str, user: CheckedManagerDep
     )
 
     async def frames() -> AsyncIterator[str]:
-        yield frame({"passages": passages}, event="passages")
+        # The passages the turn's own search found come first: the frames before it answered
+        # (its "retrieving" status) wait for them.
         answer = ""
+        waiting: list[str] | None = []
         async for event in turn.events():
             if isinstance(event, Delta):
                 answer += event.text
             elif isinstance(event, Replace):
                 answer = event.text
             name, payload = event_payload(event)
+            if waiting is not None and turn.found is None:
+                waiting.append(frame(payload, event=name))
+                continue
+            if waiting is not None:
+                yield frame({"passages": _shown(turn.found or [])}, event="passages")
+                if waiting:
+                    yield "".join(waiting)
+                waiting = None
             yield frame(payload, event=name)
+        if waiting is not None:  # it never searched (a person holds it, no credit left)
+            yield frame({"passages": []}, event="passages")
+            if waiting:
+                yield "".join(waiting)
         yield frame({"text": answer, "html": str(render_markdown(answer))}, event="rendered")
 
     response = sse_response(frames())
