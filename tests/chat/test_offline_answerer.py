@@ -266,3 +266,25 @@ async def test_a_quote_names_the_tool_its_page_is_about_once() -> None:
     assert answer.count("Cachegrind") == 1 and "[2]" in answer
     named = await answerer.compose("How does Cachegrind profile cache misses?", pages)
     assert "Cachegrind" not in named
+
+
+async def test_the_next_step_of_a_procedure_follows_its_first() -> None:
+    # The best sentence's successor says what to do next; it shares a word with the question,
+    # so it is quoted before a sentence of another page that matches more of the question's words.
+    pages = [
+        Grounding(
+            1,
+            "Contacts",
+            "To export your contacts to a spreadsheet, open the Contacts page and click Export. "
+            "Then choose the spreadsheet format and save the file.",
+            score=1.0,
+        ),
+        Grounding(2, "Imports", "Contacts can be imported from a spreadsheet too.", score=0.9),
+    ]
+    answer = await OfflineAnswerer(max_sentences=2).compose(
+        "How do I export my contacts to a spreadsheet?", pages
+    )
+    assert answer == (
+        "To export your contacts to a spreadsheet, open the Contacts page and click Export. "
+        "Then choose the spreadsheet format and save the file. [1]"
+    )
