@@ -288,3 +288,13 @@ async def test_the_next_step_of_a_procedure_follows_its_first() -> None:
         "To export your contacts to a spreadsheet, open the Contacts page and click Export. "
         "Then choose the spreadsheet format and save the file. [1]"
     )
+
+
+async def test_a_further_sentence_shares_a_word_of_its_own_with_the_question() -> None:
+    # The page's title matches the question, which lifts every sentence of it a little: that
+    # alone does not make a sentence about something else worth quoting.
+    page = Grounding(
+        1, "Pricing plans", "Discounts apply to yearly plans. Our office dog is named Biscuit."
+    )
+    answer = await OfflineAnswerer().compose("pricing plans?", [page])
+    assert answer == "Discounts apply to yearly plans. [1]"

@@ -316,8 +316,10 @@ class OfflineAnswerer:
             if chosen:
                 # Further sentences: close to the best one and sharing a term with the question
                 # (so never an unrelated one), never a near-duplicate of a chosen one.
-                if scores[i] < best * 0.6 or coverage[i] <= 0.0:
+                if scores[i] < best * 0.6:
                     break
+                if not (q_terms & sentence_terms[i] if q_terms else coverage[i] > 0):
+                    continue  # its page's title matches, its own words do not
                 if any(
                     len(text_terms[i] & text_terms[j]) >= 0.8 * max(1, len(text_terms[i]))
                     for j in chosen
