@@ -395,6 +395,7 @@ class ChatService:
                 relevant = result.relevant or any(p.keyword > 0 for p in passages)
             except Exception:
                 log.exception("retrieval failed for bot %s", bot.id)
+                turn.found = []
                 yield Notice(
                     "rag_unavailable",
                     "Knowledge retrieval is unavailable; answering without sources.",
