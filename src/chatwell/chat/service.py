@@ -322,10 +322,14 @@ class ChatService:
         )
 
     async def _events(self, turn: Turn) -> AsyncIterator[ChatEvent]:
+        answer = self._answer(turn)
         try:
-            async for event in self._answer(turn):
+            async for event in answer:
                 yield event
         finally:
+            # Closed here, not when the garbage collector gets to it: a stopped turn's answer is
+            # stored before the door says it ended (Dify's message_end after a stop).
+            await answer.aclose()
             await _cancel(turn.search)  # a turn that ended before its search was needed
 
     async def _answer(self, turn: Turn) -> AsyncIterator[ChatEvent]:
