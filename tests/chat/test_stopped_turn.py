@@ -14,19 +14,14 @@ from chatwell.chat.service import ChatRequest
 from chatwell.domain.events import Delta
 from chatwell.services import bots as bot_service
 from chatwell.storage.tables import Message
+from tests.chat.test_answer_quality import bot_with_texts
 from tests.fakes import FixedRegistry, ScriptedModel
-from tests.helpers import make_bot
 
 
 async def test_a_stopped_turn_is_stored_when_its_stream_closes(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
-    bot = await make_bot(client)
-    await client.post(
-        f"/v1/bots/{bot['id']}/sources",
-        json={"type": "text", "title": "Hours", "text": "Support answers Monday to Friday."},
-    )
-    await app.state.runtime.ingestion.idle()
+    bot = await bot_with_texts(client, app, {"Hours": "Support answers Monday to Friday."})
     async with app.state.runtime.db.read() as session:
         stored = await bot_service.find_bot(session, bot["id"])
     chat = app.state.runtime.chat
