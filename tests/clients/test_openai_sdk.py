@@ -198,11 +198,20 @@ def test_a_response_continued_from_an_earlier_one_branches_from_it(modelled: Ser
     assert "bicycle courier" not in said  # the other branch
     assert branch.previous_response_id == first.id
     assert client.responses.retrieve(branch.id).previous_response_id == first.id
+    # Going on from the branch: its history is the first exchange and the branch's, never the
+    # other branch written between them.
+    asked = len(modelled.upstream.state.bodies)
     third = client.responses.create(
-        model="support-bot", input="Thanks!", previous_response_id=branch.id
+        model="support-bot",
+        input="How long do parcels to Finland take by express?",
+        previous_response_id=branch.id,
     )
-    said = " ".join(str(m.get("content")) for m in modelled.upstream.state.bodies[-1]["messages"])
-    assert "Is there express delivery?" in said and "bicycle courier" not in said
+    answering = [b for b in modelled.upstream.state.bodies[asked:] if "sources" in str(b)][-1]
+    history = [(m["role"], m["content"]) for m in answering["messages"][1:-1]]
+    assert [text for role, text in history if role == "user"] == [
+        QUESTION,
+        "Is there express delivery?",
+    ], history
     assert client.responses.retrieve(third.id).previous_response_id == branch.id
 
 

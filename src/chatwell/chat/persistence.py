@@ -24,6 +24,51 @@ from chatwell.storage.database import Database
 from chatwell.storage.tables import Bot, Conversation, Message, UsageEvent, Workspace, utcnow
 
 MAX_HISTORY_TURNS = 50
+_SPOKEN = (MessageRole.USER, MessageRole.ASSISTANT, MessageRole.AGENT)
+#: A user message's metadata key: the message its turn followed when that was not the latest
+#: (a branch, OpenAI's previous_response_id naming an earlier response).
+FOLLOWS = "follows_message_id"
+#: How far back a branch's history is read (messages of the conversation, all branches).
+MAX_BRANCH_MESSAGES = 1000
+
+
+def _branch_history(
+    session: Session, conversation_id: uuid.UUID, follows: uuid.UUID
+) -> list[HistoryTurn]:
+    """The turns a branch rests on: back from ``follows`` message by message, and from a question
+    that itself followed an earlier message, on from that one (not the other branches between)."""
+    followed = session.get(Message, follows)
+    if followed is None or followed.conversation_id != conversation_id:
+        raise conversation_not_found()
+    rows = session.execute(
+        select(Message.id, Message.role, Message.content, Message.error_code, Message.metadata_)
+        .where(
+            Message.conversation_id == conversation_id,
+            Message.role.in_(_SPOKEN),
+            Message.created_at <= followed.created_at,
+        )
+        .order_by(Message.created_at.desc(), Message.id.desc())
+        .limit(MAX_BRANCH_MESSAGES)
+    ).all()
+    at = {r.id: n for n, r in enumerate(rows)}
+    chain: list[HistoryTurn] = []
+    n = at.get(follows, len(rows))
+    while n < len(rows) and len(chain) < MAX_HISTORY_TURNS:
+        row = rows[n]
+        if row.content and row.error_code is None:
+            role = "user" if row.role == MessageRole.USER else "assistant"
+            chain.append(HistoryTurn(role, row.content))
+        jump = _uuid((row.metadata_ or {}).get(FOLLOWS)) if row.role == MessageRole.USER else None
+        # Only ever further back: a jump that does not lead to an earlier message goes on by one.
+        n = max(n + 1, at.get(jump, n + 1)) if jump else n + 1
+    return chain[::-1]
+
+
+def _uuid(value: Any) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value)) if value else None
+    except ValueError:  # a client's own metadata may hold anything under any key
+        return None
 
 
 @dataclass(slots=True)
@@ -88,22 +133,19 @@ async def start_turn(
             session.add(conversation)
             session.flush()
             history: list[HistoryTurn] = []
+        elif follows_message_id is not None:
+            history = _branch_history(session, conversation.id, follows_message_id)
         else:
-            query = select(Message.role, Message.content).where(
-                Message.conversation_id == conversation.id,
-                Message.role.in_([MessageRole.USER, MessageRole.ASSISTANT, MessageRole.AGENT]),
-                Message.error_code.is_(None),
-            )
-            if follows_message_id is not None:
-                followed = session.get(Message, follows_message_id)
-                if followed is None or followed.conversation_id != conversation.id:
-                    raise conversation_not_found()
-                query = query.where(Message.created_at <= followed.created_at)
             rows = (
                 session.execute(
-                    query.order_by(Message.created_at.desc(), Message.id.desc()).limit(
-                        MAX_HISTORY_TURNS
+                    select(Message.role, Message.content)
+                    .where(
+                        Message.conversation_id == conversation.id,
+                        Message.role.in_(_SPOKEN),
+                        Message.error_code.is_(None),
                     )
+                    .order_by(Message.created_at.desc(), Message.id.desc())
+                    .limit(MAX_HISTORY_TURNS)
                 )
             ).all()
             history = [
@@ -116,12 +158,15 @@ async def start_turn(
                 conversation.status == ConversationStatus.RESOLVED
             ):  # the visitor is back: the bot answers
                 conversation.status = ConversationStatus.OPEN
+        stored = metadata
+        if follows_message_id is not None:  # where its branch goes on from (_branch_history)
+            stored = {**metadata, FOLLOWS: str(follows_message_id)}
         message = Message(
             conversation_id=conversation.id,
             role=MessageRole.USER,
             content=question,
             image=image,
-            metadata_=metadata or None,
+            metadata_=stored or None,
         )
         session.add(message)
         session.flush()
